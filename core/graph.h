@@ -1,0 +1,70 @@
+// A network: layers in topological order, each reading the outputs of earlier nodes (-1 is the
+// network input). Chains (VGG, MobileNet) and residual graphs (an Add of two branches) share
+// one band machinery: the rows each node must produce are found by walking the receptive field
+// backwards from the rows wanted at the end of a block.
+#pragma once
+#include <array>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/layer.h"
+
+namespace eb {
+
+struct Node {
+  std::string name;
+  std::unique_ptr<Layer> layer;
+  std::vector<int> inputs;  // node ids, -1 = network input
+};
+
+// Per-channel input normalisation: x' = (x - mean) / std, x in [0, 255].
+struct Normalization {
+  std::array<float, 3> mean{127.5f, 127.5f, 127.5f};
+  std::array<float, 3> std{127.5f, 127.5f, 127.5f};
+};
+
+class Graph {
+ public:
+  std::string model;  // canonical model name, e.g. "mobilenet_v1:0.5:160"
+  Shape input;
+  Normalization norm;
+  std::vector<std::string> labels;  // optional class names
+  int label_offset = 0;             // index of the first real class (1 with a background class)
+
+  // Appends a node reading `inputs` (default: the previous node). Returns its id.
+  int add(std::string name, std::unique_ptr<Layer> layer, std::vector<int> inputs = {-2});
+  // Fuses BatchNorm and activations into convolutions, infers shapes, packs weights.
+  void finalize();
+  // Repacks every layer's weights for the active kernel table.
+  void prepare();
+
+  int size() const { return int(nodes_.size()); }
+  const Node& node(int i) const { return nodes_.at(size_t(i)); }
+  Node& node(int i) { return nodes_.at(size_t(i)); }
+  Shape shape_of(int id) const { return id < 0 ? input : nodes_.at(size_t(id)).layer->output_shape(); }
+  Shape output_shape() const { return shape_of(size() - 1); }
+  double flops() const;
+
+  // Full-image inference. layer_ms (optional) receives each node's wall time.
+  Tensor forward(const Tensor& in, std::vector<double>* layer_ms = nullptr) const;
+
+  // --- bands -----------------------------------------------------------------------------
+  // A block [first, last) may start before node `first` only if node first-1 (or the input)
+  // is the one tensor crossing that boundary.
+  bool is_cut(int first) const;
+  // First node of the host-only tail (global pooling, FC, softmax); size() if none.
+  int spatial_end() const;
+  // Rows each node of block [first, last) must produce so that node last-1 yields `out`;
+  // element 0 is the block input (node first-1 or the network input), element k+1 node first+k.
+  std::vector<RowRange> block_needs(int first, int last, RowRange out) const;
+  // Runs block [first, last) on a band of its input and returns rows `out` of its last node.
+  Band run_block(int first, int last, const Band& input, RowRange out,
+                 std::vector<double>* layer_ms = nullptr) const;
+
+ private:
+  std::vector<Node> nodes_;
+  bool finalized_ = false;
+};
+
+}  // namespace eb

@@ -1,0 +1,80 @@
+#include "core/layer.h"
+
+#include <stdexcept>
+
+#include "core/layers/conv2d.h"
+#include "core/layers/elementwise.h"
+#include "core/layers/fully_connected.h"
+#include "core/layers/global_avg_pool.h"
+#include "core/layers/pool2d.h"
+
+namespace eb {
+
+const char* activation_name(Activation a) {
+  switch (a) {
+    case Activation::none: return "none";
+    case Activation::relu: return "relu";
+    case Activation::relu6: return "relu6";
+  }
+  return "?";
+}
+
+Activation parse_activation(const std::string& s) {
+  if (s == "none") return Activation::none;
+  if (s == "relu") return Activation::relu;
+  if (s == "relu6") return Activation::relu6;
+  throw std::runtime_error("unknown activation '" + s + "'");
+}
+
+void Layer::check_inputs(const std::vector<const Band*>& in, const Band& out) const {
+  if (in.size() != in_shapes_.size()) throw std::invalid_argument(type() + ": wrong input count");
+  if (!RowRange{0, out_shape_.h}.contains(out.rows()) || out.t.w() != out_shape_.w ||
+      out.t.c() != out_shape_.c)
+    throw std::invalid_argument(type() + ": output band does not fit " + out_shape_.str());
+  for (size_t i = 0; i < in.size(); ++i) {
+    const RowRange need = input_rows(out.rows(), int(i)).clip(in_shapes_[i].h);
+    if (!in[i]->rows().contains(need) || in[i]->t.w() != in_shapes_[i].w ||
+        in[i]->t.c() != in_shapes_[i].c)
+      throw std::invalid_argument(type() + ": input band rows [" + std::to_string(in[i]->row0) +
+                                  "," + std::to_string(in[i]->rows().end) + ") do not hold [" +
+                                  std::to_string(need.begin) + "," + std::to_string(need.end) + ")");
+  }
+}
+
+std::unique_ptr<Layer> make_layer(const std::string& type, const Json& a) {
+  auto act = [&] { return parse_activation(a.at("activation").string("activation")); };
+  if (type == "conv2d") {
+    const Json &k = a.at("kernel"), &s = a.at("stride"), &p = a.at("pad");
+    if (k.size() != 2 || s.size() != 2 || p.size() != 4)
+      throw std::runtime_error("conv2d: kernel/stride/pad have the wrong length");
+    Conv2DParams cp;
+    cp.cin = a.at("cin").integer("cin");
+    cp.cout = a.at("cout").integer("cout");
+    cp.kh = k[0].integer("kernel");
+    cp.kw = k[1].integer("kernel");
+    cp.sh = s[0].integer("stride");
+    cp.sw = s[1].integer("stride");
+    cp.pad_t = p[0].integer("pad");
+    cp.pad_l = p[1].integer("pad");
+    cp.pad_b = p[2].integer("pad");
+    cp.pad_r = p[3].integer("pad");
+    cp.depthwise = a.at("depthwise").boolean("depthwise");
+    cp.act = act();
+    return std::make_unique<Conv2D>(cp);
+  }
+  if (type == "maxpool") return Pool2D::from_attrs(kernels::PoolKind::max, a);
+  if (type == "avgpool") return Pool2D::from_attrs(kernels::PoolKind::average, a);
+  if (type == "global_avgpool") return std::make_unique<GlobalAvgPool>();
+  if (type == "fully_connected")
+    return std::make_unique<FullyConnected>(a.at("in").integer("in"), a.at("out").integer("out"),
+                                            act());
+  if (type == "softmax") return std::make_unique<Softmax>();
+  if (type == "add") return std::make_unique<Add>(act());
+  if (type == "activation") return std::make_unique<ActivationLayer>(act());
+  if (type == "batchnorm")
+    return std::make_unique<BatchNorm>(a.at("channels").integer("channels"),
+                                       float(a.at("eps").number("eps")));
+  throw std::runtime_error("unknown layer type '" + type + "'");
+}
+
+}  // namespace eb

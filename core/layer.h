@@ -1,0 +1,61 @@
+// One small interface for every operator (after ncnn's Layer): shape, receptive field, FLOPs,
+// weights, and forward on any band of output rows.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/json.h"
+#include "core/tensor.h"
+
+namespace eb {
+
+enum class Activation { none, relu, relu6 };
+const char* activation_name(Activation a);
+Activation parse_activation(const std::string& s);
+
+// A named weight tensor owned by a layer.
+struct Param {
+  std::string name;
+  std::vector<long> dims;
+  std::vector<float>* data;
+};
+
+class Layer {
+ public:
+  virtual ~Layer() = default;
+  virtual std::string type() const = 0;
+  virtual int num_inputs() const { return 1; }
+  // Validates the input shapes and returns the output shape; called once by Graph.
+  virtual Shape configure(const std::vector<Shape>& in) = 0;
+  // Rows of input `i` needed to compute output rows `out` (may exceed the image; Graph clips).
+  virtual RowRange input_rows(RowRange out, int i) const = 0;
+  // False for layers that need their whole input (global pooling, fully connected, softmax):
+  // the planner runs those on the host.
+  virtual bool spatial() const { return true; }
+  virtual double flops(RowRange out) const = 0;
+  // Computes out.rows() from inputs that hold at least input_rows(out.rows(), i).
+  virtual void forward(const std::vector<const Band*>& in, Band& out) const = 0;
+
+  virtual std::vector<Param> params() { return {}; }
+  virtual Json attrs() const { return Json::object(); }
+  // Repack weights for the active kernels (after loading or an ISA change).
+  virtual void prepare() {}
+  // Absorb a following activation into the epilogue; false if this layer cannot.
+  virtual bool fuse_activation(Activation) { return false; }
+
+  const std::vector<Shape>& input_shapes() const { return in_shapes_; }
+  // Throws std::invalid_argument unless every input band holds the rows `out` needs. Called
+  // before kernels start, so a bad band is a clean error, not an abort inside OpenMP.
+  void check_inputs(const std::vector<const Band*>& in, const Band& out) const;
+  const Shape& output_shape() const { return out_shape_; }
+
+ protected:
+  std::vector<Shape> in_shapes_;
+  Shape out_shape_;
+};
+
+// Builds a layer from its type name and attributes (weights format, converters).
+std::unique_ptr<Layer> make_layer(const std::string& type, const Json& attrs);
+
+}  // namespace eb

@@ -1,0 +1,177 @@
+#include "core/layers/conv2d.h"
+
+#include <cmath>
+#include <stdexcept>
+
+namespace eb {
+
+kernels::MinMax activation_range(Activation a) {
+  switch (a) {
+    case Activation::relu: return {0.0f, INFINITY};
+    case Activation::relu6: return {0.0f, 6.0f};
+    case Activation::none: break;
+  }
+  return {-INFINITY, INFINITY};
+}
+
+Conv2D::Conv2D(const Conv2DParams& p) : p_(p) {
+  if (p.cin <= 0 || p.cout <= 0 || p.kh <= 0 || p.kw <= 0 || p.sh <= 0 || p.sw <= 0 ||
+      p.pad_t < 0 || p.pad_l < 0 || p.pad_b < 0 || p.pad_r < 0 || p.kh > 64 || p.kw > 64 ||
+      p.cin > (1 << 16) || p.cout > (1 << 16))
+    throw std::invalid_argument("conv2d: invalid parameters");
+  if (p.depthwise && p.cin != p.cout)
+    throw std::invalid_argument("conv2d: depthwise needs cin == cout");
+  w_.assign(size_t(p.cout * p.kh * p.kw * (p.depthwise ? 1 : p.cin)), 0.0f);
+  b_.assign(size_t(p.cout), 0.0f);
+}
+
+Shape Conv2D::configure(const std::vector<Shape>& in) {
+  if (in.size() != 1) throw std::invalid_argument("conv2d takes one input");
+  if (in[0].c != p_.cin)
+    throw std::invalid_argument("conv2d: input has " + std::to_string(in[0].c) +
+                                " channels, layer expects " + std::to_string(p_.cin));
+  long oh = (in[0].h + p_.pad_t + p_.pad_b - p_.kh) / p_.sh + 1;
+  long ow = (in[0].w + p_.pad_l + p_.pad_r - p_.kw) / p_.sw + 1;
+  if (oh <= 0 || ow <= 0) throw std::invalid_argument("conv2d: input " + in[0].str() + " too small");
+  in_shapes_ = in;
+  out_shape_ = Shape{int(oh), int(ow), int(p_.cout)};
+  return out_shape_;
+}
+
+RowRange Conv2D::input_rows(RowRange out, int) const {
+  if (out.empty()) return {0, 0};
+  long r0 = out.begin, r1 = out.end;
+  // Winograd tiles are aligned to absolute rows: the band reads whole tiles so its values match
+  // the full-image computation bit for bit.
+  if (algo_ == Algo::winograd_f43) kernels::winograd_f43_tile_rows(out.begin, out.end, &r0, &r1);
+  return {int(r0 * p_.sh - p_.pad_t), int((r1 - 1) * p_.sh - p_.pad_t + p_.kh)};
+}
+
+double Conv2D::flops(RowRange out) const {
+  double per_out = 2.0 * p_.kh * p_.kw * (p_.depthwise ? 1 : p_.cin);
+  return per_out * out.size() * out_shape_.w * p_.cout;
+}
+
+kernels::ConvGeom Conv2D::geom() const {
+  const Shape& s = in_shapes_.at(0);
+  return {s.h, s.w, p_.cin, p_.cout, p_.kh, p_.kw, p_.sh, p_.sw,
+          p_.pad_t, p_.pad_l, out_shape_.h, out_shape_.w};
+}
+
+void Conv2D::prepare() {
+  using kernels::pack_b_transposed;
+  if (has_forced_) {
+    algo_ = forced_;
+  } else if (p_.depthwise) {
+    algo_ = (p_.kh == 3 && p_.kw == 3) ? Algo::depthwise3x3 : Algo::depthwise_generic;
+  } else if (p_.kh == 1 && p_.kw == 1 && p_.sh == 1 && p_.sw == 1 && p_.pad_t == 0 &&
+             p_.pad_l == 0 && p_.pad_b == 0 && p_.pad_r == 0) {
+    algo_ = Algo::gemm1x1;
+  } else if (p_.kh == 3 && p_.kw == 3 && p_.sh == 1 && p_.sw == 1 && p_.cin >= 8 && p_.cout >= 8) {
+    algo_ = Algo::winograd_f43;  // 2.25x fewer multiplies than direct; tiny cin stays im2col
+  } else {
+    algo_ = Algo::im2col;
+  }
+  const long kdim = p_.kh * p_.kw * (p_.depthwise ? 1 : p_.cin);
+  packed_ = {};
+  wino_ = {};
+  dw9_.clear();
+  switch (algo_) {
+    case Algo::winograd_f43:
+      if (p_.kh != 3 || p_.kw != 3 || p_.sh != 1 || p_.sw != 1 || p_.depthwise)
+        throw std::logic_error("winograd_f43 needs a dense 3x3 stride-1 conv");
+      wino_ = kernels::pack_winograd_f43(w_.data(), p_.cout, p_.cin, b_.data());
+      break;
+    case Algo::depthwise3x3:
+      if (p_.kh != 3 || p_.kw != 3 || !p_.depthwise)
+        throw std::logic_error("depthwise3x3 needs a 3x3 depthwise conv");
+      dw9_.resize(size_t(9 * p_.cout));
+      for (long c = 0; c < p_.cout; ++c)
+        for (int i = 0; i < 9; ++i) dw9_[size_t(i * p_.cout + c)] = w_[size_t(c * 9 + i)];
+      break;
+    case Algo::depthwise_generic:
+      if (!p_.depthwise) throw std::logic_error("depthwise_generic needs a depthwise conv");
+      break;
+    case Algo::gemm1x1:
+      if (p_.kh != 1 || p_.kw != 1 || p_.sh != 1 || p_.sw != 1 || p_.pad_t || p_.pad_l ||
+          p_.depthwise)
+        throw std::logic_error("gemm1x1 needs a plain 1x1 conv");
+      [[fallthrough]];
+    case Algo::im2col:
+      if (p_.depthwise) throw std::logic_error("im2col needs a dense conv");
+      packed_ = pack_b_transposed(w_.data(), size_t(kdim), size_t(p_.cout), b_.data());
+      break;
+  }
+}
+
+void Conv2D::forward(const std::vector<const Band*>& in, Band& out) const {
+  check_inputs(in, out);
+  const kernels::ConvGeom g = geom();
+  const Band& src = *in.at(0);
+  kernels::InBand ib{src.t.data(), src.row0, src.t.h()};
+  kernels::OutBand ob{out.t.data(), out.row0, out.t.h()};
+  const kernels::MinMax mm = activation_range(p_.act);
+  const kernels::MinMax* mmp = p_.act == Activation::none ? nullptr : &mm;
+  switch (algo_) {
+    case Algo::winograd_f43: kernels::conv3x3_winograd_f43(g, ib, ob, wino_, mmp); break;
+    case Algo::gemm1x1: kernels::conv_1x1(g, ib, ob, packed_, mmp); break;
+    case Algo::im2col: kernels::conv_im2col(g, ib, ob, packed_, mmp); break;
+    case Algo::depthwise3x3: kernels::dwconv3x3(g, ib, ob, dw9_.data(), b_.data(), mmp); break;
+    case Algo::depthwise_generic: {
+      // Rare shapes (converted models): plain loops, still band-native.
+      const size_t rf = size_t(g.in_w * g.cin);
+      for (long r = 0; r < ob.rows; ++r)
+        for (long ox = 0; ox < g.out_w; ++ox)
+          for (long c = 0; c < g.cout; ++c) {
+            float acc = b_[size_t(c)];
+            for (long ky = 0; ky < g.kh; ++ky) {
+              const float* row = ib.row((ob.row0 + r) * g.sh - g.pad_t + ky, g.in_h, rf);
+              if (!row) continue;
+              for (long kx = 0; kx < g.kw; ++kx) {
+                long ix = ox * g.sw - g.pad_l + kx;
+                if (ix < 0 || ix >= g.in_w) continue;
+                acc += row[ix * g.cin + c] * w_[size_t((c * g.kh + ky) * g.kw + kx)];
+              }
+            }
+            ob.data[(r * g.out_w + ox) * g.cout + c] = std::min(std::max(acc, mm.lo), mm.hi);
+          }
+      break;
+    }
+  }
+}
+
+std::vector<Param> Conv2D::params() {
+  return {{"weight", {p_.cout, p_.kh, p_.kw, p_.depthwise ? 1 : p_.cin}, &w_},
+          {"bias", {p_.cout}, &b_}};
+}
+
+Json Conv2D::attrs() const {
+  Json a = Json::object();
+  a["cin"] = p_.cin;
+  a["cout"] = p_.cout;
+  a["kernel"] = Json(Json::Array{p_.kh, p_.kw});
+  a["stride"] = Json(Json::Array{p_.sh, p_.sw});
+  a["pad"] = Json(Json::Array{p_.pad_t, p_.pad_l, p_.pad_b, p_.pad_r});
+  a["depthwise"] = p_.depthwise;
+  a["activation"] = activation_name(p_.act);
+  return a;
+}
+
+bool Conv2D::fuse_activation(Activation a) {
+  if (p_.act != Activation::none) return false;
+  p_.act = a;
+  return true;
+}
+
+void Conv2D::fold_batchnorm(const std::vector<float>& gamma, const std::vector<float>& beta,
+                            const std::vector<float>& mean, const std::vector<float>& var,
+                            float eps) {
+  const size_t per = w_.size() / size_t(p_.cout);
+  for (long c = 0; c < p_.cout; ++c) {
+    const double s = double(gamma[size_t(c)]) / std::sqrt(double(var[size_t(c)]) + eps);
+    for (size_t i = 0; i < per; ++i) w_[size_t(c) * per + i] = float(w_[size_t(c) * per + i] * s);
+    b_[size_t(c)] = float((b_[size_t(c)] - mean[size_t(c)]) * s + beta[size_t(c)]);
+  }
+}
+
+}  // namespace eb

@@ -1,0 +1,54 @@
+// 2-D convolution (dense or depthwise) with bias and fused ReLU/ReLU6. Weights are OHWI
+// ([cout][kh][kw][cin/groups]). prepare() picks the kernel: Winograd F(4x4,3x3) for dense 3x3
+// stride 1, direct GEMM for 1x1, vectorised depthwise 3x3, im2col + GEMM for the rest.
+#pragma once
+#include "core/layer.h"
+#include "kernels/conv.h"
+
+namespace eb {
+
+struct Conv2DParams {
+  long cin = 0, cout = 0, kh = 3, kw = 3, sh = 1, sw = 1;
+  long pad_t = 0, pad_l = 0, pad_b = 0, pad_r = 0;
+  bool depthwise = false;
+  Activation act = Activation::none;
+};
+
+class Conv2D : public Layer {
+ public:
+  enum class Algo { im2col, gemm1x1, winograd_f43, depthwise3x3, depthwise_generic };
+  explicit Conv2D(const Conv2DParams& p);
+  std::string type() const override { return "conv2d"; }
+  Shape configure(const std::vector<Shape>& in) override;
+  RowRange input_rows(RowRange out, int i) const override;
+  double flops(RowRange out) const override;
+  void forward(const std::vector<const Band*>& in, Band& out) const override;
+  std::vector<Param> params() override;
+  Json attrs() const override;
+  void prepare() override;
+  bool fuse_activation(Activation a) override;
+
+  const Conv2DParams& conv() const { return p_; }
+  std::vector<float>& weight() { return w_; }
+  std::vector<float>& bias() { return b_; }
+  Algo algo() const { return algo_; }
+  // Force an algorithm (tests compare them all); prepare() must follow.
+  void force_algo(Algo a) { forced_ = a, has_forced_ = true; }
+  // Folds y = gamma * (x - mean) / sqrt(var + eps) + beta into the weights and bias.
+  void fold_batchnorm(const std::vector<float>& gamma, const std::vector<float>& beta,
+                      const std::vector<float>& mean, const std::vector<float>& var, float eps);
+
+ private:
+  kernels::ConvGeom geom() const;
+  Conv2DParams p_;
+  std::vector<float> w_, b_;
+  Algo algo_ = Algo::im2col, forced_ = Algo::im2col;
+  bool has_forced_ = false;
+  kernels::PackedB packed_;
+  kernels::WinogradF43Weights wino_;
+  std::vector<float> dw9_;  // depthwise weights as [9][c]
+};
+
+kernels::MinMax activation_range(Activation a);
+
+}  // namespace eb

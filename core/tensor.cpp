@@ -1,0 +1,65 @@
+#include "core/tensor.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+
+namespace eb {
+
+RowRange RowRange::clip(int h) const {
+  RowRange r{std::max(begin, 0), std::min(end, h)};
+  if (r.end < r.begin) r.end = r.begin;
+  return r;
+}
+
+RowRange RowRange::unite(const RowRange& o) const {
+  if (empty()) return o;
+  if (o.empty()) return *this;
+  return {std::min(begin, o.begin), std::max(end, o.end)};
+}
+
+std::string Shape::str() const {
+  return std::to_string(h) + "x" + std::to_string(w) + "x" + std::to_string(c);
+}
+
+float* aligned_alloc_floats(size_t n) {
+  size_t bytes = std::max<size_t>(64, (n * sizeof(float) + 63) / 64 * 64);
+  void* p = std::aligned_alloc(64, bytes);
+  if (!p) throw std::bad_alloc();
+  std::memset(p, 0, bytes);
+  return static_cast<float*>(p);
+}
+
+void AlignedFree::operator()(float* p) const { std::free(p); }
+
+Tensor::Tensor(Shape s) : shape_(s) {
+  if (s.h < 0 || s.w < 0 || s.c < 0) throw std::invalid_argument("negative tensor shape " + s.str());
+  storage_.reset(aligned_alloc_floats(s.size()), AlignedFree{});
+  ptr_ = storage_.get();
+}
+
+Tensor Tensor::rows(RowRange r) const {
+  if (r.begin < 0 || r.end > shape_.h || r.end < r.begin)
+    throw std::out_of_range("row view out of range");
+  Tensor v = *this;
+  v.shape_.h = r.size();
+  v.ptr_ = ptr_ + size_t(r.begin) * shape_.row_size();
+  return v;
+}
+
+Tensor Tensor::clone() const {
+  Tensor t(shape_);
+  if (size()) std::memcpy(t.data(), ptr_, size() * sizeof(float));
+  return t;
+}
+
+Tensor Tensor::reshaped(Shape s) const {
+  if (s.size() != size()) throw std::invalid_argument("reshape " + shape_.str() + " -> " + s.str());
+  Tensor v = *this;
+  v.shape_ = s;
+  return v;
+}
+
+}  // namespace eb

@@ -1,0 +1,187 @@
+#include "kernels/conv.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+namespace eb::kernels {
+
+const float* InBand::row(long y, long in_h, size_t row_floats) const {
+  if (y < 0 || y >= in_h) return nullptr;
+  if (y < row0 || y >= row0 + rows)
+    throw std::logic_error("input row " + std::to_string(y) + " missing from band [" +
+                           std::to_string(row0) + "," + std::to_string(row0 + rows) + ")");
+  return data + size_t(y - row0) * row_floats;
+}
+
+namespace {
+
+class Im2colA : public ASource {
+ public:
+  Im2colA(const ConvGeom& g, const InBand& in, long out_row0) : g_(g), in_(in), r0_(out_row0) {}
+  const float* rows(size_t m0, size_t mc, float* scratch, size_t* stride) const override {
+    const size_t k = size_t(g_.kh * g_.kw * g_.cin), rf = size_t(g_.in_w * g_.cin);
+    *stride = k;
+    for (size_t i = 0; i < mc; ++i) {
+      const long m = long(m0 + i);
+      const long oy = r0_ + m / g_.out_w, ox = m % g_.out_w;
+      float* dst = scratch + i * k;
+      for (long ky = 0; ky < g_.kh; ++ky) {
+        const float* src = in_.row(oy * g_.sh - g_.pad_t + ky, g_.in_h, rf);
+        for (long kx = 0; kx < g_.kw; ++kx, dst += g_.cin) {
+          const long ix = ox * g_.sw - g_.pad_l + kx;
+          if (!src || ix < 0 || ix >= g_.in_w)
+            std::fill(dst, dst + g_.cin, 0.0f);
+          else
+            std::copy(src + ix * g_.cin, src + (ix + 1) * g_.cin, dst);
+        }
+      }
+    }
+    return scratch;
+  }
+
+ private:
+  const ConvGeom& g_;
+  const InBand& in_;
+  long r0_;
+};
+
+}  // namespace
+
+void conv_im2col(const ConvGeom& g, InBand in, OutBand out, const PackedB& w, const MinMax* mm) {
+  Im2colA a(g, in, out.row0);
+  gemm(size_t(out.rows * g.out_w), a, w, out.data, size_t(g.cout), mm);
+}
+
+void conv_1x1(const ConvGeom& g, InBand in, OutBand out, const PackedB& w, const MinMax* mm) {
+  const size_t rf = size_t(g.in_w * g.cin);
+  const float* first = in.row(out.row0, g.in_h, rf);
+  if (out.rows > 0) in.row(out.row0 + out.rows - 1, g.in_h, rf);  // whole range present
+  StridedA a(first, size_t(g.cin));
+  gemm(size_t(out.rows * g.out_w), a, w, out.data, size_t(g.cout), mm);
+}
+
+// --- Winograd F(4x4,3x3) ---------------------------------------------------------------
+
+WinogradF43Weights pack_winograd_f43(const float* w, long cout, long cin, const float* bias) {
+  static const double G[6][3] = {{1.0 / 4, 0, 0},
+                                 {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                 {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                 {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                 {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                 {0, 0, 1}};
+  // u[xi][ci][co] for xi = i*6 + j, U = G g G^T per (co, ci).
+  std::vector<float> u(size_t(36) * cin * cout);
+  for (long co = 0; co < cout; ++co)
+    for (long ci = 0; ci < cin; ++ci) {
+      double g[3][3], t[6][3];
+      for (int a = 0; a < 3; ++a)
+        for (int b = 0; b < 3; ++b) g[a][b] = w[((co * 3 + a) * 3 + b) * cin + ci];
+      for (int i = 0; i < 6; ++i)
+        for (int b = 0; b < 3; ++b) t[i][b] = G[i][0] * g[0][b] + G[i][1] * g[1][b] + G[i][2] * g[2][b];
+      for (int i = 0; i < 6; ++i)
+        for (int j = 0; j < 6; ++j)
+          u[(size_t(i * 6 + j) * cin + ci) * cout + co] =
+              float(t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2]);
+    }
+  WinogradF43Weights out;
+  for (int xi = 0; xi < 36; ++xi)
+    out.u.push_back(pack_b(u.data() + size_t(xi) * cin * cout, size_t(cin), size_t(cout),
+                           size_t(cout), nullptr));
+  out.bias.assign(bias, bias + cout);
+  return out;
+}
+
+void winograd_f43_tile_rows(long r0, long r1, long* first, long* last) {
+  *first = r0 / 4 * 4;
+  *last = (r1 + 3) / 4 * 4;
+}
+
+void conv3x3_winograd_f43(const ConvGeom& g, InBand in, OutBand out, const WinogradF43Weights& w,
+                          const MinMax* mm) {
+  if (out.rows <= 0) return;
+  const KernelTable& kt = active();
+  const long r0 = out.row0, r1 = out.row0 + out.rows;
+  long t0, t1;
+  winograd_f43_tile_rows(r0, r1, &t0, &t1);
+  const long nty = (t1 - t0) / 4, ntx = (g.out_w + 3) / 4, ntiles = nty * ntx;
+  const size_t rf = size_t(g.in_w * g.cin), C = size_t(g.cin), K = size_t(g.cout);
+  // Tiles per block: transform buffers of about 2 MB each, a multiple of the GEMM's MR.
+  const size_t mr = kt.gemm_mr;
+  size_t tb = (size_t(2) << 20) / (36 * sizeof(float) * std::max(C, K));
+  tb = std::max(mr, tb / mr * mr);
+  tb = std::min(tb, (size_t(ntiles) + mr - 1) / mr * mr);
+  std::vector<float> v(36 * tb * C), m(36 * tb * K);
+  for (long b0 = 0; b0 < ntiles; b0 += long(tb)) {
+    const long nb = std::min(long(tb), ntiles - b0);
+#pragma omp parallel
+    {
+#pragma omp for schedule(static)
+      for (long t = 0; t < nb; ++t) {
+        const long ty = (b0 + t) / ntx, tx = (b0 + t) % ntx;
+        const float* rows[6];
+        for (int i = 0; i < 6; ++i) rows[i] = in.row(t0 + ty * 4 - g.pad_t + i, g.in_h, rf);
+        kt.wino_f43_input(rows, tx * 4 - g.pad_l, size_t(g.in_w), C, v.data() + size_t(t) * C,
+                          tb * C);
+      }
+      // 36 independent GEMMs [nb x cin] x [cin x cout], split over panels too when cout is big.
+      const PackedB& u0 = w.u[0];
+      const size_t split = std::min<size_t>(u0.panels, 4);
+      const size_t per = (u0.panels + split - 1) / split;
+#pragma omp for schedule(dynamic, 1)
+      for (long job = 0; job < long(36 * split); ++job) {
+        const size_t xi = size_t(job) / split, p0 = (size_t(job) % split) * per;
+        const size_t p1 = std::min(u0.panels, p0 + per);
+        if (p0 >= p1) continue;
+        StridedA a(v.data() + xi * tb * C, C);
+        gemm_panels(size_t(nb), a, w.u[xi], p0, p1, m.data() + xi * tb * K, K, nullptr);
+      }
+#pragma omp for schedule(static)
+      for (long t = 0; t < nb; ++t) {
+        const long ty = (b0 + t) / ntx, tx = (b0 + t) % ntx;
+        float* orow[4];
+        for (int p = 0; p < 4; ++p) {
+          const long y = t0 + ty * 4 + p;
+          orow[p] = (y >= r0 && y < r1) ? out.data + size_t(y - r0) * g.out_w * K : nullptr;
+        }
+        kt.wino_f43_output(m.data() + size_t(t) * K, tb * K, K, w.bias.data(), mm, orow,
+                           size_t(tx * 4), size_t(std::min<long>(4, g.out_w - tx * 4)));
+      }
+    }
+  }
+}
+
+// --- depthwise and pooling -------------------------------------------------------------
+
+void dwconv3x3(const ConvGeom& g, InBand in, OutBand out, const float* w9c, const float* bias,
+               const MinMax* mm) {
+  const KernelTable& kt = active();
+  const size_t rf = size_t(g.in_w * g.cin);
+#pragma omp parallel for schedule(static)
+  for (long r = 0; r < out.rows; ++r) {
+    const long oy = out.row0 + r;
+    const float* rows[3];
+    for (int ky = 0; ky < 3; ++ky) rows[ky] = in.row(oy * g.sh - g.pad_t + ky, g.in_h, rf);
+    kt.dwconv3x3(rows, size_t(g.in_w), size_t(g.cin), size_t(g.sw), size_t(g.pad_l), w9c, bias,
+                 out.data + size_t(r) * g.out_w * g.cout, size_t(g.out_w), mm);
+  }
+}
+
+void pool2d(PoolKind kind, const ConvGeom& g, InBand in, OutBand out) {
+  const KernelTable& kt = active();
+  const size_t rf = size_t(g.in_w * g.cin);
+  const PoolRowFn fn = kind == PoolKind::max ? kt.maxpool_row : kt.avgpool_row;
+#pragma omp parallel for schedule(static)
+  for (long r = 0; r < out.rows; ++r) {
+    const long oy = out.row0 + r;
+    std::vector<const float*> rows;
+    for (long ky = 0; ky < g.kh; ++ky)
+      if (const float* p = in.row(oy * g.sh - g.pad_t + ky, g.in_h, rf)) rows.push_back(p);
+    fn(rows.data(), rows.size(), size_t(g.in_w), size_t(g.cin), size_t(g.kw), size_t(g.sw),
+       size_t(g.pad_l), out.data + size_t(r) * g.out_w * g.cout, size_t(g.out_w));
+  }
+}
+
+}  // namespace eb::kernels

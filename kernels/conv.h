@@ -1,0 +1,57 @@
+// Band-native convolution and pooling operators. Every operator computes the output rows
+// [out.row0, out.row0 + out.rows) from an input band holding at least the rows they need;
+// the full image is just the one-band case.
+#pragma once
+#include <cstddef>
+#include <vector>
+
+#include "kernels/gemm.h"
+
+namespace eb::kernels {
+
+struct ConvGeom {
+  long in_h, in_w, cin, cout;
+  long kh, kw, sh, sw;
+  long pad_t, pad_l;  // bottom/right padding is implied by out_h/out_w
+  long out_h, out_w;
+};
+
+// Rows [row0, row0 + rows) of an NHWC image of width w and c channels, rows contiguous.
+struct InBand {
+  const float* data;
+  long row0, rows;
+  // Row y of the image, nullptr when y lies outside the image (padding). Throws if y is inside
+  // the image but not in the band: that is a receptive-field bug, never silently zero.
+  const float* row(long y, long in_h, size_t row_floats) const;
+};
+struct OutBand {
+  float* data;
+  long row0, rows;
+};
+
+// im2col fused into the GEMM's A tiles; weights packed from OHWI (k = (ky*kw + kx)*cin + ci).
+void conv_im2col(const ConvGeom& g, InBand in, OutBand out, const PackedB& w, const MinMax* mm);
+// 1x1, stride 1, no padding: the input rows are the GEMM's A directly.
+void conv_1x1(const ConvGeom& g, InBand in, OutBand out, const PackedB& w, const MinMax* mm);
+
+// Winograd F(4x4,3x3), stride 1. Output tiles are aligned to absolute multiples of 4 rows so
+// that a band computes bit-identical values to the full image; winograd_f43_input_rows says
+// which input rows that needs.
+struct WinogradF43Weights {
+  std::vector<PackedB> u;  // 36 matrices [cin x cout], U = G g G^T
+  std::vector<float> bias;
+};
+WinogradF43Weights pack_winograd_f43(const float* w_ohwi, long cout, long cin, const float* bias);
+void conv3x3_winograd_f43(const ConvGeom& g, InBand in, OutBand out, const WinogradF43Weights& w,
+                          const MinMax* mm);
+// Output tile rows covering [r0, r1), as absolute rows [first, last).
+void winograd_f43_tile_rows(long r0, long r1, long* first, long* last);
+
+// Depthwise 3x3 (cin == cout), any stride; w is [9][c].
+void dwconv3x3(const ConvGeom& g, InBand in, OutBand out, const float* w9c, const float* bias,
+               const MinMax* mm);
+
+enum class PoolKind { max, average };
+void pool2d(PoolKind kind, const ConvGeom& g, InBand in, OutBand out);
+
+}  // namespace eb::kernels

@@ -1,0 +1,92 @@
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/microkernels.h"
+
+namespace eb::kernels {
+
+#if !EB_HAVE_AVX2
+const KernelTable* avx2_table() { return nullptr; }
+#endif
+#if !EB_HAVE_AVX512
+const KernelTable* avx512_table() { return nullptr; }
+#endif
+#if !EB_HAVE_NEON
+const KernelTable* neon_table() { return nullptr; }
+#endif
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::scalar: return "scalar";
+    case Isa::avx2: return "avx2";
+    case Isa::avx512: return "avx512";
+    case Isa::neon: return "neon";
+  }
+  return "?";
+}
+
+Isa parse_isa(const char* name) {
+  for (Isa i : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::neon})
+    if (std::strcmp(name, isa_name(i)) == 0) return i;
+  throw std::invalid_argument(std::string("unknown ISA '") + name +
+                              "' (expected scalar, avx2, avx512 or neon)");
+}
+
+static bool cpu_runs(Isa isa) {
+  switch (isa) {
+    case Isa::scalar: return true;
+#if defined(__x86_64__) || defined(__i386__)
+    case Isa::avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case Isa::avx512: return __builtin_cpu_supports("avx512f");
+#else
+    case Isa::avx2:
+    case Isa::avx512: return false;
+#endif
+    case Isa::neon:
+#if defined(__aarch64__)
+      return true;  // Advanced SIMD is mandatory on aarch64.
+#else
+      return false;
+#endif
+  }
+  return false;
+}
+
+const KernelTable* table_for(Isa isa) {
+  if (!cpu_runs(isa)) return nullptr;
+  switch (isa) {
+    case Isa::scalar: return scalar_table();
+    case Isa::avx2: return avx2_table();
+    case Isa::avx512: return avx512_table();
+    case Isa::neon: return neon_table();
+  }
+  return nullptr;
+}
+
+static const KernelTable* choose() {
+  if (const char* env = std::getenv("EDGEBAND_ISA"); env && *env) {
+    const KernelTable* t = table_for(parse_isa(env));
+    if (!t) throw std::runtime_error(std::string("EDGEBAND_ISA=") + env + " is not available here");
+    return t;
+  }
+  for (Isa i : {Isa::avx512, Isa::avx2, Isa::neon})
+    if (const KernelTable* t = table_for(i)) return t;
+  return scalar_table();
+}
+
+static const KernelTable*& current() {
+  static const KernelTable* t = choose();
+  return t;
+}
+
+const KernelTable& active() { return *current(); }
+
+void set_active(Isa isa) {
+  const KernelTable* t = table_for(isa);
+  if (!t) throw std::runtime_error(std::string("ISA ") + isa_name(isa) + " is not available here");
+  current() = t;
+}
+
+}  // namespace eb::kernels

@@ -1,0 +1,142 @@
+#include "kernels/gemm.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <stdexcept>
+#include <vector>
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+namespace eb::kernels {
+
+namespace {
+constexpr size_t kKC = 256;  // k block: an MR x KC slice of A and a KC x NR panel stay in L1/L2
+
+std::shared_ptr<float> alloc(size_t n) {
+  const size_t bytes = std::max<size_t>(64, (n * sizeof(float) + 63) / 64 * 64);
+  void* p = std::aligned_alloc(64, bytes);
+  if (!p) throw std::bad_alloc();
+  std::memset(p, 0, bytes);
+  return std::shared_ptr<float>(static_cast<float*>(p), [](float* q) { std::free(q); });
+}
+
+template <class Get>
+PackedB pack(size_t k, size_t n, const float* bias, Get get) {
+  const KernelTable& kt = active();
+  PackedB p;
+  p.k = k;
+  p.n = n;
+  p.nr = kt.gemm_nr;
+  p.isa = kt.isa;
+  p.panels = (n + p.nr - 1) / p.nr;
+  p.w = alloc(std::max<size_t>(1, p.panels * k * p.nr));
+  p.bias = alloc(p.panels * p.nr);
+  for (size_t pi = 0; pi < p.panels; ++pi) {
+    float* dst = p.w.get() + pi * k * p.nr;
+    for (size_t kk = 0; kk < k; ++kk)
+      for (size_t j = 0; j < p.nr; ++j) {
+        size_t col = pi * p.nr + j;
+        dst[kk * p.nr + j] = col < n ? get(kk, col) : 0.0f;
+      }
+  }
+  if (bias) std::copy(bias, bias + n, p.bias.get());
+  return p;
+}
+
+void check_isa(const PackedB& b) {
+  if (b.isa != active().isa)
+    throw std::logic_error("weights were packed for another ISA; repack after changing it");
+}
+
+thread_local std::vector<float> t_scratch;
+}  // namespace
+
+PackedB pack_b(const float* b, size_t k, size_t n, size_t ldb, const float* bias) {
+  return pack(k, n, bias, [&](size_t kk, size_t col) { return b[kk * ldb + col]; });
+}
+
+PackedB pack_b_transposed(const float* bt, size_t k, size_t n, const float* bias) {
+  return pack(k, n, bias, [&](size_t kk, size_t col) { return bt[col * k + kk]; });
+}
+
+void gemm_panels(size_t m, const ASource& a, const PackedB& b, size_t p0, size_t p1, float* c,
+                 size_t ldc, const MinMax* mm) {
+  const KernelTable& kt = active();
+  const size_t mr = kt.gemm_mr, nr = b.nr, k = b.k;
+  const size_t mc_max = mr * 8;
+  if (t_scratch.size() < mc_max * k) t_scratch.resize(mc_max * k);
+  for (size_t m0 = 0; m0 < m; m0 += mc_max) {
+    const size_t mc = std::min(mc_max, m - m0);
+    size_t a_stride = 0;
+    const float* at = a.rows(m0, mc, t_scratch.data(), &a_stride);
+    float* ct = c + m0 * ldc;
+    if (k == 0) {  // degenerate: C = bias
+      for (size_t p = p0; p < p1; ++p)
+        for (size_t i = 0; i < mc; i += mr)
+          kt.gemm(std::min(mr, mc - i), std::min(nr, b.n - p * nr), 0, at, a_stride, b.panel(p),
+                  ct + i * ldc + p * nr, ldc, b.panel_bias(p), mm);
+      continue;
+    }
+    for (size_t k0 = 0; k0 < k; k0 += kKC) {
+      const size_t kc = std::min(kKC, k - k0);
+      const bool first = k0 == 0, last = k0 + kc == k;
+      for (size_t p = p0; p < p1; ++p) {
+        const float* w = b.panel(p) + k0 * nr;
+        const size_t nc = std::min(nr, b.n - p * nr);
+        for (size_t i = 0; i < mc; i += mr)
+          kt.gemm(std::min(mr, mc - i), nc, kc, at + i * a_stride + k0, a_stride, w,
+                  ct + i * ldc + p * nr, ldc, first ? b.panel_bias(p) : nullptr,
+                  last ? mm : nullptr);
+      }
+    }
+  }
+}
+
+void gemm(size_t m, const ASource& a, const PackedB& b, float* c, size_t ldc, const MinMax* mm,
+          bool parallel) {
+  check_isa(b);
+  if (m == 0 || b.n == 0) return;
+  const size_t mt_rows = active().gemm_mr * 8;
+  const size_t m_tiles = (m + mt_rows - 1) / mt_rows;
+  const int threads = parallel ? omp_get_max_threads() : 1;
+  // Split N too when there are too few row tiles to feed every thread (late, small layers).
+  size_t n_split = 1;
+  while (m_tiles * n_split < size_t(threads) * 4 && n_split * 2 <= b.panels) n_split *= 2;
+  const size_t per = (b.panels + n_split - 1) / n_split;
+  const long jobs = long(m_tiles * n_split);
+#pragma omp parallel for schedule(dynamic, 1) if (parallel && jobs > 1)
+  for (long j = 0; j < jobs; ++j) {
+    const size_t mt = size_t(j) / n_split, nt = size_t(j) % n_split;
+    const size_t m0 = mt * mt_rows, mc = std::min(mt_rows, m - m0);
+    const size_t p0 = nt * per, p1 = std::min(b.panels, p0 + per);
+    if (p0 >= p1) continue;
+    struct Offset : ASource {
+      const ASource& base;
+      size_t off;
+      Offset(const ASource& b, size_t o) : base(b), off(o) {}
+      const float* rows(size_t r0, size_t n, float* s, size_t* st) const override {
+        return base.rows(off + r0, n, s, st);
+      }
+    } sub(a, m0);
+    gemm_panels(mc, sub, b, p0, p1, c + m0 * ldc, ldc, mm);
+  }
+}
+
+void gemv(const float* x, const PackedB& b, float* y, const MinMax* mm) {
+  check_isa(b);
+  const KernelTable& kt = active();
+  const long panels = long(b.panels);
+#pragma omp parallel for schedule(static)
+  for (long p = 0; p < panels; ++p) {
+    alignas(64) float tmp[64];
+    kt.gemv_panel(b.k, x, b.panel(size_t(p)), b.panel_bias(size_t(p)), tmp);
+    const size_t n0 = size_t(p) * b.nr, nc = std::min(b.nr, b.n - n0);
+    for (size_t j = 0; j < nc; ++j)
+      y[n0 + j] = mm ? std::min(std::max(tmp[j], mm->lo), mm->hi) : tmp[j];
+  }
+}
+
+}  // namespace eb::kernels

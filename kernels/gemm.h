@@ -1,0 +1,57 @@
+// SGEMM driver over the packed-panel microkernels: C[m x n] = A[m x k] * B[k x n] + bias.
+// B (the weights) is packed once into NR-wide panels; A is produced tile by tile by an ASource,
+// so im2col or the Winograd transform never materialise a whole matrix.
+#pragma once
+#include <cstddef>
+#include <memory>
+
+#include "kernels/microkernels.h"
+
+namespace eb::kernels {
+
+struct PackedB {
+  size_t k = 0, n = 0, nr = 0, panels = 0;
+  Isa isa = Isa::scalar;
+  std::shared_ptr<float> w;     // [panels][k][nr], zero padded
+  std::shared_ptr<float> bias;  // [panels * nr], zero padded
+  const float* panel(size_t p) const { return w.get() + p * k * nr; }
+  const float* panel_bias(size_t p) const { return bias.get() + p * nr; }
+};
+
+// B given row-major [k][n] (ldb floats apart) or, transposed, as [n][k] (OHWI weights).
+PackedB pack_b(const float* b, size_t k, size_t n, size_t ldb, const float* bias);
+PackedB pack_b_transposed(const float* bt, size_t k, size_t n, const float* bias);
+
+// Supplies rows [m0, m0 + mc) of A (k wide). It may return a pointer into its own storage or
+// fill scratch (room for mc * k floats); *stride receives the distance between rows.
+class ASource {
+ public:
+  virtual ~ASource() = default;
+  virtual const float* rows(size_t m0, size_t mc, float* scratch, size_t* stride) const = 0;
+};
+
+// A plain strided matrix.
+class StridedA : public ASource {
+ public:
+  StridedA(const float* a, size_t stride) : a_(a), stride_(stride) {}
+  const float* rows(size_t m0, size_t, float*, size_t* stride) const override {
+    *stride = stride_;
+    return a_ + m0 * stride_;
+  }
+
+ private:
+  const float* a_;
+  size_t stride_;
+};
+
+// C = A * B + bias, clamped by mm (nullptr: no clamp). Parallel over OpenMP threads unless
+// parallel is false (for callers already inside a parallel region).
+void gemm(size_t m, const ASource& a, const PackedB& b, float* c, size_t ldc, const MinMax* mm,
+          bool parallel = true);
+// Same on panels [p0, p1) only, single-threaded.
+void gemm_panels(size_t m, const ASource& a, const PackedB& b, size_t p0, size_t p1, float* c,
+                 size_t ldc, const MinMax* mm);
+// y[n] = x[k] * B + bias (one row: the fully-connected layer at batch 1).
+void gemv(const float* x, const PackedB& b, float* y, const MinMax* mm);
+
+}  // namespace eb::kernels

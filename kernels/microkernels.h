@@ -1,0 +1,71 @@
+// Microkernels: small pure functions, one table per instruction set. Each has a plain reference
+// twin in tests/. Operators (kernels/*.cpp drivers, core/layers) only pack weights and call these.
+#pragma once
+#include <cstddef>
+
+namespace eb::kernels {
+
+struct MinMax {
+  float lo, hi;
+};
+
+enum class Isa { scalar, avx2, avx512, neon };
+const char* isa_name(Isa isa);
+
+// C[mr x nc] = (bias ? bias : C) + A[mr x kc] * W[kc x NR], then clamp if mm != nullptr.
+// A rows are a_stride apart; W is one packed panel (kc rows of NR floats, zero padded).
+// mr <= MR, nc <= NR.
+using GemmUkernelFn = void (*)(size_t mr, size_t nc, size_t kc, const float* a, size_t a_stride,
+                               const float* w, float* c, size_t c_stride, const float* bias,
+                               const MinMax* mm);
+// y[NR] = bias[NR] + x[k] * W[k x NR] (one packed panel).
+using GemvPanelFn = void (*)(size_t k, const float* x, const float* w, const float* bias, float* y);
+// One output row of a 3x3 depthwise convolution over NHWC rows. rows[ky] is nullptr for a
+// padding row. w is [9][channels], bias [channels].
+using Dwconv3x3RowFn = void (*)(const float* const rows[3], size_t in_w, size_t channels,
+                                size_t stride, size_t pad_left, const float* w, const float* bias,
+                                float* out, size_t out_w, const MinMax* mm);
+// Winograd F(4x4,3x3) input transform of one 6x6 tile, all channels. rows[i] is nullptr where
+// the tile row lies outside the available input; columns outside [0,in_w) read as zero.
+// Writes v[xi * v_stride + c] for the 36 transform positions xi.
+using WinoInputFn = void (*)(const float* const rows[6], long x0, size_t in_w, size_t channels,
+                             float* v, size_t v_stride);
+// Inverse transform of one tile: m[xi * m_stride + c] -> out_rows[p][(x0 + q) * channels + c]
+// for q < ncols, skipping rows whose pointer is nullptr.
+using WinoOutputFn = void (*)(const float* m, size_t m_stride, size_t channels, const float* bias,
+                              const MinMax* mm, float* const out_rows[4], size_t x0, size_t ncols);
+// One output row of max/avg pooling over nrows input rows (padding excluded from the window).
+using PoolRowFn = void (*)(const float* const* rows, size_t nrows, size_t in_w, size_t channels,
+                           size_t kw, size_t stride, size_t pad_left, float* out, size_t out_w);
+// out[i] = clamp(a[i] + b[i]); mm may be nullptr.
+using AddFn = void (*)(const float* a, const float* b, float* out, size_t n, const MinMax* mm);
+
+struct KernelTable {
+  Isa isa;
+  size_t gemm_mr, gemm_nr;
+  GemmUkernelFn gemm;
+  GemvPanelFn gemv_panel;
+  Dwconv3x3RowFn dwconv3x3;
+  WinoInputFn wino_f43_input;
+  WinoOutputFn wino_f43_output;
+  PoolRowFn maxpool_row;
+  PoolRowFn avgpool_row;
+  AddFn add;
+};
+
+// Tables compiled into this binary (nullptr where the ISA was not built).
+const KernelTable* scalar_table();
+const KernelTable* avx2_table();
+const KernelTable* avx512_table();
+const KernelTable* neon_table();
+
+// The table for an ISA if this binary has it and this CPU runs it, else nullptr.
+const KernelTable* table_for(Isa isa);
+// The table in use: the best the CPU supports, or EDGEBAND_ISA=scalar|avx2|avx512|neon.
+const KernelTable& active();
+// Override (tests, benchmarks); throws if the ISA is unavailable here.
+void set_active(Isa isa);
+// Parse an ISA name; throws on an unknown one.
+Isa parse_isa(const char* name);
+
+}  // namespace eb::kernels

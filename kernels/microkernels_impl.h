@@ -1,0 +1,306 @@
+// Microkernel bodies, written once over simd::Vec and instantiated by one translation unit per
+// ISA (kernels/x86/avx512.cpp, kernels/x86/avx2.cpp, kernels/arm/neon.cpp,
+// kernels/generic/scalar.cpp). Everything lives in an unnamed namespace so that code compiled with
+// different -m flags can never be merged by the linker.
+#pragma once
+#include <cstring>
+
+#include "kernels/microkernels.h"
+#include "kernels/simd.h"
+
+namespace eb::kernels {
+namespace {
+
+template <class Arch, size_t MR, size_t NV>
+void gemm_ukernel(size_t mr, size_t nc, size_t kc, const float* a, size_t a_stride,
+                  const float* w, float* c, size_t c_stride, const float* bias,
+                  const MinMax* mm) {
+  using V = simd::Vec<Arch>;
+  using B = typename V::B;
+  constexpr size_t W = V::n, NR = NV * W;
+  // Rows beyond mr alias the last valid row: computed, never stored (XNNPACK's trick).
+  const float* ar[MR];
+#pragma GCC unroll 16
+  for (size_t r = 0; r < MR; ++r) ar[r] = a + (r < mr ? r : mr - 1) * a_stride;
+
+  B acc[MR][NV];
+  if (bias) {
+#pragma GCC unroll 4
+    for (size_t v = 0; v < NV; ++v) {
+      B b = V::load(bias + v * W);
+#pragma GCC unroll 16
+      for (size_t r = 0; r < MR; ++r) acc[r][v] = b;
+    }
+  } else {
+    alignas(64) float tmp[NR];
+#pragma GCC unroll 16
+    for (size_t r = 0; r < MR; ++r) {
+      const float* src = c + (r < mr ? r : mr - 1) * c_stride;
+      if (nc != NR) {
+        std::memset(tmp, 0, sizeof(tmp));
+        std::memcpy(tmp, src, nc * sizeof(float));
+        src = tmp;
+      }
+#pragma GCC unroll 4
+      for (size_t v = 0; v < NV; ++v) acc[r][v] = V::load(src + v * W);
+    }
+  }
+
+  for (size_t k = 0; k < kc; ++k) {
+    B wv[NV];
+#pragma GCC unroll 4
+    for (size_t v = 0; v < NV; ++v) wv[v] = V::load(w + k * NR + v * W);
+#pragma GCC unroll 16
+    for (size_t r = 0; r < MR; ++r) {
+      B ab = V::set1(ar[r][k]);
+#pragma GCC unroll 4
+      for (size_t v = 0; v < NV; ++v) acc[r][v] = V::fma(ab, wv[v], acc[r][v]);
+    }
+  }
+
+  if (mm) {
+    B lo = V::set1(mm->lo), hi = V::set1(mm->hi);
+#pragma GCC unroll 16
+    for (size_t r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+      for (size_t v = 0; v < NV; ++v) acc[r][v] = V::min(V::max(acc[r][v], lo), hi);
+  }
+#pragma GCC unroll 16
+  for (size_t r = 0; r < MR; ++r) {
+    if (r >= mr) break;
+    float* dst = c + r * c_stride;
+    if (nc == NR) {
+#pragma GCC unroll 4
+      for (size_t v = 0; v < NV; ++v) V::store(dst + v * W, acc[r][v]);
+    } else {
+      alignas(64) float tmp[NR];
+      for (size_t v = 0; v < NV; ++v) V::store(tmp + v * W, acc[r][v]);
+      std::memcpy(dst, tmp, nc * sizeof(float));
+    }
+  }
+}
+
+template <class Arch, size_t NV>
+void gemv_panel(size_t k, const float* x, const float* w, const float* bias, float* y) {
+  using V = simd::Vec<Arch>;
+  using B = typename V::B;
+  constexpr size_t W = V::n, NR = NV * W;
+  // Four independent accumulator sets hide FMA latency; the panel streams from memory.
+  B acc[4][NV];
+  for (size_t u = 0; u < 4; ++u)
+    for (size_t v = 0; v < NV; ++v) acc[u][v] = V::zero();
+  size_t i = 0;
+  for (; i + 4 <= k; i += 4) {
+#pragma GCC unroll 4
+    for (size_t u = 0; u < 4; ++u) {
+      B xb = V::set1(x[i + u]);
+#pragma GCC unroll 4
+      for (size_t v = 0; v < NV; ++v)
+        acc[u][v] = V::fma(xb, V::load(w + (i + u) * NR + v * W), acc[u][v]);
+    }
+  }
+  for (; i < k; ++i) {
+    B xb = V::set1(x[i]);
+    for (size_t v = 0; v < NV; ++v) acc[0][v] = V::fma(xb, V::load(w + i * NR + v * W), acc[0][v]);
+  }
+  for (size_t v = 0; v < NV; ++v) {
+    B s = (acc[0][v] + acc[1][v]) + (acc[2][v] + acc[3][v]);
+    V::store(y + v * W, s + V::load(bias + v * W));
+  }
+}
+
+// Channels in [c0, c1) of one depthwise output row, vector width of Arch (c1 - c0 == n) or
+// scalar (Arch = scalar_arch) for the tail.
+template <class Arch>
+inline void dwconv3x3_chunk(const float* const rows[3], size_t in_w, size_t C, size_t stride,
+                            size_t pad_left, const float* w, const float* bias, float* out,
+                            size_t out_w, const MinMax* mm, size_t c0) {
+  using V = simd::Vec<Arch>;
+  using B = typename V::B;
+  B k[9];
+  for (int i = 0; i < 9; ++i) k[i] = V::load(w + i * C + c0);
+  const B b = V::load(bias + c0);
+  const B lo = V::set1(mm ? mm->lo : -3.4e38f), hi = V::set1(mm ? mm->hi : 3.4e38f);
+  for (size_t ox = 0; ox < out_w; ++ox) {
+    const long ix0 = long(ox * stride) - long(pad_left);
+    B acc = b;
+    const bool interior = ix0 >= 0 && ix0 + 2 < long(in_w);
+    for (int ky = 0; ky < 3; ++ky) {
+      const float* r = rows[ky];
+      if (!r) continue;
+      if (interior) {
+        const float* p = r + size_t(ix0) * C + c0;
+        acc = V::fma(V::load(p), k[ky * 3], acc);
+        acc = V::fma(V::load(p + C), k[ky * 3 + 1], acc);
+        acc = V::fma(V::load(p + 2 * C), k[ky * 3 + 2], acc);
+      } else {
+        for (int kx = 0; kx < 3; ++kx) {
+          long ix = ix0 + kx;
+          if (ix < 0 || ix >= long(in_w)) continue;
+          acc = V::fma(V::load(r + size_t(ix) * C + c0), k[ky * 3 + kx], acc);
+        }
+      }
+    }
+    V::store(out + ox * C + c0, V::min(V::max(acc, lo), hi));
+  }
+}
+
+template <class Arch>
+void dwconv3x3_row(const float* const rows[3], size_t in_w, size_t C, size_t stride,
+                   size_t pad_left, const float* w, const float* bias, float* out, size_t out_w,
+                   const MinMax* mm) {
+  constexpr size_t W = simd::Vec<Arch>::n;
+  size_t c = 0;
+  for (; c + W <= C; c += W)
+    dwconv3x3_chunk<Arch>(rows, in_w, C, stride, pad_left, w, bias, out, out_w, mm, c);
+  for (; c < C; ++c)
+    dwconv3x3_chunk<simd::scalar_arch>(rows, in_w, C, stride, pad_left, w, bias, out, out_w, mm,
+                                       c);
+}
+
+// F(4x4,3x3) (Lavin & Gray): V = B^T d B with the rows of B^T below.
+template <class B, class V>
+inline void wino_bt6(const B* d, B* u, size_t s) {
+  const B d0 = d[0], d1 = d[s], d2 = d[2 * s], d3 = d[3 * s], d4 = d[4 * s], d5 = d[5 * s];
+  const B f4 = V::set1(4.f), f5 = V::set1(5.f), f2 = V::set1(2.f);
+  u[0] = V::fma(f4, d0, d4) - f5 * d2;
+  u[s] = (d3 + d4) - f4 * (d1 + d2);
+  u[2 * s] = (d4 - d3) + f4 * (d1 - d2);
+  u[3 * s] = (d4 - d2) + f2 * (d3 - d1);
+  u[4 * s] = (d4 - d2) + f2 * (d1 - d3);
+  u[5 * s] = V::fma(f4, d1, d5) - f5 * d3;
+}
+
+template <class Arch>
+inline void wino_input_chunk(const float* const rows[6], long x0, size_t in_w, size_t C,
+                             float* v, size_t v_stride, size_t c) {
+  using V = simd::Vec<Arch>;
+  using B = typename V::B;
+  B d[36], t[36];
+  for (int i = 0; i < 6; ++i)
+    for (int j = 0; j < 6; ++j) {
+      long x = x0 + j;
+      d[i * 6 + j] = (rows[i] && x >= 0 && x < long(in_w)) ? V::load(rows[i] + size_t(x) * C + c)
+                                                          : V::zero();
+    }
+  for (int i = 0; i < 6; ++i) wino_bt6<B, V>(d + i * 6, t + i * 6, 1);  // along columns
+  for (int j = 0; j < 6; ++j) wino_bt6<B, V>(t + j, d + j, 6);          // along rows
+  for (int xi = 0; xi < 36; ++xi) V::store(v + xi * v_stride + c, d[xi]);
+}
+
+template <class Arch>
+void wino_f43_input(const float* const rows[6], long x0, size_t in_w, size_t C, float* v,
+                    size_t v_stride) {
+  constexpr size_t W = simd::Vec<Arch>::n;
+  size_t c = 0;
+  for (; c + W <= C; c += W) wino_input_chunk<Arch>(rows, x0, in_w, C, v, v_stride, c);
+  for (; c < C; ++c) wino_input_chunk<simd::scalar_arch>(rows, x0, in_w, C, v, v_stride, c);
+}
+
+// Y = A^T m A with A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
+template <class B, class V>
+inline void wino_at4(const B* m, B* o, size_t s) {
+  const B m0 = m[0], m1 = m[s], m2 = m[2 * s], m3 = m[3 * s], m4 = m[4 * s], m5 = m[5 * s];
+  const B a = m1 + m2, b = m1 - m2, c = m3 + m4, d = m3 - m4;
+  o[0] = m0 + a + c;
+  o[s] = V::fma(V::set1(2.f), d, b);
+  o[2 * s] = V::fma(V::set1(4.f), c, a);
+  o[3 * s] = V::fma(V::set1(8.f), d, b) + m5;
+}
+
+template <class Arch>
+inline void wino_output_chunk(const float* m, size_t m_stride, size_t C, const float* bias,
+                              const MinMax* mm, float* const out_rows[4], size_t x0,
+                              size_t ncols, size_t c) {
+  using V = simd::Vec<Arch>;
+  using B = typename V::B;
+  B t[36], r[24], y[16];
+  for (int xi = 0; xi < 36; ++xi) t[xi] = V::load(m + xi * m_stride + c);
+  for (int i = 0; i < 6; ++i) wino_at4<B, V>(t + i * 6, r + i * 4, 1);  // along columns
+  for (int q = 0; q < 4; ++q) wino_at4<B, V>(r + q, y + q, 4);          // along rows
+  const B b = V::load(bias + c);
+  const B lo = V::set1(mm ? mm->lo : -3.4e38f), hi = V::set1(mm ? mm->hi : 3.4e38f);
+  for (int p = 0; p < 4; ++p) {
+    if (!out_rows[p]) continue;
+    for (size_t q = 0; q < ncols; ++q)
+      V::store(out_rows[p] + (x0 + q) * C + c, V::min(V::max(y[p * 4 + q] + b, lo), hi));
+  }
+}
+
+template <class Arch>
+void wino_f43_output(const float* m, size_t m_stride, size_t C, const float* bias,
+                     const MinMax* mm, float* const out_rows[4], size_t x0, size_t ncols) {
+  constexpr size_t W = simd::Vec<Arch>::n;
+  size_t c = 0;
+  for (; c + W <= C; c += W)
+    wino_output_chunk<Arch>(m, m_stride, C, bias, mm, out_rows, x0, ncols, c);
+  for (; c < C; ++c)
+    wino_output_chunk<simd::scalar_arch>(m, m_stride, C, bias, mm, out_rows, x0, ncols, c);
+}
+
+template <class Arch, bool kMax>
+inline void pool_chunk(const float* const* rows, size_t nrows, size_t in_w, size_t C, size_t kw,
+                       size_t stride, size_t pad_left, float* out, size_t out_w, size_t c) {
+  using V = simd::Vec<Arch>;
+  using B = typename V::B;
+  for (size_t ox = 0; ox < out_w; ++ox) {
+    long xs = long(ox * stride) - long(pad_left);
+    long xe = xs + long(kw);
+    if (xs < 0) xs = 0;
+    if (xe > long(in_w)) xe = long(in_w);
+    B acc = kMax ? V::set1(-3.4e38f) : V::zero();
+    for (size_t r = 0; r < nrows; ++r)
+      for (long x = xs; x < xe; ++x) {
+        B v = V::load(rows[r] + size_t(x) * C + c);
+        acc = kMax ? V::max(acc, v) : acc + v;
+      }
+    if (!kMax) acc = acc * V::set1(1.0f / float(size_t(xe - xs) * nrows));
+    V::store(out + ox * C + c, acc);
+  }
+}
+
+template <class Arch, bool kMax>
+void pool_row(const float* const* rows, size_t nrows, size_t in_w, size_t C, size_t kw,
+              size_t stride, size_t pad_left, float* out, size_t out_w) {
+  constexpr size_t W = simd::Vec<Arch>::n;
+  size_t c = 0;
+  for (; c + W <= C; c += W)
+    pool_chunk<Arch, kMax>(rows, nrows, in_w, C, kw, stride, pad_left, out, out_w, c);
+  for (; c < C; ++c)
+    pool_chunk<simd::scalar_arch, kMax>(rows, nrows, in_w, C, kw, stride, pad_left, out, out_w,
+                                        c);
+}
+
+template <class Arch>
+void add_vec(const float* a, const float* b, float* out, size_t n, const MinMax* mm) {
+  using V = simd::Vec<Arch>;
+  const auto lo = V::set1(mm ? mm->lo : -3.4e38f), hi = V::set1(mm ? mm->hi : 3.4e38f);
+  size_t i = 0;
+  for (; i + V::n <= n; i += V::n)
+    V::store(out + i, V::min(V::max(V::load(a + i) + V::load(b + i), lo), hi));
+  using S = simd::Vec<simd::scalar_arch>;
+  for (; i < n; ++i)
+    out[i] = S::min(S::max(a[i] + b[i], mm ? mm->lo : -3.4e38f), mm ? mm->hi : 3.4e38f);
+}
+
+// Builds a table: GEMM at full width (Arch, MR x NV vectors); the bandwidth-bound depthwise,
+// Winograd transforms and pooling at SmallArch, whose width matches common channel counts.
+template <class Arch, size_t MR, size_t NV, class SmallArch>
+KernelTable make_table(Isa isa) {
+  KernelTable t{};
+  t.isa = isa;
+  t.gemm_mr = MR;
+  t.gemm_nr = NV * simd::Vec<Arch>::n;
+  t.gemm = &gemm_ukernel<Arch, MR, NV>;
+  t.gemv_panel = &gemv_panel<Arch, NV>;
+  t.dwconv3x3 = &dwconv3x3_row<SmallArch>;
+  t.wino_f43_input = &wino_f43_input<SmallArch>;
+  t.wino_f43_output = &wino_f43_output<SmallArch>;
+  t.maxpool_row = &pool_row<SmallArch, true>;
+  t.avgpool_row = &pool_row<SmallArch, false>;
+  t.add = &add_vec<Arch>;
+  return t;
+}
+
+}  // namespace
+}  // namespace eb::kernels

@@ -1,0 +1,38 @@
+// Built-in model definitions. Names: "vgg16[:RES]", "mobilenet_v1[:ALPHA[:RES]]".
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "core/graph.h"
+
+namespace eb::models {
+
+struct ModelSpec {
+  std::string family;  // "vgg16" | "mobilenet_v1"
+  double alpha = 1.0;
+  int resolution = 224;
+  std::string canonical() const;  // "vgg16:224", "mobilenet_v1:0.5:160"
+};
+
+ModelSpec parse_model_name(const std::string& name);  // throws on unknown names
+// The graph with BN and activations as separate nodes (as trained); call finalize() to fuse.
+Graph build_unfused(const ModelSpec& spec);
+// Deterministic synthetic weights (He-uniform convs, plausible BN statistics) from a seed.
+void fill_synthetic(Graph& g, uint64_t seed = 2022);
+// build_unfused + fill_synthetic + finalize.
+Graph build_synthetic(const std::string& name, uint64_t seed = 2022);
+
+// TF "SAME" padding for one dimension: {before, after}.
+struct Pad {
+  long before, after;
+};
+Pad same_padding(long in, long k, long stride);
+
+}  // namespace eb::models
+
+namespace eb::models {
+// The model to run: from a weights file when one is given (its model must match `name` when a
+// name is given), else the built-in definition with synthetic weights. `hash` receives the
+// model identity (weights checksum; for synthetic models a hash of name and seed).
+Graph load_model(const std::string& name, const std::string& weights_path, uint64_t* hash = nullptr);
+}  // namespace eb::models

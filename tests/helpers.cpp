@@ -1,0 +1,35 @@
+#include "tests/helpers.h"
+
+#include <doctest/doctest.h>
+
+namespace eb::test {
+
+std::vector<RowRange> band_cases(int h, std::mt19937& rng) {
+  std::vector<RowRange> c;
+  for (int r = 0; r < h; ++r) c.push_back({r, r + 1});
+  for (int s = 1; s < h; ++s) {
+    c.push_back({0, s});
+    c.push_back({s, h});
+  }
+  std::uniform_int_distribution<int> d(0, h);
+  for (int i = 0; i < 8; ++i) {
+    int a = d(rng), b = d(rng);
+    if (a > b) std::swap(a, b);
+    if (a < b) c.push_back({a, b});
+  }
+  c.push_back({0, h});
+  return c;
+}
+
+void check_bands(const Layer& layer, const Tensor& input, const Tensor& full, std::mt19937& rng) {
+  for (const RowRange r : band_cases(full.h(), rng)) {
+    const RowRange need = layer.input_rows(r, 0).clip(input.h());
+    Band in{input.rows(need).clone(), need.begin};
+    Band out{Tensor(r.size(), full.w(), full.c()), r.begin};
+    layer.forward({&in}, out);
+    INFO("rows [" << r.begin << "," << r.end << ") from input [" << need.begin << "," << need.end << ")");
+    CHECK(ref::bit_equal(out.t, full.rows(r)));
+  }
+}
+
+}  // namespace eb::test

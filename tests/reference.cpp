@@ -1,0 +1,154 @@
+#include "tests/reference.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+
+namespace eb::ref {
+
+static float apply(Activation a, double v) {
+  if (a == Activation::relu) v = std::max(v, 0.0);
+  if (a == Activation::relu6) v = std::min(std::max(v, 0.0), 6.0);
+  return float(v);
+}
+
+Tensor conv2d(const Tensor& in, const std::vector<float>& w, const std::vector<float>& b, long cout,
+              const ConvSpec& s) {
+  const long H = in.h(), W = in.w(), C = in.c();
+  const long oh = (H + s.pt + s.pb - s.kh) / s.sh + 1, ow = (W + s.pl + s.pr - s.kw) / s.sw + 1;
+  Tensor out{int(oh), int(ow), int(cout)};
+  const long cpg = s.depthwise ? 1 : C;
+  for (long y = 0; y < oh; ++y)
+    for (long x = 0; x < ow; ++x)
+      for (long co = 0; co < cout; ++co) {
+        double acc = b[size_t(co)];
+        for (long ky = 0; ky < s.kh; ++ky)
+          for (long kx = 0; kx < s.kw; ++kx) {
+            const long iy = y * s.sh - s.pt + ky, ix = x * s.sw - s.pl + kx;
+            if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+            for (long ci = 0; ci < cpg; ++ci) {
+              const long c = s.depthwise ? co : ci;
+              acc += double(in.at(int(iy), int(ix), int(c))) *
+                     w[size_t(((co * s.kh + ky) * s.kw + kx) * cpg + ci)];
+            }
+          }
+        out.at(int(y), int(x), int(co)) = apply(s.act, acc);
+      }
+  return out;
+}
+
+Tensor pool2d(const Tensor& in, bool is_max, long k, long s, long pt, long pl, long pb, long pr) {
+  const long H = in.h(), W = in.w(), C = in.c();
+  const long oh = (H + pt + pb - k) / s + 1, ow = (W + pl + pr - k) / s + 1;
+  Tensor out{int(oh), int(ow), int(C)};
+  for (long y = 0; y < oh; ++y)
+    for (long x = 0; x < ow; ++x)
+      for (long c = 0; c < C; ++c) {
+        double acc = is_max ? -1e300 : 0;
+        long n = 0;
+        for (long ky = 0; ky < k; ++ky)
+          for (long kx = 0; kx < k; ++kx) {
+            const long iy = y * s - pt + ky, ix = x * s - pl + kx;
+            if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+            const double v = in.at(int(iy), int(ix), int(c));
+            acc = is_max ? std::max(acc, v) : acc + v;
+            ++n;
+          }
+        out.at(int(y), int(x), int(c)) = float(is_max ? acc : acc / double(n));
+      }
+  return out;
+}
+
+Tensor forward(Graph& g, const Tensor& input) {
+  std::vector<Tensor> outs;
+  for (int i = 0; i < g.size(); ++i) {
+    Node& n = g.node(i);
+    const Json a = n.layer->attrs();
+    std::vector<Param> ps = n.layer->params();
+    auto in = [&](int k) { return n.inputs[size_t(k)] < 0 ? input : outs[size_t(n.inputs[size_t(k)])]; };
+    const std::string t = n.layer->type();
+    Tensor o;
+    if (t == "conv2d") {
+      const Json &k = a.at("kernel"), &st = a.at("stride"), &p = a.at("pad");
+      ConvSpec s{k[0].integer(), k[1].integer(), st[0].integer(), st[1].integer(),
+                 p[0].integer(), p[1].integer(), p[2].integer(), p[3].integer(),
+                 a.at("depthwise").boolean(), parse_activation(a.at("activation").string())};
+      o = conv2d(in(0), *ps[0].data, *ps[1].data, a.at("cout").integer(), s);
+    } else if (t == "maxpool" || t == "avgpool") {
+      const Json& p = a.at("pad");
+      o = pool2d(in(0), t == "maxpool", a.at("kernel").integer(), a.at("stride").integer(),
+                 p[0].integer(), p[1].integer(), p[2].integer(), p[3].integer());
+    } else if (t == "global_avgpool") {
+      const Tensor& x = in(0);
+      o = Tensor(1, 1, x.c());
+      for (int c = 0; c < x.c(); ++c) {
+        double s = 0;
+        for (int y = 0; y < x.h(); ++y)
+          for (int xx = 0; xx < x.w(); ++xx) s += x.at(y, xx, c);
+        o.data()[c] = float(s / (x.h() * x.w()));
+      }
+    } else if (t == "fully_connected") {
+      const long ni = a.at("in").integer(), no = a.at("out").integer();
+      const Tensor& x = in(0);
+      o = Tensor(1, 1, int(no));
+      for (long j = 0; j < no; ++j) {
+        double s = (*ps[1].data)[size_t(j)];
+        for (long i2 = 0; i2 < ni; ++i2) s += double(x.data()[i2]) * (*ps[0].data)[size_t(j * ni + i2)];
+        o.data()[j] = apply(parse_activation(a.at("activation").string()), s);
+      }
+    } else if (t == "softmax") {
+      const Tensor& x = in(0);
+      o = Tensor(x.shape());
+      const size_t C = size_t(x.c());
+      for (size_t p0 = 0; p0 < x.size(); p0 += C) {
+        double mx = -1e300, sum = 0;
+        for (size_t c = 0; c < C; ++c) mx = std::max(mx, double(x.data()[p0 + c]));
+        for (size_t c = 0; c < C; ++c) sum += std::exp(double(x.data()[p0 + c]) - mx);
+        for (size_t c = 0; c < C; ++c) o.data()[p0 + c] = float(std::exp(double(x.data()[p0 + c]) - mx) / sum);
+      }
+    } else if (t == "add") {
+      const Tensor &x = in(0), &y = in(1);
+      o = Tensor(x.shape());
+      for (size_t j = 0; j < x.size(); ++j)
+        o.data()[j] = apply(parse_activation(a.at("activation").string()), double(x.data()[j]) + y.data()[j]);
+    } else {
+      throw std::runtime_error("reference: no implementation for " + t);
+    }
+    outs.push_back(o);
+  }
+  return outs.back();
+}
+
+Tensor random_tensor(Shape s, std::mt19937& rng, float lo, float hi) {
+  Tensor t(s);
+  std::uniform_real_distribution<float> d(lo, hi);
+  for (size_t i = 0; i < t.size(); ++i) t.data()[i] = d(rng);
+  return t;
+}
+
+std::vector<float> random_vec(size_t n, std::mt19937& rng, float lo, float hi) {
+  std::vector<float> v(n);
+  std::uniform_real_distribution<float> d(lo, hi);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+float max_abs_diff(const Tensor& a, const Tensor& b) {
+  if (a.shape() != b.shape()) throw std::runtime_error("shape mismatch " + a.shape().str() + " vs " + b.shape().str());
+  float m = 0;
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::fabs(a.data()[i] - b.data()[i]));
+  return m;
+}
+
+float max_abs(const Tensor& a) {
+  float m = 0;
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::fabs(a.data()[i]));
+  return m;
+}
+
+bool bit_equal(const Tensor& a, const Tensor& b) {
+  return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+}  // namespace eb::ref

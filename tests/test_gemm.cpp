@@ -1,0 +1,86 @@
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <random>
+
+#include "kernels/gemm.h"
+#include "tests/helpers.h"
+
+using namespace eb;
+
+namespace {
+double ref_dot(const float* a, size_t as, const float* b, size_t bs, size_t k) {
+  double s = 0;
+  for (size_t i = 0; i < k; ++i) s += double(a[i * as]) * b[i * bs];
+  return s;
+}
+}  // namespace
+
+TEST_CASE("gemm microkernel matches reference: every mr, nc, and random kc/strides/epilogues") {
+  std::mt19937 rng(1);
+  test::for_each_isa([&](kernels::Isa isa) {
+    const kernels::KernelTable& kt = kernels::active();
+    CAPTURE(kernels::isa_name(isa));
+    const size_t MR = kt.gemm_mr, NR = kt.gemm_nr;
+    for (size_t mr = 1; mr <= MR; ++mr)
+      for (size_t nc = 1; nc <= NR; ++nc) {
+        const size_t kc = std::uniform_int_distribution<size_t>(0, 40)(rng);
+        const size_t as = kc + std::uniform_int_distribution<size_t>(0, 5)(rng);
+        const size_t cs = nc + std::uniform_int_distribution<size_t>(0, 5)(rng);
+        auto a = ref::random_vec(MR * as + 1, rng), w = ref::random_vec(kc * NR + 1, rng);
+        auto bias = ref::random_vec(NR, rng), c = ref::random_vec(MR * cs, rng);
+        const auto c0 = c;
+        const bool use_bias = rng() % 2, clamp = rng() % 2;
+        const kernels::MinMax mm{-0.5f, 0.75f};
+        kt.gemm(mr, nc, kc, a.data(), as, w.data(), c.data(), cs, use_bias ? bias.data() : nullptr,
+                clamp ? &mm : nullptr);
+        for (size_t r = 0; r < MR; ++r)
+          for (size_t j = 0; j < cs; ++j) {
+            const float got = c[r * cs + j];
+            if (r >= mr || j >= nc) {
+              REQUIRE(got == c0[r * cs + j]);  // untouched outside the tile
+              continue;
+            }
+            double e = (use_bias ? bias[j] : c0[r * cs + j]) + ref_dot(&a[r * as], 1, &w[j], NR, kc);
+            if (clamp) e = std::min(std::max(e, double(mm.lo)), double(mm.hi));
+            REQUIRE(std::fabs(got - e) <= 1e-5 * (1 + double(kc)));
+          }
+      }
+  });
+}
+
+TEST_CASE("gemm driver and gemv match reference over random shapes (K blocking, N splits)") {
+  std::mt19937 rng(2);
+  test::for_each_isa([&](kernels::Isa isa) {
+    CAPTURE(kernels::isa_name(isa));
+    for (int trial = 0; trial < 25; ++trial) {
+      const size_t m = 1 + rng() % 150, n = 1 + rng() % 130, k = rng() % 700;
+      auto a = ref::random_vec(m * k + 1, rng), b = ref::random_vec(k * n + 1, rng), bias = ref::random_vec(n, rng);
+      kernels::PackedB pb = kernels::pack_b(b.data(), k, n, n, bias.data());
+      std::vector<float> c(m * n);
+      kernels::StridedA sa(a.data(), k);
+      kernels::gemm(m, sa, pb, c.data(), n, nullptr);
+      std::vector<float> y(n);
+      kernels::gemv(a.data(), pb, y.data(), nullptr);
+      for (size_t i = 0; i < m; ++i)
+        for (size_t j = 0; j < n; ++j) {
+          const double e = bias[j] + ref_dot(&a[i * k], 1, &b[j], n, k);
+          REQUIRE(std::fabs(c[i * n + j] - e) <= 1e-5 * (1 + double(k)));
+          if (i == 0) REQUIRE(std::fabs(y[j] - e) <= 1e-5 * (1 + double(k)));
+        }
+    }
+  });
+}
+
+TEST_CASE("kernel dispatch picks the best ISA this CPU runs") {
+  const kernels::Isa want = kernels::table_for(kernels::Isa::avx512) ? kernels::Isa::avx512
+                            : kernels::table_for(kernels::Isa::avx2) ? kernels::Isa::avx2
+                            : kernels::table_for(kernels::Isa::neon) ? kernels::Isa::neon
+                                                                     : kernels::Isa::scalar;
+  if (!std::getenv("EDGEBAND_ISA")) CHECK(kernels::active().isa == want);
+#if defined(__aarch64__)
+  CHECK(kernels::table_for(kernels::Isa::neon) != nullptr);
+  CHECK(want == kernels::Isa::neon);
+#endif
+  CHECK_THROWS(kernels::parse_isa("sse9"));
+}
