@@ -112,6 +112,21 @@ Tensor forward(Graph& g, const Tensor& input) {
       o = Tensor(x.shape());
       for (size_t j = 0; j < x.size(); ++j)
         o.data()[j] = apply(parse_activation(a.at("activation").string()), double(x.data()[j]) + y.data()[j]);
+    } else if (t == "batchnorm") {
+      const Tensor& x = in(0);
+      o = Tensor(x.shape());
+      const double eps = a.at("eps").number();
+      const size_t C = size_t(x.c());
+      for (size_t j = 0; j < x.size(); ++j) {
+        const size_t c = j % C;
+        o.data()[j] = float((x.data()[j] - (*ps[2].data)[c]) / std::sqrt((*ps[3].data)[c] + eps) *
+                                (*ps[0].data)[c] + (*ps[1].data)[c]);
+      }
+    } else if (t == "activation") {
+      const Tensor& x = in(0);
+      o = Tensor(x.shape());
+      for (size_t j = 0; j < x.size(); ++j)
+        o.data()[j] = apply(parse_activation(a.at("activation").string()), x.data()[j]);
     } else {
       throw std::runtime_error("reference: no implementation for " + t);
     }

@@ -1,0 +1,95 @@
+// The binary's behaviour on bad input: a clear message on stderr and a non-zero exit.
+#include <doctest/doctest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#include <stb/stb_image_write.h>
+#pragma GCC diagnostic pop
+
+namespace {
+struct Result {
+  int code;
+  std::string out;
+};
+Result sh(const std::string& args) {
+  const std::string cmd = std::string(EDGEBAND_BIN) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  Result r{0, ""};
+  std::array<char, 4096> buf{};
+  while (size_t n = fread(buf.data(), 1, buf.size(), p)) r.out.append(buf.data(), n);
+  const int st = pclose(p);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return r;
+}
+std::string tmp(const std::string& n) { return "/tmp/edgeband_cli_" + std::to_string(::getpid()) + "_" + n; }
+}  // namespace
+
+TEST_CASE("cli: bad input gives a clear error and exit status 1, never a crash") {
+  const std::string img = tmp("img.png");
+  std::vector<unsigned char> px(40 * 30 * 3);
+  for (size_t i = 0; i < px.size(); ++i) px[i] = static_cast<unsigned char>(i * 37);
+  REQUIRE(stbi_write_png(img.c_str(), 40, 30, 3, px.data(), 40 * 3) != 0);
+
+  Result ok = sh("run --model mobilenet_v1:0.25:128 --image " + img + " --top 3");
+  CHECK(ok.code == 0);
+  CHECK(ok.out.find("mobilenet_v1:0.25:128") != std::string::npos);
+
+  Result r = sh("run --model mobilenet_v1:0.25:128 --image /nonexistent.jpg");
+  CHECK(r.code == 1);
+  CHECK(r.out.find("cannot read image") != std::string::npos);
+
+  const std::string notimg = tmp("notimg.png");
+  std::ofstream(notimg) << "this is not an image";
+  r = sh("run --model mobilenet_v1:0.25:128 --image " + notimg);
+  CHECK(r.code == 1);
+  CHECK(r.out.find("cannot read image") != std::string::npos);
+
+  r = sh("run --model mobilenet_v1 --weights /nonexistent.ebw --image " + img);
+  CHECK(r.code == 1);
+  CHECK(r.out.find("cannot open") != std::string::npos);
+
+  const std::string w = tmp("w.ebw");
+  REQUIRE(sh("export --model mobilenet_v1:0.25:128 -o " + w).code == 0);
+  r = sh("run --model mobilenet_v1:0.5:128 --weights " + w + " --image " + img);
+  CHECK(r.code == 1);
+  CHECK(r.out.find("holds model") != std::string::npos);
+  {
+    std::fstream f(w, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(5000);
+    f.put('\x7f');
+  }
+  r = sh("run --weights " + w + " --image " + img);
+  CHECK(r.code == 1);
+  CHECK(r.out.find("checksum") != std::string::npos);
+
+  r = sh("run --model resnet9000 --image " + img);
+  CHECK(r.code == 1);
+  CHECK(r.out.find("unknown model") != std::string::npos);
+  r = sh("bench --model vgg16:32 --threads 0");
+  CHECK(r.code == 1);
+  CHECK(r.out.find("--threads") != std::string::npos);
+  r = sh("bench --model vgg16:32 --bogus 1");
+  CHECK(r.code == 1);
+  CHECK(r.out.find("unknown option") != std::string::npos);
+  r = sh("frobnicate");
+  CHECK(r.code == 2);
+  for (const auto& f : {img, notimg, w}) std::remove(f.c_str());
+}
+
+TEST_CASE("cli: bench --json prints the fields scripts depend on") {
+  Result r = sh("bench --model mobilenet_v1:0.25:128 --runs 3 --json");
+  REQUIRE(r.code == 0);
+  for (const char* k : {"\"model\"", "\"threads\"", "\"runs\":3", "\"median_ms\"", "\"min_ms\"", "\"max_ms\"", "\"gflops\""})
+    CHECK(r.out.find(k) != std::string::npos);
+}

@@ -1,0 +1,161 @@
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <random>
+#include <stdexcept>
+
+#include "core/layers/conv2d.h"
+#include "core/layers/elementwise.h"
+#include "core/layers/global_avg_pool.h"
+#include "core/layers/fully_connected.h"
+#include "core/layers/pool2d.h"
+#include "models/zoo.h"
+#include "tests/helpers.h"
+
+using namespace eb;
+
+namespace {
+
+// Fused engine vs. the reference forward of the *unfused* graph (separate BN and activation
+// nodes): checks kernels, BN folding and activation fusion together.
+void check_model_against_reference(const std::string& name, float tol) {
+  Graph unfused = models::build_unfused(models::parse_model_name(name));
+  models::fill_synthetic(unfused);
+  Graph fused = models::build_synthetic(name);
+  for (int i = 0; i < fused.size(); ++i) {  // every BN and activation was folded away
+    CHECK(fused.node(i).layer->type() != "batchnorm");
+    CHECK(fused.node(i).layer->type() != "activation");
+  }
+  std::mt19937 rng(7);
+  const Tensor in = ref::random_tensor(fused.input, rng);
+  const Tensor want = ref::forward(unfused, in);
+  const Tensor got = fused.forward(in);
+  CAPTURE(name);
+  REQUIRE(got.shape() == want.shape());
+  CHECK(ref::max_abs_diff(got, want) <= tol);
+  // Probabilities are a distribution and the synthetic net is not degenerate.
+  double sum = 0;
+  for (size_t i = 0; i < got.size(); ++i) sum += got.data()[i];
+  CHECK(sum == doctest::Approx(1.0).epsilon(1e-4));
+}
+
+// Splits the spatial layers of g into the given blocks, computes each block's output segment per
+// device from only the rows the receptive field requires, stitches, then runs the host tail.
+Tensor run_split(const Graph& g, const Tensor& in, const std::vector<int>& cuts, int devices,
+                 std::mt19937& rng) {
+  Band cur{in, 0};
+  int first = 0;
+  for (int last : cuts) {
+    const Shape s = g.shape_of(last - 1);
+    Tensor stitched(s);
+    // Random uneven segments covering every row once.
+    std::vector<int> edges{0, s.h};
+    for (int d = 1; d < devices; ++d) edges.push_back(std::uniform_int_distribution<int>(0, s.h)(rng));
+    std::sort(edges.begin(), edges.end());
+    for (size_t d = 0; d + 1 < edges.size(); ++d) {
+      const RowRange seg{edges[d], edges[d + 1]};
+      if (seg.empty()) continue;
+      const RowRange need = g.block_needs(first, last, seg)[0];
+      Band halo_band{cur.t.rows({need.begin - cur.row0, need.end - cur.row0}).clone(), need.begin};
+      Band out = g.run_block(first, last, halo_band, seg);
+      std::copy(out.t.data(), out.t.data() + out.t.size(), stitched.row(seg.begin));
+    }
+    cur = Band{stitched, 0};
+    first = last;
+  }
+  if (first < g.size()) cur = g.run_block(first, g.size(), cur, {0, 1});
+  return cur.t;
+}
+
+}  // namespace
+
+TEST_CASE("VGG-16 (32x32) and MobileNet-V1 (several widths) match the reference network") {
+  check_model_against_reference("vgg16:32", 1e-4f);
+  check_model_against_reference("mobilenet_v1:0.25:128", 1e-4f);
+  check_model_against_reference("mobilenet_v1:1.0:96", 1e-4f);
+}
+
+TEST_CASE("model names parse and reject nonsense") {
+  CHECK(models::parse_model_name("mobilenet_v1").canonical() == "mobilenet_v1:1:224");
+  CHECK(models::parse_model_name("mobilenet_v1:0.5:160").canonical() == "mobilenet_v1:0.5:160");
+  CHECK(models::parse_model_name("vgg16").canonical() == "vgg16:224");
+  CHECK_THROWS(models::parse_model_name("resnet50"));
+  CHECK_THROWS(models::parse_model_name("mobilenet_v1:0.3"));
+  CHECK_THROWS(models::parse_model_name("mobilenet_v1:1.0:100"));
+  CHECK_THROWS(models::parse_model_name("vgg16:abc"));
+  const Graph g = models::build_synthetic("mobilenet_v1:0.5:160");
+  CHECK(g.output_shape() == Shape{1, 1, 1001});
+  CHECK(g.shape_of(g.spatial_end() - 1) == Shape{5, 5, 512});
+  const Graph v = models::build_synthetic("vgg16:64");
+  CHECK(v.shape_of(v.spatial_end() - 1) == Shape{2, 2, 512});
+}
+
+TEST_CASE("band execution: 1..8 devices, uneven splits, 1-3 fused blocks equal the full image") {
+  std::mt19937 rng(8);
+  for (const char* name : {"vgg16:64", "mobilenet_v1:0.5:128"}) {
+    const Graph g = models::build_synthetic(name);
+    const Tensor in = ref::random_tensor(g.input, rng);
+    const Tensor full = g.forward(in);
+    const int se = g.spatial_end();
+    for (int devices = 1; devices <= 8; ++devices) {
+      std::vector<int> cuts;
+      const int nblocks = 1 + devices % 3;
+      for (int b = 1; b < nblocks; ++b) cuts.push_back(se * b / nblocks);
+      cuts.push_back(se);
+      CAPTURE(name);
+      CAPTURE(devices);
+      CHECK(ref::bit_equal(run_split(g, in, cuts, devices, rng), full));
+    }
+  }
+}
+
+TEST_CASE("residual graph: Add of two branches runs banded and matches the reference") {
+  std::mt19937 rng(9);
+  Graph g;
+  g.input = {21, 17, 8};
+  auto conv = [&](long cin, long cout, long k, long s, Activation act) {
+    Conv2DParams p;
+    p.cin = cin;
+    p.cout = cout;
+    p.kh = p.kw = k;
+    p.sh = p.sw = s;
+    p.pad_t = p.pad_l = p.pad_b = p.pad_r = k / 2;
+    p.act = act;
+    return std::make_unique<Conv2D>(p);
+  };
+  const int stem = g.add("stem", conv(8, 16, 3, 1, Activation::relu), {-1});
+  const int a = g.add("a1", conv(16, 16, 3, 1, Activation::relu), {stem});
+  const int a2 = g.add("a2", conv(16, 16, 3, 1, Activation::none), {a});
+  const int sum = g.add("add", std::make_unique<Add>(Activation::relu), {a2, stem});
+  const int down = g.add("down", conv(16, 24, 3, 2, Activation::relu), {sum});
+  const int skip = g.add("skip", conv(16, 24, 1, 2, Activation::none), {sum});
+  const int sum2 = g.add("add2", std::make_unique<Add>(), {down, skip});
+  g.add("relu", std::make_unique<ActivationLayer>(Activation::relu), {sum2});
+  g.add("pool", std::make_unique<GlobalAvgPool>());
+  g.add("fc", std::make_unique<FullyConnected>(24, 10));
+  models::fill_synthetic(g, 5);
+  g.finalize();
+  CHECK(g.size() == 9);  // the standalone ReLU fused into add2
+  CHECK(g.is_cut(1));
+  CHECK_FALSE(g.is_cut(2));  // stem's output is still needed by "add"
+  CHECK(g.is_cut(4));
+  CHECK_FALSE(g.is_cut(5));
+  const Tensor in = ref::random_tensor(g.input, rng);
+  const Tensor full = g.forward(in);
+  CHECK(ref::max_abs_diff(full, ref::forward(g, in)) <= 1e-4f);
+  for (int devices = 2; devices <= 5; ++devices)
+    CHECK(ref::bit_equal(run_split(g, in, {1, 4, g.spatial_end()}, devices, rng), full));
+  CHECK_THROWS_AS(g.run_block(2, 4, Band{full, 0}, {0, 1}), std::logic_error);
+}
+
+TEST_CASE("graph rejects malformed construction") {
+  Graph g;
+  g.input = {8, 8, 3};
+  CHECK_THROWS(g.add("bad", std::make_unique<Add>(), {-1}));      // Add needs two inputs
+  CHECK_THROWS(g.add("fwd", std::make_unique<Softmax>(), {3}));   // not an earlier node
+  Conv2DParams p;
+  p.cin = 4;  // input has 3 channels
+  p.cout = 4;
+  g.add("c", std::make_unique<Conv2D>(p), {-1});
+  CHECK_THROWS_AS(g.finalize(), std::invalid_argument);
+}

@@ -1,0 +1,105 @@
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <unistd.h>
+
+#include "core/weights_io.h"
+#include "models/zoo.h"
+#include "tests/helpers.h"
+
+using namespace eb;
+
+namespace {
+std::string tmp_path(const std::string& name) { return "/tmp/edgeband_test_" + std::to_string(::getpid()) + "_" + name; }
+std::vector<char> read_all(const std::string& p) {
+  std::ifstream f(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), {}};
+}
+void write_all(const std::string& p, const std::vector<char>& b) {
+  std::ofstream f(p, std::ios::binary | std::ios::trunc);
+  f.write(b.data(), std::streamsize(b.size()));
+}
+// A file with a valid frame and checksum around an arbitrary header: exercises the semantic
+// checks behind the checksum.
+void write_with_header(const std::string& p, const std::string& header, size_t data_bytes) {
+  std::vector<char> b(32);
+  std::memcpy(b.data(), "EBWEIGHT", 8);
+  uint32_t v = 1, fl = 0;
+  uint64_t h = header.size(), d = data_bytes;
+  std::memcpy(b.data() + 8, &v, 4);
+  std::memcpy(b.data() + 12, &fl, 4);
+  std::memcpy(b.data() + 16, &h, 8);
+  std::memcpy(b.data() + 24, &d, 8);
+  b.insert(b.end(), header.begin(), header.end());
+  b.resize((b.size() + 63) / 64 * 64 + data_bytes, 0);
+  const uint64_t sum = hash64(b.data(), b.size());
+  b.resize(b.size() + 8);
+  std::memcpy(b.data() + b.size() - 8, &sum, 8);
+  write_all(p, b);
+}
+}  // namespace
+
+TEST_CASE("weights: save/load round trip is bit exact and the checksum identifies the model") {
+  Graph g = models::build_synthetic("mobilenet_v1:0.25:128");
+  const std::string p = tmp_path("rt.ebw");
+  const uint64_t h = save_weights(g, p);
+  uint64_t h2 = 0;
+  Graph back = load_weights(p, &h2);
+  CHECK(h == h2);
+  CHECK(back.model == g.model);
+  std::mt19937 rng(1);
+  const Tensor in = ref::random_tensor(g.input, rng);
+  CHECK(ref::bit_equal(back.forward(in), g.forward(in)));
+  CHECK_NOTHROW(models::load_model("mobilenet_v1:0.25:128", p));
+  CHECK_THROWS_WITH_AS(models::load_model("mobilenet_v1:0.5:128", p),
+                       doctest::Contains("holds model 'mobilenet_v1:0.25:128'"), WeightsError);
+  CHECK_THROWS_WITH_AS(load_weights(tmp_path("does_not_exist.ebw")), doctest::Contains("cannot open"), WeightsError);
+
+  const std::vector<char> good = read_all(p);
+  const std::string q = tmp_path("bad.ebw");
+  std::mt19937 r2(2);
+  for (int i = 0; i < 40; ++i) {  // truncations anywhere
+    std::vector<char> b(good.begin(), good.begin() + long(r2() % good.size()));
+    write_all(q, b);
+    CHECK_THROWS_AS(load_weights(q), WeightsError);
+  }
+  for (int i = 0; i < 40; ++i) {  // any flipped byte
+    std::vector<char> b = good;
+    b[r2() % b.size()] ^= char(1 + r2() % 255);
+    write_all(q, b);
+    CHECK_THROWS_AS(load_weights(q), WeightsError);
+  }
+  std::vector<char> magic = good;
+  magic[0] = 'X';
+  write_all(q, magic);
+  CHECK_THROWS_WITH_AS(load_weights(q), doctest::Contains("bad magic"), WeightsError);
+  std::remove(p.c_str());
+  std::remove(q.c_str());
+}
+
+TEST_CASE("weights: a well-framed file with a hostile header is a clear error") {
+  const std::string q = tmp_path("hostile.ebw");
+  const std::string base =
+      R"({"model":"x","input":[8,8,3],"normalize":{"mean":[0,0,0],"std":[1,1,1]},"label_offset":0,"labels":[],"nodes":)";
+  const std::vector<std::string> bad_nodes = {
+      "[]",                                                    // no layers
+      "[{}]",                                                  // missing keys
+      R"([{"name":"a","type":"warp","inputs":[-1],"attrs":{},"params":[]}])",  // unknown type
+      R"([{"name":"c","type":"conv2d","inputs":[-1],"attrs":{"cin":3,"cout":4,"kernel":[3,3],"stride":[1,1],"pad":[1,1,1,1],"depthwise":false,"activation":"relu"},"params":[{"name":"weight","dims":[4,3,3,3],"offset":0},{"name":"bias","dims":[4],"offset":999999}]}])",
+      R"([{"name":"c","type":"conv2d","inputs":[-1],"attrs":{"cin":3,"cout":4,"kernel":[3,3],"stride":[1,1],"pad":[1,1,1,1],"depthwise":false,"activation":"relu"},"params":[{"name":"weight","dims":[4,3,3,9],"offset":0},{"name":"bias","dims":[4],"offset":512}]}])",
+      R"([{"name":"c","type":"conv2d","inputs":[-1],"attrs":{"cin":-3,"cout":4000000000,"kernel":[3,3],"stride":[1,1],"pad":[1,1,1,1],"depthwise":false,"activation":"relu"},"params":[]}])",
+      R"([{"name":"s","type":"softmax","inputs":[5],"attrs":{},"params":[]}])",  // forward reference
+      R"([{"name":"f","type":"fully_connected","inputs":[-1],"attrs":{"in":100000000,"out":1000000,"activation":"none"},"params":[]}])",
+  };
+  for (const std::string& nodes : bad_nodes) {
+    write_with_header(q, base + nodes + "}", 1024);
+    CAPTURE(nodes);
+    CHECK_THROWS_AS(load_weights(q), WeightsError);
+  }
+  write_with_header(q, "{not json", 0);
+  CHECK_THROWS_WITH_AS(load_weights(q), doctest::Contains("JSON"), WeightsError);
+  std::remove(q.c_str());
+}
