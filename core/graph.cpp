@@ -1,5 +1,7 @@
 #include "core/graph.h"
 
+#include <malloc.h>
+
 #include <chrono>
 #include <stdexcept>
 
@@ -131,6 +133,16 @@ std::vector<RowRange> Graph::block_needs(int first, int last, RowRange out) cons
 
 Band Graph::run_block(int first, int last, const Band& block_in, RowRange out,
                       std::vector<double>* layer_ms) const {
+#if defined(__GLIBC__)
+  // Activation buffers are allocated and freed every inference; keep them in the heap instead of
+  // fresh mmaps, whose page faults cost more than a small layer (about 20% of MobileNet).
+  static const bool heap_tuned = [] {
+    mallopt(M_MMAP_THRESHOLD, 512 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1024 << 20);
+    return true;
+  }();
+  (void)heap_tuned;
+#endif
   const std::vector<RowRange> need = block_needs(first, last, out);
   if (!block_in.rows().contains(need[0]))
     throw std::invalid_argument("block input band does not hold the rows it needs");
@@ -147,7 +159,7 @@ Band Graph::run_block(int first, int last, const Band& block_in, RowRange out,
     const Shape s = node.layer->output_shape();
     Band& ob = bands[size_t(n - first)];
     ob.row0 = r.begin;
-    ob.t = Tensor(r.size(), s.w, s.c);
+    ob.t = Tensor::uninitialized({r.size(), s.w, s.c});
     if (r.empty()) continue;
     std::vector<const Band*> ins;
     for (int i : node.inputs) ins.push_back(i == first - 1 ? &block_in : &bands[size_t(i - first)]);

@@ -24,11 +24,11 @@ std::string Shape::str() const {
   return std::to_string(h) + "x" + std::to_string(w) + "x" + std::to_string(c);
 }
 
-float* aligned_alloc_floats(size_t n) {
+float* aligned_alloc_floats(size_t n, bool zero) {
   size_t bytes = std::max<size_t>(64, (n * sizeof(float) + 63) / 64 * 64);
   void* p = std::aligned_alloc(64, bytes);
   if (!p) throw std::bad_alloc();
-  std::memset(p, 0, bytes);
+  if (zero) std::memset(p, 0, bytes);
   return static_cast<float*>(p);
 }
 
@@ -38,6 +38,15 @@ Tensor::Tensor(Shape s) : shape_(s) {
   if (s.h < 0 || s.w < 0 || s.c < 0) throw std::invalid_argument("negative tensor shape " + s.str());
   storage_.reset(aligned_alloc_floats(s.size()), AlignedFree{});
   ptr_ = storage_.get();
+}
+
+Tensor Tensor::uninitialized(Shape s) {
+  if (s.h < 0 || s.w < 0 || s.c < 0) throw std::invalid_argument("negative tensor shape " + s.str());
+  Tensor t;
+  t.shape_ = s;
+  t.storage_.reset(aligned_alloc_floats(s.size(), false), AlignedFree{});
+  t.ptr_ = t.storage_.get();
+  return t;
 }
 
 Tensor Tensor::rows(RowRange r) const {

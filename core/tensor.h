@@ -32,7 +32,7 @@ struct Shape {
   std::string str() const;
 };
 
-float* aligned_alloc_floats(size_t n);  // 64-byte aligned, zero-initialised
+float* aligned_alloc_floats(size_t n, bool zero = true);  // 64-byte aligned
 struct AlignedFree {
   void operator()(float* p) const;
 };
@@ -42,6 +42,8 @@ class Tensor {
  public:
   Tensor() = default;
   explicit Tensor(Shape s);
+  // Storage left uninitialised: for outputs that a layer overwrites completely.
+  static Tensor uninitialized(Shape s);
   Tensor(int h, int w, int c) : Tensor(Shape{h, w, c}) {}
 
   const Shape& shape() const { return shape_; }
