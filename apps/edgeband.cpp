@@ -12,6 +12,7 @@
 #include "core/image.h"
 #include "core/weights_io.h"
 #include "kernels/microkernels.h"
+#include "dist/planner.h"
 #include "models/zoo.h"
 
 namespace {
@@ -24,6 +25,9 @@ const char* kUsage =
     "  run     --model M [--weights F] [--image F | --input-tensor F] [--threads N] [--top K]\n"
     "  bench   --model M [--weights F] [--threads N] [--runs R] [--warmup W] [--layers] [--json]\n"
     "  export  --model M -o FILE            write the synthetic weights as an .ebw file\n"
+    "  profile --model M [--weights F] [--threads N] [--reps R] [--name NAME] -o device.json\n"
+    "  plan    --model M --devices N|a.json,b.json,... [--link RATE,DELAY] [--scheme S|all]\n"
+    "          [--batch B] [--wire fp32|fp16] [--json]\n"
     "  info                                 kernels and threads this machine uses\n"
     "models: vgg16[:RES], mobilenet_v1[:ALPHA[:RES]] (ALPHA 1.0|0.75|0.5|0.25, RES 32..1024)\n"
     "common: --isa scalar|avx2|avx512|neon overrides the kernel choice (also EDGEBAND_ISA)\n";
@@ -116,6 +120,100 @@ int cmd_export(int argc, char** argv) {
   return 0;
 }
 
+int cmd_profile(int argc, char** argv) {
+  Args a(argc, argv, 2, {"model", "weights", "threads", "reps", "name", "o", "isa"}, {});
+  common(a);
+  if (!a.has("o")) throw std::invalid_argument("profile needs -o FILE");
+  const eb::Graph g = eb::models::load_model(a.str("model"), a.str("weights"));
+  const auto p = eb::dist::measure_profile(g, a.str("name", "device"), a.integer("reps", 5, 1, 1000));
+  eb::dist::save_profile(p, a.str("o"));
+  std::printf("wrote %s: %s, %d threads, %.2f ms for the whole model\n", a.str("o").c_str(),
+              g.model.c_str(), p.threads, p.full_ms(g));
+  return 0;
+}
+
+// Device profiles from "N" (N copies of a fresh profile of this machine) or a list of files.
+eb::dist::Cluster cluster_from_args(const Args& a, const eb::Graph& g) {
+  eb::dist::Cluster c;
+  const std::string devs = a.str("devices", "3");
+  c.link = eb::dist::parse_link(a.str("link", "1gbit,0.2ms"));
+  const std::string wire = a.str("wire", "fp32");
+  if (wire != "fp32" && wire != "fp16") throw std::invalid_argument("--wire must be fp32 or fp16");
+  c.bytes_per_value = wire == "fp16" ? 2 : 4;
+  if (!devs.empty() && devs.find_first_not_of("0123456789") == std::string::npos) {
+    const int n = a.integer("devices", 3, 1, 64);
+    const auto p = eb::dist::measure_profile(g, "this-machine", 3);
+    for (int i = 0; i < n; ++i) c.devices.push_back(p);
+    return c;
+  }
+  size_t start = 0;
+  while (start <= devs.size()) {
+    const size_t comma = devs.find(',', start);
+    const std::string f = devs.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (f.empty()) throw std::invalid_argument("--devices: empty profile name");
+    c.devices.push_back(eb::dist::load_profile(f, g));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return c;
+}
+
+int cmd_plan(int argc, char** argv) {
+  Args a(argc, argv, 2, {"model", "weights", "devices", "link", "scheme", "batch", "threads", "wire", "isa"}, {"json"});
+  common(a);
+  const eb::Graph g = eb::models::load_model(a.str("model"), a.str("weights"));
+  const eb::dist::Cluster c = cluster_from_args(a, g);
+  const int batch = a.integer("batch", 1, 1, 1024);
+  std::vector<eb::dist::Scheme> schemes;
+  const std::string sch = a.str("scheme", "all");
+  if (sch == "all")
+    schemes = {eb::dist::Scheme::local, eb::dist::Scheme::modnn, eb::dist::Scheme::dpfp, eb::dist::Scheme::halp};
+  else
+    schemes = {eb::dist::parse_scheme(sch)};
+  std::vector<eb::dist::Plan> plans;
+  for (auto s : schemes) plans.push_back(eb::dist::make_plan(g, c, s, batch));
+  if (a.has("json")) {
+    eb::Json j = eb::Json::object();
+    eb::Json js = eb::Json::object();
+    for (const auto& p : plans) js[eb::dist::scheme_name(p.scheme)] = p.to_json(g);
+    j["schemes"] = js;
+    j["model"] = g.model;
+    j["devices"] = int(c.devices.size());
+    j["link"] = c.link.str();
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  }
+  std::printf("model %s, %zu devices, link %s, batch %d, wire %s\n", g.model.c_str(), c.devices.size(),
+              c.link.str().c_str(), batch, c.bytes_per_value == 2 ? "fp16" : "fp32");
+  double local_ms = 0;
+  for (const auto& p : plans)
+    if (p.scheme == eb::dist::Scheme::local) local_ms = p.predicted_ms;
+  for (const auto& p : plans) {
+    std::printf("\n[%s] predicted %.2f ms, %.1f KB moved per image", eb::dist::scheme_name(p.scheme),
+                p.predicted_ms, double(p.bytes) / 1024.0);
+    if (p.scheme == eb::dist::Scheme::halp) std::printf(", host share %.0f%%", p.host_share * 100);
+    std::printf("\n");
+    for (size_t b = 0; b < p.blocks.size(); ++b) {
+      const auto& bp = p.blocks[b];
+      std::printf("  block %zu: %s..%s  rows of %s:", b, g.node(bp.first).name.c_str(),
+                  g.node(bp.last - 1).name.c_str(), g.shape_of(bp.last - 1).str().c_str());
+      for (size_t d = 0; d < bp.zones.size(); ++d) {
+        std::printf("  dev%zu", d);
+        if (bp.zones[d].empty()) std::printf(" -");
+        for (const auto& r : bp.zones[d]) std::printf(" [%d,%d)", r.begin, r.end);
+      }
+      std::printf("\n");
+    }
+    for (size_t d = 1; d < p.link_bytes.size(); ++d)
+      std::printf("  link host<->dev%zu: %.1f KB\n", d, double(p.link_bytes[d]) / 1024.0);
+  }
+  std::printf("\n%-8s %12s %10s %12s\n", "scheme", "predicted_ms", "speedup", "KB/image");
+  for (const auto& p : plans)
+    std::printf("%-8s %12.2f %10.2f %12.1f\n", eb::dist::scheme_name(p.scheme), p.predicted_ms,
+                local_ms > 0 ? local_ms / p.predicted_ms : 0.0, double(p.bytes) / 1024.0);
+  return 0;
+}
+
 int cmd_info() {
   std::printf("edgeband 0.1.0\nkernels: %s (gemm %zux%zu)\nthreads: %d\navailable:",
               eb::kernels::isa_name(eb::kernels::active().isa), eb::kernels::active().gemm_mr,
@@ -144,6 +242,8 @@ int main(int argc, char** argv) {
     if (cmd == "bench") return cmd_bench(argc, argv);
     if (cmd == "export") return cmd_export(argc, argv);
     if (cmd == "info") return cmd_info();
+    if (cmd == "profile") return cmd_profile(argc, argv);
+    if (cmd == "plan") return cmd_plan(argc, argv);
     std::fprintf(stderr, "edgeband: unknown command '%s'\n%s", cmd.c_str(), kUsage);
     return 2;
   } catch (const std::exception& e) {

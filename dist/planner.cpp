@@ -1,0 +1,457 @@
+#include "dist/planner.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+namespace eb::dist {
+
+const char* scheme_name(Scheme s) {
+  switch (s) {
+    case Scheme::local: return "local";
+    case Scheme::modnn: return "modnn";
+    case Scheme::dpfp: return "dpfp";
+    case Scheme::halp: return "halp";
+  }
+  return "?";
+}
+
+Scheme parse_scheme(const std::string& s) {
+  for (Scheme x : {Scheme::local, Scheme::modnn, Scheme::dpfp, Scheme::halp})
+    if (s == scheme_name(x)) return x;
+  throw std::invalid_argument("unknown scheme '" + s + "' (expected local, modnn, dpfp or halp)");
+}
+
+std::vector<RowRange> split_rows(int h, const std::vector<double>& w) {
+  double total = 0;
+  for (double x : w) total += std::max(0.0, x);
+  std::vector<RowRange> out(w.size());
+  if (total <= 0) throw std::invalid_argument("split_rows: no positive weight");
+  double acc = 0;
+  int prev = 0;
+  for (size_t i = 0; i < w.size(); ++i) {
+    acc += std::max(0.0, w[i]);
+    const int end = i + 1 == w.size() ? h : int(std::lround(acc / total * h));
+    out[i] = {prev, std::max(prev, end)};
+    prev = out[i].end;
+  }
+  return out;
+}
+
+std::vector<int> candidate_cuts(const Graph& g) {
+  std::vector<int> c;
+  for (int i = 1; i < g.spatial_end(); ++i)
+    if (g.is_cut(i)) c.push_back(i);
+  return c;
+}
+
+namespace {
+
+void validate(const Graph& g, const Cluster& c) {
+  if (c.devices.empty()) throw std::invalid_argument("a plan needs at least one device");
+  for (const DeviceProfile& d : c.devices)
+    if (int(d.layers.size()) != g.size())
+      throw std::invalid_argument("profile '" + d.name + "' does not match model " + g.model);
+  if (!(c.link.bits_per_s > 0) || !(c.link.latency_s >= 0))
+    throw std::invalid_argument("link rate must be positive and latency non-negative");
+  if (g.spatial_end() == 0) throw std::invalid_argument("model has no spatial layers to split");
+}
+
+// Relative speed of each device: inverse of its time for the whole spatial part.
+std::vector<double> speeds(const Graph& g, const Cluster& c) {
+  std::vector<double> s;
+  for (const DeviceProfile& d : c.devices) {
+    double t = 0;
+    for (int i = 0; i < g.spatial_end(); ++i) t += d.layer_ms(i, g.node(i).layer->output_shape().h);
+    s.push_back(1.0 / std::max(t, 1e-9));
+  }
+  return s;
+}
+
+// Output zones of a node with h rows for the scheme's row shares.
+std::vector<std::vector<RowRange>> zones_for(Scheme s, int h, const std::vector<double>& speed,
+                                             double host_share) {
+  const size_t n = speed.size();
+  std::vector<std::vector<RowRange>> z(n);
+  if (s == Scheme::local || n == 1) {
+    z[0].push_back({0, h});
+    return z;
+  }
+  if (s != Scheme::halp) {
+    const std::vector<RowRange> r = split_rows(h, speed);
+    for (size_t d = 0; d < n; ++d)
+      if (!r[d].empty()) z[d].push_back(r[d]);
+    return z;
+  }
+  // HALP: S1, H, S2, H, ..., Sk (k = n-1 secondaries). With one secondary: S1 then H.
+  double sec_total = 0;
+  for (size_t d = 1; d < n; ++d) sec_total += speed[d];
+  const size_t k = n - 1, host_zones = k == 1 ? 1 : k - 1;
+  std::vector<double> w;
+  std::vector<int> owner;
+  for (size_t d = 1; d < n; ++d) {
+    w.push_back((1.0 - host_share) * speed[d] / sec_total);
+    owner.push_back(int(d));
+    if (d < n - 1 || k == 1) {
+      w.push_back(host_share / double(host_zones));
+      owner.push_back(0);
+    }
+  }
+  const std::vector<RowRange> r = split_rows(h, w);
+  for (size_t i = 0; i < r.size(); ++i)
+    if (!r[i].empty()) {
+      auto& dst = z[size_t(owner[i])];
+      if (!dst.empty() && dst.back().end == r[i].begin)
+        dst.back().end = r[i].end;  // merge adjacent host zones when a secondary got no rows
+      else
+        dst.push_back(r[i]);
+    }
+  return z;
+}
+
+uint64_t row_bytes(const Graph& g, int node, int bpv) {
+  return uint64_t(g.shape_of(node).row_size()) * uint64_t(bpv);
+}
+
+// Owner of each row of node `node`'s output after block b (or the input, all host's).
+std::vector<int> owners(const Plan& p, const Graph& g, int b) {
+  const int node = b < 0 ? -1 : p.blocks[size_t(b)].last - 1;
+  std::vector<int> own(size_t(g.shape_of(node).h), 0);
+  if (b < 0) return own;
+  for (size_t d = 0; d < p.blocks[size_t(b)].zones.size(); ++d)
+    for (const RowRange& r : p.blocks[size_t(b)].zones[d])
+      for (int y = r.begin; y < r.end; ++y) own[size_t(y)] = int(d);
+  return own;
+}
+
+// Rows of the block input each device needs (bool per row).
+std::vector<std::vector<bool>> block_input_needs(const Graph& g, const BlockPlan& bp, int h_in) {
+  std::vector<std::vector<bool>> need(bp.zones.size(), std::vector<bool>(size_t(h_in), false));
+  for (size_t d = 0; d < bp.zones.size(); ++d)
+    for (const RowRange& z : bp.zones[d]) {
+      const RowRange r = g.block_needs(bp.first, bp.last, z)[0];
+      for (int y = r.begin; y < r.end; ++y) need[d][size_t(y)] = true;
+    }
+  return need;
+}
+
+// Groups the rows where pred(y) holds into maximal ranges.
+template <class Pred>
+std::vector<RowRange> runs(int h, Pred pred) {
+  std::vector<RowRange> out;
+  for (int y = 0; y < h;) {
+    if (!pred(y)) {
+      ++y;
+      continue;
+    }
+    int e = y;
+    while (e < h && pred(e)) ++e;
+    out.push_back({y, e});
+    y = e;
+  }
+  return out;
+}
+
+// The transfers feeding block b (b == blocks.size(): the gather for the tail).
+std::vector<Transfer> transfers_for(const Graph& g, const Cluster& c, const Plan& p, int b) {
+  const int node = b == 0 ? -1 : p.blocks[size_t(b - 1)].last - 1;
+  const int h = g.shape_of(node).h;
+  const std::vector<int> own = owners(p, g, b - 1);
+  const size_t n = size_t(p.devices);
+  std::vector<std::vector<bool>> need;
+  if (b == int(p.blocks.size())) {
+    need.assign(n, std::vector<bool>(size_t(h), false));
+    need[0].assign(size_t(h), true);
+  } else {
+    need = block_input_needs(g, p.blocks[size_t(b)], h);
+    if (p.gather_every_block && b > 0) need[0].assign(size_t(h), true);  // MoDNN gathers it all
+  }
+  const uint64_t rb = row_bytes(g, node, c.bytes_per_value);
+  std::vector<Transfer> out;
+  // Secondary -> host: rows the host needs itself or relays to another secondary.
+  for (size_t s = 1; s < n; ++s)
+    for (const RowRange r : runs(h, [&](int y) {
+           if (own[size_t(y)] != int(s)) return false;
+           for (size_t d = 0; d < n; ++d)
+             if (d != s && need[d][size_t(y)]) return true;
+           return false;
+         }))
+      out.push_back({b, int(s), 0, node, r, uint64_t(r.size()) * rb});
+  // Host -> secondary: every row the secondary needs and does not own.
+  for (size_t d = 1; d < n; ++d)
+    for (const RowRange r : runs(h, [&](int y) { return need[d][size_t(y)] && own[size_t(y)] != int(d); }))
+      out.push_back({b, 0, int(d), node, r, uint64_t(r.size()) * rb});
+  return out;
+}
+
+double zone_compute_ms(const Graph& g, const DeviceProfile& prof, const BlockPlan& bp,
+                       const std::vector<RowRange>& zones) {
+  double t = 0;
+  for (const RowRange& z : zones) {
+    const std::vector<RowRange> need = g.block_needs(bp.first, bp.last, z);
+    for (int n = bp.first; n < bp.last; ++n) t += prof.layer_ms(n, need[size_t(n - bp.first + 1)].size());
+  }
+  return t;
+}
+
+double tail_ms(const Graph& g, const Plan& p, const Cluster& c) {
+  double t = 0;
+  for (int n = p.tail_first; n < g.size(); ++n) t += c.devices[0].layer_ms(n, g.node(n).layer->output_shape().h);
+  return t;
+}
+
+struct Sim {
+  const Graph& g;
+  const Cluster& c;
+  Plan& p;
+  std::vector<double> cpu, up, down;  // per device: compute, uplink, downlink free times (ms)
+  // Schedules a transfer ready at `ready`; returns its arrival time.
+  double send(const Transfer& t, double ready, int image) {
+    const double dur = c.link.transfer_s(double(t.bytes)) * 1e3;
+    const double start = std::max({ready, up[size_t(t.src)], down[size_t(t.dst)]});
+    const double end = start + dur;
+    up[size_t(t.src)] = down[size_t(t.dst)] = end;
+    const double arrive = end + c.link.latency_s * 1e3;
+    p.timeline.push_back({t.src, image, t.block, "send", t.dst, start, end});
+    p.timeline.push_back({t.dst, image, t.block, "recv", t.src, start + c.link.latency_s * 1e3, arrive});
+    return arrive;
+  }
+};
+
+}  // namespace
+
+void simulate(const Graph& g, const Cluster& c, Plan& p) {
+  const size_t n = size_t(p.devices), nb = p.blocks.size();
+  p.transfers.clear();
+  p.timeline.clear();
+  for (size_t b = 0; b <= nb; ++b) {
+    auto t = transfers_for(g, c, p, int(b));
+    p.transfers.insert(p.transfers.end(), t.begin(), t.end());
+  }
+  p.bytes = 0;
+  p.link_bytes.assign(n, 0);
+  for (const Transfer& t : p.transfers) {
+    p.bytes += t.bytes;
+    p.link_bytes[size_t(std::max(t.src, t.dst))] += t.bytes;
+  }
+  Sim s{g, c, p, std::vector<double>(n, 0), std::vector<double>(n, 0), std::vector<double>(n, 0)};
+  double finish = 0;
+  for (int img = 0; img < p.batch; ++img) {
+    // When each device's rows of the current block input become available to send.
+    std::vector<double> start_prev(n, 0), end_prev(n, 0);
+    std::vector<double> zone_rows_prev(n, 1);
+    for (size_t b = 0; b <= nb; ++b) {
+      std::vector<double> arrive(n, 0);
+      std::vector<double> relay_ready(size_t(g.shape_of(b == 0 ? -1 : p.blocks[b - 1].last - 1).h), 0);
+      for (const Transfer& t : p.transfers) {
+        if (t.block != int(b)) continue;
+        double ready = b == 0 ? 0 : end_prev[size_t(t.src)];
+        if (p.edge_first && b > 0 && zone_rows_prev[size_t(t.src)] > 0) {
+          // Edge-first: rows others need are computed before the interior of the zone.
+          const double frac = std::min(1.0, double(t.rows.size()) / zone_rows_prev[size_t(t.src)]);
+          ready = start_prev[size_t(t.src)] + frac * (end_prev[size_t(t.src)] - start_prev[size_t(t.src)]);
+        }
+        if (t.src == 0 && t.dst != 0) {
+          // Rows the host relays wait for their arrival from the owning secondary.
+          for (int y = t.rows.begin; y < t.rows.end; ++y) ready = std::max(ready, relay_ready[size_t(y)]);
+        }
+        const double a = s.send(t, ready, img);
+        if (t.dst == 0)
+          for (int y = t.rows.begin; y < t.rows.end; ++y) relay_ready[size_t(y)] = a;
+        arrive[size_t(t.dst)] = std::max(arrive[size_t(t.dst)], a);
+      }
+      if (b == nb) {
+        const double st = std::max(s.cpu[0], arrive[0]);
+        const double en = st + tail_ms(g, p, c);
+        s.cpu[0] = en;
+        p.timeline.push_back({0, img, int(b), "compute", -1, st, en});
+        finish = std::max(finish, en);
+        break;
+      }
+      const BlockPlan& bp = p.blocks[b];
+      for (size_t d = 0; d < n; ++d) {
+        if (bp.zones[d].empty()) {
+          start_prev[d] = end_prev[d] = s.cpu[d];
+          zone_rows_prev[d] = 0;
+          continue;
+        }
+        const double st = std::max(s.cpu[d], arrive[d]);
+        const double en = st + zone_compute_ms(g, c.devices[d], bp, bp.zones[d]);
+        s.cpu[d] = en;
+        start_prev[d] = st;
+        end_prev[d] = en;
+        double rows = 0;
+        for (const RowRange& z : bp.zones[d]) rows += z.size();
+        zone_rows_prev[d] = rows;
+        p.timeline.push_back({int(d), img, int(b), "compute", -1, st, en});
+      }
+    }
+  }
+  p.predicted_ms = finish;
+}
+
+std::vector<double> stage_costs(const Graph& g, const Cluster& c, const Plan& p) {
+  std::vector<double> out;
+  const double lat = c.link.latency_s * 1e3;
+  for (size_t b = 0; b <= p.blocks.size(); ++b) {
+    // Transfers of this stage: the host's uplink and downlink are the bottleneck of a star.
+    std::vector<double> in_ms(size_t(p.devices), 0);
+    double host_up = 0, host_down = 0;
+    for (const Transfer& t : transfers_for(g, c, p, int(b))) {
+      const double ms = c.link.transfer_s(double(t.bytes)) * 1e3;
+      if (t.src == 0) {
+        host_up += ms;
+        in_ms[size_t(t.dst)] = std::max(in_ms[size_t(t.dst)], host_down + host_up + lat);
+      } else {
+        host_down += ms;
+        in_ms[0] = std::max(in_ms[0], host_down + lat);
+      }
+    }
+    if (b == p.blocks.size()) {
+      out.push_back(in_ms[0] + tail_ms(g, p, c));
+      break;
+    }
+    double stage = 0;
+    for (size_t d = 0; d < size_t(p.devices); ++d)
+      if (!p.blocks[b].zones[d].empty())
+        stage = std::max(stage, in_ms[d] + zone_compute_ms(g, c.devices[d], p.blocks[b], p.blocks[b].zones[d]));
+    out.push_back(stage);
+  }
+  return out;
+}
+
+double staged_cost(const Graph& g, const Cluster& c, const Plan& p) {
+  double total = 0;
+  for (double v : stage_costs(g, c, p)) total += v;
+  return total;
+}
+
+Plan plan_with_cuts(const Graph& g, const Cluster& c, Scheme s, const std::vector<int>& cuts,
+                    double host_share, int batch) {
+  validate(g, c);
+  if (batch < 1) throw std::invalid_argument("batch must be at least 1");
+  Plan p;
+  p.scheme = s;
+  p.devices = s == Scheme::local ? 1 : int(c.devices.size());
+  p.batch = batch;
+  p.gather_every_block = s == Scheme::modnn;
+  p.edge_first = s == Scheme::halp;
+  p.host_share = s == Scheme::halp ? host_share : 0;
+  p.tail_first = g.spatial_end();
+  const std::vector<double> sp = speeds(g, c);
+  const std::vector<double> used(sp.begin(), sp.begin() + p.devices);
+  int first = 0;
+  std::vector<int> all = cuts;
+  all.push_back(p.tail_first);
+  for (int last : all) {
+    if (last <= first || last > p.tail_first || (last < p.tail_first && !g.is_cut(last)))
+      throw std::invalid_argument("invalid block cut " + std::to_string(last));
+    BlockPlan bp;
+    bp.first = first;
+    bp.last = last;
+    bp.zones = zones_for(s, g.shape_of(last - 1).h, used, host_share);
+    p.blocks.push_back(bp);
+    first = last;
+  }
+  simulate(g, c, p);
+  return p;
+}
+
+namespace {
+
+// DP over block boundaries minimising staged_cost. Row shares are fixed per scheme, so who owns
+// the rows entering a block depends only on where it starts: stage costs depend on (start, end).
+Plan best_blocks(const Graph& g, const Cluster& c, Scheme s, double host_share, int batch) {
+  std::vector<int> pos{0};
+  for (int x : candidate_cuts(g)) pos.push_back(x);
+  pos.push_back(g.spatial_end());
+  const size_t m = pos.size();
+  // Cost of block [pos[i], pos[j]) (plus the gather and tail when it is the last block):
+  // a plan whose first block only places the rows of node pos[i]-1.
+  auto block_cost = [&](size_t i, size_t j) {
+    std::vector<int> cuts;
+    if (i > 0) cuts.push_back(pos[i]);
+    if (j + 1 < m) cuts.push_back(pos[j]);
+    Plan p = plan_with_cuts(g, c, s, cuts, host_share, 1);
+    const std::vector<double> st = stage_costs(g, c, p);
+    double v = st[i > 0 ? 1 : 0];
+    if (j + 1 == m) v += st.back();
+    return v;
+  };
+  std::vector<double> best(m, std::numeric_limits<double>::infinity());
+  std::vector<size_t> from(m, 0);
+  best[0] = 0;
+  for (size_t j = 1; j < m; ++j)
+    for (size_t i = 0; i < j; ++i) {
+      const double v = best[i] + block_cost(i, j);
+      if (v < best[j]) {
+        best[j] = v;
+        from[j] = i;
+      }
+    }
+  std::vector<int> cuts;
+  for (size_t j = from[m - 1]; j > 0; j = from[j]) cuts.push_back(pos[j]);
+  std::reverse(cuts.begin(), cuts.end());
+  return plan_with_cuts(g, c, s, cuts, host_share, batch);
+}
+
+}  // namespace
+
+Plan make_plan(const Graph& g, const Cluster& c, Scheme s, int batch) {
+  validate(g, c);
+  if (s == Scheme::local || c.devices.size() == 1) return plan_with_cuts(g, c, Scheme::local, {}, 1.0, batch);
+  if (s == Scheme::modnn) {
+    std::vector<int> cuts = candidate_cuts(g);  // one block per layer
+    return plan_with_cuts(g, c, s, cuts, 0, batch);
+  }
+  Plan local = plan_with_cuts(g, c, Scheme::local, {}, 1.0, batch);
+  Plan best;
+  best.predicted_ms = std::numeric_limits<double>::infinity();
+  if (s == Scheme::dpfp) {
+    best = best_blocks(g, c, s, 0, batch);
+  } else {
+    for (int k = 0; k <= 50; ++k) {  // host share 0..100% in 2% steps
+      Plan p = best_blocks(g, c, s, k / 50.0, batch);
+      if (p.predicted_ms < best.predicted_ms) best = p;
+    }
+  }
+  // On links too slow to pay off, fall back to the host alone (reported as this scheme).
+  if (local.predicted_ms <= best.predicted_ms || best.bytes == 0) {
+    local.scheme = s;
+    return local;
+  }
+  return best;
+}
+
+Json Plan::to_json(const Graph& g) const {
+  Json j = Json::object();
+  j["scheme"] = scheme_name(scheme);
+  j["devices"] = devices;
+  j["batch"] = batch;
+  j["predicted_ms"] = predicted_ms;
+  j["bytes"] = static_cast<unsigned long>(bytes);
+  if (scheme == Scheme::halp) j["host_share"] = host_share;
+  Json bl = Json::array();
+  for (const BlockPlan& b : blocks) {
+    Json jb = Json::object();
+    jb["first"] = b.first;
+    jb["last"] = b.last;
+    jb["layers"] = g.node(b.first).name + ".." + g.node(b.last - 1).name;
+    Json zs = Json::array();
+    for (const auto& dz : b.zones) {
+      Json jd = Json::array();
+      for (const RowRange& r : dz) jd.push_back(Json(Json::Array{r.begin, r.end}));
+      zs.push_back(jd);
+    }
+    jb["rows"] = zs;
+    bl.push_back(jb);
+  }
+  j["blocks"] = bl;
+  Json lb = Json::array();
+  for (size_t d = 1; d < link_bytes.size(); ++d) lb.push_back(static_cast<unsigned long>(link_bytes[d]));
+  j["link_bytes"] = lb;
+  return j;
+}
+
+}  // namespace eb::dist

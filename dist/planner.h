@@ -1,0 +1,91 @@
+// Band planner: which device computes which output rows of which fused block, what travels
+// between them, and how long it should take.
+//
+// Topology: a star. Device 0 is the host (it holds the image and runs the host-only tail);
+// secondaries talk only to the host, so rows one secondary needs from another are relayed.
+// Schemes:
+//   local  - the host alone.
+//   modnn  - MoDNN: one block per layer, outputs gathered at the host and re-scattered
+//            (with halos) after every layer.
+//   dpfp   - fused blocks chosen by dynamic programming; between blocks only halo rows travel.
+//   halp   - host-assisted: segments ordered S1, H, S2, H, ..., Sk so the host computes the zones
+//            between secondaries; every halo a secondary needs comes from the host in one hop,
+//            rows others need are computed first (edge-first) so transfers overlap compute,
+//            and the host share is optimised. Blocks by the same DP.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "core/graph.h"
+#include "dist/link.h"
+#include "dist/profile.h"
+
+namespace eb::dist {
+
+enum class Scheme { local, modnn, dpfp, halp };
+const char* scheme_name(Scheme s);
+Scheme parse_scheme(const std::string& s);  // throws std::invalid_argument
+
+struct Cluster {
+  std::vector<DeviceProfile> devices;  // [0] is the host
+  LinkModel link;
+  int bytes_per_value = 4;  // 4: fp32 on the wire, 2: fp16
+};
+
+struct BlockPlan {
+  int first = 0, last = 0;                   // nodes [first, last)
+  std::vector<std::vector<RowRange>> zones;  // per device: output rows of node last-1
+};
+
+// Rows of one tensor moving over one link. node: producer of the rows (-1: the input image).
+struct Transfer {
+  int block;  // consumed by this block; blocks.size() = the host tail (gather)
+  int src, dst;
+  int node;
+  RowRange rows;
+  uint64_t bytes;
+};
+
+struct Event {
+  int device, image, block;
+  std::string what;  // "compute", "send", "recv"
+  int peer;          // other end of a transfer, -1 for compute
+  double start_ms, end_ms;
+};
+
+struct Plan {
+  Scheme scheme = Scheme::local;
+  int devices = 1, batch = 1;
+  bool gather_every_block = false;  // MoDNN
+  bool edge_first = false;          // HALP
+  double host_share = 1.0;
+  std::vector<BlockPlan> blocks;  // cover [0, tail_first)
+  int tail_first = 0;
+  std::vector<Transfer> transfers;  // for one image, in order
+  std::vector<Event> timeline;      // all images
+  double predicted_ms = 0;          // until the last image's result
+  uint64_t bytes = 0;               // per image, over all links
+  std::vector<uint64_t> link_bytes; // per image, per device link (index 0 unused)
+  Json to_json(const Graph& g) const;
+};
+
+// Splits rows [0, h) into consecutive ranges proportional to weights (zero weights: empty).
+std::vector<RowRange> split_rows(int h, const std::vector<double>& weights);
+
+// Builds the best plan of a scheme for this cluster (devices.size() devices).
+Plan make_plan(const Graph& g, const Cluster& c, Scheme s, int batch = 1);
+// Builds a plan of a scheme with given block cuts (cut positions strictly inside (0, tail)).
+Plan plan_with_cuts(const Graph& g, const Cluster& c, Scheme s, const std::vector<int>& cuts,
+                    double host_share, int batch = 1);
+// Fills transfers, timeline, predicted_ms and bytes from blocks and zones.
+void simulate(const Graph& g, const Cluster& c, Plan& p);
+// Cost used by the DP: blocks run one after another (each starts when the previous has ended
+// everywhere), plus the final gather and tail. DP optimality is checked against brute force.
+double staged_cost(const Graph& g, const Cluster& c, const Plan& p);
+// The same per stage: one entry per block, then the gather + tail.
+std::vector<double> stage_costs(const Graph& g, const Cluster& c, const Plan& p);
+
+// Valid cut positions of the spatial part (block boundaries): 0 < c < spatial_end, is_cut(c).
+std::vector<int> candidate_cuts(const Graph& g);
+
+}  // namespace eb::dist

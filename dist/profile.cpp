@@ -1,0 +1,146 @@
+#include "dist/profile.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "core/benchmark.h"
+
+namespace eb::dist {
+
+double DeviceProfile::layer_ms(int node, int rows) const {
+  if (rows <= 0) return 0;
+  const LayerCost& c = layers.at(size_t(node));
+  return c.fixed_ms + c.per_row_ms * rows;
+}
+
+double DeviceProfile::full_ms(const Graph& g) const {
+  double t = 0;
+  for (int i = 0; i < g.size(); ++i) t += layer_ms(i, g.node(i).layer->output_shape().h);
+  return t;
+}
+
+Json DeviceProfile::to_json() const {
+  Json j = Json::object();
+  j["name"] = name;
+  j["model"] = model;
+  j["threads"] = threads;
+  Json ls = Json::array();
+  for (const LayerCost& c : layers) {
+    Json l = Json::object();
+    l["fixed_ms"] = c.fixed_ms;
+    l["per_row_ms"] = c.per_row_ms;
+    ls.push_back(l);
+  }
+  j["layers"] = ls;
+  return j;
+}
+
+DeviceProfile DeviceProfile::from_json(const Json& j) {
+  DeviceProfile p;
+  p.name = j.at("name").string("name");
+  p.model = j.at("model").string("model");
+  p.threads = int(j.at("threads").integer("threads"));
+  for (const Json& l : j.at("layers").items("layers")) {
+    LayerCost c{l.at("fixed_ms").number("fixed_ms"), l.at("per_row_ms").number("per_row_ms")};
+    if (!(c.fixed_ms >= 0) || !(c.per_row_ms >= 0) || c.fixed_ms > 1e7 || c.per_row_ms > 1e7)
+      throw std::runtime_error("layer costs must be finite and non-negative");
+    p.layers.push_back(c);
+  }
+  return p;
+}
+
+DeviceProfile measure_profile(const Graph& g, const std::string& name, int reps) {
+  DeviceProfile p;
+  p.name = name;
+  p.model = g.model;
+  p.threads = omp_get_max_threads();
+  for (int n = 0; n < g.size(); ++n) {
+    const Node& node = g.node(n);
+    const Shape out = node.layer->output_shape();
+    std::vector<Band> ins;
+    for (const Shape& s : node.layer->input_shapes()) {
+      Tensor t(s);
+      for (size_t i = 0; i < t.size(); ++i) t.data()[i] = float(int(i % 17) - 8) * 0.05f;
+      ins.push_back({t, 0});
+    }
+    std::vector<const Band*> in_ptrs;
+    for (const Band& b : ins) in_ptrs.push_back(&b);
+    auto time_rows = [&](int rows) {
+      Band ob{Tensor::uninitialized({rows, out.w, out.c}), 0};
+      std::vector<double> t;
+      for (int r = 0; r < reps + 1; ++r) {
+        const auto t0 = std::chrono::steady_clock::now();
+        node.layer->forward(in_ptrs, ob);
+        if (r) t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      }
+      return median(t);
+    };
+    LayerCost c;
+    const int h = out.h;
+    if (!node.layer->spatial() || h < 4) {
+      c.fixed_ms = time_rows(h);
+    } else {
+      const int small = std::max(1, h / 4);
+      const double t_full = time_rows(h), t_small = time_rows(small);
+      c.per_row_ms = std::max(0.0, (t_full - t_small) / (h - small));
+      c.fixed_ms = std::max(0.0, t_full - c.per_row_ms * h);
+    }
+    p.layers.push_back(c);
+  }
+  return p;
+}
+
+DeviceProfile load_profile(const std::string& path, const Graph& g) {
+  std::ifstream f(path);
+  if (!f) throw std::runtime_error("cannot open device profile '" + path + "'");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  DeviceProfile p;
+  try {
+    p = DeviceProfile::from_json(Json::parse(ss.str()));
+  } catch (const std::exception& e) {
+    throw std::runtime_error("device profile '" + path + "': " + e.what());
+  }
+  if (p.model != g.model)
+    throw std::runtime_error("device profile '" + path + "' is for model '" + p.model + "', not '" + g.model + "'");
+  if (int(p.layers.size()) != g.size())
+    throw std::runtime_error("device profile '" + path + "' has " + std::to_string(p.layers.size()) +
+                             " layers, the model has " + std::to_string(g.size()));
+  return p;
+}
+
+void save_profile(const DeviceProfile& p, const std::string& path) {
+  std::ofstream f(path, std::ios::trunc);
+  if (!f) throw std::runtime_error("cannot write '" + path + "'");
+  f << p.to_json().dump(1) << "\n";
+  if (!f) throw std::runtime_error("write failed for '" + path + "'");
+}
+
+}  // namespace eb::dist
+
+namespace eb::dist {
+DeviceProfile estimate_profile(const Graph& g, const std::string& name, double gflops, double fixed_ms) {
+  if (!(gflops > 0)) throw std::invalid_argument("estimate_profile: rate must be positive");
+  DeviceProfile p;
+  p.name = name;
+  p.model = g.model;
+  for (int i = 0; i < g.size(); ++i) {
+    const Layer& l = *g.node(i).layer;
+    const int h = l.output_shape().h;
+    LayerCost c;
+    c.fixed_ms = fixed_ms;
+    if (l.spatial() && h > 0)
+      c.per_row_ms = l.flops({0, h}) / h / (gflops * 1e6);
+    else
+      c.fixed_ms += l.flops({0, h}) / (gflops * 1e6);
+    p.layers.push_back(c);
+  }
+  return p;
+}
+}  // namespace eb::dist

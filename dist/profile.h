@@ -1,0 +1,40 @@
+// Device profile: measured time of every layer as a function of band height on one device,
+// fitted as fixed + per_row * rows. Produced by `edgeband profile`, saved as JSON, and read by
+// the planner (one file per board).
+#pragma once
+#include <string>
+#include <vector>
+
+#include "core/graph.h"
+#include "core/json.h"
+
+namespace eb::dist {
+
+struct LayerCost {
+  double fixed_ms = 0;
+  double per_row_ms = 0;
+};
+
+struct DeviceProfile {
+  std::string name;
+  std::string model;
+  int threads = 1;
+  std::vector<LayerCost> layers;  // one per graph node
+  double layer_ms(int node, int rows) const;
+  double full_ms(const Graph& g) const;  // whole network on this device
+  Json to_json() const;
+  static DeviceProfile from_json(const Json& j);  // validates; throws std::runtime_error
+};
+
+DeviceProfile measure_profile(const Graph& g, const std::string& name, int reps);
+DeviceProfile load_profile(const std::string& path, const Graph& g);  // checks model and layers
+void save_profile(const DeviceProfile& p, const std::string& path);
+
+}  // namespace eb::dist
+
+namespace eb::dist {
+// A FLOP-based estimate (per_row = row FLOPs / rate, plus a fixed cost per layer) for devices
+// that cannot be measured here, e.g. a Raspberry Pi 4 at ~10 GFLOP/s; deterministic for tests.
+DeviceProfile estimate_profile(const Graph& g, const std::string& name, double gflops,
+                               double fixed_ms = 0.02);
+}  // namespace eb::dist

@@ -1,0 +1,207 @@
+#include <doctest/doctest.h>
+
+#include <random>
+#include <stdexcept>
+
+#include "core/layers/conv2d.h"
+#include "core/layers/pool2d.h"
+#include "dist/local_executor.h"
+#include "dist/planner.h"
+#include "models/zoo.h"
+#include "tests/helpers.h"
+
+using namespace eb;
+using namespace eb::dist;
+
+namespace {
+
+Cluster homogeneous(const Graph& g, int n, const std::string& link, double gflops = 10) {
+  Cluster c;
+  c.link = parse_link(link);
+  for (int i = 0; i < n; ++i) c.devices.push_back(estimate_profile(g, "dev" + std::to_string(i), gflops));
+  return c;
+}
+
+void check_plan_structure(const Graph& g, const Plan& p) {
+  REQUIRE(!p.blocks.empty());
+  CHECK(p.blocks.front().first == 0);
+  CHECK(p.blocks.back().last == p.tail_first);
+  CHECK(p.tail_first == g.spatial_end());
+  for (size_t b = 0; b < p.blocks.size(); ++b) {
+    const BlockPlan& bp = p.blocks[b];
+    if (b > 0) CHECK(bp.first == p.blocks[b - 1].last);
+    CHECK(g.is_cut(bp.first));
+    // Every output row of the block is computed exactly once.
+    std::vector<int> count(size_t(g.shape_of(bp.last - 1).h), 0);
+    for (const auto& dz : bp.zones)
+      for (const RowRange& z : dz) {
+        CHECK_FALSE(z.empty());
+        for (int y = z.begin; y < z.end; ++y) ++count[size_t(y)];
+      }
+    for (int c : count) CHECK(c == 1);
+  }
+  for (const Transfer& t : p.transfers) {
+    CHECK(t.rows.size() > 0);
+    CHECK(t.bytes > 0);
+    CHECK(t.src != t.dst);
+    CHECK((t.src == 0 || t.dst == 0));  // star: every transfer touches the host
+  }
+}
+
+}  // namespace
+
+TEST_CASE("split_rows and link parsing") {
+  auto r = split_rows(10, {1, 1, 2});
+  CHECK(r[0] == RowRange{0, 3});
+  CHECK(r[1] == RowRange{3, 5});
+  CHECK(r[2] == RowRange{5, 10});
+  CHECK(split_rows(5, {0, 1})[0].empty());
+  CHECK_THROWS(split_rows(5, {0, 0}));
+  const LinkModel l = parse_link("100mbit,2ms");
+  CHECK(l.bits_per_s == doctest::Approx(1e8));
+  CHECK(l.latency_s == doctest::Approx(2e-3));
+  CHECK(parse_link("1gbit,50us").latency_s == doctest::Approx(5e-5));
+  CHECK_THROWS_AS(parse_link("-5mbit,1ms"), std::invalid_argument);
+  CHECK_THROWS_AS(parse_link("0mbit,1ms"), std::invalid_argument);
+  CHECK_THROWS_AS(parse_link("10 parsecs"), std::invalid_argument);
+  CHECK_THROWS_AS(parse_link("1gbit,-1ms"), std::invalid_argument);
+  CHECK_THROWS_AS(parse_scheme("fastest"), std::invalid_argument);
+}
+
+TEST_CASE("plans of every scheme, 2..8 devices, uneven speeds: executed locally they equal the full image") {
+  std::mt19937 rng(11);
+  for (const char* name : {"vgg16:64", "mobilenet_v1:0.5:128"}) {
+    const Graph g = models::build_synthetic(name);
+    const Tensor in = ref::random_tensor(g.input, rng);
+    const Tensor full = g.forward(in);
+    for (int n = 2; n <= 8; ++n) {
+      Cluster c = homogeneous(g, n, "1gbit,0.1ms", 2);
+      for (int d = 1; d < n; ++d)  // uneven: some devices faster than others
+        c.devices[size_t(d)] = estimate_profile(g, "d", 1.0 + double(d % 3));
+      for (Scheme s : {Scheme::local, Scheme::modnn, Scheme::dpfp, Scheme::halp}) {
+        CAPTURE(name);
+        CAPTURE(n);
+        CAPTURE(scheme_name(s));
+        const Plan p = make_plan(g, c, s);
+        check_plan_structure(g, p);
+        CHECK(ref::bit_equal(execute_locally(g, p, in), full));
+      }
+      // Random block structures too, not just the ones the DP likes.
+      std::vector<int> cuts;
+      for (int x : candidate_cuts(g))
+        if (rng() % 3 == 0) cuts.push_back(x);
+      for (Scheme s : {Scheme::dpfp, Scheme::halp}) {
+        const Plan p = plan_with_cuts(g, c, s, cuts, 0.1 * double(rng() % 10));
+        check_plan_structure(g, p);
+        CHECK(ref::bit_equal(execute_locally(g, p, in), full));
+      }
+    }
+  }
+}
+
+TEST_CASE("DP block choice is optimal: brute force over every set of cuts") {
+  // A small chain with strides, so halos and block costs differ between cut choices.
+  Graph g;
+  g.model = "chain";
+  g.input = {40, 24, 4};
+  long cin = 4;
+  const long specs[][3] = {{8, 3, 1}, {8, 3, 2}, {16, 3, 1}, {16, 1, 1}, {16, 3, 2}, {24, 3, 1}, {24, 3, 1}};
+  for (auto& sp : specs) {
+    Conv2DParams p;
+    p.cin = cin;
+    p.cout = sp[0];
+    p.kh = p.kw = sp[1];
+    p.sh = p.sw = sp[2];
+    p.pad_t = p.pad_l = p.pad_b = p.pad_r = sp[1] / 2;
+    p.act = Activation::relu;
+    g.add("c" + std::to_string(g.size()), std::make_unique<Conv2D>(p));
+    cin = sp[0];
+  }
+  g.add("pool", std::make_unique<Pool2D>(kernels::PoolKind::max, 2, 2));
+  models::fill_synthetic(g);
+  g.finalize();
+  const std::vector<int> cand = candidate_cuts(g);
+  REQUIRE(cand.size() == 7);
+  for (const char* link : {"1gbit,0.05ms", "50mbit,0.5ms", "5mbit,1ms"})
+    for (int n : {2, 3, 4}) {
+      const Cluster c = homogeneous(g, n, link, 0.5);
+      for (Scheme s : {Scheme::dpfp, Scheme::halp}) {
+        const Plan best = make_plan(g, c, s);
+        const double share = best.host_share;
+        double brute = 1e300;
+        for (unsigned mask = 0; mask < (1u << cand.size()); ++mask) {
+          std::vector<int> cuts;
+          for (size_t i = 0; i < cand.size(); ++i)
+            if (mask & (1u << i)) cuts.push_back(cand[i]);
+          brute = std::min(brute, staged_cost(g, c, plan_with_cuts(g, c, s, cuts, share)));
+        }
+        CAPTURE(link);
+        CAPTURE(n);
+        CAPTURE(scheme_name(s));
+        if (best.devices == 1) {  // fell back to local: no split may beat it
+          CHECK(brute >= staged_cost(g, c, best) - 1e-9);
+        } else {
+          CHECK(staged_cost(g, c, best) == doctest::Approx(brute).epsilon(1e-9));
+        }
+      }
+    }
+}
+
+TEST_CASE("very slow links collapse gracefully to local; fast links split") {
+  const Graph g = models::build_synthetic("vgg16:64");
+  const Plan local = make_plan(g, homogeneous(g, 3, "1kbit,10ms"), Scheme::local);
+  for (Scheme s : {Scheme::dpfp, Scheme::halp}) {
+    const Plan slow = make_plan(g, homogeneous(g, 3, "1kbit,10ms"), s);
+    CHECK(slow.bytes == 0);
+    CHECK(slow.devices == 1);
+    CHECK(slow.predicted_ms == doctest::Approx(local.predicted_ms));
+    const Plan fast = make_plan(g, homogeneous(g, 3, "10gbit,0.01ms", 1), s);
+    CHECK(fast.devices == 3);
+    CHECK(fast.bytes > 0);
+    CHECK(fast.predicted_ms < 0.6 * make_plan(g, homogeneous(g, 3, "10gbit,0.01ms", 1), Scheme::local).predicted_ms);
+  }
+}
+
+TEST_CASE("HALP beats MoDNN and DPFP on a slow-compute, 1 Gbit cluster; batches pipeline") {
+  const Graph g = models::build_synthetic("vgg16");
+  const Cluster c = homogeneous(g, 3, "1gbit,0.2ms", 10);  // Raspberry-Pi-class devices
+  const Plan local = make_plan(g, c, Scheme::local), modnn = make_plan(g, c, Scheme::modnn);
+  const Plan dpfp = make_plan(g, c, Scheme::dpfp), halp = make_plan(g, c, Scheme::halp);
+  MESSAGE("predicted ms: local " << local.predicted_ms << ", modnn " << modnn.predicted_ms << ", dpfp "
+                                 << dpfp.predicted_ms << ", halp " << halp.predicted_ms);
+  CHECK(halp.predicted_ms < dpfp.predicted_ms);
+  CHECK(halp.predicted_ms < modnn.predicted_ms);
+  CHECK(dpfp.bytes < modnn.bytes);
+  const Plan halp4 = make_plan(g, c, Scheme::halp, 4);
+  CHECK(halp4.predicted_ms > halp.predicted_ms);
+  CHECK(halp4.predicted_ms < 4 * halp.predicted_ms);  // images overlap
+}
+
+TEST_CASE("heterogeneous devices: the faster device gets more rows") {
+  const Graph g = models::build_synthetic("vgg16:64");
+  Cluster c = homogeneous(g, 3, "10gbit,0.01ms", 2);
+  c.devices[2] = estimate_profile(g, "fast", 6);
+  const Plan p = make_plan(g, c, Scheme::dpfp);
+  REQUIRE(p.devices == 3);
+  const BlockPlan& b = p.blocks.front();
+  CHECK(b.zones[2].front().size() > b.zones[1].front().size());
+}
+
+TEST_CASE("planner rejects bad input with clear errors") {
+  const Graph g = models::build_synthetic("vgg16:32");
+  Cluster none;
+  CHECK_THROWS_WITH_AS(make_plan(g, none, Scheme::halp), doctest::Contains("at least one device"), std::invalid_argument);
+  Cluster c = homogeneous(g, 2, "1gbit,1ms");
+  CHECK_THROWS_AS(make_plan(g, c, Scheme::halp, 0), std::invalid_argument);
+  c.devices[1].layers.pop_back();
+  CHECK_THROWS_AS(make_plan(g, c, Scheme::dpfp), std::invalid_argument);
+  CHECK_THROWS(DeviceProfile::from_json(Json::parse(R"({"name":"x","model":"m","threads":1,"layers":[{"fixed_ms":-1,"per_row_ms":0}]})")));
+  CHECK_THROWS(DeviceProfile::from_json(Json::parse(R"({"name":"x","threads":1,"layers":[]})")));
+  CHECK_THROWS(Json::parse(R"({"name": "x", "layers": [1, 2,)"));
+  CHECK_THROWS(estimate_profile(g, "x", -1));
+  // Profiles round-trip through JSON.
+  const DeviceProfile p = estimate_profile(g, "rt", 3);
+  const DeviceProfile q = DeviceProfile::from_json(Json::parse(p.to_json().dump()));
+  CHECK(q.layers.size() == p.layers.size());
+  CHECK(q.full_ms(g) == doctest::Approx(p.full_ms(g)));
+}
