@@ -1,6 +1,7 @@
 // edgeband: one static binary, one subcommand per job. Only flag parsing and printing here;
 // the work is done by the libraries.
 #include <omp.h>
+#include <signal.h>
 
 #include <cstdio>
 #include <cstring>
@@ -12,7 +13,10 @@
 #include "core/image.h"
 #include "core/weights_io.h"
 #include "kernels/microkernels.h"
+#include "dist/cluster.h"
+#include "dist/host.h"
 #include "dist/planner.h"
+#include "dist/worker.h"
 #include "models/zoo.h"
 
 namespace {
@@ -28,6 +32,12 @@ const char* kUsage =
     "  profile --model M [--weights F] [--threads N] [--reps R] [--name NAME] -o device.json\n"
     "  plan    --model M --devices N|a.json,b.json,... [--link RATE,DELAY] [--scheme S|all]\n"
     "          [--batch B] [--wire fp32|fp16] [--json]\n"
+    "  worker  --listen ADDR:PORT [--threads N] [--weights F] [--max-conn N] [--idle-timeout S]\n"
+    "  infer   --model M --workers h1:p1,h2:p2 [--scheme S] [--batch B] [--image F] [--weights F]\n"
+    "          [--link RATE,DELAY] [--devices a.json,...] [--wire fp32|fp16] [--timeout MS]\n"
+    "          [--trace out.json] [--threads N] [--top K]\n"
+    "  cluster --model M --devices N [--scheme S|all] [--link RATE,DELAY] [--batch B] [--runs R]\n"
+    "          [--threads N] [--no-cpu-share] [--wire fp32|fp16] [--trace out.json] [--json]\n"
     "  info                                 kernels and threads this machine uses\n"
     "models: vgg16[:RES], mobilenet_v1[:ALPHA[:RES]] (ALPHA 1.0|0.75|0.5|0.25, RES 32..1024)\n"
     "common: --isa scalar|avx2|avx512|neon overrides the kernel choice (also EDGEBAND_ISA)\n";
@@ -214,6 +224,161 @@ int cmd_plan(int argc, char** argv) {
   return 0;
 }
 
+int cmd_worker(int argc, char** argv) {
+  Args a(argc, argv, 2, {"listen", "threads", "weights", "max-conn", "idle-timeout", "isa"}, {"announce"});
+  common(a);
+  eb::dist::WorkerOptions o;
+  o.listen = a.str("listen", "0.0.0.0:7070");
+  o.weights = a.str("weights");
+  o.max_connections = a.integer("max-conn", 16, 1, 1024);
+  o.threads = omp_get_max_threads();
+  o.idle_timeout_ms = a.integer("idle-timeout", 300, 1, 86400) * 1000;
+  eb::dist::WorkerServer w(o);
+  if (a.has("announce")) {
+    std::printf("PORT %u\n", unsigned(w.port()));
+    std::fflush(stdout);
+  } else {
+    std::fprintf(stderr, "edgeband worker: listening on port %u (%d threads, %s kernels)\n", unsigned(w.port()),
+                 omp_get_max_threads(), eb::kernels::isa_name(eb::kernels::active().isa));
+  }
+  w.run();
+  return 0;
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    const size_t c = s.find(',', start);
+    out.push_back(s.substr(start, c == std::string::npos ? std::string::npos : c - start));
+    if (c == std::string::npos) break;
+    start = c + 1;
+  }
+  return out;
+}
+
+int cmd_infer(int argc, char** argv) {
+  Args a(argc, argv, 2, {"model", "weights", "workers", "scheme", "batch", "image", "link", "devices", "wire",
+                         "timeout", "trace", "threads", "top", "isa"}, {});
+  common(a);
+  uint64_t hash = 0;
+  auto g = std::make_shared<eb::Graph>(eb::models::load_model(a.str("model"), a.str("weights"), &hash));
+  const std::vector<std::string> workers = a.has("workers") ? split_list(a.str("workers")) : std::vector<std::string>{};
+  const int batch = a.integer("batch", 1, 1, 256);
+  eb::Tensor img;
+  if (a.has("image")) {
+    img = eb::preprocess(eb::load_image(a.str("image")), g->input.h, g->norm);
+  } else {
+    img = eb::Tensor(g->input);
+    for (size_t k = 0; k < img.size(); ++k) img.data()[k] = float(int(k % 251) - 125) / 125.0f;
+  }
+  const std::vector<eb::Tensor> images(size_t(batch), img);
+  eb::dist::Cluster c;
+  c.link = eb::dist::parse_link(a.str("link", "1gbit,0.2ms"));
+  const bool fp16 = a.str("wire", "fp32") == "fp16";
+  if (a.str("wire", "fp32") != "fp32" && !fp16) throw std::invalid_argument("--wire must be fp32 or fp16");
+  c.bytes_per_value = fp16 ? 2 : 4;
+  if (a.has("devices")) {
+    for (const auto& f : split_list(a.str("devices"))) c.devices.push_back(eb::dist::load_profile(f, *g));
+    if (c.devices.size() != workers.size() + 1)
+      throw std::invalid_argument("--devices needs one profile for the host and one per worker");
+  } else {
+    const auto p = eb::dist::measure_profile(*g, "this-machine", 3);
+    c.devices.assign(workers.size() + 1, p);
+  }
+  eb::dist::RuntimeOptions ro;
+  ro.fp16 = fp16;
+  ro.timeout_ms = a.integer("timeout", 10000, 10, 3600000);
+  if (a.has("link")) ro.shaping = {true, c.link};
+  eb::dist::HostRuntime host(g, hash, workers, ro);
+  const auto scheme = eb::dist::parse_scheme(a.str("scheme", "halp"));
+  const eb::dist::Plan plan = eb::dist::make_plan(*g, c, scheme, batch);
+  eb::dist::InferStats st;
+  const auto out = host.infer(images, plan, &st);
+  const double t0 = omp_get_wtime();
+  const eb::Tensor local = g->forward(img);
+  const double local_ms = (omp_get_wtime() - t0) * 1e3 * batch;
+  std::printf("model %s, scheme %s, %d devices, batch %d: %.2f ms (local %.2f ms, speedup %.2fx), %.1f KB moved, predicted %.2f ms\n",
+              g->model.c_str(), eb::dist::scheme_name(plan.scheme), plan.devices, batch, st.ms, local_ms,
+              local_ms / st.ms, double(st.bytes_sent + st.bytes_received) / 1024.0, plan.predicted_ms);
+  for (const auto& f : st.fault_messages) std::printf("fault: %s (recomputed on the host)\n", f.c_str());
+  for (const auto& p : eb::top_k(out[0], a.integer("top", 5, 1, 1000))) {
+    const char* label = size_t(p.index) < g->labels.size() ? g->labels[size_t(p.index)].c_str() : "";
+    std::printf("  %4d  %.5f  %s\n", p.index, double(p.prob), label);
+  }
+  if (a.has("trace")) {
+    std::FILE* f = std::fopen(a.str("trace").c_str(), "w");
+    if (!f) throw std::runtime_error("cannot write " + a.str("trace"));
+    std::fprintf(f, "%s\n", eb::dist::chrome_trace(st, plan.devices).dump().c_str());
+    std::fclose(f);
+  }
+  return 0;
+}
+
+int cmd_cluster(int argc, char** argv) {
+  Args a(argc, argv, 2, {"model", "weights", "devices", "scheme", "link", "batch", "runs", "threads", "wire", "trace",
+                         "timeout", "isa"}, {"json", "no-cpu-share"});
+  common(a);
+  eb::dist::ClusterOptions o;
+  o.model = a.str("model", "vgg16");
+  o.weights = a.str("weights");
+  o.devices = a.integer("devices", 3, 1, 16);
+  const std::string sch = a.str("scheme", "all");
+  o.schemes = sch == "all" ? std::vector<eb::dist::Scheme>{eb::dist::Scheme::modnn, eb::dist::Scheme::dpfp, eb::dist::Scheme::halp}
+                           : std::vector<eb::dist::Scheme>{eb::dist::parse_scheme(sch)};
+  o.link = a.str("link");
+  if (!o.link.empty()) eb::dist::parse_link(o.link);  // validate before spawning anything
+  o.batch = a.integer("batch", 1, 1, 64);
+  o.runs = a.integer("runs", 3, 1, 1000);
+  o.threads = a.integer("threads", 0, 0, 256);
+  o.cpu_share = !a.has("no-cpu-share");
+  o.fp16 = a.str("wire", "fp32") == "fp16";
+  o.trace = a.str("trace");
+  o.timeout_ms = a.integer("timeout", 30000, 10, 3600000);
+  const auto results = eb::dist::run_cluster(o);
+  bool all_equal = true;
+  for (const auto& r : results) all_equal = all_equal && r.equal;
+  if (a.has("json")) {
+    eb::Json j = eb::Json::object();
+    eb::Json rs = eb::Json::array();
+    for (const auto& r : results) {
+      eb::Json x = eb::Json::object();
+      x["scheme"] = eb::dist::scheme_name(r.scheme);
+      x["devices"] = r.devices;
+      x["latency_ms"] = r.latency_ms;
+      x["local_ms"] = r.local_ms;
+      x["speedup"] = r.speedup;
+      x["predicted_ms"] = r.predicted_ms;
+      x["equal"] = r.equal;
+      x["max_abs_dev"] = double(r.max_abs_dev);
+      x["bytes"] = static_cast<unsigned long>(r.bytes);
+      x["faults"] = r.faults;
+      rs.push_back(x);
+    }
+    j["results"] = rs;
+    j["model"] = o.model;
+    j["link"] = o.link.empty() ? "unshaped" : o.link;
+    j["batch"] = o.batch;
+    j["cpu_share"] = results.empty() ? "" : results[0].cpu_share;
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("model %s, %d devices, link %s, batch %d, wire %s\ncpu share: %s\n", o.model.c_str(), o.devices,
+                o.link.empty() ? "unshaped loopback" : o.link.c_str(), o.batch, o.fp16 ? "fp16" : "fp32",
+                results.empty() ? "" : results[0].cpu_share.c_str());
+    std::printf("%-7s %8s %12s %10s %9s %13s %12s %7s\n", "scheme", "devices", "latency_ms", "local_ms", "speedup",
+                "predicted_ms", "bytes", "equal");
+    for (const auto& r : results)
+      std::printf("%-7s %8d %12.2f %10.2f %8.2fx %13.2f %12llu %7s\n", eb::dist::scheme_name(r.scheme), r.devices,
+                  r.latency_ms, r.local_ms, r.speedup, r.predicted_ms, static_cast<unsigned long long>(r.bytes),
+                  r.equal ? "yes" : "NO");
+  }
+  if (!all_equal) {
+    std::fprintf(stderr, "edgeband cluster: error: distributed output differs from local output\n");
+    return 1;
+  }
+  return 0;
+}
+
 int cmd_info() {
   std::printf("edgeband 0.1.0\nkernels: %s (gemm %zux%zu)\nthreads: %d\navailable:",
               eb::kernels::isa_name(eb::kernels::active().isa), eb::kernels::active().gemm_mr,
@@ -228,6 +393,7 @@ int cmd_info() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  signal(SIGPIPE, SIG_IGN);  // a peer that vanishes mid-send is an error to report, not a kill
   // "-o" is the one short option; normalise it to --o.
   for (int i = 1; i < argc; ++i)
     if (std::strcmp(argv[i], "-o") == 0) argv[i] = const_cast<char*>("--o");
@@ -244,6 +410,9 @@ int main(int argc, char** argv) {
     if (cmd == "info") return cmd_info();
     if (cmd == "profile") return cmd_profile(argc, argv);
     if (cmd == "plan") return cmd_plan(argc, argv);
+    if (cmd == "worker") return cmd_worker(argc, argv);
+    if (cmd == "infer") return cmd_infer(argc, argv);
+    if (cmd == "cluster") return cmd_cluster(argc, argv);
     std::fprintf(stderr, "edgeband: unknown command '%s'\n%s", cmd.c_str(), kUsage);
     return 2;
   } catch (const std::exception& e) {

@@ -1,0 +1,203 @@
+#include "dist/cluster.h"
+
+#include <omp.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <thread>
+
+#include "core/benchmark.h"
+#include "dist/host.h"
+#include "models/zoo.h"
+
+namespace eb::dist {
+
+namespace {
+
+struct Child {
+  pid_t pid = -1;
+  std::string addr;
+};
+
+Child spawn_worker(const ClusterOptions& o, int threads) {
+  int fds[2];
+  if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
+  const pid_t pid = fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    dup2(fds[1], 1);
+    close(fds[0]);
+    close(fds[1]);
+    const std::string t = std::to_string(threads);
+    std::vector<const char*> argv{o.self_exe.c_str(), "worker", "--listen", "127.0.0.1:0", "--threads", t.c_str(), "--announce"};
+    if (!o.weights.empty()) {
+      argv.push_back("--weights");
+      argv.push_back(o.weights.c_str());
+    }
+    argv.push_back(nullptr);
+    execv(o.self_exe.c_str(), const_cast<char* const*>(argv.data()));
+    _exit(127);
+  }
+  close(fds[1]);
+  std::string line;
+  char c;
+  while (read(fds[0], &c, 1) == 1 && c != '\n') line += c;
+  close(fds[0]);
+  int port = 0;
+  if (std::sscanf(line.c_str(), "PORT %d", &port) != 1) {
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    throw std::runtime_error("worker process did not start (got '" + line + "')");
+  }
+  return {pid, "127.0.0.1:" + std::to_string(port)};
+}
+
+// cgroup v1 CPU quotas: one group per device, quota = cores / devices.
+class CpuShares {
+ public:
+  CpuShares(int devices, bool want) {
+    const std::string root = "/sys/fs/cgroup/cpu";
+    if (!want) {
+      how = "none (disabled)";
+      return;
+    }
+    if (access((root + "/cgroup.procs").c_str(), W_OK) != 0) {
+      how = "none (cgroup v1 cpu controller not writable; run as root for equal shares)";
+      return;
+    }
+    const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+    const long period = 100000, quota = long(double(period) * cores / devices);
+    for (int d = 0; d < devices; ++d) {
+      const std::string dir = root + "/edgeband_" + std::to_string(getpid()) + "_" + std::to_string(d);
+      mkdir(dir.c_str(), 0755);
+      std::ofstream(dir + "/cpu.cfs_period_us") << period;
+      std::ofstream(dir + "/cpu.cfs_quota_us") << quota;
+      dirs.push_back(dir);
+    }
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "cgroup v1 cfs_quota %.2f of %u cores per device", double(quota) / period, cores);
+    how = buf;
+  }
+  void assign(int device, pid_t pid) {
+    if (size_t(device) < dirs.size()) std::ofstream(dirs[size_t(device)] + "/cgroup.procs") << pid;
+  }
+  ~CpuShares() {
+    if (dirs.empty()) return;
+    std::ofstream("/sys/fs/cgroup/cpu/cgroup.procs") << getpid();
+    for (const auto& d : dirs) rmdir(d.c_str());
+  }
+  std::string how;
+  std::vector<std::string> dirs;
+};
+
+}  // namespace
+
+std::vector<SchemeResult> run_cluster(const ClusterOptions& o) {
+  if (o.devices < 1 || o.devices > 16) throw std::invalid_argument("--devices must be in [1, 16]");
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  const int threads = o.threads > 0 ? o.threads : std::max(1, int(cores) / o.devices);
+  omp_set_num_threads(threads);
+  uint64_t hash = 0;
+  auto g = std::make_shared<Graph>(models::load_model(o.model, o.weights, &hash));
+  CpuShares shares(o.devices, o.cpu_share);
+  std::vector<Child> workers;
+  struct Reaper {
+    std::vector<Child>& w;
+    ~Reaper() {
+      for (auto& c : w) kill(c.pid, SIGTERM);
+      for (auto& c : w) waitpid(c.pid, nullptr, 0);
+    }
+  } reaper{workers};
+  shares.assign(0, getpid());
+  for (int d = 1; d < o.devices; ++d) {
+    workers.push_back(spawn_worker(o, threads));
+    shares.assign(d, workers.back().pid);
+  }
+  // Inputs: deterministic pseudo-images.
+  std::vector<Tensor> images;
+  for (int i = 0; i < o.batch; ++i) {
+    Tensor t(g->input);
+    for (size_t k = 0; k < t.size(); ++k) t.data()[k] = float(int((k * 2654435761u + i * 97) % 255) - 127) / 127.0f;
+    images.push_back(t);
+  }
+  // Local reference on one device of the same share.
+  std::vector<Tensor> want;
+  for (const Tensor& im : images) want.push_back(g->forward(im));
+  std::vector<double> lt;
+  for (int r = 0; r < o.runs; ++r) {
+    const auto t0 = Clock::now();
+    for (const Tensor& im : images) g->forward(im);
+    lt.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+  }
+  const double local_ms = median(lt);
+
+  Cluster cl;
+  cl.link = o.link.empty() ? parse_link("10gbit,0.05ms") : parse_link(o.link);
+  cl.bytes_per_value = o.fp16 ? 2 : 4;
+  const DeviceProfile prof = measure_profile(*g, "device", 3);
+  for (int d = 0; d < o.devices; ++d) cl.devices.push_back(prof);
+
+  RuntimeOptions ro;
+  ro.fp16 = o.fp16;
+  ro.timeout_ms = o.timeout_ms;
+  if (!o.link.empty()) ro.shaping = {true, cl.link};
+  std::vector<std::string> addrs;
+  for (auto& w : workers) addrs.push_back(w.addr);
+  HostRuntime host(g, hash, addrs, ro);
+
+  std::vector<SchemeResult> results;
+  for (Scheme s : o.schemes) {
+    SchemeResult r;
+    r.scheme = s;
+    r.local_ms = local_ms;
+    r.cpu_share = shares.how;
+    Cluster now = cl;
+    now.devices.resize(size_t(host.alive() + 1));
+    Plan plan = make_plan(*g, now, s, o.batch);
+    r.devices = plan.devices;
+    r.predicted_ms = plan.predicted_ms;
+    std::vector<double> t;
+    InferStats st;
+    for (int run = 0; run <= o.runs; ++run) {  // run 0 warms up
+      st = InferStats{};
+      if (plan.devices > host.alive() + 1) {
+        now.devices.resize(size_t(host.alive() + 1));
+        plan = make_plan(*g, now, s, o.batch);
+      }
+      const std::vector<Tensor> got = host.infer(images, plan, &st);
+      r.faults += st.faults;
+      if (run == 0) {
+        r.equal = true;
+        for (size_t i = 0; i < got.size(); ++i) {
+          float dev = 0;
+          for (size_t k = 0; k < got[i].size(); ++k) dev = std::max(dev, std::fabs(got[i].data()[k] - want[i].data()[k]));
+          r.max_abs_dev = std::max(r.max_abs_dev, dev);
+          if (o.fp16)
+            r.equal = r.equal && top_k(got[i], 1)[0].index == top_k(want[i], 1)[0].index;
+          else
+            r.equal = r.equal && dev == 0.0f;
+        }
+        continue;
+      }
+      t.push_back(st.ms);
+      r.bytes = st.bytes_sent + st.bytes_received;
+    }
+    r.latency_ms = median(t);
+    r.speedup = local_ms / r.latency_ms;
+    if (!o.trace.empty()) {
+      std::ofstream f(o.trace);
+      f << chrome_trace(st, plan.devices).dump() << "\n";
+    }
+    results.push_back(r);
+  }
+  return results;
+}
+
+}  // namespace eb::dist

@@ -1,0 +1,42 @@
+// `edgeband cluster`: a whole testbed on one machine. Spawns N-1 worker processes on 127.0.0.1,
+// optionally gives every device (host included) an equal CPU share with cgroup v1 CFS quotas,
+// runs local and distributed inference with link shaping, checks that the distributed output
+// equals the local output, and reports latency, speedup and bytes per scheme.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "dist/planner.h"
+
+namespace eb::dist {
+
+struct ClusterOptions {
+  std::string model = "vgg16";
+  std::string weights;
+  int devices = 3;
+  std::vector<Scheme> schemes{Scheme::halp};
+  std::string link;  // "" = unshaped loopback
+  int batch = 1;
+  int runs = 3;
+  int threads = 0;        // per device; 0 = cores / devices (at least 1)
+  bool cpu_share = true;  // cgroup v1 quota of cores/devices per device when available
+  bool fp16 = false;
+  int timeout_ms = 30000;
+  std::string trace;      // Chrome trace of the last run of the last scheme
+  std::string self_exe = "/proc/self/exe";
+};
+
+struct SchemeResult {
+  Scheme scheme;
+  int devices = 1;
+  double latency_ms = 0, local_ms = 0, speedup = 0, predicted_ms = 0;
+  bool equal = false;  // bit-identical to local (fp32 wire) / same top-1 (fp16 wire)
+  float max_abs_dev = 0;
+  uint64_t bytes = 0;  // per batch, all links, both directions
+  int faults = 0;
+  std::string cpu_share;  // how the CPU was shared
+};
+
+std::vector<SchemeResult> run_cluster(const ClusterOptions& o);
+
+}  // namespace eb::dist

@@ -1,0 +1,129 @@
+#include "dist/feature_store.h"
+
+#include <cstring>
+
+namespace eb::dist {
+
+int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now().time_since_epoch()).count();
+}
+
+FeatureStore::Held& FeatureStore::get(uint64_t image, int node) {
+  auto key = std::make_pair(image, node);
+  auto it = maps_.find(key);
+  if (it != maps_.end()) return it->second;
+  const Shape s = g_.shape_of(node);
+  return maps_[key] = Held{Tensor::uninitialized(s), std::vector<bool>(size_t(s.h), false)};
+}
+
+void FeatureStore::put(uint64_t image, int node, RowRange r, const float* src) {
+  Held& h = get(image, node);
+  if (r.empty()) return;
+  std::memcpy(h.t.row(r.begin), src, size_t(r.size()) * h.t.shape().row_size() * sizeof(float));
+  for (int y = r.begin; y < r.end; ++y) h.has[size_t(y)] = true;
+}
+
+void FeatureStore::put_wire(uint64_t image, const Json& meta, const std::vector<uint8_t>& data) {
+  long node, row0, rows;
+  std::string wire;
+  try {
+    node = meta.at("node").integer("node");
+    row0 = meta.at("row0").integer("row0");
+    rows = meta.at("rows").integer("rows");
+    wire = meta.at("wire").string("wire");
+  } catch (const std::exception& e) {
+    throw ProtocolError(std::string("malformed rows header: ") + e.what());
+  }
+  if (node < -1 || node >= g_.size()) throw ProtocolError("rows for an unknown node");
+  const Shape s = g_.shape_of(int(node));
+  if (row0 < 0 || rows <= 0 || row0 + rows > s.h) throw ProtocolError("rows outside the feature map");
+  if (wire != "fp32" && wire != "fp16") throw ProtocolError("unknown wire format");
+  const size_t n = size_t(rows) * s.row_size();
+  const size_t bpv = wire == "fp16" ? 2 : 4;
+  if (data.size() != n * bpv) throw ProtocolError("rows frame has the wrong number of bytes");
+  const RowRange r{int(row0), int(row0 + rows)};
+  if (bpv == 4) {
+    put(image, int(node), r, reinterpret_cast<const float*>(data.data()));
+    return;
+  }
+  Held& h = get(image, int(node));
+  float* dst = h.t.row(r.begin);
+  for (size_t i = 0; i < n; ++i) {
+    uint16_t v;
+    std::memcpy(&v, data.data() + 2 * i, 2);
+    dst[i] = half_to_float(v);
+  }
+  for (int y = r.begin; y < r.end; ++y) h.has[size_t(y)] = true;
+}
+
+bool FeatureStore::holds(uint64_t image, int node, RowRange r) const {
+  if (r.empty()) return true;
+  auto it = maps_.find({image, node});
+  if (it == maps_.end()) return false;
+  for (int y = r.begin; y < r.end; ++y)
+    if (!it->second.has[size_t(y)]) return false;
+  return true;
+}
+
+const float* FeatureStore::row(uint64_t image, int node, int y) const {
+  return maps_.at({image, node}).t.row(y);
+}
+
+Band FeatureStore::band(uint64_t image, int node, RowRange r) const {
+  return Band{maps_.at({image, node}).t.rows(r), r.begin};
+}
+
+void FeatureStore::drop(uint64_t image) {
+  for (auto it = maps_.begin(); it != maps_.end();)
+    it = it->first.first == image ? maps_.erase(it) : std::next(it);
+}
+
+size_t FeatureStore::images() const {
+  size_t n = 0;
+  uint64_t last = ~0ull;
+  for (const auto& kv : maps_)
+    if (kv.first.first != last) {
+      ++n;
+      last = kv.first.first;
+    }
+  return n;
+}
+
+bool compute_zones(const Graph& g, const Plan& p, int d, int b, uint64_t image, FeatureStore& s,
+                   ComputeSpan* span) {
+  const BlockPlan& bp = p.blocks[size_t(b)];
+  const int in_node = bp.first - 1;
+  std::vector<RowRange> needs;
+  for (const RowRange& z : bp.zones[size_t(d)]) {
+    needs.push_back(g.block_needs(bp.first, bp.last, z)[0]);
+    if (!s.holds(image, in_node, needs.back())) return false;
+  }
+  const int64_t t0 = now_us();
+  for (size_t i = 0; i < needs.size(); ++i) {
+    const Band out = g.run_block(bp.first, bp.last, s.band(image, in_node, needs[i]), bp.zones[size_t(d)][i]);
+    s.put(image, bp.last - 1, out.rows(), out.t.data());
+  }
+  if (span) *span = {d, b, image, t0, now_us()};
+  return true;
+}
+
+void send_rows(Peer& to, uint64_t image, const Transfer& t, const FeatureStore& s, bool fp16,
+               const Json& extra) {
+  Json meta = extra.is_object() ? extra : Json::object();
+  meta["image"] = static_cast<unsigned long>(image);
+  meta["node"] = t.node;
+  meta["row0"] = t.rows.begin;
+  meta["rows"] = t.rows.size();
+  meta["wire"] = fp16 ? "fp16" : "fp32";
+  const float* src = s.row(image, t.node, t.rows.begin);
+  const size_t n = size_t(t.rows.size()) * s.band(image, t.node, t.rows).t.shape().row_size();
+  if (!fp16) {
+    to.send(MsgType::rows, image, meta, src, n * sizeof(float));  // straight from the rows
+    return;
+  }
+  std::vector<uint16_t> half(n);
+  for (size_t i = 0; i < n; ++i) half[i] = float_to_half(src[i]);
+  to.send(MsgType::rows, image, meta, half.data(), n * 2);
+}
+
+}  // namespace eb::dist

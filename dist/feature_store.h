@@ -1,0 +1,52 @@
+// The rows of feature maps one device holds, per image and node, and the two things every
+// device does with them: compute its zones of a block, and send planned rows to a peer.
+// Shared by the host and the worker so both sides execute a plan identically.
+#pragma once
+#include <map>
+#include <utility>
+
+#include "dist/peer.h"
+#include "dist/planner.h"
+
+namespace eb::dist {
+
+class FeatureStore {
+ public:
+  explicit FeatureStore(const Graph& g) : g_(g) {}
+  void put(uint64_t image, int node, RowRange r, const float* src);
+  // Stores rows received in a ROWS frame, validating node, rows and byte count.
+  void put_wire(uint64_t image, const Json& meta, const std::vector<uint8_t>& data);
+  bool holds(uint64_t image, int node, RowRange r) const;
+  const float* row(uint64_t image, int node, int y) const;
+  Band band(uint64_t image, int node, RowRange r) const;  // view of held rows
+  void drop(uint64_t image);
+  void clear() { maps_.clear(); }
+  size_t images() const;
+
+ private:
+  struct Held {
+    Tensor t;
+    std::vector<bool> has;
+  };
+  Held& get(uint64_t image, int node);
+  const Graph& g_;
+  std::map<std::pair<uint64_t, int>, Held> maps_;
+};
+
+// Timing of one device's compute of one block (steady clock, microseconds).
+struct ComputeSpan {
+  int device, block;
+  uint64_t image;
+  int64_t t0_us, t1_us;
+};
+int64_t now_us();
+
+// Device d computes its zones of block b; false (and nothing done) if an input row is missing.
+bool compute_zones(const Graph& g, const Plan& p, int d, int b, uint64_t image, FeatureStore& s,
+                   ComputeSpan* span);
+// Sends the rows of transfer t (held by this device) to `to`, fp32 straight from the store or
+// converted to fp16. `extra` is merged into the frame's JSON (timings for traces).
+void send_rows(Peer& to, uint64_t image, const Transfer& t, const FeatureStore& s, bool fp16,
+               const Json& extra = Json());
+
+}  // namespace eb::dist

@@ -1,0 +1,253 @@
+#include "dist/host.h"
+
+#include <cstdio>
+#include <stdexcept>
+
+namespace eb::dist {
+
+namespace {
+// A worker misbehaved (died, stalled, sent garbage): who and why.
+struct WorkerFault {
+  int peer;
+  std::string why;
+};
+}  // namespace
+
+HostRuntime::HostRuntime(std::shared_ptr<const Graph> g, uint64_t model_hash,
+                         const std::vector<std::string>& workers, RuntimeOptions opt)
+    : g_(std::move(g)), opt_(opt), inbox_(std::make_shared<Inbox>()) {
+  char want[32];
+  std::snprintf(want, sizeof want, "%016llx", static_cast<unsigned long long>(model_hash));
+  for (size_t i = 0; i < workers.size(); ++i) {
+    auto sock = connect_to(io_, workers[i], std::chrono::milliseconds(opt_.timeout_ms));
+    auto p = std::make_unique<Peer>(std::move(sock), inbox_, int(i), workers[i]);
+    p->set_shaping(opt_.shaping);
+    p->start_reader();
+    Json hello = Json::object();
+    hello["model"] = g_->model;
+    hello["wire"] = opt_.fp16 ? "fp16" : "fp32";
+    hello["link"] = opt_.shaping.enabled ? Json(opt_.shaping.link.str()) : Json();
+    p->send(MsgType::hello, 0, hello);
+    peers_.push_back(std::move(p));
+    alive_.push_back(true);
+  }
+  // Every worker must answer with the same model identity before any plan runs.
+  size_t answered = 0;
+  std::vector<bool> ok(peers_.size(), false);
+  while (answered < peers_.size()) {
+    auto m = inbox_->pop(std::chrono::milliseconds(opt_.timeout_ms));
+    if (!m) throw std::runtime_error("worker did not answer hello within the timeout");
+    const std::string& name = peers_[size_t(m->peer)]->name();
+    if (!m->failure.empty()) throw std::runtime_error("worker " + name + ": " + m->failure);
+    if (m->type == MsgType::error)
+      throw std::runtime_error("worker " + name + " refused: " + m->json.at("message").string());
+    if (m->type != MsgType::hello_ok || ok[size_t(m->peer)]) throw std::runtime_error("worker " + name + ": unexpected reply");
+    const std::string got = m->json.at("hash").string("hash");
+    if (got != want)
+      throw std::runtime_error("worker " + name + " holds a different model (" + m->json.at("model").string() +
+                               ", weights hash " + got + "; this host has " + g_->model + ", " + want + ")");
+    ok[size_t(m->peer)] = true;
+    ++answered;
+  }
+}
+
+HostRuntime::~HostRuntime() {
+  for (size_t i = 0; i < peers_.size(); ++i) {
+    if (alive_[i]) {
+      try {
+        peers_[i]->send(MsgType::bye, 0, Json::object());
+      } catch (const std::exception&) {
+      }
+    }
+    peers_[i]->close();
+  }
+}
+
+int HostRuntime::alive() const {
+  int n = 0;
+  for (bool a : alive_) n += a;
+  return n;
+}
+
+void HostRuntime::fault(int peer, const std::string& why, InferStats* st) {
+  if (peer >= 0 && alive_[size_t(peer)]) {
+    alive_[size_t(peer)] = false;
+    peers_[size_t(peer)]->close();
+  }
+  if (st) {
+    ++st->faults;
+    st->fault_messages.push_back((peer >= 0 ? "worker " + peers_[size_t(peer)]->name() + ": " : "") + why);
+  }
+}
+
+std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const Plan& plan, InferStats* st) {
+  InferStats local_stats;
+  if (!st) st = &local_stats;
+  const auto t_start = Clock::now();
+  std::vector<int> dev_peer{-1};  // plan device -> peer index
+  for (size_t i = 0; i < peers_.size(); ++i)
+    if (alive_[i]) dev_peer.push_back(int(i));
+  if (plan.devices != int(dev_peer.size()) && plan.devices != 1)
+    throw std::invalid_argument("plan is for " + std::to_string(plan.devices) + " devices, " +
+                                std::to_string(dev_peer.size()) + " are available");
+  std::vector<Tensor> out(images.size());
+  size_t done = 0;
+  uint64_t sent0 = 0, recv0 = 0;
+  for (auto& p : peers_) sent0 += p->bytes_sent(), recv0 += p->bytes_received();
+  try {
+    if (plan.devices > 1) {
+      const Json wire = plan_to_wire(plan);
+      for (int d = 1; d < plan.devices; ++d) {
+        Json msg = Json::object();
+        msg["plan"] = wire;
+        msg["device"] = d;
+        peers_[size_t(dev_peer[size_t(d)])]->send(MsgType::plan, 0, msg);
+      }
+    }
+    FeatureStore store(*g_);
+    const uint64_t base = next_image_;
+    next_image_ += images.size();
+    for (size_t i = 0; i < images.size(); ++i) {
+      if (images[i].shape() != g_->input) throw std::invalid_argument("image shape does not match the model");
+      store.put(base + i, -1, {0, images[i].h()}, images[i].data());
+    }
+    const int nb = int(plan.blocks.size());
+    std::vector<std::vector<bool>> sent(images.size(), std::vector<bool>(plan.transfers.size(), false));
+    auto send_ready = [&](size_t i) {  // every host transfer of image i whose rows are here
+      for (size_t k = 0; k < plan.transfers.size(); ++k) {
+        const Transfer& t = plan.transfers[k];
+        if (sent[i][k] || t.src != 0 || !store.holds(base + i, t.node, t.rows)) continue;
+        const int64_t t0 = now_us();
+        send_rows(*peers_[size_t(dev_peer[size_t(t.dst)])], base + i, t, store, opt_.fp16);
+        st->wires.push_back({0, t.dst, base + i, t0, now_us(), t.bytes});
+        sent[i][k] = true;
+      }
+    };
+    for (size_t i = 0; i < images.size(); ++i) {
+      const uint64_t img = base + i;
+      if (plan.devices > 1) {
+        send_ready(i);
+        if (i + 1 < images.size()) send_ready(i + 1);  // next image's scatter overlaps this one
+      }
+      for (int b = 0; b <= nb; ++b) {
+        const int in_node = b == 0 ? -1 : plan.blocks[size_t(b - 1)].last - 1;
+        auto ready = [&] {
+          if (b == nb) return store.holds(img, in_node, {0, g_->shape_of(in_node).h});
+          for (const RowRange& z : plan.blocks[size_t(b)].zones[0])
+            if (!store.holds(img, in_node, g_->block_needs(plan.blocks[size_t(b)].first, plan.blocks[size_t(b)].last, z)[0]))
+              return false;
+          return true;
+        };
+        while (true) {
+          send_ready(i);
+          bool pending = false;
+          for (size_t k = 0; k < plan.transfers.size(); ++k)
+            if (!sent[i][k] && plan.transfers[k].src == 0 && plan.transfers[k].block <= b) pending = true;
+          if (!pending && ready()) break;
+          auto m = inbox_->pop(std::chrono::milliseconds(opt_.timeout_ms));
+          if (!m) {
+            // Blame the first secondary whose rows we still wait for.
+            int culprit = -1;
+            for (const Transfer& t : plan.transfers)
+              if (t.dst == 0 && t.block <= b && !store.holds(img, t.node, t.rows)) {
+                culprit = dev_peer[size_t(t.src)];
+                break;
+              }
+            throw WorkerFault{culprit, "no rows within the timeout (stalled)"};
+          }
+          if (!alive_[size_t(m->peer)]) continue;  // late news from a worker already dropped
+          if (!m->failure.empty()) throw WorkerFault{m->peer, m->failure};
+          if (m->type == MsgType::error) throw WorkerFault{m->peer, "error: " + m->json.at("message").string()};
+          if (m->type != MsgType::rows) throw WorkerFault{m->peer, "unexpected message"};
+          if (m->id < base || m->id >= base + images.size()) continue;  // stale, from an earlier call
+          try {
+            store.put_wire(m->id, m->json, m->data);
+          } catch (const std::exception& e) {
+            throw WorkerFault{m->peer, e.what()};
+          }
+          int src_dev = 0;
+          for (size_t d = 1; d < dev_peer.size(); ++d)
+            if (dev_peer[d] == m->peer) src_dev = int(d);
+          if (m->json.has("t0"))
+            st->spans.push_back({src_dev, int(m->json.at("block").integer()), m->id,
+                                 int64_t(m->json.at("t0").number()), int64_t(m->json.at("t1").number())});
+          st->wires.push_back({src_dev, 0, m->id, now_us(), now_us(), m->data.size()});
+        }
+        if (b == nb) {
+          const Band r = g_->run_block(plan.tail_first, g_->size(), store.band(img, in_node, {0, g_->shape_of(in_node).h}), {0, 1});
+          out[i] = r.t.clone();
+          break;
+        }
+        ComputeSpan span{};
+        if (!plan.blocks[size_t(b)].zones[0].empty()) {
+          compute_zones(*g_, plan, 0, b, img, store, &span);
+          st->spans.push_back(span);
+        }
+      }
+      store.drop(img);
+      ++done;
+    }
+  } catch (const WorkerFault& f) {
+    fault(f.peer, f.why, st);
+    for (size_t i = done; i < images.size(); ++i) out[i] = g_->forward(images[i]);  // recover
+  }
+  uint64_t sent1 = 0, recv1 = 0;
+  for (auto& p : peers_) sent1 += p->bytes_sent(), recv1 += p->bytes_received();
+  st->bytes_sent = sent1 - sent0;
+  st->bytes_received = recv1 - recv0;
+  st->ms = std::chrono::duration<double, std::milli>(Clock::now() - t_start).count();
+  return out;
+}
+
+Json chrome_trace(const InferStats& st, int devices) {
+  Json ev = Json::array();
+  int64_t origin = INT64_MAX;
+  for (const auto& s : st.spans) origin = std::min(origin, s.t0_us);
+  for (const auto& w : st.wires) origin = std::min(origin, w.t0_us);
+  if (origin == INT64_MAX) origin = 0;
+  for (int d = 0; d < devices; ++d) {
+    Json m = Json::object();
+    m["name"] = "thread_name";
+    m["ph"] = "M";
+    m["pid"] = 1;
+    m["tid"] = d;
+    Json a = Json::object();
+    a["name"] = d == 0 ? std::string("device 0 (host)") : "device " + std::to_string(d);
+    m["args"] = a;
+    ev.push_back(m);
+  }
+  for (const auto& s : st.spans) {
+    Json e = Json::object();
+    e["name"] = "block " + std::to_string(s.block);
+    e["cat"] = "compute";
+    e["ph"] = "X";
+    e["pid"] = 1;
+    e["tid"] = s.device;
+    e["ts"] = double(s.t0_us - origin);
+    e["dur"] = double(std::max<int64_t>(1, s.t1_us - s.t0_us));
+    Json a = Json::object();
+    a["image"] = static_cast<unsigned long>(s.image);
+    e["args"] = a;
+    ev.push_back(e);
+  }
+  for (const auto& w : st.wires) {
+    Json e = Json::object();
+    e["name"] = w.src == 0 ? "send to " + std::to_string(w.dst) : "recv from " + std::to_string(w.src);
+    e["cat"] = "link";
+    e["ph"] = "X";
+    e["pid"] = 1;
+    e["tid"] = 0;
+    e["ts"] = double(w.t0_us - origin);
+    e["dur"] = double(std::max<int64_t>(1, w.t1_us - w.t0_us));
+    Json a = Json::object();
+    a["bytes"] = static_cast<unsigned long>(w.bytes);
+    e["args"] = a;
+    ev.push_back(e);
+  }
+  Json j = Json::object();
+  j["traceEvents"] = ev;
+  j["displayTimeUnit"] = "ms";
+  return j;
+}
+
+}  // namespace eb::dist

@@ -1,0 +1,60 @@
+// The host side of distributed inference: connects to workers, checks they hold the same
+// model (weights hash), executes plans as device 0, and survives worker faults by recomputing
+// the affected images itself.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dist/feature_store.h"
+#include "dist/peer.h"
+#include "dist/planner.h"
+
+namespace eb::dist {
+
+struct RuntimeOptions {
+  Shaping shaping;  // applied on both ends of every connection
+  bool fp16 = false;
+  int timeout_ms = 10000;  // a worker silent for this long while we wait on it is dropped
+};
+
+struct InferStats {
+  double ms = 0;
+  uint64_t bytes_sent = 0, bytes_received = 0;
+  int faults = 0;
+  std::vector<std::string> fault_messages;
+  std::vector<ComputeSpan> spans;  // compute per device and block (workers report theirs)
+  struct Wire {
+    int src, dst;
+    uint64_t image;
+    int64_t t0_us, t1_us;
+    uint64_t bytes;
+  };
+  std::vector<Wire> wires;  // host-observed sends and receipts
+};
+
+class HostRuntime {
+ public:
+  HostRuntime(std::shared_ptr<const Graph> g, uint64_t model_hash, const std::vector<std::string>& workers,
+              RuntimeOptions opt);
+  ~HostRuntime();
+  int alive() const;  // workers still usable
+  // Runs the images through the plan (plan.devices must be alive() + 1). A worker fault makes the
+  // host compute the unfinished images itself; the worker is dropped for later calls.
+  std::vector<Tensor> infer(const std::vector<Tensor>& images, const Plan& plan, InferStats* st);
+
+ private:
+  void fault(int peer, const std::string& why, InferStats* st);
+  std::shared_ptr<const Graph> g_;
+  RuntimeOptions opt_;
+  asio::io_context io_;
+  std::shared_ptr<Inbox> inbox_;
+  std::vector<std::unique_ptr<Peer>> peers_;
+  std::vector<bool> alive_;
+  uint64_t next_image_ = 1;
+};
+
+// Chrome trace-event JSON (Perfetto / chrome://tracing): one track per device.
+Json chrome_trace(const InferStats& st, int devices);
+
+}  // namespace eb::dist

@@ -1,0 +1,170 @@
+#include "dist/peer.h"
+
+#include <poll.h>
+
+#include <cstring>
+#include <stdexcept>
+
+namespace eb::dist {
+
+void Inbox::push(Message m) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    q_.push_back(std::move(m));
+  }
+  cv_.notify_all();
+}
+
+std::optional<Message> Inbox::pop(std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  std::unique_lock<std::mutex> lk(mu_);
+  while (true) {
+    if (!q_.empty()) {
+      // Frames of one connection arrive in order; release the head when its delay has passed.
+      auto it = q_.begin();
+      for (auto j = q_.begin(); j != q_.end(); ++j)
+        if (j->deliver_at < it->deliver_at) it = j;
+      if (it->deliver_at <= Clock::now()) {
+        Message m = std::move(*it);
+        q_.erase(it);
+        return m;
+      }
+      if (Clock::now() >= deadline) return std::nullopt;
+      cv_.wait_until(lk, std::min(deadline, it->deliver_at));
+      continue;
+    }
+    if (cv_.wait_until(lk, deadline) == std::cv_status::timeout && q_.empty()) return std::nullopt;
+  }
+}
+
+Peer::Peer(asio::ip::tcp::socket sock, std::shared_ptr<Inbox> inbox, int index, std::string name)
+    : sock_(std::move(sock)), inbox_(std::move(inbox)), index_(index), name_(std::move(name)) {
+  asio::error_code ec;
+  sock_.set_option(asio::ip::tcp::no_delay(true), ec);
+}
+
+Peer::~Peer() {
+  close();
+  if (reader_.joinable()) reader_.join();
+}
+
+void Peer::set_shaping(const Shaping& s) {
+  std::lock_guard<std::mutex> lk(cfg_mu_);
+  shaping_ = s;
+}
+
+Shaping Peer::shaping() const {
+  std::lock_guard<std::mutex> lk(cfg_mu_);
+  return shaping_;
+}
+
+void Peer::start_reader() { reader_ = std::thread([this] { read_loop(); }); }
+
+void Peer::close() {
+  if (closed_.exchange(true)) return;
+  asio::error_code ec;
+  sock_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+}
+
+void Peer::pace(size_t bytes) {
+  const Shaping sh = shaping();
+  if (!sh.enabled) return;
+  // Token bucket with an empty bucket: the link is busy until link_free_.
+  const auto now = Clock::now();
+  if (link_free_ < now) link_free_ = now;
+  link_free_ += std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(sh.link.transfer_s(double(bytes))));
+  std::this_thread::sleep_until(link_free_);
+}
+
+void Peer::send(MsgType t, uint64_t id, const Json& json, const void* data, size_t len) {
+  const std::string text = json.dump();
+  const std::vector<uint8_t> header = encode_header(t, id, text, data, len);
+  std::lock_guard<std::mutex> lk(send_mu_);
+  if (closed_) throw std::runtime_error("connection to " + name_ + " is closed");
+  pace(header.size() + text.size() + len);
+  std::array<asio::const_buffer, 3> bufs{asio::buffer(header), asio::buffer(text), asio::buffer(data, len)};
+  asio::error_code ec;
+  asio::write(sock_, bufs, ec);
+  if (ec) throw std::runtime_error("send to " + name_ + " failed: " + ec.message());
+  sent_ += header.size() + text.size() + len;
+}
+
+void Peer::read_loop() {
+  Message fail;
+  fail.peer = index_;
+  try {
+    while (true) {
+      uint8_t hb[kHeaderBytes];
+      asio::error_code ec;
+      asio::read(sock_, asio::buffer(hb), ec);
+      if (ec) throw std::runtime_error(ec == asio::error::eof ? "connection closed by peer" : ec.message());
+      const FrameHeader h = decode_header(hb);
+      std::string text(h.json_len, '\0');
+      Message m;
+      m.data.resize(size_t(h.data_len));
+      std::array<asio::mutable_buffer, 2> bufs{asio::buffer(text), asio::buffer(m.data)};
+      asio::read(sock_, bufs, ec);
+      if (ec) throw ProtocolError("truncated frame: " + ec.message());
+      verify_frame(hb, text, m.data.data(), m.data.size());
+      received_ += kHeaderBytes + text.size() + m.data.size();
+      m.peer = index_;
+      m.type = h.type;
+      m.id = h.request_id;
+      try {
+        m.json = Json::parse(text);
+      } catch (const std::exception& e) {
+        throw ProtocolError(std::string("bad JSON in frame: ") + e.what());
+      }
+      m.deliver_at = Clock::now();
+      const Shaping sh = shaping();
+      if (sh.enabled)
+        m.deliver_at += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(sh.link.latency_s));
+      inbox_->push(std::move(m));
+    }
+  } catch (const std::exception& e) {
+    fail.failure = closed_ ? "closed" : e.what();
+  }
+  fail.deliver_at = Clock::now();
+  inbox_->push(std::move(fail));
+}
+
+asio::ip::tcp::endpoint parse_endpoint(const std::string& s) {
+  const size_t colon = s.rfind(':');
+  if (colon == std::string::npos || colon == 0) throw std::invalid_argument("address '" + s + "' is not HOST:PORT");
+  std::string host = s.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host == "localhost") host = "127.0.0.1";
+  const std::string port = s.substr(colon + 1);
+  char* end = nullptr;
+  const long p = std::strtol(port.c_str(), &end, 10);
+  if (port.empty() || *end || p < 0 || p > 65535) throw std::invalid_argument("bad port in '" + s + "'");
+  asio::error_code ec;
+  const auto addr = asio::ip::make_address(host, ec);
+  if (ec) throw std::invalid_argument("'" + host + "' is not a numeric IP address (name lookup is not supported)");
+  return {addr, uint16_t(p)};
+}
+
+asio::ip::tcp::socket connect_to(asio::io_context& io, const std::string& a, std::chrono::milliseconds timeout) {
+  const auto ep = parse_endpoint(a);
+  asio::ip::tcp::socket s(io);
+  s.open(ep.protocol());
+  s.non_blocking(true);
+  asio::error_code ec;
+  s.connect(ep, ec);
+  if (ec == asio::error::would_block || ec == asio::error::in_progress) {
+    pollfd pfd{s.native_handle(), POLLOUT, 0};
+    const int r = ::poll(&pfd, 1, int(timeout.count()));
+    if (r <= 0) throw std::runtime_error("connect to " + a + " timed out");
+    int err = 0;
+    socklen_t len = sizeof err;
+    ::getsockopt(s.native_handle(), SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err) throw std::runtime_error("connect to " + a + " failed: " + std::strerror(err));
+  } else if (ec) {
+    throw std::runtime_error("connect to " + a + " failed: " + ec.message());
+  }
+  s.non_blocking(false);
+  return s;
+}
+
+}  // namespace eb::dist

@@ -1,0 +1,91 @@
+// One TCP connection (standalone asio, blocking I/O) with a reader thread that decodes frames
+// into a shared Inbox, and shaped sends: a token bucket paces the bytes at the link rate and the
+// receiver delivers each frame one link delay after it arrived, emulating a slower network on
+// loopback without netem.
+#pragma once
+#include <asio.hpp>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "dist/link.h"
+#include "dist/protocol.h"
+
+namespace eb::dist {
+
+using Clock = std::chrono::steady_clock;
+
+struct Message {
+  int peer = 0;  // index of the connection it came from
+  MsgType type = MsgType::error;
+  uint64_t id = 0;
+  Json json;
+  std::vector<uint8_t> data;
+  Clock::time_point deliver_at;
+  std::string failure;  // non-empty: the connection failed (closed, malformed frame, ...)
+};
+
+// Messages from any number of peers, each released at its deliver_at time.
+class Inbox {
+ public:
+  void push(Message m);
+  // Next deliverable message, or nullopt after `timeout`.
+  std::optional<Message> pop(std::chrono::milliseconds timeout);
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Message> q_;
+};
+
+struct Shaping {
+  bool enabled = false;
+  LinkModel link;
+};
+
+class Peer {
+ public:
+  Peer(asio::ip::tcp::socket sock, std::shared_ptr<Inbox> inbox, int index, std::string name);
+  ~Peer();
+  Peer(const Peer&) = delete;
+  Peer& operator=(const Peer&) = delete;
+
+  void set_shaping(const Shaping& s);
+  void start_reader();
+  // Sends one frame; data is written straight from the caller's memory (scatter-gather).
+  // Thread-safe. Throws std::runtime_error on a broken connection.
+  void send(MsgType t, uint64_t id, const Json& json, const void* data = nullptr, size_t len = 0);
+  void close();  // unblocks the reader; idempotent
+  const std::string& name() const { return name_; }
+  uint64_t bytes_sent() const { return sent_; }
+  uint64_t bytes_received() const { return received_; }
+
+ private:
+  void read_loop();
+  void pace(size_t bytes);
+  asio::ip::tcp::socket sock_;
+  std::shared_ptr<Inbox> inbox_;
+  int index_;
+  std::string name_;
+  std::mutex send_mu_;
+  mutable std::mutex cfg_mu_;  // guards shaping_: the reader thread reads it
+  Shaping shaping_;
+  Shaping shaping() const;
+  Clock::time_point link_free_;
+  std::thread reader_;
+  std::atomic<bool> closed_{false};
+  std::atomic<uint64_t> sent_{0}, received_{0};
+};
+
+// "host:port" -> endpoint (numeric IPv4/IPv6 only: no resolver in a static binary).
+asio::ip::tcp::endpoint parse_endpoint(const std::string& s);
+// Connects with a timeout; throws std::runtime_error naming the address.
+asio::ip::tcp::socket connect_to(asio::io_context& io, const std::string& addr, std::chrono::milliseconds timeout);
+
+}  // namespace eb::dist

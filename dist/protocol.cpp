@@ -1,0 +1,203 @@
+#include "dist/protocol.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "core/weights_io.h"
+
+namespace eb::dist {
+
+const char* msg_name(MsgType t) {
+  switch (t) {
+    case MsgType::hello: return "hello";
+    case MsgType::hello_ok: return "hello_ok";
+    case MsgType::error: return "error";
+    case MsgType::plan: return "plan";
+    case MsgType::rows: return "rows";
+    case MsgType::bye: return "bye";
+  }
+  return "?";
+}
+
+namespace {
+template <class T>
+void put(uint8_t* b, size_t at, T v) {
+  std::memcpy(b + at, &v, sizeof(T));  // the supported targets are little-endian (x86-64, aarch64)
+}
+template <class T>
+T get(const uint8_t* b, size_t at) {
+  T v;
+  std::memcpy(&v, b + at, sizeof(T));
+  return v;
+}
+uint64_t frame_hash(const uint8_t* header, const std::string& json, const void* data, size_t n) {
+  uint64_t h = hash64(header, 32);
+  h = hash64(json.data(), json.size(), h);
+  return hash64(data, n, h);
+}
+}  // namespace
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the wire format is little-endian");
+
+std::vector<uint8_t> encode_header(MsgType t, uint64_t id, const std::string& json,
+                                   const void* data, size_t data_len) {
+  if (json.size() > kMaxJson || data_len > kMaxData) throw ProtocolError("message too large to send");
+  std::vector<uint8_t> h(kHeaderBytes, 0);
+  put<uint32_t>(h.data(), 0, kFrameMagic);
+  put<uint16_t>(h.data(), 4, kProtocolVersion);
+  put<uint16_t>(h.data(), 6, uint16_t(t));
+  put<uint64_t>(h.data(), 8, id);
+  put<uint32_t>(h.data(), 16, uint32_t(json.size()));
+  put<uint32_t>(h.data(), 20, 0);
+  put<uint64_t>(h.data(), 24, data_len);
+  put<uint64_t>(h.data(), 32, frame_hash(h.data(), json, data, data_len));
+  return h;
+}
+
+FrameHeader decode_header(const uint8_t* b) {
+  if (get<uint32_t>(b, 0) != kFrameMagic) throw ProtocolError("bad frame magic");
+  const uint16_t v = get<uint16_t>(b, 4);
+  if (v != kProtocolVersion)
+    throw ProtocolError("protocol version " + std::to_string(v) + " not supported (this is " +
+                        std::to_string(kProtocolVersion) + ")");
+  const uint16_t t = get<uint16_t>(b, 6);
+  if (t < 1 || t > 6) throw ProtocolError("unknown message type " + std::to_string(t));
+  FrameHeader h{MsgType(t), get<uint64_t>(b, 8), get<uint32_t>(b, 16), get<uint64_t>(b, 24), get<uint64_t>(b, 32)};
+  if (get<uint32_t>(b, 20) != 0) throw ProtocolError("reserved header field is not zero");
+  if (h.json_len > kMaxJson) throw ProtocolError("JSON part exceeds the 1 MiB cap");
+  if (h.data_len > kMaxData) throw ProtocolError("data part exceeds the 512 MiB cap");
+  return h;
+}
+
+void verify_frame(const uint8_t* header, const std::string& json, const void* data, size_t n) {
+  if (frame_hash(header, json, data, n) != get<uint64_t>(header, 32))
+    throw ProtocolError("frame checksum mismatch");
+}
+
+uint16_t float_to_half(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const uint32_t sign = (x >> 16) & 0x8000u;
+  const uint32_t absx = x & 0x7FFFFFFFu;
+  if (absx >= 0x7F800000u) return uint16_t(sign | (absx > 0x7F800000u ? 0x7E00u : 0x7C00u));
+  if (absx >= 0x477FF000u) return uint16_t(sign | 0x7C00u);  // rounds to infinity
+  if (absx < 0x38800000u) {                                   // subnormal or zero
+    const uint32_t shift = 113 - (absx >> 23);
+    if (shift > 24) return uint16_t(sign);
+    const uint32_t mant = (absx & 0x7FFFFFu) | 0x800000u;
+    uint32_t r = mant >> (shift + 13);
+    const uint32_t rem = mant & ((1u << (shift + 13)) - 1), half = 1u << (shift + 12);
+    if (rem > half || (rem == half && (r & 1))) ++r;
+    return uint16_t(sign | r);
+  }
+  uint32_t r = ((absx - 0x38000000u) >> 13);
+  const uint32_t rem = absx & 0x1FFFu;
+  if (rem > 0x1000u || (rem == 0x1000u && (r & 1))) ++r;
+  return uint16_t(sign | r);
+}
+
+float half_to_float(uint16_t h) {
+  const uint32_t sign = uint32_t(h & 0x8000u) << 16;
+  const uint32_t e = (h >> 10) & 0x1Fu, m = h & 0x3FFu;
+  uint32_t x;
+  if (e == 0) {
+    if (m == 0) {
+      x = sign;
+    } else {  // subnormal: normalise
+      int shift = 0;
+      uint32_t mm = m;
+      while (!(mm & 0x400u)) {
+        mm <<= 1;
+        ++shift;
+      }
+      x = sign | uint32_t(127 - 15 - shift + 1) << 23 | (mm & 0x3FFu) << 13;
+    }
+  } else if (e == 31) {
+    x = sign | 0x7F800000u | m << 13;
+  } else {
+    x = sign | (e + 112) << 23 | m << 13;
+  }
+  float f;
+  std::memcpy(&f, &x, 4);
+  return f;
+}
+
+Json plan_to_wire(const Plan& p) {
+  Json j = Json::object();
+  j["scheme"] = scheme_name(p.scheme);
+  j["devices"] = p.devices;
+  j["tail_first"] = p.tail_first;
+  Json bl = Json::array();
+  for (const BlockPlan& b : p.blocks) {
+    Json jb = Json::object();
+    jb["first"] = b.first;
+    jb["last"] = b.last;
+    Json zs = Json::array();
+    for (const auto& dz : b.zones) {
+      Json jd = Json::array();
+      for (const RowRange& r : dz) jd.push_back(Json(Json::Array{r.begin, r.end}));
+      zs.push_back(jd);
+    }
+    jb["zones"] = zs;
+    bl.push_back(jb);
+  }
+  j["blocks"] = bl;
+  Json ts = Json::array();
+  for (const Transfer& t : p.transfers)
+    ts.push_back(Json(Json::Array{t.block, t.src, t.dst, t.node, t.rows.begin, t.rows.end}));
+  j["transfers"] = ts;
+  return j;
+}
+
+Plan plan_from_wire(const Json& j, const Graph& g) {
+  Plan p;
+  try {
+    p.scheme = parse_scheme(j.at("scheme").string("scheme"));
+    p.devices = int(j.at("devices").integer("devices"));
+    if (p.devices < 1 || p.devices > 256) throw ProtocolError("device count out of range");
+    p.tail_first = int(j.at("tail_first").integer("tail_first"));
+    if (p.tail_first != g.spatial_end()) throw ProtocolError("plan does not match the model's layers");
+    int expect_first = 0;
+    for (const Json& jb : j.at("blocks").items("blocks")) {
+      BlockPlan b;
+      b.first = int(jb.at("first").integer("first"));
+      b.last = int(jb.at("last").integer("last"));
+      if (b.first != expect_first || b.last <= b.first || b.last > p.tail_first || !g.is_cut(b.first))
+        throw ProtocolError("invalid block boundaries");
+      expect_first = b.last;
+      const int h = g.shape_of(b.last - 1).h;
+      const Json::Array& zs = jb.at("zones").items("zones");
+      if (int(zs.size()) != p.devices) throw ProtocolError("zones do not match the device count");
+      for (const Json& jd : zs) {
+        std::vector<RowRange> z;
+        for (const Json& r : jd.items("zone")) {
+          const long a = r[0].integer("row"), e = r[1].integer("row");
+          if (a < 0 || e > h || a >= e) throw ProtocolError("zone rows out of range");
+          z.push_back({int(a), int(e)});
+        }
+        b.zones.push_back(z);
+      }
+      p.blocks.push_back(b);
+    }
+    if (expect_first != p.tail_first || p.blocks.size() > 4096) throw ProtocolError("blocks do not cover the model");
+    for (const Json& jt : j.at("transfers").items("transfers")) {
+      if (jt.size() != 6) throw ProtocolError("malformed transfer");
+      Transfer t{int(jt[0].integer()), int(jt[1].integer()), int(jt[2].integer()), int(jt[3].integer()),
+                 {int(jt[4].integer()), int(jt[5].integer())}, 0};
+      if (t.block < 0 || t.block > int(p.blocks.size()) || t.src < 0 || t.src >= p.devices ||
+          t.dst < 0 || t.dst >= p.devices || t.src == t.dst)
+        throw ProtocolError("transfer endpoints out of range");
+      const int want_node = t.block == 0 ? -1 : p.blocks[size_t(t.block - 1)].last - 1;
+      if (t.node != want_node || t.rows.begin < 0 || t.rows.end > g.shape_of(t.node).h || t.rows.empty())
+        throw ProtocolError("transfer rows out of range");
+      p.transfers.push_back(t);
+    }
+  } catch (const ProtocolError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw ProtocolError(std::string("malformed plan: ") + e.what());
+  }
+  return p;
+}
+
+}  // namespace eb::dist

@@ -1,0 +1,57 @@
+// Wire protocol between a host and its workers. Every message is one frame, little-endian:
+//    0 u32 magic "EBND"     4 u16 version (1)     6 u16 type
+//    8 u64 request id      16 u32 JSON length    20 u32 reserved (0)
+//   24 u64 data length     32 u64 checksum (hash64 of bytes 0..31, then JSON, then data)
+//   40 JSON (UTF-8, <= 1 MiB), then data (<= 512 MiB): the raw rows of a band, fp32 or fp16.
+// Anything else - wrong magic or version, unknown type, oversize lengths, bad checksum,
+// malformed JSON, rows outside the model - is a ProtocolError; the peer drops the connection.
+#pragma once
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/graph.h"
+#include "dist/planner.h"
+
+namespace eb::dist {
+
+struct ProtocolError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+enum class MsgType : uint16_t { hello = 1, hello_ok = 2, error = 3, plan = 4, rows = 5, bye = 6 };
+const char* msg_name(MsgType t);
+
+constexpr uint32_t kFrameMagic = 0x444E4245;  // "EBND"
+constexpr uint16_t kProtocolVersion = 1;
+constexpr size_t kHeaderBytes = 40;
+constexpr uint32_t kMaxJson = 1u << 20;
+constexpr uint64_t kMaxData = 512ull << 20;
+
+struct FrameHeader {
+  MsgType type;
+  uint64_t request_id;
+  uint32_t json_len;
+  uint64_t data_len;
+  uint64_t checksum;
+};
+
+// Encodes a header for the given JSON and data (data may be split in parts, see checksum).
+std::vector<uint8_t> encode_header(MsgType t, uint64_t id, const std::string& json,
+                                   const void* data, size_t data_len);
+// Validates magic, version, type and size caps; throws ProtocolError.
+FrameHeader decode_header(const uint8_t* bytes);
+// Verifies the checksum of a received frame; throws ProtocolError.
+void verify_frame(const uint8_t* header, const std::string& json, const void* data, size_t data_len);
+
+// IEEE 754 half precision, round to nearest even.
+uint16_t float_to_half(float f);
+float half_to_float(uint16_t h);
+
+// A plan as the workers need it (blocks, zones, transfers) and back, validated against the
+// model on the receiving side.
+Json plan_to_wire(const Plan& p);
+Plan plan_from_wire(const Json& j, const Graph& g);
+
+}  // namespace eb::dist

@@ -1,0 +1,207 @@
+#include "dist/worker.h"
+
+#include <omp.h>
+
+#include <cstdio>
+#include <map>
+
+#include "core/weights_io.h"
+#include "dist/feature_store.h"
+#include "dist/peer.h"
+#include "dist/protocol.h"
+#include "kernels/microkernels.h"
+#include "models/zoo.h"
+
+namespace eb::dist {
+
+namespace {
+constexpr size_t kMaxImagesInFlight = 16;
+}
+
+WorkerServer::WorkerServer(WorkerOptions o) : opt_(std::move(o)), acceptor_(io_) {
+  const auto ep = parse_endpoint(opt_.listen);
+  acceptor_.open(ep.protocol());
+  acceptor_.set_option(asio::ip::tcp::acceptor::reuse_address(true));
+  asio::error_code ec;
+  acceptor_.bind(ep, ec);
+  if (ec) throw std::runtime_error("cannot listen on " + opt_.listen + ": " + ec.message());
+  acceptor_.listen();
+  port_ = acceptor_.local_endpoint().port();
+  if (!opt_.weights.empty()) model_for("");  // load and verify the file up front
+}
+
+WorkerServer::~WorkerServer() {
+  stop();
+  if (bg_.joinable()) bg_.join();
+  std::lock_guard<std::mutex> lk(threads_mu_);
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+}
+
+void WorkerServer::log(const std::string& s) {
+  if (opt_.log)
+    opt_.log(s);
+  else
+    std::fprintf(stderr, "edgeband worker: %s\n", s.c_str());
+}
+
+void WorkerServer::stop() {
+  if (stopping_.exchange(true)) return;
+  asio::error_code ec;
+  acceptor_.close(ec);
+  std::lock_guard<std::mutex> lk(threads_mu_);
+  for (auto& w : sockets_)
+    if (auto p = w.lock()) static_cast<Peer*>(p.get())->close();
+}
+
+void WorkerServer::start_background() { bg_ = std::thread([this] { run(); }); }
+
+WorkerServer::Model WorkerServer::model_for(const std::string& name) {
+  std::lock_guard<std::mutex> lk(models_mu_);
+  if (!opt_.weights.empty()) {
+    if (models_.empty()) {
+      uint64_t h = 0;
+      auto g = std::make_shared<Graph>(load_weights(opt_.weights, &h));
+      models_.push_back({g->model, {g, h}});
+    }
+    const Model& m = models_.front().second;
+    if (!name.empty() && name != m.graph->model)
+      throw std::runtime_error("this worker serves model '" + m.graph->model + "' (" + opt_.weights +
+                               "), not '" + name + "'");
+    return m;
+  }
+  for (auto& kv : models_)
+    if (kv.first == name) return kv.second;
+  uint64_t h = 0;
+  auto g = std::make_shared<Graph>(models::load_model(name, "", &h));
+  models_.push_back({name, {g, h}});
+  return models_.back().second;
+}
+
+void WorkerServer::run() {
+  while (!stopping_) {
+    asio::ip::tcp::socket sock(io_);
+    asio::error_code ec;
+    acceptor_.accept(sock, ec);
+    if (ec) {
+      if (stopping_) break;
+      continue;
+    }
+    std::string who = "?";
+    auto rep = sock.remote_endpoint(ec);
+    if (!ec) who = rep.address().to_string() + ":" + std::to_string(rep.port());
+    if (active_ >= opt_.max_connections) {
+      log("refusing " + who + ": " + std::to_string(opt_.max_connections) + " connections already");
+      sock.close(ec);
+      continue;
+    }
+    ++active_;
+    std::lock_guard<std::mutex> lk(threads_mu_);
+    threads_.emplace_back([this, s = std::move(sock), who]() mutable { session(std::move(s), who); });
+  }
+}
+
+void WorkerServer::session(asio::ip::tcp::socket sock, std::string who) {
+  // The OpenMP thread count is per thread: without this, sessions would run default-size teams.
+  if (opt_.threads > 0) omp_set_num_threads(opt_.threads);
+  auto inbox = std::make_shared<Inbox>();
+  auto peer = std::make_shared<Peer>(std::move(sock), inbox, 0, who);
+  {
+    std::lock_guard<std::mutex> lk(threads_mu_);
+    sockets_.push_back(std::static_pointer_cast<void>(peer));
+  }
+  if (stopping_) peer->close();
+  peer->start_reader();
+  std::shared_ptr<const Graph> g;
+  std::unique_ptr<FeatureStore> store;
+  Plan plan;
+  bool have_plan = false, fp16 = false;
+  int me = -1;
+  std::map<uint64_t, int> next_block;  // per image
+  try {
+    while (true) {
+      std::optional<Message> m = inbox->pop(std::chrono::milliseconds(opt_.idle_timeout_ms));
+      if (!m) throw std::runtime_error("idle timeout");
+      if (!m->failure.empty()) {
+        if (m->failure != "closed" && m->failure != "connection closed by peer") log(who + ": " + m->failure);
+        break;
+      }
+      switch (m->type) {
+        case MsgType::hello: {
+          Model model;
+          try {
+            model = model_for(m->json.at("model").string("model"));
+          } catch (const std::exception& e) {
+            Json err = Json::object();
+            err["message"] = e.what();
+            peer->send(MsgType::error, m->id, err);
+            throw std::runtime_error(std::string("hello refused: ") + e.what());
+          }
+          g = model.graph;
+          store = std::make_unique<FeatureStore>(*g);
+          Shaping sh;
+          if (m->json.has("link") && !m->json.at("link").is_null()) {
+            sh.enabled = true;
+            sh.link = parse_link(m->json.at("link").string("link"));
+          }
+          peer->set_shaping(sh);
+          fp16 = m->json.has("wire") && m->json.at("wire").string("wire") == "fp16";
+          Json ok = Json::object();
+          ok["model"] = g->model;
+          char hex[32];
+          std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(model.hash));
+          ok["hash"] = hex;
+          ok["isa"] = kernels::isa_name(kernels::active().isa);
+          peer->send(MsgType::hello_ok, m->id, ok);
+          break;
+        }
+        case MsgType::plan: {
+          if (!g) throw ProtocolError("plan before hello");
+          plan = plan_from_wire(m->json.at("plan"), *g);
+          me = int(m->json.at("device").integer("device"));
+          if (me < 1 || me >= plan.devices) throw ProtocolError("device index out of range");
+          have_plan = true;
+          store->clear();
+          next_block.clear();
+          break;
+        }
+        case MsgType::rows: {
+          if (!have_plan) throw ProtocolError("rows before a plan");
+          const uint64_t image = m->id;
+          if (!next_block.count(image) && next_block.size() >= kMaxImagesInFlight)
+            throw ProtocolError("too many images in flight");
+          store->put_wire(image, m->json, m->data);
+          int& b = next_block[image];
+          const int nb = int(plan.blocks.size());
+          while (b < nb) {
+            ComputeSpan span{};
+            if (!plan.blocks[size_t(b)].zones[size_t(me)].empty()) {
+              if (!compute_zones(*g, plan, me, b, image, *store, &span)) break;
+              Json timing = Json::object();
+              timing["t0"] = double(span.t0_us);
+              timing["t1"] = double(span.t1_us);
+              timing["block"] = b;
+              for (const Transfer& t : plan.transfers)
+                if (t.block == b + 1 && t.src == me) send_rows(*peer, image, t, *store, fp16, timing);
+            }
+            ++b;
+          }
+          if (b == nb) {
+            store->drop(image);
+            next_block.erase(image);
+          }
+          break;
+        }
+        case MsgType::bye: throw std::runtime_error("");
+        default: throw ProtocolError(std::string("unexpected ") + msg_name(m->type) + " message");
+      }
+    }
+  } catch (const std::exception& e) {
+    if (*e.what()) log("dropping " + who + ": " + e.what());
+  }
+  peer->close();
+  ++served_;
+  --active_;
+}
+
+}  // namespace eb::dist

@@ -1,0 +1,61 @@
+// `edgeband worker`: serves any number of hosts, one connection (and thread) each. A host says
+// HELLO (model, link shaping, wire format), sends a PLAN naming this worker's device index,
+// then ROWS; the worker computes its zones as soon as their input rows are present and sends the
+// rows the plan routes onwards. Malformed or hostile frames end that connection only.
+#pragma once
+#include <asio.hpp>
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/graph.h"
+
+namespace eb::dist {
+
+struct WorkerOptions {
+  std::string listen = "127.0.0.1:0";
+  std::string weights;                 // serve this file's model only (else built-in models)
+  int threads = 0;                     // OpenMP threads per session (0: the OpenMP default)
+  int max_connections = 16;
+  int idle_timeout_ms = 300000;        // a silent connection is dropped after this
+  std::function<void(const std::string&)> log = nullptr;  // default: stderr
+};
+
+class WorkerServer {
+ public:
+  explicit WorkerServer(WorkerOptions o);
+  ~WorkerServer();
+  uint16_t port() const { return port_; }
+  void run();             // accept loop; returns after stop()
+  void start_background();  // run() on a thread
+  void stop();
+  int sessions_served() const { return served_; }
+
+ private:
+  struct Model {
+    std::shared_ptr<const Graph> graph;
+    uint64_t hash;
+  };
+  Model model_for(const std::string& name);
+  void session(asio::ip::tcp::socket sock, std::string who);
+  void log(const std::string& s);
+
+  WorkerOptions opt_;
+  asio::io_context io_;
+  asio::ip::tcp::acceptor acceptor_;
+  uint16_t port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> active_{0}, served_{0};
+  std::mutex models_mu_;
+  std::vector<std::pair<std::string, Model>> models_;
+  std::thread bg_;
+  std::mutex threads_mu_;
+  std::vector<std::thread> threads_;
+  std::vector<std::weak_ptr<void>> sockets_;
+};
+
+}  // namespace eb::dist
