@@ -2,6 +2,8 @@
 
 #include <omp.h>
 
+#include <sys/socket.h>
+
 #include <cstdio>
 #include <map>
 
@@ -47,8 +49,9 @@ void WorkerServer::log(const std::string& s) {
 
 void WorkerServer::stop() {
   if (stopping_.exchange(true)) return;
-  asio::error_code ec;
-  acceptor_.close(ec);
+  // close() alone does not wake a thread blocked in accept(); shutdown() on the listening socket
+  // does (accept fails with EINVAL).
+  ::shutdown(acceptor_.native_handle(), SHUT_RDWR);
   std::lock_guard<std::mutex> lk(threads_mu_);
   for (auto& w : sockets_)
     if (auto p = w.lock()) static_cast<Peer*>(p.get())->close();
@@ -79,6 +82,13 @@ WorkerServer::Model WorkerServer::model_for(const std::string& name) {
 }
 
 void WorkerServer::run() {
+  struct Closer {
+    asio::ip::tcp::acceptor& a;
+    ~Closer() {
+      asio::error_code ec;
+      a.close(ec);
+    }
+  } closer{acceptor_};
   while (!stopping_) {
     asio::ip::tcp::socket sock(io_);
     asio::error_code ec;
@@ -87,6 +97,7 @@ void WorkerServer::run() {
       if (stopping_) break;
       continue;
     }
+    if (stopping_) break;
     std::string who = "?";
     auto rep = sock.remote_endpoint(ec);
     if (!ec) who = rep.address().to_string() + ":" + std::to_string(rep.port());

@@ -1,0 +1,350 @@
+// Distributed runtime on loopback: protocol, equality with local inference for every scheme,
+// and faults (killed, stalled and hostile peers). Run under ThreadSanitizer in CI too.
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <thread>
+
+#include "core/benchmark.h"
+#include "core/weights_io.h"
+#include "dist/host.h"
+#include "dist/local_executor.h"
+#include "dist/worker.h"
+#include "models/zoo.h"
+#include "tests/helpers.h"
+
+using namespace eb;
+using namespace eb::dist;
+
+namespace {
+
+struct LocalWorkers {
+  std::vector<std::unique_ptr<WorkerServer>> servers;
+  std::vector<std::string> addrs;
+  explicit LocalWorkers(int n, const std::string& weights = "") {
+    for (int i = 0; i < n; ++i) {
+      WorkerOptions o;
+      o.weights = weights;
+      o.log = [](const std::string&) {};
+      servers.push_back(std::make_unique<WorkerServer>(o));
+      servers.back()->start_background();
+      addrs.push_back("127.0.0.1:" + std::to_string(servers.back()->port()));
+    }
+  }
+};
+
+Cluster estimated(const Graph& g, int n, const std::string& link = "1gbit,0.1ms") {
+  Cluster c;
+  c.link = parse_link(link);
+  for (int i = 0; i < n; ++i) c.devices.push_back(estimate_profile(g, "d", 5));
+  return c;
+}
+
+uint64_t synthetic_hash(const std::string& name) {
+  uint64_t h = 0;
+  models::load_model(name, "", &h);
+  return h;
+}
+
+struct Proc {  // a real `edgeband worker` process
+  pid_t pid = -1;
+  std::string addr;
+  Proc() {
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    pid = fork();
+    if (pid == 0) {
+      dup2(fds[1], 1);
+      close(fds[0]);
+      execl(EDGEBAND_BIN, EDGEBAND_BIN, "worker", "--listen", "127.0.0.1:0", "--announce", "--threads", "1", nullptr);
+      _exit(127);
+    }
+    close(fds[1]);
+    std::string line;
+    char ch;
+    while (read(fds[0], &ch, 1) == 1 && ch != '\n') line += ch;
+    close(fds[0]);
+    int port = 0;
+    REQUIRE(std::sscanf(line.c_str(), "PORT %d", &port) == 1);
+    addr = "127.0.0.1:" + std::to_string(port);
+  }
+  ~Proc() {
+    if (pid > 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+  }
+};
+
+}  // namespace
+
+TEST_CASE("dist protocol: frames round-trip; corrupt, oversize and unknown frames are rejected") {
+  const std::string json = R"({"a":1})";
+  std::vector<float> data{1, 2, 3};
+  auto h = encode_header(MsgType::rows, 42, json, data.data(), 12);
+  const FrameHeader fh = decode_header(h.data());
+  CHECK(fh.type == MsgType::rows);
+  CHECK(fh.request_id == 42);
+  CHECK(fh.json_len == json.size());
+  CHECK(fh.data_len == 12);
+  CHECK_NOTHROW(verify_frame(h.data(), json, data.data(), 12));
+  data[1] = 2.5f;
+  CHECK_THROWS_AS(verify_frame(h.data(), json, data.data(), 12), ProtocolError);
+  auto bad = h;
+  bad[0] ^= 1;
+  CHECK_THROWS_WITH_AS(decode_header(bad.data()), doctest::Contains("magic"), ProtocolError);
+  bad = h;
+  bad[4] = 9;
+  CHECK_THROWS_WITH_AS(decode_header(bad.data()), doctest::Contains("version"), ProtocolError);
+  bad = h;
+  bad[6] = 77;
+  CHECK_THROWS_AS(decode_header(bad.data()), ProtocolError);
+  bad = h;
+  const uint64_t huge = ~0ull;
+  std::memcpy(bad.data() + 24, &huge, 8);
+  CHECK_THROWS_WITH_AS(decode_header(bad.data()), doctest::Contains("cap"), ProtocolError);
+  std::mt19937 rng(3);
+  for (int i = 0; i < 2000; ++i) {  // random headers never pass as valid frames with data
+    uint8_t r[kHeaderBytes];
+    for (auto& b : r) b = uint8_t(rng());
+    std::memcpy(r, &kFrameMagic, 4);
+    const uint16_t v = 1;
+    std::memcpy(r + 4, &v, 2);
+    try {
+      const FrameHeader x = decode_header(r);
+      CHECK(x.json_len <= kMaxJson);
+      CHECK(x.data_len <= kMaxData);
+    } catch (const ProtocolError&) {
+    }
+  }
+}
+
+TEST_CASE("dist protocol: fp16 conversion is correctly rounded") {
+  CHECK(half_to_float(float_to_half(1.0f)) == 1.0f);
+  CHECK(half_to_float(float_to_half(-2.5f)) == -2.5f);
+  CHECK(half_to_float(float_to_half(65504.0f)) == 65504.0f);
+  CHECK(std::isinf(half_to_float(float_to_half(1e6f))));
+  CHECK(std::isnan(half_to_float(float_to_half(NAN))));
+  CHECK(half_to_float(float_to_half(5.96046448e-8f)) == 5.96046448e-8f);  // smallest subnormal
+  CHECK(half_to_float(float_to_half(0.0f)) == 0.0f);
+  for (uint32_t h = 0; h < 0x7C00; ++h)  // every finite half survives the round trip
+    REQUIRE(float_to_half(half_to_float(uint16_t(h))) == h);
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> d(-100.f, 100.f);
+  for (int i = 0; i < 10000; ++i) {
+    const float x = d(rng);
+    CHECK(std::fabs(half_to_float(float_to_half(x)) - x) <= std::fabs(x) * (1.0f / 2048) + 1e-7f);
+  }
+}
+
+TEST_CASE("dist protocol: plans round-trip; hostile plans are rejected") {
+  const Graph g = models::build_synthetic("vgg16:64");
+  const Plan p = make_plan(g, estimated(g, 3), Scheme::halp);
+  const Plan q = plan_from_wire(Json::parse(plan_to_wire(p).dump()), g);
+  REQUIRE(q.blocks.size() == p.blocks.size());
+  CHECK(q.transfers.size() == p.transfers.size());
+  for (size_t b = 0; b < p.blocks.size(); ++b) CHECK(q.blocks[b].zones.size() == p.blocks[b].zones.size());
+  Json w = plan_to_wire(p);
+  w["devices"] = 1000000;
+  CHECK_THROWS_AS(plan_from_wire(w, g), ProtocolError);
+  w = plan_to_wire(p);
+  w["tail_first"] = 3;
+  CHECK_THROWS_AS(plan_from_wire(w, g), ProtocolError);
+  std::string text = plan_to_wire(p).dump();
+  const size_t pos = text.find("\"transfers\":[[");
+  REQUIRE(pos != std::string::npos);
+  text.insert(pos + 14, "0,0,1,-1,0,99999],[");
+  CHECK_THROWS_AS(plan_from_wire(Json::parse(text), g), ProtocolError);
+}
+
+TEST_CASE("dist loopback: every scheme, 2 and 3 devices, batch 1 and 4 equal local inference") {
+  std::mt19937 rng(21);
+  for (const char* name : {"vgg16:64", "mobilenet_v1:0.25:128"}) {
+    auto g = std::make_shared<Graph>(models::build_synthetic(name));
+    std::vector<Tensor> images;
+    for (int i = 0; i < 4; ++i) images.push_back(ref::random_tensor(g->input, rng));
+    std::vector<Tensor> want;
+    for (const Tensor& im : images) want.push_back(g->forward(im));
+    for (int devices : {2, 3}) {
+      LocalWorkers w(devices - 1);
+      RuntimeOptions ro;
+      if (devices == 3) ro.shaping = {true, parse_link("4gbit,0.05ms")};
+      HostRuntime host(g, synthetic_hash(name), w.addrs, ro);
+      for (Scheme s : {Scheme::modnn, Scheme::dpfp, Scheme::halp})
+        for (int batch : {1, 4}) {
+          CAPTURE(name);
+          CAPTURE(devices);
+          CAPTURE(scheme_name(s));
+          CAPTURE(batch);
+          // A fast link so that the planner really splits.
+          const Plan p = make_plan(*g, estimated(*g, devices, "10gbit,0.01ms"), s, batch);
+          REQUIRE(p.devices == devices);
+          InferStats st;
+          const auto got = host.infer(std::vector<Tensor>(images.begin(), images.begin() + batch), p, &st);
+          CHECK(st.faults == 0);
+          CHECK(st.bytes_sent > 0);
+          for (int i = 0; i < batch; ++i) CHECK(ref::bit_equal(got[size_t(i)], want[size_t(i)]));
+        }
+    }
+  }
+}
+
+TEST_CASE("dist loopback: fp16 wire halves the bytes and keeps top-1") {
+  auto g = std::make_shared<Graph>(models::build_synthetic("mobilenet_v1:0.5:128"));
+  std::mt19937 rng(4);
+  const Tensor im = ref::random_tensor(g->input, rng);
+  const Tensor want = g->forward(im);
+  LocalWorkers w(2);
+  const Plan p32 = make_plan(*g, estimated(*g, 3, "10gbit,0.01ms"), Scheme::dpfp);
+  Cluster c16 = estimated(*g, 3, "10gbit,0.01ms");
+  c16.bytes_per_value = 2;
+  RuntimeOptions r16;
+  r16.fp16 = true;
+  HostRuntime h16(g, synthetic_hash("mobilenet_v1:0.5:128"), w.addrs, r16);
+  InferStats s16;
+  const Tensor got = h16.infer({im}, p32, &s16)[0];
+  CHECK(s16.faults == 0);
+  float dev = ref::max_abs_diff(got, want);
+  MESSAGE("fp16 wire: max |prob difference| = " << dev);
+  CHECK(dev < 1e-2f);
+  CHECK(top_k(got, 1)[0].index == top_k(want, 1)[0].index);
+  HostRuntime h32(g, synthetic_hash("mobilenet_v1:0.5:128"), w.addrs, RuntimeOptions{});
+  InferStats s32;
+  h32.infer({im}, p32, &s32);
+  CHECK(double(s16.bytes_sent) < 0.6 * double(s32.bytes_sent));
+}
+
+TEST_CASE("dist faults: a worker killed mid-run; the host recomputes and keeps going") {
+  auto g = std::make_shared<Graph>(models::build_synthetic("vgg16:64"));
+  std::mt19937 rng(6);
+  std::vector<Tensor> images;
+  for (int i = 0; i < 4; ++i) images.push_back(ref::random_tensor(g->input, rng));
+  Proc a, b;
+  RuntimeOptions ro;
+  ro.shaping = {true, parse_link("200mbit,1ms")};  // slow enough that the kill lands mid-run
+  ro.timeout_ms = 5000;
+  HostRuntime host(g, synthetic_hash("vgg16:64"), {a.addr, b.addr}, ro);
+  const Plan p = make_plan(*g, estimated(*g, 3, "10gbit,0.01ms"), Scheme::halp, 4);
+  InferStats st;
+  std::thread killer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(60));
+    kill(b.pid, SIGKILL);
+  });
+  const auto got = host.infer(images, p, &st);
+  killer.join();
+  for (size_t i = 0; i < images.size(); ++i) CHECK(ref::bit_equal(got[i], g->forward(images[i])));
+  CHECK(st.faults == 1);
+  REQUIRE(!st.fault_messages.empty());
+  MESSAGE("fault reported: " << st.fault_messages[0]);
+  CHECK(host.alive() == 1);
+  // Later images go on with the surviving worker.
+  const Plan p2 = make_plan(*g, estimated(*g, 2, "10gbit,0.01ms"), Scheme::dpfp);
+  InferStats st2;
+  CHECK(ref::bit_equal(host.infer({images[0]}, p2, &st2)[0], g->forward(images[0])));
+  CHECK(st2.faults == 0);
+}
+
+TEST_CASE("dist faults: a stalled worker is dropped after the timeout") {
+  auto g = std::make_shared<Graph>(models::build_synthetic("mobilenet_v1:0.25:128"));
+  // A fake worker: answers hello correctly, then never sends a row.
+  asio::io_context io;
+  asio::ip::tcp::acceptor acc(io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  const uint16_t port = acc.local_endpoint().port();
+  std::thread fake([&] {
+    asio::ip::tcp::socket s(io);
+    acc.accept(s);
+    auto inbox = std::make_shared<Inbox>();
+    Peer peer(std::move(s), inbox, 0, "host");
+    peer.start_reader();
+    auto hello = inbox->pop(std::chrono::seconds(5));
+    Json ok = Json::object();
+    ok["model"] = g->model;
+    char hex[32];
+    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(synthetic_hash(g->model)));
+    ok["hash"] = hex;
+    peer.send(MsgType::hello_ok, 0, ok);
+    while (auto m = inbox->pop(std::chrono::seconds(3)))
+      if (!m->failure.empty()) break;
+  });
+  RuntimeOptions ro;
+  ro.timeout_ms = 300;
+  HostRuntime host(g, synthetic_hash(g->model), {"127.0.0.1:" + std::to_string(port)}, ro);
+  std::mt19937 rng(8);
+  const Tensor im = ref::random_tensor(g->input, rng);
+  InferStats st;
+  const Tensor got = host.infer({im}, make_plan(*g, estimated(*g, 2, "10gbit,0.01ms"), Scheme::dpfp), &st)[0];
+  CHECK(ref::bit_equal(got, g->forward(im)));
+  CHECK(st.faults == 1);
+  REQUIRE(!st.fault_messages.empty());
+  CHECK(st.fault_messages[0].find("stalled") != std::string::npos);
+  CHECK(host.alive() == 0);
+  fake.join();
+}
+
+TEST_CASE("dist faults: garbage and truncated frames do not hurt a worker; it serves the next host") {
+  LocalWorkers w(1);
+  const auto ep = parse_endpoint(w.addrs[0]);
+  std::mt19937 rng(9);
+  auto raw = [&](const std::vector<uint8_t>& bytes) {
+    asio::io_context io;
+    asio::ip::tcp::socket s(io);
+    s.connect(ep);
+    asio::error_code ec;
+    asio::write(s, asio::buffer(bytes), ec);
+    s.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+    uint8_t buf[256];
+    s.read_some(asio::buffer(buf), ec);  // the worker answers or closes; never hangs us
+  };
+  for (int i = 0; i < 20; ++i) {
+    std::vector<uint8_t> junk(1 + rng() % 300);
+    for (auto& b : junk) b = uint8_t(rng());
+    raw(junk);
+  }
+  const std::string hello = R"({"model":"vgg16:32"})";
+  auto h = encode_header(MsgType::hello, 1, hello, nullptr, 0);
+  std::vector<uint8_t> frame(h);
+  frame.insert(frame.end(), hello.begin(), hello.end());
+  raw(std::vector<uint8_t>(frame.begin(), frame.begin() + 50));  // truncated
+  auto flipped = frame;
+  flipped.back() ^= 0x20;  // checksum mismatch
+  raw(flipped);
+  const std::string unknown = R"({"model":"resnet9000"})";
+  auto hu = encode_header(MsgType::hello, 1, unknown, nullptr, 0);
+  hu.insert(hu.end(), unknown.begin(), unknown.end());
+  raw(hu);
+  const std::string rows = R"({"image":1,"node":0,"row0":0,"rows":1,"wire":"fp32"})";
+  auto hr = encode_header(MsgType::rows, 1, rows, nullptr, 0);  // rows before hello/plan
+  hr.insert(hr.end(), rows.begin(), rows.end());
+  raw(hr);
+  // Still serving.
+  auto g = std::make_shared<Graph>(models::build_synthetic("vgg16:32"));
+  HostRuntime host(g, synthetic_hash("vgg16:32"), w.addrs, RuntimeOptions{});
+  const Tensor im = ref::random_tensor(g->input, rng);
+  InferStats st;
+  CHECK(ref::bit_equal(host.infer({im}, make_plan(*g, estimated(*g, 2, "10gbit,0.01ms"), Scheme::halp), &st)[0],
+                       g->forward(im)));
+  CHECK(st.faults == 0);
+  CHECK(w.servers[0]->sessions_served() >= 24);
+}
+
+TEST_CASE("dist: a worker holding another model is refused with a clear error") {
+  const std::string wfile = "/tmp/edgeband_dist_" + std::to_string(getpid()) + ".ebw";
+  Graph other = models::build_synthetic("vgg16:32");
+  save_weights(other, wfile);
+  LocalWorkers w(1, wfile);
+  auto g = std::make_shared<Graph>(models::build_synthetic("mobilenet_v1:0.25:128"));
+  CHECK_THROWS_WITH(HostRuntime(g, synthetic_hash(g->model), w.addrs, RuntimeOptions{}),
+                    doctest::Contains("serves model 'vgg16:32'"));
+  // Same model name, different weights: the hash check catches it.
+  auto same_name = std::make_shared<Graph>(models::build_synthetic("vgg16:32"));
+  CHECK_THROWS_WITH(HostRuntime(same_name, 12345, w.addrs, RuntimeOptions{}), doctest::Contains("different model"));
+  std::remove(wfile.c_str());
+  CHECK_THROWS_WITH(HostRuntime(g, 1, {"127.0.0.1:1"}, RuntimeOptions{}), doctest::Contains("127.0.0.1:1"));
+  CHECK_THROWS_AS(parse_endpoint("no-port"), std::invalid_argument);
+  CHECK_THROWS_AS(parse_endpoint("example.com:80"), std::invalid_argument);
+}
