@@ -37,7 +37,7 @@ const char* kUsage =
     "          [--link RATE,DELAY] [--devices a.json,...] [--wire fp32|fp16] [--timeout MS]\n"
     "          [--trace out.json] [--threads N] [--top K]\n"
     "  cluster --model M --devices N [--scheme S|all] [--link RATE,DELAY] [--batch B] [--runs R]\n"
-    "          [--threads N] [--no-cpu-share] [--wire fp32|fp16] [--trace out.json] [--json]\n"
+    "          [--threads N] [--no-cpu-share] [--wire fp32|fp16] [--edge-first] [--trace out.json] [--json]\n"
     "  info                                 kernels and threads this machine uses\n"
     "models: vgg16[:RES], mobilenet_v1[:ALPHA[:RES]] (ALPHA 1.0|0.75|0.5|0.25, RES 32..1024)\n"
     "common: --isa scalar|avx2|avx512|neon overrides the kernel choice (also EDGEBAND_ISA)\n";
@@ -150,6 +150,7 @@ eb::dist::Cluster cluster_from_args(const Args& a, const eb::Graph& g) {
   const std::string wire = a.str("wire", "fp32");
   if (wire != "fp32" && wire != "fp16") throw std::invalid_argument("--wire must be fp32 or fp16");
   c.bytes_per_value = wire == "fp16" ? 2 : 4;
+  c.edge_first = a.has("edge-first");
   if (!devs.empty() && devs.find_first_not_of("0123456789") == std::string::npos) {
     const int n = a.integer("devices", 3, 1, 64);
     const auto p = eb::dist::measure_profile(g, "this-machine", 3);
@@ -169,7 +170,7 @@ eb::dist::Cluster cluster_from_args(const Args& a, const eb::Graph& g) {
 }
 
 int cmd_plan(int argc, char** argv) {
-  Args a(argc, argv, 2, {"model", "weights", "devices", "link", "scheme", "batch", "threads", "wire", "isa"}, {"json"});
+  Args a(argc, argv, 2, {"model", "weights", "devices", "link", "scheme", "batch", "threads", "wire", "isa"}, {"json", "edge-first"});
   common(a);
   const eb::Graph g = eb::models::load_model(a.str("model"), a.str("weights"));
   const eb::dist::Cluster c = cluster_from_args(a, g);
@@ -259,7 +260,7 @@ std::vector<std::string> split_list(const std::string& s) {
 
 int cmd_infer(int argc, char** argv) {
   Args a(argc, argv, 2, {"model", "weights", "workers", "scheme", "batch", "image", "link", "devices", "wire",
-                         "timeout", "trace", "threads", "top", "isa"}, {});
+                         "timeout", "trace", "threads", "top", "isa"}, {"edge-first"});
   common(a);
   uint64_t hash = 0;
   auto g = std::make_shared<eb::Graph>(eb::models::load_model(a.str("model"), a.str("weights"), &hash));
@@ -278,6 +279,7 @@ int cmd_infer(int argc, char** argv) {
   const bool fp16 = a.str("wire", "fp32") == "fp16";
   if (a.str("wire", "fp32") != "fp32" && !fp16) throw std::invalid_argument("--wire must be fp32 or fp16");
   c.bytes_per_value = fp16 ? 2 : 4;
+  c.edge_first = a.has("edge-first");
   if (a.has("devices")) {
     for (const auto& f : split_list(a.str("devices"))) c.devices.push_back(eb::dist::load_profile(f, *g));
     if (c.devices.size() != workers.size() + 1)
@@ -317,7 +319,7 @@ int cmd_infer(int argc, char** argv) {
 
 int cmd_cluster(int argc, char** argv) {
   Args a(argc, argv, 2, {"model", "weights", "devices", "scheme", "link", "batch", "runs", "threads", "wire", "trace",
-                         "timeout", "isa"}, {"json", "no-cpu-share"});
+                         "timeout", "isa"}, {"json", "no-cpu-share", "edge-first"});
   common(a);
   eb::dist::ClusterOptions o;
   o.model = a.str("model", "vgg16");
@@ -333,6 +335,7 @@ int cmd_cluster(int argc, char** argv) {
   o.threads = a.integer("threads", 0, 0, 256);
   o.cpu_share = !a.has("no-cpu-share");
   o.fp16 = a.str("wire", "fp32") == "fp16";
+  o.edge_first = a.has("edge-first");
   o.trace = a.str("trace");
   o.timeout_ms = a.integer("timeout", 30000, 10, 3600000);
   const auto results = eb::dist::run_cluster(o);

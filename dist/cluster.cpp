@@ -73,6 +73,7 @@ class CpuShares {
       return;
     }
     const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+    // A short period keeps throttling fine-grained: a device waits at most a few ms for quota.
     const long period = 100000, quota = long(double(period) * cores / devices);
     for (int d = 0; d < devices; ++d) {
       const std::string dir = root + "/edgeband_" + std::to_string(getpid()) + "_" + std::to_string(d);
@@ -141,6 +142,7 @@ std::vector<SchemeResult> run_cluster(const ClusterOptions& o) {
   Cluster cl;
   cl.link = o.link.empty() ? parse_link("10gbit,0.05ms") : parse_link(o.link);
   cl.bytes_per_value = o.fp16 ? 2 : 4;
+  cl.edge_first = o.edge_first;
   const DeviceProfile prof = measure_profile(*g, "device", 3);
   for (int d = 0; d < o.devices; ++d) cl.devices.push_back(prof);
 

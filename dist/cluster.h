@@ -21,6 +21,7 @@ struct ClusterOptions {
   int threads = 0;        // per device; 0 = cores / devices (at least 1)
   bool cpu_share = true;  // cgroup v1 quota of cores/devices per device when available
   bool fp16 = false;
+  bool edge_first = false;
   int timeout_ms = 30000;
   std::string trace;      // Chrome trace of the last run of the last scheme
   std::string self_exe = "/proc/self/exe";

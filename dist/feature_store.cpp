@@ -1,5 +1,6 @@
 #include "dist/feature_store.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace eb::dist {
@@ -89,19 +90,50 @@ size_t FeatureStore::images() const {
   return n;
 }
 
+namespace {
+// The order in which a device computes its zones: one piece per zone, or with edge-first the
+// rows others need (each zone cut at their boundaries) before the rest.
+std::vector<RowRange> pieces(const Plan& p, int d, int b) {
+  const std::vector<RowRange>& zones = p.blocks[size_t(b)].zones[size_t(d)];
+  if (!p.edge_first) return zones;
+  std::vector<RowRange> edges, rest;
+  for (const RowRange& z : zones) {
+    std::vector<int> cuts{z.begin, z.end};
+    std::vector<RowRange> wanted;
+    for (const Transfer& t : p.transfers) {
+      if (t.block != b + 1 || t.src != d) continue;
+      const RowRange x{std::max(z.begin, t.rows.begin), std::min(z.end, t.rows.end)};
+      if (x.empty()) continue;
+      cuts.push_back(x.begin);
+      cuts.push_back(x.end);
+      wanted.push_back(x);
+    }
+    std::sort(cuts.begin(), cuts.end());
+    cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+    for (size_t i = 0; i + 1 < cuts.size(); ++i) {
+      const RowRange piece{cuts[i], cuts[i + 1]};
+      bool needed = false;
+      for (const RowRange& w : wanted) needed = needed || w.contains(piece);
+      (needed ? edges : rest).push_back(piece);
+    }
+  }
+  edges.insert(edges.end(), rest.begin(), rest.end());
+  return edges;
+}
+}  // namespace
+
 bool compute_zones(const Graph& g, const Plan& p, int d, int b, uint64_t image, FeatureStore& s,
-                   ComputeSpan* span) {
+                   ComputeSpan* span, const std::function<void()>& on_piece) {
   const BlockPlan& bp = p.blocks[size_t(b)];
   const int in_node = bp.first - 1;
-  std::vector<RowRange> needs;
-  for (const RowRange& z : bp.zones[size_t(d)]) {
-    needs.push_back(g.block_needs(bp.first, bp.last, z)[0]);
-    if (!s.holds(image, in_node, needs.back())) return false;
-  }
+  for (const RowRange& z : bp.zones[size_t(d)])
+    if (!s.holds(image, in_node, g.block_needs(bp.first, bp.last, z)[0])) return false;
   const int64_t t0 = now_us();
-  for (size_t i = 0; i < needs.size(); ++i) {
-    const Band out = g.run_block(bp.first, bp.last, s.band(image, in_node, needs[i]), bp.zones[size_t(d)][i]);
+  for (const RowRange& piece : pieces(p, d, b)) {
+    const RowRange need = g.block_needs(bp.first, bp.last, piece)[0];
+    const Band out = g.run_block(bp.first, bp.last, s.band(image, in_node, need), piece);
     s.put(image, bp.last - 1, out.rows(), out.t.data());
+    if (on_piece) on_piece();
   }
   if (span) *span = {d, b, image, t0, now_us()};
   return true;

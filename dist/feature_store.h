@@ -2,6 +2,7 @@
 // device does with them: compute its zones of a block, and send planned rows to a peer.
 // Shared by the host and the worker so both sides execute a plan identically.
 #pragma once
+#include <functional>
 #include <map>
 #include <utility>
 
@@ -42,8 +43,10 @@ struct ComputeSpan {
 int64_t now_us();
 
 // Device d computes its zones of block b; false (and nothing done) if an input row is missing.
+// With p.edge_first, the rows other devices need from these zones are computed first and
+// on_piece() runs after each piece, so the caller can send them while the interior computes.
 bool compute_zones(const Graph& g, const Plan& p, int d, int b, uint64_t image, FeatureStore& s,
-                   ComputeSpan* span);
+                   ComputeSpan* span, const std::function<void()>& on_piece = {});
 // Sends the rows of transfer t (held by this device) to `to`, fp32 straight from the store or
 // converted to fp16. `extra` is merged into the frame's JSON (timings for traces).
 void send_rows(Peer& to, uint64_t image, const Transfer& t, const FeatureStore& s, bool fp16,

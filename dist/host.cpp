@@ -180,7 +180,7 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
         }
         ComputeSpan span{};
         if (!plan.blocks[size_t(b)].zones[0].empty()) {
-          compute_zones(*g_, plan, 0, b, img, store, &span);
+          compute_zones(*g_, plan, 0, b, img, store, &span, [&] { send_ready(i); });
           st->spans.push_back(span);
         }
       }

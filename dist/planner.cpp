@@ -336,7 +336,7 @@ Plan plan_with_cuts(const Graph& g, const Cluster& c, Scheme s, const std::vecto
   p.devices = s == Scheme::local ? 1 : int(c.devices.size());
   p.batch = batch;
   p.gather_every_block = s == Scheme::modnn;
-  p.edge_first = s == Scheme::halp;
+  p.edge_first = s == Scheme::halp && c.edge_first;
   p.host_share = s == Scheme::halp ? host_share : 0;
   p.tail_first = g.spatial_end();
   const std::vector<double> sp = speeds(g, c);

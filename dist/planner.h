@@ -10,8 +10,8 @@
 //   dpfp   - fused blocks chosen by dynamic programming; between blocks only halo rows travel.
 //   halp   - host-assisted: segments ordered S1, H, S2, H, ..., Sk so the host computes the zones
 //            between secondaries; every halo a secondary needs comes from the host in one hop,
-//            rows others need are computed first (edge-first) so transfers overlap compute,
-//            and the host share is optimised. Blocks by the same DP.
+//            optionally (Cluster::edge_first) rows others need are computed first so transfers
+//            overlap compute, and the host share is optimised. Blocks by the same DP.
 #pragma once
 #include <string>
 #include <vector>
@@ -30,6 +30,10 @@ struct Cluster {
   std::vector<DeviceProfile> devices;  // [0] is the host
   LinkModel link;
   int bytes_per_value = 4;  // 4: fp32 on the wire, 2: fp16
+  // HALP only: compute the rows others need first and send them while the interior computes.
+  // Off by default: a thin piece pushed through a fused block recomputes a wide receptive field
+  // (widened further by Winograd tile alignment), which measured slower than it saved here.
+  bool edge_first = false;
 };
 
 struct BlockPlan {
@@ -57,7 +61,7 @@ struct Plan {
   Scheme scheme = Scheme::local;
   int devices = 1, batch = 1;
   bool gather_every_block = false;  // MoDNN
-  bool edge_first = false;          // HALP
+  bool edge_first = false;          // HALP with Cluster::edge_first
   double host_share = 1.0;
   std::vector<BlockPlan> blocks;  // cover [0, tail_first)
   int tail_first = 0;

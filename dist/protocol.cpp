@@ -127,6 +127,7 @@ Json plan_to_wire(const Plan& p) {
   j["scheme"] = scheme_name(p.scheme);
   j["devices"] = p.devices;
   j["tail_first"] = p.tail_first;
+  j["edge_first"] = p.edge_first;
   Json bl = Json::array();
   for (const BlockPlan& b : p.blocks) {
     Json jb = Json::object();
@@ -156,6 +157,7 @@ Plan plan_from_wire(const Json& j, const Graph& g) {
     p.devices = int(j.at("devices").integer("devices"));
     if (p.devices < 1 || p.devices > 256) throw ProtocolError("device count out of range");
     p.tail_first = int(j.at("tail_first").integer("tail_first"));
+    p.edge_first = j.at("edge_first").boolean("edge_first");
     if (p.tail_first != g.spatial_end()) throw ProtocolError("plan does not match the model's layers");
     int expect_first = 0;
     for (const Json& jb : j.at("blocks").items("blocks")) {

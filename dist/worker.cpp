@@ -187,13 +187,23 @@ void WorkerServer::session(asio::ip::tcp::socket sock, std::string who) {
           while (b < nb) {
             ComputeSpan span{};
             if (!plan.blocks[size_t(b)].zones[size_t(me)].empty()) {
-              if (!compute_zones(*g, plan, me, b, image, *store, &span)) break;
-              Json timing = Json::object();
-              timing["t0"] = double(span.t0_us);
-              timing["t1"] = double(span.t1_us);
-              timing["block"] = b;
-              for (const Transfer& t : plan.transfers)
-                if (t.block == b + 1 && t.src == me) send_rows(*peer, image, t, *store, fp16, timing);
+              // Send each outgoing transfer as soon as its rows exist (edge-first plans make
+              // that before the interior of the zone is computed).
+              std::vector<bool> sent(plan.transfers.size(), false);
+              const int64_t t_start = now_us();
+              auto flush = [&] {
+                Json timing = Json::object();
+                timing["t0"] = double(t_start);
+                timing["t1"] = double(now_us());
+                timing["block"] = b;
+                for (size_t k = 0; k < plan.transfers.size(); ++k) {
+                  const Transfer& t = plan.transfers[k];
+                  if (sent[k] || t.block != b + 1 || t.src != me || !store->holds(image, t.node, t.rows)) continue;
+                  send_rows(*peer, image, t, *store, fp16, timing);
+                  sent[k] = true;
+                }
+              };
+              if (!compute_zones(*g, plan, me, b, image, *store, &span, flush)) break;
             }
             ++b;
           }

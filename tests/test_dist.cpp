@@ -194,6 +194,24 @@ TEST_CASE("dist loopback: every scheme, 2 and 3 devices, batch 1 and 4 equal loc
   }
 }
 
+TEST_CASE("dist loopback: edge-first HALP execution is exact too") {
+  auto g = std::make_shared<Graph>(models::build_synthetic("vgg16:64"));
+  std::mt19937 rng(12);
+  const Tensor im = ref::random_tensor(g->input, rng);
+  LocalWorkers w(2);
+  HostRuntime host(g, synthetic_hash("vgg16:64"), w.addrs, RuntimeOptions{});
+  Cluster c = estimated(*g, 3, "10gbit,0.01ms");
+  c.edge_first = true;
+  const Plan p = make_plan(*g, c, Scheme::halp, 2);
+  REQUIRE(p.edge_first);
+  REQUIRE(p.devices == 3);
+  InferStats st;
+  const auto got = host.infer({im, im}, p, &st);
+  CHECK(st.faults == 0);
+  CHECK(ref::bit_equal(got[0], g->forward(im)));
+  CHECK(ref::bit_equal(got[1], got[0]));
+}
+
 TEST_CASE("dist loopback: fp16 wire halves the bytes and keeps top-1") {
   auto g = std::make_shared<Graph>(models::build_synthetic("mobilenet_v1:0.5:128"));
   std::mt19937 rng(4);
