@@ -424,6 +424,16 @@ Plan make_plan(const Graph& g, const Cluster& c, Scheme s, int batch) {
   return best;
 }
 
+Json zones_to_json(const std::vector<std::vector<RowRange>>& zones) {
+  Json zs = Json::array();
+  for (const auto& dz : zones) {
+    Json jd = Json::array();
+    for (const RowRange& r : dz) jd.push_back(Json(Json::Array{r.begin, r.end}));
+    zs.push_back(jd);
+  }
+  return zs;
+}
+
 Json Plan::to_json(const Graph& g) const {
   Json j = Json::object();
   j["scheme"] = scheme_name(scheme);
@@ -438,13 +448,7 @@ Json Plan::to_json(const Graph& g) const {
     jb["first"] = b.first;
     jb["last"] = b.last;
     jb["layers"] = g.node(b.first).name + ".." + g.node(b.last - 1).name;
-    Json zs = Json::array();
-    for (const auto& dz : b.zones) {
-      Json jd = Json::array();
-      for (const RowRange& r : dz) jd.push_back(Json(Json::Array{r.begin, r.end}));
-      zs.push_back(jd);
-    }
-    jb["rows"] = zs;
+    jb["rows"] = zones_to_json(b.zones);
     bl.push_back(jb);
   }
   j["blocks"] = bl;

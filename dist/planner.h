@@ -73,6 +73,9 @@ struct Plan {
   Json to_json(const Graph& g) const;
 };
 
+// Per-device zones as JSON: [[[begin, end], ...], ...] (CLI output and the wire format).
+Json zones_to_json(const std::vector<std::vector<RowRange>>& zones);
+
 // Splits rows [0, h) into consecutive ranges proportional to weights (zero weights: empty).
 std::vector<RowRange> split_rows(int h, const std::vector<double>& weights);
 

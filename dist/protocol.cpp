@@ -133,13 +133,7 @@ Json plan_to_wire(const Plan& p) {
     Json jb = Json::object();
     jb["first"] = b.first;
     jb["last"] = b.last;
-    Json zs = Json::array();
-    for (const auto& dz : b.zones) {
-      Json jd = Json::array();
-      for (const RowRange& r : dz) jd.push_back(Json(Json::Array{r.begin, r.end}));
-      zs.push_back(jd);
-    }
-    jb["zones"] = zs;
+    jb["zones"] = zones_to_json(b.zones);
     bl.push_back(jb);
   }
   j["blocks"] = bl;
