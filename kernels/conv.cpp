@@ -28,8 +28,15 @@ class Im2colA : public ASource {
       const long m = long(m0 + i);
       const long oy = r0_ + m / g_.out_w, ox = m % g_.out_w;
       float* dst = scratch + i * k;
+      const long ix0 = ox * g_.sw - g_.pad_l;
+      const bool inside = ix0 >= 0 && ix0 + g_.kw <= g_.in_w;
       for (long ky = 0; ky < g_.kh; ++ky) {
         const float* src = in_.row(oy * g_.sh - g_.pad_t + ky, g_.in_h, rf);
+        if (src && inside) {  // the kw pixels are contiguous in NHWC: one span
+          std::copy(src + ix0 * g_.cin, src + (ix0 + g_.kw) * g_.cin, dst);
+          dst += g_.kw * g_.cin;
+          continue;
+        }
         for (long kx = 0; kx < g_.kw; ++kx, dst += g_.cin) {
           const long ix = ox * g_.sw - g_.pad_l + kx;
           if (!src || ix < 0 || ix >= g_.in_w)
