@@ -35,8 +35,8 @@ HostRuntime::HostRuntime(std::shared_ptr<const Graph> g, uint64_t model_hash,
   size_t answered = 0;
   std::vector<bool> ok(peers_.size(), false);
   while (answered < peers_.size()) {
-    auto m = inbox_->pop(std::chrono::milliseconds(opt_.timeout_ms));
-    if (!m) throw std::runtime_error("worker did not answer hello within the timeout");
+    auto m = inbox_->pop(std::chrono::milliseconds(opt_.hello_timeout_ms));
+    if (!m) throw std::runtime_error("a worker did not answer hello (load its model) within the timeout");
     const std::string& name = peers_[size_t(m->peer)]->name();
     if (!m->failure.empty()) throw std::runtime_error("worker " + name + ": " + m->failure);
     if (m->type == MsgType::error)

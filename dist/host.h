@@ -16,6 +16,7 @@ struct RuntimeOptions {
   Shaping shaping;  // applied on both ends of every connection
   bool fp16 = false;
   int timeout_ms = 10000;  // a worker silent for this long while we wait on it is dropped
+  int hello_timeout_ms = 120000;  // connecting and loading the model (slow boards, big models)
 };
 
 struct InferStats {

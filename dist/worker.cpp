@@ -29,6 +29,7 @@ WorkerServer::WorkerServer(WorkerOptions o) : opt_(std::move(o)), acceptor_(io_)
   if (ec) throw std::runtime_error("cannot listen on " + opt_.listen + ": " + ec.message());
   acceptor_.listen();
   port_ = acceptor_.local_endpoint().port();
+  listen_fd_ = acceptor_.native_handle();
   if (!opt_.weights.empty()) model_for("");  // load and verify the file up front
 }
 
@@ -51,7 +52,10 @@ void WorkerServer::stop() {
   if (stopping_.exchange(true)) return;
   // close() alone does not wake a thread blocked in accept(); shutdown() on the listening socket
   // does (accept fails with EINVAL).
-  ::shutdown(acceptor_.native_handle(), SHUT_RDWR);
+  {
+    std::lock_guard<std::mutex> lk(acceptor_mu_);
+    if (!acceptor_closed_) ::shutdown(listen_fd_, SHUT_RDWR);
+  }
   std::lock_guard<std::mutex> lk(threads_mu_);
   for (auto& w : sockets_)
     if (auto p = w.lock()) static_cast<Peer*>(p.get())->close();
@@ -83,12 +87,14 @@ WorkerServer::Model WorkerServer::model_for(const std::string& name) {
 
 void WorkerServer::run() {
   struct Closer {
-    asio::ip::tcp::acceptor& a;
+    WorkerServer& w;
     ~Closer() {
+      std::lock_guard<std::mutex> lk(w.acceptor_mu_);
       asio::error_code ec;
-      a.close(ec);
+      w.acceptor_.close(ec);
+      w.acceptor_closed_ = true;
     }
-  } closer{acceptor_};
+  } closer{*this};
   while (!stopping_) {
     asio::ip::tcp::socket sock(io_);
     asio::error_code ec;

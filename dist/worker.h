@@ -48,6 +48,9 @@ class WorkerServer {
   asio::io_context io_;
   asio::ip::tcp::acceptor acceptor_;
   uint16_t port_ = 0;
+  int listen_fd_ = -1;          // for stop(): shutdown wakes a blocked accept()
+  std::mutex acceptor_mu_;      // orders that shutdown against run()'s close of the acceptor
+  bool acceptor_closed_ = false;
   std::atomic<bool> stopping_{false};
   std::atomic<int> active_{0}, served_{0};
   std::mutex models_mu_;

@@ -45,6 +45,13 @@ Cluster estimated(const Graph& g, int n, const std::string& link = "1gbit,0.1ms"
   return c;
 }
 
+std::vector<uint8_t> with_json(std::vector<uint8_t> frame, const std::string& json) {
+  const size_t at = frame.size();
+  frame.resize(at + json.size());
+  std::memcpy(frame.data() + at, json.data(), json.size());
+  return frame;
+}
+
 uint64_t synthetic_hash(const std::string& name) {
   uint64_t h = 0;
   models::load_model(name, "", &h);
@@ -170,11 +177,11 @@ TEST_CASE("dist loopback: every scheme, 2 and 3 devices, batch 1 and 4 equal loc
     for (int i = 0; i < 4; ++i) images.push_back(ref::random_tensor(g->input, rng));
     std::vector<Tensor> want;
     for (const Tensor& im : images) want.push_back(g->forward(im));
+    LocalWorkers w(2);  // each worker loads the model once and serves both hosts below
     for (int devices : {2, 3}) {
-      LocalWorkers w(devices - 1);
       RuntimeOptions ro;
       if (devices == 3) ro.shaping = {true, parse_link("4gbit,0.05ms")};
-      HostRuntime host(g, synthetic_hash(name), w.addrs, ro);
+      HostRuntime host(g, synthetic_hash(name), std::vector<std::string>(w.addrs.begin(), w.addrs.begin() + devices - 1), ro);
       for (Scheme s : {Scheme::modnn, Scheme::dpfp, Scheme::halp})
         for (int batch : {1, 4}) {
           CAPTURE(name);
@@ -324,21 +331,15 @@ TEST_CASE("dist faults: garbage and truncated frames do not hurt a worker; it se
     raw(junk);
   }
   const std::string hello = R"({"model":"vgg16:32"})";
-  auto h = encode_header(MsgType::hello, 1, hello, nullptr, 0);
-  std::vector<uint8_t> frame(h);
-  frame.insert(frame.end(), hello.begin(), hello.end());
+  std::vector<uint8_t> frame = with_json(encode_header(MsgType::hello, 1, hello, nullptr, 0), hello);
   raw(std::vector<uint8_t>(frame.begin(), frame.begin() + 50));  // truncated
   auto flipped = frame;
   flipped.back() ^= 0x20;  // checksum mismatch
   raw(flipped);
   const std::string unknown = R"({"model":"resnet9000"})";
-  auto hu = encode_header(MsgType::hello, 1, unknown, nullptr, 0);
-  hu.insert(hu.end(), unknown.begin(), unknown.end());
-  raw(hu);
+  raw(with_json(encode_header(MsgType::hello, 1, unknown, nullptr, 0), unknown));
   const std::string rows = R"({"image":1,"node":0,"row0":0,"rows":1,"wire":"fp32"})";
-  auto hr = encode_header(MsgType::rows, 1, rows, nullptr, 0);  // rows before hello/plan
-  hr.insert(hr.end(), rows.begin(), rows.end());
-  raw(hr);
+  raw(with_json(encode_header(MsgType::rows, 1, rows, nullptr, 0), rows));  // rows before hello/plan
   // Still serving.
   auto g = std::make_shared<Graph>(models::build_synthetic("vgg16:32"));
   HostRuntime host(g, synthetic_hash("vgg16:32"), w.addrs, RuntimeOptions{});

@@ -33,7 +33,8 @@ void write_with_header(const std::string& p, const std::string& header, size_t d
   std::memcpy(b.data() + 12, &fl, 4);
   std::memcpy(b.data() + 16, &h, 8);
   std::memcpy(b.data() + 24, &d, 8);
-  b.insert(b.end(), header.begin(), header.end());
+  b.resize(32 + header.size());
+  std::memcpy(b.data() + 32, header.data(), header.size());
   b.resize((b.size() + 63) / 64 * 64 + data_bytes, 0);
   const uint64_t sum = hash64(b.data(), b.size());
   b.resize(b.size() + 8);
