@@ -37,8 +37,8 @@ WorkerServer::~WorkerServer() {
   stop();
   if (bg_.joinable()) bg_.join();
   std::lock_guard<std::mutex> lk(threads_mu_);
-  for (auto& t : threads_)
-    if (t.joinable()) t.join();
+  for (auto& s : threads_)
+    if (s.t.joinable()) s.t.join();
 }
 
 void WorkerServer::log(const std::string& s) {
@@ -59,6 +59,11 @@ void WorkerServer::stop() {
   std::lock_guard<std::mutex> lk(threads_mu_);
   for (auto& w : sockets_)
     if (auto p = w.lock()) static_cast<Peer*>(p.get())->close();
+}
+
+size_t WorkerServer::session_threads() {
+  std::lock_guard<std::mutex> lk(threads_mu_);
+  return threads_.size();
 }
 
 void WorkerServer::start_background() { bg_ = std::thread([this] { run(); }); }
@@ -114,7 +119,21 @@ void WorkerServer::run() {
     }
     ++active_;
     std::lock_guard<std::mutex> lk(threads_mu_);
-    threads_.emplace_back([this, s = std::move(sock), who]() mutable { session(std::move(s), who); });
+    for (auto it = threads_.begin(); it != threads_.end();) {  // reap finished sessions
+      if (*it->done) {
+        it->t.join();
+        it = threads_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (auto it = sockets_.begin(); it != sockets_.end();) it = it->expired() ? sockets_.erase(it) : std::next(it);
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    threads_.push_back({std::thread([this, s = std::move(sock), who, done]() mutable {
+                          session(std::move(s), who);
+                          *done = true;
+                        }),
+                        done});
   }
 }
 

@@ -34,6 +34,7 @@ class WorkerServer {
   void start_background();  // run() on a thread
   void stop();
   int sessions_served() const { return served_; }
+  size_t session_threads();  // threads not yet reaped (finished ones go at the next accept)
 
  private:
   struct Model {
@@ -57,7 +58,11 @@ class WorkerServer {
   std::vector<std::pair<std::string, Model>> models_;
   std::thread bg_;
   std::mutex threads_mu_;
-  std::vector<std::thread> threads_;
+  struct SessionThread {
+    std::thread t;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::vector<SessionThread> threads_;  // finished ones are joined at the next accept
   std::vector<std::weak_ptr<void>> sockets_;
 };
 

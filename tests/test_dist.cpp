@@ -349,6 +349,7 @@ TEST_CASE("dist faults: garbage and truncated frames do not hurt a worker; it se
                        g->forward(im)));
   CHECK(st.faults == 0);
   CHECK(w.servers[0]->sessions_served() >= 24);
+  CHECK(w.servers[0]->session_threads() <= 4);  // finished sessions were reaped, not hoarded
 }
 
 TEST_CASE("dist: a worker holding another model is refused with a clear error") {
