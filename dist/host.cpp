@@ -216,34 +216,28 @@ Json chrome_trace(const InferStats& st, int devices) {
     m["args"] = a;
     ev.push_back(m);
   }
-  for (const auto& s : st.spans) {
+  // A complete ("X") event on a device's track, times relative to the first event.
+  auto span = [&](std::string name, const char* cat, int tid, int64_t t0, int64_t t1, const char* key,
+                  unsigned long value) {
     Json e = Json::object();
-    e["name"] = "block " + std::to_string(s.block);
-    e["cat"] = "compute";
+    e["name"] = std::move(name);
+    e["cat"] = cat;
     e["ph"] = "X";
     e["pid"] = 1;
-    e["tid"] = s.device;
-    e["ts"] = double(s.t0_us - origin);
-    e["dur"] = double(std::max<int64_t>(1, s.t1_us - s.t0_us));
-    Json a = Json::object();
-    a["image"] = static_cast<unsigned long>(s.image);
-    e["args"] = a;
+    e["tid"] = tid;
+    e["ts"] = double(t0 - origin);
+    e["dur"] = double(std::max<int64_t>(1, t1 - t0));
+    Json args = Json::object();
+    args[key] = value;
+    e["args"] = args;
     ev.push_back(e);
-  }
-  for (const auto& w : st.wires) {
-    Json e = Json::object();
-    e["name"] = w.src == 0 ? "send to " + std::to_string(w.dst) : "recv from " + std::to_string(w.src);
-    e["cat"] = "link";
-    e["ph"] = "X";
-    e["pid"] = 1;
-    e["tid"] = 0;
-    e["ts"] = double(w.t0_us - origin);
-    e["dur"] = double(std::max<int64_t>(1, w.t1_us - w.t0_us));
-    Json a = Json::object();
-    a["bytes"] = static_cast<unsigned long>(w.bytes);
-    e["args"] = a;
-    ev.push_back(e);
-  }
+  };
+  for (const auto& s : st.spans)
+    span("block " + std::to_string(s.block), "compute", s.device, s.t0_us, s.t1_us, "image",
+         static_cast<unsigned long>(s.image));
+  for (const auto& w : st.wires)
+    span(w.src == 0 ? "send to " + std::to_string(w.dst) : "recv from " + std::to_string(w.src), "link", 0,
+         w.t0_us, w.t1_us, "bytes", static_cast<unsigned long>(w.bytes));
   Json j = Json::object();
   j["traceEvents"] = ev;
   j["displayTimeUnit"] = "ms";
