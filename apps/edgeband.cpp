@@ -142,6 +142,18 @@ int cmd_profile(int argc, char** argv) {
   return 0;
 }
 
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    const size_t c = s.find(',', start);
+    out.push_back(s.substr(start, c == std::string::npos ? std::string::npos : c - start));
+    if (c == std::string::npos) break;
+    start = c + 1;
+  }
+  return out;
+}
+
 // Device profiles from "N" (N copies of a fresh profile of this machine) or a list of files.
 eb::dist::Cluster cluster_from_args(const Args& a, const eb::Graph& g) {
   eb::dist::Cluster c;
@@ -157,14 +169,9 @@ eb::dist::Cluster cluster_from_args(const Args& a, const eb::Graph& g) {
     for (int i = 0; i < n; ++i) c.devices.push_back(p);
     return c;
   }
-  size_t start = 0;
-  while (start <= devs.size()) {
-    const size_t comma = devs.find(',', start);
-    const std::string f = devs.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+  for (const std::string& f : split_list(devs)) {
     if (f.empty()) throw std::invalid_argument("--devices: empty profile name");
     c.devices.push_back(eb::dist::load_profile(f, g));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
   }
   return c;
 }
@@ -244,18 +251,6 @@ int cmd_worker(int argc, char** argv) {
   }
   w.run();
   return 0;
-}
-
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    const size_t c = s.find(',', start);
-    out.push_back(s.substr(start, c == std::string::npos ? std::string::npos : c - start));
-    if (c == std::string::npos) break;
-    start = c + 1;
-  }
-  return out;
 }
 
 int cmd_infer(int argc, char** argv) {

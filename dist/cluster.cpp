@@ -21,44 +21,6 @@ namespace eb::dist {
 
 namespace {
 
-struct Child {
-  pid_t pid = -1;
-  std::string addr;
-};
-
-Child spawn_worker(const ClusterOptions& o, int threads) {
-  int fds[2];
-  if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
-  const pid_t pid = fork();
-  if (pid < 0) throw std::runtime_error("fork failed");
-  if (pid == 0) {
-    dup2(fds[1], 1);
-    close(fds[0]);
-    close(fds[1]);
-    const std::string t = std::to_string(threads);
-    std::vector<const char*> argv{o.self_exe.c_str(), "worker", "--listen", "127.0.0.1:0", "--threads", t.c_str(), "--announce"};
-    if (!o.weights.empty()) {
-      argv.push_back("--weights");
-      argv.push_back(o.weights.c_str());
-    }
-    argv.push_back(nullptr);
-    execv(o.self_exe.c_str(), const_cast<char* const*>(argv.data()));
-    _exit(127);
-  }
-  close(fds[1]);
-  std::string line;
-  char c;
-  while (read(fds[0], &c, 1) == 1 && c != '\n') line += c;
-  close(fds[0]);
-  int port = 0;
-  if (std::sscanf(line.c_str(), "PORT %d", &port) != 1) {
-    kill(pid, SIGKILL);
-    waitpid(pid, nullptr, 0);
-    throw std::runtime_error("worker process did not start (got '" + line + "')");
-  }
-  return {pid, "127.0.0.1:" + std::to_string(port)};
-}
-
 // cgroup v1 CPU quotas: one group per device, quota = cores / devices.
 class CpuShares {
  public:
@@ -100,6 +62,46 @@ class CpuShares {
 
 }  // namespace
 
+WorkerProcess::WorkerProcess(const std::string& exe, int threads, const std::string& weights) {
+  int fds[2];
+  if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
+  const pid_t pid = fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    dup2(fds[1], 1);
+    close(fds[0]);
+    close(fds[1]);
+    const std::string t = std::to_string(threads);
+    std::vector<const char*> argv{exe.c_str(), "worker", "--listen", "127.0.0.1:0", "--threads", t.c_str(), "--announce"};
+    if (!weights.empty()) {
+      argv.push_back("--weights");
+      argv.push_back(weights.c_str());
+    }
+    argv.push_back(nullptr);
+    execv(exe.c_str(), const_cast<char* const*>(argv.data()));
+    _exit(127);
+  }
+  close(fds[1]);
+  std::string line;
+  char c;
+  while (read(fds[0], &c, 1) == 1 && c != '\n') line += c;
+  close(fds[0]);
+  int port = 0;
+  if (std::sscanf(line.c_str(), "PORT %d", &port) != 1) {
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    throw std::runtime_error("worker process did not start (got '" + line + "')");
+  }
+  pid_ = pid;
+  addr_ = "127.0.0.1:" + std::to_string(port);
+}
+
+WorkerProcess::~WorkerProcess() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGTERM);
+  waitpid(pid_, nullptr, 0);
+}
+
 std::vector<SchemeResult> run_cluster(const ClusterOptions& o) {
   if (o.devices < 1 || o.devices > 16) throw std::invalid_argument("--devices must be in [1, 16]");
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
@@ -108,18 +110,11 @@ std::vector<SchemeResult> run_cluster(const ClusterOptions& o) {
   uint64_t hash = 0;
   auto g = std::make_shared<Graph>(models::load_model(o.model, o.weights, &hash));
   CpuShares shares(o.devices, o.cpu_share);
-  std::vector<Child> workers;
-  struct Reaper {
-    std::vector<Child>& w;
-    ~Reaper() {
-      for (auto& c : w) kill(c.pid, SIGTERM);
-      for (auto& c : w) waitpid(c.pid, nullptr, 0);
-    }
-  } reaper{workers};
+  std::vector<std::unique_ptr<WorkerProcess>> workers;
   shares.assign(0, getpid());
   for (int d = 1; d < o.devices; ++d) {
-    workers.push_back(spawn_worker(o, threads));
-    shares.assign(d, workers.back().pid);
+    workers.push_back(std::make_unique<WorkerProcess>(o.self_exe, threads, o.weights));
+    shares.assign(d, workers.back()->pid());
   }
   // Inputs: deterministic pseudo-images.
   std::vector<Tensor> images;
@@ -151,7 +146,7 @@ std::vector<SchemeResult> run_cluster(const ClusterOptions& o) {
   ro.timeout_ms = o.timeout_ms;
   if (!o.link.empty()) ro.shaping = {true, cl.link};
   std::vector<std::string> addrs;
-  for (auto& w : workers) addrs.push_back(w.addr);
+  for (auto& w : workers) addrs.push_back(w->addr());
   HostRuntime host(g, hash, addrs, ro);
 
   std::vector<SchemeResult> results;

@@ -40,4 +40,20 @@ struct SchemeResult {
 
 std::vector<SchemeResult> run_cluster(const ClusterOptions& o);
 
+// A local `edgeband worker` child process on 127.0.0.1 (port chosen by the OS and announced on
+// its stdout). The destructor kills and reaps it.
+class WorkerProcess {
+ public:
+  WorkerProcess(const std::string& exe, int threads, const std::string& weights = "");
+  ~WorkerProcess();
+  WorkerProcess(const WorkerProcess&) = delete;
+  WorkerProcess& operator=(const WorkerProcess&) = delete;
+  int pid() const { return pid_; }
+  const std::string& addr() const { return addr_; }
+
+ private:
+  int pid_ = -1;
+  std::string addr_;
+};
+
 }  // namespace eb::dist

@@ -12,6 +12,7 @@
 
 #include "core/benchmark.h"
 #include "core/weights_io.h"
+#include "dist/cluster.h"
 #include "dist/host.h"
 #include "dist/local_executor.h"
 #include "dist/worker.h"
@@ -57,36 +58,6 @@ uint64_t synthetic_hash(const std::string& name) {
   models::load_model(name, "", &h);
   return h;
 }
-
-struct Proc {  // a real `edgeband worker` process
-  pid_t pid = -1;
-  std::string addr;
-  Proc() {
-    int fds[2];
-    REQUIRE(pipe(fds) == 0);
-    pid = fork();
-    if (pid == 0) {
-      dup2(fds[1], 1);
-      close(fds[0]);
-      execl(EDGEBAND_BIN, EDGEBAND_BIN, "worker", "--listen", "127.0.0.1:0", "--announce", "--threads", "1", nullptr);
-      _exit(127);
-    }
-    close(fds[1]);
-    std::string line;
-    char ch;
-    while (read(fds[0], &ch, 1) == 1 && ch != '\n') line += ch;
-    close(fds[0]);
-    int port = 0;
-    REQUIRE(std::sscanf(line.c_str(), "PORT %d", &port) == 1);
-    addr = "127.0.0.1:" + std::to_string(port);
-  }
-  ~Proc() {
-    if (pid > 0) {
-      kill(pid, SIGKILL);
-      waitpid(pid, nullptr, 0);
-    }
-  }
-};
 
 }  // namespace
 
@@ -249,16 +220,16 @@ TEST_CASE("dist faults: a worker killed mid-run; the host recomputes and keeps g
   std::mt19937 rng(6);
   std::vector<Tensor> images;
   for (int i = 0; i < 4; ++i) images.push_back(ref::random_tensor(g->input, rng));
-  Proc a, b;
+  WorkerProcess a(EDGEBAND_BIN, 1), b(EDGEBAND_BIN, 1);
   RuntimeOptions ro;
   ro.shaping = {true, parse_link("200mbit,1ms")};  // slow enough that the kill lands mid-run
   ro.timeout_ms = 5000;
-  HostRuntime host(g, synthetic_hash("vgg16:64"), {a.addr, b.addr}, ro);
+  HostRuntime host(g, synthetic_hash("vgg16:64"), {a.addr(), b.addr()}, ro);
   const Plan p = make_plan(*g, estimated(*g, 3, "10gbit,0.01ms"), Scheme::halp, 4);
   InferStats st;
   std::thread killer([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(60));
-    kill(b.pid, SIGKILL);
+    kill(b.pid(), SIGKILL);
   });
   const auto got = host.infer(images, p, &st);
   killer.join();
