@@ -22,4 +22,7 @@ class Args {
   std::vector<std::string> pos_;
 };
 
+// "a,b,c" -> {"a", "b", "c"} (empty items kept, so callers can reject them).
+std::vector<std::string> split_list(const std::string& s);
+
 }  // namespace eb::cli

@@ -4,6 +4,8 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <array>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <string>
@@ -17,11 +19,13 @@
 #include "dist/host.h"
 #include "dist/planner.h"
 #include "dist/worker.h"
+#include "models/import/importers.h"
 #include "models/zoo.h"
 
 namespace {
 
 using eb::cli::Args;
+using eb::cli::split_list;
 
 const char* kUsage =
     "usage: edgeband <command> [options]\n"
@@ -29,6 +33,8 @@ const char* kUsage =
     "  run     --model M [--weights F] [--image F | --input-tensor F] [--threads N] [--top K]\n"
     "  bench   --model M [--weights F] [--threads N] [--runs R] [--warmup W] [--layers] [--json]\n"
     "  export  --model M -o FILE            write the synthetic weights as an .ebw file\n"
+    "  convert IN [HEAD] -o OUT.ebw [--labels F] [--name N] [--mean M] [--std S]\n"
+    "          IN: .tflite | TensorFlow frozen .pb | .onnx; HEAD: a second file joined after IN\n"
     "  profile --model M [--weights F] [--threads N] [--reps R] [--name NAME] -o device.json\n"
     "  plan    --model M --devices N|a.json,b.json,... [--link RATE,DELAY] [--scheme S|all]\n"
     "          [--batch B] [--wire fp32|fp16] [--json]\n"
@@ -130,6 +136,45 @@ int cmd_export(int argc, char** argv) {
   return 0;
 }
 
+// "a,b,c" or one value for all three channels.
+std::array<float, 3> parse_triple(const std::string& s, const char* what) {
+  const std::vector<std::string> parts = split_list(s);
+  std::array<float, 3> v{};
+  if (parts.size() != 1 && parts.size() != 3)
+    throw std::invalid_argument(std::string(what) + " takes one value or three (r,g,b)");
+  for (size_t i = 0; i < 3; ++i) {
+    char* end = nullptr;
+    const std::string& p = parts[parts.size() == 1 ? 0 : i];
+    v[i] = std::strtof(p.c_str(), &end);
+    if (end == p.c_str() || *end || !(v[i] == v[i])) throw std::invalid_argument(std::string(what) + ": bad number '" + p + "'");
+  }
+  return v;
+}
+
+int cmd_convert(int argc, char** argv) {
+  Args a(argc, argv, 2, {"o", "labels", "name", "mean", "std"}, {});
+  if (!a.has("o")) throw std::invalid_argument("convert needs -o FILE");
+  const std::vector<std::string>& in = a.positional();
+  if (in.empty() || in.size() > 2) throw std::invalid_argument("convert takes one model file, or a feature extractor and a head");
+  eb::import::ImportOptions opt;
+  opt.labels_path = a.str("labels");
+  std::string stem = in[0].substr(in[0].find_last_of('/') + 1);
+  opt.name = a.str("name", stem.substr(0, stem.find_last_of('.')));
+  eb::Graph g = eb::import::import_model(in, opt);
+  if (a.has("mean")) g.norm.mean = parse_triple(a.str("mean"), "--mean");
+  if (a.has("std")) g.norm.std = parse_triple(a.str("std"), "--std");
+  for (float v : g.norm.std)
+    if (v == 0) throw std::invalid_argument("--std must not be zero");
+  long params = 0;
+  for (int i = 0; i < g.size(); ++i)
+    for (const eb::Param& p : g.node(i).layer->params()) params += long(p.data->size());
+  const uint64_t h = eb::save_weights(g, a.str("o"));
+  std::printf("wrote %s: model '%s', input %s, %d layers, %.2fM parameters, %.1f MFLOP, %ld outputs, checksum %016llx\n",
+              a.str("o").c_str(), g.model.c_str(), g.input.str().c_str(), g.size(), params / 1e6,
+              g.flops() / 1e6, g.output_shape().size(), static_cast<unsigned long long>(h));
+  return 0;
+}
+
 int cmd_profile(int argc, char** argv) {
   Args a(argc, argv, 2, {"model", "weights", "threads", "reps", "name", "o", "isa"}, {});
   common(a);
@@ -142,17 +187,6 @@ int cmd_profile(int argc, char** argv) {
   return 0;
 }
 
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    const size_t c = s.find(',', start);
-    out.push_back(s.substr(start, c == std::string::npos ? std::string::npos : c - start));
-    if (c == std::string::npos) break;
-    start = c + 1;
-  }
-  return out;
-}
 
 // Device profiles from "N" (N copies of a fresh profile of this machine) or a list of files.
 eb::dist::Cluster cluster_from_args(const Args& a, const eb::Graph& g) {
@@ -405,6 +439,7 @@ int main(int argc, char** argv) {
     if (cmd == "run") return cmd_run(argc, argv);
     if (cmd == "bench") return cmd_bench(argc, argv);
     if (cmd == "export") return cmd_export(argc, argv);
+    if (cmd == "convert") return cmd_convert(argc, argv);
     if (cmd == "info") return cmd_info();
     if (cmd == "profile") return cmd_profile(argc, argv);
     if (cmd == "plan") return cmd_plan(argc, argv);

@@ -44,11 +44,7 @@ void Graph::finalize() {
     if (n.inputs.size() != 1 || n.inputs[0] < 0 || consumers[size_t(n.inputs[0])] != 1) continue;
     Layer* prev = nodes_[size_t(n.inputs[0])].layer.get();
     if (auto* bn = dynamic_cast<BatchNorm*>(n.layer.get())) {
-      auto* conv = dynamic_cast<Conv2D*>(prev);
-      if (conv && conv->conv().act == Activation::none && conv->conv().cout == long(bn->gamma.size())) {
-        conv->fold_batchnorm(bn->gamma, bn->beta, bn->mean, bn->var, bn->eps);
-        drop[i] = true;
-      }
+      if (prev->fold_batchnorm(bn->gamma, bn->beta, bn->mean, bn->var, bn->eps)) drop[i] = true;
     } else if (auto* act = dynamic_cast<ActivationLayer*>(n.layer.get())) {
       if (prev->fuse_activation(act->activation())) drop[i] = true;
     }

@@ -1,5 +1,7 @@
 #include "core/layer.h"
 
+#include <cmath>
+
 #include <stdexcept>
 
 #include "core/layers/conv2d.h"
@@ -17,6 +19,17 @@ const char* activation_name(Activation a) {
     case Activation::relu6: return "relu6";
   }
   return "?";
+}
+
+void fold_batchnorm_rows(std::vector<float>& w, std::vector<float>& b, const std::vector<float>& gamma,
+                         const std::vector<float>& beta, const std::vector<float>& mean,
+                         const std::vector<float>& var, float eps) {
+  const size_t n = b.size(), per = n ? w.size() / n : 0;
+  for (size_t c = 0; c < n; ++c) {
+    const double s = double(gamma[c]) / std::sqrt(double(var[c]) + eps);
+    for (size_t i = 0; i < per; ++i) w[c * per + i] = float(w[c * per + i] * s);
+    b[c] = float((b[c] - mean[c]) * s + beta[c]);
+  }
 }
 
 Activation parse_activation(const std::string& s) {

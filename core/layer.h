@@ -43,6 +43,12 @@ class Layer {
   virtual void prepare() {}
   // Absorb a following activation into the epilogue; false if this layer cannot.
   virtual bool fuse_activation(Activation) { return false; }
+  // Absorb a following y = gamma * (x - mean) / sqrt(var + eps) + beta; false if it cannot.
+  virtual bool fold_batchnorm(const std::vector<float>& /*gamma*/, const std::vector<float>& /*beta*/,
+                              const std::vector<float>& /*mean*/, const std::vector<float>& /*var*/,
+                              float /*eps*/) {
+    return false;
+  }
 
   const std::vector<Shape>& input_shapes() const { return in_shapes_; }
   // Throws std::invalid_argument unless every input band holds the rows `out` needs. Called
@@ -54,6 +60,12 @@ class Layer {
   std::vector<Shape> in_shapes_;
   Shape out_shape_;
 };
+
+// Batch-norm folding for weights laid out one output channel per contiguous run (OHWI conv,
+// [out][in] fully connected): scales each run and rewrites the bias.
+void fold_batchnorm_rows(std::vector<float>& w, std::vector<float>& b, const std::vector<float>& gamma,
+                         const std::vector<float>& beta, const std::vector<float>& mean,
+                         const std::vector<float>& var, float eps);
 
 // Builds a layer from its type name and attributes (weights format, converters).
 std::unique_ptr<Layer> make_layer(const std::string& type, const Json& attrs);

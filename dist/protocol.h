@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/graph.h"
+#include "core/half.h"
 #include "dist/planner.h"
 
 namespace eb::dist {
@@ -44,10 +45,6 @@ std::vector<uint8_t> encode_header(MsgType t, uint64_t id, const std::string& js
 FrameHeader decode_header(const uint8_t* bytes);
 // Verifies the checksum of a received frame; throws ProtocolError.
 void verify_frame(const uint8_t* header, const std::string& json, const void* data, size_t data_len);
-
-// IEEE 754 half precision, round to nearest even.
-uint16_t float_to_half(float f);
-float half_to_float(uint16_t h);
 
 // A plan as the workers need it (blocks, zones, transfers) and back, validated against the
 // model on the receiving side.

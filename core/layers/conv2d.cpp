@@ -163,15 +163,12 @@ bool Conv2D::fuse_activation(Activation a) {
   return true;
 }
 
-void Conv2D::fold_batchnorm(const std::vector<float>& gamma, const std::vector<float>& beta,
+bool Conv2D::fold_batchnorm(const std::vector<float>& gamma, const std::vector<float>& beta,
                             const std::vector<float>& mean, const std::vector<float>& var,
                             float eps) {
-  const size_t per = w_.size() / size_t(p_.cout);
-  for (long c = 0; c < p_.cout; ++c) {
-    const double s = double(gamma[size_t(c)]) / std::sqrt(double(var[size_t(c)]) + eps);
-    for (size_t i = 0; i < per; ++i) w_[size_t(c) * per + i] = float(w_[size_t(c) * per + i] * s);
-    b_[size_t(c)] = float((b_[size_t(c)] - mean[size_t(c)]) * s + beta[size_t(c)]);
-  }
+  if (p_.act != Activation::none || long(gamma.size()) != p_.cout) return false;
+  fold_batchnorm_rows(w_, b_, gamma, beta, mean, var, eps);
+  return true;
 }
 
 }  // namespace eb

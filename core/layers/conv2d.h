@@ -35,8 +35,8 @@ class Conv2D : public Layer {
   // Force an algorithm (tests compare them all); prepare() must follow.
   void force_algo(Algo a) { forced_ = a, has_forced_ = true; }
   // Folds y = gamma * (x - mean) / sqrt(var + eps) + beta into the weights and bias.
-  void fold_batchnorm(const std::vector<float>& gamma, const std::vector<float>& beta,
-                      const std::vector<float>& mean, const std::vector<float>& var, float eps);
+  bool fold_batchnorm(const std::vector<float>& gamma, const std::vector<float>& beta,
+                      const std::vector<float>& mean, const std::vector<float>& var, float eps) override;
 
  private:
   kernels::ConvGeom geom() const;

@@ -45,6 +45,14 @@ Json FullyConnected::attrs() const {
   return a;
 }
 
+bool FullyConnected::fold_batchnorm(const std::vector<float>& gamma, const std::vector<float>& beta,
+                                    const std::vector<float>& mean, const std::vector<float>& var,
+                                    float eps) {
+  if (act_ != Activation::none || long(gamma.size()) != out_) return false;
+  fold_batchnorm_rows(w_, b_, gamma, beta, mean, var, eps);
+  return true;
+}
+
 bool FullyConnected::fuse_activation(Activation a) {
   if (act_ != Activation::none) return false;
   act_ = a;

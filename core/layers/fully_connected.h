@@ -18,6 +18,8 @@ class FullyConnected : public Layer {
   Json attrs() const override;
   void prepare() override;
   bool fuse_activation(Activation a) override;
+  bool fold_batchnorm(const std::vector<float>& gamma, const std::vector<float>& beta,
+                      const std::vector<float>& mean, const std::vector<float>& var, float eps) override;
 
  private:
   long in_, out_;

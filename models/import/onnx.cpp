@@ -1,0 +1,522 @@
+// ONNX (onnx.proto): NCHW tensors, OIHW conv weights, initializers and Constant nodes as
+// weights. The engine runs HWC, so a Flatten of a C x H x W map is remembered and the next
+// Gemm's weight columns are permuted from CHW to HWC order.
+#include <cmath>
+#include <limits>
+#include <map>
+
+#include "core/layers/elementwise.h"
+#include "models/import/importers.h"
+
+namespace eb::import {
+namespace {
+
+enum OnnxType { kFloat = 1, kUint8 = 2, kInt8 = 3, kInt32 = 6, kInt64 = 7, kDouble = 11 };
+
+struct Attr {
+  float f = 0;
+  int64_t i = 0;
+  std::string s;
+  std::vector<int64_t> ints;
+  std::vector<float> floats;
+  std::string_view t;
+};
+
+struct OnnxNode {
+  std::string name, op;
+  std::vector<std::string> inputs, outputs;
+  std::map<std::string, Attr> attr;
+  std::string where() const { return "node '" + name + "' (" + op + ")"; }
+  int64_t i(const char* k, int64_t d) const {
+    auto it = attr.find(k);
+    return it == attr.end() ? d : it->second.i;
+  }
+  float f(const char* k, float d) const {
+    auto it = attr.find(k);
+    return it == attr.end() ? d : it->second.f;
+  }
+  std::string s(const char* k, const char* d) const {
+    auto it = attr.find(k);
+    return it == attr.end() ? d : it->second.s;
+  }
+  std::vector<int64_t> ints(const char* k) const {
+    auto it = attr.find(k);
+    return it == attr.end() ? std::vector<int64_t>{} : it->second.ints;
+  }
+};
+
+ConstTensor parse_tensor(std::string_view bytes, std::string* name) {
+  ConstTensor t;
+  int type = 0;
+  std::string_view raw;
+  std::vector<float> fv;
+  std::vector<int64_t> iv;
+  bool external = false;
+  ProtoReader r(bytes);
+  for (ProtoField f; r.next(f);) {
+    switch (f.number) {
+      case 1: {
+        std::vector<int64_t> d;
+        append_varints(f, d);
+        for (int64_t x : d) t.dims.push_back(long(x));
+        break;
+      }
+      case 2:
+        type = int(f.as_int());
+        break;
+      case 4:
+        append_floats(f, fv);
+        break;
+      case 5:
+      case 7:
+        append_varints(f, iv);
+        break;
+      case 8:
+        if (name) *name = f.str();
+        break;
+      case 9:
+        raw = f.bytes;
+        break;
+      case 14:
+        external = f.as_int() == 1;
+        break;
+      default:
+        break;
+    }
+  }
+  const std::string what = "initializer '" + (name ? *name : std::string()) + "'";
+  if (external) throw ImportError(what + ": external data files are not supported");
+  const long n = checked_numel(t.dims, what);
+  const size_t es = type == kFloat || type == kInt32    ? 4
+                    : type == kInt64 || type == kDouble ? 8
+                    : type == kUint8 || type == kInt8   ? 1
+                                                        : 0;
+  if (!es) throw ImportError(what + ": unsupported data type " + std::to_string(type));
+  t.data.resize(size_t(n));
+  if (!raw.empty() || (fv.empty() && iv.empty())) {
+    if (raw.size() != size_t(n) * es)
+      throw ImportError(what + ": raw_data has " + std::to_string(raw.size()) + " bytes, shape " +
+                        t.dims_str() + " needs " + std::to_string(size_t(n) * es));
+    for (long i = 0; i < n; ++i) {
+      const char* p = raw.data() + size_t(i) * es;
+      float v;
+      if (type == kFloat)
+        std::memcpy(&v, p, 4);
+      else if (type == kInt32) {
+        int32_t q;
+        std::memcpy(&q, p, 4);
+        v = float(q);
+      } else if (type == kInt64) {
+        int64_t q;
+        std::memcpy(&q, p, 8);
+        v = float(q);
+      } else if (type == kDouble) {
+        double q;
+        std::memcpy(&q, p, 8);
+        v = float(q);
+      } else if (type == kInt8)
+        v = float(int8_t(*p));
+      else
+        v = float(uint8_t(*p));
+      t.data[size_t(i)] = v;
+    }
+  } else {
+    std::vector<float> v = fv;
+    for (int64_t q : iv) v.push_back(float(q));
+    if (long(v.size()) != n)
+      throw ImportError(what + ": has " + std::to_string(v.size()) + " values, shape needs " +
+                        std::to_string(n));
+    t.data = std::move(v);
+  }
+  return t;
+}
+
+Attr parse_attr(std::string_view bytes, std::string& name) {
+  Attr a;
+  ProtoReader r(bytes);
+  for (ProtoField f; r.next(f);) {
+    switch (f.number) {
+      case 1:
+        name = f.str();
+        break;
+      case 2:
+        a.f = f.as_float();
+        break;
+      case 3:
+        a.i = f.as_int();
+        break;
+      case 4:
+        a.s = f.str();
+        break;
+      case 5:
+        a.t = f.bytes;
+        break;
+      case 7:
+        append_floats(f, a.floats);
+        break;
+      case 8:
+        append_varints(f, a.ints);
+        break;
+      default:
+        break;
+    }
+  }
+  return a;
+}
+
+// A value: an engine node or a constant; `chw` holds the C x H x W shape a Flatten collapsed.
+struct Value {
+  bool is_const = false;
+  ConstTensor c;
+  int node = 0;
+  bool flat = false;
+  Shape chw;
+};
+
+class OnnxReader {
+ public:
+  OnnxReader(NetBuilder& b, std::string_view file) : b_(b) {
+    ProtoReader r(file);
+    std::string_view graph;
+    for (ProtoField f; r.next(f);)
+      if (f.number == 7 && f.wire == 2) graph = f.bytes;
+    if (graph.empty()) throw ImportError("ONNX: no graph in the model (not an ONNX file?)");
+    ProtoReader g(graph);
+    for (ProtoField f; g.next(f);) {
+      if (f.wire != 2) continue;
+      if (f.number == 1)
+        nodes_.push_back(parse_node(f.bytes));
+      else if (f.number == 5) {
+        std::string name;
+        ConstTensor t = parse_tensor(f.bytes, &name);
+        Value v;
+        v.is_const = true;
+        v.c = std::move(t);
+        values_[name] = std::move(v);
+      } else if (f.number == 11)
+        inputs_.push_back(f.bytes);
+      else if (f.number == 12)
+        outputs_.push_back(f.bytes);
+    }
+  }
+
+  int run(int in) {
+    // The network input: the first graph input that is not an initializer.
+    bool found = false;
+    for (std::string_view vi : inputs_) {
+      std::string name;
+      std::vector<long> dims;
+      parse_value_info(vi, name, dims);
+      if (values_.count(name)) continue;
+      if (found) throw ImportError("ONNX: more than one graph input ('" + name + "')");
+      found = true;
+      if (dims.size() != 4 || dims[1] <= 0 || dims[2] <= 0 || dims[3] <= 0)
+        throw ImportError("ONNX: input '" + name + "' must be [N, C, H, W] with known C, H, W");
+      const Shape s{int(dims[2]), int(dims[3]), int(dims[1])};
+      if (in < 0)
+        b_.graph.input = s;
+      else if (b_.shape(in).str() != s.str())
+        throw ImportError("ONNX: input " + s.str() + " does not match the previous file's output " +
+                          b_.shape(in).str());
+      Value v;
+      v.node = in;
+      values_[name] = v;
+    }
+    if (!found) throw ImportError("ONNX: the graph has no input");
+    if (outputs_.size() != 1)
+      throw ImportError("ONNX: expected one graph output, got " + std::to_string(outputs_.size()));
+    for (const OnnxNode& n : nodes_) convert(n);
+    std::string out;
+    std::vector<long> dims;
+    parse_value_info(outputs_[0], out, dims);
+    auto it = values_.find(out);
+    if (it == values_.end() || it->second.is_const)
+      throw ImportError("ONNX: output '" + out + "' is not computed from the input");
+    return it->second.node;
+  }
+
+ private:
+  static OnnxNode parse_node(std::string_view bytes) {
+    OnnxNode n;
+    ProtoReader r(bytes);
+    for (ProtoField f; r.next(f);) {
+      if (f.wire != 2) continue;
+      if (f.number == 1)
+        n.inputs.push_back(f.str());
+      else if (f.number == 2)
+        n.outputs.push_back(f.str());
+      else if (f.number == 3)
+        n.name = f.str();
+      else if (f.number == 4)
+        n.op = f.str();
+      else if (f.number == 5) {
+        std::string key;
+        Attr a = parse_attr(f.bytes, key);
+        n.attr[key] = std::move(a);
+      }
+    }
+    if (n.name.empty() && !n.outputs.empty()) n.name = n.outputs[0];
+    return n;
+  }
+
+  static void parse_value_info(std::string_view bytes, std::string& name, std::vector<long>& dims) {
+    ProtoReader r(bytes);
+    for (ProtoField f; r.next(f);) {
+      if (f.number == 1 && f.wire == 2) name = f.str();
+      if (f.number != 2 || f.wire != 2) continue;
+      ProtoReader type(f.bytes);  // TypeProto.tensor_type = 1
+      for (ProtoField t; type.next(t);) {
+        if (t.number != 1 || t.wire != 2) continue;
+        ProtoReader tensor(t.bytes);  // shape = 2
+        for (ProtoField s; tensor.next(s);) {
+          if (s.number != 2 || s.wire != 2) continue;
+          ProtoReader shape(s.bytes);  // dim = 1 { dim_value = 1 }
+          for (ProtoField d; shape.next(d);) {
+            if (d.number != 1 || d.wire != 2) continue;
+            long v = -1;
+            ProtoReader dim(d.bytes);
+            for (ProtoField x; dim.next(x);)
+              if (x.number == 1 && x.wire == 0) v = long(x.as_int());
+            dims.push_back(v);
+          }
+        }
+      }
+    }
+  }
+
+  const Value& input(const OnnxNode& n, size_t i) {
+    if (i >= n.inputs.size() || n.inputs[i].empty())
+      throw ImportError(n.where() + ": missing input " + std::to_string(i));
+    auto it = values_.find(n.inputs[i]);
+    if (it == values_.end())
+      throw ImportError(n.where() + ": input '" + n.inputs[i] +
+                        "' is not defined before it (graph not topologically sorted, or a cycle)");
+    return it->second;
+  }
+  bool has_input(const OnnxNode& n, size_t i) const {
+    return i < n.inputs.size() && !n.inputs[i].empty();
+  }
+  int node_of(const OnnxNode& n, size_t i) {
+    const Value& v = input(n, i);
+    if (v.is_const)
+      throw ImportError(n.where() + ": input " + std::to_string(i) +
+                        " must be computed, not a constant");
+    return v.node;
+  }
+  int spatial_node(const OnnxNode& n, size_t i) {
+    const Value& v = input(n, i);
+    if (v.flat)
+      throw ImportError(n.where() +
+                        ": operates on a flattened spatial map, which is not supported");
+    return node_of(n, i);
+  }
+  const ConstTensor& const_of(const OnnxNode& n, size_t i) {
+    const Value& v = input(n, i);
+    if (!v.is_const)
+      throw ImportError(n.where() + ": input " + std::to_string(i) +
+                        " must be a constant (initializer)");
+    return v.c;
+  }
+
+  // kernel_shape, strides and pads (with auto_pad) of Conv and the pools.
+  void window(const OnnxNode& n, int x, long kh, long kw, long& sh, long& sw, Pads& p) {
+    std::vector<int64_t> s = n.ints("strides"), pads = n.ints("pads"), dil = n.ints("dilations");
+    for (int64_t d : dil)
+      if (d != 1) throw ImportError(n.where() + ": dilation is not supported");
+    if (s.empty()) s = {1, 1};
+    if (s.size() != 2 || s[0] <= 0 || s[1] <= 0)
+      throw ImportError(n.where() + ": strides must be two positive values");
+    sh = long(s[0]), sw = long(s[1]);
+    const std::string ap = n.s("auto_pad", "NOTSET");
+    if (ap == "SAME_UPPER") {
+      p = same_pads(b_.shape(x), kh, kw, sh, sw);
+    } else if (ap == "VALID") {
+      p = {};
+    } else if (ap == "NOTSET") {
+      if (pads.empty()) pads = {0, 0, 0, 0};
+      if (pads.size() != 4) throw ImportError(n.where() + ": pads must have 4 values");
+      for (int64_t v : pads)
+        if (v < 0 || v > 1024)
+          throw ImportError(n.where() + ": pad " + std::to_string(v) + " out of range");
+      p = {long(pads[0]), long(pads[1]), long(pads[2]), long(pads[3])};
+    } else {
+      throw ImportError(n.where() + ": auto_pad " + ap + " is not supported");
+    }
+  }
+
+  void set(const OnnxNode& n, Value v) {
+    if (n.outputs.empty()) throw ImportError(n.where() + ": no output");
+    if (values_.count(n.outputs[0]))
+      throw ImportError(n.where() + ": output '" + n.outputs[0] + "' defined twice");
+    values_[n.outputs[0]] = std::move(v);
+  }
+  void set_node(const OnnxNode& n, int id) {
+    Value v;
+    v.node = id;
+    set(n, std::move(v));
+  }
+
+  void convert(const OnnxNode& n) {
+    const std::string& op = n.op;
+    const std::string& name = n.name;
+    if (op == "Constant") {
+      auto it = n.attr.find("value");
+      if (it == n.attr.end() || it->second.t.empty())
+        throw ImportError(n.where() + ": only tensor-valued constants are supported");
+      Value v;
+      v.is_const = true;
+      v.c = parse_tensor(it->second.t, nullptr);
+      set(n, std::move(v));
+    } else if (op == "Identity" || op == "Dropout") {
+      set(n, input(n, 0));
+    } else if (op == "Conv") {
+      const int x = spatial_node(n, 0);
+      const ConstTensor& w = const_of(n, 1);
+      if (w.dims.size() != 4)
+        throw ImportError(n.where() + ": weights must be rank 4, got " + w.dims_str());
+      const long co = w.dims[0], kh = w.dims[2], kw = w.dims[3], cin = b_.shape(x).c;
+      const int64_t group = n.i("group", 1);
+      const bool dw = group != 1;
+      if (dw && !(group == cin && co == cin && w.dims[1] == 1))
+        throw ImportError(n.where() + ": grouped convolution with group " + std::to_string(group) +
+                          " is not supported (only depthwise)");
+      if (!dw && w.dims[1] != cin)
+        throw ImportError(n.where() + ": weights " + w.dims_str() + " do not match input " +
+                          b_.shape(x).str());
+      long sh, sw;
+      Pads p;
+      window(n, x, kh, kw, sh, sw, p);
+      std::vector<float> bias;
+      if (has_input(n, 2)) bias = const_of(n, 2).data;
+      set_node(n, b_.conv(name, x, dw ? w.data : oihw_to_ohwi(w), std::move(bias), co, kh, kw, sh,
+                          sw, p, dw, Activation::none));
+    } else if (op == "Gemm" || op == "MatMul") {
+      const Value& a = input(n, 0);
+      const int x = node_of(n, 0);
+      const ConstTensor& w = const_of(n, 1);
+      if (n.i("transA", 0)) throw ImportError(n.where() + ": transA is not supported");
+      if (w.dims.size() != 2)
+        throw ImportError(n.where() + ": weights must be rank 2, got " + w.dims_str());
+      const bool tb = op == "Gemm" && n.i("transB", 0);
+      const long nin = tb ? w.dims[1] : w.dims[0], nout = tb ? w.dims[0] : w.dims[1];
+      if (nin != long(b_.shape(x).size()))
+        throw ImportError(n.where() + ": weights " + w.dims_str() + " do not match input " +
+                          b_.shape(x).str());
+      std::vector<float> wt = tb ? w.data : transpose2d(w.data, nin, nout);  // -> [out][in]
+      const float alpha = n.f("alpha", 1.0f), beta = n.f("beta", 1.0f);
+      if (a.flat) {  // columns were C,H,W; the engine flattens H,W,C
+        const long C = a.chw.c, H = a.chw.h, W = a.chw.w;
+        std::vector<float> p(wt.size());
+        for (long o = 0; o < nout; ++o)
+          for (long c = 0; c < C; ++c)
+            for (long hw = 0; hw < H * W; ++hw)
+              p[size_t(o * nin + hw * C + c)] = wt[size_t(o * nin + c * H * W + hw)];
+        wt = std::move(p);
+      }
+      for (float& v : wt) v *= alpha;
+      std::vector<float> bias;
+      if (op == "Gemm" && has_input(n, 2)) {
+        bias = const_of(n, 2).data;
+        if (bias.size() == 1) bias.assign(size_t(nout), bias[0]);
+        for (float& v : bias) v *= beta;
+      }
+      set_node(n,
+               b_.fully_connected(name, x, std::move(wt), std::move(bias), nout, Activation::none));
+    } else if (op == "Relu") {
+      set_node(n, b_.activation(name, node_of(n, 0), Activation::relu));
+    } else if (op == "Clip") {
+      // min/max are attributes before opset 11, optional inputs after.
+      float lo = n.f("min", -std::numeric_limits<float>::infinity()),
+            hi = n.f("max", std::numeric_limits<float>::infinity());
+      if (has_input(n, 1)) lo = const_of(n, 1).data.at(0);
+      if (has_input(n, 2)) hi = const_of(n, 2).data.at(0);
+      Activation act;
+      if (lo == 0.0f && hi == 6.0f)
+        act = Activation::relu6;
+      else if (lo == 0.0f && std::isinf(hi))
+        act = Activation::relu;
+      else
+        throw ImportError(n.where() + ": Clip(" + std::to_string(lo) + ", " + std::to_string(hi) +
+                          ") is not supported (ReLU/ReLU6 only)");
+      set_node(n, b_.activation(name, node_of(n, 0), act));
+    } else if (op == "BatchNormalization") {
+      const int x = spatial_node(n, 0);
+      const long c = b_.shape(x).c;
+      auto bn = std::make_unique<BatchNorm>(c, n.f("epsilon", 1e-5f));
+      std::vector<float>* dst[4] = {&bn->gamma, &bn->beta, &bn->mean, &bn->var};
+      for (size_t i = 0; i < 4; ++i) {
+        const ConstTensor& t = const_of(n, i + 1);
+        if (long(t.data.size()) != c)
+          throw ImportError(n.where() + ": parameter " + std::to_string(i + 1) + " does not have " +
+                            std::to_string(c) + " values");
+        *dst[i] = t.data;
+      }
+      set_node(n, b_.add(name, std::move(bn), {x}));
+    } else if (op == "MaxPool" || op == "AveragePool") {
+      const int x = spatial_node(n, 0);
+      const std::vector<int64_t> k = n.ints("kernel_shape");
+      if (k.size() != 2 || k[0] <= 0 || k[1] <= 0)
+        throw ImportError(n.where() + ": kernel_shape must be two positive values");
+      if (n.i("ceil_mode", 0)) throw ImportError(n.where() + ": ceil_mode is not supported");
+      long sh, sw;
+      Pads p;
+      window(n, x, long(k[0]), long(k[1]), sh, sw, p);
+      if (op == "AveragePool" && n.i("count_include_pad", 0) && p.t + p.l + p.b + p.r > 0)
+        throw ImportError(n.where() + ": count_include_pad with padding is not supported");
+      set_node(n, b_.pool(name, x, op == "MaxPool", long(k[0]), long(k[1]), sh, sw, p));
+    } else if (op == "GlobalAveragePool") {
+      const int x = spatial_node(n, 0);
+      set_node(n, b_.pool(name, x, false, b_.shape(x).h, b_.shape(x).w, 1, 1, Pads{}));
+    } else if (op == "Flatten" || op == "Reshape") {
+      Value v = input(n, 0);
+      if (v.is_const) throw ImportError(n.where() + ": reshaping constants is not supported");
+      if (op == "Flatten" && n.i("axis", 1) != 1)
+        throw ImportError(n.where() + ": only axis 1 is supported");
+      if (op == "Reshape") {
+        const ConstTensor& s = const_of(n, 1);
+        if (s.data.size() != 2 || (s.data[0] != 1 && s.data[0] != 0 && s.data[0] != -1))
+          throw ImportError(n.where() + ": only reshapes to [batch, features] are supported");
+      }
+      const Shape s = b_.shape(v.node);
+      if (!v.flat && s.h * s.w > 1) v.flat = true, v.chw = s;
+      set(n, std::move(v));
+    } else if (op == "Softmax") {
+      const Value& v = input(n, 0);
+      const Shape s = b_.shape(node_of(n, 0));
+      if (s.h * s.w != 1)
+        throw ImportError(n.where() + ": softmax over a spatial map is not supported");
+      (void)v;
+      set_node(n, b_.add(name, std::make_unique<Softmax>(), {node_of(n, 0)}));
+    } else if (op == "Add") {
+      const Value &a = input(n, 0), &c = input(n, 1);
+      if (!a.is_const && !c.is_const) {
+        if (a.flat || c.flat)
+          throw ImportError(n.where() + ": adding flattened maps is not supported");
+        set_node(n, b_.add(name, std::make_unique<Add>(), {a.node, c.node}));
+      } else if (a.is_const != c.is_const) {
+        const int x = a.is_const ? c.node : a.node;
+        const std::vector<float>& k = (a.is_const ? a : c).c.data;
+        if (k.size() != 1 && long(k.size()) != b_.shape(x).c)
+          throw ImportError(n.where() + ": only per-channel or scalar constants can be added");
+        set_node(n, b_.affine(name, x, {}, k));
+      } else {
+        throw ImportError(n.where() + ": adding two constants is not supported");
+      }
+    } else {
+      throw ImportError(n.where() + ": operator '" + op + "' is not supported by the converter");
+    }
+  }
+
+  NetBuilder& b_;
+  std::vector<OnnxNode> nodes_;
+  std::vector<std::string_view> inputs_, outputs_;
+  std::map<std::string, Value> values_;
+};
+
+}  // namespace
+
+int import_onnx(NetBuilder& b, std::string_view file, int in) {
+  return OnnxReader(b, file).run(in);
+}
+
+}  // namespace eb::import

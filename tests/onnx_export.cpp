@@ -1,0 +1,207 @@
+#include "tests/onnx_export.h"
+
+#include <stdexcept>
+
+#include "core/layers/elementwise.h"
+#include "tests/proto_writer.h"
+
+namespace eb::test {
+namespace {
+
+Proto tensor(const std::string& name, const std::vector<int64_t>& dims,
+             const std::vector<float>& v) {
+  Proto t;
+  for (int64_t d : dims) t.varint(1, uint64_t(d));
+  t.varint(2, 1);  // FLOAT
+  t.bytes(8, name);
+  t.bytes(9, std::string(reinterpret_cast<const char*>(v.data()), v.size() * 4));  // raw_data
+  return t;
+}
+
+Proto attr_ints(const std::string& name, const std::vector<int64_t>& v) {
+  Proto a;
+  a.bytes(1, name);
+  for (int64_t x : v) a.varint(8, uint64_t(x));  // unpacked, as onnx writers emit
+  a.varint(20, 7);                               // INTS
+  return a;
+}
+Proto attr_int(const std::string& name, int64_t v) {
+  Proto a;
+  a.bytes(1, name).varint(3, uint64_t(v)).varint(20, 2);
+  return a;
+}
+Proto attr_float(const std::string& name, float v) {
+  Proto a;
+  a.bytes(1, name).fixed32(2, v).varint(20, 1);
+  return a;
+}
+
+Proto value_info(const std::string& name, const std::vector<int64_t>& dims) {
+  Proto shape;
+  for (int64_t d : dims) shape.msg(1, Proto().varint(1, uint64_t(d)));
+  Proto tt;
+  tt.varint(1, 1).msg(2, shape);
+  Proto type;
+  type.msg(1, tt);
+  Proto vi;
+  vi.bytes(1, name).msg(2, type);
+  return vi;
+}
+
+}  // namespace
+
+std::string export_onnx(Graph& g, const OnnxExportOptions& opt) {
+  Proto graph;
+  std::vector<std::string> names(size_t(g.size()));
+  std::vector<Shape> shapes(size_t(g.size()));
+  std::vector<bool> flat(size_t(g.size()), false);
+  auto in_name = [&](int id) { return id < 0 ? std::string("input") : names[size_t(id)]; };
+  auto in_shape = [&](int id) { return id < 0 ? g.input : shapes[size_t(id)]; };
+  for (int i = 0; i < g.size(); ++i) {
+    Node& n = g.node(i);
+    std::vector<Shape> ins;
+    for (int k : n.inputs) ins.push_back(in_shape(k));
+    shapes[size_t(i)] = n.layer->configure(ins);
+    const std::string out = "t" + std::to_string(i), t = n.layer->type();
+    names[size_t(i)] = out;
+    const Json a = n.layer->attrs();
+    std::vector<Param> ps = n.layer->params();
+    Proto node;
+    node.bytes(3, n.name);
+    std::string x = in_name(n.inputs[0]);
+    if (t == "conv2d") {
+      const long co = a.at("cout").integer(), kh = a.at("kernel")[0].integer(),
+                 kw = a.at("kernel")[1].integer();
+      const bool dw = a.at("depthwise").boolean();
+      const long ci = dw ? 1 : a.at("cin").integer();
+      std::vector<float> oihw(ps[0].data->size());
+      const std::vector<float>& w = *ps[0].data;  // OHWI
+      for (long o = 0; o < co; ++o)
+        for (long y = 0; y < kh; ++y)
+          for (long xx = 0; xx < kw; ++xx)
+            for (long c = 0; c < ci; ++c)
+              oihw[size_t(((o * ci + c) * kh + y) * kw + xx)] =
+                  w[size_t(((o * kh + y) * kw + xx) * ci + c)];
+      graph.msg(5, tensor(out + "_w", {co, ci, kh, kw}, oihw));
+      graph.msg(5, tensor(out + "_b", {co}, *ps[1].data));
+      node.bytes(1, x).bytes(1, out + "_w").bytes(1, out + "_b").bytes(4, "Conv");
+      const Json &st = a.at("stride"), &p = a.at("pad");
+      node.msg(5, attr_ints("kernel_shape", {kh, kw}));
+      node.msg(5, attr_ints("strides", {st[0].integer(), st[1].integer()}));
+      node.msg(5,
+               attr_ints("pads", {p[0].integer(), p[1].integer(), p[2].integer(), p[3].integer()}));
+      if (dw) node.msg(5, attr_int("group", co));
+
+    } else if (t == "batchnorm") {
+      auto* bn = dynamic_cast<BatchNorm*>(n.layer.get());
+      const long c = long(bn->gamma.size());
+      const char* suffix[4] = {"_g", "_b", "_m", "_v"};
+      node.bytes(1, x);
+      for (int k = 0; k < 4; ++k) {
+        graph.msg(5, tensor(out + suffix[k], {c}, *ps[size_t(k)].data));
+        node.bytes(1, out + suffix[k]);
+      }
+      node.bytes(4, "BatchNormalization").msg(5, attr_float("epsilon", bn->eps));
+    } else if (t == "activation") {
+      const std::string act = a.at("activation").string();
+      node.bytes(1, x);
+      if (act == "relu") {
+        node.bytes(4, "Relu");
+      } else if (opt.clip_as_inputs) {
+        graph.msg(5, tensor(out + "_lo", {}, {0.0f})).msg(5, tensor(out + "_hi", {}, {6.0f}));
+        node.bytes(1, out + "_lo").bytes(1, out + "_hi").bytes(4, "Clip");
+      } else {
+        node.bytes(4, "Clip").msg(5, attr_float("min", 0)).msg(5, attr_float("max", 6));
+      }
+    } else if (t == "maxpool" || t == "avgpool") {
+      const long k = a.at("kernel").integer(), s = a.at("stride").integer();
+      const Json& p = a.at("pad");
+      node.bytes(1, x).bytes(4, t == "maxpool" ? "MaxPool" : "AveragePool");
+      node.msg(5, attr_ints("kernel_shape", {k, k})).msg(5, attr_ints("strides", {s, s}));
+      node.msg(5,
+               attr_ints("pads", {p[0].integer(), p[1].integer(), p[2].integer(), p[3].integer()}));
+    } else if (t == "global_avgpool") {
+      node.bytes(1, x).bytes(4, "GlobalAveragePool");
+    } else if (t == "fully_connected") {
+      const Shape s = in_shape(n.inputs[0]);
+      const long no = a.at("out").integer(), ni = a.at("in").integer();
+      std::vector<float> w = *ps[0].data;  // [out][in], in in HWC order
+      if (!(n.inputs[0] >= 0 && flat[size_t(n.inputs[0])])) {
+        // Flatten NCHW: columns become C,H,W.
+        Proto f;
+        f.bytes(1, x).bytes(2, out + "_flat").bytes(4, "Flatten").bytes(3, n.name + "/flatten");
+        graph.msg(1, f);
+        x = out + "_flat";
+        std::vector<float> p(w.size());
+        for (long o = 0; o < no; ++o)
+          for (long c = 0; c < s.c; ++c)
+            for (long hw = 0; hw < long(s.h) * s.w; ++hw)
+              p[size_t(o * ni + c * s.h * s.w + hw)] = w[size_t(o * ni + hw * s.c + c)];
+        w = std::move(p);
+      }
+      if (opt.gemm) {
+        graph.msg(5, tensor(out + "_w", {no, ni}, w)).msg(5, tensor(out + "_b", {no}, *ps[1].data));
+        node.bytes(1, x)
+            .bytes(1, out + "_w")
+            .bytes(1, out + "_b")
+            .bytes(4, "Gemm")
+            .msg(5, attr_int("transB", 1));
+      } else {
+        std::vector<float> wt(w.size());
+        for (long o = 0; o < no; ++o)
+          for (long k = 0; k < ni; ++k) wt[size_t(k * no + o)] = w[size_t(o * ni + k)];
+        graph.msg(5, tensor(out + "_w", {ni, no}, wt));
+        if (a.at("activation").string() != "none")
+          throw std::logic_error("MatMul export: no fused activation");
+        node.bytes(1, x).bytes(1, out + "_w").bytes(4, "MatMul");
+        // MatMul has no bias: an Add of a constant follows.
+        Proto add;
+        graph.msg(5, tensor(out + "_b", {no}, *ps[1].data));
+        add.bytes(1, out + "_mm")
+            .bytes(1, out + "_b")
+            .bytes(2, out)
+            .bytes(3, n.name + "/bias")
+            .bytes(4, "Add");
+        node.bytes(2, out + "_mm");
+        graph.msg(1, node);
+        graph.msg(1, add);
+        flat[size_t(i)] = true;
+        continue;
+      }
+      flat[size_t(i)] = true;
+    } else if (t == "softmax") {
+      node.bytes(1, x).bytes(4, "Softmax").msg(5, attr_int("axis", 1));
+      flat[size_t(i)] = true;
+    } else if (t == "add") {
+      node.bytes(1, x).bytes(1, in_name(n.inputs[1])).bytes(4, "Add");
+    } else {
+      throw std::logic_error("export_onnx: no mapping for " + t);
+    }
+    const std::string act =
+        a.has("activation") && t != "activation" ? a.at("activation").string() : "none";
+    if (act != "none") {  // a fused activation becomes its own node
+      node.bytes(2, out + "_pre");
+      graph.msg(1, node);
+      Proto r;
+      r.bytes(1, out + "_pre").bytes(2, out).bytes(3, n.name + "/act");
+      if (act == "relu")
+        r.bytes(4, "Relu");
+      else
+        r.bytes(4, "Clip").msg(5, attr_float("min", 0)).msg(5, attr_float("max", 6));
+      graph.msg(1, r);
+      continue;
+    }
+    node.bytes(2, out);
+    graph.msg(1, node);
+  }
+  graph.bytes(2, "edgeband-test");
+  graph.msg(11, value_info("input", {1, g.input.c, g.input.h, g.input.w}));
+  const Shape o = shapes.back();
+  graph.msg(12, value_info(names.back(), {1, long(o.size())}));
+  Proto model;
+  model.varint(1, 8).bytes(2, "edgeband-test").msg(7, graph);
+  model.msg(8, Proto().bytes(1, "").varint(2, 13));
+  return model.str();
+}
+
+}  // namespace eb::test

@@ -1,0 +1,16 @@
+// Test-only ONNX writer: turns an unfused engine Graph into ONNX bytes (NCHW, OIHW weights,
+// Flatten + Gemm with CHW columns), written from the ONNX spec independently of the importer.
+#pragma once
+#include <string>
+
+#include "core/graph.h"
+
+namespace eb::test {
+
+struct OnnxExportOptions {
+  bool clip_as_inputs = true;  // ReLU6 as Clip(x, min, max) (opset 11+) or with attributes
+  bool gemm = true;            // fully connected as Gemm(transB=1) or MatMul
+};
+std::string export_onnx(Graph& g, const OnnxExportOptions& opt = {});
+
+}  // namespace eb::test
