@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "core/benchmark.h"
@@ -38,14 +39,16 @@ class CpuShares {
     // A short period keeps throttling fine-grained: a device waits at most a few ms for quota.
     const long period = 100000, quota = long(double(period) * cores / devices);
     for (int d = 0; d < devices; ++d) {
-      const std::string dir = root + "/edgeband_" + std::to_string(getpid()) + "_" + std::to_string(d);
+      const std::string dir =
+          root + "/edgeband_" + std::to_string(getpid()) + "_" + std::to_string(d);
       mkdir(dir.c_str(), 0755);
       std::ofstream(dir + "/cpu.cfs_period_us") << period;
       std::ofstream(dir + "/cpu.cfs_quota_us") << quota;
       dirs.push_back(dir);
     }
     char buf[160];
-    std::snprintf(buf, sizeof buf, "cgroup v1 cfs_quota %.2f of %u cores per device", double(quota) / period, cores);
+    std::snprintf(buf, sizeof buf, "cgroup v1 cfs_quota %.2f of %u cores per device",
+                  double(quota) / period, cores);
     how = buf;
   }
   void assign(int device, pid_t pid) {
@@ -63,6 +66,22 @@ class CpuShares {
 }  // namespace
 
 WorkerProcess::WorkerProcess(const std::string& exe, int threads, const std::string& weights) {
+  // Arguments are built before fork: the child of a threaded process may only exec.
+  // `exe` may carry a prefix (an emulator: "qemu-aarch64-static -cpu cortex-a72 edgeband").
+  const std::string t = std::to_string(threads);
+  std::vector<std::string> words;
+  std::istringstream split(exe);
+  for (std::string w; split >> w;) words.push_back(w);
+  if (words.empty()) throw std::invalid_argument("empty worker command");
+  std::vector<const char*> argv;
+  for (const std::string& w : words) argv.push_back(w.c_str());
+  for (const char* a : {"worker", "--listen", "127.0.0.1:0", "--threads", t.c_str(), "--announce"})
+    argv.push_back(a);
+  if (!weights.empty()) {
+    argv.push_back("--weights");
+    argv.push_back(weights.c_str());
+  }
+  argv.push_back(nullptr);
   int fds[2];
   if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
   const pid_t pid = fork();
@@ -71,14 +90,7 @@ WorkerProcess::WorkerProcess(const std::string& exe, int threads, const std::str
     dup2(fds[1], 1);
     close(fds[0]);
     close(fds[1]);
-    const std::string t = std::to_string(threads);
-    std::vector<const char*> argv{exe.c_str(), "worker", "--listen", "127.0.0.1:0", "--threads", t.c_str(), "--announce"};
-    if (!weights.empty()) {
-      argv.push_back("--weights");
-      argv.push_back(weights.c_str());
-    }
-    argv.push_back(nullptr);
-    execv(exe.c_str(), const_cast<char* const*>(argv.data()));
+    execvp(argv[0], const_cast<char* const*>(argv.data()));
     _exit(127);
   }
   close(fds[1]);
@@ -120,7 +132,8 @@ std::vector<SchemeResult> run_cluster(const ClusterOptions& o) {
   std::vector<Tensor> images;
   for (int i = 0; i < o.batch; ++i) {
     Tensor t(g->input);
-    for (size_t k = 0; k < t.size(); ++k) t.data()[k] = float(int((k * 2654435761u + i * 97) % 255) - 127) / 127.0f;
+    for (size_t k = 0; k < t.size(); ++k)
+      t.data()[k] = float(int((k * 2654435761u + i * 97) % 255) - 127) / 127.0f;
     images.push_back(t);
   }
   // Local reference on one device of the same share.
@@ -174,7 +187,8 @@ std::vector<SchemeResult> run_cluster(const ClusterOptions& o) {
         r.equal = true;
         for (size_t i = 0; i < got.size(); ++i) {
           float dev = 0;
-          for (size_t k = 0; k < got[i].size(); ++k) dev = std::max(dev, std::fabs(got[i].data()[k] - want[i].data()[k]));
+          for (size_t k = 0; k < got[i].size(); ++k)
+            dev = std::max(dev, std::fabs(got[i].data()[k] - want[i].data()[k]));
           r.max_abs_dev = std::max(r.max_abs_dev, dev);
           if (o.fp16)
             r.equal = r.equal && top_k(got[i], 1)[0].index == top_k(want[i], 1)[0].index;

@@ -1,13 +1,25 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: a warnings-as-errors release build (the shipped static
-# binary), a second build under AddressSanitizer + UndefinedBehaviorSanitizer, and the
-# distributed tests under ThreadSanitizer.
+# The whole test suite, as CI runs it:
+#   1. the static aarch64 (Raspberry Pi 4) cross build, its tests under qemu-user;
+#   2. a warnings-as-errors release build (the shipped static binary) and its tests, including a
+#      distributed run with an aarch64 worker under qemu beside x86-64 devices;
+#   3. the suite again under AddressSanitizer + UndefinedBehaviorSanitizer;
+#   4. the distributed tests under ThreadSanitizer;
+#   5. a short libFuzzer smoke run of every decoder (clang, ASan + UBSan).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
+[ -d ../shared ] || echo "note: ../shared is missing: real-weights tests will report SKIPPED"
+
+echo "== aarch64 cross build + tests under qemu =="
+cmake -S . -B build-aarch64 -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-rpi4.cmake -DEDGEBAND_WERROR=ON >/dev/null
+cmake --build build-aarch64 -j"$jobs"
+file build-aarch64/edgeband | grep -q "ARM aarch64.*statically linked" || { echo "aarch64 edgeband is not a static aarch64 binary"; exit 1; }
+ctest --test-dir build-aarch64 --output-on-failure
 
 echo "== release build + tests =="
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DEDGEBAND_WERROR=ON >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DEDGEBAND_WERROR=ON \
+  -DEDGEBAND_FOREIGN_WORKER="qemu-aarch64-static -cpu cortex-a72 $PWD/build-aarch64/edgeband" >/dev/null
 cmake --build build -j"$jobs"
 file build/edgeband | grep -q "statically linked" || { echo "edgeband is not static"; exit 1; }
 ctest --test-dir build --output-on-failure
@@ -18,6 +30,7 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEDGEBAND_WERROR=ON 
 cmake --build build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure
+
 echo "== ThreadSanitizer build + distributed tests =="
 # libgomp is not instrumented: one OpenMP thread keeps TSan's reports about our own threads.
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEDGEBAND_WERROR=ON \
@@ -25,4 +38,7 @@ cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEDGEBAND_WERROR=ON 
 cmake --build build-tsan -j"$jobs"
 OMP_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
   ctest --test-dir build-tsan --output-on-failure -R '^dist$'
+
+echo "== libFuzzer smoke run =="
+bash tests/fuzz/run.sh "${EDGEBAND_FUZZ_SECONDS:-10}"
 echo "== all tests passed =="

@@ -126,7 +126,8 @@ TEST_CASE("dist protocol: plans round-trip; hostile plans are rejected") {
   const Plan q = plan_from_wire(Json::parse(plan_to_wire(p).dump()), g);
   REQUIRE(q.blocks.size() == p.blocks.size());
   CHECK(q.transfers.size() == p.transfers.size());
-  for (size_t b = 0; b < p.blocks.size(); ++b) CHECK(q.blocks[b].zones.size() == p.blocks[b].zones.size());
+  for (size_t b = 0; b < p.blocks.size(); ++b)
+    CHECK(q.blocks[b].zones.size() == p.blocks[b].zones.size());
   Json w = plan_to_wire(p);
   w["devices"] = 1000000;
   CHECK_THROWS_AS(plan_from_wire(w, g), ProtocolError);
@@ -152,7 +153,9 @@ TEST_CASE("dist loopback: every scheme, 2 and 3 devices, batch 1 and 4 equal loc
     for (int devices : {2, 3}) {
       RuntimeOptions ro;
       if (devices == 3) ro.shaping = {true, parse_link("4gbit,0.05ms")};
-      HostRuntime host(g, synthetic_hash(name), std::vector<std::string>(w.addrs.begin(), w.addrs.begin() + devices - 1), ro);
+      HostRuntime host(g, synthetic_hash(name),
+                       std::vector<std::string>(w.addrs.begin(), w.addrs.begin() + devices - 1),
+                       ro);
       for (Scheme s : {Scheme::modnn, Scheme::dpfp, Scheme::halp})
         for (int batch : {1, 4}) {
           CAPTURE(name);
@@ -163,7 +166,8 @@ TEST_CASE("dist loopback: every scheme, 2 and 3 devices, batch 1 and 4 equal loc
           const Plan p = make_plan(*g, estimated(*g, devices, "10gbit,0.01ms"), s, batch);
           REQUIRE(p.devices == devices);
           InferStats st;
-          const auto got = host.infer(std::vector<Tensor>(images.begin(), images.begin() + batch), p, &st);
+          const auto got =
+              host.infer(std::vector<Tensor>(images.begin(), images.begin() + batch), p, &st);
           CHECK(st.faults == 0);
           CHECK(st.bytes_sent > 0);
           for (int i = 0; i < batch; ++i) CHECK(ref::bit_equal(got[size_t(i)], want[size_t(i)]));
@@ -261,7 +265,8 @@ TEST_CASE("dist faults: a stalled worker is dropped after the timeout") {
     Json ok = Json::object();
     ok["model"] = g->model;
     char hex[32];
-    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(synthetic_hash(g->model)));
+    std::snprintf(hex, sizeof hex, "%016llx",
+                  static_cast<unsigned long long>(synthetic_hash(g->model)));
     ok["hash"] = hex;
     peer.send(MsgType::hello_ok, 0, ok);
     while (auto m = inbox->pop(std::chrono::seconds(3)))
@@ -273,7 +278,8 @@ TEST_CASE("dist faults: a stalled worker is dropped after the timeout") {
   std::mt19937 rng(8);
   const Tensor im = ref::random_tensor(g->input, rng);
   InferStats st;
-  const Tensor got = host.infer({im}, make_plan(*g, estimated(*g, 2, "10gbit,0.01ms"), Scheme::dpfp), &st)[0];
+  const Tensor got =
+      host.infer({im}, make_plan(*g, estimated(*g, 2, "10gbit,0.01ms"), Scheme::dpfp), &st)[0];
   CHECK(ref::bit_equal(got, g->forward(im)));
   CHECK(st.faults == 1);
   REQUIRE(!st.fault_messages.empty());
@@ -282,7 +288,8 @@ TEST_CASE("dist faults: a stalled worker is dropped after the timeout") {
   fake.join();
 }
 
-TEST_CASE("dist faults: garbage and truncated frames do not hurt a worker; it serves the next host") {
+TEST_CASE(
+    "dist faults: garbage and truncated frames do not hurt a worker; it serves the next host") {
   LocalWorkers w(1);
   const auto ep = parse_endpoint(w.addrs[0]);
   std::mt19937 rng(9);
@@ -302,7 +309,8 @@ TEST_CASE("dist faults: garbage and truncated frames do not hurt a worker; it se
     raw(junk);
   }
   const std::string hello = R"({"model":"vgg16:32"})";
-  std::vector<uint8_t> frame = with_json(encode_header(MsgType::hello, 1, hello, nullptr, 0), hello);
+  std::vector<uint8_t> frame =
+      with_json(encode_header(MsgType::hello, 1, hello, nullptr, 0), hello);
   raw(std::vector<uint8_t>(frame.begin(), frame.begin() + 50));  // truncated
   auto flipped = frame;
   flipped.back() ^= 0x20;  // checksum mismatch
@@ -310,14 +318,16 @@ TEST_CASE("dist faults: garbage and truncated frames do not hurt a worker; it se
   const std::string unknown = R"({"model":"resnet9000"})";
   raw(with_json(encode_header(MsgType::hello, 1, unknown, nullptr, 0), unknown));
   const std::string rows = R"({"image":1,"node":0,"row0":0,"rows":1,"wire":"fp32"})";
-  raw(with_json(encode_header(MsgType::rows, 1, rows, nullptr, 0), rows));  // rows before hello/plan
+  raw(with_json(encode_header(MsgType::rows, 1, rows, nullptr, 0),
+                rows));  // rows before hello/plan
   // Still serving.
   auto g = std::make_shared<Graph>(models::build_synthetic("vgg16:32"));
   HostRuntime host(g, synthetic_hash("vgg16:32"), w.addrs, RuntimeOptions{});
   const Tensor im = ref::random_tensor(g->input, rng);
   InferStats st;
-  CHECK(ref::bit_equal(host.infer({im}, make_plan(*g, estimated(*g, 2, "10gbit,0.01ms"), Scheme::halp), &st)[0],
-                       g->forward(im)));
+  CHECK(ref::bit_equal(
+      host.infer({im}, make_plan(*g, estimated(*g, 2, "10gbit,0.01ms"), Scheme::halp), &st)[0],
+      g->forward(im)));
   CHECK(st.faults == 0);
   CHECK(w.servers[0]->sessions_served() >= 24);
   CHECK(w.servers[0]->session_threads() <= 4);  // finished sessions were reaped, not hoarded
@@ -333,9 +343,49 @@ TEST_CASE("dist: a worker holding another model is refused with a clear error") 
                     doctest::Contains("serves model 'vgg16:32'"));
   // Same model name, different weights: the hash check catches it.
   auto same_name = std::make_shared<Graph>(models::build_synthetic("vgg16:32"));
-  CHECK_THROWS_WITH(HostRuntime(same_name, 12345, w.addrs, RuntimeOptions{}), doctest::Contains("different model"));
+  CHECK_THROWS_WITH(HostRuntime(same_name, 12345, w.addrs, RuntimeOptions{}),
+                    doctest::Contains("different model"));
   std::remove(wfile.c_str());
-  CHECK_THROWS_WITH(HostRuntime(g, 1, {"127.0.0.1:1"}, RuntimeOptions{}), doctest::Contains("127.0.0.1:1"));
+  CHECK_THROWS_WITH(HostRuntime(g, 1, {"127.0.0.1:1"}, RuntimeOptions{}),
+                    doctest::Contains("127.0.0.1:1"));
   CHECK_THROWS_AS(parse_endpoint("no-port"), std::invalid_argument);
   CHECK_THROWS_AS(parse_endpoint("example.com:80"), std::invalid_argument);
 }
+
+#ifdef EDGEBAND_FOREIGN_WORKER
+// An x86-64 host with one native worker and one worker of another architecture (aarch64 under
+// qemu): the protocol fixes byte order and layout, so bands cross architectures unchanged. With
+// the scalar kernels on every device the arithmetic is the same source and the same order, so
+// the answer is bit-identical; with each device's own SIMD kernels it differs only by rounding.
+TEST_CASE("dist mixed architectures: an aarch64 worker under qemu and an x86-64 host agree") {
+  const std::string name = "mobilenet_v1:0.25:64";
+  auto g = std::make_shared<Graph>(models::build_synthetic(name));
+  std::mt19937 rng(17);
+  const Tensor im = ref::random_tensor(g->input, rng);
+  const Plan p = make_plan(*g, estimated(*g, 3, "10gbit,0.01ms"), Scheme::halp);
+  RuntimeOptions ro;
+  ro.timeout_ms = 120000;  // an emulated worker is 20-50x slower
+  {
+    ::setenv("EDGEBAND_ISA", "scalar", 1);  // inherited by both workers
+    const kernels::Isa original = kernels::active().isa;
+    kernels::set_active(kernels::Isa::scalar);
+    g->prepare();
+    WorkerProcess native(EDGEBAND_BIN, 1), foreign(EDGEBAND_FOREIGN_WORKER, 1);
+    ::unsetenv("EDGEBAND_ISA");
+    HostRuntime host(g, synthetic_hash(name), {native.addr(), foreign.addr()}, ro);
+    InferStats st;
+    const Tensor got = host.infer({im}, p, &st)[0];
+    CHECK(st.faults == 0);
+    CHECK(ref::bit_equal(got, g->forward(im)));
+    kernels::set_active(original);
+    g->prepare();
+  }
+  WorkerProcess native(EDGEBAND_BIN, 1), foreign(EDGEBAND_FOREIGN_WORKER, 1);  // NEON on aarch64
+  HostRuntime host(g, synthetic_hash(name), {native.addr(), foreign.addr()}, ro);
+  InferStats st;
+  const Tensor got = host.infer({im}, p, &st)[0], want = g->forward(im);
+  CHECK(st.faults == 0);
+  CHECK(ref::max_abs_diff(got, want) <= 1e-5f);
+  CHECK(top_k(got, 1)[0].index == top_k(want, 1)[0].index);
+}
+#endif

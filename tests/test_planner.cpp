@@ -18,7 +18,8 @@ namespace {
 Cluster homogeneous(const Graph& g, int n, const std::string& link, double gflops = 10) {
   Cluster c;
   c.link = parse_link(link);
-  for (int i = 0; i < n; ++i) c.devices.push_back(estimate_profile(g, "dev" + std::to_string(i), gflops));
+  for (int i = 0; i < n; ++i)
+    c.devices.push_back(estimate_profile(g, "dev" + std::to_string(i), gflops));
   return c;
 }
 
@@ -50,7 +51,7 @@ void check_plan_structure(const Graph& g, const Plan& p) {
 
 }  // namespace
 
-TEST_CASE("split_rows and link parsing") {
+TEST_CASE("planner: split_rows and link parsing") {
   auto r = split_rows(10, {1, 1, 2});
   CHECK(r[0] == RowRange{0, 3});
   CHECK(r[1] == RowRange{3, 5});
@@ -68,7 +69,9 @@ TEST_CASE("split_rows and link parsing") {
   CHECK_THROWS_AS(parse_scheme("fastest"), std::invalid_argument);
 }
 
-TEST_CASE("plans of every scheme, 2..8 devices, uneven speeds: executed locally they equal the full image") {
+TEST_CASE(
+    "planner: plans of every scheme, 2..8 devices, uneven speeds: executed locally they equal the "
+    "full image") {
   std::mt19937 rng(11);
   for (const char* name : {"vgg16:32", "mobilenet_v1:0.25:96"}) {
     const Graph g = models::build_synthetic(name);
@@ -99,13 +102,14 @@ TEST_CASE("plans of every scheme, 2..8 devices, uneven speeds: executed locally 
   }
 }
 
-TEST_CASE("DP block choice is optimal: brute force over every set of cuts") {
+TEST_CASE("planner: DP block choice is optimal: brute force over every set of cuts") {
   // A small chain with strides, so halos and block costs differ between cut choices.
   Graph g;
   g.model = "chain";
   g.input = {40, 24, 4};
   long cin = 4;
-  const long specs[][3] = {{8, 3, 1}, {8, 3, 2}, {16, 3, 1}, {16, 1, 1}, {16, 3, 2}, {24, 3, 1}, {24, 3, 1}};
+  const long specs[][3] = {{8, 3, 1},  {8, 3, 2},  {16, 3, 1}, {16, 1, 1},
+                           {16, 3, 2}, {24, 3, 1}, {24, 3, 1}};
   for (auto& sp : specs) {
     Conv2DParams p;
     p.cin = cin;
@@ -147,7 +151,7 @@ TEST_CASE("DP block choice is optimal: brute force over every set of cuts") {
     }
 }
 
-TEST_CASE("very slow links collapse gracefully to local; fast links split") {
+TEST_CASE("planner: very slow links collapse gracefully to local; fast links split") {
   const Graph g = models::build_synthetic("vgg16:64");
   const Plan local = make_plan(g, homogeneous(g, 3, "1kbit,10ms"), Scheme::local);
   for (Scheme s : {Scheme::dpfp, Scheme::halp}) {
@@ -158,17 +162,20 @@ TEST_CASE("very slow links collapse gracefully to local; fast links split") {
     const Plan fast = make_plan(g, homogeneous(g, 3, "10gbit,0.01ms", 1), s);
     CHECK(fast.devices == 3);
     CHECK(fast.bytes > 0);
-    CHECK(fast.predicted_ms < 0.6 * make_plan(g, homogeneous(g, 3, "10gbit,0.01ms", 1), Scheme::local).predicted_ms);
+    CHECK(fast.predicted_ms <
+          0.6 * make_plan(g, homogeneous(g, 3, "10gbit,0.01ms", 1), Scheme::local).predicted_ms);
   }
 }
 
-TEST_CASE("HALP beats MoDNN and DPFP on a slow-compute, 1 Gbit cluster; batches pipeline") {
+TEST_CASE(
+    "planner: HALP beats MoDNN and DPFP on a slow-compute, 1 Gbit cluster; batches pipeline") {
   const Graph g = models::build_synthetic("vgg16");
   const Cluster c = homogeneous(g, 3, "1gbit,0.2ms", 10);  // Raspberry-Pi-class devices
   const Plan local = make_plan(g, c, Scheme::local), modnn = make_plan(g, c, Scheme::modnn);
   const Plan dpfp = make_plan(g, c, Scheme::dpfp), halp = make_plan(g, c, Scheme::halp);
-  MESSAGE("predicted ms: local " << local.predicted_ms << ", modnn " << modnn.predicted_ms << ", dpfp "
-                                 << dpfp.predicted_ms << ", halp " << halp.predicted_ms);
+  MESSAGE("predicted ms: local " << local.predicted_ms << ", modnn " << modnn.predicted_ms
+                                 << ", dpfp " << dpfp.predicted_ms << ", halp "
+                                 << halp.predicted_ms);
   CHECK(halp.predicted_ms < dpfp.predicted_ms);
   CHECK(halp.predicted_ms < modnn.predicted_ms);
   CHECK(dpfp.bytes < modnn.bytes);
@@ -177,7 +184,7 @@ TEST_CASE("HALP beats MoDNN and DPFP on a slow-compute, 1 Gbit cluster; batches 
   CHECK(halp4.predicted_ms < 4 * halp.predicted_ms);  // images overlap
 }
 
-TEST_CASE("heterogeneous devices: the faster device gets more rows") {
+TEST_CASE("planner: heterogeneous devices: the faster device gets more rows") {
   const Graph g = models::build_synthetic("vgg16:64");
   Cluster c = homogeneous(g, 3, "10gbit,0.01ms", 2);
   c.devices[2] = estimate_profile(g, "fast", 6);
@@ -187,15 +194,17 @@ TEST_CASE("heterogeneous devices: the faster device gets more rows") {
   CHECK(b.zones[2].front().size() > b.zones[1].front().size());
 }
 
-TEST_CASE("planner rejects bad input with clear errors") {
+TEST_CASE("planner: planner rejects bad input with clear errors") {
   const Graph g = models::build_synthetic("vgg16:32");
   Cluster none;
-  CHECK_THROWS_WITH_AS(make_plan(g, none, Scheme::halp), doctest::Contains("at least one device"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(make_plan(g, none, Scheme::halp), doctest::Contains("at least one device"),
+                       std::invalid_argument);
   Cluster c = homogeneous(g, 2, "1gbit,1ms");
   CHECK_THROWS_AS(make_plan(g, c, Scheme::halp, 0), std::invalid_argument);
   c.devices[1].layers.pop_back();
   CHECK_THROWS_AS(make_plan(g, c, Scheme::dpfp), std::invalid_argument);
-  CHECK_THROWS(DeviceProfile::from_json(Json::parse(R"({"name":"x","model":"m","threads":1,"layers":[{"fixed_ms":-1,"per_row_ms":0}]})")));
+  CHECK_THROWS(DeviceProfile::from_json(Json::parse(
+      R"({"name":"x","model":"m","threads":1,"layers":[{"fixed_ms":-1,"per_row_ms":0}]})")));
   CHECK_THROWS(DeviceProfile::from_json(Json::parse(R"({"name":"x","threads":1,"layers":[]})")));
   CHECK_THROWS(Json::parse(R"({"name": "x", "layers": [1, 2,)"));
   CHECK_THROWS(estimate_profile(g, "x", -1));

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets with clang (ASan + UBSan) and runs each for SECONDS (default 20),
+# seeded with files the project can make itself (synthetic .ebw, exported ONNX, ../shared models
+# when present). Prints executions per target; exits non-zero on any crash or sanitizer report.
+#   tests/fuzz/run.sh [SECONDS] [TARGET...]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+secs=${1:-20}
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(import weights frame)
+build=build-fuzz
+cmake -S . -B $build -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DEDGEBAND_FUZZ=ON -DEDGEBAND_SANITIZE=address,undefined -DEDGEBAND_STATIC=OFF -DEDGEBAND_TESTS=OFF >/dev/null
+cmake --build $build -j2 --target edgeband $(printf 'fuzz_%s ' "${targets[@]}") >/dev/null
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/import" "$work/weights" "$work/frame"
+# Seeds.
+./$build/edgeband export --model mobilenet_v1:0.25:32 -o "$work/weights/m.ebw" >/dev/null
+if [ -d ../shared/weights ]; then
+  { printf '\0'; cat ../shared/weights/coral/mobilenet_v1_0.25_128_quant.tflite; } >"$work/import/tflite"
+  { printf '\1'; cat ../shared/weights/tfslim/mobilenet_v1_0.25_224_frozen.pb; } >"$work/import/pb"
+else
+  echo "note: ../shared missing; the import fuzzer starts without real model seeds"
+fi
+printf '\2\x08\x08' >"$work/import/onnx"
+printf 'EBND\1\0\4\0' >"$work/frame/seed"
+status=0
+for t in "${targets[@]}"; do
+  log="$work/$t.log"
+  if ASAN_OPTIONS=detect_leaks=1 ./$build/fuzz_$t "$work/$t" -max_total_time="$secs" -max_len=4000000 \
+      -rss_limit_mb=4096 -print_final_stats=1 >"$log" 2>&1; then
+    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
+    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 || true)
+    echo "fuzz_$t: ${runs} executions in ${secs}s, ${cov}, 0 crashes"
+  else
+    echo "fuzz_$t: FAILED"
+    tail -40 "$log"
+    status=1
+  fi
+done
+exit $status
