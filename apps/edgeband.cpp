@@ -3,22 +3,26 @@
 #include <omp.h>
 #include <signal.h>
 
-#include <cstdio>
+#include <algorithm>
 #include <array>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <fstream>
 #include <string>
 
 #include "apps/cli.h"
 #include "core/benchmark.h"
 #include "core/image.h"
+#include "core/svg.h"
 #include "core/weights_io.h"
-#include "kernels/microkernels.h"
 #include "dist/cluster.h"
 #include "dist/host.h"
 #include "dist/planner.h"
+#include "dist/reliability.h"
 #include "dist/worker.h"
+#include "kernels/microkernels.h"
 #include "models/import/importers.h"
 #include "models/zoo.h"
 
@@ -43,7 +47,14 @@ const char* kUsage =
     "          [--link RATE,DELAY] [--devices a.json,...] [--wire fp32|fp16] [--timeout MS]\n"
     "          [--trace out.json] [--threads N] [--top K]\n"
     "  cluster --model M --devices N [--scheme S|all] [--link RATE,DELAY] [--batch B] [--runs R]\n"
-    "          [--threads N] [--no-cpu-share] [--wire fp32|fp16] [--edge-first] [--trace out.json] [--json]\n"
+    "          [--threads N] [--no-cpu-share] [--wire fp32|fp16] [--edge-first] [--trace out.json] "
+    "[--json]\n"
+    "  reliability --model M --devices N (--trace F | --channel SPEC) [--deadlines 20:200:10]\n"
+    "          [--requests K] [--candidates m1,m2,..] [-o out.csv] [--plot out.svg] "
+    "[--no-cpu-share]\n"
+    "          SPEC: rayleigh:mean=50,coherence=0.1,duration=20 | markov:good=100,bad=5,step=0.1\n"
+    "  plot-speedup --model M [--devices 1:6:1] [--links '10mbit:1ms;1gbit:0.2ms'] [--scheme S] -o "
+    "F.svg\n"
     "  info                                 kernels and threads this machine uses\n"
     "models: vgg16[:RES], mobilenet_v1[:ALPHA[:RES]] (ALPHA 1.0|0.75|0.5|0.25, RES 32..1024)\n"
     "common: --isa scalar|avx2|avx512|neon overrides the kernel choice (also EDGEBAND_ISA)\n";
@@ -54,7 +65,8 @@ void common(const Args& a) {
 }
 
 int cmd_run(int argc, char** argv) {
-  Args a(argc, argv, 2, {"model", "weights", "image", "input-tensor", "threads", "top", "isa", "labels"}, {});
+  Args a(argc, argv, 2,
+         {"model", "weights", "image", "input-tensor", "threads", "top", "isa", "labels"}, {});
   common(a);
   eb::Graph g = eb::models::load_model(a.str("model"), a.str("weights"));
   eb::Tensor in;
@@ -79,7 +91,8 @@ int cmd_run(int argc, char** argv) {
 }
 
 int cmd_bench(int argc, char** argv) {
-  Args a(argc, argv, 2, {"model", "weights", "threads", "runs", "warmup", "isa"}, {"layers", "json"});
+  Args a(argc, argv, 2, {"model", "weights", "threads", "runs", "warmup", "isa"},
+         {"layers", "json"});
   common(a);
   const eb::Graph g = eb::models::load_model(a.str("model"), a.str("weights"));
   const int runs = a.integer("runs", 10, 1, 100000);
@@ -110,7 +123,8 @@ int cmd_bench(int argc, char** argv) {
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
-  std::printf("model %s  threads %d  isa %s  runs %d\n", g.model.c_str(), omp_get_max_threads(), isa, runs);
+  std::printf("model %s  threads %d  isa %s  runs %d\n", g.model.c_str(), omp_get_max_threads(),
+              isa, runs);
   std::printf("median %.2f ms  min %.2f ms  max %.2f ms  %.2f GFLOP  %.1f GFLOP/s\n", r.median_ms,
               r.min_ms, r.max_ms, g.flops() / 1e9, r.gflops);
   if (a.has("layers")) {
@@ -146,7 +160,8 @@ std::array<float, 3> parse_triple(const std::string& s, const char* what) {
     char* end = nullptr;
     const std::string& p = parts[parts.size() == 1 ? 0 : i];
     v[i] = std::strtof(p.c_str(), &end);
-    if (end == p.c_str() || *end || !(v[i] == v[i])) throw std::invalid_argument(std::string(what) + ": bad number '" + p + "'");
+    if (end == p.c_str() || *end || !(v[i] == v[i]))
+      throw std::invalid_argument(std::string(what) + ": bad number '" + p + "'");
   }
   return v;
 }
@@ -155,7 +170,8 @@ int cmd_convert(int argc, char** argv) {
   Args a(argc, argv, 2, {"o", "labels", "name", "mean", "std"}, {});
   if (!a.has("o")) throw std::invalid_argument("convert needs -o FILE");
   const std::vector<std::string>& in = a.positional();
-  if (in.empty() || in.size() > 2) throw std::invalid_argument("convert takes one model file, or a feature extractor and a head");
+  if (in.empty() || in.size() > 2)
+    throw std::invalid_argument("convert takes one model file, or a feature extractor and a head");
   eb::import::ImportOptions opt;
   opt.labels_path = a.str("labels");
   std::string stem = in[0].substr(in[0].find_last_of('/') + 1);
@@ -169,9 +185,114 @@ int cmd_convert(int argc, char** argv) {
   for (int i = 0; i < g.size(); ++i)
     for (const eb::Param& p : g.node(i).layer->params()) params += long(p.data->size());
   const uint64_t h = eb::save_weights(g, a.str("o"));
-  std::printf("wrote %s: model '%s', input %s, %d layers, %.2fM parameters, %.1f MFLOP, %ld outputs, checksum %016llx\n",
-              a.str("o").c_str(), g.model.c_str(), g.input.str().c_str(), g.size(), params / 1e6,
-              g.flops() / 1e6, g.output_shape().size(), static_cast<unsigned long long>(h));
+  std::printf(
+      "wrote %s: model '%s', input %s, %d layers, %.2fM parameters, %.1f MFLOP, %ld outputs, "
+      "checksum %016llx\n",
+      a.str("o").c_str(), g.model.c_str(), g.input.str().c_str(), g.size(), params / 1e6,
+      g.flops() / 1e6, g.output_shape().size(), static_cast<unsigned long long>(h));
+  return 0;
+}
+
+int cmd_reliability(int argc, char** argv) {
+  Args a(argc, argv, 2,
+         {"model", "devices", "trace", "channel", "deadlines", "requests", "o", "plot", "threads",
+          "candidates", "latency"},
+         {"no-cpu-share"});
+  eb::dist::ReliabilityOptions o;
+  o.model = a.str("model", o.model);
+  o.devices = a.integer("devices", 3, 2, 16);
+  if (a.has("trace") == a.has("channel"))
+    throw std::invalid_argument("give one of --trace FILE or --channel SPEC");
+  o.channel = a.has("trace") ? eb::dist::load_trace(a.str("trace"))
+                             : eb::dist::make_channel(a.str("channel"));
+  o.deadlines_ms = eb::dist::parse_range(a.str("deadlines", "20:200:10"));
+  o.requests = a.integer("requests", 20, 1, 100000);
+  o.threads = a.integer("threads", 0, 0, 256);
+  o.cpu_share = !a.has("no-cpu-share");
+  if (a.has("candidates")) o.candidates = split_list(a.str("candidates"));
+  if (a.has("latency")) o.link_latency_ms = std::stod(a.str("latency"));
+  const eb::dist::ReliabilityReport rep = eb::dist::run_reliability(o);
+  std::string csv = "deadline_ms,scheme,reliability,mean_accuracy,effective_accuracy\n";
+  for (const auto& r : rep.rows) {
+    char line[256];
+    std::snprintf(line, sizeof line, "%g,%s,%.4f,%.2f,%.2f\n", r.deadline_ms, r.scheme.c_str(),
+                  r.reliability, r.mean_accuracy, r.effective_accuracy);
+    csv += line;
+  }
+  if (a.has("o")) {
+    std::ofstream f(a.str("o"));
+    if (!(f << csv)) throw std::runtime_error("cannot write '" + a.str("o") + "'");
+  } else {
+    std::fputs(csv.c_str(), stdout);
+  }
+  std::printf("%d requests, channel mean %.1f Mbit/s; per request (t, true Mbit/s, estimate):\n",
+              o.requests, o.channel.mean_mbit());
+  for (const auto& q : rep.requests) {
+    std::printf("  t=%6.2fs  %7.1f  %7.1f  ms:", q.t_s, q.true_mbit, q.est_mbit);
+    for (double ms : q.scheme_ms) std::printf(" %7.1f", ms);
+    std::printf("  candidates:");
+    for (size_t i = 0; i < q.candidates.size(); ++i)
+      std::printf(" %s %s %.1f/%.1f", q.candidates[i].model.c_str(),
+                  eb::dist::scheme_name(q.candidates[i].scheme), q.candidates[i].predicted_ms,
+                  q.candidate_ms[i]);
+    std::printf("\n");
+  }
+  if (a.has("plot")) {
+    std::vector<eb::PlotSeries> series;
+    for (const std::string& s : rep.schemes) {
+      eb::PlotSeries ps{s, {}, {}};
+      for (const auto& r : rep.rows)
+        if (r.scheme == s) ps.x.push_back(r.deadline_ms), ps.y.push_back(r.reliability);
+      series.push_back(ps);
+    }
+    eb::PlotSpec spec;
+    spec.title = "Service reliability, " + o.model + ", " + std::to_string(o.devices) + " devices";
+    spec.x_label = "deadline (ms)";
+    spec.y_label = "fraction of requests meeting the deadline";
+    spec.y_min = 0, spec.y_max = 1;
+    std::ofstream f(a.str("plot"));
+    if (!(f << eb::svg_line_plot(spec, series)))
+      throw std::runtime_error("cannot write '" + a.str("plot") + "'");
+  }
+  return 0;
+}
+
+int cmd_plot_speedup(int argc, char** argv) {
+  Args a(argc, argv, 2, {"model", "devices", "links", "o", "scheme"}, {});
+  if (!a.has("o")) throw std::invalid_argument("plot-speedup needs -o FILE.svg");
+  const eb::Graph g = eb::models::load_model(a.str("model", "vgg16"), "");
+  const std::vector<double> devs = eb::dist::parse_range(a.str("devices", "1:6:1"));
+  const eb::dist::Scheme scheme = eb::dist::parse_scheme(a.str("scheme", "halp"));
+  const eb::dist::DeviceProfile prof = eb::dist::estimate_profile(g, "device", 20.0);
+  std::vector<eb::PlotSeries> series;
+  std::string links = a.str("links", "10mbit:1ms;100mbit:1ms;1gbit:0.2ms");
+  for (size_t start = 0; start <= links.size();) {
+    const size_t semi = links.find(';', start);
+    std::string spec =
+        links.substr(start, semi == std::string::npos ? std::string::npos : semi - start);
+    std::replace(spec.begin(), spec.end(), ':', ',');
+    eb::dist::Cluster c;
+    c.link = eb::dist::parse_link(spec);
+    eb::PlotSeries ps{spec, {}, {}};
+    c.devices.assign(1, prof);
+    const double local = eb::dist::make_plan(g, c, eb::dist::Scheme::local).predicted_ms;
+    for (double n : devs) {
+      c.devices.assign(size_t(n), prof);
+      ps.x.push_back(n);
+      ps.y.push_back(
+          local / eb::dist::make_plan(g, c, n > 1 ? scheme : eb::dist::Scheme::local).predicted_ms);
+    }
+    series.push_back(ps);
+    if (semi == std::string::npos) break;
+    start = semi + 1;
+  }
+  eb::PlotSpec spec;
+  spec.title = std::string("Predicted ") + eb::dist::scheme_name(scheme) + " speedup, " + g.model;
+  spec.x_label = "devices";
+  spec.y_label = "speedup over one device";
+  std::ofstream f(a.str("o"));
+  if (!(f << eb::svg_line_plot(spec, series)))
+    throw std::runtime_error("cannot write '" + a.str("o") + "'");
   return 0;
 }
 
@@ -180,13 +301,13 @@ int cmd_profile(int argc, char** argv) {
   common(a);
   if (!a.has("o")) throw std::invalid_argument("profile needs -o FILE");
   const eb::Graph g = eb::models::load_model(a.str("model"), a.str("weights"));
-  const auto p = eb::dist::measure_profile(g, a.str("name", "device"), a.integer("reps", 5, 1, 1000));
+  const auto p =
+      eb::dist::measure_profile(g, a.str("name", "device"), a.integer("reps", 5, 1, 1000));
   eb::dist::save_profile(p, a.str("o"));
   std::printf("wrote %s: %s, %d threads, %.2f ms for the whole model\n", a.str("o").c_str(),
               g.model.c_str(), p.threads, p.full_ms(g));
   return 0;
 }
-
 
 // Device profiles from "N" (N copies of a fresh profile of this machine) or a list of files.
 eb::dist::Cluster cluster_from_args(const Args& a, const eb::Graph& g) {
@@ -211,7 +332,9 @@ eb::dist::Cluster cluster_from_args(const Args& a, const eb::Graph& g) {
 }
 
 int cmd_plan(int argc, char** argv) {
-  Args a(argc, argv, 2, {"model", "weights", "devices", "link", "scheme", "batch", "threads", "wire", "isa"}, {"json", "edge-first"});
+  Args a(argc, argv, 2,
+         {"model", "weights", "devices", "link", "scheme", "batch", "threads", "wire", "isa"},
+         {"json", "edge-first"});
   common(a);
   const eb::Graph g = eb::models::load_model(a.str("model"), a.str("weights"));
   const eb::dist::Cluster c = cluster_from_args(a, g);
@@ -219,7 +342,8 @@ int cmd_plan(int argc, char** argv) {
   std::vector<eb::dist::Scheme> schemes;
   const std::string sch = a.str("scheme", "all");
   if (sch == "all")
-    schemes = {eb::dist::Scheme::local, eb::dist::Scheme::modnn, eb::dist::Scheme::dpfp, eb::dist::Scheme::halp};
+    schemes = {eb::dist::Scheme::local, eb::dist::Scheme::modnn, eb::dist::Scheme::dpfp,
+               eb::dist::Scheme::halp};
   else
     schemes = {eb::dist::parse_scheme(sch)};
   std::vector<eb::dist::Plan> plans;
@@ -235,14 +359,15 @@ int cmd_plan(int argc, char** argv) {
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
-  std::printf("model %s, %zu devices, link %s, batch %d, wire %s\n", g.model.c_str(), c.devices.size(),
-              c.link.str().c_str(), batch, c.bytes_per_value == 2 ? "fp16" : "fp32");
+  std::printf("model %s, %zu devices, link %s, batch %d, wire %s\n", g.model.c_str(),
+              c.devices.size(), c.link.str().c_str(), batch,
+              c.bytes_per_value == 2 ? "fp16" : "fp32");
   double local_ms = 0;
   for (const auto& p : plans)
     if (p.scheme == eb::dist::Scheme::local) local_ms = p.predicted_ms;
   for (const auto& p : plans) {
-    std::printf("\n[%s] predicted %.2f ms, %.1f KB moved per image", eb::dist::scheme_name(p.scheme),
-                p.predicted_ms, double(p.bytes) / 1024.0);
+    std::printf("\n[%s] predicted %.2f ms, %.1f KB moved per image",
+                eb::dist::scheme_name(p.scheme), p.predicted_ms, double(p.bytes) / 1024.0);
     if (p.scheme == eb::dist::Scheme::halp) std::printf(", host share %.0f%%", p.host_share * 100);
     std::printf("\n");
     for (size_t b = 0; b < p.blocks.size(); ++b) {
@@ -267,7 +392,8 @@ int cmd_plan(int argc, char** argv) {
 }
 
 int cmd_worker(int argc, char** argv) {
-  Args a(argc, argv, 2, {"listen", "threads", "weights", "max-conn", "idle-timeout", "isa"}, {"announce"});
+  Args a(argc, argv, 2, {"listen", "threads", "weights", "max-conn", "idle-timeout", "isa"},
+         {"announce"});
   common(a);
   eb::dist::WorkerOptions o;
   o.listen = a.str("listen", "0.0.0.0:7070");
@@ -280,20 +406,25 @@ int cmd_worker(int argc, char** argv) {
     std::printf("PORT %u\n", unsigned(w.port()));
     std::fflush(stdout);
   } else {
-    std::fprintf(stderr, "edgeband worker: listening on port %u (%d threads, %s kernels)\n", unsigned(w.port()),
-                 omp_get_max_threads(), eb::kernels::isa_name(eb::kernels::active().isa));
+    std::fprintf(stderr, "edgeband worker: listening on port %u (%d threads, %s kernels)\n",
+                 unsigned(w.port()), omp_get_max_threads(),
+                 eb::kernels::isa_name(eb::kernels::active().isa));
   }
   w.run();
   return 0;
 }
 
 int cmd_infer(int argc, char** argv) {
-  Args a(argc, argv, 2, {"model", "weights", "workers", "scheme", "batch", "image", "link", "devices", "wire",
-                         "timeout", "trace", "threads", "top", "isa"}, {"edge-first"});
+  Args a(argc, argv, 2,
+         {"model", "weights", "workers", "scheme", "batch", "image", "link", "devices", "wire",
+          "timeout", "trace", "threads", "top", "isa"},
+         {"edge-first"});
   common(a);
   uint64_t hash = 0;
-  auto g = std::make_shared<eb::Graph>(eb::models::load_model(a.str("model"), a.str("weights"), &hash));
-  const std::vector<std::string> workers = a.has("workers") ? split_list(a.str("workers")) : std::vector<std::string>{};
+  auto g =
+      std::make_shared<eb::Graph>(eb::models::load_model(a.str("model"), a.str("weights"), &hash));
+  const std::vector<std::string> workers =
+      a.has("workers") ? split_list(a.str("workers")) : std::vector<std::string>{};
   const int batch = a.integer("batch", 1, 1, 256);
   eb::Tensor img;
   if (a.has("image")) {
@@ -306,11 +437,13 @@ int cmd_infer(int argc, char** argv) {
   eb::dist::Cluster c;
   c.link = eb::dist::parse_link(a.str("link", "1gbit,0.2ms"));
   const bool fp16 = a.str("wire", "fp32") == "fp16";
-  if (a.str("wire", "fp32") != "fp32" && !fp16) throw std::invalid_argument("--wire must be fp32 or fp16");
+  if (a.str("wire", "fp32") != "fp32" && !fp16)
+    throw std::invalid_argument("--wire must be fp32 or fp16");
   c.bytes_per_value = fp16 ? 2 : 4;
   c.edge_first = a.has("edge-first");
   if (a.has("devices")) {
-    for (const auto& f : split_list(a.str("devices"))) c.devices.push_back(eb::dist::load_profile(f, *g));
+    for (const auto& f : split_list(a.str("devices")))
+      c.devices.push_back(eb::dist::load_profile(f, *g));
     if (c.devices.size() != workers.size() + 1)
       throw std::invalid_argument("--devices needs one profile for the host and one per worker");
   } else {
@@ -320,7 +453,7 @@ int cmd_infer(int argc, char** argv) {
   eb::dist::RuntimeOptions ro;
   ro.fp16 = fp16;
   ro.timeout_ms = a.integer("timeout", 10000, 10, 3600000);
-  if (a.has("link")) ro.shaping = {true, c.link};
+  if (a.has("link")) ro.shaping.enabled = true, ro.shaping.link = c.link;
   eb::dist::HostRuntime host(g, hash, workers, ro);
   const auto scheme = eb::dist::parse_scheme(a.str("scheme", "halp"));
   const eb::dist::Plan plan = eb::dist::make_plan(*g, c, scheme, batch);
@@ -329,12 +462,16 @@ int cmd_infer(int argc, char** argv) {
   const double t0 = omp_get_wtime();
   const eb::Tensor local = g->forward(img);
   const double local_ms = (omp_get_wtime() - t0) * 1e3 * batch;
-  std::printf("model %s, scheme %s, %d devices, batch %d: %.2f ms (local %.2f ms, speedup %.2fx), %.1f KB moved, predicted %.2f ms\n",
-              g->model.c_str(), eb::dist::scheme_name(plan.scheme), plan.devices, batch, st.ms, local_ms,
-              local_ms / st.ms, double(st.bytes_sent + st.bytes_received) / 1024.0, plan.predicted_ms);
-  for (const auto& f : st.fault_messages) std::printf("fault: %s (recomputed on the host)\n", f.c_str());
+  std::printf(
+      "model %s, scheme %s, %d devices, batch %d: %.2f ms (local %.2f ms, speedup %.2fx), %.1f KB "
+      "moved, predicted %.2f ms\n",
+      g->model.c_str(), eb::dist::scheme_name(plan.scheme), plan.devices, batch, st.ms, local_ms,
+      local_ms / st.ms, double(st.bytes_sent + st.bytes_received) / 1024.0, plan.predicted_ms);
+  for (const auto& f : st.fault_messages)
+    std::printf("fault: %s (recomputed on the host)\n", f.c_str());
   for (const auto& p : eb::top_k(out[0], a.integer("top", 5, 1, 1000))) {
-    const char* label = size_t(p.index) < g->labels.size() ? g->labels[size_t(p.index)].c_str() : "";
+    const char* label =
+        size_t(p.index) < g->labels.size() ? g->labels[size_t(p.index)].c_str() : "";
     std::printf("  %4d  %.5f  %s\n", p.index, double(p.prob), label);
   }
   if (a.has("trace")) {
@@ -347,16 +484,20 @@ int cmd_infer(int argc, char** argv) {
 }
 
 int cmd_cluster(int argc, char** argv) {
-  Args a(argc, argv, 2, {"model", "weights", "devices", "scheme", "link", "batch", "runs", "threads", "wire", "trace",
-                         "timeout", "isa"}, {"json", "no-cpu-share", "edge-first"});
+  Args a(argc, argv, 2,
+         {"model", "weights", "devices", "scheme", "link", "batch", "runs", "threads", "wire",
+          "trace", "timeout", "isa"},
+         {"json", "no-cpu-share", "edge-first"});
   common(a);
   eb::dist::ClusterOptions o;
   o.model = a.str("model", "vgg16");
   o.weights = a.str("weights");
   o.devices = a.integer("devices", 3, 1, 16);
   const std::string sch = a.str("scheme", "all");
-  o.schemes = sch == "all" ? std::vector<eb::dist::Scheme>{eb::dist::Scheme::modnn, eb::dist::Scheme::dpfp, eb::dist::Scheme::halp}
-                           : std::vector<eb::dist::Scheme>{eb::dist::parse_scheme(sch)};
+  o.schemes = sch == "all"
+                  ? std::vector<eb::dist::Scheme>{eb::dist::Scheme::modnn, eb::dist::Scheme::dpfp,
+                                                  eb::dist::Scheme::halp}
+                  : std::vector<eb::dist::Scheme>{eb::dist::parse_scheme(sch)};
   o.link = a.str("link");
   if (!o.link.empty()) eb::dist::parse_link(o.link);  // validate before spawning anything
   o.batch = a.integer("batch", 1, 1, 64);
@@ -394,15 +535,16 @@ int cmd_cluster(int argc, char** argv) {
     j["cpu_share"] = results.empty() ? "" : results[0].cpu_share;
     std::printf("%s\n", j.dump().c_str());
   } else {
-    std::printf("model %s, %d devices, link %s, batch %d, wire %s\ncpu share: %s\n", o.model.c_str(), o.devices,
-                o.link.empty() ? "unshaped loopback" : o.link.c_str(), o.batch, o.fp16 ? "fp16" : "fp32",
+    std::printf("model %s, %d devices, link %s, batch %d, wire %s\ncpu share: %s\n",
+                o.model.c_str(), o.devices, o.link.empty() ? "unshaped loopback" : o.link.c_str(),
+                o.batch, o.fp16 ? "fp16" : "fp32",
                 results.empty() ? "" : results[0].cpu_share.c_str());
-    std::printf("%-7s %8s %12s %10s %9s %13s %12s %7s\n", "scheme", "devices", "latency_ms", "local_ms", "speedup",
-                "predicted_ms", "bytes", "equal");
+    std::printf("%-7s %8s %12s %10s %9s %13s %12s %7s\n", "scheme", "devices", "latency_ms",
+                "local_ms", "speedup", "predicted_ms", "bytes", "equal");
     for (const auto& r : results)
-      std::printf("%-7s %8d %12.2f %10.2f %8.2fx %13.2f %12llu %7s\n", eb::dist::scheme_name(r.scheme), r.devices,
-                  r.latency_ms, r.local_ms, r.speedup, r.predicted_ms, static_cast<unsigned long long>(r.bytes),
-                  r.equal ? "yes" : "NO");
+      std::printf("%-7s %8d %12.2f %10.2f %8.2fx %13.2f %12llu %7s\n",
+                  eb::dist::scheme_name(r.scheme), r.devices, r.latency_ms, r.local_ms, r.speedup,
+                  r.predicted_ms, static_cast<unsigned long long>(r.bytes), r.equal ? "yes" : "NO");
   }
   if (!all_equal) {
     std::fprintf(stderr, "edgeband cluster: error: distributed output differs from local output\n");
@@ -440,6 +582,8 @@ int main(int argc, char** argv) {
     if (cmd == "bench") return cmd_bench(argc, argv);
     if (cmd == "export") return cmd_export(argc, argv);
     if (cmd == "convert") return cmd_convert(argc, argv);
+    if (cmd == "reliability") return cmd_reliability(argc, argv);
+    if (cmd == "plot-speedup") return cmd_plot_speedup(argc, argv);
     if (cmd == "info") return cmd_info();
     if (cmd == "profile") return cmd_profile(argc, argv);
     if (cmd == "plan") return cmd_plan(argc, argv);

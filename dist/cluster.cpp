@@ -20,50 +20,42 @@
 
 namespace eb::dist {
 
-namespace {
+CpuShares::CpuShares(int devices, bool want) {
+  const std::string root = "/sys/fs/cgroup/cpu";
+  if (!want) {
+    how = "none (disabled)";
+    return;
+  }
+  if (access((root + "/cgroup.procs").c_str(), W_OK) != 0) {
+    how = "none (cgroup v1 cpu controller not writable; run as root for equal shares)";
+    return;
+  }
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  // A short period keeps throttling fine-grained: a device waits at most a few ms for quota.
+  const long period = 100000, quota = long(double(period) * cores / devices);
+  for (int d = 0; d < devices; ++d) {
+    const std::string dir =
+        root + "/edgeband_" + std::to_string(getpid()) + "_" + std::to_string(d);
+    mkdir(dir.c_str(), 0755);
+    std::ofstream(dir + "/cpu.cfs_period_us") << period;
+    std::ofstream(dir + "/cpu.cfs_quota_us") << quota;
+    dirs.push_back(dir);
+  }
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "cgroup v1 cfs_quota %.2f of %u cores per device",
+                double(quota) / period, cores);
+  how = buf;
+}
 
-// cgroup v1 CPU quotas: one group per device, quota = cores / devices.
-class CpuShares {
- public:
-  CpuShares(int devices, bool want) {
-    const std::string root = "/sys/fs/cgroup/cpu";
-    if (!want) {
-      how = "none (disabled)";
-      return;
-    }
-    if (access((root + "/cgroup.procs").c_str(), W_OK) != 0) {
-      how = "none (cgroup v1 cpu controller not writable; run as root for equal shares)";
-      return;
-    }
-    const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-    // A short period keeps throttling fine-grained: a device waits at most a few ms for quota.
-    const long period = 100000, quota = long(double(period) * cores / devices);
-    for (int d = 0; d < devices; ++d) {
-      const std::string dir =
-          root + "/edgeband_" + std::to_string(getpid()) + "_" + std::to_string(d);
-      mkdir(dir.c_str(), 0755);
-      std::ofstream(dir + "/cpu.cfs_period_us") << period;
-      std::ofstream(dir + "/cpu.cfs_quota_us") << quota;
-      dirs.push_back(dir);
-    }
-    char buf[160];
-    std::snprintf(buf, sizeof buf, "cgroup v1 cfs_quota %.2f of %u cores per device",
-                  double(quota) / period, cores);
-    how = buf;
-  }
-  void assign(int device, pid_t pid) {
-    if (size_t(device) < dirs.size()) std::ofstream(dirs[size_t(device)] + "/cgroup.procs") << pid;
-  }
-  ~CpuShares() {
-    if (dirs.empty()) return;
-    std::ofstream("/sys/fs/cgroup/cpu/cgroup.procs") << getpid();
-    for (const auto& d : dirs) rmdir(d.c_str());
-  }
-  std::string how;
-  std::vector<std::string> dirs;
-};
+void CpuShares::assign(int device, int pid) {
+  if (size_t(device) < dirs.size()) std::ofstream(dirs[size_t(device)] + "/cgroup.procs") << pid;
+}
 
-}  // namespace
+CpuShares::~CpuShares() {
+  if (dirs.empty()) return;
+  std::ofstream("/sys/fs/cgroup/cpu/cgroup.procs") << getpid();
+  for (const auto& d : dirs) rmdir(d.c_str());
+}
 
 WorkerProcess::WorkerProcess(const std::string& exe, int threads, const std::string& weights) {
   // Arguments are built before fork: the child of a threaded process may only exec.
@@ -157,7 +149,7 @@ std::vector<SchemeResult> run_cluster(const ClusterOptions& o) {
   RuntimeOptions ro;
   ro.fp16 = o.fp16;
   ro.timeout_ms = o.timeout_ms;
-  if (!o.link.empty()) ro.shaping = {true, cl.link};
+  if (!o.link.empty()) ro.shaping.enabled = true, ro.shaping.link = cl.link;
   std::vector<std::string> addrs;
   for (auto& w : workers) addrs.push_back(w->addr());
   HostRuntime host(g, hash, addrs, ro);

@@ -23,7 +23,7 @@ struct ClusterOptions {
   bool fp16 = false;
   bool edge_first = false;
   int timeout_ms = 30000;
-  std::string trace;      // Chrome trace of the last run of the last scheme
+  std::string trace;  // Chrome trace of the last run of the last scheme
   std::string self_exe = "/proc/self/exe";
 };
 
@@ -39,6 +39,21 @@ struct SchemeResult {
 };
 
 std::vector<SchemeResult> run_cluster(const ClusterOptions& o);
+
+// cgroup v1 CPU quotas: one group per device, quota = cores / devices; `how` says what was
+// done (or why not). Groups are removed by the destructor.
+class CpuShares {
+ public:
+  CpuShares(int devices, bool want);
+  ~CpuShares();
+  CpuShares(const CpuShares&) = delete;
+  CpuShares& operator=(const CpuShares&) = delete;
+  void assign(int device, int pid);
+  std::string how;
+
+ private:
+  std::vector<std::string> dirs;
+};
 
 // A local `edgeband worker` child process on 127.0.0.1 (port chosen by the OS and announced on
 // its stdout). The destructor kills and reaps it.

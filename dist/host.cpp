@@ -27,6 +27,15 @@ HostRuntime::HostRuntime(std::shared_ptr<const Graph> g, uint64_t model_hash,
     hello["model"] = g_->model;
     hello["wire"] = opt_.fp16 ? "fp16" : "fp32";
     hello["link"] = opt_.shaping.enabled ? Json(opt_.shaping.link.str()) : Json();
+    if (opt_.shaping.enabled && opt_.shaping.channel) {
+      Json ch = Json::object(), t = Json::array(), r = Json::array();
+      for (size_t k = 0; k < opt_.shaping.channel->t_s.size(); ++k)
+        t.push_back(opt_.shaping.channel->t_s[k]), r.push_back(opt_.shaping.channel->mbit[k]);
+      ch["t_s"] = t;
+      ch["mbit"] = r;
+      ch["elapsed_s"] = std::chrono::duration<double>(Clock::now() - opt_.shaping.epoch).count();
+      hello["channel"] = ch;
+    }
     p->send(MsgType::hello, 0, hello);
     peers_.push_back(std::move(p));
     alive_.push_back(true);
@@ -36,16 +45,19 @@ HostRuntime::HostRuntime(std::shared_ptr<const Graph> g, uint64_t model_hash,
   std::vector<bool> ok(peers_.size(), false);
   while (answered < peers_.size()) {
     auto m = inbox_->pop(std::chrono::milliseconds(opt_.hello_timeout_ms));
-    if (!m) throw std::runtime_error("a worker did not answer hello (load its model) within the timeout");
+    if (!m)
+      throw std::runtime_error("a worker did not answer hello (load its model) within the timeout");
     const std::string& name = peers_[size_t(m->peer)]->name();
     if (!m->failure.empty()) throw std::runtime_error("worker " + name + ": " + m->failure);
     if (m->type == MsgType::error)
       throw std::runtime_error("worker " + name + " refused: " + m->json.at("message").string());
-    if (m->type != MsgType::hello_ok || ok[size_t(m->peer)]) throw std::runtime_error("worker " + name + ": unexpected reply");
+    if (m->type != MsgType::hello_ok || ok[size_t(m->peer)])
+      throw std::runtime_error("worker " + name + ": unexpected reply");
     const std::string got = m->json.at("hash").string("hash");
     if (got != want)
-      throw std::runtime_error("worker " + name + " holds a different model (" + m->json.at("model").string() +
-                               ", weights hash " + got + "; this host has " + g_->model + ", " + want + ")");
+      throw std::runtime_error("worker " + name + " holds a different model (" +
+                               m->json.at("model").string() + ", weights hash " + got +
+                               "; this host has " + g_->model + ", " + want + ")");
     ok[size_t(m->peer)] = true;
     ++answered;
   }
@@ -76,11 +88,13 @@ void HostRuntime::fault(int peer, const std::string& why, InferStats* st) {
   }
   if (st) {
     ++st->faults;
-    st->fault_messages.push_back((peer >= 0 ? "worker " + peers_[size_t(peer)]->name() + ": " : "") + why);
+    st->fault_messages.push_back(
+        (peer >= 0 ? "worker " + peers_[size_t(peer)]->name() + ": " : "") + why);
   }
 }
 
-std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const Plan& plan, InferStats* st) {
+std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const Plan& plan,
+                                       InferStats* st) {
   InferStats local_stats;
   if (!st) st = &local_stats;
   const auto t_start = Clock::now();
@@ -108,11 +122,13 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
     const uint64_t base = next_image_;
     next_image_ += images.size();
     for (size_t i = 0; i < images.size(); ++i) {
-      if (images[i].shape() != g_->input) throw std::invalid_argument("image shape does not match the model");
+      if (images[i].shape() != g_->input)
+        throw std::invalid_argument("image shape does not match the model");
       store.put(base + i, -1, {0, images[i].h()}, images[i].data());
     }
     const int nb = int(plan.blocks.size());
-    std::vector<std::vector<bool>> sent(images.size(), std::vector<bool>(plan.transfers.size(), false));
+    std::vector<std::vector<bool>> sent(images.size(),
+                                        std::vector<bool>(plan.transfers.size(), false));
     auto send_ready = [&](size_t i) {  // every host transfer of image i whose rows are here
       for (size_t k = 0; k < plan.transfers.size(); ++k) {
         const Transfer& t = plan.transfers[k];
@@ -134,7 +150,9 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
         auto ready = [&] {
           if (b == nb) return store.holds(img, in_node, {0, g_->shape_of(in_node).h});
           for (const RowRange& z : plan.blocks[size_t(b)].zones[0])
-            if (!store.holds(img, in_node, g_->block_needs(plan.blocks[size_t(b)].first, plan.blocks[size_t(b)].last, z)[0]))
+            if (!store.holds(img, in_node,
+                             g_->block_needs(plan.blocks[size_t(b)].first,
+                                             plan.blocks[size_t(b)].last, z)[0]))
               return false;
           return true;
         };
@@ -142,7 +160,8 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
           send_ready(i);
           bool pending = false;
           for (size_t k = 0; k < plan.transfers.size(); ++k)
-            if (!sent[i][k] && plan.transfers[k].src == 0 && plan.transfers[k].block <= b) pending = true;
+            if (!sent[i][k] && plan.transfers[k].src == 0 && plan.transfers[k].block <= b)
+              pending = true;
           if (!pending && ready()) break;
           auto m = inbox_->pop(std::chrono::milliseconds(opt_.timeout_ms));
           if (!m) {
@@ -157,9 +176,11 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
           }
           if (!alive_[size_t(m->peer)]) continue;  // late news from a worker already dropped
           if (!m->failure.empty()) throw WorkerFault{m->peer, m->failure};
-          if (m->type == MsgType::error) throw WorkerFault{m->peer, "error: " + m->json.at("message").string()};
+          if (m->type == MsgType::error)
+            throw WorkerFault{m->peer, "error: " + m->json.at("message").string()};
           if (m->type != MsgType::rows) throw WorkerFault{m->peer, "unexpected message"};
-          if (m->id < base || m->id >= base + images.size()) continue;  // stale, from an earlier call
+          if (m->id < base || m->id >= base + images.size())
+            continue;  // stale, from an earlier call
           try {
             store.put_wire(m->id, m->json, m->data);
           } catch (const std::exception& e) {
@@ -170,11 +191,14 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
             if (dev_peer[d] == m->peer) src_dev = int(d);
           if (m->json.has("t0"))
             st->spans.push_back({src_dev, int(m->json.at("block").integer()), m->id,
-                                 int64_t(m->json.at("t0").number()), int64_t(m->json.at("t1").number())});
+                                 int64_t(m->json.at("t0").number()),
+                                 int64_t(m->json.at("t1").number())});
           st->wires.push_back({src_dev, 0, m->id, now_us(), now_us(), m->data.size()});
         }
         if (b == nb) {
-          const Band r = g_->run_block(plan.tail_first, g_->size(), store.band(img, in_node, {0, g_->shape_of(in_node).h}), {0, 1});
+          const Band r =
+              g_->run_block(plan.tail_first, g_->size(),
+                            store.band(img, in_node, {0, g_->shape_of(in_node).h}), {0, 1});
           out[i] = r.t.clone();
           break;
         }
@@ -217,8 +241,8 @@ Json chrome_trace(const InferStats& st, int devices) {
     ev.push_back(m);
   }
   // A complete ("X") event on a device's track, times relative to the first event.
-  auto span = [&](std::string name, const char* cat, int tid, int64_t t0, int64_t t1, const char* key,
-                  unsigned long value) {
+  auto span = [&](std::string name, const char* cat, int tid, int64_t t0, int64_t t1,
+                  const char* key, unsigned long value) {
     Json e = Json::object();
     e["name"] = std::move(name);
     e["cat"] = cat;
@@ -236,8 +260,8 @@ Json chrome_trace(const InferStats& st, int devices) {
     span("block " + std::to_string(s.block), "compute", s.device, s.t0_us, s.t1_us, "image",
          static_cast<unsigned long>(s.image));
   for (const auto& w : st.wires)
-    span(w.src == 0 ? "send to " + std::to_string(w.dst) : "recv from " + std::to_string(w.src), "link", 0,
-         w.t0_us, w.t1_us, "bytes", static_cast<unsigned long>(w.bytes));
+    span(w.src == 0 ? "send to " + std::to_string(w.dst) : "recv from " + std::to_string(w.src),
+         "link", 0, w.t0_us, w.t1_us, "bytes", static_cast<unsigned long>(w.bytes));
   Json j = Json::object();
   j["traceEvents"] = ev;
   j["displayTimeUnit"] = "ms";

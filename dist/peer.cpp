@@ -48,6 +48,11 @@ Peer::~Peer() {
   if (reader_.joinable()) reader_.join();
 }
 
+double Shaping::bits_per_s(Clock::time_point now) const {
+  if (!channel) return link.bits_per_s;
+  return channel->rate_mbit_at(std::chrono::duration<double>(now - epoch).count()) * 1e6;
+}
+
 void Peer::set_shaping(const Shaping& s) {
   std::lock_guard<std::mutex> lk(cfg_mu_);
   shaping_ = s;
@@ -58,7 +63,9 @@ Shaping Peer::shaping() const {
   return shaping_;
 }
 
-void Peer::start_reader() { reader_ = std::thread([this] { read_loop(); }); }
+void Peer::start_reader() {
+  reader_ = std::thread([this] { read_loop(); });
+}
 
 void Peer::close() {
   if (closed_.exchange(true)) return;
@@ -73,7 +80,7 @@ void Peer::pace(size_t bytes) {
   const auto now = Clock::now();
   if (link_free_ < now) link_free_ = now;
   link_free_ += std::chrono::duration_cast<Clock::duration>(
-      std::chrono::duration<double>(sh.link.transfer_s(double(bytes))));
+      std::chrono::duration<double>(double(bytes) * 8.0 / sh.bits_per_s(now)));
   std::this_thread::sleep_until(link_free_);
 }
 
@@ -83,7 +90,8 @@ void Peer::send(MsgType t, uint64_t id, const Json& json, const void* data, size
   std::lock_guard<std::mutex> lk(send_mu_);
   if (closed_) throw std::runtime_error("connection to " + name_ + " is closed");
   pace(header.size() + text.size() + len);
-  std::array<asio::const_buffer, 3> bufs{asio::buffer(header), asio::buffer(text), asio::buffer(data, len)};
+  std::array<asio::const_buffer, 3> bufs{asio::buffer(header), asio::buffer(text),
+                                         asio::buffer(data, len)};
   asio::error_code ec;
   asio::write(sock_, bufs, ec);
   if (ec) throw std::runtime_error("send to " + name_ + " failed: " + ec.message());
@@ -98,7 +106,9 @@ void Peer::read_loop() {
       uint8_t hb[kHeaderBytes];
       asio::error_code ec;
       asio::read(sock_, asio::buffer(hb), ec);
-      if (ec) throw std::runtime_error(ec == asio::error::eof ? "connection closed by peer" : ec.message());
+      if (ec)
+        throw std::runtime_error(ec == asio::error::eof ? "connection closed by peer"
+                                                        : ec.message());
       const FrameHeader h = decode_header(hb);
       std::string text(h.json_len, '\0');
       Message m;
@@ -119,7 +129,8 @@ void Peer::read_loop() {
       m.deliver_at = Clock::now();
       const Shaping sh = shaping();
       if (sh.enabled)
-        m.deliver_at += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(sh.link.latency_s));
+        m.deliver_at += std::chrono::duration_cast<Clock::duration>(
+            std::chrono::duration<double>(sh.link.latency_s));
       inbox_->push(std::move(m));
     }
   } catch (const std::exception& e) {
@@ -131,21 +142,27 @@ void Peer::read_loop() {
 
 asio::ip::tcp::endpoint parse_endpoint(const std::string& s) {
   const size_t colon = s.rfind(':');
-  if (colon == std::string::npos || colon == 0) throw std::invalid_argument("address '" + s + "' is not HOST:PORT");
+  if (colon == std::string::npos || colon == 0)
+    throw std::invalid_argument("address '" + s + "' is not HOST:PORT");
   std::string host = s.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   if (host == "localhost") host = "127.0.0.1";
   const std::string port = s.substr(colon + 1);
   char* end = nullptr;
   const long p = std::strtol(port.c_str(), &end, 10);
-  if (port.empty() || *end || p < 0 || p > 65535) throw std::invalid_argument("bad port in '" + s + "'");
+  if (port.empty() || *end || p < 0 || p > 65535)
+    throw std::invalid_argument("bad port in '" + s + "'");
   asio::error_code ec;
   const auto addr = asio::ip::make_address(host, ec);
-  if (ec) throw std::invalid_argument("'" + host + "' is not a numeric IP address (name lookup is not supported)");
+  if (ec)
+    throw std::invalid_argument("'" + host +
+                                "' is not a numeric IP address (name lookup is not supported)");
   return {addr, uint16_t(p)};
 }
 
-asio::ip::tcp::socket connect_to(asio::io_context& io, const std::string& a, std::chrono::milliseconds timeout) {
+asio::ip::tcp::socket connect_to(asio::io_context& io, const std::string& a,
+                                 std::chrono::milliseconds timeout) {
   const auto ep = parse_endpoint(a);
   asio::ip::tcp::socket s(io);
   s.open(ep.protocol());

@@ -14,6 +14,7 @@
 #include <string>
 #include <thread>
 
+#include "dist/channel.h"
 #include "dist/link.h"
 #include "dist/protocol.h"
 
@@ -47,6 +48,10 @@ class Inbox {
 struct Shaping {
   bool enabled = false;
   LinkModel link;
+  // Time-variant rate (replaces link.bits_per_s): trace time = seconds since `epoch`.
+  std::shared_ptr<const BandwidthTrace> channel;
+  Clock::time_point epoch;
+  double bits_per_s(Clock::time_point now) const;
 };
 
 class Peer {
@@ -86,6 +91,7 @@ class Peer {
 // "host:port" -> endpoint (numeric IPv4/IPv6 only: no resolver in a static binary).
 asio::ip::tcp::endpoint parse_endpoint(const std::string& s);
 // Connects with a timeout; throws std::runtime_error naming the address.
-asio::ip::tcp::socket connect_to(asio::io_context& io, const std::string& addr, std::chrono::milliseconds timeout);
+asio::ip::tcp::socket connect_to(asio::io_context& io, const std::string& addr,
+                                 std::chrono::milliseconds timeout);
 
 }  // namespace eb::dist

@@ -1,7 +1,6 @@
 #include "dist/worker.h"
 
 #include <omp.h>
-
 #include <sys/socket.h>
 
 #include <cstdio>
@@ -66,7 +65,9 @@ size_t WorkerServer::session_threads() {
   return threads_.size();
 }
 
-void WorkerServer::start_background() { bg_ = std::thread([this] { run(); }); }
+void WorkerServer::start_background() {
+  bg_ = std::thread([this] { run(); });
+}
 
 WorkerServer::Model WorkerServer::model_for(const std::string& name) {
   std::lock_guard<std::mutex> lk(models_mu_);
@@ -78,8 +79,8 @@ WorkerServer::Model WorkerServer::model_for(const std::string& name) {
     }
     const Model& m = models_.front().second;
     if (!name.empty() && name != m.graph->model)
-      throw std::runtime_error("this worker serves model '" + m.graph->model + "' (" + opt_.weights +
-                               "), not '" + name + "'");
+      throw std::runtime_error("this worker serves model '" + m.graph->model + "' (" +
+                               opt_.weights + "), not '" + name + "'");
     return m;
   }
   for (auto& kv : models_)
@@ -127,7 +128,8 @@ void WorkerServer::run() {
         ++it;
       }
     }
-    for (auto it = sockets_.begin(); it != sockets_.end();) it = it->expired() ? sockets_.erase(it) : std::next(it);
+    for (auto it = sockets_.begin(); it != sockets_.end();)
+      it = it->expired() ? sockets_.erase(it) : std::next(it);
     auto done = std::make_shared<std::atomic<bool>>(false);
     threads_.push_back({std::thread([this, s = std::move(sock), who, done]() mutable {
                           session(std::move(s), who);
@@ -159,7 +161,8 @@ void WorkerServer::session(asio::ip::tcp::socket sock, std::string who) {
       std::optional<Message> m = inbox->pop(std::chrono::milliseconds(opt_.idle_timeout_ms));
       if (!m) throw std::runtime_error("idle timeout");
       if (!m->failure.empty()) {
-        if (m->failure != "closed" && m->failure != "connection closed by peer") log(who + ": " + m->failure);
+        if (m->failure != "closed" && m->failure != "connection closed by peer")
+          log(who + ": " + m->failure);
         break;
       }
       switch (m->type) {
@@ -179,6 +182,9 @@ void WorkerServer::session(asio::ip::tcp::socket sock, std::string who) {
           if (m->json.has("link") && !m->json.at("link").is_null()) {
             sh.enabled = true;
             sh.link = parse_link(m->json.at("link").string("link"));
+            if (m->json.has("channel"))
+              sh.channel = std::make_shared<BandwidthTrace>(
+                  channel_from_wire(m->json.at("channel"), sh.epoch));
           }
           peer->set_shaping(sh);
           fp16 = m->json.has("wire") && m->json.at("wire").string("wire") == "fp16";
@@ -223,7 +229,9 @@ void WorkerServer::session(asio::ip::tcp::socket sock, std::string who) {
                 timing["block"] = b;
                 for (size_t k = 0; k < plan.transfers.size(); ++k) {
                   const Transfer& t = plan.transfers[k];
-                  if (sent[k] || t.block != b + 1 || t.src != me || !store->holds(image, t.node, t.rows)) continue;
+                  if (sent[k] || t.block != b + 1 || t.src != me ||
+                      !store->holds(image, t.node, t.rows))
+                    continue;
                   send_rows(*peer, image, t, *store, fp16, timing);
                   sent[k] = true;
                 }
@@ -238,8 +246,10 @@ void WorkerServer::session(asio::ip::tcp::socket sock, std::string who) {
           }
           break;
         }
-        case MsgType::bye: throw std::runtime_error("");
-        default: throw ProtocolError(std::string("unexpected ") + msg_name(m->type) + " message");
+        case MsgType::bye:
+          throw std::runtime_error("");
+        default:
+          throw ProtocolError(std::string("unexpected ") + msg_name(m->type) + " message");
       }
     }
   } catch (const std::exception& e) {

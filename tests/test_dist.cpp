@@ -152,7 +152,7 @@ TEST_CASE("dist loopback: every scheme, 2 and 3 devices, batch 1 and 4 equal loc
     LocalWorkers w(2);  // each worker loads the model once and serves both hosts below
     for (int devices : {2, 3}) {
       RuntimeOptions ro;
-      if (devices == 3) ro.shaping = {true, parse_link("4gbit,0.05ms")};
+      if (devices == 3) ro.shaping.enabled = true, ro.shaping.link = parse_link("4gbit,0.05ms");
       HostRuntime host(g, synthetic_hash(name),
                        std::vector<std::string>(w.addrs.begin(), w.addrs.begin() + devices - 1),
                        ro);
@@ -226,7 +226,7 @@ TEST_CASE("dist faults: a worker killed mid-run; the host recomputes and keeps g
   for (int i = 0; i < 4; ++i) images.push_back(ref::random_tensor(g->input, rng));
   WorkerProcess a(EDGEBAND_BIN, 1), b(EDGEBAND_BIN, 1);
   RuntimeOptions ro;
-  ro.shaping = {true, parse_link("200mbit,1ms")};  // slow enough that the kill lands mid-run
+  ro.shaping.enabled = true, ro.shaping.link = parse_link("200mbit,1ms");  // slow enough that the kill lands mid-run
   ro.timeout_ms = 5000;
   HostRuntime host(g, synthetic_hash("vgg16:64"), {a.addr(), b.addr()}, ro);
   const Plan p = make_plan(*g, estimated(*g, 3, "10gbit,0.01ms"), Scheme::halp, 4);

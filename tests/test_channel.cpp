@@ -1,0 +1,145 @@
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <random>
+#include <stdexcept>
+
+#include "core/svg.h"
+#include "dist/channel.h"
+#include "dist/reliability.h"
+#include "dist/selection.h"
+#include "models/catalog.h"
+
+using namespace eb;
+using namespace eb::dist;
+
+TEST_CASE("channel: trace files parse, step and repeat; garbage lines are clear errors") {
+  const BandwidthTrace t = parse_trace("# t rate\n0 100\n0.5, 10\n\n1.0\t50  # comment\n");
+  REQUIRE(t.mbit.size() == 3);
+  CHECK(t.period_s == doctest::Approx(1.5));
+  CHECK(t.rate_mbit_at(0.2) == 100);
+  CHECK(t.rate_mbit_at(0.5) == 10);
+  CHECK(t.rate_mbit_at(1.2) == 50);
+  CHECK(t.rate_mbit_at(1.7) == 100);  // wraps around
+  CHECK(t.mean_mbit() == doctest::Approx((100 * 0.5 + 10 * 0.5 + 50 * 0.5) / 1.5));
+  auto error_of = [](const std::string& s) {
+    try {
+      parse_trace(s, "f.txt");
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK(error_of("0 10\nhello world\n").find("f.txt:2: expected 'TIME_S RATE_MBIT'") !=
+        std::string::npos);
+  CHECK(error_of("0 10\n1 20 30\n").find("f.txt:2") != std::string::npos);
+  CHECK(error_of("0 10\n1 -5\n").find("f.txt:2: rate") != std::string::npos);
+  CHECK(error_of("0 10\n0 20\n").find("strictly increase") != std::string::npos);
+  CHECK(error_of("1 10\n").find("start at 0") != std::string::npos);
+  CHECK(error_of("# nothing\n").find("no samples") != std::string::npos);
+  CHECK_THROWS_AS(load_trace("/nonexistent/trace.txt"), std::invalid_argument);
+}
+
+TEST_CASE("channel: generators") {
+  const BandwidthTrace on = make_channel("markov:good=80,bad=2,p_gb=0,p_bg=1,step=0.1,duration=5");
+  for (double r : on.mbit) CHECK(r == 80);  // never leaves the good state
+  const BandwidthTrace flip =
+      make_channel("markov:good=80,bad=2,p_gb=1,p_bg=0,step=0.1,duration=5");
+  CHECK(flip.mbit[0] == 80);
+  for (size_t i = 1; i < flip.mbit.size(); ++i) CHECK(flip.mbit[i] == 2);
+  const BandwidthTrace ray = make_channel("rayleigh:mean=50,coherence=0.01,duration=200,seed=7");
+  CHECK(ray.mbit.size() == 20000);
+  // Rate = mean * log2(1 + snr |h|^2) / log2(1 + snr): by Jensen the average is a bit below mean.
+  CHECK(ray.mean_mbit() > 35);
+  CHECK(ray.mean_mbit() < 50);
+  double lo = 1e9;
+  for (double r : ray.mbit) lo = std::min(lo, r);
+  CHECK(lo < 5);  // deep fades happen
+  CHECK_THROWS_AS(make_channel("rayleigh:mean=-1"), std::invalid_argument);
+  CHECK_THROWS_AS(make_channel("rayleigh:bogus=1"), std::invalid_argument);
+  CHECK_THROWS_AS(make_channel("wifi:mean=3"), std::invalid_argument);
+}
+
+TEST_CASE("channel: the bandwidth estimator converges on a known rate") {
+  BandwidthEstimator est(1e9);
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<double> jitter(0.9, 1.1);
+  const double rate = 40e6;
+  for (int i = 0; i < 40; ++i) {
+    const uint64_t bytes = 50000 + uint64_t(i) * 1000;
+    est.add(bytes, double(bytes) * 8 / rate * jitter(rng));
+  }
+  CHECK(est.bits_per_s() == doctest::Approx(rate).epsilon(0.1));
+  est.add(100, 1e-6);  // tiny transfers are latency, not bandwidth: ignored
+  CHECK(est.bits_per_s() == doctest::Approx(rate).epsilon(0.1));
+  // After a rate change it follows within a few samples.
+  for (int i = 0; i < 20; ++i) est.add(100000, 100000 * 8 / 5e6);
+  CHECK(est.bits_per_s() == doctest::Approx(5e6).epsilon(0.01));
+}
+
+TEST_CASE("selection: the most accurate candidate predicted to meet the deadline") {
+  const std::vector<Candidate> c{{"big", 70.9, 80, Scheme::halp},
+                                 {"mid", 67.2, 45, Scheme::dpfp},
+                                 {"small", 59.1, 20, Scheme::local},
+                                 {"tiny", 41.5, 8, Scheme::local}};
+  bool meets = false;
+  CHECK(select_candidate(c, 100, &meets) == 0);
+  CHECK(meets);
+  CHECK(select_candidate(c, 80, &meets) == 0);
+  CHECK(select_candidate(c, 79.9, &meets) == 1);
+  CHECK(select_candidate(c, 30, &meets) == 2);
+  CHECK(select_candidate(c, 5, &meets) == 3);  // none meets: the fastest
+  CHECK(!meets);
+  CHECK_THROWS(select_candidate({}, 10));
+  CHECK(models::top1_accuracy("mobilenet_v1:0.5:160") == doctest::Approx(59.1));
+  CHECK(models::top1_accuracy("mobilenet_v1") == doctest::Approx(70.9));
+  CHECK(models::top1_accuracy("vgg16:64") < 0);
+}
+
+TEST_CASE("reliability: a deterministic log matches a hand computation") {
+  // Three requests; fixed schemes A and B; two candidates.
+  std::vector<RequestLog> log(3);
+  log[0].scheme_ms = {10, 30};
+  log[1].scheme_ms = {25, 15};
+  log[2].scheme_ms = {50, 20};
+  for (auto& q : log)
+    q.candidates = {{"big", 70, 18, Scheme::halp}, {"small", 40, 5, Scheme::local}};
+  log[0].candidate_ms = {17, 6};
+  log[1].candidate_ms = {22, 4};  // big predicted 18, took 22
+  log[2].candidate_ms = {19, 5};
+  const auto rows = reliability_table(log, {"A", "B"}, 70, {20, 16});
+  REQUIRE(rows.size() == 6);
+  // Deadline 20: A meets 1 of 3, B 2 of 3; selection picks big (18 <= 20): met 17, 19 -> 2 of 3.
+  CHECK(rows[0].scheme == "A");
+  CHECK(rows[0].reliability == doctest::Approx(1.0 / 3));
+  CHECK(rows[0].effective_accuracy == doctest::Approx(70.0 / 3));
+  CHECK(rows[1].reliability == doctest::Approx(2.0 / 3));
+  CHECK(rows[2].scheme == "halp+select");
+  CHECK(rows[2].reliability == doctest::Approx(2.0 / 3));
+  CHECK(rows[2].mean_accuracy == doctest::Approx(70));
+  CHECK(rows[2].effective_accuracy == doctest::Approx(140.0 / 3));
+  // Deadline 16: A 1/3, B 1/3; selection picks small (big predicted 18 > 16): all met, accuracy 40.
+  CHECK(rows[3].reliability == doctest::Approx(1.0 / 3));
+  CHECK(rows[4].reliability == doctest::Approx(1.0 / 3));
+  CHECK(rows[5].reliability == doctest::Approx(1.0));
+  CHECK(rows[5].mean_accuracy == doctest::Approx(40));
+  CHECK(parse_range("20:50:10") == std::vector<double>{20, 30, 40, 50});
+  CHECK_THROWS(parse_range("50:20:10"));
+  CHECK_THROWS(parse_range("1:2"));
+}
+
+TEST_CASE("svg: one polyline per series, escaped text, bad input rejected") {
+  PlotSpec spec;
+  spec.title = "a < b & c";
+  const std::string svg =
+      svg_line_plot(spec, {{"one", {1, 2, 3}, {0.1, 0.5, 0.9}}, {"two", {1, 2}, {1, 0}}});
+  CHECK(svg.rfind("<svg", 0) == 0);
+  CHECK(svg.find("</svg>") != std::string::npos);
+  size_t lines = 0;
+  for (size_t p = svg.find("<polyline"); p != std::string::npos; p = svg.find("<polyline", p + 1))
+    ++lines;
+  CHECK(lines == 2);
+  CHECK(svg.find("a &lt; b &amp; c") != std::string::npos);
+  CHECK_THROWS(svg_line_plot(spec, {{"bad", {1, 2}, {1}}}));
+  CHECK_THROWS(svg_line_plot(spec, {}));
+}
