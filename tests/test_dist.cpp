@@ -235,7 +235,13 @@ TEST_CASE("dist faults: a worker killed mid-run; the host recomputes and keeps g
     std::this_thread::sleep_for(std::chrono::milliseconds(60));
     kill(b.pid(), SIGKILL);
   });
-  const auto got = host.infer(images, p, &st);
+  std::vector<Tensor> got;
+  try {
+    got = host.infer(images, p, &st);
+  } catch (...) {
+    killer.join();  // report the exception instead of terminating on a joinable thread
+    throw;
+  }
   killer.join();
   for (size_t i = 0; i < images.size(); ++i) CHECK(ref::bit_equal(got[i], g->forward(images[i])));
   CHECK(st.faults == 1);

@@ -93,7 +93,7 @@ void append_floats(const ProtoField& f, std::vector<float>& out) {
     if (f.bytes.size() % 4) throw ImportError("protobuf: packed floats not a multiple of 4 bytes");
     const size_t n = f.bytes.size() / 4, old = out.size();
     out.resize(old + n);
-    std::memcpy(out.data() + old, f.bytes.data(), n * 4);
+    if (n) std::memcpy(out.data() + old, f.bytes.data(), n * 4);  // memcpy needs non-null even for 0
   } else {
     throw ImportError("protobuf: expected a float field");
   }
