@@ -32,7 +32,6 @@ static void finish(BandwidthTrace& tr, const std::string& what) {
   if (tr.t_s.empty()) throw std::invalid_argument(what + ": no samples");
   const double step = tr.t_s.size() > 1 ? tr.t_s.back() / double(tr.t_s.size() - 1) : 1.0;
   tr.period_s = tr.t_s.back() + step;
-  (void)what;
 }
 
 BandwidthTrace parse_trace(const std::string& text, const std::string& what) {

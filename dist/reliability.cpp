@@ -96,9 +96,8 @@ ReliabilityReport run_reliability(const ReliabilityOptions& o) {
   auto deploy = [&](const std::string& name) {
     Deployed d;
     d.name = models::parse_model_name(name).canonical();
-    d.g = std::make_shared<Graph>(models::build_synthetic(name));
     uint64_t hash = 0;
-    models::load_model(name, "", &hash);
+    d.g = std::make_shared<Graph>(models::load_model(name, "", &hash));  // one build gives graph and identity
     d.host = std::make_unique<HostRuntime>(d.g, hash, addrs, ro);
     d.profile = measure_profile(*d.g, "device", 3);
     d.top1 = models::top1_accuracy(name);
