@@ -11,6 +11,7 @@
 #include <exception>
 #include <fstream>
 #include <string>
+#include <thread>
 
 #include "apps/cli.h"
 #include "core/benchmark.h"
@@ -42,13 +43,14 @@ const char* kUsage =
     "  profile --model M [--weights F] [--threads N] [--reps R] [--name NAME] -o device.json\n"
     "  plan    --model M --devices N|a.json,b.json,... [--link RATE,DELAY] [--scheme S|all]\n"
     "          [--batch B] [--wire fp32|fp16] [--json]\n"
-    "  worker  --listen ADDR:PORT [--threads N] [--weights F] [--max-conn N] [--idle-timeout S]\n"
+    "  worker  --listen ADDR:PORT [--threads N] [--weights F] [--secret-file F] [--max-conn N]\n"
+    "          [--max-frame-mb MB] [--handshake-timeout S] [--idle-timeout S]\n"
     "  infer   --model M --workers h1:p1,h2:p2 [--scheme S] [--batch B] [--image F] [--weights F]\n"
     "          [--link RATE,DELAY] [--devices a.json,...] [--wire fp32|fp16] [--timeout MS]\n"
-    "          [--trace out.json] [--threads N] [--top K]\n"
+    "          [--trace out.json] [--threads N] [--top K] [--secret-file F]\n"
     "  cluster --model M --devices N [--scheme S|all] [--link RATE,DELAY] [--batch B] [--runs R]\n"
-    "          [--threads N] [--no-cpu-share] [--wire fp32|fp16] [--edge-first] [--trace out.json] "
-    "[--json]\n"
+    "          [--threads N] [--no-cpu-share] [--wire fp32|fp16] [--edge-first] [--trace out.json]\n"
+    "          [--secret-file F] [--json]\n"
     "  reliability --model M --devices N (--trace F | --channel SPEC) [--deadlines 20:200:10]\n"
     "          [--requests K] [--candidates m1,m2,..] [-o out.csv] [--plot out.svg] "
     "[--no-cpu-share]\n"
@@ -392,7 +394,9 @@ int cmd_plan(int argc, char** argv) {
 }
 
 int cmd_worker(int argc, char** argv) {
-  Args a(argc, argv, 2, {"listen", "threads", "weights", "max-conn", "idle-timeout", "isa"},
+  Args a(argc, argv, 2,
+         {"listen", "threads", "weights", "max-conn", "idle-timeout", "handshake-timeout",
+          "max-frame-mb", "secret-file", "isa"},
          {"announce"});
   common(a);
   eb::dist::WorkerOptions o;
@@ -401,23 +405,42 @@ int cmd_worker(int argc, char** argv) {
   o.max_connections = a.integer("max-conn", 16, 1, 1024);
   o.threads = omp_get_max_threads();
   o.idle_timeout_ms = a.integer("idle-timeout", 300, 1, 86400) * 1000;
+  o.handshake_timeout_ms = a.integer("handshake-timeout", 10, 1, 3600) * 1000;
+  o.max_frame_bytes = uint64_t(a.integer("max-frame-mb", 256, 1, 512)) << 20;
+  if (a.has("secret-file")) o.secret = eb::dist::load_secret_file(a.str("secret-file"));
+  // SIGTERM/SIGINT stop the worker cleanly (sessions closed, threads joined, exit 0): systemd's
+  // stop, and LeakSanitizer's report at exit. Blocked here so every thread inherits the mask.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   eb::dist::WorkerServer w(o);
+  std::thread signals([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    std::fprintf(stderr, "edgeband worker: %s: stopping\n", strsignal(sig));
+    w.stop();
+  });
   if (a.has("announce")) {
     std::printf("PORT %u\n", unsigned(w.port()));
     std::fflush(stdout);
   } else {
-    std::fprintf(stderr, "edgeband worker: listening on port %u (%d threads, %s kernels)\n",
+    std::fprintf(stderr,
+                 "edgeband worker: listening on port %u (%d threads, %s kernels, %s)\n",
                  unsigned(w.port()), omp_get_max_threads(),
-                 eb::kernels::isa_name(eb::kernels::active().isa));
+                 eb::kernels::isa_name(eb::kernels::active().isa),
+                 o.secret.enabled() ? "hosts must authenticate" : "no authentication");
   }
   w.run();
+  signals.join();
   return 0;
 }
 
 int cmd_infer(int argc, char** argv) {
   Args a(argc, argv, 2,
          {"model", "weights", "workers", "scheme", "batch", "image", "link", "devices", "wire",
-          "timeout", "trace", "threads", "top", "isa"},
+          "timeout", "trace", "threads", "top", "secret-file", "isa"},
          {"edge-first"});
   common(a);
   uint64_t hash = 0;
@@ -454,6 +477,7 @@ int cmd_infer(int argc, char** argv) {
   ro.fp16 = fp16;
   ro.timeout_ms = a.integer("timeout", 10000, 10, 3600000);
   if (a.has("link")) ro.shaping.enabled = true, ro.shaping.link = c.link;
+  if (a.has("secret-file")) ro.secret = eb::dist::load_secret_file(a.str("secret-file"));
   eb::dist::HostRuntime host(g, hash, workers, ro);
   const auto scheme = eb::dist::parse_scheme(a.str("scheme", "halp"));
   const eb::dist::Plan plan = eb::dist::make_plan(*g, c, scheme, batch);
@@ -486,7 +510,7 @@ int cmd_infer(int argc, char** argv) {
 int cmd_cluster(int argc, char** argv) {
   Args a(argc, argv, 2,
          {"model", "weights", "devices", "scheme", "link", "batch", "runs", "threads", "wire",
-          "trace", "timeout", "isa"},
+          "trace", "timeout", "secret-file", "isa"},
          {"json", "no-cpu-share", "edge-first"});
   common(a);
   eb::dist::ClusterOptions o;
@@ -508,6 +532,7 @@ int cmd_cluster(int argc, char** argv) {
   o.edge_first = a.has("edge-first");
   o.trace = a.str("trace");
   o.timeout_ms = a.integer("timeout", 30000, 10, 3600000);
+  o.secret_file = a.str("secret-file");
   const auto results = eb::dist::run_cluster(o);
   bool all_equal = true;
   for (const auto& r : results) all_equal = all_equal && r.equal;

@@ -57,7 +57,8 @@ CpuShares::~CpuShares() {
   for (const auto& d : dirs) rmdir(d.c_str());
 }
 
-WorkerProcess::WorkerProcess(const std::string& exe, int threads, const std::string& weights) {
+WorkerProcess::WorkerProcess(const std::string& exe, int threads, const std::string& weights,
+                             const std::vector<std::string>& extra_args) {
   // Arguments are built before fork: the child of a threaded process may only exec.
   // `exe` may carry a prefix (an emulator: "qemu-aarch64-static -cpu cortex-a72 edgeband").
   const std::string t = std::to_string(threads);
@@ -73,6 +74,7 @@ WorkerProcess::WorkerProcess(const std::string& exe, int threads, const std::str
     argv.push_back("--weights");
     argv.push_back(weights.c_str());
   }
+  for (const std::string& x : extra_args) argv.push_back(x.c_str());
   argv.push_back(nullptr);
   int fds[2];
   if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
@@ -103,6 +105,11 @@ WorkerProcess::WorkerProcess(const std::string& exe, int threads, const std::str
 WorkerProcess::~WorkerProcess() {
   if (pid_ <= 0) return;
   kill(pid_, SIGTERM);
+  for (int i = 0; i < 1000; ++i) {
+    if (waitpid(pid_, nullptr, WNOHANG) == pid_) return;
+    usleep(10000);
+  }
+  kill(pid_, SIGKILL);
   waitpid(pid_, nullptr, 0);
 }
 
@@ -117,7 +124,9 @@ std::vector<SchemeResult> run_cluster(const ClusterOptions& o) {
   std::vector<std::unique_ptr<WorkerProcess>> workers;
   shares.assign(0, getpid());
   for (int d = 1; d < o.devices; ++d) {
-    workers.push_back(std::make_unique<WorkerProcess>(o.self_exe, threads, o.weights));
+    std::vector<std::string> extra;
+    if (!o.secret_file.empty()) extra = {"--secret-file", o.secret_file};
+    workers.push_back(std::make_unique<WorkerProcess>(o.self_exe, threads, o.weights, extra));
     shares.assign(d, workers.back()->pid());
   }
   // Inputs: deterministic pseudo-images.
@@ -149,6 +158,7 @@ std::vector<SchemeResult> run_cluster(const ClusterOptions& o) {
   RuntimeOptions ro;
   ro.fp16 = o.fp16;
   ro.timeout_ms = o.timeout_ms;
+  if (!o.secret_file.empty()) ro.secret = load_secret_file(o.secret_file);
   if (!o.link.empty()) ro.shaping.enabled = true, ro.shaping.link = cl.link;
   std::vector<std::string> addrs;
   for (auto& w : workers) addrs.push_back(w->addr());

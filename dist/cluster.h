@@ -24,6 +24,7 @@ struct ClusterOptions {
   bool edge_first = false;
   int timeout_ms = 30000;
   std::string trace;  // Chrome trace of the last run of the last scheme
+  std::string secret_file;  // set: workers and host authenticate with it
   std::string self_exe = "/proc/self/exe";
 };
 
@@ -56,10 +57,11 @@ class CpuShares {
 };
 
 // A local `edgeband worker` child process on 127.0.0.1 (port chosen by the OS and announced on
-// its stdout). The destructor kills and reaps it.
+// its stdout). The destructor stops it (SIGTERM, then SIGKILL after 10 s) and reaps it.
 class WorkerProcess {
  public:
-  WorkerProcess(const std::string& exe, int threads, const std::string& weights = "");
+  WorkerProcess(const std::string& exe, int threads, const std::string& weights = "",
+                const std::vector<std::string>& extra_args = {});
   ~WorkerProcess();
   WorkerProcess(const WorkerProcess&) = delete;
   WorkerProcess& operator=(const WorkerProcess&) = delete;

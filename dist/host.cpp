@@ -18,6 +18,8 @@ HostRuntime::HostRuntime(std::shared_ptr<const Graph> g, uint64_t model_hash,
     : g_(std::move(g)), opt_(opt), inbox_(std::make_shared<Inbox>()) {
   char want[32];
   std::snprintf(want, sizeof want, "%016llx", static_cast<unsigned long long>(model_hash));
+  std::vector<std::pair<Nonce, std::string>> nonces;  // per worker: our nonce, our HELLO text
+  std::vector<Nonce> worker_nonce;
   for (size_t i = 0; i < workers.size(); ++i) {
     auto sock = connect_to(io_, workers[i], std::chrono::milliseconds(opt_.timeout_ms));
     auto p = std::make_unique<Peer>(std::move(sock), inbox_, int(i), workers[i]);
@@ -36,29 +38,74 @@ HostRuntime::HostRuntime(std::shared_ptr<const Graph> g, uint64_t model_hash,
       ch["elapsed_s"] = std::chrono::duration<double>(Clock::now() - opt_.shaping.epoch).count();
       hello["channel"] = ch;
     }
+    Nonce mine{};
+    if (opt_.secret.enabled()) {
+      mine = random_nonce();
+      hello["nonce"] = to_hex(mine.data(), mine.size());
+    }
+    const std::string text = hello.dump();  // Peer::send dumps the same object to the same bytes
     p->send(MsgType::hello, 0, hello);
     peers_.push_back(std::move(p));
     alive_.push_back(true);
+    nonces.push_back({mine, text});
   }
-  // Every worker must answer with the same model identity before any plan runs.
+  // Every worker must answer with the same model identity (and, with a secret, prove it holds
+  // the secret too) before any plan runs.
   size_t answered = 0;
-  std::vector<bool> ok(peers_.size(), false);
+  std::vector<bool> ok(peers_.size(), false), challenged(peers_.size(), false);
+  worker_nonce.resize(peers_.size());
   while (answered < peers_.size()) {
     auto m = inbox_->pop(std::chrono::milliseconds(opt_.hello_timeout_ms));
     if (!m)
       throw std::runtime_error("a worker did not answer hello (load its model) within the timeout");
-    const std::string& name = peers_[size_t(m->peer)]->name();
-    if (!m->failure.empty()) throw std::runtime_error("worker " + name + ": " + m->failure);
+    const size_t k = size_t(m->peer);
+    const std::string& name = peers_[k]->name();
+    if (!m->failure.empty()) {
+      if (challenged[k])
+        throw std::runtime_error("worker " + name + " ended the connection during authentication (" +
+                                 m->failure + "): does it hold the same secret? See its log");
+      throw std::runtime_error("worker " + name + ": " + m->failure);
+    }
     if (m->type == MsgType::error)
       throw std::runtime_error("worker " + name + " refused: " + m->json.at("message").string());
-    if (m->type != MsgType::hello_ok || ok[size_t(m->peer)])
+    if (m->type == MsgType::challenge && !challenged[k]) {
+      if (!opt_.secret.enabled())
+        throw std::runtime_error("worker " + name +
+                                 " requires authentication: give this host its secret with --secret-file");
+      Nonce theirs{};
+      if (!from_hex(m->json.at("nonce").string("nonce"), theirs.data(), theirs.size()))
+        throw std::runtime_error("worker " + name + ": malformed challenge");
+      const Nonce& mine = nonces[k].first;
+      peers_[k]->enable_mac(session_key(opt_.secret, theirs, mine), true);
+      peers_[k]->sign_sends();
+      const Digest256 proof = host_proof(opt_.secret, theirs, mine, nonces[k].second);
+      Json a = Json::object();
+      a["proof"] = to_hex(proof.data(), proof.size());
+      peers_[k]->send(MsgType::auth, 0, a);
+      challenged[k] = true;
+      worker_nonce[k] = theirs;
+      continue;
+    }
+    if (m->type != MsgType::hello_ok || ok[k])
       throw std::runtime_error("worker " + name + ": unexpected reply");
+    if (opt_.secret.enabled()) {
+      Digest256 proof{};
+      const Digest256 expect = challenged[k]
+                                   ? worker_proof(opt_.secret, worker_nonce[k], nonces[k].first)
+                                   : Digest256{};
+      if (!challenged[k] || !m->authenticated || !m->json.has("proof"))
+        throw std::runtime_error("worker " + name +
+                                 " does not authenticate (started without --secret-file?); not using it");
+      if (!from_hex(m->json.at("proof").string("proof"), proof.data(), proof.size()) ||
+          !equal_constant_time(proof.data(), expect.data(), proof.size()))
+        throw std::runtime_error("worker " + name + " failed to prove it holds the secret");
+    }
     const std::string got = m->json.at("hash").string("hash");
     if (got != want)
       throw std::runtime_error("worker " + name + " holds a different model (" +
                                m->json.at("model").string() + ", weights hash " + got +
                                "; this host has " + g_->model + ", " + want + ")");
-    ok[size_t(m->peer)] = true;
+    ok[k] = true;
     ++answered;
   }
 }
@@ -176,6 +223,8 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
           }
           if (!alive_[size_t(m->peer)]) continue;  // late news from a worker already dropped
           if (!m->failure.empty()) throw WorkerFault{m->peer, m->failure};
+          if (opt_.secret.enabled() && !m->authenticated)
+            throw WorkerFault{m->peer, "unauthenticated frame"};
           if (m->type == MsgType::error)
             throw WorkerFault{m->peer, "error: " + m->json.at("message").string()};
           if (m->type != MsgType::rows) throw WorkerFault{m->peer, "unexpected message"};

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "dist/auth.h"
 #include "dist/feature_store.h"
 #include "dist/peer.h"
 #include "dist/planner.h"
@@ -17,6 +18,7 @@ struct RuntimeOptions {
   bool fp16 = false;
   int timeout_ms = 10000;  // a worker silent for this long while we wait on it is dropped
   int hello_timeout_ms = 120000;  // connecting and loading the model (slow boards, big models)
+  Secret secret;  // set: every worker must prove it holds the same secret (dist/auth.h)
 };
 
 struct InferStats {

@@ -2,6 +2,7 @@
 
 #include <poll.h>
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
@@ -63,6 +64,29 @@ Shaping Peer::shaping() const {
   return shaping_;
 }
 
+void Peer::set_limits(const FrameLimits& l) {
+  std::lock_guard<std::mutex> lk(cfg_mu_);
+  limits_ = l;
+}
+
+void Peer::enable_mac(const Digest256& key, bool host_side) {
+  std::lock_guard<std::mutex> lk_send(send_mu_);
+  std::lock_guard<std::mutex> lk(cfg_mu_);
+  mac_on_ = true;
+  sign_on_ = false;
+  mac_key_ = key;
+  send_dir_ = host_side ? 'H' : 'W';
+  recv_dir_ = host_side ? 'W' : 'H';
+  send_seq_ = recv_seq_ = 0;
+}
+
+void Peer::sign_sends() {
+  std::lock_guard<std::mutex> lk_send(send_mu_);
+  std::lock_guard<std::mutex> lk(cfg_mu_);
+  if (!mac_on_) throw std::logic_error("sign_sends before enable_mac");
+  sign_on_ = true;
+}
+
 void Peer::start_reader() {
   reader_ = std::thread([this] { read_loop(); });
 }
@@ -86,16 +110,27 @@ void Peer::pace(size_t bytes) {
 
 void Peer::send(MsgType t, uint64_t id, const Json& json, const void* data, size_t len) {
   const std::string text = json.dump();
-  const std::vector<uint8_t> header = encode_header(t, id, text, data, len);
   std::lock_guard<std::mutex> lk(send_mu_);
   if (closed_) throw std::runtime_error("connection to " + name_ + " is closed");
-  pace(header.size() + text.size() + len);
-  std::array<asio::const_buffer, 3> bufs{asio::buffer(header), asio::buffer(text),
-                                         asio::buffer(data, len)};
+  bool mac_on;
+  Digest256 key;
+  uint8_t dir;
+  {
+    std::lock_guard<std::mutex> lk_cfg(cfg_mu_);
+    mac_on = sign_on_, key = mac_key_, dir = send_dir_;
+  }
+  const std::vector<uint8_t> header = encode_header(t, id, text, data, len, mac_on ? kFlagMac : 0);
+  Digest256 tag{};
+  if (mac_on) tag = frame_mac(key, dir, send_seq_++, header.data(), text, data, len);
+  const size_t total = header.size() + text.size() + len + (mac_on ? kMacBytes : 0);
+  pace(total);
+  std::array<asio::const_buffer, 4> bufs{asio::buffer(header), asio::buffer(text),
+                                         asio::buffer(data, len),
+                                         asio::buffer(tag.data(), mac_on ? kMacBytes : 0)};
   asio::error_code ec;
   asio::write(sock_, bufs, ec);
   if (ec) throw std::runtime_error("send to " + name_ + " failed: " + ec.message());
-  sent_ += header.size() + text.size() + len;
+  sent_ += total;
 }
 
 void Peer::read_loop() {
@@ -110,14 +145,49 @@ void Peer::read_loop() {
         throw std::runtime_error(ec == asio::error::eof ? "connection closed by peer"
                                                         : ec.message());
       const FrameHeader h = decode_header(hb);
+      FrameLimits lim;
+      bool mac_on;
+      {
+        std::lock_guard<std::mutex> lk(cfg_mu_);
+        lim = limits_, mac_on = mac_on_;
+      }
+      if (h.json_len > lim.max_json || h.data_len > lim.max_data)
+        throw ProtocolError("frame of " + std::to_string(h.json_len + h.data_len) +
+                            " bytes exceeds this connection's limit");
+      if (bool(h.flags & kFlagMac) != mac_on)
+        throw ProtocolError(mac_on ? "frame without a MAC on an authenticated connection"
+                                   : "MAC on a frame before the handshake");
       std::string text(h.json_len, '\0');
       Message m;
-      m.data.resize(size_t(h.data_len));
-      std::array<asio::mutable_buffer, 2> bufs{asio::buffer(text), asio::buffer(m.data)};
-      asio::read(sock_, bufs, ec);
+      asio::read(sock_, asio::buffer(text), ec);
+      if (ec) throw ProtocolError("truncated frame: " + ec.message());
+      // The data grows as it arrives: a peer must send bytes to make us hold them.
+      constexpr size_t kFirstChunk = 1u << 20;
+      const size_t n = size_t(h.data_len);
+      m.data.resize(std::min(n, kFirstChunk));
+      asio::read(sock_, asio::buffer(m.data), ec);
+      if (!ec && n > kFirstChunk) {
+        m.data.resize(n);
+        asio::read(sock_, asio::buffer(m.data.data() + kFirstChunk, n - kFirstChunk), ec);
+      }
+      Digest256 tag{};
+      if (!ec && mac_on) asio::read(sock_, asio::buffer(tag), ec);
       if (ec) throw ProtocolError("truncated frame: " + ec.message());
       verify_frame(hb, text, m.data.data(), m.data.size());
-      received_ += kHeaderBytes + text.size() + m.data.size();
+      if (mac_on) {
+        Digest256 key;
+        uint8_t dir;
+        uint64_t seq;
+        {
+          std::lock_guard<std::mutex> lk(cfg_mu_);
+          key = mac_key_, dir = recv_dir_, seq = recv_seq_++;
+        }
+        const Digest256 want = frame_mac(key, dir, seq, hb, text, m.data.data(), m.data.size());
+        if (!equal_constant_time(want.data(), tag.data(), kMacBytes))
+          throw ProtocolError("frame MAC mismatch (forged, altered or replayed frame)");
+        m.authenticated = true;
+      }
+      received_ += kHeaderBytes + text.size() + m.data.size() + (mac_on ? kMacBytes : 0);
       m.peer = index_;
       m.type = h.type;
       m.id = h.request_id;
@@ -126,6 +196,7 @@ void Peer::read_loop() {
       } catch (const std::exception& e) {
         throw ProtocolError(std::string("bad JSON in frame: ") + e.what());
       }
+      m.text = std::move(text);
       m.deliver_at = Clock::now();
       const Shaping sh = shaping();
       if (sh.enabled)

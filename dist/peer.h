@@ -27,7 +27,9 @@ struct Message {
   MsgType type = MsgType::error;
   uint64_t id = 0;
   Json json;
+  std::string text;  // the JSON as received (the host proof covers HELLO's exact bytes)
   std::vector<uint8_t> data;
+  bool authenticated = false;  // carried a valid MAC under the session key
   Clock::time_point deliver_at;
   std::string failure;  // non-empty: the connection failed (closed, malformed frame, ...)
 };
@@ -54,6 +56,13 @@ struct Shaping {
   double bits_per_s(Clock::time_point now) const;
 };
 
+// What a receiver accepts in one frame. Before a worker has authenticated its host it accepts
+// only small frames, so a stranger cannot make it allocate much.
+struct FrameLimits {
+  uint32_t max_json = kMaxJson;
+  uint64_t max_data = kMaxData;
+};
+
 class Peer {
  public:
   Peer(asio::ip::tcp::socket sock, std::shared_ptr<Inbox> inbox, int index, std::string name);
@@ -62,6 +71,13 @@ class Peer {
   Peer& operator=(const Peer&) = delete;
 
   void set_shaping(const Shaping& s);
+  void set_limits(const FrameLimits& l);
+  // From now on every frame received must carry a valid MAC under `session_key` (sequence numbers
+  // start at 0 in both directions; `host_side` picks the direction labels) ...
+  void enable_mac(const Digest256& session_key, bool host_side);
+  // ... and, from this call on, every frame sent carries one. Two steps, because the worker
+  // must expect MACs before its CHALLENGE leaves but may sign only after the host's proof.
+  void sign_sends();
   void start_reader();
   // Sends one frame; data is written straight from the caller's memory (scatter-gather).
   // Thread-safe. Throws std::runtime_error on a broken connection.
@@ -79,8 +95,13 @@ class Peer {
   int index_;
   std::string name_;
   std::mutex send_mu_;
-  mutable std::mutex cfg_mu_;  // guards shaping_: the reader thread reads it
+  mutable std::mutex cfg_mu_;  // guards shaping_, limits_ and the MAC state: the reader reads them
   Shaping shaping_;
+  FrameLimits limits_;
+  bool mac_on_ = false, sign_on_ = false;
+  Digest256 mac_key_{};
+  uint8_t send_dir_ = 0, recv_dir_ = 0;
+  uint64_t send_seq_ = 0, recv_seq_ = 0;
   Shaping shaping() const;
   Clock::time_point link_free_;
   std::thread reader_;

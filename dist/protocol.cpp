@@ -15,6 +15,8 @@ const char* msg_name(MsgType t) {
     case MsgType::plan: return "plan";
     case MsgType::rows: return "rows";
     case MsgType::bye: return "bye";
+    case MsgType::challenge: return "challenge";
+    case MsgType::auth: return "auth";
   }
   return "?";
 }
@@ -40,7 +42,7 @@ uint64_t frame_hash(const uint8_t* header, const std::string& json, const void* 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the wire format is little-endian");
 
 std::vector<uint8_t> encode_header(MsgType t, uint64_t id, const std::string& json,
-                                   const void* data, size_t data_len) {
+                                   const void* data, size_t data_len, uint32_t flags) {
   if (json.size() > kMaxJson || data_len > kMaxData) throw ProtocolError("message too large to send");
   std::vector<uint8_t> h(kHeaderBytes, 0);
   put<uint32_t>(h.data(), 0, kFrameMagic);
@@ -48,7 +50,7 @@ std::vector<uint8_t> encode_header(MsgType t, uint64_t id, const std::string& js
   put<uint16_t>(h.data(), 6, uint16_t(t));
   put<uint64_t>(h.data(), 8, id);
   put<uint32_t>(h.data(), 16, uint32_t(json.size()));
-  put<uint32_t>(h.data(), 20, 0);
+  put<uint32_t>(h.data(), 20, flags);
   put<uint64_t>(h.data(), 24, data_len);
   put<uint64_t>(h.data(), 32, frame_hash(h.data(), json, data, data_len));
   return h;
@@ -61,9 +63,10 @@ FrameHeader decode_header(const uint8_t* b) {
     throw ProtocolError("protocol version " + std::to_string(v) + " not supported (this is " +
                         std::to_string(kProtocolVersion) + ")");
   const uint16_t t = get<uint16_t>(b, 6);
-  if (t < 1 || t > 6) throw ProtocolError("unknown message type " + std::to_string(t));
-  FrameHeader h{MsgType(t), get<uint64_t>(b, 8), get<uint32_t>(b, 16), get<uint64_t>(b, 24), get<uint64_t>(b, 32)};
-  if (get<uint32_t>(b, 20) != 0) throw ProtocolError("reserved header field is not zero");
+  if (t < 1 || t > 8) throw ProtocolError("unknown message type " + std::to_string(t));
+  FrameHeader h{MsgType(t), get<uint64_t>(b, 8), get<uint32_t>(b, 16), get<uint64_t>(b, 24),
+                get<uint64_t>(b, 32), get<uint32_t>(b, 20)};
+  if (h.flags & ~kFlagMac) throw ProtocolError("unknown frame flags");
   if (h.json_len > kMaxJson) throw ProtocolError("JSON part exceeds the 1 MiB cap");
   if (h.data_len > kMaxData) throw ProtocolError("data part exceeds the 512 MiB cap");
   return h;
@@ -72,6 +75,19 @@ FrameHeader decode_header(const uint8_t* b) {
 void verify_frame(const uint8_t* header, const std::string& json, const void* data, size_t n) {
   if (frame_hash(header, json, data, n) != get<uint64_t>(header, 32))
     throw ProtocolError("frame checksum mismatch");
+}
+
+Digest256 frame_mac(const Digest256& key, uint8_t direction, uint64_t seq, const uint8_t* header,
+                    const std::string& json, const void* data, size_t n) {
+  HmacSha256 mac(key.data(), key.size());
+  uint8_t prefix[9];
+  prefix[0] = direction;
+  put<uint64_t>(prefix, 1, seq);
+  mac.update(prefix, sizeof prefix);
+  mac.update(header, kHeaderBytes);
+  mac.update(json.data(), json.size());
+  if (n) mac.update(data, n);
+  return mac.finish();
 }
 
 Json plan_to_wire(const Plan& p) {

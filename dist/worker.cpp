@@ -156,45 +156,104 @@ void WorkerServer::session(asio::ip::tcp::socket sock, std::string who) {
   bool have_plan = false, fp16 = false;
   int me = -1;
   std::map<uint64_t, int> next_block;  // per image
+  // Handshake: HELLO, then (with a secret) CHALLENGE out and AUTH in; only then HELLO_OK.
+  enum class Stage { hello, auth, ready } stage = Stage::hello;
+  const bool secure = opt_.secret.enabled();
+  Nonce worker_nonce{}, host_nonce{};
+  Message hello;
+  peer->set_limits({kMaxJson, 0});
+  const auto handshake_deadline = Clock::now() + std::chrono::milliseconds(opt_.handshake_timeout_ms);
+  auto refuse = [&](const std::string& tell_host, const std::string& why) {
+    Json err = Json::object();
+    err["message"] = tell_host;
+    peer->send(MsgType::error, 0, err);
+    throw std::runtime_error("refusing " + who + ": " + why);
+  };
+  // Loads the model HELLO names and answers HELLO_OK (with our proof when authenticating).
+  auto accept_hello = [&] {
+    Model model;
+    try {
+      model = model_for(hello.json.at("model").string("model"));
+    } catch (const std::exception& e) {
+      refuse(e.what(), std::string("hello refused: ") + e.what());
+    }
+    g = model.graph;
+    store = std::make_unique<FeatureStore>(*g);
+    Shaping sh;
+    if (hello.json.has("link") && !hello.json.at("link").is_null()) {
+      sh.enabled = true;
+      sh.link = parse_link(hello.json.at("link").string("link"));
+      if (hello.json.has("channel"))
+        sh.channel = std::make_shared<BandwidthTrace>(
+            channel_from_wire(hello.json.at("channel"), sh.epoch));
+    }
+    peer->set_shaping(sh);
+    fp16 = hello.json.has("wire") && hello.json.at("wire").string("wire") == "fp16";
+    Json ok = Json::object();
+    ok["model"] = g->model;
+    char hex[32];
+    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(model.hash));
+    ok["hash"] = hex;
+    ok["isa"] = kernels::isa_name(kernels::active().isa);
+    if (secure) {
+      const Digest256 proof = worker_proof(opt_.secret, worker_nonce, host_nonce);
+      ok["proof"] = to_hex(proof.data(), proof.size());
+    }
+    peer->set_limits({kMaxJson, opt_.max_frame_bytes});
+    peer->send(MsgType::hello_ok, hello.id, ok);
+    stage = Stage::ready;
+  };
   try {
     while (true) {
-      std::optional<Message> m = inbox->pop(std::chrono::milliseconds(opt_.idle_timeout_ms));
-      if (!m) throw std::runtime_error("idle timeout");
+      const auto wait = stage == Stage::ready
+                            ? std::chrono::milliseconds(opt_.idle_timeout_ms)
+                            : std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::max(handshake_deadline - Clock::now(), Clock::duration(0)));
+      std::optional<Message> m = inbox->pop(wait);
+      if (!m)
+        throw std::runtime_error(stage == Stage::ready ? "idle timeout"
+                                                       : "handshake not completed in time");
       if (!m->failure.empty()) {
+        if (stage == Stage::auth)
+          throw std::runtime_error("refusing " + who + ": authentication failed (" + m->failure +
+                                   "); wrong secret?");
         if (m->failure != "closed" && m->failure != "connection closed by peer")
           log(who + ": " + m->failure);
         break;
       }
+      if (stage != Stage::ready && m->type != MsgType::hello && m->type != MsgType::auth)
+        throw ProtocolError(std::string(msg_name(m->type)) + " before the handshake");
+      if (secure && stage != Stage::hello && !m->authenticated)
+        throw ProtocolError("unauthenticated frame");  // read before the MAC was switched on
       switch (m->type) {
         case MsgType::hello: {
-          Model model;
-          try {
-            model = model_for(m->json.at("model").string("model"));
-          } catch (const std::exception& e) {
-            Json err = Json::object();
-            err["message"] = e.what();
-            peer->send(MsgType::error, m->id, err);
-            throw std::runtime_error(std::string("hello refused: ") + e.what());
+          if (stage != Stage::hello) throw ProtocolError("second hello");
+          hello = std::move(*m);
+          if (!secure) {
+            accept_hello();
+            break;
           }
-          g = model.graph;
-          store = std::make_unique<FeatureStore>(*g);
-          Shaping sh;
-          if (m->json.has("link") && !m->json.at("link").is_null()) {
-            sh.enabled = true;
-            sh.link = parse_link(m->json.at("link").string("link"));
-            if (m->json.has("channel"))
-              sh.channel = std::make_shared<BandwidthTrace>(
-                  channel_from_wire(m->json.at("channel"), sh.epoch));
-          }
-          peer->set_shaping(sh);
-          fp16 = m->json.has("wire") && m->json.at("wire").string("wire") == "fp16";
-          Json ok = Json::object();
-          ok["model"] = g->model;
-          char hex[32];
-          std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(model.hash));
-          ok["hash"] = hex;
-          ok["isa"] = kernels::isa_name(kernels::active().isa);
-          peer->send(MsgType::hello_ok, m->id, ok);
+          if (!hello.json.has("nonce") ||
+              !from_hex(hello.json.at("nonce").string("nonce"), host_nonce.data(), host_nonce.size()))
+            refuse("this worker requires authentication: start the host with --secret-file",
+                   "the host sent no credentials (no --secret-file?)");
+          worker_nonce = random_nonce();
+          peer->enable_mac(session_key(opt_.secret, worker_nonce, host_nonce), false);
+          Json c = Json::object();
+          c["nonce"] = to_hex(worker_nonce.data(), worker_nonce.size());
+          peer->send(MsgType::challenge, 0, c);
+          stage = Stage::auth;
+          break;
+        }
+        case MsgType::auth: {
+          if (stage != Stage::auth) throw ProtocolError("unexpected auth");
+          const Digest256 want = host_proof(opt_.secret, worker_nonce, host_nonce, hello.text);
+          Digest256 got{};
+          if (!m->json.has("proof") || !from_hex(m->json.at("proof").string("proof"), got.data(), got.size()) ||
+              !equal_constant_time(got.data(), want.data(), got.size()))
+            throw std::runtime_error("refusing " + who + ": authentication failed (bad proof)");
+          peer->sign_sends();
+          accept_hello();
           break;
         }
         case MsgType::plan: {
@@ -253,7 +312,11 @@ void WorkerServer::session(asio::ip::tcp::socket sock, std::string who) {
       }
     }
   } catch (const std::exception& e) {
-    if (*e.what()) log("dropping " + who + ": " + e.what());
+    const std::string why = e.what();
+    if (why.rfind("refusing ", 0) == 0)
+      log(why);
+    else if (!why.empty())
+      log("dropping " + who + ": " + why);
   }
   peer->close();
   ++served_;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/graph.h"
+#include "dist/auth.h"
 
 namespace eb::dist {
 
@@ -20,8 +21,14 @@ struct WorkerOptions {
   std::string listen = "127.0.0.1:0";
   std::string weights;                 // serve this file's model only (else built-in models)
   int threads = 0;                     // OpenMP threads per session (0: the OpenMP default)
+  // Limits (README "Limits"): connections served at once, the largest frame accepted after the
+  // handshake (before it: no data, 1 MiB of JSON), the time a new connection has to complete
+  // HELLO (and authentication), and the silence after which a connection is dropped.
   int max_connections = 16;
-  int idle_timeout_ms = 300000;        // a silent connection is dropped after this
+  uint64_t max_frame_bytes = 256ull << 20;
+  int handshake_timeout_ms = 10000;
+  int idle_timeout_ms = 300000;
+  Secret secret;  // set: hosts must authenticate (dist/auth.h)
   std::function<void(const std::string&)> log = nullptr;  // default: stderr
 };
 
