@@ -585,7 +585,8 @@ int cmd_info() {
   for (auto i : {eb::kernels::Isa::scalar, eb::kernels::Isa::avx2, eb::kernels::Isa::avx512,
                  eb::kernels::Isa::neon})
     if (eb::kernels::table_for(i)) std::printf(" %s", eb::kernels::isa_name(i));
-  std::printf("\n");
+  std::printf("\nhmac-sha256 (frame MACs with --secret-file): %.0f MB/s on one core\n",
+              eb::hmac_sha256_mb_per_s());
   return 0;
 }
 

@@ -102,16 +102,22 @@ WorkerProcess::WorkerProcess(const std::string& exe, int threads, const std::str
   addr_ = "127.0.0.1:" + std::to_string(port);
 }
 
-WorkerProcess::~WorkerProcess() {
-  if (pid_ <= 0) return;
-  kill(pid_, SIGTERM);
-  for (int i = 0; i < 1000; ++i) {
-    if (waitpid(pid_, nullptr, WNOHANG) == pid_) return;
+int WorkerProcess::stop(int grace_ms) {
+  if (pid_ <= 0) return -1;
+  const int pid = pid_;
+  pid_ = -1;
+  kill(pid, SIGTERM);
+  int status = 0;
+  for (int waited = 0; waited < grace_ms; waited += 10) {
+    if (waitpid(pid, &status, WNOHANG) == pid) return status;
     usleep(10000);
   }
-  kill(pid_, SIGKILL);
-  waitpid(pid_, nullptr, 0);
+  kill(pid, SIGKILL);
+  waitpid(pid, &status, 0);
+  return status;
 }
+
+WorkerProcess::~WorkerProcess() { stop(); }
 
 std::vector<SchemeResult> run_cluster(const ClusterOptions& o) {
   if (o.devices < 1 || o.devices > 16) throw std::invalid_argument("--devices must be in [1, 16]");

@@ -67,6 +67,8 @@ class WorkerProcess {
   WorkerProcess& operator=(const WorkerProcess&) = delete;
   int pid() const { return pid_; }
   const std::string& addr() const { return addr_; }
+  // SIGTERM, then SIGKILL after `grace_ms`; returns the wait status (see waitpid(2)).
+  int stop(int grace_ms = 10000);
 
  private:
   int pid_ = -1;

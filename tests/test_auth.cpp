@@ -17,6 +17,7 @@
 #include "dist/host.h"
 #include "dist/worker.h"
 #include "models/zoo.h"
+#include "tests/raw_client.h"
 #include "tests/reference.h"
 
 using namespace eb;
@@ -72,81 +73,20 @@ struct LoggedWorker {
   }
 };
 
-// A hand-driven client: writes frames byte by byte as a host (or an attacker) would.
-struct RawClient {
-  asio::io_context io;
-  asio::ip::tcp::socket s{io};
-  explicit RawClient(const std::string& addr) {
-    s.connect(parse_endpoint(addr));
-    timeval tv{5, 0};  // a worker that fails to close must fail the test, not hang it
-    ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  }
-  static std::vector<uint8_t> frame(MsgType t, const std::string& json, const Digest256* key,
-                                    uint64_t seq) {
-    std::vector<uint8_t> f = encode_header(t, 0, json, nullptr, 0, key ? kFlagMac : 0);
-    f.insert(f.end(), json.begin(), json.end());
-    if (key) {
-      const Digest256 tag = frame_mac(*key, 'H', seq, f.data(), json, nullptr, 0);
-      f.insert(f.end(), tag.begin(), tag.end());
-    }
-    return f;
-  }
-  void write(const std::vector<uint8_t>& bytes) {
-    asio::error_code ec;
-    asio::write(s, asio::buffer(bytes), ec);
-  }
-  // Reads one frame (with a MAC trailer when `mac`); false when the worker closed instead.
-  bool read(FrameHeader* h, std::string* json, bool mac, Digest256* tag = nullptr,
-            std::vector<uint8_t>* header = nullptr) {
-    std::vector<uint8_t> hb(kHeaderBytes);
-    asio::error_code ec;
-    asio::read(s, asio::buffer(hb), ec);
-    if (ec) return false;
-    *h = decode_header(hb.data());
-    json->assign(h->json_len, '\0');
-    asio::read(s, asio::buffer(*json), ec);
-    Digest256 t{};
-    if (!ec && mac) asio::read(s, asio::buffer(t), ec);
-    if (tag) *tag = t;
-    if (header) *header = hb;
-    return !ec;
-  }
-  bool closed_by_worker() {
-    uint8_t b[64];
-    asio::error_code ec;
-    while (!ec) s.read_some(asio::buffer(b), ec);
-    return ec == asio::error::eof || ec == asio::error::connection_reset;
-  }
-};
+using test::RawClient;
 
-// Runs HELLO / CHALLENGE / AUTH / HELLO_OK by hand; returns the session key (checks each step).
-Digest256 handshake(RawClient& c, const Secret& s, const std::string& hello_json_body,
+// Runs the handshake by hand and checks each step; returns the session key.
+Digest256 handshake(RawClient& c, const Secret& s, const std::string& hello_body,
                     bool lie_in_proof = false) {
-  const Nonce mine = random_nonce();
-  const std::string hello =
-      "{" + hello_json_body + ",\"nonce\":\"" + to_hex(mine.data(), mine.size()) + "\"}";
-  c.write(RawClient::frame(MsgType::hello, hello, nullptr, 0));
-  FrameHeader h{};
-  std::string json;
-  REQUIRE(c.read(&h, &json, false));
-  REQUIRE(h.type == MsgType::challenge);
-  Nonce theirs{};
-  REQUIRE(from_hex(Json::parse(json).at("nonce").string(), theirs.data(), theirs.size()));
-  const Digest256 key = session_key(s, theirs, mine);
-  // A man in the middle who changed HELLO would hold a proof over other bytes than the worker's.
-  const Digest256 proof = host_proof(s, theirs, mine, lie_in_proof ? hello + " " : hello);
-  c.write(RawClient::frame(MsgType::auth, "{\"proof\":\"" + hex_of(proof) + "\"}", &key, 0));
-  if (lie_in_proof) return key;
-  Digest256 tag{};
-  std::vector<uint8_t> hb;
-  REQUIRE(c.read(&h, &json, true, &tag, &hb));
-  REQUIRE(h.type == MsgType::hello_ok);
-  CHECK(h.flags == kFlagMac);
-  const Digest256 want = frame_mac(key, 'W', 0, hb.data(), json, nullptr, 0);
-  CHECK(equal_constant_time(want.data(), tag.data(), 32));
-  const Digest256 wp = worker_proof(s, theirs, mine);
-  CHECK(Json::parse(json).at("proof").string() == hex_of(wp));
-  return key;
+  const auto ok = c.handshake(s, hello_body, lie_in_proof);
+  REQUIRE(ok);
+  if (lie_in_proof) return c.key;
+  CHECK(ok->h.flags == kFlagMac);
+  const Digest256 want = frame_mac(c.key, 'W', 0, ok->header.data(), ok->json, nullptr, 0);
+  CHECK(equal_constant_time(want.data(), ok->tag.data(), 32));
+  const Digest256 wp = worker_proof(s, c.theirs, c.mine);
+  CHECK(Json::parse(ok->json).at("proof").string() == hex_of(wp));
+  return c.key;
 }
 
 const char* kHelloBody = "\"model\":\"mobilenet_v1:0.25:64\",\"wire\":\"fp32\",\"link\":null";
@@ -273,50 +213,51 @@ TEST_CASE("dist auth: forged, altered, replayed and unsigned frames end the conn
   LoggedWorker w(wo);
   const std::string plan = "{\"plan\":{},\"device\":1}";
   {
-    RawClient c(w.addr);  // altered: one JSON byte changed after the MAC was computed
-    const Digest256 key = handshake(c, s, kHelloBody);
-    auto f = RawClient::frame(MsgType::plan, plan, &key, 1);
+    RawClient c(w.addr, 5000);  // altered: one JSON byte changed after the MAC was computed
+    handshake(c, s, kHelloBody);
+    auto f = c.frame(MsgType::plan, plan, {}, true);
     f[kHeaderBytes + 3] ^= 1;
-    c.write(f);
-    CHECK(c.closed_by_worker());
+    c.write(f.data(), f.size());
+    CHECK(c.closed_by_peer());
   }
   CHECK(w.logged("checksum mismatch"));  // the checksum catches it first; the MAC too below
   {
-    RawClient c(w.addr);  // altered with the checksum fixed up: only the MAC can tell
-    const Digest256 key = handshake(c, s, kHelloBody);
+    RawClient c(w.addr, 5000);  // altered with the checksum fixed up: only the MAC can tell
+    handshake(c, s, kHelloBody);
     std::string other = plan;
     other[3] ^= 1;
-    auto f = RawClient::frame(MsgType::plan, other, &key, 1);
-    const auto good = RawClient::frame(MsgType::plan, plan, &key, 1);
+    auto f = c.frame(MsgType::plan, other, {}, true);
+    --c.seq;
+    const auto good = c.frame(MsgType::plan, plan, {}, true);
     std::copy(good.end() - 32, good.end(), f.end() - 32);  // the tag of the original frame
-    c.write(f);
-    CHECK(c.closed_by_worker());
+    c.write(f.data(), f.size());
+    CHECK(c.closed_by_peer());
   }
   CHECK(w.logged("MAC mismatch"));
   {
-    RawClient c(w.addr);  // replayed: the AUTH frame (sequence 0) sent again
-    const Digest256 key = handshake(c, s, kHelloBody);
-    c.write(RawClient::frame(MsgType::auth, "{\"proof\":\"00\"}", &key, 0));
-    CHECK(c.closed_by_worker());
+    RawClient c(w.addr, 5000);  // replayed: the AUTH frame (sequence 0) sent again
+    handshake(c, s, kHelloBody);
+    c.seq = 0;
+    c.send(MsgType::auth, "{\"proof\":\"00\"}", {}, true);
+    CHECK(c.closed_by_peer());
   }
   {
-    RawClient c(w.addr);  // unsigned frame after the handshake
+    RawClient c(w.addr, 5000);  // unsigned frame after the handshake
     handshake(c, s, kHelloBody);
-    c.write(RawClient::frame(MsgType::plan, plan, nullptr, 0));
-    CHECK(c.closed_by_worker());
+    c.send(MsgType::plan, plan);
+    CHECK(c.closed_by_peer());
   }
   CHECK(w.logged("without a MAC"));
   {
-    RawClient c(w.addr);  // HELLO changed in transit: the proof does not cover what arrived
+    RawClient c(w.addr, 5000);  // HELLO changed in transit: the proof does not cover what arrived
     handshake(c, s, kHelloBody, /*lie_in_proof=*/true);
-    CHECK(c.closed_by_worker());
+    CHECK(c.closed_by_peer());
   }
   CHECK(w.logged("bad proof"));
   {
-    RawClient c(w.addr);  // a MAC before the handshake
-    const Digest256 k{};
-    c.write(RawClient::frame(MsgType::hello, "{}", &k, 0));
-    CHECK(c.closed_by_worker());
+    RawClient c(w.addr, 5000);  // a MAC before the handshake
+    c.send(MsgType::hello, "{}", {}, true);
+    CHECK(c.closed_by_peer());
   }
   CHECK(w.logged("MAC on a frame before the handshake"));
   // And it still serves its real host.
@@ -335,28 +276,28 @@ TEST_CASE("dist limits: handshake timeout, pre-handshake frame size, connection 
   wo.max_connections = 2;
   LoggedWorker w(wo);
   {
-    RawClient c(w.addr);  // says nothing
+    RawClient c(w.addr, 5000);  // says nothing
     const auto t0 = std::chrono::steady_clock::now();
-    CHECK(c.closed_by_worker());
+    CHECK(c.closed_by_peer());
     CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(3));
   }
   CHECK(w.logged("handshake not completed"));
   {
-    RawClient c(w.addr);  // claims 100 MB of data before any HELLO: dropped without reading it
+    RawClient c(w.addr, 5000);  // claims 100 MB of data before any HELLO: dropped without reading it
     const std::string j = "{}";
     std::vector<uint8_t> f = encode_header(MsgType::hello, 0, j, nullptr, 0);
     const uint64_t claimed = 100u << 20;
     std::memcpy(f.data() + 24, &claimed, 8);  // the data length field
-    c.write(f);
-    CHECK(c.closed_by_worker());
+    c.write(f.data(), f.size());
+    CHECK(c.closed_by_peer());
   }
   CHECK(w.logged("exceeds this connection's limit"));
   std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the sessions above have ended
   {
-    RawClient a(w.addr), b(w.addr);
+    RawClient a(w.addr, 5000), b(w.addr, 5000);
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    RawClient third(w.addr);  // over --max-conn: closed at once
-    CHECK(third.closed_by_worker());
+    RawClient third(w.addr, 5000);  // over --max-conn: closed at once
+    CHECK(third.closed_by_peer());
     CHECK(w.logged("connections already"));
   }
 }

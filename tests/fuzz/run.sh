@@ -8,14 +8,14 @@ cd "$(dirname "$0")/../.."
 secs=${1:-20}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(import weights frame)
+[ ${#targets[@]} -gt 0 ] || targets=(import weights frame handshake)
 build=build-fuzz
 cmake -S . -B $build -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DEDGEBAND_FUZZ=ON -DEDGEBAND_SANITIZE=address,undefined -DEDGEBAND_STATIC=OFF -DEDGEBAND_TESTS=OFF >/dev/null
 cmake --build $build -j2 --target edgeband $(printf 'fuzz_%s ' "${targets[@]}") >/dev/null
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/import" "$work/weights" "$work/frame"
+mkdir -p "$work/import" "$work/weights" "$work/frame" "$work/handshake"
 # Seeds.
 ./$build/edgeband export --model mobilenet_v1:0.25:32 -o "$work/weights/m.ebw" >/dev/null
 if [ -d ../shared/weights ]; then
@@ -25,7 +25,14 @@ else
   echo "note: ../shared missing; the import fuzzer starts without real model seeds"
 fi
 printf '\2\x08\x08' >"$work/import/onnx"
-printf 'EBND\1\0\4\0' >"$work/frame/seed"
+printf 'EBND\2\0\4\0' >"$work/frame/seed"
+# Handshake scripts: a correct handshake, then a signed PLAN and ROWS with plausible JSON.
+plan='{"device":1,"plan":{"scheme":"halp","devices":2,"tail_first":28,"edge_first":false,"blocks":[],"transfers":[]}}'
+rows='{"image":1,"node":-1,"row0":0,"rows":1,"wire":"fp32"}'
+le16() { printf '\\x%02x\\x%02x' $(($1 & 255)) $(($1 >> 8)); }
+printf '\3' >"$work/handshake/hello"
+{ printf '\3\2\4'; printf "$(le16 ${#plan})"; printf '%s' "$plan"; printf '\0\0';
+  printf '\2\5'; printf "$(le16 ${#rows})"; printf '%s' "$rows"; printf '\0\0'; } >"$work/handshake/plan"
 status=0
 for t in "${targets[@]}"; do
   log="$work/$t.log"
