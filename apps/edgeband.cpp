@@ -585,8 +585,8 @@ int cmd_info() {
   for (auto i : {eb::kernels::Isa::scalar, eb::kernels::Isa::avx2, eb::kernels::Isa::avx512,
                  eb::kernels::Isa::neon})
     if (eb::kernels::table_for(i)) std::printf(" %s", eb::kernels::isa_name(i));
-  std::printf("\nhmac-sha256 (frame MACs with --secret-file): %.0f MB/s on one core\n",
-              eb::hmac_sha256_mb_per_s());
+  std::printf("\nframe MAC (Poly1305, with --secret-file): %.0f MB/s on one core\n",
+              eb::frame_mac_mb_per_s());
   return 0;
 }
 

@@ -1,6 +1,6 @@
 #include "core/benchmark.h"
 
-#include "core/sha256.h"
+#include "core/poly1305.h"
 
 #include <algorithm>
 #include <chrono>
@@ -47,14 +47,16 @@ std::vector<Prediction> top_k(const Tensor& probs, int k) {
   return p;
 }
 
-double hmac_sha256_mb_per_s(size_t bytes, int reps) {
+double frame_mac_mb_per_s(size_t bytes, int reps) {
   std::vector<uint8_t> buf(bytes);
   for (size_t i = 0; i < bytes; ++i) buf[i] = uint8_t(i * 131);
   const uint8_t key[32] = {1};
   std::vector<double> mbs;
   for (int r = 0; r < reps; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
-    const Digest256 d = hmac_sha256(key, sizeof key, buf.data(), buf.size());
+    Poly1305 mac(key);
+    mac.update(buf.data(), buf.size());
+    const Tag128 d = mac.finish();
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     buf[0] ^= d[0];  // keeps the result used
     mbs.push_back(double(bytes) / 1e6 / s);

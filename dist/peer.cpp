@@ -120,7 +120,7 @@ void Peer::send(MsgType t, uint64_t id, const Json& json, const void* data, size
     mac_on = sign_on_, key = mac_key_, dir = send_dir_;
   }
   const std::vector<uint8_t> header = encode_header(t, id, text, data, len, mac_on ? kFlagMac : 0);
-  Digest256 tag{};
+  Tag128 tag{};
   if (mac_on) tag = frame_mac(key, dir, send_seq_++, header.data(), text, data, len);
   const size_t total = header.size() + text.size() + len + (mac_on ? kMacBytes : 0);
   pace(total);
@@ -170,7 +170,7 @@ void Peer::read_loop() {
         m.data.resize(n);
         asio::read(sock_, asio::buffer(m.data.data() + kFirstChunk, n - kFirstChunk), ec);
       }
-      Digest256 tag{};
+      Tag128 tag{};
       if (!ec && mac_on) asio::read(sock_, asio::buffer(tag), ec);
       if (ec) throw ProtocolError("truncated frame: " + ec.message());
       verify_frame(hb, text, m.data.data(), m.data.size());
@@ -182,7 +182,7 @@ void Peer::read_loop() {
           std::lock_guard<std::mutex> lk(cfg_mu_);
           key = mac_key_, dir = recv_dir_, seq = recv_seq_++;
         }
-        const Digest256 want = frame_mac(key, dir, seq, hb, text, m.data.data(), m.data.size());
+        const Tag128 want = frame_mac(key, dir, seq, hb, text, m.data.data(), m.data.size());
         if (!equal_constant_time(want.data(), tag.data(), kMacBytes))
           throw ProtocolError("frame MAC mismatch (forged, altered or replayed frame)");
         m.authenticated = true;

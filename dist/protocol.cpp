@@ -77,14 +77,18 @@ void verify_frame(const uint8_t* header, const std::string& json, const void* da
     throw ProtocolError("frame checksum mismatch");
 }
 
-Digest256 frame_mac(const Digest256& key, uint8_t direction, uint64_t seq, const uint8_t* header,
-                    const std::string& json, const void* data, size_t n) {
-  HmacSha256 mac(key.data(), key.size());
-  uint8_t prefix[9];
-  prefix[0] = direction;
-  put<uint64_t>(prefix, 1, seq);
-  mac.update(prefix, sizeof prefix);
-  mac.update(header, kHeaderBytes);
+Tag128 frame_mac(const Digest256& key, uint8_t direction, uint64_t seq, const uint8_t* header,
+                 const std::string& json, const void* data, size_t n) {
+  HmacSha256 kdf(key.data(), key.size());
+  const char label[] = "edgeband/2 frame";
+  kdf.update(label, sizeof label);  // with its NUL
+  uint8_t frame_id[9];
+  frame_id[0] = direction;
+  put<uint64_t>(frame_id, 1, seq);
+  kdf.update(frame_id, sizeof frame_id);
+  const Digest256 one_time_key = kdf.finish();
+  Poly1305 mac(one_time_key.data());
+  mac.update(header, kHeaderBytes);  // the header holds both lengths: the split is unambiguous
   mac.update(json.data(), json.size());
   if (n) mac.update(data, n);
   return mac.finish();

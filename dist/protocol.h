@@ -3,7 +3,7 @@
 //    8 u64 request id      16 u32 JSON length    20 u32 flags (bit 0: MAC trailer)
 //   24 u64 data length     32 u64 checksum (hash64 of bytes 0..31, then JSON, then data)
 //   40 JSON (UTF-8, <= 1 MiB), then data (<= 512 MiB): the raw rows of a band, fp32 or fp16,
-//   then, with flag bit 0, a 32-byte HMAC-SHA256 under the session key (see dist/auth.h).
+//   then, with flag bit 0, a 16-byte MAC (see frame_mac and dist/auth.h).
 // Anything else - wrong magic or version, unknown type or flags, lengths over the receiver's
 // limits, bad checksum or MAC, malformed JSON, rows outside the model - is a ProtocolError; the
 // peer drops the connection.
@@ -15,6 +15,7 @@
 
 #include "core/graph.h"
 #include "core/half.h"
+#include "core/poly1305.h"
 #include "core/sha256.h"
 #include "dist/planner.h"
 
@@ -32,7 +33,7 @@ const char* msg_name(MsgType t);
 constexpr uint32_t kFrameMagic = 0x444E4245;  // "EBND"
 constexpr uint16_t kProtocolVersion = 2;
 constexpr size_t kHeaderBytes = 40;
-constexpr size_t kMacBytes = 32;
+constexpr size_t kMacBytes = 16;
 constexpr uint32_t kFlagMac = 1;
 constexpr uint32_t kMaxJson = 1u << 20;
 constexpr uint64_t kMaxData = 512ull << 20;
@@ -53,9 +54,11 @@ std::vector<uint8_t> encode_header(MsgType t, uint64_t id, const std::string& js
 FrameHeader decode_header(const uint8_t* bytes);
 // Verifies the checksum of a received frame; throws ProtocolError.
 void verify_frame(const uint8_t* header, const std::string& json, const void* data, size_t data_len);
-// The MAC of one frame: `direction` tells host->worker from worker->host frames and `seq`
-// counts each direction's frames from 0 after the handshake.
-Digest256 frame_mac(const Digest256& key, uint8_t direction, uint64_t seq, const uint8_t* header,
+// The MAC of one frame: Poly1305 over header, JSON and data under a one-time key
+// HMAC-SHA256(session key, "edgeband/2 frame" | direction | seq). `direction` tells
+// host->worker from worker->host frames and `seq` counts each direction's frames from 0 after
+// the handshake, so no two frames share a key and none can be replayed, reordered or reflected.
+Tag128 frame_mac(const Digest256& key, uint8_t direction, uint64_t seq, const uint8_t* header,
                     const std::string& json, const void* data, size_t data_len);
 
 // A plan as the workers need it (blocks, zones, transfers) and back, validated against the

@@ -21,7 +21,7 @@ class RawClient {
     std::vector<uint8_t> header;
     std::string json;
     std::vector<uint8_t> data;
-    Digest256 tag{};
+    Tag128 tag{};
   };
 
   // Reads time out after `timeout_ms`: a worker that fails to answer or close fails the caller.
@@ -45,8 +45,8 @@ class RawClient {
                              const std::vector<uint8_t>& data = {}, bool mac = false) {
     std::vector<uint8_t> f =
         dist::encode_header(t, 1, json, data.data(), data.size(), mac ? dist::kFlagMac : 0);
-    const Digest256 tag =
-        mac ? dist::frame_mac(key, 'H', seq++, f.data(), json, data.data(), data.size()) : Digest256{};
+    const Tag128 tag =
+        mac ? dist::frame_mac(key, 'H', seq++, f.data(), json, data.data(), data.size()) : Tag128{};
     f.insert(f.end(), json.begin(), json.end());
     f.insert(f.end(), data.begin(), data.end());
     if (mac) f.insert(f.end(), tag.begin(), tag.end());

@@ -3,9 +3,10 @@
 #   1. the static aarch64 (Raspberry Pi 4) cross build, its tests under qemu-user;
 #   2. a warnings-as-errors release build (the shipped static binary) and its tests, including a
 #      distributed run with an aarch64 worker under qemu beside x86-64 devices;
-#   3. the suite again under AddressSanitizer + UndefinedBehaviorSanitizer;
+#   3. the suite again under AddressSanitizer + UndefinedBehaviorSanitizer, then a soak of an
+#      authenticated worker (hosts, rude hosts, garbage clients; LeakSanitizer at its exit);
 #   4. the distributed tests under ThreadSanitizer;
-#   5. a short libFuzzer smoke run of every decoder (clang, ASan + UBSan).
+#   5. a short libFuzzer smoke run of every decoder and of the worker handshake (clang, ASan+UBSan).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
@@ -30,6 +31,10 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEDGEBAND_WERROR=ON 
 cmake --build build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure
+
+echo "== soak: an authenticated worker under load, rude hosts and garbage clients (LeakSanitizer) =="
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ./build-asan/tests/edgeband_soak --seconds "${EDGEBAND_SOAK_SECONDS:-40}"
 
 echo "== ThreadSanitizer build + distributed tests =="
 # libgomp is not instrumented: one OpenMP thread keeps TSan's reports about our own threads.

@@ -12,6 +12,7 @@
 #include <random>
 #include <thread>
 
+#include "core/poly1305.h"
 #include "core/sha256.h"
 #include "dist/auth.h"
 #include "dist/host.h"
@@ -82,8 +83,8 @@ Digest256 handshake(RawClient& c, const Secret& s, const std::string& hello_body
   REQUIRE(ok);
   if (lie_in_proof) return c.key;
   CHECK(ok->h.flags == kFlagMac);
-  const Digest256 want = frame_mac(c.key, 'W', 0, ok->header.data(), ok->json, nullptr, 0);
-  CHECK(equal_constant_time(want.data(), ok->tag.data(), 32));
+  const Tag128 want = frame_mac(c.key, 'W', 0, ok->header.data(), ok->json, nullptr, 0);
+  CHECK(equal_constant_time(want.data(), ok->tag.data(), kMacBytes));
   const Digest256 wp = worker_proof(s, c.theirs, c.mine);
   CHECK(Json::parse(ok->json).at("proof").string() == hex_of(wp));
   return c.key;
@@ -140,6 +141,60 @@ TEST_CASE("auth: HMAC-SHA256 matches the RFC 4231 test vectors") {
                  "This is a test using a larger than block-size key and a larger than block-size "
                  "data. The key needs to be hashed before being used by the HMAC algorithm.") ==
         "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2");
+}
+
+TEST_CASE("auth: Poly1305 matches RFC 8439 and a big-integer reference, for any split") {
+  auto tag_hex = [](const std::vector<uint8_t>& key, const std::vector<uint8_t>& msg) {
+    Poly1305 p(key.data());
+    p.update(msg.data(), msg.size());
+    const Tag128 t = p.finish();
+    return to_hex(t.data(), t.size());
+  };
+  std::vector<uint8_t> rfc_key(32);
+  REQUIRE(from_hex("85d6be7857556d337f4452fe42d506a80103808afb0db2fd4abff6af4149f51b",
+                   rfc_key.data(), 32));
+  const std::string rfc_msg = "Cryptographic Forum Research Group";
+  CHECK(tag_hex(rfc_key, std::vector<uint8_t>(rfc_msg.begin(), rfc_msg.end())) ==
+        "a8061dc1305136c6c22b8baf0c0127a9");
+  // Expected tags from a direct big-integer evaluation (Python: ((sum of (block + 2^(8*len)) *
+  // r^k) mod 2^130 - 5 + s) mod 2^128) for patterned keys and messages, block edges included;
+  // the all-0xff key and message drive every limb to its maximum (carry paths, h >= p).
+  struct Case {
+    size_t n;
+    const char* patterned;
+    const char* all_ff;
+  };
+  const Case cases[] = {
+      {0, "5b80a5caef14395e83a8cdf2173c6186", "ffffffffffffffffffffffffffffffff"},
+      {1, "addb29683e1162b0e24193817679cbc2", "23feffef23f8ffef23f8ffef23f8ffef"},
+      {15, "34cb446945c27237e843c52cdb549337", "fbff27e6030028e6030028e6030028ee"},
+      {16, "0e065815a58ea3d72af2cfd7ad544ea1", "fbffff17faffff17faffff17faffff17"},
+      {17, "a3469c26659c9a707d0d3678c5e049d7", "7cfe7ff768f81f2763f8bf565df85f86"},
+      {31, "0d803ad48eb271a2de0ecf1c1e7ae9ad", "5400a8ed4800481d4300e84c3d008884"},
+      {32, "98856c67f899d1f55705b65578126d82", "5400801f3f00204f3900c07e330060ae"},
+      {33, "d2132b2fa4cfadfb3e6016d4962f441e", "86fa6a437bf4ec24a274504dc37495bc"},
+      {64, "fb8bf24f04d4c4abc276e4953c9aca74", "900fe32bc15fa8d7bca8efe4c7e37eb1"},
+      {255, "d4bbf343ef0945c04f3c4ef591127cfe", "c80cb43844f387946e5aa6085bdf67da"},
+      {1000, "5c252d4d4268c26362459c2c01c62ca3", "de9406b10e7023bcd692ff687f4cbc7f"}};
+  std::vector<uint8_t> key(32), ff_key(32, 0xff);
+  for (size_t i = 0; i < 32; ++i) key[i] = uint8_t(i * 37 + 11);
+  std::mt19937 rng(8);
+  for (const Case& c : cases) {
+    std::vector<uint8_t> msg(c.n), ff(c.n, 0xff);
+    for (size_t i = 0; i < c.n; ++i) msg[i] = uint8_t(i * 101 + 7);
+    CHECK_MESSAGE(tag_hex(key, msg) == c.patterned, "length ", c.n);
+    CHECK_MESSAGE(tag_hex(ff_key, ff) == c.all_ff, "length ", c.n);
+    for (int trial = 0; trial < 4; ++trial) {  // streamed in random pieces
+      Poly1305 p(key.data());
+      for (size_t at = 0; at < c.n;) {
+        const size_t k = std::min(c.n - at, size_t(rng() % 40));
+        p.update(msg.data() + at, k);
+        at += k;
+      }
+      const Tag128 t = p.finish();
+      CHECK(to_hex(t.data(), t.size()) == c.patterned);
+    }
+  }
 }
 
 TEST_CASE("auth: hex, constant-time comparison and the secret file rules") {
@@ -229,7 +284,7 @@ TEST_CASE("dist auth: forged, altered, replayed and unsigned frames end the conn
     auto f = c.frame(MsgType::plan, other, {}, true);
     --c.seq;
     const auto good = c.frame(MsgType::plan, plan, {}, true);
-    std::copy(good.end() - 32, good.end(), f.end() - 32);  // the tag of the original frame
+    std::copy(good.end() - kMacBytes, good.end(), f.end() - kMacBytes);  // the original's tag
     c.write(f.data(), f.size());
     CHECK(c.closed_by_peer());
   }
