@@ -77,25 +77,20 @@ Tag128 Poly1305::finish() {
     blocks(buf_, 16, 0);
   }
   uint64_t h0 = h_[0], h1 = h_[1], h2 = h_[2];
-  // Carry fully, then subtract p = 2^130 - 5 if h >= p, in constant time.
-  uint64_t c = h1 >> 44;
-  h1 &= kMask44;
-  h2 += c;
-  c = h2 >> 42;
-  h2 &= kMask42;
-  h0 += c * 5;
-  c = h0 >> 44;
-  h0 &= kMask44;
-  h1 += c;
-  c = h1 >> 44;
-  h1 &= kMask44;
-  h2 += c;
-  c = h2 >> 42;
-  h2 &= kMask42;
-  h0 += c * 5;
-  c = h0 >> 44;
-  h0 &= kMask44;
-  h1 += c;
+  // Carry fully (two passes: the wrap from h2 into h0 can carry once more), then subtract
+  // p = 2^130 - 5 if h >= p, in constant time.
+  uint64_t c = 0;
+  for (int pass = 0; pass < 2; ++pass) {
+    c = h1 >> 44;
+    h1 &= kMask44;
+    h2 += c;
+    c = h2 >> 42;
+    h2 &= kMask42;
+    h0 += c * 5;
+    c = h0 >> 44;
+    h0 &= kMask44;
+    h1 += c;
+  }
   uint64_t g0 = h0 + 5;
   c = g0 >> 44;
   g0 &= kMask44;
