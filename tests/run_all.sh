@@ -11,34 +11,41 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
 [ -d ../shared ] || echo "note: ../shared is missing: real-weights tests will report SKIPPED"
+# Each stage prints its own wall time, so a slow stage is visible in the CI log.
+t0=$SECONDS; tstage=-1
+stage() {
+  [ "$tstage" -lt 0 ] || echo "   (stage took $((SECONDS - tstage)) s, total $((SECONDS - t0)) s)"
+  tstage=$SECONDS
+  echo "== $1 =="
+}
 
-echo "== aarch64 cross build + tests under qemu =="
+stage "aarch64 cross build + tests under qemu"
 cmake -S . -B build-aarch64 -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-rpi4.cmake -DEDGEBAND_WERROR=ON >/dev/null
 cmake --build build-aarch64 -j"$jobs"
 file build-aarch64/edgeband | grep -q "ARM aarch64.*statically linked" || { echo "aarch64 edgeband is not a static aarch64 binary"; exit 1; }
 ctest --test-dir build-aarch64 --output-on-failure
 
-echo "== release build + tests =="
+stage "release build + tests"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DEDGEBAND_WERROR=ON \
   -DEDGEBAND_FOREIGN_WORKER="qemu-aarch64-static -cpu cortex-a72 $PWD/build-aarch64/edgeband" >/dev/null
 cmake --build build -j"$jobs"
 file build/edgeband | grep -q "statically linked" || { echo "edgeband is not static"; exit 1; }
 ctest --test-dir build --output-on-failure
 
-echo "== ASan + UBSan build + tests =="
+stage "ASan + UBSan build + tests"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEDGEBAND_WERROR=ON \
   -DEDGEBAND_SANITIZE=address,undefined >/dev/null
 cmake --build build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure
 
-echo "== soak: an authenticated worker under load, rude hosts and garbage clients (LeakSanitizer) =="
+stage "soak: an authenticated worker under load, rude hosts and garbage clients (LeakSanitizer)"
 # A small quarantine: ASan's default keeps up to 256 MiB of freed memory, which would read as
 # RSS growth in the soak's flat-memory check.
 ASAN_OPTIONS=detect_leaks=1:quarantine_size_mb=8 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ./build-asan/tests/edgeband_soak --seconds "${EDGEBAND_SOAK_SECONDS:-40}"
 
-echo "== ThreadSanitizer build + distributed tests =="
+stage "ThreadSanitizer build + distributed tests"
 # libgomp is not instrumented: one OpenMP thread keeps TSan's reports about our own threads.
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEDGEBAND_WERROR=ON \
   -DEDGEBAND_SANITIZE=thread >/dev/null
@@ -46,6 +53,6 @@ cmake --build build-tsan -j"$jobs"
 OMP_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
   ctest --test-dir build-tsan --output-on-failure -R '^dist$'
 
-echo "== libFuzzer smoke run =="
+stage "libFuzzer smoke run"
 bash tests/fuzz/run.sh "${EDGEBAND_FUZZ_SECONDS:-10}"
-echo "== all tests passed =="
+stage "all tests passed"
