@@ -383,6 +383,16 @@ int cmd_plan(int argc, char** argv) {
       }
       std::printf("\n");
     }
+    for (int j = 0; j < p.split_tail; ++j) {
+      const int n = p.tail_first + j;
+      std::printf("  tail %s: channels of %s:", g.node(n).name.c_str(), g.shape_of(n).str().c_str());
+      for (size_t d = 0; d < p.tail_slices[size_t(j)].size(); ++d) {
+        const auto& r = p.tail_slices[size_t(j)][d];
+        if (r.empty()) std::printf("  dev%zu -", d);
+        else std::printf("  dev%zu [%d,%d)", d, r.begin, r.end);
+      }
+      std::printf("\n");
+    }
     for (size_t d = 1; d < p.link_bytes.size(); ++d)
       std::printf("  link host<->dev%zu: %.1f KB\n", d, double(p.link_bytes[d]) / 1024.0);
   }

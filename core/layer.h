@@ -36,6 +36,13 @@ class Layer {
   virtual double flops(RowRange out) const = 0;
   // Computes out.rows() from inputs that hold at least input_rows(out.rows(), i).
   virtual void forward(const std::vector<const Band*>& in, Band& out) const = 0;
+  // Non-spatial layers whose outputs are independent dot products (fully connected): channels
+  // [c0, c1) of the single output row into out[0, c1 - c0), bit-identical to forward()'s.
+  // False: this layer cannot be split by channels.
+  virtual bool forward_channels(const Band& /*in*/, int /*c0*/, int /*c1*/, float* /*out*/) const {
+    return false;
+  }
+  virtual bool splits_channels() const { return false; }
 
   virtual std::vector<Param> params() { return {}; }
   virtual Json attrs() const { return Json::object(); }

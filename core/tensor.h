@@ -62,6 +62,8 @@ class Tensor {
   // View of rows [r.begin, r.end) sharing storage.
   Tensor rows(RowRange r) const;
   Tensor clone() const;
+  // The buffer this tensor (or view) lives in: holding it keeps data() valid.
+  std::shared_ptr<const float> storage() const { return storage_; }
   // Reinterpret with a new shape of the same element count (shares storage).
   Tensor reshaped(Shape s) const;
 

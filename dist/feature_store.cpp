@@ -14,7 +14,10 @@ FeatureStore::Held& FeatureStore::get(uint64_t image, int node) {
   auto it = maps_.find(key);
   if (it != maps_.end()) return it->second;
   const Shape s = g_.shape_of(node);
-  return maps_[key] = Held{Tensor::uninitialized(s), std::vector<bool>(size_t(s.h), false)};
+  Held h;
+  h.t = Tensor::uninitialized(s);
+  h.has.assign(size_t(s.h), false);
+  return maps_[key] = std::move(h);
 }
 
 void FeatureStore::put(uint64_t image, int node, RowRange r, const float* src) {
@@ -24,14 +27,28 @@ void FeatureStore::put(uint64_t image, int node, RowRange r, const float* src) {
   for (int y = r.begin; y < r.end; ++y) h.has[size_t(y)] = true;
 }
 
+void FeatureStore::put_channels(uint64_t image, int node, int c0, int c1, const float* src) {
+  Held& h = get(image, node);
+  const int row = int(h.t.shape().row_size());
+  if (h.t.h() != 1 || c0 < 0 || c1 > row || c0 >= c1) throw ProtocolError("channel slice out of range");
+  if (h.chan.empty()) h.chan.assign(size_t(row), false);
+  for (int c = c0; c < c1; ++c)
+    if (h.chan[size_t(c)]) throw ProtocolError("overlapping channel slices");
+  std::memcpy(h.t.data() + c0, src, size_t(c1 - c0) * sizeof(float));
+  for (int c = c0; c < c1; ++c) h.chan[size_t(c)] = true;
+  h.chans += c1 - c0;
+  if (h.chans == row) h.has[0] = true;
+}
+
 void FeatureStore::put_wire(uint64_t image, const Json& meta, const std::vector<uint8_t>& data) {
-  long node, row0, rows;
+  long node, row0, rows, c0 = -1, c1 = -1;
   std::string wire;
   try {
     node = meta.at("node").integer("node");
     row0 = meta.at("row0").integer("row0");
     rows = meta.at("rows").integer("rows");
     wire = meta.at("wire").string("wire");
+    if (meta.has("c0")) c0 = meta.at("c0").integer("c0"), c1 = meta.at("c1").integer("c1");
   } catch (const std::exception& e) {
     throw ProtocolError(std::string("malformed rows header: ") + e.what());
   }
@@ -39,22 +56,27 @@ void FeatureStore::put_wire(uint64_t image, const Json& meta, const std::vector<
   const Shape s = g_.shape_of(int(node));
   if (row0 < 0 || rows <= 0 || row0 + rows > s.h) throw ProtocolError("rows outside the feature map");
   if (wire != "fp32" && wire != "fp16") throw ProtocolError("unknown wire format");
-  const size_t n = size_t(rows) * s.row_size();
+  const bool slice = c0 != -1 || c1 != -1;
+  if (slice && (node < 0 || s.h != 1 || c0 < 0 || c0 >= c1 || c1 > long(s.row_size())))
+    throw ProtocolError("channel slice out of range");
+  const size_t n = slice ? size_t(c1 - c0) : size_t(rows) * s.row_size();
   const size_t bpv = wire == "fp16" ? 2 : 4;
   if (data.size() != n * bpv) throw ProtocolError("rows frame has the wrong number of bytes");
-  const RowRange r{int(row0), int(row0 + rows)};
-  if (bpv == 4) {
-    put(image, int(node), r, reinterpret_cast<const float*>(data.data()));
-    return;
+  std::vector<float> widened;
+  const float* values = reinterpret_cast<const float*>(data.data());
+  if (bpv == 2) {
+    widened.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+      uint16_t v;
+      std::memcpy(&v, data.data() + 2 * i, 2);
+      widened[i] = half_to_float(v);
+    }
+    values = widened.data();
   }
-  Held& h = get(image, int(node));
-  float* dst = h.t.row(r.begin);
-  for (size_t i = 0; i < n; ++i) {
-    uint16_t v;
-    std::memcpy(&v, data.data() + 2 * i, 2);
-    dst[i] = half_to_float(v);
-  }
-  for (int y = r.begin; y < r.end; ++y) h.has[size_t(y)] = true;
+  if (slice)
+    put_channels(image, int(node), int(c0), int(c1), values);
+  else
+    put(image, int(node), {int(row0), int(row0 + rows)}, values);
 }
 
 bool FeatureStore::holds(uint64_t image, int node, RowRange r) const {
@@ -63,6 +85,15 @@ bool FeatureStore::holds(uint64_t image, int node, RowRange r) const {
   if (it == maps_.end()) return false;
   for (int y = r.begin; y < r.end; ++y)
     if (!it->second.has[size_t(y)]) return false;
+  return true;
+}
+
+bool FeatureStore::holds_channels(uint64_t image, int node, RowRange channels) const {
+  if (channels.empty() || holds(image, node, {0, 1})) return true;
+  auto it = maps_.find({image, node});
+  if (it == maps_.end() || it->second.chan.empty()) return false;
+  for (int c = channels.begin; c < channels.end; ++c)
+    if (!it->second.chan[size_t(c)]) return false;
   return true;
 }
 
@@ -139,23 +170,56 @@ bool compute_zones(const Graph& g, const Plan& p, int d, int b, uint64_t image, 
   return true;
 }
 
+bool compute_tail_slice(const Graph& g, const Plan& p, int d, int j, uint64_t image,
+                        const FeatureStore& s, std::vector<float>* out) {
+  const int node = p.tail_first + j;
+  const RowRange sl = p.tail_slices.at(size_t(j)).at(size_t(d));
+  const RowRange all{0, g.shape_of(node - 1).h};
+  if (!s.holds(image, node - 1, all)) return false;
+  out->resize(size_t(sl.size()));
+  if (!sl.empty() &&
+      !g.node(node).layer->forward_channels(s.band(image, node - 1, all), sl.begin, sl.end, out->data()))
+    throw std::logic_error("tail layer cannot be split by channels");
+  return true;
+}
+
 void send_rows(Peer& to, uint64_t image, const Transfer& t, const FeatureStore& s, bool fp16,
-               const Json& extra) {
+               const Json& extra, Peer::SentFn on_sent) {
   Json meta = extra.is_object() ? extra : Json::object();
   meta["image"] = static_cast<unsigned long>(image);
   meta["node"] = t.node;
   meta["row0"] = t.rows.begin;
   meta["rows"] = t.rows.size();
   meta["wire"] = fp16 ? "fp16" : "fp32";
-  const float* src = s.row(image, t.node, t.rows.begin);
-  const size_t n = size_t(t.rows.size()) * s.band(image, t.node, t.rows).t.shape().row_size();
-  if (!fp16) {
-    to.send(MsgType::rows, image, meta, src, n * sizeof(float));  // straight from the rows
+  const Band band = s.band(image, t.node, t.rows);
+  const size_t n = band.t.size();
+  if (!fp16) {  // straight from the rows
+    to.send_async(MsgType::rows, image, meta, band.t.storage(), band.t.data(), n * sizeof(float),
+                  std::move(on_sent));
     return;
   }
-  std::vector<uint16_t> half(n);
-  for (size_t i = 0; i < n; ++i) half[i] = float_to_half(src[i]);
-  to.send(MsgType::rows, image, meta, half.data(), n * 2);
+  auto half = std::make_shared<std::vector<uint16_t>>(n);
+  for (size_t i = 0; i < n; ++i) (*half)[i] = float_to_half(band.t.data()[i]);
+  to.send_async(MsgType::rows, image, meta, half, half->data(), n * 2, std::move(on_sent));
+}
+
+void send_slice(Peer& to, uint64_t image, int node, RowRange channels,
+                std::shared_ptr<const std::vector<float>> values, bool fp16, const Json& extra) {
+  Json meta = extra.is_object() ? extra : Json::object();
+  meta["image"] = static_cast<unsigned long>(image);
+  meta["node"] = node;
+  meta["row0"] = 0;
+  meta["rows"] = 1;
+  meta["c0"] = channels.begin;
+  meta["c1"] = channels.end;
+  meta["wire"] = fp16 ? "fp16" : "fp32";
+  if (!fp16) {
+    to.send_async(MsgType::rows, image, meta, values, values->data(), values->size() * sizeof(float));
+    return;
+  }
+  auto half = std::make_shared<std::vector<uint16_t>>(values->size());
+  for (size_t i = 0; i < values->size(); ++i) (*half)[i] = float_to_half((*values)[i]);
+  to.send_async(MsgType::rows, image, meta, half, half->data(), half->size() * 2);
 }
 
 }  // namespace eb::dist

@@ -1,6 +1,8 @@
 #include "dist/host.h"
 
 #include <cstdio>
+#include <functional>
+#include <mutex>
 #include <stdexcept>
 
 namespace eb::dist {
@@ -10,6 +12,15 @@ namespace {
 struct WorkerFault {
   int peer;
   std::string why;
+};
+// Sends leave on the peers' sender threads; they log their wire time here.
+struct WireLog {
+  std::mutex mu;
+  std::vector<InferStats::Wire> wires;
+  void add(const InferStats::Wire& w) {
+    std::lock_guard<std::mutex> lk(mu);
+    wires.push_back(w);
+  }
 };
 }  // namespace
 
@@ -155,6 +166,7 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
   size_t done = 0;
   uint64_t sent0 = 0, recv0 = 0;
   for (auto& p : peers_) sent0 += p->bytes_sent(), recv0 += p->bytes_received();
+  auto sent_log = std::make_shared<WireLog>();
   try {
     if (plan.devices > 1) {
       const Json wire = plan_to_wire(plan);
@@ -180,9 +192,12 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
       for (size_t k = 0; k < plan.transfers.size(); ++k) {
         const Transfer& t = plan.transfers[k];
         if (sent[i][k] || t.src != 0 || !store.holds(base + i, t.node, t.rows)) continue;
-        const int64_t t0 = now_us();
-        send_rows(*peers_[size_t(dev_peer[size_t(t.dst)])], base + i, t, store, opt_.fp16);
-        st->wires.push_back({0, t.dst, base + i, t0, now_us(), t.bytes});
+        InferStats::Wire w{0, t.dst, base + i, 0, 0, t.bytes};
+        send_rows(*peers_[size_t(dev_peer[size_t(t.dst)])], base + i, t, store, opt_.fp16, Json(),
+                  [sent_log, w](int64_t t0, int64_t t1) mutable {
+                    w.t0_us = t0, w.t1_us = t1;
+                    sent_log->add(w);
+                  });
         sent[i][k] = true;
       }
     };
@@ -192,34 +207,23 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
         send_ready(i);
         if (i + 1 < images.size()) send_ready(i + 1);  // next image's scatter overlaps this one
       }
-      for (int b = 0; b <= nb; ++b) {
-        const int in_node = b == 0 ? -1 : plan.blocks[size_t(b - 1)].last - 1;
-        auto ready = [&] {
-          if (b == nb) return store.holds(img, in_node, {0, g_->shape_of(in_node).h});
-          for (const RowRange& z : plan.blocks[size_t(b)].zones[0])
-            if (!store.holds(img, in_node,
-                             g_->block_needs(plan.blocks[size_t(b)].first,
-                                             plan.blocks[size_t(b)].last, z)[0]))
-              return false;
-          return true;
-        };
+      const int stages = nb + plan.split_tail;  // blocks, split tail layers, then the rest
+      // Pumps messages (sending what is ready meanwhile) until finished() holds; `waiting_for`
+      // names the secondary to blame on a timeout (-1: none identifiable).
+      auto pump_until = [&](int b, const std::function<bool()>& finished,
+                            const std::function<int()>& waiting_for) {
         while (true) {
           send_ready(i);
           bool pending = false;
           for (size_t k = 0; k < plan.transfers.size(); ++k)
             if (!sent[i][k] && plan.transfers[k].src == 0 && plan.transfers[k].block <= b)
               pending = true;
-          if (!pending && ready()) break;
+          if (!pending && finished()) return;
           auto m = inbox_->pop(std::chrono::milliseconds(opt_.timeout_ms));
           if (!m) {
-            // Blame the first secondary whose rows we still wait for.
-            int culprit = -1;
-            for (const Transfer& t : plan.transfers)
-              if (t.dst == 0 && t.block <= b && !store.holds(img, t.node, t.rows)) {
-                culprit = dev_peer[size_t(t.src)];
-                break;
-              }
-            throw WorkerFault{culprit, "no rows within the timeout (stalled)"};
+            const int culprit = waiting_for();
+            throw WorkerFault{culprit < 0 ? -1 : dev_peer[size_t(culprit)],
+                              "no rows within the timeout (stalled)"};
           }
           if (!alive_[size_t(m->peer)]) continue;  // late news from a worker already dropped
           if (!m->failure.empty()) throw WorkerFault{m->peer, m->failure};
@@ -244,12 +248,51 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
                                  int64_t(m->json.at("t1").number())});
           st->wires.push_back({src_dev, 0, m->id, now_us(), now_us(), m->data.size()});
         }
-        if (b == nb) {
-          const Band r =
-              g_->run_block(plan.tail_first, g_->size(),
-                            store.band(img, in_node, {0, g_->shape_of(in_node).h}), {0, 1});
-          out[i] = r.t.clone();
+      };
+      for (int b = 0; b <= stages; ++b) {
+        const int in_node = b == 0 ? -1 : b <= nb ? plan.blocks[size_t(b - 1)].last - 1
+                                                  : plan.tail_first + (b - nb) - 1;
+        const RowRange all_in{0, g_->shape_of(in_node).h};
+        auto ready = [&] {
+          if (b >= nb) return store.holds(img, in_node, all_in);
+          for (const RowRange& z : plan.blocks[size_t(b)].zones[0])
+            if (!store.holds(img, in_node,
+                             g_->block_needs(plan.blocks[size_t(b)].first,
+                                             plan.blocks[size_t(b)].last, z)[0]))
+              return false;
+          return true;
+        };
+        // Blame the first secondary whose rows we still wait for.
+        auto rows_culprit = [&] {
+          for (const Transfer& t : plan.transfers)
+            if (t.dst == 0 && t.block <= b && !store.holds(img, t.node, t.rows)) return t.src;
+          return -1;
+        };
+        pump_until(b, ready, rows_culprit);
+        if (b == stages) {
+          const int first = plan.tail_first + plan.split_tail;
+          out[i] = first >= g_->size()
+                       ? store.band(img, in_node, all_in).t.clone()
+                       : g_->run_block(first, g_->size(), store.band(img, in_node, all_in), {0, 1}).t.clone();
           break;
+        }
+        if (b >= nb) {  // split tail layer j: our slice, then everyone's
+          const int j = b - nb, node = plan.tail_first + j;
+          std::vector<float> mine;
+          ComputeSpan span{0, b, img, now_us(), 0};
+          compute_tail_slice(*g_, plan, 0, j, img, store, &mine);
+          const RowRange sl = plan.tail_slices[size_t(j)][0];
+          if (!sl.empty()) store.put_channels(img, node, sl.begin, sl.end, mine.data());
+          span.t1_us = now_us();
+          st->spans.push_back(span);
+          pump_until(
+              b, [&] { return store.holds(img, node, {0, 1}); },
+              [&] {
+                for (int d = 1; d < plan.devices; ++d)
+                  if (!store.holds_channels(img, node, plan.tail_slices[size_t(j)][size_t(d)])) return d;
+                return -1;
+              });
+          continue;
         }
         ComputeSpan span{};
         if (!plan.blocks[size_t(b)].zones[0].empty()) {
@@ -263,6 +306,10 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
   } catch (const WorkerFault& f) {
     fault(f.peer, f.why, st);
     for (size_t i = done; i < images.size(); ++i) out[i] = g_->forward(images[i]);  // recover
+  }
+  {
+    std::lock_guard<std::mutex> lk(sent_log->mu);
+    st->wires.insert(st->wires.end(), sent_log->wires.begin(), sent_log->wires.end());
   }
   uint64_t sent1 = 0, recv1 = 0;
   for (auto& p : peers_) sent1 += p->bytes_sent(), recv1 += p->bytes_received();

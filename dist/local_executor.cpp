@@ -53,8 +53,24 @@ Tensor execute_locally(const Graph& g, const Plan& p, const Tensor& input) {
     cur = std::move(next);
   }
   if (!cur[0].holds({0, cur[0].t.h()})) throw std::logic_error("host lacks rows for the tail");
-  if (p.tail_first >= g.size()) return cur[0].t;
-  return g.run_block(p.tail_first, g.size(), Band{cur[0].t, 0}, {0, 1}).t;
+  Tensor x = cur[0].t;
+  for (int j = 0; j < p.split_tail; ++j) {  // every device its channel slice of the whole input
+    const int node = p.tail_first + j;
+    Tensor y(g.shape_of(node));
+    int next = 0;
+    for (const RowRange& sl : p.tail_slices.at(size_t(j))) {
+      if (sl.empty()) continue;
+      if (sl.begin != next) throw std::logic_error("tail slices do not tile the layer");
+      if (!g.node(node).layer->forward_channels(Band{x, 0}, sl.begin, sl.end, y.data() + sl.begin))
+        throw std::logic_error("tail layer cannot be split by channels");
+      next = sl.end;
+    }
+    if (next != y.shape().c) throw std::logic_error("tail slices do not cover the layer");
+    x = y;
+  }
+  const int first = p.tail_first + p.split_tail;
+  if (first >= g.size()) return x;
+  return g.run_block(first, g.size(), Band{x, 0}, {0, 1}).t;
 }
 
 }  // namespace eb::dist

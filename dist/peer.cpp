@@ -47,6 +47,7 @@ Peer::Peer(asio::ip::tcp::socket sock, std::shared_ptr<Inbox> inbox, int index, 
 Peer::~Peer() {
   close();
   if (reader_.joinable()) reader_.join();
+  if (sender_.joinable()) sender_.join();
 }
 
 double Shaping::bits_per_s(Clock::time_point now) const {
@@ -93,6 +94,11 @@ void Peer::start_reader() {
 
 void Peer::close() {
   if (closed_.exchange(true)) return;
+  {
+    std::lock_guard<std::mutex> lk(q_mu_);
+    q_.clear();  // frames not yet written are dropped: close() must not wait on a stalled peer
+  }
+  q_cv_.notify_all();
   asio::error_code ec;
   sock_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
 }
@@ -105,13 +111,72 @@ void Peer::pace(size_t bytes) {
   if (link_free_ < now) link_free_ = now;
   link_free_ += std::chrono::duration_cast<Clock::duration>(
       std::chrono::duration<double>(double(bytes) * 8.0 / sh.bits_per_s(now)));
-  std::this_thread::sleep_until(link_free_);
+  // Interruptible: close() must not wait for a slow emulated link to drain.
+  std::unique_lock<std::mutex> lk(q_mu_);
+  q_cv_.wait_until(lk, link_free_, [&] { return closed_.load(); });
 }
 
 void Peer::send(MsgType t, uint64_t id, const Json& json, const void* data, size_t len) {
   const std::string text = json.dump();
+  {
+    std::unique_lock<std::mutex> lk(q_mu_);
+    q_cv_.wait(lk, [&] { return (q_.empty() && !busy_) || closed_ || broken_; });
+  }
+  write_frame(t, id, text, data, len);
+}
+
+void Peer::send_async(MsgType t, uint64_t id, const Json& json, std::shared_ptr<const void> keep,
+                      const void* data, size_t len, SentFn on_sent) {
+  Pending p{t, id, json.dump(), std::move(keep), data, len, std::move(on_sent)};
+  std::lock_guard<std::mutex> lk(q_mu_);
+  if (closed_ || broken_) return;  // the reader reports the broken connection
+  if (!sender_.joinable()) sender_ = std::thread([this] { send_loop(); });
+  q_.push_back(std::move(p));
+  q_cv_.notify_all();
+}
+
+void Peer::send_loop() {
+  while (true) {
+    Pending p;
+    {
+      std::unique_lock<std::mutex> lk(q_mu_);
+      q_cv_.wait(lk, [&] { return !q_.empty() || closed_; });
+      if (closed_) return;
+      p = std::move(q_.front());
+      q_.pop_front();
+      busy_ = true;
+    }
+    const int64_t t0 = std::chrono::duration_cast<std::chrono::microseconds>(
+                           Clock::now().time_since_epoch()).count();
+    try {
+      write_frame(p.type, p.id, p.text, p.data, p.len);
+    } catch (const std::exception& e) {
+      {
+        std::lock_guard<std::mutex> lk(cfg_mu_);
+        send_error_ = e.what();
+      }
+      broken_ = true;
+      asio::error_code ec;
+      sock_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);  // the reader reports it
+    }
+    if (p.on_sent && !broken_)
+      p.on_sent(t0, std::chrono::duration_cast<std::chrono::microseconds>(
+                        Clock::now().time_since_epoch()).count());
+    p = Pending{};  // release the data before waking a sync sender
+    {
+      std::lock_guard<std::mutex> lk(q_mu_);
+      busy_ = false;
+      if (broken_) q_.clear();
+    }
+    q_cv_.notify_all();
+    if (broken_) return;
+  }
+}
+
+void Peer::write_frame(MsgType t, uint64_t id, const std::string& text, const void* data,
+                       size_t len) {
   std::lock_guard<std::mutex> lk(send_mu_);
-  if (closed_) throw std::runtime_error("connection to " + name_ + " is closed");
+  if (closed_ || broken_) throw std::runtime_error("connection to " + name_ + " is closed");
   bool mac_on;
   Digest256 key;
   uint8_t dir;
@@ -205,7 +270,8 @@ void Peer::read_loop() {
       inbox_->push(std::move(m));
     }
   } catch (const std::exception& e) {
-    fail.failure = closed_ ? "closed" : e.what();
+    std::lock_guard<std::mutex> lk(cfg_mu_);
+    fail.failure = closed_ ? "closed" : !send_error_.empty() ? send_error_ : e.what();
   }
   fail.deliver_at = Clock::now();
   inbox_->push(std::move(fail));

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -80,16 +81,42 @@ class Peer {
   void sign_sends();
   void start_reader();
   // Sends one frame; data is written straight from the caller's memory (scatter-gather).
-  // Thread-safe. Throws std::runtime_error on a broken connection.
+  // Thread-safe; waits for frames queued by send_async to leave first, so frames keep their
+  // order. Throws std::runtime_error on a broken connection.
   void send(MsgType t, uint64_t id, const Json& json, const void* data = nullptr, size_t len = 0);
+  // Queues one frame and returns at once: a sender thread writes it (link pacing included)
+  // while the caller computes. `keep` owns the memory `data` points into until it is written;
+  // `on_sent(t0_us, t1_us)` runs on the sender thread when it has been. A failed write closes
+  // the connection, which the reader then reports to the inbox like any broken connection.
+  using SentFn = std::function<void(int64_t t0_us, int64_t t1_us)>;
+  void send_async(MsgType t, uint64_t id, const Json& json, std::shared_ptr<const void> keep,
+                  const void* data, size_t len, SentFn on_sent = {});
   void close();  // unblocks the reader; idempotent
   const std::string& name() const { return name_; }
   uint64_t bytes_sent() const { return sent_; }
   uint64_t bytes_received() const { return received_; }
 
  private:
+  struct Pending {
+    MsgType type = MsgType::error;
+    uint64_t id = 0;
+    std::string text;
+    std::shared_ptr<const void> keep;
+    const void* data = nullptr;
+    size_t len = 0;
+    SentFn on_sent;
+  };
   void read_loop();
+  void send_loop();
+  void write_frame(MsgType t, uint64_t id, const std::string& text, const void* data, size_t len);
   void pace(size_t bytes);
+  // The queue of send_async; busy_: the sender thread is writing a frame it took from it.
+  std::mutex q_mu_;
+  std::condition_variable q_cv_;
+  std::deque<Pending> q_;
+  bool busy_ = false;
+  std::thread sender_;
+  std::string send_error_;  // why the sender thread gave up (guarded by cfg_mu_)
   asio::ip::tcp::socket sock_;
   std::shared_ptr<Inbox> inbox_;
   int index_;
@@ -105,7 +132,7 @@ class Peer {
   Shaping shaping() const;
   Clock::time_point link_free_;
   std::thread reader_;
-  std::atomic<bool> closed_{false};
+  std::atomic<bool> closed_{false}, broken_{false};
   std::atomic<uint64_t> sent_{0}, received_{0};
 };
 

@@ -195,10 +195,26 @@ double zone_compute_ms(const Graph& g, const DeviceProfile& prof, const BlockPla
   return t;
 }
 
+// The part of the tail the host runs alone.
 double tail_ms(const Graph& g, const Plan& p, const Cluster& c) {
   double t = 0;
-  for (int n = p.tail_first; n < g.size(); ++n) t += c.devices[0].layer_ms(n, g.node(n).layer->output_shape().h);
+  for (int n = p.tail_first + p.split_tail; n < g.size(); ++n)
+    t += c.devices[0].layer_ms(n, g.node(n).layer->output_shape().h);
   return t;
+}
+
+// Split tail layer j: the host sends each secondary the layer's input rows it lacks (all of
+// them after the first split layer: a secondary keeps no slices).
+std::vector<Transfer> tail_transfers(const Graph& g, const Cluster& c, const Plan& p, int j) {
+  const int node = p.tail_first + j - 1, h = g.shape_of(node).h;
+  const int nb = int(p.blocks.size());
+  const std::vector<int> own = owners(p, g, nb - 1);
+  const uint64_t rb = row_bytes(g, node, c.bytes_per_value);
+  std::vector<Transfer> out;
+  for (int d = 1; d < p.devices; ++d)
+    for (const RowRange r : runs(h, [&](int y) { return j > 0 || own[size_t(y)] != d; }))
+      out.push_back({nb + j, 0, d, node, r, uint64_t(r.size()) * rb});
+  return out;
 }
 
 struct Sim {
@@ -229,12 +245,23 @@ void simulate(const Graph& g, const Cluster& c, Plan& p) {
     auto t = transfers_for(g, c, p, int(b));
     p.transfers.insert(p.transfers.end(), t.begin(), t.end());
   }
+  for (int j = 0; j < p.split_tail; ++j) {
+    auto t = tail_transfers(g, c, p, j);
+    p.transfers.insert(p.transfers.end(), t.begin(), t.end());
+  }
   p.bytes = 0;
   p.link_bytes.assign(n, 0);
   for (const Transfer& t : p.transfers) {
     p.bytes += t.bytes;
     p.link_bytes[size_t(std::max(t.src, t.dst))] += t.bytes;
   }
+  // Slices coming back to the host (not rows of a node: they are not Transfers).
+  for (int j = 0; j < p.split_tail; ++j)
+    for (size_t d = 1; d < n; ++d) {
+      const uint64_t b = uint64_t(p.tail_slices[size_t(j)][d].size()) * uint64_t(c.bytes_per_value);
+      p.bytes += b;
+      p.link_bytes[d] += b;
+    }
   Sim s{g, c, p, std::vector<double>(n, 0), std::vector<double>(n, 0), std::vector<double>(n, 0)};
   double finish = 0;
   for (int img = 0; img < p.batch; ++img) {
@@ -262,7 +289,28 @@ void simulate(const Graph& g, const Cluster& c, Plan& p) {
         arrive[size_t(t.dst)] = std::max(arrive[size_t(t.dst)], a);
       }
       if (b == nb) {
-        const double st = std::max(s.cpu[0], arrive[0]);
+        double st = std::max(s.cpu[0], arrive[0]);
+        for (int j = 0; j < p.split_tail; ++j) {
+          // Broadcast the layer's input, every device computes its slice, slices come back.
+          const int node = p.tail_first + j;
+          std::vector<double> in(n, st);
+          for (const Transfer& t : p.transfers)
+            if (t.block == int(nb) + j && t.src == 0) in[size_t(t.dst)] = std::max(in[size_t(t.dst)], s.send(t, st, img));
+          double done = 0;
+          for (size_t d = 0; d < n; ++d) {
+            const RowRange sl = p.tail_slices[size_t(j)][d];
+            if (sl.empty()) continue;
+            const double frac = double(sl.size()) / double(g.shape_of(node).c);
+            const double cs = std::max(s.cpu[d], in[d]);
+            const double ce = cs + frac * c.devices[d].layer_ms(node, 1);
+            s.cpu[d] = ce;
+            p.timeline.push_back({int(d), img, int(nb) + j, "compute", -1, cs, ce});
+            const Transfer back{int(nb) + j + 1, int(d), 0, node, {0, 1},
+                                uint64_t(sl.size()) * uint64_t(c.bytes_per_value)};
+            done = std::max(done, d == 0 ? ce : s.send(back, ce, img));
+          }
+          st = done;
+        }
         const double en = st + tail_ms(g, p, c);
         s.cpu[0] = en;
         p.timeline.push_back({0, img, int(b), "compute", -1, st, en});
@@ -398,12 +446,48 @@ Plan best_blocks(const Graph& g, const Cluster& c, Scheme s, double host_share, 
 
 }  // namespace
 
+int splittable_tail(const Graph& g) {
+  int k = 0;
+  for (int n = g.spatial_end(); n < g.size(); ++n, ++k) {
+    const Node& nd = g.node(n);
+    if (!nd.layer->splits_channels() || nd.inputs.size() != 1 || nd.inputs[0] != n - 1 ||
+        nd.layer->output_shape().h != 1)
+      break;
+  }
+  return k;
+}
+
+void split_tail(const Graph& g, const Cluster& c, Plan& p, int k) {
+  if (k < 0 || k > splittable_tail(g)) throw std::invalid_argument("tail layers cannot be split");
+  p.split_tail = p.devices > 1 ? k : 0;
+  p.tail_slices.clear();
+  const std::vector<double> sp = speeds(g, c);
+  const std::vector<double> used(sp.begin(), sp.begin() + p.devices);
+  for (int j = 0; j < p.split_tail; ++j) {
+    // Slices in units of 64 channels: whole SIMD panels on every ISA.
+    const int out = g.shape_of(p.tail_first + j).c, units = (out + 63) / 64;
+    std::vector<RowRange> sl = split_rows(units, used);
+    for (RowRange& r : sl) r = {std::min(out, r.begin * 64), std::min(out, r.end * 64)};
+    p.tail_slices.push_back(sl);
+  }
+  simulate(g, c, p);
+}
+
 Plan make_plan(const Graph& g, const Cluster& c, Scheme s, int batch) {
   validate(g, c);
   if (s == Scheme::local || c.devices.size() == 1) return plan_with_cuts(g, c, Scheme::local, {}, 1.0, batch);
+  // Split as many leading FC layers of the tail as pay for their broadcast.
+  auto with_best_tail = [&](Plan p) {
+    Plan best_p = p;
+    for (int k = 1; k <= splittable_tail(g); ++k) {
+      split_tail(g, c, p, k);
+      if (p.predicted_ms < best_p.predicted_ms) best_p = p;
+    }
+    return best_p;
+  };
   if (s == Scheme::modnn) {
     std::vector<int> cuts = candidate_cuts(g);  // one block per layer
-    return plan_with_cuts(g, c, s, cuts, 0, batch);
+    return with_best_tail(plan_with_cuts(g, c, s, cuts, 0, batch));
   }
   Plan local = plan_with_cuts(g, c, Scheme::local, {}, 1.0, batch);
   Plan best;
@@ -417,6 +501,7 @@ Plan make_plan(const Graph& g, const Cluster& c, Scheme s, int batch) {
     }
   }
   // On links too slow to pay off, fall back to the host alone (reported as this scheme).
+  best = with_best_tail(best);
   if (local.predicted_ms <= best.predicted_ms || best.bytes == 0) {
     local.scheme = s;
     return local;
@@ -452,6 +537,16 @@ Json Plan::to_json(const Graph& g) const {
     bl.push_back(jb);
   }
   j["blocks"] = bl;
+  Json tl = Json::array();
+  for (int k = 0; k < split_tail; ++k) {
+    Json jt = Json::object();
+    jt["layer"] = g.node(tail_first + k).name;
+    std::vector<std::vector<RowRange>> z;
+    for (const RowRange& r : tail_slices[size_t(k)]) z.push_back(r.empty() ? std::vector<RowRange>{} : std::vector<RowRange>{r});
+    jt["channels"] = zones_to_json(z);
+    tl.push_back(jt);
+  }
+  j["split_tail"] = tl;
   Json lb = Json::array();
   for (size_t d = 1; d < link_bytes.size(); ++d) lb.push_back(static_cast<unsigned long>(link_bytes[d]));
   j["link_bytes"] = lb;

@@ -43,7 +43,9 @@ struct BlockPlan {
 
 // Rows of one tensor moving over one link. node: producer of the rows (-1: the input image).
 struct Transfer {
-  int block;  // consumed by this block; blocks.size() = the host tail (gather)
+  // Consumed by this stage: a block; blocks.size() + j = tail layer j (the gather to the host
+  // and, with a split tail, the broadcast of that layer's input to the secondaries).
+  int block;
   int src, dst;
   int node;
   RowRange rows;
@@ -65,6 +67,12 @@ struct Plan {
   double host_share = 1.0;
   std::vector<BlockPlan> blocks;  // cover [0, tail_first)
   int tail_first = 0;
+  // The first split_tail tail layers (fully connected) run on every device, each computing
+  // its slice of output channels tail_slices[j][d]; the host gathers the slices and sends the
+  // whole vector on. A large first FC layer (VGG-16's fc6: 400 MB of weights) would otherwise
+  // be the host's alone. The rest of the tail runs on the host.
+  int split_tail = 0;
+  std::vector<std::vector<RowRange>> tail_slices;  // [tail layer][device]: channels [begin, end)
   std::vector<Transfer> transfers;  // for one image, in order
   std::vector<Event> timeline;      // all images
   double predicted_ms = 0;          // until the last image's result
@@ -94,5 +102,10 @@ std::vector<double> stage_costs(const Graph& g, const Cluster& c, const Plan& p)
 
 // Valid cut positions of the spatial part (block boundaries): 0 < c < spatial_end, is_cut(c).
 std::vector<int> candidate_cuts(const Graph& g);
+// How many leading tail layers could be split by channels (consecutive fully connected layers).
+int splittable_tail(const Graph& g);
+// Splits the first k tail layers across the plan's devices (slices by device speed) and
+// re-simulates; k = 0 undoes it.
+void split_tail(const Graph& g, const Cluster& c, Plan& p, int k);
 
 }  // namespace eb::dist

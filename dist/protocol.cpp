@@ -1,5 +1,6 @@
 #include "dist/protocol.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -109,6 +110,14 @@ Json plan_to_wire(const Plan& p) {
     bl.push_back(jb);
   }
   j["blocks"] = bl;
+  j["split_tail"] = p.split_tail;
+  Json sl = Json::array();
+  for (const std::vector<RowRange>& per : p.tail_slices) {  // per device: [] or [[c0, c1]]
+    std::vector<std::vector<RowRange>> z;
+    for (const RowRange& r : per) z.push_back(r.empty() ? std::vector<RowRange>{} : std::vector<RowRange>{r});
+    sl.push_back(zones_to_json(z));
+  }
+  j["tail_slices"] = sl;
   Json ts = Json::array();
   for (const Transfer& t : p.transfers)
     ts.push_back(Json(Json::Array{t.block, t.src, t.dst, t.node, t.rows.begin, t.rows.end}));
@@ -148,14 +157,45 @@ Plan plan_from_wire(const Json& j, const Graph& g) {
       p.blocks.push_back(b);
     }
     if (expect_first != p.tail_first || p.blocks.size() > 4096) throw ProtocolError("blocks do not cover the model");
+    if (j.has("split_tail")) {  // optional: plans without a split tail may omit it
+      p.split_tail = int(j.at("split_tail").integer("split_tail"));
+      if (p.split_tail < 0 || p.split_tail > splittable_tail(g))
+        throw ProtocolError("tail split out of range");
+      const Json::Array& ls = j.at("tail_slices").items("tail_slices");
+      if (int(ls.size()) != p.split_tail) throw ProtocolError("tail slices do not match the split");
+      for (size_t k = 0; k < ls.size(); ++k) {
+        const Json::Array& per = ls[k].items("tail slice");
+        if (int(per.size()) != p.devices) throw ProtocolError("tail slices do not match the device count");
+        const int out = g.shape_of(p.tail_first + int(k)).c;
+        std::vector<RowRange> sl;
+        int next = 0;  // slices tile [0, out) in device order; a device may have none
+        for (const Json& jd : per) {
+          const Json::Array& rs = jd.items("slice");
+          if (rs.size() > 1) throw ProtocolError("one channel slice per device");
+          RowRange r{next, next};
+          if (rs.size() == 1) {
+            r = {int(rs[0][0].integer("channel")), int(rs[0][1].integer("channel"))};
+            if (r.begin != next || r.end <= r.begin || r.end > out) throw ProtocolError("tail slices out of range");
+          }
+          next = r.end;
+          sl.push_back(r);
+        }
+        if (next != out) throw ProtocolError("tail slices do not cover the layer");
+        p.tail_slices.push_back(sl);
+      }
+    }
     for (const Json& jt : j.at("transfers").items("transfers")) {
       if (jt.size() != 6) throw ProtocolError("malformed transfer");
       Transfer t{int(jt[0].integer()), int(jt[1].integer()), int(jt[2].integer()), int(jt[3].integer()),
                  {int(jt[4].integer()), int(jt[5].integer())}, 0};
-      if (t.block < 0 || t.block > int(p.blocks.size()) || t.src < 0 || t.src >= p.devices ||
+      if (t.block < 0 || t.block > int(p.blocks.size()) + std::max(0, p.split_tail - 1) ||
+          t.src < 0 || t.src >= p.devices ||
           t.dst < 0 || t.dst >= p.devices || t.src == t.dst)
         throw ProtocolError("transfer endpoints out of range");
-      const int want_node = t.block == 0 ? -1 : p.blocks[size_t(t.block - 1)].last - 1;
+      const int nb = int(p.blocks.size());
+      const int want_node = t.block == 0   ? -1
+                            : t.block <= nb ? p.blocks[size_t(t.block - 1)].last - 1
+                                            : p.tail_first + (t.block - nb) - 1;
       if (t.node != want_node || t.rows.begin < 0 || t.rows.end > g.shape_of(t.node).h || t.rows.empty())
         throw ProtocolError("transfer rows out of range");
       p.transfers.push_back(t);

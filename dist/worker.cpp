@@ -273,8 +273,24 @@ void WorkerServer::session(asio::ip::tcp::socket sock, std::string who) {
             throw ProtocolError("too many images in flight");
           store->put_wire(image, m->json, m->data);
           int& b = next_block[image];
-          const int nb = int(plan.blocks.size());
-          while (b < nb) {
+          const int nb = int(plan.blocks.size()), stages = nb + plan.split_tail;
+          while (b < stages) {
+            if (b >= nb) {  // our channel slice of split tail layer j, once its input is here
+              const int j = b - nb;
+              auto slice = std::make_shared<std::vector<float>>();
+              const int64_t t0 = now_us();
+              if (!compute_tail_slice(*g, plan, me, j, image, *store, slice.get())) break;
+              if (!slice->empty()) {
+                Json timing = Json::object();
+                timing["t0"] = double(t0);
+                timing["t1"] = double(now_us());
+                timing["block"] = b;
+                send_slice(*peer, image, plan.tail_first + j, plan.tail_slices[size_t(j)][size_t(me)],
+                           slice, fp16, timing);
+              }
+              ++b;
+              continue;
+            }
             ComputeSpan span{};
             if (!plan.blocks[size_t(b)].zones[size_t(me)].empty()) {
               // Send each outgoing transfer as soon as its rows exist (edge-first plans make
@@ -299,7 +315,7 @@ void WorkerServer::session(asio::ip::tcp::socket sock, std::string who) {
             }
             ++b;
           }
-          if (b == nb) {
+          if (b == stages) {
             store->drop(image);
             next_block.erase(image);
           }

@@ -139,4 +139,21 @@ void gemv(const float* x, const PackedB& b, float* y, const MinMax* mm) {
   }
 }
 
+void gemv_range(const float* x, const PackedB& b, size_t n0, size_t n1, float* y, const MinMax* mm) {
+  check_isa(b);
+  if (n0 > n1 || n1 > b.n) throw std::out_of_range("gemv_range: outputs outside the layer");
+  const KernelTable& kt = active();
+  const long p0 = long(n0 / b.nr), p1 = long((n1 + b.nr - 1) / b.nr);
+#pragma omp parallel for schedule(static)
+  for (long p = p0; p < p1; ++p) {
+    alignas(64) float tmp[64];
+    kt.gemv_panel(b.k, x, b.panel(size_t(p)), b.panel_bias(size_t(p)), tmp);
+    const size_t first = std::max(size_t(p) * b.nr, n0), end = std::min(size_t(p + 1) * b.nr, n1);
+    for (size_t j = first; j < end; ++j) {
+      const float v = tmp[j - size_t(p) * b.nr];
+      y[j - n0] = mm ? std::min(std::max(v, mm->lo), mm->hi) : v;
+    }
+  }
+}
+
 }  // namespace eb::kernels

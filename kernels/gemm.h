@@ -53,5 +53,8 @@ void gemm_panels(size_t m, const ASource& a, const PackedB& b, size_t p0, size_t
                  size_t ldc, const MinMax* mm);
 // y[n] = x[k] * B + bias (one row: the fully-connected layer at batch 1).
 void gemv(const float* x, const PackedB& b, float* y, const MinMax* mm);
+// Outputs [n0, n1) of the same into y[0, n1 - n0): bit-identical to those of gemv (every output
+// is its own dot product), so devices can each compute a slice of one layer.
+void gemv_range(const float* x, const PackedB& b, size_t n0, size_t n1, float* y, const MinMax* mm);
 
 }  // namespace eb::kernels

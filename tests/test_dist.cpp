@@ -13,6 +13,7 @@
 #include "core/benchmark.h"
 #include "core/weights_io.h"
 #include "dist/cluster.h"
+#include "dist/feature_store.h"
 #include "dist/host.h"
 #include "dist/local_executor.h"
 #include "dist/worker.h"
@@ -134,6 +135,21 @@ TEST_CASE("dist protocol: plans round-trip; hostile plans are rejected") {
   w = plan_to_wire(p);
   w["tail_first"] = 3;
   CHECK_THROWS_AS(plan_from_wire(w, g), ProtocolError);
+  // Tail slices: must tile the layer in device order.
+  Plan sp = p;
+  split_tail(g, estimated(g, 3), sp, 2);
+  const Plan sq = plan_from_wire(Json::parse(plan_to_wire(sp).dump()), g);
+  CHECK(sq.split_tail == 2);
+  for (int j = 0; j < 2; ++j)
+    for (int d = 0; d < 3; ++d) CHECK(sq.tail_slices[size_t(j)][size_t(d)] == sp.tail_slices[size_t(j)][size_t(d)]);
+  w = plan_to_wire(sp);
+  w["split_tail"] = 9;
+  CHECK_THROWS_AS(plan_from_wire(w, g), ProtocolError);
+  std::string bad_slices = plan_to_wire(sp).dump();
+  const size_t at = bad_slices.find("\"tail_slices\":[[[[0,");
+  REQUIRE(at != std::string::npos);
+  bad_slices.replace(at + 18, 1, "7");  // first slice no longer starts at channel 0
+  CHECK_THROWS_WITH_AS(plan_from_wire(Json::parse(bad_slices), g), doctest::Contains("tail slices"), ProtocolError);
   std::string text = plan_to_wire(p).dump();
   const size_t pos = text.find("\"transfers\":[[");
   REQUIRE(pos != std::string::npos);
@@ -174,6 +190,75 @@ TEST_CASE("dist loopback: every scheme, 2 and 3 devices, batch 1 and 4 equal loc
         }
     }
   }
+}
+
+TEST_CASE("dist loopback: a split FC tail (every device a slice of fc6..fc8) is exact, fp32 and fp16") {
+  auto g = std::make_shared<Graph>(models::build_synthetic("vgg16:64"));
+  std::mt19937 rng(15);
+  const Tensor im = ref::random_tensor(g->input, rng), im2 = ref::random_tensor(g->input, rng);
+  const Tensor want = g->forward(im), want2 = g->forward(im2);
+  LocalWorkers w(2);
+  for (bool fp16 : {false, true}) {
+    RuntimeOptions ro;
+    ro.fp16 = fp16;
+    HostRuntime host(g, synthetic_hash("vgg16:64"), w.addrs, ro);
+    const Cluster c = estimated(*g, 3, "10gbit,0.01ms");
+    for (Scheme s : {Scheme::modnn, Scheme::dpfp, Scheme::halp})
+      for (int k = 1; k <= splittable_tail(*g); ++k) {
+        CAPTURE(fp16);
+        CAPTURE(scheme_name(s));
+        CAPTURE(k);
+        Plan p = make_plan(*g, c, s, 2);
+        split_tail(*g, c, p, k);
+        InferStats st;
+        const auto got = host.infer({im, im2}, p, &st);
+        CHECK(st.faults == 0);
+        if (!fp16) {
+          CHECK(ref::bit_equal(got[0], want));
+          CHECK(ref::bit_equal(got[1], want2));
+        } else {
+          CHECK(top_k(got[0], 1)[0].index == top_k(want, 1)[0].index);
+          CHECK(top_k(got[1], 1)[0].index == top_k(want2, 1)[0].index);
+        }
+      }
+  }
+}
+
+TEST_CASE("dist protocol: channel slices are validated (range, overlap, size)") {
+  const Graph g = models::build_synthetic("vgg16:64");
+  const int fc6 = g.spatial_end();
+  FeatureStore s(g);
+  std::vector<float> v(4096, 1.0f);
+  auto frame = [&](long c0, long c1, size_t values) {
+    Json m = Json::object();
+    m["node"] = fc6;
+    m["row0"] = 0;
+    m["rows"] = 1;
+    m["wire"] = "fp32";
+    m["c0"] = c0;
+    m["c1"] = c1;
+    return std::make_pair(m, std::vector<uint8_t>(values * 4));
+  };
+  auto [m1, d1] = frame(0, 100, 100);
+  CHECK_NOTHROW(s.put_wire(1, m1, d1));
+  CHECK_FALSE(s.holds(1, fc6, {0, 1}));
+  CHECK(s.holds_channels(1, fc6, {0, 100}));
+  CHECK_FALSE(s.holds_channels(1, fc6, {0, 101}));
+  auto [m2, d2] = frame(50, 150, 100);
+  CHECK_THROWS_WITH_AS(s.put_wire(1, m2, d2), doctest::Contains("overlapping"), ProtocolError);
+  auto [m3, d3] = frame(100, 5000, 4900);
+  CHECK_THROWS_AS(s.put_wire(1, m3, d3), ProtocolError);
+  auto [m4, d4] = frame(100, 200, 99);
+  CHECK_THROWS_AS(s.put_wire(1, m4, d4), ProtocolError);
+  auto [m5, d5] = frame(-3, 200, 203);
+  CHECK_THROWS_AS(s.put_wire(1, m5, d5), ProtocolError);
+  auto [m6, d6] = frame(100, 4096, 3996);
+  CHECK_NOTHROW(s.put_wire(1, m6, d6));
+  CHECK(s.holds(1, fc6, {0, 1}));
+  // A slice of a spatial (many-row) node is refused.
+  auto [m7, d7] = frame(0, 10, 10);
+  m7["node"] = 0;
+  CHECK_THROWS_AS(s.put_wire(2, m7, d7), ProtocolError);
 }
 
 TEST_CASE("dist loopback: edge-first HALP execution is exact too") {

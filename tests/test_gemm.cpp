@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 
 #include "kernels/gemm.h"
@@ -68,6 +69,31 @@ TEST_CASE("gemm driver and gemv match reference over random shapes (K blocking, 
           REQUIRE(std::fabs(c[i * n + j] - e) <= 1e-5 * (1 + double(k)));
           if (i == 0) REQUIRE(std::fabs(y[j] - e) <= 1e-5 * (1 + double(k)));
         }
+    }
+  });
+}
+
+TEST_CASE("gemv_range: every output slice, with and without clamping, is bit-identical to gemv") {
+  std::mt19937 rng(5);
+  test::for_each_isa([&](kernels::Isa isa) {
+    CAPTURE(kernels::isa_name(isa));
+    for (int trial = 0; trial < 20; ++trial) {
+      const size_t n = 1 + rng() % 300, k = 1 + rng() % 500;
+      auto x = ref::random_vec(k, rng), b = ref::random_vec(k * n, rng), bias = ref::random_vec(n, rng);
+      const kernels::PackedB pb = kernels::pack_b(b.data(), k, n, n, bias.data());
+      const kernels::MinMax mm{-0.5f, 0.75f};
+      const kernels::MinMax* clamp = trial % 2 ? &mm : nullptr;
+      std::vector<float> full(n);
+      kernels::gemv(x.data(), pb, full.data(), clamp);
+      for (int s = 0; s < 8; ++s) {
+        size_t n0 = rng() % (n + 1), n1 = rng() % (n + 1);
+        if (n0 > n1) std::swap(n0, n1);
+        std::vector<float> part(n1 - n0 + 1, 42.0f);
+        kernels::gemv_range(x.data(), pb, n0, n1, part.data(), clamp);
+        for (size_t j = n0; j < n1; ++j) REQUIRE(std::memcmp(&part[j - n0], &full[j], 4) == 0);
+        REQUIRE(part[n1 - n0] == 42.0f);  // nothing written past the slice
+      }
+      CHECK_THROWS(kernels::gemv_range(x.data(), pb, 0, n + 1, full.data(), nullptr));
     }
   });
 }

@@ -47,6 +47,18 @@ void check_plan_structure(const Graph& g, const Plan& p) {
     CHECK(t.src != t.dst);
     CHECK((t.src == 0 || t.dst == 0));  // star: every transfer touches the host
   }
+  // A split tail: every device has one slice, together they tile the layer's channels.
+  REQUIRE(int(p.tail_slices.size()) == p.split_tail);
+  for (int j = 0; j < p.split_tail; ++j) {
+    REQUIRE(int(p.tail_slices[size_t(j)].size()) == p.devices);
+    int next = 0;
+    for (const RowRange& r : p.tail_slices[size_t(j)])
+      if (!r.empty()) {
+        CHECK(r.begin == next);
+        next = r.end;
+      }
+    CHECK(next == g.shape_of(p.tail_first + j).c);
+  }
 }
 
 }  // namespace
@@ -94,12 +106,36 @@ TEST_CASE(
       for (int x : candidate_cuts(g))
         if (rng() % 3 == 0) cuts.push_back(x);
       for (Scheme s : {Scheme::dpfp, Scheme::halp}) {
-        const Plan p = plan_with_cuts(g, c, s, cuts, 0.1 * double(rng() % 10));
+        Plan p = plan_with_cuts(g, c, s, cuts, 0.1 * double(rng() % 10));
         check_plan_structure(g, p);
         CHECK(ref::bit_equal(execute_locally(g, p, in), full));
+        // Every split of the tail's FC layers by channels is exact too.
+        for (int k = 1; k <= splittable_tail(g); ++k) {
+          CAPTURE(k);
+          split_tail(g, c, p, k);
+          check_plan_structure(g, p);
+          CHECK(ref::bit_equal(execute_locally(g, p, in), full));
+        }
       }
     }
   }
+}
+
+TEST_CASE("planner: VGG-16's FC tail is split across devices when it pays, not on slow links") {
+  const Graph g = models::build_synthetic("vgg16:64");
+  CHECK(splittable_tail(g) == 3);  // fc6, fc7, fc8; softmax stays on the host
+  CHECK(splittable_tail(models::build_synthetic("mobilenet_v1:0.25:96")) == 0);  // avg pool first
+  // Slow compute (FC6 reads 400 MB of weights on a real board), fast link: split.
+  const Plan fast = make_plan(g, homogeneous(g, 3, "1gbit,0.1ms", 1), Scheme::halp);
+  CHECK(fast.split_tail >= 1);
+  Plan unsplit = fast;
+  split_tail(g, homogeneous(g, 3, "1gbit,0.1ms", 1), unsplit, 0);
+  CHECK(unsplit.predicted_ms > fast.predicted_ms);
+  CHECK(unsplit.bytes < fast.bytes);  // the broadcast costs bytes
+  // A very slow link: shipping fc6's input costs more than computing it alone.
+  const Plan slow = make_plan(g, homogeneous(g, 3, "2mbit,20ms", 1000), Scheme::dpfp);
+  CHECK(slow.split_tail == 0);
+  CHECK_THROWS_AS(split_tail(g, homogeneous(g, 3, "1gbit,0.1ms"), unsplit, 4), std::invalid_argument);
 }
 
 TEST_CASE("planner: DP block choice is optimal: brute force over every set of cuts") {

@@ -33,6 +33,13 @@ void FullyConnected::forward(const std::vector<const Band*>& in, Band& out) cons
   kernels::gemv(in.at(0)->row(0), packed_, out.t.data(), act_ == Activation::none ? nullptr : &mm);
 }
 
+bool FullyConnected::forward_channels(const Band& in, int c0, int c1, float* out) const {
+  const kernels::MinMax mm = activation_range(act_);
+  kernels::gemv_range(in.row(0), packed_, size_t(c0), size_t(c1), out,
+                      act_ == Activation::none ? nullptr : &mm);
+  return true;
+}
+
 std::vector<Param> FullyConnected::params() {
   return {{"weight", {out_, in_}, &w_}, {"bias", {out_}, &b_}};
 }

@@ -14,6 +14,8 @@ class FullyConnected : public Layer {
   bool spatial() const override { return false; }
   double flops(RowRange) const override { return 2.0 * in_ * out_; }
   void forward(const std::vector<const Band*>& in, Band& out) const override;
+  bool forward_channels(const Band& in, int c0, int c1, float* out) const override;
+  bool splits_channels() const override { return true; }
   std::vector<Param> params() override;
   Json attrs() const override;
   void prepare() override;
