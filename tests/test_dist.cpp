@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <random>
 #include <thread>
 
@@ -54,10 +55,14 @@ std::vector<uint8_t> with_json(std::vector<uint8_t> frame, const std::string& js
   return frame;
 }
 
+// Building a synthetic model to hash it takes seconds under the sanitizers: once per name.
 uint64_t synthetic_hash(const std::string& name) {
+  static std::map<std::string, uint64_t> known;
+  auto it = known.find(name);
+  if (it != known.end()) return it->second;
   uint64_t h = 0;
   models::load_model(name, "", &h);
-  return h;
+  return known[name] = h;
 }
 
 }  // namespace
@@ -198,18 +203,21 @@ TEST_CASE("dist loopback: a split FC tail (every device a slice of fc6..fc8) is 
   const Tensor im = ref::random_tensor(g->input, rng), im2 = ref::random_tensor(g->input, rng);
   const Tensor want = g->forward(im), want2 = g->forward(im2);
   LocalWorkers w(2);
+  const Cluster c = estimated(*g, 3, "10gbit,0.01ms");
+  std::vector<Plan> plans;  // fc6 alone or fc6..fc8, after MoDNN's and HALP's blocks
+  for (Scheme s : {Scheme::modnn, Scheme::halp})
+    for (int k : {1, 3}) {
+      plans.push_back(make_plan(*g, c, s, 2));
+      split_tail(*g, c, plans.back(), k);
+    }
   for (bool fp16 : {false, true}) {
     RuntimeOptions ro;
     ro.fp16 = fp16;
     HostRuntime host(g, synthetic_hash("vgg16:64"), w.addrs, ro);
-    const Cluster c = estimated(*g, 3, "10gbit,0.01ms");
-    for (Scheme s : {Scheme::modnn, Scheme::dpfp, Scheme::halp})
-      for (int k = 1; k <= splittable_tail(*g); ++k) {
+    for (const Plan& p : plans) {
         CAPTURE(fp16);
-        CAPTURE(scheme_name(s));
-        CAPTURE(k);
-        Plan p = make_plan(*g, c, s, 2);
-        split_tail(*g, c, p, k);
+        CAPTURE(scheme_name(p.scheme));
+        CAPTURE(p.split_tail);
         InferStats st;
         const auto got = host.infer({im, im2}, p, &st);
         CHECK(st.faults == 0);
