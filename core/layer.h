@@ -43,6 +43,9 @@ class Layer {
     return false;
   }
   virtual bool splits_channels() const { return false; }
+  // Output rows are computed in groups aligned to multiples of this (Winograd tiles): a band
+  // whose ends are aligned to it computes no row twice.
+  virtual int row_granule() const { return 1; }
 
   virtual std::vector<Param> params() { return {}; }
   virtual Json attrs() const { return Json::object(); }

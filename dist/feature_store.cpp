@@ -124,16 +124,19 @@ size_t FeatureStore::images() const {
 namespace {
 // The order in which a device computes its zones: one piece per zone, or with edge-first the
 // rows others need (each zone cut at their boundaries) before the rest.
-std::vector<RowRange> pieces(const Plan& p, int d, int b) {
+std::vector<RowRange> pieces(const Graph& g, const Plan& p, int d, int b) {
   const std::vector<RowRange>& zones = p.blocks[size_t(b)].zones[size_t(d)];
   if (!p.edge_first) return zones;
   std::vector<RowRange> edges, rest;
+  // Pieces widened to the last layer's row granule, so no Winograd tile is computed twice.
+  const int gr = g.node(p.blocks[size_t(b)].last - 1).layer->row_granule();
   for (const RowRange& z : zones) {
     std::vector<int> cuts{z.begin, z.end};
     std::vector<RowRange> wanted;
     for (const Transfer& t : p.transfers) {
       if (t.block != b + 1 || t.src != d) continue;
-      const RowRange x{std::max(z.begin, t.rows.begin), std::min(z.end, t.rows.end)};
+      const RowRange x{std::max(z.begin, t.rows.begin / gr * gr),
+                       std::min(z.end, (t.rows.end + gr - 1) / gr * gr)};
       if (x.empty()) continue;
       cuts.push_back(x.begin);
       cuts.push_back(x.end);
@@ -160,7 +163,7 @@ bool compute_zones(const Graph& g, const Plan& p, int d, int b, uint64_t image, 
   for (const RowRange& z : bp.zones[size_t(d)])
     if (!s.holds(image, in_node, g.block_needs(bp.first, bp.last, z)[0])) return false;
   const int64_t t0 = now_us();
-  for (const RowRange& piece : pieces(p, d, b)) {
+  for (const RowRange& piece : pieces(g, p, d, b)) {
     const RowRange need = g.block_needs(bp.first, bp.last, piece)[0];
     const Band out = g.run_block(bp.first, bp.last, s.band(image, in_node, need), piece);
     s.put(image, bp.last - 1, out.rows(), out.t.data());

@@ -85,9 +85,18 @@ WorkerServer::Model WorkerServer::model_for(const std::string& name) {
   }
   for (auto& kv : models_)
     if (kv.first == name) return kv.second;
-  uint64_t h = 0;
-  auto g = std::make_shared<Graph>(models::load_model(name, "", &h));
-  models_.push_back({name, {g, h}});
+  // A synthetic model is a function of its name alone: one copy per process, shared by every
+  // server in it (the tests run many; a VGG-16 build takes seconds under the sanitizers).
+  static std::mutex synthetic_mu;
+  static std::map<std::string, Model> synthetic;
+  std::lock_guard<std::mutex> lk_synthetic(synthetic_mu);
+  auto it = synthetic.find(name);
+  if (it == synthetic.end()) {
+    uint64_t h = 0;
+    auto g = std::make_shared<Graph>(models::load_model(name, "", &h));
+    it = synthetic.emplace(name, Model{g, h}).first;
+  }
+  models_.push_back({name, it->second});
   return models_.back().second;
 }
 

@@ -23,21 +23,21 @@ stage "aarch64 cross build + tests under qemu"
 cmake -S . -B build-aarch64 -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-rpi4.cmake -DEDGEBAND_WERROR=ON >/dev/null
 cmake --build build-aarch64 -j"$jobs"
 file build-aarch64/edgeband | grep -q "ARM aarch64.*statically linked" || { echo "aarch64 edgeband is not a static aarch64 binary"; exit 1; }
-ctest --test-dir build-aarch64 --output-on-failure
+ctest --test-dir build-aarch64 --output-on-failure -j"$jobs"
 
 stage "release build + tests"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DEDGEBAND_WERROR=ON \
   -DEDGEBAND_FOREIGN_WORKER="qemu-aarch64-static -cpu cortex-a72 $PWD/build-aarch64/edgeband" >/dev/null
 cmake --build build -j"$jobs"
 file build/edgeband | grep -q "statically linked" || { echo "edgeband is not static"; exit 1; }
-ctest --test-dir build --output-on-failure
+ctest --test-dir build --output-on-failure -j"$jobs"
 
 stage "ASan + UBSan build + tests"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEDGEBAND_WERROR=ON \
   -DEDGEBAND_SANITIZE=address,undefined >/dev/null
 cmake --build build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --test-dir build-asan --output-on-failure
+  ctest --test-dir build-asan --output-on-failure -j"$jobs"
 
 stage "soak: an authenticated worker under load, rude hosts and garbage clients (LeakSanitizer)"
 # A small quarantine: ASan's default keeps up to 256 MiB of freed memory, which would read as
@@ -51,7 +51,7 @@ cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEDGEBAND_WERROR=ON 
   -DEDGEBAND_SANITIZE=thread >/dev/null
 cmake --build build-tsan -j"$jobs"
 OMP_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-  ctest --test-dir build-tsan --output-on-failure -R '^dist$'
+  ctest --test-dir build-tsan --output-on-failure -j"$jobs" -R '^dist'
 
 stage "libFuzzer smoke run"
 bash tests/fuzz/run.sh "${EDGEBAND_FUZZ_SECONDS:-10}"

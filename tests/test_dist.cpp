@@ -55,6 +55,15 @@ std::vector<uint8_t> with_json(std::vector<uint8_t> frame, const std::string& js
   return frame;
 }
 
+// One copy per synthetic model for the tests that only read it: a VGG-16 build takes seconds
+// under the sanitizers.
+std::shared_ptr<const Graph> shared_synthetic(const std::string& name) {
+  static std::map<std::string, std::shared_ptr<const Graph>> built;
+  auto it = built.find(name);
+  if (it == built.end()) it = built.emplace(name, std::make_shared<Graph>(models::build_synthetic(name))).first;
+  return it->second;
+}
+
 // Building a synthetic model to hash it takes seconds under the sanitizers: once per name.
 uint64_t synthetic_hash(const std::string& name) {
   static std::map<std::string, uint64_t> known;
@@ -127,7 +136,7 @@ TEST_CASE("dist protocol: fp16 conversion is correctly rounded") {
 }
 
 TEST_CASE("dist protocol: plans round-trip; hostile plans are rejected") {
-  const Graph g = models::build_synthetic("vgg16:64");
+  const Graph& g = *shared_synthetic("vgg16:64");
   const Plan p = make_plan(g, estimated(g, 3), Scheme::halp);
   const Plan q = plan_from_wire(Json::parse(plan_to_wire(p).dump()), g);
   REQUIRE(q.blocks.size() == p.blocks.size());
@@ -165,7 +174,7 @@ TEST_CASE("dist protocol: plans round-trip; hostile plans are rejected") {
 TEST_CASE("dist loopback: every scheme, 2 and 3 devices, batch 1 and 4 equal local inference") {
   std::mt19937 rng(21);
   for (const char* name : {"vgg16:64", "mobilenet_v1:0.25:128"}) {
-    auto g = std::make_shared<Graph>(models::build_synthetic(name));
+    auto g = shared_synthetic(name);
     std::vector<Tensor> images;
     for (int i = 0; i < 4; ++i) images.push_back(ref::random_tensor(g->input, rng));
     std::vector<Tensor> want;
@@ -198,7 +207,7 @@ TEST_CASE("dist loopback: every scheme, 2 and 3 devices, batch 1 and 4 equal loc
 }
 
 TEST_CASE("dist loopback: a split FC tail (every device a slice of fc6..fc8) is exact, fp32 and fp16") {
-  auto g = std::make_shared<Graph>(models::build_synthetic("vgg16:64"));
+  auto g = shared_synthetic("vgg16:64");
   std::mt19937 rng(15);
   const Tensor im = ref::random_tensor(g->input, rng), im2 = ref::random_tensor(g->input, rng);
   const Tensor want = g->forward(im), want2 = g->forward(im2);
@@ -233,7 +242,7 @@ TEST_CASE("dist loopback: a split FC tail (every device a slice of fc6..fc8) is 
 }
 
 TEST_CASE("dist protocol: channel slices are validated (range, overlap, size)") {
-  const Graph g = models::build_synthetic("vgg16:64");
+  const Graph& g = *shared_synthetic("vgg16:64");
   const int fc6 = g.spatial_end();
   FeatureStore s(g);
   std::vector<float> v(4096, 1.0f);
@@ -270,7 +279,7 @@ TEST_CASE("dist protocol: channel slices are validated (range, overlap, size)") 
 }
 
 TEST_CASE("dist loopback: edge-first HALP execution is exact too") {
-  auto g = std::make_shared<Graph>(models::build_synthetic("vgg16:64"));
+  auto g = shared_synthetic("vgg16:64");
   std::mt19937 rng(12);
   const Tensor im = ref::random_tensor(g->input, rng);
   LocalWorkers w(2);
@@ -288,7 +297,7 @@ TEST_CASE("dist loopback: edge-first HALP execution is exact too") {
 }
 
 TEST_CASE("dist loopback: fp16 wire halves the bytes and keeps top-1") {
-  auto g = std::make_shared<Graph>(models::build_synthetic("mobilenet_v1:0.5:128"));
+  auto g = shared_synthetic("mobilenet_v1:0.5:128");
   std::mt19937 rng(4);
   const Tensor im = ref::random_tensor(g->input, rng);
   const Tensor want = g->forward(im);
@@ -313,7 +322,7 @@ TEST_CASE("dist loopback: fp16 wire halves the bytes and keeps top-1") {
 }
 
 TEST_CASE("dist faults: a worker killed mid-run; the host recomputes and keeps going") {
-  auto g = std::make_shared<Graph>(models::build_synthetic("vgg16:64"));
+  auto g = shared_synthetic("vgg16:64");
   std::mt19937 rng(6);
   std::vector<Tensor> images;
   for (int i = 0; i < 4; ++i) images.push_back(ref::random_tensor(g->input, rng));
@@ -349,7 +358,7 @@ TEST_CASE("dist faults: a worker killed mid-run; the host recomputes and keeps g
 }
 
 TEST_CASE("dist faults: a stalled worker is dropped after the timeout") {
-  auto g = std::make_shared<Graph>(models::build_synthetic("mobilenet_v1:0.25:128"));
+  auto g = shared_synthetic("mobilenet_v1:0.25:128");
   // A fake worker: answers hello correctly, then never sends a row.
   asio::io_context io;
   asio::ip::tcp::acceptor acc(io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
@@ -420,7 +429,7 @@ TEST_CASE(
   raw(with_json(encode_header(MsgType::rows, 1, rows, nullptr, 0),
                 rows));  // rows before hello/plan
   // Still serving.
-  auto g = std::make_shared<Graph>(models::build_synthetic("vgg16:32"));
+  auto g = shared_synthetic("vgg16:32");
   HostRuntime host(g, synthetic_hash("vgg16:32"), w.addrs, RuntimeOptions{});
   const Tensor im = ref::random_tensor(g->input, rng);
   InferStats st;
@@ -437,11 +446,11 @@ TEST_CASE("dist: a worker holding another model is refused with a clear error") 
   Graph other = models::build_synthetic("vgg16:32");
   save_weights(other, wfile);
   LocalWorkers w(1, wfile);
-  auto g = std::make_shared<Graph>(models::build_synthetic("mobilenet_v1:0.25:128"));
+  auto g = shared_synthetic("mobilenet_v1:0.25:128");
   CHECK_THROWS_WITH(HostRuntime(g, synthetic_hash(g->model), w.addrs, RuntimeOptions{}),
                     doctest::Contains("serves model 'vgg16:32'"));
   // Same model name, different weights: the hash check catches it.
-  auto same_name = std::make_shared<Graph>(models::build_synthetic("vgg16:32"));
+  auto same_name = shared_synthetic("vgg16:32");
   CHECK_THROWS_WITH(HostRuntime(same_name, 12345, w.addrs, RuntimeOptions{}),
                     doctest::Contains("different model"));
   std::remove(wfile.c_str());

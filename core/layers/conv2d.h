@@ -21,6 +21,7 @@ class Conv2D : public Layer {
   std::string type() const override { return "conv2d"; }
   Shape configure(const std::vector<Shape>& in) override;
   RowRange input_rows(RowRange out, int i) const override;
+  int row_granule() const override { return algo_ == Algo::winograd_f43 ? 4 : 1; }
   double flops(RowRange out) const override;
   void forward(const std::vector<const Band*>& in, Band& out) const override;
   std::vector<Param> params() override;
