@@ -375,7 +375,9 @@ double staged_cost(const Graph& g, const Cluster& c, const Plan& p) {
   return total;
 }
 
-Plan plan_with_cuts(const Graph& g, const Cluster& c, Scheme s, const std::vector<int>& cuts,
+namespace {
+// The blocks and zones of a plan, not yet simulated.
+Plan plan_structure(const Graph& g, const Cluster& c, Scheme s, const std::vector<int>& cuts,
                     double host_share, int batch) {
   validate(g, c);
   if (batch < 1) throw std::invalid_argument("batch must be at least 1");
@@ -402,6 +404,13 @@ Plan plan_with_cuts(const Graph& g, const Cluster& c, Scheme s, const std::vecto
     p.blocks.push_back(bp);
     first = last;
   }
+  return p;
+}
+}  // namespace
+
+Plan plan_with_cuts(const Graph& g, const Cluster& c, Scheme s, const std::vector<int>& cuts,
+                    double host_share, int batch) {
+  Plan p = plan_structure(g, c, s, cuts, host_share, batch);
   simulate(g, c, p);
   return p;
 }
@@ -421,7 +430,8 @@ Plan best_blocks(const Graph& g, const Cluster& c, Scheme s, double host_share, 
     std::vector<int> cuts;
     if (i > 0) cuts.push_back(pos[i]);
     if (j + 1 < m) cuts.push_back(pos[j]);
-    Plan p = plan_with_cuts(g, c, s, cuts, host_share, 1);
+    // Only its stage costs matter here: no timeline simulation.
+    const Plan p = plan_structure(g, c, s, cuts, host_share, 1);
     const std::vector<double> st = stage_costs(g, c, p);
     double v = st[i > 0 ? 1 : 0];
     if (j + 1 == m) v += st.back();
