@@ -5,10 +5,6 @@
 
 namespace eb::dist {
 
-int64_t now_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now().time_since_epoch()).count();
-}
-
 FeatureStore::Held& FeatureStore::get(uint64_t image, int node) {
   auto key = std::make_pair(image, node);
   auto it = maps_.find(key);
@@ -62,21 +58,28 @@ void FeatureStore::put_wire(uint64_t image, const Json& meta, const std::vector<
   const size_t n = slice ? size_t(c1 - c0) : size_t(rows) * s.row_size();
   const size_t bpv = wire == "fp16" ? 2 : 4;
   if (data.size() != n * bpv) throw ProtocolError("rows frame has the wrong number of bytes");
-  std::vector<float> widened;
-  const float* values = reinterpret_cast<const float*>(data.data());
-  if (bpv == 2) {
-    widened.resize(n);
+  // fp32 is copied, fp16 widened, straight into the store (a slice: into a small buffer first,
+  // as put_channels checks it against the slices already here).
+  auto decode = [&](float* dst) {
+    if (bpv == 4) {
+      std::memcpy(dst, data.data(), n * sizeof(float));
+      return;
+    }
     for (size_t i = 0; i < n; ++i) {
       uint16_t v;
       std::memcpy(&v, data.data() + 2 * i, 2);
-      widened[i] = half_to_float(v);
+      dst[i] = half_to_float(v);
     }
-    values = widened.data();
+  };
+  if (slice) {
+    std::vector<float> values(n);
+    decode(values.data());
+    put_channels(image, int(node), int(c0), int(c1), values.data());
+    return;
   }
-  if (slice)
-    put_channels(image, int(node), int(c0), int(c1), values);
-  else
-    put(image, int(node), {int(row0), int(row0 + rows)}, values);
+  Held& h = get(image, int(node));
+  decode(h.t.row(int(row0)));
+  for (long y = row0; y < row0 + rows; ++y) h.has[size_t(y)] = true;
 }
 
 bool FeatureStore::holds(uint64_t image, int node, RowRange r) const {
@@ -186,43 +189,44 @@ bool compute_tail_slice(const Graph& g, const Plan& p, int d, int j, uint64_t im
   return true;
 }
 
-void send_rows(Peer& to, uint64_t image, const Transfer& t, const FeatureStore& s, bool fp16,
-               const Json& extra, Peer::SentFn on_sent) {
-  Json meta = extra.is_object() ? extra : Json::object();
+namespace {
+// Queues n values as a ROWS frame: fp32 straight from `src` (kept alive by `keep`) or fp16.
+void send_values(Peer& to, uint64_t image, Json meta, std::shared_ptr<const void> keep,
+                 const float* src, size_t n, bool fp16, Peer::SentFn on_sent) {
   meta["image"] = static_cast<unsigned long>(image);
-  meta["node"] = t.node;
-  meta["row0"] = t.rows.begin;
-  meta["rows"] = t.rows.size();
   meta["wire"] = fp16 ? "fp16" : "fp32";
-  const Band band = s.band(image, t.node, t.rows);
-  const size_t n = band.t.size();
-  if (!fp16) {  // straight from the rows
-    to.send_async(MsgType::rows, image, meta, band.t.storage(), band.t.data(), n * sizeof(float),
-                  std::move(on_sent));
+  if (!fp16) {
+    to.send_async(MsgType::rows, image, meta, std::move(keep), src, n * sizeof(float), std::move(on_sent));
     return;
   }
   auto half = std::make_shared<std::vector<uint16_t>>(n);
-  for (size_t i = 0; i < n; ++i) (*half)[i] = float_to_half(band.t.data()[i]);
+  for (size_t i = 0; i < n; ++i) (*half)[i] = float_to_half(src[i]);
   to.send_async(MsgType::rows, image, meta, half, half->data(), n * 2, std::move(on_sent));
+}
+}  // namespace
+
+void send_rows(Peer& to, uint64_t image, const Transfer& t, const FeatureStore& s, bool fp16,
+               const Json& extra, Peer::SentFn on_sent) {
+  Json meta = extra.is_object() ? extra : Json::object();
+  meta["node"] = t.node;
+  meta["row0"] = t.rows.begin;
+  meta["rows"] = t.rows.size();
+  const Band band = s.band(image, t.node, t.rows);
+  send_values(to, image, std::move(meta), band.t.storage(), band.t.data(), band.t.size(), fp16,
+              std::move(on_sent));
 }
 
 void send_slice(Peer& to, uint64_t image, int node, RowRange channels,
                 std::shared_ptr<const std::vector<float>> values, bool fp16, const Json& extra) {
   Json meta = extra.is_object() ? extra : Json::object();
-  meta["image"] = static_cast<unsigned long>(image);
   meta["node"] = node;
   meta["row0"] = 0;
   meta["rows"] = 1;
   meta["c0"] = channels.begin;
   meta["c1"] = channels.end;
-  meta["wire"] = fp16 ? "fp16" : "fp32";
-  if (!fp16) {
-    to.send_async(MsgType::rows, image, meta, values, values->data(), values->size() * sizeof(float));
-    return;
-  }
-  auto half = std::make_shared<std::vector<uint16_t>>(values->size());
-  for (size_t i = 0; i < values->size(); ++i) (*half)[i] = float_to_half((*values)[i]);
-  to.send_async(MsgType::rows, image, meta, half, half->data(), half->size() * 2);
+  const float* src = values->data();
+  const size_t n = values->size();
+  send_values(to, image, std::move(meta), std::move(values), src, n, fp16, {});
 }
 
 }  // namespace eb::dist

@@ -47,7 +47,6 @@ struct ComputeSpan {
   uint64_t image;
   int64_t t0_us, t1_us;
 };
-int64_t now_us();
 
 // Device d computes its zones of block b; false (and nothing done) if an input row is missing.
 // With p.edge_first, the rows other devices need from these zones are computed first and

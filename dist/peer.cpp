@@ -8,6 +8,10 @@
 
 namespace eb::dist {
 
+int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now().time_since_epoch()).count();
+}
+
 void Inbox::push(Message m) {
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -146,8 +150,7 @@ void Peer::send_loop() {
       q_.pop_front();
       busy_ = true;
     }
-    const int64_t t0 = std::chrono::duration_cast<std::chrono::microseconds>(
-                           Clock::now().time_since_epoch()).count();
+    const int64_t t0 = now_us();
     try {
       write_frame(p.type, p.id, p.text, p.data, p.len);
     } catch (const std::exception& e) {
@@ -160,8 +163,7 @@ void Peer::send_loop() {
       sock_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);  // the reader reports it
     }
     if (p.on_sent && !broken_)
-      p.on_sent(t0, std::chrono::duration_cast<std::chrono::microseconds>(
-                        Clock::now().time_since_epoch()).count());
+      p.on_sent(t0, now_us());
     p = Pending{};  // release the data before waking a sync sender
     {
       std::lock_guard<std::mutex> lk(q_mu_);

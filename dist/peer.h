@@ -22,6 +22,7 @@
 namespace eb::dist {
 
 using Clock = std::chrono::steady_clock;
+int64_t now_us();  // Clock in microseconds (traces, wire timings)
 
 struct Message {
   int peer = 0;  // index of the connection it came from

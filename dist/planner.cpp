@@ -529,6 +529,12 @@ Json zones_to_json(const std::vector<std::vector<RowRange>>& zones) {
   return zs;
 }
 
+Json slices_to_json(const std::vector<RowRange>& slices) {
+  std::vector<std::vector<RowRange>> z;
+  for (const RowRange& r : slices) z.push_back(r.empty() ? std::vector<RowRange>{} : std::vector<RowRange>{r});
+  return zones_to_json(z);
+}
+
 Json Plan::to_json(const Graph& g) const {
   Json j = Json::object();
   j["scheme"] = scheme_name(scheme);
@@ -551,9 +557,7 @@ Json Plan::to_json(const Graph& g) const {
   for (int k = 0; k < split_tail; ++k) {
     Json jt = Json::object();
     jt["layer"] = g.node(tail_first + k).name;
-    std::vector<std::vector<RowRange>> z;
-    for (const RowRange& r : tail_slices[size_t(k)]) z.push_back(r.empty() ? std::vector<RowRange>{} : std::vector<RowRange>{r});
-    jt["channels"] = zones_to_json(z);
+    jt["channels"] = slices_to_json(tail_slices[size_t(k)]);
     tl.push_back(jt);
   }
   j["split_tail"] = tl;

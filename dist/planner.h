@@ -83,6 +83,8 @@ struct Plan {
 
 // Per-device zones as JSON: [[[begin, end], ...], ...] (CLI output and the wire format).
 Json zones_to_json(const std::vector<std::vector<RowRange>>& zones);
+// Per-device channel slices of one split tail layer in the same form: [] or [[c0, c1]] each.
+Json slices_to_json(const std::vector<RowRange>& slices);
 
 // Splits rows [0, h) into consecutive ranges proportional to weights (zero weights: empty).
 std::vector<RowRange> split_rows(int h, const std::vector<double>& weights);

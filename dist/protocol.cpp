@@ -112,11 +112,7 @@ Json plan_to_wire(const Plan& p) {
   j["blocks"] = bl;
   j["split_tail"] = p.split_tail;
   Json sl = Json::array();
-  for (const std::vector<RowRange>& per : p.tail_slices) {  // per device: [] or [[c0, c1]]
-    std::vector<std::vector<RowRange>> z;
-    for (const RowRange& r : per) z.push_back(r.empty() ? std::vector<RowRange>{} : std::vector<RowRange>{r});
-    sl.push_back(zones_to_json(z));
-  }
+  for (const std::vector<RowRange>& per : p.tail_slices) sl.push_back(slices_to_json(per));
   j["tail_slices"] = sl;
   Json ts = Json::array();
   for (const Transfer& t : p.transfers)
