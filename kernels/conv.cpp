@@ -120,7 +120,16 @@ void conv3x3_winograd_f43(const ConvGeom& g, InBand in, OutBand out, const Winog
   size_t tb = (size_t(2) << 20) / (36 * sizeof(float) * std::max(C, K));
   tb = std::max(mr, tb / mr * mr);
   tb = std::min(tb, (size_t(ntiles) + mr - 1) / mr * mr);
-  std::vector<float> v(36 * tb * C), m(36 * tb * K);
+  // Transform buffers live as long as the calling thread and only grow: a fresh 2 x 2 MB
+  // zero-filled allocation per call cost page faults and a memset every layer (and under the
+  // sanitizers' allocators far more). Every element read is written first in each block.
+  thread_local std::vector<float> t_wino_v, t_wino_m;
+  if (t_wino_v.size() < 36 * tb * C) t_wino_v.resize(36 * tb * C);
+  if (t_wino_m.size() < 36 * tb * K) t_wino_m.resize(36 * tb * K);
+  // Pointers, not the thread_local names: inside the parallel region those would name each
+  // OpenMP thread's own (empty) buffers.
+  float* const v = t_wino_v.data();
+  float* const m = t_wino_m.data();
   for (long b0 = 0; b0 < ntiles; b0 += long(tb)) {
     const long nb = std::min(long(tb), ntiles - b0);
 #pragma omp parallel
@@ -130,7 +139,7 @@ void conv3x3_winograd_f43(const ConvGeom& g, InBand in, OutBand out, const Winog
         const long ty = (b0 + t) / ntx, tx = (b0 + t) % ntx;
         const float* rows[6];
         for (int i = 0; i < 6; ++i) rows[i] = in.row(t0 + ty * 4 - g.pad_t + i, g.in_h, rf);
-        kt.wino_f43_input(rows, tx * 4 - g.pad_l, size_t(g.in_w), C, v.data() + size_t(t) * C,
+        kt.wino_f43_input(rows, tx * 4 - g.pad_l, size_t(g.in_w), C, v + size_t(t) * C,
                           tb * C);
       }
       // 36 independent GEMMs [nb x cin] x [cin x cout], split over panels too when cout is big.
@@ -142,8 +151,8 @@ void conv3x3_winograd_f43(const ConvGeom& g, InBand in, OutBand out, const Winog
         const size_t xi = size_t(job) / split, p0 = (size_t(job) % split) * per;
         const size_t p1 = std::min(u0.panels, p0 + per);
         if (p0 >= p1) continue;
-        StridedA a(v.data() + xi * tb * C, C);
-        gemm_panels(size_t(nb), a, w.u[xi], p0, p1, m.data() + xi * tb * K, K, nullptr);
+        StridedA a(v + xi * tb * C, C);
+        gemm_panels(size_t(nb), a, w.u[xi], p0, p1, m + xi * tb * K, K, nullptr);
       }
 #pragma omp for schedule(static)
       for (long t = 0; t < nb; ++t) {
@@ -153,7 +162,7 @@ void conv3x3_winograd_f43(const ConvGeom& g, InBand in, OutBand out, const Winog
           const long y = t0 + ty * 4 + p;
           orow[p] = (y >= r0 && y < r1) ? out.data + size_t(y - r0) * g.out_w * K : nullptr;
         }
-        kt.wino_f43_output(m.data() + size_t(t) * K, tb * K, K, w.bias.data(), mm, orow,
+        kt.wino_f43_output(m + size_t(t) * K, tb * K, K, w.bias.data(), mm, orow,
                            size_t(tx * 4), size_t(std::min<long>(4, g.out_w - tx * 4)));
       }
     }

@@ -1,0 +1,226 @@
+// Every microkernel of every ISA on buffers that end (or begin) exactly at an inaccessible guard
+// page: an access one float past the end (or before the start) of what the kernel's contract
+// allows faults at once. This is the bounds check for the SIMD tables, which the sanitizer build
+// does not instrument (CMakeLists.txt says why), and it runs in every build, qemu's NEON included.
+#include <doctest/doctest.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <random>
+#include <stdexcept>
+#include <vector>
+
+#include "kernels/microkernels.h"
+#include "tests/helpers.h"
+
+using namespace eb;
+
+namespace {
+
+enum class Flush { end, start };
+
+// n floats flush against a PROT_NONE page on one side (and one on the other side too).
+class Guarded {
+ public:
+  Guarded(const std::vector<float>& init, Flush flush) : n_(init.size()) {
+    page_ = size_t(sysconf(_SC_PAGESIZE));
+    const size_t data_pages = (n_ * sizeof(float) + page_ - 1) / page_ + 1;
+    len_ = (data_pages + 2) * page_;
+    void* m = mmap(nullptr, len_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) throw std::runtime_error("mmap failed");
+    base_ = static_cast<char*>(m);
+    char* data_begin = base_ + page_;
+    char* data_end = base_ + len_ - page_;
+    if (mprotect(base_, page_, PROT_NONE) != 0 || mprotect(data_end, page_, PROT_NONE) != 0)
+      throw std::runtime_error("mprotect failed");
+    p_ = flush == Flush::start ? reinterpret_cast<float*>(data_begin)
+                               : reinterpret_cast<float*>(data_end) - n_;
+    if (n_) std::memcpy(p_, init.data(), n_ * sizeof(float));
+  }
+  ~Guarded() { munmap(base_, len_); }
+  Guarded(const Guarded&) = delete;
+  Guarded& operator=(const Guarded&) = delete;
+  float* data() { return p_; }
+  std::vector<float> values() const { return std::vector<float>(p_, p_ + n_); }
+
+ private:
+  size_t n_, page_ = 0, len_ = 0;
+  char* base_ = nullptr;
+  float* p_ = nullptr;
+};
+
+size_t pick(std::mt19937& rng, size_t lo, size_t hi) {
+  return std::uniform_int_distribution<size_t>(lo, hi)(rng);
+}
+
+// Runs fn(flush) for both placements.
+template <class F>
+void both_sides(F&& fn) {
+  for (Flush f : {Flush::end, Flush::start}) {
+    CAPTURE(f == Flush::end ? "guard after" : "guard before");
+    fn(f);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("microkernels: gemm and gemv panel stay inside their operands (guard pages, every ISA)") {
+  std::mt19937 rng(41);
+  test::for_each_isa([&](kernels::Isa isa) {
+    const kernels::KernelTable& kt = kernels::active();
+    CAPTURE(kernels::isa_name(isa));
+    const size_t MR = kt.gemm_mr, NR = kt.gemm_nr;
+    for (size_t mr = 1; mr <= MR; ++mr)
+      for (size_t nc = 1; nc <= NR; nc += (nc < 4 || nc + 4 > NR) ? 1 : 3) {
+        CAPTURE(mr);
+        CAPTURE(nc);
+        const size_t kc = pick(rng, 0, 19), as = kc + pick(rng, 0, 3), cs = nc + pick(rng, 0, 3);
+        const bool use_bias = rng() % 2, clamp = rng() % 2;
+        const kernels::MinMax mm{-0.5f, 0.75f};
+        // Exactly what the contract lets it touch: mr rows of kc, one kc x NR panel, NR biases,
+        // mr rows of nc outputs.
+        const auto a = ref::random_vec((mr - 1) * as + kc, rng), w = ref::random_vec(kc * NR, rng);
+        const auto bias = ref::random_vec(NR, rng), c = ref::random_vec((mr - 1) * cs + nc, rng);
+        // The same call on roomy buffers gives the values to expect.
+        auto want = c;
+        want.resize(want.size() + NR);
+        {
+          auto a2 = a, w2 = w, b2 = bias;
+          a2.resize(a2.size() + 1), w2.resize(w2.size() + 1);
+          kt.gemm(mr, nc, kc, a2.data(), as, w2.data(), want.data(), cs,
+                  use_bias ? b2.data() : nullptr, clamp ? &mm : nullptr);
+          want.resize(c.size());
+        }
+        both_sides([&](Flush f) {
+          Guarded ga(a, f), gw(w, f), gb(bias, f), gc(c, f);
+          kt.gemm(mr, nc, kc, ga.data(), as, gw.data(), gc.data(), cs,
+                  use_bias ? gb.data() : nullptr, clamp ? &mm : nullptr);
+          CHECK(gc.values() == want);
+        });
+      }
+    for (size_t k : {size_t(0), size_t(1), size_t(3), size_t(4), size_t(5), size_t(17)}) {
+      CAPTURE(k);
+      const auto x = ref::random_vec(k, rng), w = ref::random_vec(k * NR, rng);
+      const auto bias = ref::random_vec(NR, rng);
+      std::vector<float> want(NR);
+      kt.gemv_panel(k, x.data(), w.data(), bias.data(), want.data());
+      both_sides([&](Flush f) {
+        Guarded gx(x, f), gw(w, f), gb(bias, f), gy(std::vector<float>(NR), f);
+        kt.gemv_panel(k, gx.data(), gw.data(), gb.data(), gy.data());
+        CHECK(gy.values() == want);
+      });
+    }
+  });
+}
+
+TEST_CASE("microkernels: depthwise, Winograd transforms, pooling and add stay inside their rows") {
+  std::mt19937 rng(42);
+  test::for_each_isa([&](kernels::Isa isa) {
+    const kernels::KernelTable& kt = kernels::active();
+    CAPTURE(kernels::isa_name(isa));
+    const kernels::MinMax mm{-0.5f, 0.75f};
+    for (int it = 0; it < 24; ++it) {
+      // Channel counts around every vector width (4, 8, 16) and odd ones.
+      const size_t C = pick(rng, 1, 37), in_w = pick(rng, 1, 11);
+      CAPTURE(C);
+      CAPTURE(in_w);
+      // One input row is in_w * C floats; nullptr rows are padding.
+      std::vector<std::vector<float>> rows(6);
+      for (auto& r : rows) r = ref::random_vec(in_w * C, rng);
+      const bool clamp = rng() % 2;
+
+      {  // 3x3 depthwise, stride 1 or 2, left pad 0 or 1
+        const size_t stride = pick(rng, 1, 2), pad = pick(rng, 0, 1);
+        if (in_w + 2 * pad >= 3) {
+          const size_t out_w = (in_w + 2 * pad - 3) / stride + 1;
+          const auto w9 = ref::random_vec(9 * C, rng), bias = ref::random_vec(C, rng);
+          const bool pad_row = rng() % 2;
+          std::vector<float> want(out_w * C);
+          const float* rp[3] = {pad_row ? nullptr : rows[0].data(), rows[1].data(), rows[2].data()};
+          kt.dwconv3x3(rp, in_w, C, stride, pad, w9.data(), bias.data(), want.data(), out_w,
+                       clamp ? &mm : nullptr);
+          both_sides([&](Flush f) {
+            Guarded r0(rows[0], f), r1(rows[1], f), r2(rows[2], f), gw(w9, f), gb(bias, f),
+                go(std::vector<float>(out_w * C), f);
+            const float* gp[3] = {pad_row ? nullptr : r0.data(), r1.data(), r2.data()};
+            kt.dwconv3x3(gp, in_w, C, stride, pad, gw.data(), gb.data(), go.data(), out_w,
+                         clamp ? &mm : nullptr);
+            CHECK(go.values() == want);
+          });
+        }
+      }
+      {  // Winograd input transform: a 6x6 tile starting anywhere from 2 left of the row
+        const long x0 = long(pick(rng, 0, in_w + 1)) - 2;
+        const size_t v_stride = C + pick(rng, 0, 5);
+        std::vector<float> want(35 * v_stride + C);
+        const float* rp[6];
+        for (int i = 0; i < 6; ++i) rp[i] = (i == 5 && rng() % 2) ? nullptr : rows[size_t(i)].data();
+        kt.wino_f43_input(rp, x0, in_w, C, want.data(), v_stride);
+        both_sides([&](Flush f) {
+          std::vector<std::unique_ptr<Guarded>> g;
+          const float* gp[6];
+          for (int i = 0; i < 6; ++i) {
+            g.push_back(std::make_unique<Guarded>(rows[size_t(i)], f));
+            gp[i] = rp[i] ? g.back()->data() : nullptr;
+          }
+          Guarded gv(std::vector<float>(want.size()), f);
+          kt.wino_f43_input(gp, x0, in_w, C, gv.data(), v_stride);
+          CHECK(gv.values() == want);
+        });
+      }
+      {  // Winograd output transform: up to 4 columns into rows that end at the last column
+        const size_t m_stride = C + pick(rng, 0, 5), x0 = pick(rng, 0, 3), ncols = pick(rng, 1, 4);
+        const auto m = ref::random_vec(35 * m_stride + C, rng), bias = ref::random_vec(C, rng);
+        const size_t row_len = (x0 + ncols) * C;
+        std::vector<std::vector<float>> want(4, std::vector<float>(row_len));
+        const bool skip = rng() % 2;
+        float* op[4];
+        for (int p = 0; p < 4; ++p) op[p] = (skip && p == 3) ? nullptr : want[size_t(p)].data();
+        kt.wino_f43_output(m.data(), m_stride, C, bias.data(), clamp ? &mm : nullptr, op, x0, ncols);
+        both_sides([&](Flush f) {
+          Guarded gm(m, f), gb(bias, f);
+          std::vector<std::unique_ptr<Guarded>> g;
+          float* gp[4];
+          for (int p = 0; p < 4; ++p) {
+            g.push_back(std::make_unique<Guarded>(std::vector<float>(row_len), f));
+            gp[p] = op[p] ? g.back()->data() : nullptr;
+          }
+          kt.wino_f43_output(gm.data(), m_stride, C, gb.data(), clamp ? &mm : nullptr, gp, x0, ncols);
+          for (int p = 0; p < 4; ++p) CHECK(g[size_t(p)]->values() == want[size_t(p)]);
+        });
+      }
+      {  // max and average pooling: kw 1..3, stride 1..3, pad < kw
+        const size_t kw = pick(rng, 1, 3), stride = pick(rng, 1, 3), pad = pick(rng, 0, kw - 1);
+        const size_t nrows = pick(rng, 1, 3);
+        if (in_w + 2 * pad >= kw) {
+          const size_t out_w = (in_w + 2 * pad - kw) / stride + 1;
+          for (bool max : {true, false}) {
+            CAPTURE(max);
+            const kernels::PoolRowFn fn = max ? kt.maxpool_row : kt.avgpool_row;
+            std::vector<float> want(out_w * C);
+            const float* rp[3] = {rows[0].data(), rows[1].data(), rows[2].data()};
+            fn(rp, nrows, in_w, C, kw, stride, pad, want.data(), out_w);
+            both_sides([&](Flush f) {
+              Guarded r0(rows[0], f), r1(rows[1], f), r2(rows[2], f),
+                  go(std::vector<float>(out_w * C), f);
+              const float* gp[3] = {r0.data(), r1.data(), r2.data()};
+              fn(gp, nrows, in_w, C, kw, stride, pad, go.data(), out_w);
+              CHECK(go.values() == want);
+            });
+          }
+        }
+      }
+      {  // elementwise add of n = in_w * C floats
+        const size_t n = in_w * C;
+        std::vector<float> want(n);
+        kt.add(rows[0].data(), rows[1].data(), want.data(), n, clamp ? &mm : nullptr);
+        both_sides([&](Flush f) {
+          Guarded ga(rows[0], f), gb(rows[1], f), go(std::vector<float>(n), f);
+          kt.add(ga.data(), gb.data(), go.data(), n, clamp ? &mm : nullptr);
+          CHECK(go.values() == want);
+        });
+      }
+    }
+  });
+}
