@@ -1,5 +1,7 @@
 #include "dist/host.h"
 
+#include "dist/tcp.h"
+
 #include <cstdio>
 #include <functional>
 #include <mutex>
@@ -26,13 +28,14 @@ struct WireLog {
 
 HostRuntime::HostRuntime(std::shared_ptr<const Graph> g, uint64_t model_hash,
                          const std::vector<std::string>& workers, RuntimeOptions opt)
-    : g_(std::move(g)), opt_(opt), inbox_(std::make_shared<Inbox>()) {
+    : g_(std::move(g)), opt_(opt), io_(std::make_unique<IoContext>()), inbox_(std::make_shared<Inbox>()) {
   char want[32];
   std::snprintf(want, sizeof want, "%016llx", static_cast<unsigned long long>(model_hash));
   std::vector<std::pair<Nonce, std::string>> nonces;  // per worker: our nonce, our HELLO text
   std::vector<Nonce> worker_nonce;
   for (size_t i = 0; i < workers.size(); ++i) {
-    auto sock = connect_to(io_, workers[i], std::chrono::milliseconds(opt_.timeout_ms));
+    auto sock = std::make_unique<TcpSocket>(
+        connect_to(io_->io, workers[i], std::chrono::milliseconds(opt_.timeout_ms)));
     auto p = std::make_unique<Peer>(std::move(sock), inbox_, int(i), workers[i]);
     p->set_shaping(opt_.shaping);
     p->start_reader();

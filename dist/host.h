@@ -13,6 +13,8 @@
 
 namespace eb::dist {
 
+struct IoContext;
+
 struct RuntimeOptions {
   Shaping shaping;  // applied on both ends of every connection
   bool fp16 = false;
@@ -50,7 +52,7 @@ class HostRuntime {
   void fault(int peer, const std::string& why, InferStats* st);
   std::shared_ptr<const Graph> g_;
   RuntimeOptions opt_;
-  asio::io_context io_;
+  std::unique_ptr<IoContext> io_;  // dist/tcp.h; outlives the peers' sockets (declared first)
   std::shared_ptr<Inbox> inbox_;
   std::vector<std::unique_ptr<Peer>> peers_;
   std::vector<bool> alive_;

@@ -1,5 +1,7 @@
 #include "dist/peer.h"
 
+#include "dist/tcp.h"
+
 #include <poll.h>
 
 #include <algorithm>
@@ -42,10 +44,10 @@ std::optional<Message> Inbox::pop(std::chrono::milliseconds timeout) {
   }
 }
 
-Peer::Peer(asio::ip::tcp::socket sock, std::shared_ptr<Inbox> inbox, int index, std::string name)
+Peer::Peer(std::unique_ptr<TcpSocket> sock, std::shared_ptr<Inbox> inbox, int index, std::string name)
     : sock_(std::move(sock)), inbox_(std::move(inbox)), index_(index), name_(std::move(name)) {
   asio::error_code ec;
-  sock_.set_option(asio::ip::tcp::no_delay(true), ec);
+  sock_->s.set_option(asio::ip::tcp::no_delay(true), ec);
 }
 
 Peer::~Peer() {
@@ -104,7 +106,7 @@ void Peer::close() {
   }
   q_cv_.notify_all();
   asio::error_code ec;
-  sock_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  sock_->s.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
 }
 
 void Peer::pace(size_t bytes) {
@@ -160,7 +162,7 @@ void Peer::send_loop() {
       }
       broken_ = true;
       asio::error_code ec;
-      sock_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);  // the reader reports it
+      sock_->s.shutdown(asio::ip::tcp::socket::shutdown_both, ec);  // the reader reports it
     }
     if (p.on_sent && !broken_)
       p.on_sent(t0, now_us());
@@ -195,7 +197,7 @@ void Peer::write_frame(MsgType t, uint64_t id, const std::string& text, const vo
                                          asio::buffer(data, len),
                                          asio::buffer(tag.data(), mac_on ? kMacBytes : 0)};
   asio::error_code ec;
-  asio::write(sock_, bufs, ec);
+  asio::write(sock_->s, bufs, ec);
   if (ec) throw std::runtime_error("send to " + name_ + " failed: " + ec.message());
   sent_ += total;
 }
@@ -207,7 +209,7 @@ void Peer::read_loop() {
     while (true) {
       uint8_t hb[kHeaderBytes];
       asio::error_code ec;
-      asio::read(sock_, asio::buffer(hb), ec);
+      asio::read(sock_->s, asio::buffer(hb), ec);
       if (ec)
         throw std::runtime_error(ec == asio::error::eof ? "connection closed by peer"
                                                         : ec.message());
@@ -226,19 +228,19 @@ void Peer::read_loop() {
                                    : "MAC on a frame before the handshake");
       std::string text(h.json_len, '\0');
       Message m;
-      asio::read(sock_, asio::buffer(text), ec);
+      asio::read(sock_->s, asio::buffer(text), ec);
       if (ec) throw ProtocolError("truncated frame: " + ec.message());
       // The data grows as it arrives: a peer must send bytes to make us hold them.
       constexpr size_t kFirstChunk = 1u << 20;
       const size_t n = size_t(h.data_len);
       m.data.resize(std::min(n, kFirstChunk));
-      asio::read(sock_, asio::buffer(m.data), ec);
+      asio::read(sock_->s, asio::buffer(m.data), ec);
       if (!ec && n > kFirstChunk) {
         m.data.resize(n);
-        asio::read(sock_, asio::buffer(m.data.data() + kFirstChunk, n - kFirstChunk), ec);
+        asio::read(sock_->s, asio::buffer(m.data.data() + kFirstChunk, n - kFirstChunk), ec);
       }
       Tag128 tag{};
-      if (!ec && mac_on) asio::read(sock_, asio::buffer(tag), ec);
+      if (!ec && mac_on) asio::read(sock_->s, asio::buffer(tag), ec);
       if (ec) throw ProtocolError("truncated frame: " + ec.message());
       verify_frame(hb, text, m.data.data(), m.data.size());
       if (mac_on) {

@@ -3,7 +3,6 @@
 // receiver delivers each frame one link delay after it arrived, emulating a slower network on
 // loopback without netem.
 #pragma once
-#include <asio.hpp>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -65,9 +64,11 @@ struct FrameLimits {
   uint64_t max_data = kMaxData;
 };
 
+struct TcpSocket;  // dist/tcp.h
+
 class Peer {
  public:
-  Peer(asio::ip::tcp::socket sock, std::shared_ptr<Inbox> inbox, int index, std::string name);
+  Peer(std::unique_ptr<TcpSocket> sock, std::shared_ptr<Inbox> inbox, int index, std::string name);
   ~Peer();
   Peer(const Peer&) = delete;
   Peer& operator=(const Peer&) = delete;
@@ -118,7 +119,7 @@ class Peer {
   bool busy_ = false;
   std::thread sender_;
   std::string send_error_;  // why the sender thread gave up (guarded by cfg_mu_)
-  asio::ip::tcp::socket sock_;
+  std::unique_ptr<TcpSocket> sock_;
   std::shared_ptr<Inbox> inbox_;
   int index_;
   std::string name_;
@@ -136,11 +137,5 @@ class Peer {
   std::atomic<bool> closed_{false}, broken_{false};
   std::atomic<uint64_t> sent_{0}, received_{0};
 };
-
-// "host:port" -> endpoint (numeric IPv4/IPv6 only: no resolver in a static binary).
-asio::ip::tcp::endpoint parse_endpoint(const std::string& s);
-// Connects with a timeout; throws std::runtime_error naming the address.
-asio::ip::tcp::socket connect_to(asio::io_context& io, const std::string& addr,
-                                 std::chrono::milliseconds timeout);
 
 }  // namespace eb::dist

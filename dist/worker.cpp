@@ -10,6 +10,7 @@
 #include "dist/feature_store.h"
 #include "dist/peer.h"
 #include "dist/protocol.h"
+#include "dist/tcp.h"
 #include "kernels/microkernels.h"
 #include "models/zoo.h"
 
@@ -19,7 +20,13 @@ namespace {
 constexpr size_t kMaxImagesInFlight = 16;
 }
 
-WorkerServer::WorkerServer(WorkerOptions o) : opt_(std::move(o)), acceptor_(io_) {
+struct WorkerServer::Listener {
+  asio::io_context io;
+  asio::ip::tcp::acceptor acceptor{io};
+};
+
+WorkerServer::WorkerServer(WorkerOptions o) : opt_(std::move(o)), net_(std::make_unique<Listener>()) {
+  asio::ip::tcp::acceptor& acceptor_ = net_->acceptor;
   const auto ep = parse_endpoint(opt_.listen);
   acceptor_.open(ep.protocol());
   acceptor_.set_option(asio::ip::tcp::acceptor::reuse_address(true));
@@ -106,14 +113,14 @@ void WorkerServer::run() {
     ~Closer() {
       std::lock_guard<std::mutex> lk(w.acceptor_mu_);
       asio::error_code ec;
-      w.acceptor_.close(ec);
+      w.net_->acceptor.close(ec);
       w.acceptor_closed_ = true;
     }
   } closer{*this};
   while (!stopping_) {
-    asio::ip::tcp::socket sock(io_);
+    asio::ip::tcp::socket sock(net_->io);
     asio::error_code ec;
-    acceptor_.accept(sock, ec);
+    net_->acceptor.accept(sock, ec);
     if (ec) {
       if (stopping_) break;
       continue;
@@ -140,7 +147,8 @@ void WorkerServer::run() {
     for (auto it = sockets_.begin(); it != sockets_.end();)
       it = it->expired() ? sockets_.erase(it) : std::next(it);
     auto done = std::make_shared<std::atomic<bool>>(false);
-    threads_.push_back({std::thread([this, s = std::move(sock), who, done]() mutable {
+    threads_.push_back({std::thread([this, s = std::make_unique<TcpSocket>(std::move(sock)), who,
+                                     done]() mutable {
                           session(std::move(s), who);
                           *done = true;
                         }),
@@ -148,7 +156,7 @@ void WorkerServer::run() {
   }
 }
 
-void WorkerServer::session(asio::ip::tcp::socket sock, std::string who) {
+void WorkerServer::session(std::unique_ptr<TcpSocket> sock, std::string who) {
   // The OpenMP thread count is per thread: without this, sessions would run default-size teams.
   if (opt_.threads > 0) omp_set_num_threads(opt_.threads);
   auto inbox = std::make_shared<Inbox>();

@@ -3,7 +3,6 @@
 // then ROWS; the worker computes its zones as soon as their input rows are present and sends the
 // rows the plan routes onwards. Malformed or hostile frames end that connection only.
 #pragma once
-#include <asio.hpp>
 #include <atomic>
 #include <functional>
 #include <memory>
@@ -16,6 +15,8 @@
 #include "dist/auth.h"
 
 namespace eb::dist {
+
+struct TcpSocket;  // dist/tcp.h
 
 struct WorkerOptions {
   std::string listen = "127.0.0.1:0";
@@ -49,12 +50,12 @@ class WorkerServer {
     uint64_t hash;
   };
   Model model_for(const std::string& name);
-  void session(asio::ip::tcp::socket sock, std::string who);
+  void session(std::unique_ptr<TcpSocket> sock, std::string who);
   void log(const std::string& s);
 
   WorkerOptions opt_;
-  asio::io_context io_;
-  asio::ip::tcp::acceptor acceptor_;
+  struct Listener;  // the io_context and the acceptor (worker.cpp)
+  std::unique_ptr<Listener> net_;
   uint16_t port_ = 0;
   int listen_fd_ = -1;          // for stop(): shutdown wakes a blocked accept()
   std::mutex acceptor_mu_;      // orders that shutdown against run()'s close of the acceptor

@@ -3,7 +3,7 @@
 #pragma once
 #include <sys/socket.h>
 
-#include <asio.hpp>
+#include "dist/tcp.h"
 #include <optional>
 #include <string>
 #include <vector>

@@ -17,6 +17,7 @@
 #include "dist/feature_store.h"
 #include "dist/host.h"
 #include "dist/local_executor.h"
+#include "dist/tcp.h"
 #include "dist/worker.h"
 #include "models/zoo.h"
 #include "tests/helpers.h"
@@ -367,7 +368,7 @@ TEST_CASE("dist faults: a stalled worker is dropped after the timeout") {
     asio::ip::tcp::socket s(io);
     acc.accept(s);
     auto inbox = std::make_shared<Inbox>();
-    Peer peer(std::move(s), inbox, 0, "host");
+    Peer peer(std::make_unique<TcpSocket>(std::move(s)), inbox, 0, "host");
     peer.start_reader();
     auto hello = inbox->pop(std::chrono::seconds(5));
     Json ok = Json::object();
