@@ -11,7 +11,8 @@ targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(import weights frame handshake)
 build=build-fuzz
 cmake -S . -B $build -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DEDGEBAND_FUZZ=ON -DEDGEBAND_SANITIZE=address,undefined -DEDGEBAND_STATIC=OFF -DEDGEBAND_TESTS=OFF >/dev/null
+  -DEDGEBAND_FUZZ=ON -DEDGEBAND_SANITIZE=address,undefined -DEDGEBAND_STATIC=OFF -DEDGEBAND_TESTS=OFF \
+  -DEDGEBAND_WERROR=ON >/dev/null
 cmake --build $build -j2 --target edgeband $(printf 'fuzz_%s ' "${targets[@]}") >/dev/null
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
