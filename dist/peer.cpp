@@ -46,6 +46,7 @@ std::optional<Message> Inbox::pop(std::chrono::milliseconds timeout) {
 
 Peer::Peer(std::unique_ptr<TcpSocket> sock, std::shared_ptr<Inbox> inbox, int index, std::string name)
     : sock_(std::move(sock)), inbox_(std::move(inbox)), index_(index), name_(std::move(name)) {
+  if (!sock_ || !inbox_) throw std::invalid_argument("Peer needs a socket and an inbox");
   asio::error_code ec;
   sock_->s.set_option(asio::ip::tcp::no_delay(true), ec);
 }

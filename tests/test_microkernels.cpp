@@ -155,7 +155,8 @@ TEST_CASE("microkernels: depthwise, Winograd transforms, pooling and add stay in
         const size_t v_stride = C + pick(rng, 0, 5);
         std::vector<float> want(35 * v_stride + C);
         const float* rp[6];
-        for (int i = 0; i < 6; ++i) rp[i] = (i == 5 && rng() % 2) ? nullptr : rows[size_t(i)].data();
+        for (int i = 0; i < 6; ++i)
+          rp[i] = (i == 5 && rng() % 2) ? nullptr : rows[size_t(i)].data();
         kt.wino_f43_input(rp, x0, in_w, C, want.data(), v_stride);
         both_sides([&](Flush f) {
           std::vector<std::unique_ptr<Guarded>> g;
@@ -177,7 +178,8 @@ TEST_CASE("microkernels: depthwise, Winograd transforms, pooling and add stay in
         const bool skip = rng() % 2;
         float* op[4];
         for (int p = 0; p < 4; ++p) op[p] = (skip && p == 3) ? nullptr : want[size_t(p)].data();
-        kt.wino_f43_output(m.data(), m_stride, C, bias.data(), clamp ? &mm : nullptr, op, x0, ncols);
+        kt.wino_f43_output(m.data(), m_stride, C, bias.data(), clamp ? &mm : nullptr, op, x0,
+                           ncols);
         both_sides([&](Flush f) {
           Guarded gm(m, f), gb(bias, f);
           std::vector<std::unique_ptr<Guarded>> g;
@@ -186,7 +188,8 @@ TEST_CASE("microkernels: depthwise, Winograd transforms, pooling and add stay in
             g.push_back(std::make_unique<Guarded>(std::vector<float>(row_len), f));
             gp[p] = op[p] ? g.back()->data() : nullptr;
           }
-          kt.wino_f43_output(gm.data(), m_stride, C, gb.data(), clamp ? &mm : nullptr, gp, x0, ncols);
+          kt.wino_f43_output(gm.data(), m_stride, C, gb.data(), clamp ? &mm : nullptr, gp, x0,
+                             ncols);
           for (int p = 0; p < 4; ++p) CHECK(g[size_t(p)]->values() == want[size_t(p)]);
         });
       }
