@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <random>
@@ -320,6 +321,39 @@ TEST_CASE("dist loopback: fp16 wire halves the bytes and keeps top-1") {
   InferStats s32;
   h32.infer({im}, p32, &s32);
   CHECK(double(s16.bytes_sent) < 0.6 * double(s32.bytes_sent));
+}
+
+TEST_CASE("dist cli: infer reports medians of --runs after a warm-up, the top-K, and refuses bad --runs") {
+  WorkerProcess w(EDGEBAND_BIN, 1);
+  auto run = [](const std::string& args) {
+    const std::string cmd = std::string(EDGEBAND_BIN) + " " + args + " 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    REQUIRE(p != nullptr);
+    std::string out;
+    char buf[4096];
+    while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+    const int st = pclose(p);
+    return std::make_pair(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), out);
+  };
+  // Profiles of slow boards, so that the plan splits whatever this machine's speed.
+  const std::string prof = "/tmp/edgeband_infer_" + std::to_string(::getpid()) + ".json";
+  save_profile(estimate_profile(*shared_synthetic("mobilenet_v1:0.25:128"), "board", 1.0), prof);
+  const auto [code, out] = run("infer --model mobilenet_v1:0.25:128 --workers " + w.addr() +
+                               " --devices " + prof + "," + prof +
+                               " --link 10gbit,0.01ms --scheme halp --runs 2 --top 3");
+  std::remove(prof.c_str());
+  CAPTURE(out);
+  CHECK(code == 0);
+  CHECK(out.find("2 devices, batch 1:") != std::string::npos);
+  CHECK(out.find("medians of 2 runs after a warm-up") != std::string::npos);
+  CHECK(out.find("speedup") != std::string::npos);
+  CHECK(out.find("fault") == std::string::npos);
+  int topk_lines = 0;  // "  IDX  PROB  label"
+  for (size_t i = out.find("\n  "); i != std::string::npos; i = out.find("\n  ", i + 1)) ++topk_lines;
+  CHECK(topk_lines == 3);
+  const auto [bad, msg] = run("infer --model mobilenet_v1:0.25:128 --workers " + w.addr() + " --runs 0");
+  CHECK(bad == 1);
+  CHECK(msg.find("--runs") != std::string::npos);
 }
 
 TEST_CASE("dist faults: a worker killed mid-run; the host recomputes and keeps going") {
