@@ -166,6 +166,9 @@ void WorkerServer::session(std::unique_ptr<TcpSocket> sock, std::string who) {
     sockets_.push_back(std::static_pointer_cast<void>(peer));
   }
   if (stopping_) peer->close();
+  // The pre-handshake limits must hold from the first byte: set before the reader starts, or
+  // the reader could take a stranger's first frame under the defaults (a race TSan's timing hit).
+  peer->set_limits({kMaxJson, 0});
   peer->start_reader();
   std::shared_ptr<const Graph> g;
   std::unique_ptr<FeatureStore> store;
@@ -178,7 +181,6 @@ void WorkerServer::session(std::unique_ptr<TcpSocket> sock, std::string who) {
   const bool secure = opt_.secret.enabled();
   Nonce worker_nonce{}, host_nonce{};
   Message hello;
-  peer->set_limits({kMaxJson, 0});
   const auto handshake_deadline = Clock::now() + std::chrono::milliseconds(opt_.handshake_timeout_ms);
   auto refuse = [&](const std::string& tell_host, const std::string& why) {
     Json err = Json::object();
