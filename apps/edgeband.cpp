@@ -490,36 +490,21 @@ int cmd_infer(int argc, char** argv) {
   if (a.has("secret-file")) ro.secret = eb::dist::load_secret_file(a.str("secret-file"));
   eb::dist::HostRuntime host(g, hash, workers, ro);
   const auto scheme = eb::dist::parse_scheme(a.str("scheme", "halp"));
-  eb::dist::Plan plan = eb::dist::make_plan(*g, c, scheme, batch);
   // One warm-up (first touch of weights and buffers on every device, connections' slow start),
-  // then R measured runs, each beside a local run of the same images: medians of both.
+  // then R runs, each beside a local run of the same images: medians of both.
   const int runs = a.integer("runs", 3, 1, 1000);
-  eb::dist::InferStats st;
-  std::vector<eb::Tensor> out;
-  std::vector<double> dist_ms, local_ms;
-  std::vector<std::string> faults;
-  for (int run = 0; run <= runs; ++run) {
-    if (plan.devices > host.alive() + 1) {  // a worker was dropped: plan for the ones left
-      c.devices.resize(size_t(host.alive() + 1));
-      plan = eb::dist::make_plan(*g, c, scheme, batch);
-    }
-    st = eb::dist::InferStats{};
-    out = host.infer(images, plan, &st);
-    faults.insert(faults.end(), st.fault_messages.begin(), st.fault_messages.end());
-    const double t0 = omp_get_wtime();
-    for (const eb::Tensor& im : images) g->forward(im);
-    if (run == 0) continue;
-    local_ms.push_back((omp_get_wtime() - t0) * 1e3);
-    dist_ms.push_back(st.ms);
-  }
-  const double dm = eb::median(dist_ms), lm = eb::median(local_ms);
+  const eb::dist::PairedRuns pr = eb::dist::run_paired(host, *g, c, scheme, images, runs);
+  const eb::dist::Plan& plan = pr.plan;
+  const eb::dist::InferStats& st = pr.last;
+  const double dm = eb::median(pr.dist_ms), lm = eb::median(pr.local_ms);
   std::printf(
       "model %s, scheme %s, %d devices, batch %d: %.2f ms (local %.2f ms, speedup %.2fx; medians "
       "of %d runs after a warm-up), %.1f KB moved, predicted %.2f ms\n",
       g->model.c_str(), eb::dist::scheme_name(plan.scheme), plan.devices, batch, dm, lm, lm / dm,
       runs, double(st.bytes_sent + st.bytes_received) / 1024.0, plan.predicted_ms);
-  for (const auto& f : faults) std::printf("fault: %s (recomputed on the host)\n", f.c_str());
-  for (const auto& p : eb::top_k(out[0], a.integer("top", 5, 1, 1000))) {
+  for (const auto& f : pr.fault_messages)
+    std::printf("fault: %s (recomputed on the host)\n", f.c_str());
+  for (const auto& p : eb::top_k(pr.warmup_out[0], a.integer("top", 5, 1, 1000))) {
     const char* label =
         size_t(p.index) < g->labels.size() ? g->labels[size_t(p.index)].c_str() : "";
     std::printf("  %4d  %.5f  %s\n", p.index, double(p.prob), label);

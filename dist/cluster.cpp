@@ -120,6 +120,35 @@ int WorkerProcess::stop(int grace_ms) {
 
 WorkerProcess::~WorkerProcess() { stop(); }
 
+PairedRuns run_paired(HostRuntime& host, const Graph& g, Cluster c, Scheme s,
+                      const std::vector<Tensor>& images, int runs) {
+  PairedRuns pr;
+  const int batch = int(images.size());
+  pr.plan = make_plan(g, c, s, batch);
+  pr.first_plan = pr.plan;
+  for (int run = 0; run <= runs; ++run) {  // run 0 warms up
+    if (run > 0) {
+      const auto t0 = Clock::now();
+      for (const Tensor& im : images) g.forward(im);
+      pr.local_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    }
+    if (pr.plan.devices > host.alive() + 1) {  // a worker was dropped: plan for the ones left
+      c.devices.resize(size_t(host.alive() + 1));
+      pr.plan = make_plan(g, c, s, batch);
+    }
+    pr.last = InferStats{};
+    std::vector<Tensor> out = host.infer(images, pr.plan, &pr.last);
+    pr.faults += pr.last.faults;
+    pr.fault_messages.insert(pr.fault_messages.end(), pr.last.fault_messages.begin(),
+                             pr.last.fault_messages.end());
+    if (run == 0)
+      pr.warmup_out = std::move(out);
+    else
+      pr.dist_ms.push_back(pr.last.ms);
+  }
+  return pr;
+}
+
 std::vector<SchemeResult> run_cluster(const ClusterOptions& o) {
   if (o.devices < 1 || o.devices > 16) throw std::invalid_argument("--devices must be in [1, 16]");
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
@@ -144,16 +173,9 @@ std::vector<SchemeResult> run_cluster(const ClusterOptions& o) {
       t.data()[k] = float(int((k * 2654435761u + i * 97) % 255) - 127) / 127.0f;
     images.push_back(t);
   }
-  // Local reference on one device of the same share. Each scheme's runs alternate with local
-  // runs, so a machine whose speed drifts (shared VMs) moves both sides of the ratio alike.
+  // Local reference on one device of the same share (run_paired times it beside every run).
   std::vector<Tensor> want;
   for (const Tensor& im : images) want.push_back(g->forward(im));
-  auto time_local = [&] {
-    const auto t0 = Clock::now();
-    for (const Tensor& im : images) g->forward(im);
-    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-  };
-
   Cluster cl;
   cl.link = o.link.empty() ? parse_link("10gbit,0.05ms") : parse_link(o.link);
   cl.bytes_per_value = o.fp16 ? 2 : 4;
@@ -177,43 +199,29 @@ std::vector<SchemeResult> run_cluster(const ClusterOptions& o) {
     r.cpu_share = shares.how;
     Cluster now = cl;
     now.devices.resize(size_t(host.alive() + 1));
-    Plan plan = make_plan(*g, now, s, o.batch);
-    r.devices = plan.devices;
-    r.predicted_ms = plan.predicted_ms;
-    std::vector<double> t, lt;
-    InferStats st;
-    for (int run = 0; run <= o.runs; ++run) {  // run 0 warms up
-      if (run > 0) lt.push_back(time_local());
-      st = InferStats{};
-      if (plan.devices > host.alive() + 1) {
-        now.devices.resize(size_t(host.alive() + 1));
-        plan = make_plan(*g, now, s, o.batch);
-      }
-      const std::vector<Tensor> got = host.infer(images, plan, &st);
-      r.faults += st.faults;
-      if (run == 0) {
-        r.equal = true;
-        for (size_t i = 0; i < got.size(); ++i) {
-          float dev = 0;
-          for (size_t k = 0; k < got[i].size(); ++k)
-            dev = std::max(dev, std::fabs(got[i].data()[k] - want[i].data()[k]));
-          r.max_abs_dev = std::max(r.max_abs_dev, dev);
-          if (o.fp16)
-            r.equal = r.equal && top_k(got[i], 1)[0].index == top_k(want[i], 1)[0].index;
-          else
-            r.equal = r.equal && dev == 0.0f;
-        }
-        continue;
-      }
-      t.push_back(st.ms);
-      r.bytes = st.bytes_sent + st.bytes_received;
+    const PairedRuns pr = run_paired(host, *g, now, s, images, o.runs);
+    r.devices = pr.first_plan.devices;
+    r.predicted_ms = pr.first_plan.predicted_ms;
+    r.faults = pr.faults;
+    r.equal = true;
+    for (size_t i = 0; i < pr.warmup_out.size(); ++i) {
+      const Tensor& got = pr.warmup_out[i];
+      float dev = 0;
+      for (size_t k = 0; k < got.size(); ++k)
+        dev = std::max(dev, std::fabs(got.data()[k] - want[i].data()[k]));
+      r.max_abs_dev = std::max(r.max_abs_dev, dev);
+      if (o.fp16)
+        r.equal = r.equal && top_k(got, 1)[0].index == top_k(want[i], 1)[0].index;
+      else
+        r.equal = r.equal && dev == 0.0f;
     }
-    r.latency_ms = median(t);
-    r.local_ms = median(lt);
+    r.bytes = pr.last.bytes_sent + pr.last.bytes_received;
+    r.latency_ms = median(pr.dist_ms);
+    r.local_ms = median(pr.local_ms);
     r.speedup = r.local_ms / r.latency_ms;
     if (!o.trace.empty()) {
       std::ofstream f(o.trace);
-      f << chrome_trace(st, plan.devices).dump() << "\n";
+      f << chrome_trace(pr.last, pr.plan.devices).dump() << "\n";
     }
     results.push_back(r);
   }

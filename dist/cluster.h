@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "dist/host.h"
 #include "dist/planner.h"
 
 namespace eb::dist {
@@ -40,6 +41,21 @@ struct SchemeResult {
 };
 
 std::vector<SchemeResult> run_cluster(const ClusterOptions& o);
+
+// One warm-up, then `runs` distributed runs of `images`, each paired with a local run of the same
+// images in this process, so that a machine whose speed drifts moves both sides of the ratio
+// alike (`cluster` and `infer` both measure this way). A worker the host drops is planned around
+// from the next run on.
+struct PairedRuns {
+  Plan first_plan, plan;           // the plan of the warm-up and of the last run
+  std::vector<Tensor> warmup_out;  // the warm-up's outputs
+  InferStats last;                 // the last run's statistics
+  std::vector<double> dist_ms, local_ms;
+  int faults = 0;  // over every run, warm-up included
+  std::vector<std::string> fault_messages;
+};
+PairedRuns run_paired(HostRuntime& host, const Graph& g, Cluster c, Scheme s,
+                      const std::vector<Tensor>& images, int runs);
 
 // cgroup v1 CPU quotas: one group per device, quota = cores / devices; `how` says what was
 // done (or why not). Groups are removed by the destructor.

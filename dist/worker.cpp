@@ -26,16 +26,16 @@ struct WorkerServer::Listener {
 };
 
 WorkerServer::WorkerServer(WorkerOptions o) : opt_(std::move(o)), net_(std::make_unique<Listener>()) {
-  asio::ip::tcp::acceptor& acceptor_ = net_->acceptor;
+  asio::ip::tcp::acceptor& acceptor = net_->acceptor;
   const auto ep = parse_endpoint(opt_.listen);
-  acceptor_.open(ep.protocol());
-  acceptor_.set_option(asio::ip::tcp::acceptor::reuse_address(true));
+  acceptor.open(ep.protocol());
+  acceptor.set_option(asio::ip::tcp::acceptor::reuse_address(true));
   asio::error_code ec;
-  acceptor_.bind(ep, ec);
+  acceptor.bind(ep, ec);
   if (ec) throw std::runtime_error("cannot listen on " + opt_.listen + ": " + ec.message());
-  acceptor_.listen();
-  port_ = acceptor_.local_endpoint().port();
-  listen_fd_ = acceptor_.native_handle();
+  acceptor.listen();
+  port_ = acceptor.local_endpoint().port();
+  listen_fd_ = acceptor.native_handle();
   if (!opt_.weights.empty()) model_for("");  // load and verify the file up front
 }
 
