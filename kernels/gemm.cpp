@@ -76,7 +76,7 @@ void gemm_panels(size_t m, const ASource& a, const PackedB& b, size_t p0, size_t
     if (k == 0) {  // degenerate: C = bias
       for (size_t p = p0; p < p1; ++p)
         for (size_t i = 0; i < mc; i += mr)
-          kt.gemm(std::min(mr, mc - i), std::min(nr, b.n - p * nr), 0, at, a_stride, b.panel(p),
+          kt.gemm_rows[std::min(mr, mc - i)](std::min(mr, mc - i), std::min(nr, b.n - p * nr), 0, at, a_stride, b.panel(p),
                   ct + i * ldc + p * nr, ldc, b.panel_bias(p), mm);
       continue;
     }
@@ -86,10 +86,12 @@ void gemm_panels(size_t m, const ASource& a, const PackedB& b, size_t p0, size_t
       for (size_t p = p0; p < p1; ++p) {
         const float* w = b.panel(p) + k0 * nr;
         const size_t nc = std::min(nr, b.n - p * nr);
-        for (size_t i = 0; i < mc; i += mr)
-          kt.gemm(std::min(mr, mc - i), nc, kc, at + i * a_stride + k0, a_stride, w,
-                  ct + i * ldc + p * nr, ldc, first ? b.panel_bias(p) : nullptr,
-                  last ? mm : nullptr);
+        for (size_t i = 0; i < mc; i += mr) {
+          const size_t rows = std::min(mr, mc - i);
+          kt.gemm_rows[rows](rows, nc, kc, at + i * a_stride + k0, a_stride, w,
+                             ct + i * ldc + p * nr, ldc, first ? b.panel_bias(p) : nullptr,
+                             last ? mm : nullptr);
+        }
       }
     }
   }

@@ -40,10 +40,19 @@ using PoolRowFn = void (*)(const float* const* rows, size_t nrows, size_t in_w, 
 // out[i] = clamp(a[i] + b[i]); mm may be nullptr.
 using AddFn = void (*)(const float* a, const float* b, float* out, size_t n, const MinMax* mm);
 
+// The widest GEMM tile of any table: bounds KernelTable::gemm_rows.
+constexpr size_t kMaxGemmMr = 16;
+
 struct KernelTable {
   Isa isa;
   size_t gemm_mr, gemm_nr;
-  GemmUkernelFn gemm;
+  GemmUkernelFn gemm;  // MR = gemm_mr rows
+  // gemm_rows[m], 1 <= m <= gemm_mr: a kernel with the fewest rows >= m. A remainder of m rows
+  // run by the full kernel still pays gemm_mr rows of FMAs (extra rows alias the last one), which
+  // dominates small bands: a 4-tile Winograd band did 3x its work at MR = 12. Every variant does
+  // the same FMAs in the same order per output, so which one computes a row never changes its
+  // value (bands stay bit-identical to the full image).
+  GemmUkernelFn gemm_rows[kMaxGemmMr + 1];
   GemvPanelFn gemv_panel;
   Dwconv3x3RowFn dwconv3x3;
   WinoInputFn wino_f43_input;

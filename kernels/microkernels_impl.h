@@ -3,6 +3,7 @@
 // kernels/generic/scalar.cpp). Everything lives in an unnamed namespace so that code compiled with
 // different -m flags can never be merged by the linker.
 #pragma once
+#include <algorithm>
 #include <cstring>
 
 #include "kernels/microkernels.h"
@@ -292,6 +293,14 @@ KernelTable make_table(Isa isa) {
   t.gemm_mr = MR;
   t.gemm_nr = NV * simd::Vec<Arch>::n;
   t.gemm = &gemm_ukernel<Arch, MR, NV>;
+  static_assert(MR >= 1 && MR <= kMaxGemmMr, "MR out of range");
+  // Row variants 1, 2, 4, 8 (those below MR), then MR itself.
+  for (size_t m = 1; m <= MR; ++m)
+    t.gemm_rows[m] = m <= 1   ? &gemm_ukernel<Arch, std::min<size_t>(1, MR), NV>
+                     : m <= 2 ? &gemm_ukernel<Arch, std::min<size_t>(2, MR), NV>
+                     : m <= 4 ? &gemm_ukernel<Arch, std::min<size_t>(4, MR), NV>
+                     : m <= 8 ? &gemm_ukernel<Arch, std::min<size_t>(8, MR), NV>
+                              : &gemm_ukernel<Arch, MR, NV>;
   t.gemv_panel = &gemv_panel<Arch, NV>;
   t.dwconv3x3 = &dwconv3x3_row<SmallArch>;
   t.wino_f43_input = &wino_f43_input<SmallArch>;

@@ -35,6 +35,15 @@ TEST_CASE("gemm microkernel matches reference: every mr, nc, and random kc/strid
         const kernels::MinMax mm{-0.5f, 0.75f};
         kt.gemm(mr, nc, kc, a.data(), as, w.data(), c.data(), cs, use_bias ? bias.data() : nullptr,
                 clamp ? &mm : nullptr);
+        // The fewer-row variant the driver uses for an mr-row remainder: bit-identical, or a
+        // band's remainder rows would differ from the same rows inside a full tile.
+        {
+          auto c2 = c0;
+          REQUIRE(bool(kt.gemm_rows[mr]));
+          kt.gemm_rows[mr](mr, nc, kc, a.data(), as, w.data(), c2.data(), cs,
+                           use_bias ? bias.data() : nullptr, clamp ? &mm : nullptr);
+          REQUIRE(c2 == c);
+        }
         for (size_t r = 0; r < MR; ++r)
           for (size_t j = 0; j < cs; ++j) {
             const float got = c[r * cs + j];
