@@ -323,18 +323,61 @@ TEST_CASE("dist loopback: fp16 wire halves the bytes and keeps top-1") {
   CHECK(double(s16.bytes_sent) < 0.6 * double(s32.bytes_sent));
 }
 
+namespace {
+// Runs the edgeband binary with `args`; returns its exit code and stdout + stderr.
+std::pair<int, std::string> run_cli(const std::string& args) {
+  const std::string cmd = std::string(EDGEBAND_BIN) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  const int st = pclose(p);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), out};
+}
+}  // namespace
+
+TEST_CASE("dist cli: cluster --json spawns the workers, runs every scheme, outputs equal local") {
+  // Default CPU shares: cgroup quotas where this runs as root, else a "none (...)" note.
+  const auto [code, out] = run_cli(
+      "cluster --model mobilenet_v1:0.25:96 --devices 3 --scheme all --link 10gbit,0.01ms "
+      "--runs 2 --threads 1 --json");
+  CAPTURE(out);
+  REQUIRE(code == 0);
+  const size_t at = out.find("{\"");  // workers log their shutdown beside the JSON line
+  REQUIRE(at != std::string::npos);
+  const Json j = Json::parse(out.substr(at, out.find('\n', at) - at));
+  const std::string share = j.at("cpu_share").string();
+  CHECK((share.rfind("cgroup v1 cfs_quota 0.67 of", 0) == 0 || share.rfind("none (", 0) == 0));
+  const Json& rs = j.at("results");
+  REQUIRE(rs.size() == 3);
+  const char* names[] = {"modnn", "dpfp", "halp"};
+  for (size_t i = 0; i < 3; ++i) {
+    const Json& r = rs[i];
+    CAPTURE(names[i]);
+    CHECK(r.at("scheme").string() == names[i]);
+    CHECK(r.at("equal").boolean());
+    CHECK(r.at("max_abs_dev").number() == 0.0);
+    CHECK(r.at("faults").integer() == 0);
+    CHECK(r.at("latency_ms").number() > 0);
+    CHECK(r.at("local_ms").number() > 0);
+    CHECK(r.at("speedup").number() ==
+          doctest::Approx(r.at("local_ms").number() / r.at("latency_ms").number()));
+  }
+  // MoDNN never falls back to the host alone: the spawned workers computed and sent rows.
+  CHECK(rs[0].at("devices").integer() == 3);
+  CHECK(rs[0].at("bytes").number() > 0);
+  const auto [bad, msg] = run_cli("cluster --model mobilenet_v1:0.25:96 --devices 0");
+  CHECK(bad == 1);
+  CHECK(msg.find("--devices") != std::string::npos);
+  const auto [bad_link, msg2] = run_cli("cluster --model mobilenet_v1:0.25:96 --link fast");
+  CHECK(bad_link == 1);
+  CHECK(msg2.find("fast") != std::string::npos);
+}
+
 TEST_CASE("dist cli: infer reports medians of --runs after a warm-up, the top-K, and refuses bad --runs") {
   WorkerProcess w(EDGEBAND_BIN, 1);
-  auto run = [](const std::string& args) {
-    const std::string cmd = std::string(EDGEBAND_BIN) + " " + args + " 2>&1";
-    FILE* p = popen(cmd.c_str(), "r");
-    REQUIRE(p != nullptr);
-    std::string out;
-    char buf[4096];
-    while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-    const int st = pclose(p);
-    return std::make_pair(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), out);
-  };
+  auto run = run_cli;
   // Profiles of slow boards, so that the plan splits whatever this machine's speed.
   const std::string prof = "/tmp/edgeband_infer_" + std::to_string(::getpid()) + ".json";
   save_profile(estimate_profile(*shared_synthetic("mobilenet_v1:0.25:128"), "board", 1.0), prof);
