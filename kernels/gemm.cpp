@@ -75,9 +75,11 @@ void gemm_panels(size_t m, const ASource& a, const PackedB& b, size_t p0, size_t
     float* ct = c + m0 * ldc;
     if (k == 0) {  // degenerate: C = bias
       for (size_t p = p0; p < p1; ++p)
-        for (size_t i = 0; i < mc; i += mr)
-          kt.gemm_rows[std::min(mr, mc - i)](std::min(mr, mc - i), std::min(nr, b.n - p * nr), 0, at, a_stride, b.panel(p),
-                  ct + i * ldc + p * nr, ldc, b.panel_bias(p), mm);
+        for (size_t i = 0; i < mc; i += mr) {
+          const size_t rows = std::min(mr, mc - i);
+          kt.gemm_rows[rows](rows, std::min(nr, b.n - p * nr), 0, at, a_stride, b.panel(p),
+                             ct + i * ldc + p * nr, ldc, b.panel_bias(p), mm);
+        }
       continue;
     }
     for (size_t k0 = 0; k0 < k; k0 += kKC) {
