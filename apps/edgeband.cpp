@@ -381,7 +381,7 @@ int cmd_plan(int argc, char** argv) {
         if (bp.zones[d].empty()) std::printf(" -");
         for (const auto& r : bp.zones[d]) std::printf(" [%d,%d)", r.begin, r.end);
       }
-      std::printf("\n");
+      std::printf("%s\n", bp.overlap ? "  (overlap)" : "");
     }
     for (int j = 0; j < p.split_tail; ++j) {
       const int n = p.tail_first + j;

@@ -163,6 +163,40 @@ bool compute_zones(const Graph& g, const Plan& p, int d, int b, uint64_t image, 
                    ComputeSpan* span, const std::function<void()>& on_piece) {
   const BlockPlan& bp = p.blocks[size_t(b)];
   const int in_node = bp.first - 1;
+  if (bp.overlap) {
+    // Whatever part of the zones the rows here allow, now; the rest on a later call.
+    const int out_node = bp.last - 1;
+    auto have = [&](RowRange r) { return s.holds(image, in_node, r); };
+    const int64_t t0 = now_us();
+    bool computed = false, progress = true;
+    while (progress) {
+      progress = false;
+      for (const RowRange& piece : pieces(g, p, d, b)) {
+        for (int y = piece.begin; y < piece.end && !progress;) {
+          if (s.holds(image, out_node, {y, y + 1})) {
+            ++y;
+            continue;
+          }
+          int e = y + 1;
+          while (e < piece.end && !s.holds(image, out_node, {e, e + 1})) ++e;
+          const RowRange q = computable_rows(g, bp.first, bp.last, {y, e}, have);
+          if (!q.empty()) {
+            const RowRange need = g.block_needs(bp.first, bp.last, q)[0];
+            const Band out = g.run_block(bp.first, bp.last, s.band(image, in_node, need), q);
+            s.put(image, out_node, out.rows(), out.t.data());
+            if (on_piece) on_piece();
+            progress = computed = true;
+          }
+          y = e;
+        }
+        if (progress) break;  // the store changed: scan again from the first piece
+      }
+    }
+    if (span && computed) *span = {d, b, image, t0, now_us()};
+    for (const RowRange& z : bp.zones[size_t(d)])
+      if (!s.holds(image, out_node, z)) return false;
+    return true;
+  }
   for (const RowRange& z : bp.zones[size_t(d)])
     if (!s.holds(image, in_node, g.block_needs(bp.first, bp.last, z)[0])) return false;
   const int64_t t0 = now_us();

@@ -51,6 +51,8 @@ struct ComputeSpan {
 // Device d computes its zones of block b; false (and nothing done) if an input row is missing.
 // With p.edge_first, the rows other devices need from these zones are computed first and
 // on_piece() runs after each piece, so the caller can send them while the interior computes.
+// An overlap block computes whatever part the rows held allow and returns false until the
+// whole zone is done (span is set only when something was computed).
 bool compute_zones(const Graph& g, const Plan& p, int d, int b, uint64_t image, FeatureStore& s,
                    ComputeSpan* span, const std::function<void()>& on_piece = {});
 // Device d computes its channel slice of split tail layer j of the plan (input: the whole

@@ -213,6 +213,7 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
       const int stages = nb + plan.split_tail;  // blocks, split tail layers, then the rest
       // Pumps messages (sending what is ready meanwhile) until finished() holds; `waiting_for`
       // names the secondary to blame on a timeout (-1: none identifiable).
+      size_t rows_in = 0;  // frames of rows stored so far
       auto pump_until = [&](int b, const std::function<bool()>& finished,
                             const std::function<int()>& waiting_for) {
         while (true) {
@@ -242,6 +243,7 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
           } catch (const std::exception& e) {
             throw WorkerFault{m->peer, e.what()};
           }
+          ++rows_in;
           int src_dev = 0;
           for (size_t d = 1; d < dev_peer.size(); ++d)
             if (dev_peer[d] == m->peer) src_dev = int(d);
@@ -271,6 +273,18 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
             if (t.dst == 0 && t.block <= b && !store.holds(img, t.node, t.rows)) return t.src;
           return -1;
         };
+        if (b < nb && plan.blocks[size_t(b)].overlap) {
+          // Compute what the rows here allow, then wait for more rows, until the zone is done.
+          while (!plan.blocks[size_t(b)].zones[0].empty()) {
+            ComputeSpan span{};
+            const bool whole = compute_zones(*g_, plan, 0, b, img, store, &span, [&] { send_ready(i); });
+            if (span.t1_us) st->spans.push_back(span);
+            if (whole) break;
+            const size_t seen = rows_in;
+            pump_until(b, [&] { return rows_in > seen; }, rows_culprit);
+          }
+          continue;
+        }
         pump_until(b, ready, rows_culprit);
         if (b == stages) {
           const int first = plan.tail_first + plan.split_tail;

@@ -39,6 +39,24 @@ std::vector<RowRange> split_rows(int h, const std::vector<double>& w) {
   return out;
 }
 
+RowRange computable_rows(const Graph& g, int first, int last, RowRange want,
+                         const std::function<bool(RowRange)>& have) {
+  RowRange q = want;
+  while (!q.empty()) {
+    const RowRange need = g.block_needs(first, last, q)[0];
+    if (need.empty() || have(need)) break;
+    const bool lo = have({need.begin, need.begin + 1}), hi = have({need.end - 1, need.end});
+    if (lo && hi) return {want.begin, want.begin};  // a hole inside: wait for everything
+    if (!lo) ++q.begin;
+    if (!hi && q.end > q.begin) --q.end;
+  }
+  const int gr = std::max(1, g.node(last - 1).layer->row_granule());
+  if (q.begin != want.begin) q.begin = (q.begin + gr - 1) / gr * gr;
+  if (q.end != want.end) q.end = q.end / gr * gr;
+  if (q.end <= q.begin) return {want.begin, want.begin};
+  return q;
+}
+
 std::vector<int> candidate_cuts(const Graph& g) {
   std::vector<int> c;
   for (int i = 1; i < g.spatial_end(); ++i)
@@ -318,14 +336,39 @@ void simulate(const Graph& g, const Cluster& c, Plan& p) {
         break;
       }
       const BlockPlan& bp = p.blocks[b];
+      const std::vector<int> own = bp.overlap ? owners(p, g, int(b) - 1) : std::vector<int>();
       for (size_t d = 0; d < n; ++d) {
         if (bp.zones[d].empty()) {
           start_prev[d] = end_prev[d] = s.cpu[d];
           zone_rows_prev[d] = 0;
           continue;
         }
-        const double st = std::max(s.cpu[d], arrive[d]);
-        const double en = st + zone_compute_ms(g, c.devices[d], bp, bp.zones[d]);
+        double st = std::max(s.cpu[d], arrive[d]), en = 0;
+        if (!bp.overlap) {
+          en = st + zone_compute_ms(g, c.devices[d], bp, bp.zones[d]);
+        } else {
+          // The rows computable from this device's own rows first, the rest once halos are in.
+          auto mine = [&](RowRange r) {
+            for (int y = r.begin; y < r.end; ++y)
+              if (own[size_t(y)] != int(d)) return false;
+            return true;
+          };
+          std::vector<RowRange> early, late;
+          for (const RowRange& z : bp.zones[d]) {
+            const RowRange q = computable_rows(g, bp.first, bp.last, z, mine);
+            if (q.empty()) {
+              late.push_back(z);
+              continue;
+            }
+            early.push_back(q);
+            if (q.begin > z.begin) late.push_back({z.begin, q.begin});
+            if (z.end > q.end) late.push_back({q.end, z.end});
+          }
+          st = s.cpu[d];
+          const double mid = st + zone_compute_ms(g, c.devices[d], bp, early);
+          en = late.empty() ? mid
+                            : std::max(mid, arrive[d]) + zone_compute_ms(g, c.devices[d], bp, late);
+        }
         s.cpu[d] = en;
         start_prev[d] = st;
         end_prev[d] = en;
@@ -415,8 +458,6 @@ Plan plan_with_cuts(const Graph& g, const Cluster& c, Scheme s, const std::vecto
   return p;
 }
 
-namespace {
-
 // DP over block boundaries minimising staged_cost. Row shares are fixed per scheme, so who owns
 // the rows entering a block depends only on where it starts: stage costs depend on (start, end).
 Plan best_blocks(const Graph& g, const Cluster& c, Scheme s, double host_share, int batch) {
@@ -454,6 +495,17 @@ Plan best_blocks(const Graph& g, const Cluster& c, Scheme s, double host_share, 
   return plan_with_cuts(g, c, s, cuts, host_share, batch);
 }
 
+namespace {
+// HALP's overlap, block by block where the simulation says it pays: splitting a zone costs
+// the layers' fixed costs again (Winograd weight streaming), hiding the halo wait saves time.
+void choose_overlap(const Graph& g, const Cluster& c, Plan& p) {
+  for (size_t b = 0; b < p.blocks.size(); ++b) {
+    Plan trial = p;
+    trial.blocks[b].overlap = true;
+    simulate(g, c, trial);
+    if (trial.predicted_ms < p.predicted_ms) p = std::move(trial);
+  }
+}
 }  // namespace
 
 int splittable_tail(const Graph& g) {
@@ -505,10 +557,24 @@ Plan make_plan(const Graph& g, const Cluster& c, Scheme s, int batch) {
   if (s == Scheme::dpfp) {
     best = best_blocks(g, c, s, 0, batch);
   } else {
+    // The DP assumes every block waits for its halos. The block structures it finds at some
+    // host share are tried with overlap at every share: hiding the waits favours thinner
+    // blocks and a host share nearer the even split than the DP's choice at that share.
+    std::vector<std::vector<int>> structures;
     for (int k = 0; k <= 50; ++k) {  // host share 0..100% in 2% steps
-      Plan p = best_blocks(g, c, s, k / 50.0, batch);
+      const Plan p = best_blocks(g, c, s, k / 50.0, batch);
       if (p.predicted_ms < best.predicted_ms) best = p;
+      std::vector<int> cuts;
+      for (size_t b = 1; b < p.blocks.size(); ++b) cuts.push_back(p.blocks[b].first);
+      if (std::find(structures.begin(), structures.end(), cuts) == structures.end())
+        structures.push_back(cuts);
     }
+    for (const std::vector<int>& cuts : structures)
+      for (int k = 0; k <= 50; ++k) {
+        Plan p = plan_with_cuts(g, c, s, cuts, k / 50.0, batch);
+        choose_overlap(g, c, p);
+        if (p.predicted_ms < best.predicted_ms) best = p;
+      }
   }
   // On links too slow to pay off, fall back to the host alone (reported as this scheme).
   best = with_best_tail(best);
@@ -550,6 +616,7 @@ Json Plan::to_json(const Graph& g) const {
     jb["last"] = b.last;
     jb["layers"] = g.node(b.first).name + ".." + g.node(b.last - 1).name;
     jb["rows"] = zones_to_json(b.zones);
+    jb["overlap"] = b.overlap;
     bl.push_back(jb);
   }
   j["blocks"] = bl;

@@ -13,6 +13,7 @@
 //            optionally (Cluster::edge_first) rows others need are computed first so transfers
 //            overlap compute, and the host share is optimised. Blocks by the same DP.
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -39,7 +40,18 @@ struct Cluster {
 struct BlockPlan {
   int first = 0, last = 0;                   // nodes [first, last)
   std::vector<std::vector<RowRange>> zones;  // per device: output rows of node last-1
+  // HALP: every device first computes the rows of its zones it can from the rows it already
+  // holds, while the halos from its neighbours are in flight, and the rest once they are here.
+  // Set per block where the extra pieces (each pays a layer's fixed cost again) cost less than
+  // the waiting they hide.
+  bool overlap = false;
 };
+
+// The largest part of `want` (output rows of block [first, last)) whose block input rows all
+// pass have(); where trimmed, its ends move to the last layer's row granule so that computing
+// the rest later recomputes no Winograd tile. Empty when nothing can be computed yet.
+RowRange computable_rows(const Graph& g, int first, int last, RowRange want,
+                         const std::function<bool(RowRange)>& have);
 
 // Rows of one tensor moving over one link. node: producer of the rows (-1: the input image).
 struct Transfer {
@@ -94,6 +106,9 @@ Plan make_plan(const Graph& g, const Cluster& c, Scheme s, int batch = 1);
 // Builds a plan of a scheme with given block cuts (cut positions strictly inside (0, tail)).
 Plan plan_with_cuts(const Graph& g, const Cluster& c, Scheme s, const std::vector<int>& cuts,
                     double host_share, int batch = 1);
+// The dynamic program's plan at one host share: the block cuts minimising staged_cost (no
+// overlap blocks, no split tail). make_plan starts from these.
+Plan best_blocks(const Graph& g, const Cluster& c, Scheme s, double host_share, int batch = 1);
 // Fills transfers, timeline, predicted_ms and bytes from blocks and zones.
 void simulate(const Graph& g, const Cluster& c, Plan& p);
 // Cost used by the DP: blocks run one after another (each starts when the previous has ended

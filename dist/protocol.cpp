@@ -107,6 +107,7 @@ Json plan_to_wire(const Plan& p) {
     jb["first"] = b.first;
     jb["last"] = b.last;
     jb["zones"] = zones_to_json(b.zones);
+    if (b.overlap) jb["overlap"] = true;
     bl.push_back(jb);
   }
   j["blocks"] = bl;
@@ -138,6 +139,7 @@ Plan plan_from_wire(const Json& j, const Graph& g) {
       if (b.first != expect_first || b.last <= b.first || b.last > p.tail_first || !g.is_cut(b.first))
         throw ProtocolError("invalid block boundaries");
       expect_first = b.last;
+      b.overlap = jb.has("overlap") && jb.at("overlap").boolean("overlap");
       const int h = g.shape_of(b.last - 1).h;
       const Json::Array& zs = jb.at("zones").items("zones");
       if (int(zs.size()) != p.devices) throw ProtocolError("zones do not match the device count");

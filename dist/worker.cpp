@@ -176,6 +176,7 @@ void WorkerServer::session(std::unique_ptr<TcpSocket> sock, std::string who) {
   bool have_plan = false, fp16 = false;
   int me = -1;
   std::map<uint64_t, int> next_block;  // per image
+  std::map<uint64_t, std::vector<bool>> sent_by_image;  // plan transfers already queued
   // Handshake: HELLO, then (with a secret) CHALLENGE out and AUTH in; only then HELLO_OK.
   enum class Stage { hello, auth, ready } stage = Stage::hello;
   const bool secure = opt_.secret.enabled();
@@ -283,6 +284,7 @@ void WorkerServer::session(std::unique_ptr<TcpSocket> sock, std::string who) {
           have_plan = true;
           store->clear();
           next_block.clear();
+          sent_by_image.clear();
           break;
         }
         case MsgType::rows: {
@@ -314,7 +316,9 @@ void WorkerServer::session(std::unique_ptr<TcpSocket> sock, std::string who) {
             if (!plan.blocks[size_t(b)].zones[size_t(me)].empty()) {
               // Send each outgoing transfer as soon as its rows exist (edge-first plans make
               // that before the interior of the zone is computed).
-              std::vector<bool> sent(plan.transfers.size(), false);
+              // Per image, not per attempt: an overlap block is computed over several calls.
+              std::vector<bool>& sent = sent_by_image[image];
+              sent.resize(plan.transfers.size(), false);
               const int64_t t_start = now_us();
               auto flush = [&] {
                 Json timing = Json::object();
@@ -337,6 +341,7 @@ void WorkerServer::session(std::unique_ptr<TcpSocket> sock, std::string who) {
           if (b == stages) {
             store->drop(image);
             next_block.erase(image);
+            sent_by_image.erase(image);
           }
           break;
         }
