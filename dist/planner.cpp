@@ -560,21 +560,36 @@ Plan make_plan(const Graph& g, const Cluster& c, Scheme s, int batch) {
     // The DP assumes every block waits for its halos. The block structures it finds at some
     // host share are tried with overlap at every share: hiding the waits favours thinner
     // blocks and a host share nearer the even split than the DP's choice at that share.
-    std::vector<std::vector<int>> structures;
+    struct Structure {
+      std::vector<int> cuts;
+      int share;  // in 2% steps: where the DP found it
+    };
+    std::vector<Structure> structures;
     for (int k = 0; k <= 50; ++k) {  // host share 0..100% in 2% steps
       const Plan p = best_blocks(g, c, s, k / 50.0, batch);
       if (p.predicted_ms < best.predicted_ms) best = p;
       std::vector<int> cuts;
       for (size_t b = 1; b < p.blocks.size(); ++b) cuts.push_back(p.blocks[b].first);
-      if (std::find(structures.begin(), structures.end(), cuts) == structures.end())
-        structures.push_back(cuts);
+      if (std::none_of(structures.begin(), structures.end(),
+                       [&](const Structure& x) { return x.cuts == cuts; }))
+        structures.push_back({cuts, k});
     }
-    for (const std::vector<int>& cuts : structures)
-      for (int k = 0; k <= 50; ++k) {
-        Plan p = plan_with_cuts(g, c, s, cuts, k / 50.0, batch);
+    // Each structure with overlap, from its own share down and up while the latency drops.
+    for (const Structure& st : structures) {
+      auto at = [&](int k) {
+        Plan p = plan_with_cuts(g, c, s, st.cuts, k / 50.0, batch);
         choose_overlap(g, c, p);
-        if (p.predicted_ms < best.predicted_ms) best = p;
-      }
+        return p;
+      };
+      Plan here = at(st.share);
+      for (int dir : {-1, 1})
+        for (int k = st.share + dir; k >= 0 && k <= 50; k += dir) {
+          Plan p = at(k);
+          if (p.predicted_ms >= here.predicted_ms) break;
+          here = std::move(p);
+        }
+      if (here.predicted_ms < best.predicted_ms) best = here;
+    }
   }
   // On links too slow to pay off, fall back to the host alone (reported as this scheme).
   best = with_best_tail(best);
