@@ -162,16 +162,22 @@ std::vector<RowRange> pieces(const Graph& g, const Plan& p, int d, int b) {
 bool compute_zones(const Graph& g, const Plan& p, int d, int b, uint64_t image, FeatureStore& s,
                    ComputeSpan* span, const std::function<void()>& on_piece) {
   const BlockPlan& bp = p.blocks[size_t(b)];
-  const int in_node = bp.first - 1;
+  const int in_node = bp.first - 1, out_node = bp.last - 1;
+  auto compute = [&](RowRange rows) {
+    const RowRange need = g.block_needs(bp.first, bp.last, rows)[0];
+    const Band out = g.run_block(bp.first, bp.last, s.band(image, in_node, need), rows);
+    s.put(image, out_node, out.rows(), out.t.data());
+    if (on_piece) on_piece();
+  };
+  const std::vector<RowRange> order = pieces(g, p, d, b);
   if (bp.overlap) {
     // Whatever part of the zones the rows here allow, now; the rest on a later call.
-    const int out_node = bp.last - 1;
     auto have = [&](RowRange r) { return s.holds(image, in_node, r); };
     const int64_t t0 = now_us();
     bool computed = false, progress = true;
     while (progress) {
       progress = false;
-      for (const RowRange& piece : pieces(g, p, d, b)) {
+      for (const RowRange& piece : order) {
         for (int y = piece.begin; y < piece.end && !progress;) {
           if (s.holds(image, out_node, {y, y + 1})) {
             ++y;
@@ -181,10 +187,7 @@ bool compute_zones(const Graph& g, const Plan& p, int d, int b, uint64_t image, 
           while (e < piece.end && !s.holds(image, out_node, {e, e + 1})) ++e;
           const RowRange q = computable_rows(g, bp.first, bp.last, {y, e}, have);
           if (!q.empty()) {
-            const RowRange need = g.block_needs(bp.first, bp.last, q)[0];
-            const Band out = g.run_block(bp.first, bp.last, s.band(image, in_node, need), q);
-            s.put(image, out_node, out.rows(), out.t.data());
-            if (on_piece) on_piece();
+            compute(q);
             progress = computed = true;
           }
           y = e;
@@ -200,12 +203,7 @@ bool compute_zones(const Graph& g, const Plan& p, int d, int b, uint64_t image, 
   for (const RowRange& z : bp.zones[size_t(d)])
     if (!s.holds(image, in_node, g.block_needs(bp.first, bp.last, z)[0])) return false;
   const int64_t t0 = now_us();
-  for (const RowRange& piece : pieces(g, p, d, b)) {
-    const RowRange need = g.block_needs(bp.first, bp.last, piece)[0];
-    const Band out = g.run_block(bp.first, bp.last, s.band(image, in_node, need), piece);
-    s.put(image, bp.last - 1, out.rows(), out.t.data());
-    if (on_piece) on_piece();
-  }
+  for (const RowRange& piece : order) compute(piece);
   if (span) *span = {d, b, image, t0, now_us()};
   return true;
 }

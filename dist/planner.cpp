@@ -557,9 +557,9 @@ Plan make_plan(const Graph& g, const Cluster& c, Scheme s, int batch) {
   if (s == Scheme::dpfp) {
     best = best_blocks(g, c, s, 0, batch);
   } else {
-    // The DP assumes every block waits for its halos. The block structures it finds at some
-    // host share are tried with overlap at every share: hiding the waits favours thinner
-    // blocks and a host share nearer the even split than the DP's choice at that share.
+    // The DP assumes every block waits for its halos. Each block structure it finds is tried
+    // again with overlap blocks, at host shares around the one it was found at: hiding the
+    // waits favours thinner blocks and a share nearer the even split than the DP's choice.
     struct Structure {
       std::vector<int> cuts;
       int share;  // in 2% steps: where the DP found it

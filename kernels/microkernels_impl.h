@@ -296,7 +296,7 @@ KernelTable make_table(Isa isa) {
   static_assert(MR >= 1 && MR <= kMaxGemmMr, "MR out of range");
   // Row variants 1, 2, 4, 8 (those below MR), then MR itself.
   for (size_t m = 1; m <= MR; ++m)
-    t.gemm_rows[m] = m <= 1   ? &gemm_ukernel<Arch, std::min<size_t>(1, MR), NV>
+    t.gemm_rows[m] = m <= 1   ? &gemm_ukernel<Arch, 1, NV>
                      : m <= 2 ? &gemm_ukernel<Arch, std::min<size_t>(2, MR), NV>
                      : m <= 4 ? &gemm_ukernel<Arch, std::min<size_t>(4, MR), NV>
                      : m <= 8 ? &gemm_ukernel<Arch, std::min<size_t>(8, MR), NV>
