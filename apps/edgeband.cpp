@@ -49,7 +49,8 @@ const char* kUsage =
     "          [--link RATE,DELAY] [--devices a.json,...] [--wire fp32|fp16] [--timeout MS]\n"
     "          [--trace out.json] [--threads N] [--top K] [--secret-file F] [--runs R]\n"
     "  cluster --model M --devices N [--scheme S|all] [--link RATE,DELAY] [--batch B] [--runs R]\n"
-    "          [--threads N] [--no-cpu-share] [--wire fp32|fp16] [--edge-first] [--trace out.json]\n"
+    "          [--threads N] [--no-cpu-share] [--wire fp32|fp16] [--edge-first] [--trace "
+    "out.json]\n"
     "          [--secret-file F] [--json]\n"
     "  reliability --model M --devices N (--trace F | --channel SPEC) [--deadlines 20:200:10]\n"
     "          [--requests K] [--candidates m1,m2,..] [-o out.csv] [--plot out.svg] "
@@ -385,11 +386,14 @@ int cmd_plan(int argc, char** argv) {
     }
     for (int j = 0; j < p.split_tail; ++j) {
       const int n = p.tail_first + j;
-      std::printf("  tail %s: channels of %s:", g.node(n).name.c_str(), g.shape_of(n).str().c_str());
+      std::printf("  tail %s: channels of %s:", g.node(n).name.c_str(),
+                  g.shape_of(n).str().c_str());
       for (size_t d = 0; d < p.tail_slices[size_t(j)].size(); ++d) {
         const auto& r = p.tail_slices[size_t(j)][d];
-        if (r.empty()) std::printf("  dev%zu -", d);
-        else std::printf("  dev%zu [%d,%d)", d, r.begin, r.end);
+        if (r.empty())
+          std::printf("  dev%zu -", d);
+        else
+          std::printf("  dev%zu [%d,%d)", d, r.begin, r.end);
       }
       std::printf("\n");
     }
@@ -436,8 +440,7 @@ int cmd_worker(int argc, char** argv) {
     std::printf("PORT %u\n", unsigned(w.port()));
     std::fflush(stdout);
   } else {
-    std::fprintf(stderr,
-                 "edgeband worker: listening on port %u (%d threads, %s kernels, %s)\n",
+    std::fprintf(stderr, "edgeband worker: listening on port %u (%d threads, %s kernels, %s)\n",
                  unsigned(w.port()), omp_get_max_threads(),
                  eb::kernels::isa_name(eb::kernels::active().isa),
                  o.secret.enabled() ? "hosts must authenticate" : "no authentication");

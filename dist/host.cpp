@@ -1,11 +1,11 @@
 #include "dist/host.h"
 
-#include "dist/tcp.h"
-
 #include <cstdio>
 #include <functional>
 #include <mutex>
 #include <stdexcept>
+
+#include "dist/tcp.h"
 
 namespace eb::dist {
 
@@ -28,7 +28,10 @@ struct WireLog {
 
 HostRuntime::HostRuntime(std::shared_ptr<const Graph> g, uint64_t model_hash,
                          const std::vector<std::string>& workers, RuntimeOptions opt)
-    : g_(std::move(g)), opt_(opt), io_(std::make_unique<IoContext>()), inbox_(std::make_shared<Inbox>()) {
+    : g_(std::move(g)),
+      opt_(opt),
+      io_(std::make_unique<IoContext>()),
+      inbox_(std::make_shared<Inbox>()) {
   char want[32];
   std::snprintf(want, sizeof want, "%016llx", static_cast<unsigned long long>(model_hash));
   std::vector<std::pair<Nonce, std::string>> nonces;  // per worker: our nonce, our HELLO text
@@ -76,16 +79,18 @@ HostRuntime::HostRuntime(std::shared_ptr<const Graph> g, uint64_t model_hash,
     const std::string& name = peers_[k]->name();
     if (!m->failure.empty()) {
       if (challenged[k])
-        throw std::runtime_error("worker " + name + " ended the connection during authentication (" +
-                                 m->failure + "): does it hold the same secret? See its log");
+        throw std::runtime_error("worker " + name +
+                                 " ended the connection during authentication (" + m->failure +
+                                 "): does it hold the same secret? See its log");
       throw std::runtime_error("worker " + name + ": " + m->failure);
     }
     if (m->type == MsgType::error)
       throw std::runtime_error("worker " + name + " refused: " + m->json.at("message").string());
     if (m->type == MsgType::challenge && !challenged[k]) {
       if (!opt_.secret.enabled())
-        throw std::runtime_error("worker " + name +
-                                 " requires authentication: give this host its secret with --secret-file");
+        throw std::runtime_error(
+            "worker " + name +
+            " requires authentication: give this host its secret with --secret-file");
       Nonce theirs{};
       if (!from_hex(m->json.at("nonce").string("nonce"), theirs.data(), theirs.size()))
         throw std::runtime_error("worker " + name + ": malformed challenge");
@@ -104,12 +109,12 @@ HostRuntime::HostRuntime(std::shared_ptr<const Graph> g, uint64_t model_hash,
       throw std::runtime_error("worker " + name + ": unexpected reply");
     if (opt_.secret.enabled()) {
       Digest256 proof{};
-      const Digest256 expect = challenged[k]
-                                   ? worker_proof(opt_.secret, worker_nonce[k], nonces[k].first)
-                                   : Digest256{};
+      const Digest256 expect =
+          challenged[k] ? worker_proof(opt_.secret, worker_nonce[k], nonces[k].first) : Digest256{};
       if (!challenged[k] || !m->authenticated || !m->json.has("proof"))
-        throw std::runtime_error("worker " + name +
-                                 " does not authenticate (started without --secret-file?); not using it");
+        throw std::runtime_error(
+            "worker " + name +
+            " does not authenticate (started without --secret-file?); not using it");
       if (!from_hex(m->json.at("proof").string("proof"), proof.data(), proof.size()) ||
           !equal_constant_time(proof.data(), expect.data(), proof.size()))
         throw std::runtime_error("worker " + name + " failed to prove it holds the secret");
@@ -255,8 +260,9 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
         }
       };
       for (int b = 0; b <= stages; ++b) {
-        const int in_node = b == 0 ? -1 : b <= nb ? plan.blocks[size_t(b - 1)].last - 1
-                                                  : plan.tail_first + (b - nb) - 1;
+        const int in_node = b == 0    ? -1
+                            : b <= nb ? plan.blocks[size_t(b - 1)].last - 1
+                                      : plan.tail_first + (b - nb) - 1;
         const RowRange all_in{0, g_->shape_of(in_node).h};
         auto ready = [&] {
           if (b >= nb) return store.holds(img, in_node, all_in);
@@ -277,11 +283,13 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
           // Compute what the rows here allow, then wait for more rows, until the zone is done.
           while (!plan.blocks[size_t(b)].zones[0].empty()) {
             ComputeSpan span{};
-            const bool whole = compute_zones(*g_, plan, 0, b, img, store, &span, [&] { send_ready(i); });
+            const bool whole =
+                compute_zones(*g_, plan, 0, b, img, store, &span, [&] { send_ready(i); });
             if (span.t1_us) st->spans.push_back(span);
             if (whole) break;
             const size_t seen = rows_in;
-            pump_until(b, [&] { return rows_in > seen; }, rows_culprit);
+            pump_until(
+                b, [&] { return rows_in > seen; }, rows_culprit);
           }
           continue;
         }
@@ -290,7 +298,8 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
           const int first = plan.tail_first + plan.split_tail;
           out[i] = first >= g_->size()
                        ? store.band(img, in_node, all_in).t.clone()
-                       : g_->run_block(first, g_->size(), store.band(img, in_node, all_in), {0, 1}).t.clone();
+                       : g_->run_block(first, g_->size(), store.band(img, in_node, all_in), {0, 1})
+                             .t.clone();
           break;
         }
         if (b >= nb) {  // split tail layer j: our slice, then everyone's
@@ -303,10 +312,14 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
           span.t1_us = now_us();
           st->spans.push_back(span);
           pump_until(
-              b, [&] { return store.holds(img, node, {0, 1}); },
+              b,
+              [&] {
+                return store.holds(img, node, {0, 1});
+              },
               [&] {
                 for (int d = 1; d < plan.devices; ++d)
-                  if (!store.holds_channels(img, node, plan.tail_slices[size_t(j)][size_t(d)])) return d;
+                  if (!store.holds_channels(img, node, plan.tail_slices[size_t(j)][size_t(d)]))
+                    return d;
                 return -1;
               });
           continue;

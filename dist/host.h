@@ -18,7 +18,7 @@ struct IoContext;
 struct RuntimeOptions {
   Shaping shaping;  // applied on both ends of every connection
   bool fp16 = false;
-  int timeout_ms = 10000;  // a worker silent for this long while we wait on it is dropped
+  int timeout_ms = 10000;         // a worker silent for this long while we wait on it is dropped
   int hello_timeout_ms = 120000;  // connecting and loading the model (slow boards, big models)
   Secret secret;  // set: every worker must prove it holds the same secret (dist/auth.h)
 };
@@ -40,8 +40,8 @@ struct InferStats {
 
 class HostRuntime {
  public:
-  HostRuntime(std::shared_ptr<const Graph> g, uint64_t model_hash, const std::vector<std::string>& workers,
-              RuntimeOptions opt);
+  HostRuntime(std::shared_ptr<const Graph> g, uint64_t model_hash,
+              const std::vector<std::string>& workers, RuntimeOptions opt);
   ~HostRuntime();
   int alive() const;  // workers still usable
   // Runs the images through the plan (plan.devices must be alive() + 1). A worker fault makes the

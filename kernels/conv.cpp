@@ -87,7 +87,8 @@ WinogradF43Weights pack_winograd_f43(const float* w, long cout, long cin, const 
       for (int a = 0; a < 3; ++a)
         for (int b = 0; b < 3; ++b) g[a][b] = w[((co * 3 + a) * 3 + b) * cin + ci];
       for (int i = 0; i < 6; ++i)
-        for (int b = 0; b < 3; ++b) t[i][b] = G[i][0] * g[0][b] + G[i][1] * g[1][b] + G[i][2] * g[2][b];
+        for (int b = 0; b < 3; ++b)
+          t[i][b] = G[i][0] * g[0][b] + G[i][1] * g[1][b] + G[i][2] * g[2][b];
       for (int i = 0; i < 6; ++i)
         for (int j = 0; j < 6; ++j)
           u[(size_t(i * 6 + j) * cin + ci) * cout + co] =
@@ -139,8 +140,7 @@ void conv3x3_winograd_f43(const ConvGeom& g, InBand in, OutBand out, const Winog
         const long ty = (b0 + t) / ntx, tx = (b0 + t) % ntx;
         const float* rows[6];
         for (int i = 0; i < 6; ++i) rows[i] = in.row(t0 + ty * 4 - g.pad_t + i, g.in_h, rf);
-        kt.wino_f43_input(rows, tx * 4 - g.pad_l, size_t(g.in_w), C, v + size_t(t) * C,
-                          tb * C);
+        kt.wino_f43_input(rows, tx * 4 - g.pad_l, size_t(g.in_w), C, v + size_t(t) * C, tb * C);
       }
       // 36 independent GEMMs [nb x cin] x [cin x cout], split over panels too when cout is big.
       const PackedB& u0 = w.u[0];
@@ -162,8 +162,8 @@ void conv3x3_winograd_f43(const ConvGeom& g, InBand in, OutBand out, const Winog
           const long y = t0 + ty * 4 + p;
           orow[p] = (y >= r0 && y < r1) ? out.data + size_t(y - r0) * g.out_w * K : nullptr;
         }
-        kt.wino_f43_output(m + size_t(t) * K, tb * K, K, w.bias.data(), mm, orow,
-                           size_t(tx * 4), size_t(std::min<long>(4, g.out_w - tx * 4)));
+        kt.wino_f43_output(m + size_t(t) * K, tb * K, K, w.bias.data(), mm, orow, size_t(tx * 4),
+                           size_t(std::min<long>(4, g.out_w - tx * 4)));
       }
     }
   }

@@ -3,12 +3,11 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <stdexcept>
-#include <vector>
-
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <stdexcept>
+#include <vector>
 
 namespace eb::kernels {
 
@@ -143,7 +142,8 @@ void gemv(const float* x, const PackedB& b, float* y, const MinMax* mm) {
   }
 }
 
-void gemv_range(const float* x, const PackedB& b, size_t n0, size_t n1, float* y, const MinMax* mm) {
+void gemv_range(const float* x, const PackedB& b, size_t n0, size_t n1, float* y,
+                const MinMax* mm) {
   check_isa(b);
   if (n0 > n1 || n1 > b.n) throw std::out_of_range("gemv_range: outputs outside the layer");
   const KernelTable& kt = active();

@@ -13,9 +13,8 @@ namespace eb::kernels {
 namespace {
 
 template <class Arch, size_t MR, size_t NV>
-void gemm_ukernel(size_t mr, size_t nc, size_t kc, const float* a, size_t a_stride,
-                  const float* w, float* c, size_t c_stride, const float* bias,
-                  const MinMax* mm) {
+void gemm_ukernel(size_t mr, size_t nc, size_t kc, const float* a, size_t a_stride, const float* w,
+                  float* c, size_t c_stride, const float* bias, const MinMax* mm) {
   using V = simd::Vec<Arch>;
   using B = typename V::B;
   constexpr size_t W = V::n, NR = NV * W;
@@ -155,8 +154,7 @@ void dwconv3x3_row(const float* const rows[3], size_t in_w, size_t C, size_t str
   for (; c + W <= C; c += W)
     dwconv3x3_chunk<Arch>(rows, in_w, C, stride, pad_left, w, bias, out, out_w, mm, c);
   for (; c < C; ++c)
-    dwconv3x3_chunk<simd::scalar_arch>(rows, in_w, C, stride, pad_left, w, bias, out, out_w, mm,
-                                       c);
+    dwconv3x3_chunk<simd::scalar_arch>(rows, in_w, C, stride, pad_left, w, bias, out, out_w, mm, c);
 }
 
 // F(4x4,3x3) (Lavin & Gray): V = B^T d B with the rows of B^T below.
@@ -173,16 +171,16 @@ inline void wino_bt6(const B* d, B* u, size_t s) {
 }
 
 template <class Arch>
-inline void wino_input_chunk(const float* const rows[6], long x0, size_t in_w, size_t C,
-                             float* v, size_t v_stride, size_t c) {
+inline void wino_input_chunk(const float* const rows[6], long x0, size_t in_w, size_t C, float* v,
+                             size_t v_stride, size_t c) {
   using V = simd::Vec<Arch>;
   using B = typename V::B;
   B d[36], t[36];
   for (int i = 0; i < 6; ++i)
     for (int j = 0; j < 6; ++j) {
       long x = x0 + j;
-      d[i * 6 + j] = (rows[i] && x >= 0 && x < long(in_w)) ? V::load(rows[i] + size_t(x) * C + c)
-                                                          : V::zero();
+      d[i * 6 + j] =
+          (rows[i] && x >= 0 && x < long(in_w)) ? V::load(rows[i] + size_t(x) * C + c) : V::zero();
     }
   for (int i = 0; i < 6; ++i) wino_bt6<B, V>(d + i * 6, t + i * 6, 1);  // along columns
   for (int j = 0; j < 6; ++j) wino_bt6<B, V>(t + j, d + j, 6);          // along rows
@@ -211,8 +209,8 @@ inline void wino_at4(const B* m, B* o, size_t s) {
 
 template <class Arch>
 inline void wino_output_chunk(const float* m, size_t m_stride, size_t C, const float* bias,
-                              const MinMax* mm, float* const out_rows[4], size_t x0,
-                              size_t ncols, size_t c) {
+                              const MinMax* mm, float* const out_rows[4], size_t x0, size_t ncols,
+                              size_t c) {
   using V = simd::Vec<Arch>;
   using B = typename V::B;
   B t[36], r[24], y[16];
@@ -229,8 +227,8 @@ inline void wino_output_chunk(const float* m, size_t m_stride, size_t C, const f
 }
 
 template <class Arch>
-void wino_f43_output(const float* m, size_t m_stride, size_t C, const float* bias,
-                     const MinMax* mm, float* const out_rows[4], size_t x0, size_t ncols) {
+void wino_f43_output(const float* m, size_t m_stride, size_t C, const float* bias, const MinMax* mm,
+                     float* const out_rows[4], size_t x0, size_t ncols) {
   constexpr size_t W = simd::Vec<Arch>::n;
   size_t c = 0;
   for (; c + W <= C; c += W)
@@ -268,8 +266,7 @@ void pool_row(const float* const* rows, size_t nrows, size_t in_w, size_t C, siz
   for (; c + W <= C; c += W)
     pool_chunk<Arch, kMax>(rows, nrows, in_w, C, kw, stride, pad_left, out, out_w, c);
   for (; c < C; ++c)
-    pool_chunk<simd::scalar_arch, kMax>(rows, nrows, in_w, C, kw, stride, pad_left, out, out_w,
-                                        c);
+    pool_chunk<simd::scalar_arch, kMax>(rows, nrows, in_w, C, kw, stride, pad_left, out, out_w, c);
 }
 
 template <class Arch>

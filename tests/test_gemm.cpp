@@ -51,7 +51,8 @@ TEST_CASE("gemm microkernel matches reference: every mr, nc, and random kc/strid
               REQUIRE(got == c0[r * cs + j]);  // untouched outside the tile
               continue;
             }
-            double e = (use_bias ? bias[j] : c0[r * cs + j]) + ref_dot(&a[r * as], 1, &w[j], NR, kc);
+            double e =
+                (use_bias ? bias[j] : c0[r * cs + j]) + ref_dot(&a[r * as], 1, &w[j], NR, kc);
             if (clamp) e = std::min(std::max(e, double(mm.lo)), double(mm.hi));
             REQUIRE(std::fabs(got - e) <= 1e-5 * (1 + double(kc)));
           }
@@ -65,7 +66,8 @@ TEST_CASE("gemm driver and gemv match reference over random shapes (K blocking, 
     CAPTURE(kernels::isa_name(isa));
     for (int trial = 0; trial < 25; ++trial) {
       const size_t m = 1 + rng() % 150, n = 1 + rng() % 130, k = rng() % 700;
-      auto a = ref::random_vec(m * k + 1, rng), b = ref::random_vec(k * n + 1, rng), bias = ref::random_vec(n, rng);
+      auto a = ref::random_vec(m * k + 1, rng), b = ref::random_vec(k * n + 1, rng),
+           bias = ref::random_vec(n, rng);
       kernels::PackedB pb = kernels::pack_b(b.data(), k, n, n, bias.data());
       std::vector<float> c(m * n);
       kernels::StridedA sa(a.data(), k);
@@ -88,7 +90,8 @@ TEST_CASE("gemv_range: every output slice, with and without clamping, is bit-ide
     CAPTURE(kernels::isa_name(isa));
     for (int trial = 0; trial < 12; ++trial) {
       const size_t n = 1 + rng() % 300, k = 1 + rng() % 400;
-      auto x = ref::random_vec(k, rng), b = ref::random_vec(k * n, rng), bias = ref::random_vec(n, rng);
+      auto x = ref::random_vec(k, rng), b = ref::random_vec(k * n, rng),
+           bias = ref::random_vec(n, rng);
       const kernels::PackedB pb = kernels::pack_b(b.data(), k, n, n, bias.data());
       const kernels::MinMax mm{-0.5f, 0.75f};
       const kernels::MinMax* clamp = trial % 2 ? &mm : nullptr;
