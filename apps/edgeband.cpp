@@ -42,7 +42,7 @@ const char* kUsage =
     "          IN: .tflite | TensorFlow frozen .pb | .onnx; HEAD: a second file joined after IN\n"
     "  profile --model M [--weights F] [--threads N] [--reps R] [--name NAME] -o device.json\n"
     "  plan    --model M --devices N|a.json,b.json,... [--link RATE,DELAY] [--scheme S|all]\n"
-    "          [--batch B] [--wire fp32|fp16] [--json]\n"
+    "          [--batch B] [--wire fp32|fp16] [--json] [--trace predicted.json]\n"
     "  worker  --listen ADDR:PORT [--threads N] [--weights F] [--secret-file F] [--max-conn N]\n"
     "          [--max-frame-mb MB] [--handshake-timeout S] [--idle-timeout S]\n"
     "  infer   --model M --workers h1:p1,h2:p2 [--scheme S] [--batch B] [--image F] [--weights F]\n"
@@ -334,10 +334,17 @@ eb::dist::Cluster cluster_from_args(const Args& a, const eb::Graph& g) {
   return c;
 }
 
+void write_json_file(const std::string& path, const eb::Json& j) {
+  std::ofstream f(path);
+  f << j.dump() << "\n";
+  if (!f.flush()) throw std::runtime_error("cannot write " + path);
+}
+
 int cmd_plan(int argc, char** argv) {
-  Args a(argc, argv, 2,
-         {"model", "weights", "devices", "link", "scheme", "batch", "threads", "wire", "isa"},
-         {"json", "edge-first"});
+  Args a(
+      argc, argv, 2,
+      {"model", "weights", "devices", "link", "scheme", "batch", "threads", "wire", "isa", "trace"},
+      {"json", "edge-first"});
   common(a);
   const eb::Graph g = eb::models::load_model(a.str("model"), a.str("weights"));
   const eb::dist::Cluster c = cluster_from_args(a, g);
@@ -351,6 +358,10 @@ int cmd_plan(int argc, char** argv) {
     schemes = {eb::dist::parse_scheme(sch)};
   std::vector<eb::dist::Plan> plans;
   for (auto s : schemes) plans.push_back(eb::dist::make_plan(g, c, s, batch));
+  if (a.has("trace")) {
+    if (plans.size() != 1) throw std::invalid_argument("--trace needs one --scheme");
+    write_json_file(a.str("trace"), eb::dist::chrome_trace(plans[0]));
+  }
   if (a.has("json")) {
     eb::Json j = eb::Json::object();
     eb::Json js = eb::Json::object();
@@ -513,10 +524,7 @@ int cmd_infer(int argc, char** argv) {
     std::printf("  %4d  %.5f  %s\n", p.index, double(p.prob), label);
   }
   if (a.has("trace")) {
-    std::FILE* f = std::fopen(a.str("trace").c_str(), "w");
-    if (!f) throw std::runtime_error("cannot write " + a.str("trace"));
-    std::fprintf(f, "%s\n", eb::dist::chrome_trace(st, plan.devices).dump().c_str());
-    std::fclose(f);
+    write_json_file(a.str("trace"), eb::dist::chrome_trace(st, plan.devices));
   }
   return 0;
 }

@@ -394,4 +394,24 @@ Json chrome_trace(const InferStats& st, int devices) {
   return j;
 }
 
+Json chrome_trace(const Plan& p) {
+  InferStats st;
+  auto us = [](double ms) { return int64_t(ms * 1000.0 + 0.5); };
+  for (const auto& e : p.timeline) {
+    if (e.what == "compute") {
+      st.spans.push_back({e.device, e.block, uint64_t(e.image), us(e.start_ms), us(e.end_ms)});
+    } else if (e.what == "send" ? e.device == 0 : e.peer == 0) {
+      // The host's view of its links, as a measured trace records them.
+      uint64_t bytes = 0;
+      for (const auto& t : p.transfers)
+        if (t.block == e.block && (e.what == "send" ? t.dst == e.peer : t.src == e.peer))
+          bytes += t.bytes;
+      const int src = e.what == "send" ? 0 : e.peer;
+      const int dst = e.what == "send" ? e.peer : 0;
+      st.wires.push_back({src, dst, uint64_t(e.image), us(e.start_ms), us(e.end_ms), bytes});
+    }
+  }
+  return chrome_trace(st, p.devices);
+}
+
 }  // namespace eb::dist

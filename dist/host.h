@@ -61,5 +61,7 @@ class HostRuntime {
 
 // Chrome trace-event JSON (Perfetto / chrome://tracing): one track per device.
 Json chrome_trace(const InferStats& st, int devices);
+// The same for a plan's simulated timeline, so predicted and measured runs open side by side.
+Json chrome_trace(const Plan& p);
 
 }  // namespace eb::dist

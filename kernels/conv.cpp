@@ -116,12 +116,17 @@ void conv3x3_winograd_f43(const ConvGeom& g, InBand in, OutBand out, const Winog
   winograd_f43_tile_rows(r0, r1, &t0, &t1);
   const long nty = (t1 - t0) / 4, ntx = (g.out_w + 3) / 4, ntiles = nty * ntx;
   const size_t rf = size_t(g.in_w * g.cin), C = size_t(g.cin), K = size_t(g.cout);
-  // Tiles per block: transform buffers of about 2 MB each, a multiple of the GEMM's MR.
+  // Tiles per block, a multiple of the GEMM's MR. Every block streams all 36 weight matrices
+  // once (38 MB at 512x512 channels), every tile moves 36 (C + K) floats through the transform
+  // buffers: blocks of about 2 MB of buffers, or more where the weights would then cost more
+  // traffic per tile than the buffers (deep layers; a 28x28x512 layer took three weight passes
+  // and spent a quarter of its time on them).
   const size_t mr = kt.gemm_mr;
-  size_t tb = (size_t(2) << 20) / (36 * sizeof(float) * std::max(C, K));
+  size_t tb =
+      std::max((size_t(2) << 20) / (36 * sizeof(float) * std::max(C, K)), C * K / (2 * (C + K)));
   tb = std::max(mr, tb / mr * mr);
   tb = std::min(tb, (size_t(ntiles) + mr - 1) / mr * mr);
-  // Transform buffers live as long as the calling thread and only grow: a fresh 2 x 2 MB
+  // Transform buffers live as long as the calling thread and only grow: a fresh multi-MB
   // zero-filled allocation per call cost page faults and a memset every layer (and under the
   // sanitizers' allocators far more). Every element read is written first in each block.
   thread_local std::vector<float> t_wino_v, t_wino_m;

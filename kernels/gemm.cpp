@@ -81,17 +81,21 @@ void gemm_panels(size_t m, const ASource& a, const PackedB& b, size_t p0, size_t
         }
       continue;
     }
-    for (size_t k0 = 0; k0 < k; k0 += kKC) {
-      const size_t kc = std::min(kKC, k - k0);
-      const bool first = k0 == 0, last = k0 + kc == k;
-      for (size_t p = p0; p < p1; ++p) {
+    // Panel by panel, each panel's k blocks in order: the weights are then read front to back
+    // (panels are contiguous), which is what the kernel's prefetch ahead assumes. The sums per
+    // output still run over k in the same order.
+    for (size_t p = p0; p < p1; ++p) {
+      const size_t nc = std::min(nr, b.n - p * nr);
+      for (size_t k0 = 0; k0 < k; k0 += kKC) {
+        const size_t kc = std::min(kKC, k - k0);
+        const bool first = k0 == 0, last = k0 + kc == k;
         const float* w = b.panel(p) + k0 * nr;
-        const size_t nc = std::min(nr, b.n - p * nr);
         for (size_t i = 0; i < mc; i += mr) {
           const size_t rows = std::min(mr, mc - i);
-          kt.gemm_rows[rows](rows, nc, kc, at + i * a_stride + k0, a_stride, w,
-                             ct + i * ldc + p * nr, ldc, first ? b.panel_bias(p) : nullptr,
-                             last ? mm : nullptr);
+          // The first row tile reads this weight slice from memory; the rest find it in cache.
+          const GemmUkernelFn fn = i == 0 ? kt.gemm_rows_stream[rows] : kt.gemm_rows[rows];
+          fn(rows, nc, kc, at + i * a_stride + k0, a_stride, w, ct + i * ldc + p * nr, ldc,
+             first ? b.panel_bias(p) : nullptr, last ? mm : nullptr);
         }
       }
     }

@@ -37,11 +37,12 @@ TEST_CASE("gemm microkernel matches reference: every mr, nc, and random kc/strid
                 clamp ? &mm : nullptr);
         // The fewer-row variant the driver uses for an mr-row remainder: bit-identical, or a
         // band's remainder rows would differ from the same rows inside a full tile.
-        {
+        // So is its streaming twin (the same kernel prefetching its weights ahead).
+        for (const kernels::GemmUkernelFn fn : {kt.gemm_rows[mr], kt.gemm_rows_stream[mr]}) {
           auto c2 = c0;
-          REQUIRE(bool(kt.gemm_rows[mr]));
-          kt.gemm_rows[mr](mr, nc, kc, a.data(), as, w.data(), c2.data(), cs,
-                           use_bias ? bias.data() : nullptr, clamp ? &mm : nullptr);
+          REQUIRE(bool(fn));
+          fn(mr, nc, kc, a.data(), as, w.data(), c2.data(), cs, use_bias ? bias.data() : nullptr,
+             clamp ? &mm : nullptr);
           REQUIRE(c2 == c);
         }
         for (size_t r = 0; r < MR; ++r)

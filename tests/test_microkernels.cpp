@@ -92,8 +92,9 @@ TEST_CASE("microkernels: gemm and gemv panel stay inside their operands (guard p
                   use_bias ? b2.data() : nullptr, clamp ? &mm : nullptr);
           want.resize(c.size());
         }
-        // The full-width kernel and the fewer-row variant the driver picks for mr rows.
-        for (const kernels::GemmUkernelFn fn : {kt.gemm, kt.gemm_rows[mr]})
+        // The full-width kernel and the fewer-row variants the driver picks for mr rows (their
+        // prefetches past the panel may touch a guard page: prefetches never fault).
+        for (const kernels::GemmUkernelFn fn : {kt.gemm, kt.gemm_rows[mr], kt.gemm_rows_stream[mr]})
           both_sides([&](Flush f) {
             Guarded ga(a, f), gw(w, f), gb(bias, f), gc(c, f);
             fn(mr, nc, kc, ga.data(), as, gw.data(), gc.data(), cs, use_bias ? gb.data() : nullptr,
