@@ -379,6 +379,8 @@ int cmd_plan(int argc, char** argv) {
   double local_ms = 0;
   for (const auto& p : plans)
     if (p.scheme == eb::dist::Scheme::local) local_ms = p.predicted_ms;
+  if (local_ms == 0)
+    local_ms = eb::dist::make_plan(g, c, eb::dist::Scheme::local, batch).predicted_ms;
   for (const auto& p : plans) {
     std::printf("\n[%s] predicted %.2f ms, %.1f KB moved per image",
                 eb::dist::scheme_name(p.scheme), p.predicted_ms, double(p.bytes) / 1024.0);

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "dist/sparse_wire.h"
+
 namespace eb::dist {
 
 FeatureStore::Held& FeatureStore::get(uint64_t image, int node) {
@@ -51,16 +53,23 @@ void FeatureStore::put_wire(uint64_t image, const Json& meta, const std::vector<
   if (node < -1 || node >= g_.size()) throw ProtocolError("rows for an unknown node");
   const Shape s = g_.shape_of(int(node));
   if (row0 < 0 || rows <= 0 || row0 + rows > s.h) throw ProtocolError("rows outside the feature map");
-  if (wire != "fp32" && wire != "fp16") throw ProtocolError("unknown wire format");
+  if (wire != "fp32" && wire != "fp32z" && wire != "fp16")
+    throw ProtocolError("unknown wire format");
   const bool slice = c0 != -1 || c1 != -1;
   if (slice && (node < 0 || s.h != 1 || c0 < 0 || c0 >= c1 || c1 > long(s.row_size())))
     throw ProtocolError("channel slice out of range");
   const size_t n = slice ? size_t(c1 - c0) : size_t(rows) * s.row_size();
+  const bool sparse = wire == "fp32z";
   const size_t bpv = wire == "fp16" ? 2 : 4;
-  if (data.size() != n * bpv) throw ProtocolError("rows frame has the wrong number of bytes");
-  // fp32 is copied, fp16 widened, straight into the store (a slice: into a small buffer first,
-  // as put_channels checks it against the slices already here).
+  if (!sparse && data.size() != n * bpv)
+    throw ProtocolError("rows frame has the wrong number of bytes");
+  // fp32 is copied, fp32z expanded, fp16 widened, straight into the store (a slice: into a small
+  // buffer first, as put_channels checks it against the slices already here).
   auto decode = [&](float* dst) {
+    if (sparse) {
+      sparse_decode(data.data(), data.size(), dst, n);  // checks the size before writing
+      return;
+    }
     if (bpv == 4) {
       std::memcpy(dst, data.data(), n * sizeof(float));
       return;
@@ -222,15 +231,25 @@ bool compute_tail_slice(const Graph& g, const Plan& p, int d, int j, uint64_t im
 }
 
 namespace {
-// Queues n values as a ROWS frame: fp32 straight from `src` (kept alive by `keep`) or fp16.
+// Queues n values as a ROWS frame: fp16, or exact fp32 either with its zeros elided
+// (dist/sparse_wire.h) where that saves at least an eighth of the bytes, or straight from `src`
+// (kept alive by `keep`).
 void send_values(Peer& to, uint64_t image, Json meta, std::shared_ptr<const void> keep,
                  const float* src, size_t n, bool fp16, Peer::SentFn on_sent) {
   meta["image"] = static_cast<unsigned long>(image);
-  meta["wire"] = fp16 ? "fp16" : "fp32";
   if (!fp16) {
+    const size_t sent = count_sent_values(src, n);
+    if (sparse_bytes(n, sent) * 8 <= n * sizeof(float) * 7) {
+      meta["wire"] = "fp32z";
+      auto z = std::make_shared<std::vector<uint8_t>>(sparse_encode(src, n, sent));
+      to.send_async(MsgType::rows, image, meta, z, z->data(), z->size(), std::move(on_sent));
+      return;
+    }
+    meta["wire"] = "fp32";
     to.send_async(MsgType::rows, image, meta, std::move(keep), src, n * sizeof(float), std::move(on_sent));
     return;
   }
+  meta["wire"] = "fp16";
   auto half = std::make_shared<std::vector<uint16_t>>(n);
   for (size_t i = 0; i < n; ++i) (*half)[i] = float_to_half(src[i]);
   to.send_async(MsgType::rows, image, meta, half, half->data(), n * 2, std::move(on_sent));

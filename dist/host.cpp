@@ -400,15 +400,11 @@ Json chrome_trace(const Plan& p) {
   for (const auto& e : p.timeline) {
     if (e.what == "compute") {
       st.spans.push_back({e.device, e.block, uint64_t(e.image), us(e.start_ms), us(e.end_ms)});
-    } else if (e.what == "send" ? e.device == 0 : e.peer == 0) {
+    } else if (e.device == 0) {
       // The host's view of its links, as a measured trace records them.
-      uint64_t bytes = 0;
-      for (const auto& t : p.transfers)
-        if (t.block == e.block && (e.what == "send" ? t.dst == e.peer : t.src == e.peer))
-          bytes += t.bytes;
-      const int src = e.what == "send" ? 0 : e.peer;
-      const int dst = e.what == "send" ? e.peer : 0;
-      st.wires.push_back({src, dst, uint64_t(e.image), us(e.start_ms), us(e.end_ms), bytes});
+      const bool send = e.what == "send";
+      st.wires.push_back({send ? 0 : e.peer, send ? e.peer : 0, uint64_t(e.image), us(e.start_ms),
+                          us(e.end_ms), e.bytes});
     }
   }
   return chrome_trace(st, p.devices);

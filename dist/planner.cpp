@@ -247,8 +247,9 @@ struct Sim {
     const double end = start + dur;
     up[size_t(t.src)] = down[size_t(t.dst)] = end;
     const double arrive = end + c.link.latency_s * 1e3;
-    p.timeline.push_back({t.src, image, t.block, "send", t.dst, start, end});
-    p.timeline.push_back({t.dst, image, t.block, "recv", t.src, start + c.link.latency_s * 1e3, arrive});
+    p.timeline.push_back({t.src, image, t.block, "send", t.dst, start, end, t.bytes});
+    p.timeline.push_back(
+        {t.dst, image, t.block, "recv", t.src, start + c.link.latency_s * 1e3, arrive, t.bytes});
     return arrive;
   }
 };

@@ -69,6 +69,7 @@ struct Event {
   std::string what;  // "compute", "send", "recv"
   int peer;          // other end of a transfer, -1 for compute
   double start_ms, end_ms;
+  uint64_t bytes = 0;  // send and recv
 };
 
 struct Plan {

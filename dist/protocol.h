@@ -2,7 +2,8 @@
 //    0 u32 magic "EBND"     4 u16 version (2)     6 u16 type
 //    8 u64 request id      16 u32 JSON length    20 u32 flags (bit 0: MAC trailer)
 //   24 u64 data length     32 u64 checksum (hash64 of bytes 0..31, then JSON, then data)
-//   40 JSON (UTF-8, <= 1 MiB), then data (<= 512 MiB): the raw rows of a band, fp32 or fp16,
+//   40 JSON (UTF-8, <= 1 MiB), then data (<= 512 MiB): the rows of a band, fp32 (raw or with
+//      its zeros elided, dist/sparse_wire.h) or fp16,
 //   then, with flag bit 0, a 16-byte MAC (see frame_mac and dist/auth.h).
 // Anything else - wrong magic or version, unknown type or flags, lengths over the receiver's
 // limits, bad checksum or MAC, malformed JSON, rows outside the model - is a ProtocolError; the

@@ -1,6 +1,5 @@
 // The binary's behaviour on bad input: a clear message on stderr and a non-zero exit.
 #include <doctest/doctest.h>
-
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -9,6 +8,8 @@
 #include <fstream>
 #include <string>
 #include <vector>
+
+#include "core/json.h"
 
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #pragma GCC diagnostic push
@@ -92,4 +93,48 @@ TEST_CASE("cli: bench --json prints the fields scripts depend on") {
   REQUIRE(r.code == 0);
   for (const char* k : {"\"model\"", "\"threads\"", "\"runs\":3", "\"median_ms\"", "\"min_ms\"", "\"max_ms\"", "\"gflops\""})
     CHECK(r.out.find(k) != std::string::npos);
+}
+
+TEST_CASE("cli: plan --trace writes the predicted timeline as a Chrome trace") {
+  const std::string f = tmp("pred.json");
+  Result r =
+      sh("plan --model vgg16:64 --devices 3 --link 1gbit,0.2ms --scheme halp --json --trace " + f);
+  REQUIRE(r.code == 0);
+  const eb::Json plan = eb::Json::parse(r.out).at("schemes").at("halp");
+  std::ifstream in(f);
+  REQUIRE(in.good());
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const eb::Json trace = eb::Json::parse(text);
+  // The planner may fall back to the host alone when this machine's profile says so.
+  const int n = int(plan.at("devices").integer());
+  REQUIRE(n >= 1);
+  std::vector<int> computes(size_t(n), 0), names(size_t(n), 0);
+  double end_us = 0, link_bytes = 0;
+  for (const eb::Json& e : trace.at("traceEvents").items()) {
+    const int tid = int(e.at("tid").integer());
+    REQUIRE(tid >= 0);
+    REQUIRE(tid < n);
+    if (e.at("ph").string() == "M") {
+      ++names[size_t(tid)];
+      continue;
+    }
+    end_us = std::max(end_us, e.at("ts").number() + e.at("dur").number());
+    if (e.at("cat").string() == "compute") ++computes[size_t(tid)];
+    if (e.at("cat").string() == "link") {
+      CHECK(tid == 0);  // the host's view of its links, as in a measured trace
+      link_bytes += e.at("args").at("bytes").number();
+    }
+  }
+  for (int d = 0; d < n; ++d) {
+    CHECK(names[size_t(d)] == 1);
+    CHECK(computes[size_t(d)] > 0);
+  }
+  // Every transfer has the host at one end (a star): the host's links carry all the plan's
+  // bytes, and the timeline ends at the predicted latency.
+  CHECK(link_bytes == plan.at("bytes").number());
+  CHECK(std::abs(end_us - 1000.0 * plan.at("predicted_ms").number()) <= 2.0);
+  std::remove(f.c_str());
+  Result all = sh("plan --model vgg16:64 --devices 3 --scheme all --trace " + f);
+  CHECK(all.code != 0);
+  CHECK(all.out.find("--trace needs one --scheme") != std::string::npos);
 }

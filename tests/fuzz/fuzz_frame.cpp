@@ -1,9 +1,11 @@
-// libFuzzer target: the wire protocol decoder - frame header, checksum, JSON, and a plan
-// validated against a model. The checksum is checked but not required to pass, so the fuzzer
-// also reaches the JSON and plan validation behind it.
+// libFuzzer target: the wire protocol decoder - frame header, checksum, JSON, a plan validated
+// against a model, and rows (fp32, zero-elided fp32, fp16) put into a feature store. The checksum
+// is checked but not required to pass, so the fuzzer also reaches the JSON and plan validation
+// behind it.
 #include <cstdint>
 #include <string>
 
+#include "dist/feature_store.h"
 #include "dist/protocol.h"
 #include "models/zoo.h"
 
@@ -23,6 +25,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     const eb::Json j = eb::Json::parse(json);
     if (h.type == eb::dist::MsgType::plan) eb::dist::plan_from_wire(j, g);
+    if (h.type == eb::dist::MsgType::rows) {  // rows into a store: fp32, zero-elided, fp16
+      const uint8_t* payload = data + eb::dist::kHeaderBytes + h.json_len;
+      eb::dist::FeatureStore s(g);
+      s.put_wire(1, j, std::vector<uint8_t>(payload, data + size));
+    }
   } catch (const std::exception&) {
   }
   return 0;

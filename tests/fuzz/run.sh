@@ -27,6 +27,12 @@ else
 fi
 printf '\2\x08\x08' >"$work/import/onnx"
 printf 'EBND\2\0\4\0' >"$work/frame/seed"
+# A ROWS frame (checksum left zero: the target goes on past it) of zero-elided fp32: two mask
+# words (bit 0 set) and one value, for row 0 of node 0 (16x16x8) of the target's model.
+zrows='{"image":1,"node":0,"row0":0,"rows":1,"wire":"fp32z"}'
+{ printf 'EBND\2\0\5\0\0\0\0\0\0\0\0\0'; printf "\\x$(printf %02x ${#zrows})\0\0\0\0\0\0\0";
+  printf '\x14\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0'; printf '%s' "$zrows";
+  printf '\1\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x80\x3f'; } >"$work/frame/rows_fp32z"
 # Handshake scripts: a correct handshake, then a signed PLAN and ROWS with plausible JSON.
 plan='{"device":1,"plan":{"scheme":"halp","devices":2,"tail_first":28,"edge_first":false,"blocks":[],"transfers":[]}}'
 rows='{"image":1,"node":-1,"row0":0,"rows":1,"wire":"fp32"}'
