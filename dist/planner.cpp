@@ -292,9 +292,9 @@ void simulate(const Graph& g, const Cluster& c, Plan& p) {
       std::vector<double> relay_ready(size_t(g.shape_of(b == 0 ? -1 : p.blocks[b - 1].last - 1).h), 0);
       for (const Transfer& t : p.transfers) {
         if (t.block != int(b)) continue;
-        // The first split tail layer's broadcast shares the gather's block number; the tail
-        // loop below sends it (it was sent twice here, once too many).
-        if (b == nb && t.src == 0 && p.split_tail > 0) continue;
+        // At the tail the host's sends are the first split layer's broadcast (it shares the
+        // gather's block number): the tail loop below sends them, once.
+        if (b == nb && t.src == 0) continue;
         double ready = b == 0 ? 0 : end_prev[size_t(t.src)];
         if (p.edge_first && b > 0 && zone_rows_prev[size_t(t.src)] > 0) {
           // Edge-first: rows others need are computed before the interior of the zone.

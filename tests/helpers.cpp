@@ -1,6 +1,10 @@
 #include "tests/helpers.h"
 
 #include <doctest/doctest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
 
 namespace eb::test {
 
@@ -30,6 +34,18 @@ void check_bands(const Layer& layer, const Tensor& input, const Tensor& full, st
     INFO("rows [" << r.begin << "," << r.end << ") from input [" << need.begin << "," << need.end << ")");
     CHECK(ref::bit_equal(out.t, full.rows(r)));
   }
+}
+
+CliResult run_edgeband(const std::string& args) {
+  const std::string cmd = std::string(EDGEBAND_BIN) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  CliResult r{0, ""};
+  std::array<char, 4096> buf{};
+  while (size_t n = fread(buf.data(), 1, buf.size(), p)) r.out.append(buf.data(), n);
+  const int st = pclose(p);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return r;
 }
 
 }  // namespace eb::test

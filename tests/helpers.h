@@ -1,6 +1,7 @@
 #pragma once
 #include <functional>
 #include <random>
+#include <string>
 
 #include "core/layer.h"
 #include "kernels/microkernels.h"
@@ -25,5 +26,13 @@ std::vector<RowRange> band_cases(int h, std::mt19937& rng);
 // Computes each case's rows from only the input rows the layer asks for (a copy, so reads
 // outside them are caught) and requires bit-identical values to the full-image output.
 void check_bands(const Layer& layer, const Tensor& input, const Tensor& full, std::mt19937& rng);
+
+// Runs the edgeband binary under test (EDGEBAND_BIN) with `args`: its exit code (128 + signal if
+// killed) and its stdout and stderr together.
+struct CliResult {
+  int code;
+  std::string out;
+};
+CliResult run_edgeband(const std::string& args);
 
 }  // namespace eb::test

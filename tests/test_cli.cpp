@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/json.h"
+#include "tests/helpers.h"
 
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #pragma GCC diagnostic push
@@ -18,20 +19,9 @@
 #pragma GCC diagnostic pop
 
 namespace {
-struct Result {
-  int code;
-  std::string out;
-};
+using Result = eb::test::CliResult;
 Result sh(const std::string& args) {
-  const std::string cmd = std::string(EDGEBAND_BIN) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  Result r{0, ""};
-  std::array<char, 4096> buf{};
-  while (size_t n = fread(buf.data(), 1, buf.size(), p)) r.out.append(buf.data(), n);
-  const int st = pclose(p);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return r;
+  return eb::test::run_edgeband(args);
 }
 std::string tmp(const std::string& n) { return "/tmp/edgeband_cli_" + std::to_string(::getpid()) + "_" + n; }
 }  // namespace

@@ -468,7 +468,7 @@ TEST_CASE("dist loopback: fp32 frames elide zeros: exact, and fewer bytes than r
     InferStats st;
     const Tensor got = h.infer({im}, p, &st)[0];
     CHECK(st.faults == 0);
-    CHECK(ref::max_abs_diff(got, want) == 0.0f);
+    CHECK(ref::bit_equal(got, want));
     const double ratio = double(st.bytes_sent + st.bytes_received) / double(p.bytes);
     MESSAGE(std::string(scheme_name(sc)) << ": bytes moved / raw fp32 bytes = " << ratio);
     // About half of every ReLU output is zero; the input image is sent raw.
@@ -476,23 +476,9 @@ TEST_CASE("dist loopback: fp32 frames elide zeros: exact, and fewer bytes than r
   }
 }
 
-namespace {
-// Runs the edgeband binary with `args`; returns its exit code and stdout + stderr.
-std::pair<int, std::string> run_cli(const std::string& args) {
-  const std::string cmd = std::string(EDGEBAND_BIN) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::string out;
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  const int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), out};
-}
-}  // namespace
-
 TEST_CASE("dist cli: cluster --json spawns the workers, runs every scheme, outputs equal local") {
   // Default CPU shares: cgroup quotas where this runs as root, else a "none (...)" note.
-  const auto [code, out] = run_cli(
+  const auto [code, out] = test::run_edgeband(
       "cluster --model mobilenet_v1:0.25:96 --devices 3 --scheme all --link 10gbit,0.01ms "
       "--runs 2 --threads 1 --json");
   CAPTURE(out);
@@ -520,17 +506,18 @@ TEST_CASE("dist cli: cluster --json spawns the workers, runs every scheme, outpu
   // MoDNN never falls back to the host alone: the spawned workers computed and sent rows.
   CHECK(rs[0].at("devices").integer() == 3);
   CHECK(rs[0].at("bytes").number() > 0);
-  const auto [bad, msg] = run_cli("cluster --model mobilenet_v1:0.25:96 --devices 0");
+  const auto [bad, msg] = test::run_edgeband("cluster --model mobilenet_v1:0.25:96 --devices 0");
   CHECK(bad == 1);
   CHECK(msg.find("--devices") != std::string::npos);
-  const auto [bad_link, msg2] = run_cli("cluster --model mobilenet_v1:0.25:96 --link fast");
+  const auto [bad_link, msg2] =
+      test::run_edgeband("cluster --model mobilenet_v1:0.25:96 --link fast");
   CHECK(bad_link == 1);
   CHECK(msg2.find("fast") != std::string::npos);
 }
 
 TEST_CASE("dist cli: infer reports medians of --runs after a warm-up, the top-K, and refuses bad --runs") {
   WorkerProcess w(EDGEBAND_BIN, 1);
-  auto run = run_cli;
+  auto run = test::run_edgeband;
   // Profiles of slow boards, so that the plan splits whatever this machine's speed.
   const std::string prof = "/tmp/edgeband_infer_" + std::to_string(::getpid()) + ".json";
   save_profile(estimate_profile(*shared_synthetic("mobilenet_v1:0.25:128"), "board", 1.0), prof);
