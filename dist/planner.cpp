@@ -81,7 +81,7 @@ std::vector<double> speeds(const Graph& g, const Cluster& c) {
   std::vector<double> s;
   for (const DeviceProfile& d : c.devices) {
     double t = 0;
-    for (int i = 0; i < g.spatial_end(); ++i) t += d.layer_ms(i, g.node(i).layer->output_shape().h);
+    for (int i = 0; i < g.spatial_end(); ++i) t += d.band_ms(g, i, {0, g.shape_of(i).h});
     s.push_back(1.0 / std::max(t, 1e-9));
   }
   return s;
@@ -208,7 +208,8 @@ double zone_compute_ms(const Graph& g, const DeviceProfile& prof, const BlockPla
   double t = 0;
   for (const RowRange& z : zones) {
     const std::vector<RowRange> need = g.block_needs(bp.first, bp.last, z);
-    for (int n = bp.first; n < bp.last; ++n) t += prof.layer_ms(n, need[size_t(n - bp.first + 1)].size());
+    for (int n = bp.first; n < bp.last; ++n)
+      t += prof.band_ms(g, n, need[size_t(n - bp.first + 1)]);
   }
   return t;
 }
@@ -217,7 +218,7 @@ double zone_compute_ms(const Graph& g, const DeviceProfile& prof, const BlockPla
 double tail_ms(const Graph& g, const Plan& p, const Cluster& c) {
   double t = 0;
   for (int n = p.tail_first + p.split_tail; n < g.size(); ++n)
-    t += c.devices[0].layer_ms(n, g.node(n).layer->output_shape().h);
+    t += c.devices[0].band_ms(g, n, {0, g.shape_of(n).h});
   return t;
 }
 
@@ -510,6 +511,76 @@ void choose_overlap(const Graph& g, const Cluster& c, Plan& p) {
     if (trial.predicted_ms < p.predicted_ms) p = std::move(trial);
   }
 }
+
+// A block's zones as segments in row order: (device, rows).
+std::vector<std::pair<int, RowRange>> segments_of(const BlockPlan& bp) {
+  std::vector<std::pair<int, RowRange>> seg;
+  for (size_t d = 0; d < bp.zones.size(); ++d)
+    for (const RowRange& r : bp.zones[d]) seg.push_back({int(d), r});
+  std::sort(seg.begin(), seg.end(),
+            [](const auto& a, const auto& b) { return a.second.begin < b.second.begin; });
+  return seg;
+}
+
+// Local search on the zone boundaries with the simulator as the judge. The share sweep places
+// every block's boundaries from one global host share, but the waits differ per block: a device
+// that would wait for halos anyway can give rows away, one on the critical path should. Moves
+// one boundary at a time by a few rows while the predicted latency drops.
+void refine_boundaries(const Graph& g, const Cluster& c, Plan& p) {
+  for (int pass = 0; pass < 100; ++pass) {  // every pass but the last gains
+    bool improved = false;
+    for (size_t b = 0; b < p.blocks.size(); ++b) {
+      for (size_t i = 0;; ++i) {
+        std::vector<std::pair<int, RowRange>> seg = segments_of(p.blocks[b]);
+        if (i + 1 >= seg.size()) break;
+        const RowRange lo = seg[i].second, hi = seg[i + 1].second;
+        for (int x : {lo.end + 1, lo.end - 1, lo.end + 2, lo.end - 2, lo.end + 4, lo.end - 4,
+                      lo.begin, hi.end}) {
+          // Also either segment's whole removal: a band thinner than a Winograd tile costs
+          // the whole tile on each device that holds a part of it.
+          if (x < lo.begin || x > hi.end || x == lo.end) continue;
+          Plan trial = p;
+          auto& z = trial.blocks[b].zones;
+          for (auto& dz : z) dz.clear();
+          for (size_t k = 0; k < seg.size(); ++k) {
+            RowRange r = seg[k].second;
+            if (k == i) r.end = x;
+            if (k == i + 1) r.begin = x;
+            if (r.empty()) continue;
+            auto& dz = z[size_t(seg[k].first)];
+            if (!dz.empty() && dz.back().end == r.begin)
+              dz.back().end = r.end;
+            else
+              dz.push_back(r);
+          }
+          simulate(g, c, trial);
+          if (trial.predicted_ms < p.predicted_ms - 1e-9) {
+            p = std::move(trial);
+            improved = true;
+            break;
+          }
+        }
+      }
+    }
+    // The split tail layers' channel slices, in whole 64-channel units.
+    for (size_t j = 0; j < p.tail_slices.size(); ++j)
+      for (size_t d = 0; d + 1 < p.tail_slices[j].size(); ++d)
+        for (int step : {64, -64, 128, -128}) {
+          const RowRange a = p.tail_slices[j][d], b = p.tail_slices[j][d + 1];
+          const int x = a.end + step;
+          if (a.empty() || b.empty() || x <= a.begin || x >= b.end) continue;
+          Plan trial = p;
+          trial.tail_slices[j][d].end = trial.tail_slices[j][d + 1].begin = x;
+          simulate(g, c, trial);
+          if (trial.predicted_ms < p.predicted_ms - 1e-9) {
+            p = std::move(trial);
+            improved = true;
+            break;
+          }
+        }
+    if (!improved) break;
+  }
+}
 }  // namespace
 
 int splittable_tail(const Graph& g) {
@@ -597,6 +668,18 @@ Plan make_plan(const Graph& g, const Cluster& c, Scheme s, int batch) {
   }
   // On links too slow to pay off, fall back to the host alone (reported as this scheme).
   best = with_best_tail(best);
+  refine_boundaries(g, c, best);
+  if (batch > 1) {
+    // The searches above start from plans shaped for batches; the best single-image plan,
+    // pipelined, may beat them.
+    Plan one = make_plan(g, c, s, 1);
+    if (one.devices == best.devices) {
+      one.batch = batch;
+      simulate(g, c, one);
+      refine_boundaries(g, c, one);
+      if (one.predicted_ms < best.predicted_ms) best = std::move(one);
+    }
+  }
   if (local.predicted_ms <= best.predicted_ms || best.bytes == 0) {
     local.scheme = s;
     return local;

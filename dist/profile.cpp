@@ -19,9 +19,21 @@ double DeviceProfile::layer_ms(int node, int rows) const {
   return c.fixed_ms + c.per_row_ms * rows;
 }
 
+namespace {
+int computed_rows(const Layer& l, RowRange r) {
+  if (r.empty()) return 0;
+  const int gr = std::max(1, l.row_granule());
+  return (r.end + gr - 1) / gr * gr - r.begin / gr * gr;
+}
+}  // namespace
+
+double DeviceProfile::band_ms(const Graph& g, int node, RowRange rows) const {
+  return layer_ms(node, computed_rows(*g.node(node).layer, rows));
+}
+
 double DeviceProfile::full_ms(const Graph& g) const {
   double t = 0;
-  for (int i = 0; i < g.size(); ++i) t += layer_ms(i, g.node(i).layer->output_shape().h);
+  for (int i = 0; i < g.size(); ++i) t += band_ms(g, i, {0, g.shape_of(i).h});
   return t;
 }
 
@@ -83,13 +95,16 @@ DeviceProfile measure_profile(const Graph& g, const std::string& name, int reps)
     };
     LayerCost c;
     const int h = out.h;
-    if (!node.layer->spatial() || h < 4) {
+    const int gr = std::max(1, node.layer->row_granule());
+    const int full = computed_rows(*node.layer, {0, h});
+    if (!node.layer->spatial() || h < 4 || full < 2 * gr) {
       c.fixed_ms = time_rows(h);
     } else {
-      const int small = std::max(1, h / 4);
+      // Two band heights that are whole granules: the fit is in computed rows.
+      const int small = std::max(gr, h / 4 / gr * gr);
       const double t_full = time_rows(h), t_small = time_rows(small);
-      c.per_row_ms = std::max(0.0, (t_full - t_small) / (h - small));
-      c.fixed_ms = std::max(0.0, t_full - c.per_row_ms * h);
+      c.per_row_ms = std::max(0.0, (t_full - t_small) / (full - small));
+      c.fixed_ms = std::max(0.0, t_full - c.per_row_ms * full);
     }
     p.layers.push_back(c);
   }

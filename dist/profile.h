@@ -1,6 +1,7 @@
 // Device profile: measured time of every layer as a function of band height on one device,
-// fitted as fixed + per_row * rows. Produced by `edgeband profile`, saved as JSON, and read by
-// the planner (one file per board).
+// fitted as fixed + per_row * rows, where rows counts the rows the kernel computes: a band of a
+// Winograd layer computes whole 4-row tiles (Layer::row_granule), so 17 rows cost 20. Produced by
+// `edgeband profile`, saved as JSON, and read by the planner (one file per board).
 #pragma once
 #include <string>
 #include <vector>
@@ -20,7 +21,9 @@ struct DeviceProfile {
   std::string model;
   int threads = 1;
   std::vector<LayerCost> layers;  // one per graph node
-  double layer_ms(int node, int rows) const;
+  double layer_ms(int node, int rows) const;  // `rows` computed rows
+  // Rows `rows` of node `node`, widened to the rows its kernel computes.
+  double band_ms(const Graph& g, int node, RowRange rows) const;
   double full_ms(const Graph& g) const;  // whole network on this device
   Json to_json() const;
   static DeviceProfile from_json(const Json& j);  // validates; throws std::runtime_error

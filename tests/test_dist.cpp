@@ -413,6 +413,56 @@ TEST_CASE("dist loopback: HALP overlap blocks (compute what is here, the rest wh
   }
 }
 
+TEST_CASE(
+    "dist loopback: zones the refinement may leave (empty, host-less, secondaries side by side) "
+    "are exact") {
+  auto g = shared_synthetic("vgg16:64");
+  std::mt19937 rng(32);
+  const Tensor a = ref::random_tensor(g->input, rng), b = ref::random_tensor(g->input, rng);
+  const Tensor want_a = g->forward(a), want_b = g->forward(b);
+  LocalWorkers w(2);
+  HostRuntime host(g, synthetic_hash("vgg16:64"), w.addrs, RuntimeOptions{});
+  const Cluster c = estimated(*g, 3, "10gbit,0.01ms");
+  for (Scheme s : {Scheme::dpfp, Scheme::halp})
+    for (int variant = 0; variant < 3; ++variant) {
+      CAPTURE(scheme_name(s));
+      CAPTURE(variant);
+      Plan p = make_plan(*g, c, s, 2);
+      REQUIRE(p.blocks.size() >= 3);
+      for (size_t k = 0; k < p.blocks.size(); ++k) {
+        BlockPlan& bp = p.blocks[k];
+        const int h = g->shape_of(bp.last - 1).h;
+        for (auto& z : bp.zones) z.clear();
+        auto put = [&](int d, int r0, int r1) {
+          if (r0 < r1) bp.zones[size_t(d)].push_back({r0, r1});
+        };
+        const int kind = int(k + size_t(variant)) % 4;
+        if (kind == 0) {  // the secondaries side by side, the host none: rows relayed
+          put(1, 0, h / 2);
+          put(2, h / 2, h);
+        } else if (kind == 1) {  // the host alone
+          put(0, 0, h);
+        } else if (kind == 2) {  // one secondary idle
+          put(0, 0, h / 3);
+          put(2, h / 3, h);
+        } else {  // S1, H, S2 with uneven cuts
+          put(1, 0, 1);
+          put(0, 1, h - 1);
+          put(2, std::max(1, h - 1), h);
+        }
+        if (s == Scheme::halp) bp.overlap = kind == 3;
+      }
+      simulate(*g, c, p);
+      CHECK(ref::bit_equal(execute_locally(*g, p, a), want_a));
+      InferStats st;
+      const auto got = host.infer({a, b}, p, &st);
+      for (const auto& f : st.fault_messages) MESSAGE(f);
+      REQUIRE(st.faults == 0);
+      CHECK(ref::bit_equal(got[0], want_a));
+      CHECK(ref::bit_equal(got[1], want_b));
+    }
+}
+
 TEST_CASE("dist loopback: edge-first HALP execution is exact too") {
   auto g = shared_synthetic("vgg16:64");
   std::mt19937 rng(12);
