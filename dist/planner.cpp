@@ -154,9 +154,10 @@ std::vector<std::vector<bool>> block_input_needs(const Graph& g, const BlockPlan
   return need;
 }
 
-// Groups the rows where pred(y) holds into maximal ranges.
+// Groups the rows where pred(y) holds into maximal ranges (split where owner[y] changes, if
+// given: the host sends the rows it computed without waiting for rows it relays).
 template <class Pred>
-std::vector<RowRange> runs(int h, Pred pred) {
+std::vector<RowRange> runs(int h, Pred pred, const std::vector<int>* owner = nullptr) {
   std::vector<RowRange> out;
   for (int y = 0; y < h;) {
     if (!pred(y)) {
@@ -164,7 +165,7 @@ std::vector<RowRange> runs(int h, Pred pred) {
       continue;
     }
     int e = y;
-    while (e < h && pred(e)) ++e;
+    while (e < h && pred(e) && (!owner || (*owner)[size_t(e)] == (*owner)[size_t(y)])) ++e;
     out.push_back({y, e});
     y = e;
   }
@@ -198,7 +199,8 @@ std::vector<Transfer> transfers_for(const Graph& g, const Cluster& c, const Plan
       out.push_back({b, int(s), 0, node, r, uint64_t(r.size()) * rb});
   // Host -> secondary: every row the secondary needs and does not own.
   for (size_t d = 1; d < n; ++d)
-    for (const RowRange r : runs(h, [&](int y) { return need[d][size_t(y)] && own[size_t(y)] != int(d); }))
+    for (const RowRange r : runs(
+             h, [&](int y) { return need[d][size_t(y)] && own[size_t(y)] != int(d); }, &own))
       out.push_back({b, 0, int(d), node, r, uint64_t(r.size()) * rb});
   return out;
 }
@@ -231,7 +233,8 @@ std::vector<Transfer> tail_transfers(const Graph& g, const Cluster& c, const Pla
   const uint64_t rb = row_bytes(g, node, c.bytes_per_value);
   std::vector<Transfer> out;
   for (int d = 1; d < p.devices; ++d)
-    for (const RowRange r : runs(h, [&](int y) { return j > 0 || own[size_t(y)] != d; }))
+    for (const RowRange r : runs(
+             h, [&](int y) { return j > 0 || own[size_t(y)] != d; }, j == 0 ? &own : nullptr))
       out.push_back({nb + j, 0, d, node, r, uint64_t(r.size()) * rb});
   return out;
 }
@@ -317,8 +320,18 @@ void simulate(const Graph& g, const Cluster& c, Plan& p) {
           // Broadcast the layer's input, every device computes its slice, slices come back.
           const int node = p.tail_first + j;
           std::vector<double> in(n, st);
-          for (const Transfer& t : p.transfers)
-            if (t.block == int(nb) + j && t.src == 0) in[size_t(t.dst)] = std::max(in[size_t(t.dst)], s.send(t, st, img));
+          for (const Transfer& t : p.transfers) {
+            if (t.block != int(nb) + j || t.src != 0) continue;
+            // The first layer's input leaves in pieces: the host's own rows once computed,
+            // relayed rows once they are here.
+            double ready = st;
+            if (j == 0) {
+              ready = end_prev[0];
+              for (int y = t.rows.begin; y < t.rows.end; ++y)
+                ready = std::max(ready, relay_ready[size_t(y)]);
+            }
+            in[size_t(t.dst)] = std::max(in[size_t(t.dst)], s.send(t, ready, img));
+          }
           double done = 0;
           for (size_t d = 0; d < n; ++d) {
             const RowRange sl = p.tail_slices[size_t(j)][d];

@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include <random>
+#include <set>
 #include <stdexcept>
 
 #include "core/layers/conv2d.h"
@@ -46,6 +47,17 @@ void check_plan_structure(const Graph& g, const Plan& p) {
     CHECK(t.bytes > 0);
     CHECK(t.src != t.dst);
     CHECK((t.src == 0 || t.dst == 0));  // star: every transfer touches the host
+    // What the host sends holds rows of one owner: its own rows leave without waiting for the
+    // rows it relays.
+    if (t.src == 0 && t.block > 0 && t.block <= int(p.blocks.size())) {
+      std::set<size_t> owners;
+      const auto& zones = p.blocks[size_t(t.block - 1)].zones;
+      for (int y = t.rows.begin; y < t.rows.end; ++y)
+        for (size_t d = 0; d < zones.size(); ++d)
+          for (const RowRange& z : zones[d])
+            if (z.contains({y, y + 1})) owners.insert(d);
+      CHECK(owners.size() == 1);
+    }
   }
   // A split tail: every device has one slice, together they tile the layer's channels.
   REQUIRE(int(p.tail_slices.size()) == p.split_tail);
