@@ -29,7 +29,14 @@ struct DeviceProfile {
   static DeviceProfile from_json(const Json& j);  // validates; throws std::runtime_error
 };
 
+// Times every layer at two band heights, then scales the fit to the time of whole inferences
+// (see calibrate).
 DeviceProfile measure_profile(const Graph& g, const std::string& name, int reps);
+// Scales every layer's cost so that the whole model costs whole_ms. Layer timings are short: a
+// device whose CPU is throttled (a cgroup CPU quota, as `edgeband cluster` gives each emulated
+// device; a hot board) runs them at burst speed, and predictions from them alone were half a
+// throttled device's real latency.
+void calibrate(DeviceProfile& p, const Graph& g, double whole_ms);
 DeviceProfile load_profile(const std::string& path, const Graph& g);  // checks model and layers
 void save_profile(const DeviceProfile& p, const std::string& path);
 

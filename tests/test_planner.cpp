@@ -426,3 +426,19 @@ TEST_CASE("planner: zone boundaries and tail slices are a local optimum of the s
     }
   CHECK(moves > 50);
 }
+
+TEST_CASE("planner: a profile calibrated to a whole-model time keeps its layers' proportions") {
+  const Graph& g = vgg16_64();
+  const DeviceProfile p = estimate_profile(g, "d", 10);
+  DeviceProfile q = p;
+  calibrate(q, g, 3 * p.full_ms(g));
+  CHECK(q.full_ms(g) == doctest::Approx(3 * p.full_ms(g)));
+  for (int n = 0; n < g.size(); ++n) {
+    CHECK(q.layers[size_t(n)].fixed_ms == doctest::Approx(3 * p.layers[size_t(n)].fixed_ms));
+    CHECK(q.layers[size_t(n)].per_row_ms == doctest::Approx(3 * p.layers[size_t(n)].per_row_ms));
+  }
+  // Nothing to scale by: unchanged.
+  DeviceProfile r = p;
+  calibrate(r, g, 0);
+  CHECK(r.full_ms(g) == doctest::Approx(p.full_ms(g)));
+}
