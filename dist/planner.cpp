@@ -232,10 +232,12 @@ std::vector<Transfer> tail_transfers(const Graph& g, const Cluster& c, const Pla
   const std::vector<int> own = owners(p, g, nb - 1);
   const uint64_t rb = row_bytes(g, node, c.bytes_per_value);
   std::vector<Transfer> out;
-  for (int d = 1; d < p.devices; ++d)
+  for (int d = 1; d < p.devices; ++d) {
+    if (p.tail_slices.at(size_t(j)).at(size_t(d)).empty()) continue;  // computes no slice
     for (const RowRange r : runs(
              h, [&](int y) { return j > 0 || own[size_t(y)] != d; }, j == 0 ? &own : nullptr))
       out.push_back({nb + j, 0, d, node, r, uint64_t(r.size()) * rb});
+  }
   return out;
 }
 
@@ -641,8 +643,9 @@ void split_tail(const Graph& g, const Cluster& c, Plan& p, int k) {
   simulate(g, c, p);
 }
 
-Plan make_plan(const Graph& g, const Cluster& c, Scheme s, int batch) {
-  validate(g, c);
+namespace {
+// The best plan of a scheme that gives every device of c rows (or the host alone).
+Plan plan_all_devices(const Graph& g, const Cluster& c, Scheme s, int batch) {
   if (s == Scheme::local || c.devices.size() == 1) return plan_with_cuts(g, c, Scheme::local, {}, 1.0, batch);
   // Split as many leading FC layers of the tail as pay for their broadcast.
   auto with_best_tail = [&](Plan p) {
@@ -706,7 +709,7 @@ Plan make_plan(const Graph& g, const Cluster& c, Scheme s, int batch) {
   if (batch > 1) {
     // The searches above start from plans shaped for batches; the best single-image plan,
     // pipelined, may beat them.
-    Plan one = make_plan(g, c, s, 1);
+    Plan one = plan_all_devices(g, c, s, 1);
     if (one.devices == best.devices) {
       one.batch = batch;
       simulate(g, c, one);
@@ -717,6 +720,51 @@ Plan make_plan(const Graph& g, const Cluster& c, Scheme s, int batch) {
   if (local.predicted_ms <= best.predicted_ms || best.bytes == 0) {
     local.scheme = s;
     return local;
+  }
+  return best;
+}
+
+// A plan for the devices `keep` of c (keep[0] == 0: the host) as a plan for all of c's
+// devices: the others get no rows and no slices, so nothing is sent to them.
+Plan embed(const Graph& g, const Cluster& c, Plan sub, const std::vector<size_t>& keep) {
+  const size_t n = c.devices.size();
+  for (BlockPlan& bp : sub.blocks) {
+    std::vector<std::vector<RowRange>> z(n);
+    for (size_t i = 0; i < keep.size(); ++i) z[keep[i]] = std::move(bp.zones[i]);
+    bp.zones = std::move(z);
+  }
+  for (auto& sl : sub.tail_slices) {
+    std::vector<RowRange> t(n, RowRange{0, 0});
+    for (size_t i = 0; i < keep.size(); ++i) t[keep[i]] = sl[i];
+    sl = std::move(t);
+  }
+  sub.devices = int(n);
+  simulate(g, c, sub);
+  return sub;
+}
+}  // namespace
+
+Plan make_plan(const Graph& g, const Cluster& c, Scheme s, int batch) {
+  validate(g, c);
+  Plan best = plan_all_devices(g, c, s, batch);
+  if (s == Scheme::modnn || best.devices == 1) return best;
+  // More devices are not always faster: in a star the host's link carries every halo and
+  // relay. Leave the slowest secondary idle while that predicts faster.
+  std::vector<size_t> keep(c.devices.size());
+  for (size_t d = 0; d < keep.size(); ++d) keep[d] = d;
+  while (keep.size() > 2) {
+    size_t slowest = 1;
+    for (size_t i = 2; i < keep.size(); ++i)
+      if (c.devices[keep[i]].full_ms(g) >= c.devices[keep[slowest]].full_ms(g)) slowest = i;
+    keep.erase(keep.begin() + long(slowest));
+    Cluster sub = c;
+    sub.devices.clear();
+    for (size_t d : keep) sub.devices.push_back(c.devices[d]);
+    const Plan p = plan_all_devices(g, sub, s, batch);
+    if (p.devices == 1) break;
+    Plan q = embed(g, c, p, keep);
+    if (q.predicted_ms >= best.predicted_ms) break;
+    best = std::move(q);
   }
   return best;
 }

@@ -463,6 +463,32 @@ TEST_CASE(
     }
 }
 
+TEST_CASE("dist loopback: a plan that leaves a worker idle is exact and sends it nothing") {
+  auto g = shared_synthetic("vgg16:64");
+  std::mt19937 rng(33);
+  const Tensor a = ref::random_tensor(g->input, rng);
+  const Tensor want = g->forward(a);
+  LocalWorkers w(2);
+  HostRuntime host(g, synthetic_hash("vgg16:64"), w.addrs, RuntimeOptions{});
+  const Cluster c3 = estimated(*g, 3, "10gbit,0.01ms");
+  for (Scheme s : {Scheme::dpfp, Scheme::halp}) {
+    CAPTURE(scheme_name(s));
+    // A two-device plan with a split tail, as the planner embeds it: device 1 idle.
+    Plan p = make_plan(*g, estimated(*g, 2, "10gbit,0.01ms"), s);
+    REQUIRE(p.devices == 2);
+    if (p.split_tail == 0) split_tail(*g, estimated(*g, 2, "10gbit,0.01ms"), p, 2);
+    for (BlockPlan& bp : p.blocks) bp.zones.insert(bp.zones.begin() + 1, std::vector<RowRange>{});
+    for (auto& sl : p.tail_slices) sl.insert(sl.begin() + 1, RowRange{0, 0});
+    p.devices = 3;
+    simulate(*g, c3, p);
+    CHECK(p.link_bytes[1] == 0);
+    InferStats st;
+    const auto got = host.infer({a}, p, &st);
+    CHECK(st.faults == 0);
+    CHECK(ref::bit_equal(got[0], want));
+  }
+}
+
 TEST_CASE("dist loopback: edge-first HALP execution is exact too") {
   auto g = shared_synthetic("vgg16:64");
   std::mt19937 rng(12);
