@@ -545,6 +545,12 @@ std::vector<std::pair<int, RowRange>> segments_of(const BlockPlan& bp) {
 void refine_boundaries(const Graph& g, const Cluster& c, Plan& p, bool toggle_overlap) {
   for (int pass = 0; pass < 100; ++pass) {  // every pass but the last gains
     bool improved = false;
+    auto keep_if_faster = [&](Plan& trial) {
+      simulate(g, c, trial);
+      if (trial.predicted_ms >= p.predicted_ms - 1e-9) return false;
+      p = std::move(trial);
+      return improved = true;
+    };
     for (size_t b = 0; b < p.blocks.size(); ++b) {
       for (size_t i = 0;; ++i) {
         std::vector<std::pair<int, RowRange>> seg = segments_of(p.blocks[b]);
@@ -569,12 +575,7 @@ void refine_boundaries(const Graph& g, const Cluster& c, Plan& p, bool toggle_ov
             else
               dz.push_back(r);
           }
-          simulate(g, c, trial);
-          if (trial.predicted_ms < p.predicted_ms - 1e-9) {
-            p = std::move(trial);
-            improved = true;
-            break;
-          }
+          if (keep_if_faster(trial)) break;
         }
       }
     }
@@ -582,11 +583,7 @@ void refine_boundaries(const Graph& g, const Cluster& c, Plan& p, bool toggle_ov
     for (size_t b = 0; toggle_overlap && p.scheme == Scheme::halp && b < p.blocks.size(); ++b) {
       Plan trial = p;
       trial.blocks[b].overlap = !trial.blocks[b].overlap;
-      simulate(g, c, trial);
-      if (trial.predicted_ms < p.predicted_ms - 1e-9) {
-        p = std::move(trial);
-        improved = true;
-      }
+      keep_if_faster(trial);
     }
     // The split tail layers' channel slices, in whole 64-channel units.
     for (size_t j = 0; j < p.tail_slices.size(); ++j)
@@ -597,12 +594,7 @@ void refine_boundaries(const Graph& g, const Cluster& c, Plan& p, bool toggle_ov
           if (a.empty() || b.empty() || x <= a.begin || x >= b.end) continue;
           Plan trial = p;
           trial.tail_slices[j][d].end = trial.tail_slices[j][d + 1].begin = x;
-          simulate(g, c, trial);
-          if (trial.predicted_ms < p.predicted_ms - 1e-9) {
-            p = std::move(trial);
-            improved = true;
-            break;
-          }
+          if (keep_if_faster(trial)) break;
         }
     if (!improved) break;
   }
