@@ -249,8 +249,11 @@ int main(int argc, char** argv) {
                          std::ref(c));
   for (int i = 0; i < garbage; ++i)
     threads.emplace_back(garbage_loop, i, worker.addr(), end, std::ref(c));
-  // RSS after a warm-up (both models loaded, allocator pools filled), then until the end.
+  // RSS after a warm-up (both models loaded, every plan made, allocator pools filled), then
+  // until the end. The hosts make their plans first (seconds under the sanitizers), so the
+  // warm-up is counted in answered requests as well as in time.
   const auto warm = t0 + std::chrono::seconds(std::max(3, seconds / 6));
+  constexpr long kWarmRequests = 50;
   long rss_warm = -1, rss_max_after = 0;
   auto next_print = t0;
   while (Clock::now() < end) {
@@ -263,7 +266,7 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
       next_print += std::chrono::seconds(std::max(5, seconds / 12));
     }
-    if (Clock::now() >= warm) {
+    if (Clock::now() >= warm && c.requests.load() >= kWarmRequests) {
       if (rss_warm < 0) rss_warm = r;
       rss_max_after = std::max(rss_max_after, r);
     }
@@ -288,6 +291,9 @@ int main(int argc, char** argv) {
                                                     .c_str()
                                               : "killed"));
   for (const auto& e : c.errors) std::printf("  error: %s\n", e.c_str());
+  if (rss_warm < 0)
+    std::printf("soak: fewer than %ld requests answered: too few to judge the worker's memory\n",
+                kWarmRequests);
   // Flat memory: the end may not exceed the warm level by more than 20% and 32 MiB.
   const bool flat = rss_warm > 0 && rss_end <= rss_warm + std::max(rss_warm / 5, 32L * 1024);
   const bool ok = c.requests > 0 && c.wrong == 0 && c.failed == 0 && clean_exit && flat;
