@@ -723,9 +723,9 @@ Plan plan_all_devices(const Graph& g, const Cluster& c, Scheme s, int batch) {
   return best;
 }
 
-// A plan for the devices `keep` of c (keep[0] == 0: the host) as a plan for all of c's
-// devices: the others get no rows and no slices, so nothing is sent to them.
-Plan embed(const Graph& g, const Cluster& c, Plan sub, const std::vector<size_t>& keep) {
+}  // namespace
+
+Plan embed_plan(const Graph& g, const Cluster& c, Plan sub, const std::vector<size_t>& keep) {
   const size_t n = c.devices.size();
   for (BlockPlan& bp : sub.blocks) {
     std::vector<std::vector<RowRange>> z(n);
@@ -741,7 +741,6 @@ Plan embed(const Graph& g, const Cluster& c, Plan sub, const std::vector<size_t>
   simulate(g, c, sub);
   return sub;
 }
-}  // namespace
 
 Plan make_plan(const Graph& g, const Cluster& c, Scheme s, int batch) {
   validate(g, c);
@@ -750,18 +749,19 @@ Plan make_plan(const Graph& g, const Cluster& c, Scheme s, int batch) {
   // More devices are not always faster: in a star the host's link carries every halo and
   // relay. Leave the slowest secondary idle while that predicts faster.
   std::vector<size_t> keep(c.devices.size());
-  for (size_t d = 0; d < keep.size(); ++d) keep[d] = d;
+  std::vector<double> full_ms(c.devices.size());
+  for (size_t d = 0; d < keep.size(); ++d) keep[d] = d, full_ms[d] = c.devices[d].full_ms(g);
   while (keep.size() > 2) {
     size_t slowest = 1;
     for (size_t i = 2; i < keep.size(); ++i)
-      if (c.devices[keep[i]].full_ms(g) >= c.devices[keep[slowest]].full_ms(g)) slowest = i;
+      if (full_ms[keep[i]] >= full_ms[keep[slowest]]) slowest = i;
     keep.erase(keep.begin() + long(slowest));
     Cluster sub = c;
     sub.devices.clear();
     for (size_t d : keep) sub.devices.push_back(c.devices[d]);
     const Plan p = plan_all_devices(g, sub, s, batch);
     if (p.devices == 1) break;
-    Plan q = embed(g, c, p, keep);
+    Plan q = embed_plan(g, c, p, keep);
     if (q.predicted_ms >= best.predicted_ms) break;
     best = std::move(q);
   }

@@ -118,6 +118,11 @@ double staged_cost(const Graph& g, const Cluster& c, const Plan& p);
 // The same per stage: one entry per block, then the gather + tail.
 std::vector<double> stage_costs(const Graph& g, const Cluster& c, const Plan& p);
 
+// A plan for the devices `keep` of c (keep[0] == 0: the host; `sub` was planned for those,
+// in that order) as a plan for all of c's devices: the others get no rows and no FC slices,
+// so nothing is sent to them. make_plan uses it to leave devices idle.
+Plan embed_plan(const Graph& g, const Cluster& c, Plan sub, const std::vector<size_t>& keep);
+
 // Valid cut positions of the spatial part (block boundaries): 0 < c < spatial_end, is_cut(c).
 std::vector<int> candidate_cuts(const Graph& g);
 // How many leading tail layers could be split by channels (consecutive fully connected layers).
