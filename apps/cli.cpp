@@ -42,6 +42,17 @@ int Args::integer(const std::string& k, int def, int lo, int hi) const {
   return int(v);
 }
 
+double Args::number(const std::string& k, double def, double lo, double hi) const {
+  if (!has(k)) return def;
+  const std::string s = str(k);
+  char* end = nullptr;
+  const double v = std::strtod(s.c_str(), &end);
+  if (s.empty() || *end || !(v >= lo && v <= hi))
+    throw std::invalid_argument("--" + k + " must be a number in [" + std::to_string(lo) + ", " +
+                                std::to_string(hi) + "], got '" + s + "'");
+  return v;
+}
+
 std::vector<std::string> split_list(const std::string& s) {
   std::vector<std::string> out;
   size_t start = 0;

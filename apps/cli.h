@@ -15,6 +15,7 @@ class Args {
   bool has(const std::string& k) const { return values_.count(k) != 0; }
   std::string str(const std::string& k, const std::string& def = "") const;
   int integer(const std::string& k, int def, int lo, int hi) const;
+  double number(const std::string& k, double def, double lo, double hi) const;
   const std::vector<std::string>& positional() const { return pos_; }
 
  private:

@@ -15,6 +15,7 @@
 
 #include "apps/cli.h"
 #include "core/benchmark.h"
+#include "core/dilation.h"
 #include "core/image.h"
 #include "core/svg.h"
 #include "core/weights_io.h"
@@ -49,7 +50,8 @@ const char* kUsage =
     "          [--link RATE,DELAY] [--devices a.json,...] [--wire fp32|fp16] [--timeout MS]\n"
     "          [--trace out.json] [--threads N] [--top K] [--secret-file F] [--runs R]\n"
     "  cluster --model M --devices N [--scheme S|all] [--link RATE,DELAY] [--batch B] [--runs R]\n"
-    "          [--threads N] [--no-cpu-share] [--wire fp32|fp16] [--edge-first]\n"
+    "          [--threads N] [--cpu-share CORES [--pin] | --no-cpu-share | --dilate F]\n"
+    "          [--wire fp32|fp16] [--edge-first]\n"
     "          [--trace out.json] [--secret-file F] [--json]\n"
     "  reliability --model M --devices N (--trace F | --channel SPEC) [--deadlines 20:200:10]\n"
     "          [--requests K] [--candidates m1,m2,..] [-o out.csv] [--plot out.svg] "
@@ -59,16 +61,27 @@ const char* kUsage =
     "F.svg\n"
     "  info                                 kernels and threads this machine uses\n"
     "models: vgg16[:RES], mobilenet_v1[:ALPHA[:RES]] (ALPHA 1.0|0.75|0.5|0.25, RES 32..1024)\n"
-    "common: --isa scalar|avx2|avx512|neon overrides the kernel choice (also EDGEBAND_ISA)\n";
+    "common: --isa scalar|avx2|avx512|neon overrides the kernel choice (also EDGEBAND_ISA)\n"
+    "        --dilate F emulates a device F times slower (each layer sleeps (F-1)x its CPU time;\n"
+    "        one thread; run, bench, profile, worker, infer, cluster)\n";
 
 void common(const Args& a) {
   if (a.has("threads")) omp_set_num_threads(a.integer("threads", 1, 1, 256));
   if (a.has("isa")) eb::kernels::set_active(eb::kernels::parse_isa(a.str("isa").c_str()));
+  if (a.has("dilate")) {
+    const double f = a.number("dilate", 1, 1, 100);
+    // Dilation counts the calling thread's CPU time only (core/dilation.h).
+    if (f > 1 && a.integer("threads", 1, 1, 256) != 1)
+      throw std::invalid_argument("--dilate needs one compute thread (--threads 1)");
+    if (f > 1) omp_set_num_threads(1);
+    eb::set_compute_dilation(f);
+  }
 }
 
 int cmd_run(int argc, char** argv) {
   Args a(argc, argv, 2,
-         {"model", "weights", "image", "input-tensor", "threads", "top", "isa", "labels"}, {});
+         {"model", "weights", "image", "input-tensor", "threads", "top", "isa", "labels", "dilate"},
+         {});
   common(a);
   eb::Graph g = eb::models::load_model(a.str("model"), a.str("weights"));
   eb::Tensor in;
@@ -93,7 +106,7 @@ int cmd_run(int argc, char** argv) {
 }
 
 int cmd_bench(int argc, char** argv) {
-  Args a(argc, argv, 2, {"model", "weights", "threads", "runs", "warmup", "isa"},
+  Args a(argc, argv, 2, {"model", "weights", "threads", "runs", "warmup", "isa", "dilate"},
          {"layers", "json"});
   common(a);
   const eb::Graph g = eb::models::load_model(a.str("model"), a.str("weights"));
@@ -299,7 +312,7 @@ int cmd_plot_speedup(int argc, char** argv) {
 }
 
 int cmd_profile(int argc, char** argv) {
-  Args a(argc, argv, 2, {"model", "weights", "threads", "reps", "name", "o", "isa"}, {});
+  Args a(argc, argv, 2, {"model", "weights", "threads", "reps", "name", "o", "isa", "dilate"}, {});
   common(a);
   if (!a.has("o")) throw std::invalid_argument("profile needs -o FILE");
   const eb::Graph g = eb::models::load_model(a.str("model"), a.str("weights"));
@@ -422,7 +435,7 @@ int cmd_plan(int argc, char** argv) {
 int cmd_worker(int argc, char** argv) {
   Args a(argc, argv, 2,
          {"listen", "threads", "weights", "max-conn", "idle-timeout", "handshake-timeout",
-          "max-frame-mb", "secret-file", "isa"},
+          "max-frame-mb", "secret-file", "isa", "dilate"},
          {"announce"});
   common(a);
   eb::dist::WorkerOptions o;
@@ -465,7 +478,7 @@ int cmd_worker(int argc, char** argv) {
 int cmd_infer(int argc, char** argv) {
   Args a(argc, argv, 2,
          {"model", "weights", "workers", "scheme", "batch", "image", "link", "devices", "wire",
-          "timeout", "trace", "threads", "top", "secret-file", "isa", "runs"},
+          "timeout", "trace", "threads", "top", "secret-file", "isa", "runs", "dilate"},
          {"edge-first"});
   common(a);
   uint64_t hash = 0;
@@ -533,8 +546,8 @@ int cmd_infer(int argc, char** argv) {
 int cmd_cluster(int argc, char** argv) {
   Args a(argc, argv, 2,
          {"model", "weights", "devices", "scheme", "link", "batch", "runs", "threads", "wire",
-          "trace", "timeout", "secret-file", "isa"},
-         {"json", "no-cpu-share", "edge-first"});
+          "trace", "timeout", "secret-file", "isa", "cpu-share", "dilate"},
+         {"json", "no-cpu-share", "edge-first", "pin"});
   common(a);
   eb::dist::ClusterOptions o;
   o.model = a.str("model", "vgg16");
@@ -551,6 +564,9 @@ int cmd_cluster(int argc, char** argv) {
   o.runs = a.integer("runs", 3, 1, 1000);
   o.threads = a.integer("threads", 0, 0, 256);
   o.cpu_share = !a.has("no-cpu-share");
+  o.pin = a.has("pin");
+  o.dilate = eb::compute_dilation();
+  if (a.has("cpu-share")) o.cores_per_device = a.number("cpu-share", 0, 0.1, 64);
   o.fp16 = a.str("wire", "fp32") == "fp16";
   o.edge_first = a.has("edge-first");
   o.trace = a.str("trace");

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <stdexcept>
 
+#include "core/dilation.h"
 #include "core/layers/conv2d.h"
 #include "core/layers/elementwise.h"
 
@@ -160,7 +161,10 @@ Band Graph::run_block(int first, int last, const Band& block_in, RowRange out,
     std::vector<const Band*> ins;
     for (int i : node.inputs) ins.push_back(i == first - 1 ? &block_in : &bands[size_t(i - first)]);
     const auto t0 = std::chrono::steady_clock::now();
-    node.layer->forward(ins, ob);
+    {
+      DilatedSection slow(node.layer.get(), r.begin, r.end);  // no-op unless emulating
+      node.layer->forward(ins, ob);
+    }
     if (layer_ms)
       (*layer_ms)[size_t(n)] =
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

@@ -15,25 +15,29 @@
 #include <thread>
 
 #include "core/benchmark.h"
+#include "core/dilation.h"
 #include "dist/host.h"
 #include "models/zoo.h"
 
 namespace eb::dist {
 
-CpuShares::CpuShares(int devices, bool want) {
+CpuShares::CpuShares(int devices, bool want, double cores_per_device, bool pin) {
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  how = "no CPU quota";
+  if (want) set_quotas(devices, cores, cores_per_device);
+  if (pin) pin_devices(devices, cores);
+}
+
+void CpuShares::set_quotas(int devices, unsigned cores, double cores_per_device) {
   const std::string root = "/sys/fs/cgroup/cpu";
-  if (!want) {
-    how = "none (disabled)";
-    return;
-  }
   if (access((root + "/cgroup.procs").c_str(), W_OK) != 0) {
     how = "none (cgroup v1 cpu controller not writable; run as root for equal shares)";
     return;
   }
-  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   // A 10 ms period keeps throttling stalls short (at most ~3 ms) in a pipeline of devices that
   // wait on each other; the quota still holds a lone process to its share (measured).
-  const long period = 10000, quota = long(double(period) * cores / devices);
+  const double share = cores_per_device > 0 ? cores_per_device : double(cores) / devices;
+  const long period = 10000, quota = std::max(1000L, long(double(period) * share));
   for (int d = 0; d < devices; ++d) {
     const std::string dir =
         root + "/edgeband_" + std::to_string(getpid()) + "_" + std::to_string(d);
@@ -42,20 +46,45 @@ CpuShares::CpuShares(int devices, bool want) {
     std::ofstream(dir + "/cpu.cfs_quota_us") << quota;
     dirs.push_back(dir);
   }
-  char buf[160];
+  char buf[200];
   std::snprintf(buf, sizeof buf, "cgroup v1 cfs_quota %.2f of %u cores per device",
                 double(quota) / period, cores);
   how = buf;
 }
 
+void CpuShares::pin_devices(int devices, unsigned cores) {
+  const std::string cs = "/sys/fs/cgroup/cpuset";
+  if (cores < 2 || access((cs + "/cgroup.procs").c_str(), W_OK) != 0) {
+    how += "; not pinned (needs 2 cores and a writable cgroup v1 cpuset)";
+    return;
+  }
+  std::string mems;
+  std::getline(std::ifstream(cs + "/cpuset.mems"), mems);
+  // k cores per device; the host, the busiest device under HALP, gets the first k alone and the
+  // workers share the other groups round-robin when there are fewer groups than workers.
+  const unsigned k = std::max(1u, cores / unsigned(devices)), groups = cores / k;
+  for (int d = 0; d < devices; ++d) {
+    const std::string dir = cs + "/edgeband_" + std::to_string(getpid()) + "_" + std::to_string(d);
+    mkdir(dir.c_str(), 0755);
+    const unsigned g = d == 0 ? 0 : 1 + unsigned(d - 1) % (groups - 1);
+    std::ofstream(dir + "/cpuset.cpus") << g * k << "-" << g * k + k - 1;
+    std::ofstream(dir + "/cpuset.mems") << mems;
+    cpuset_dirs.push_back(dir);
+  }
+  how += "; pinned: " + std::to_string(k) + " core(s) per device, the host's alone";
+}
+
 void CpuShares::assign(int device, int pid) {
   if (size_t(device) < dirs.size()) std::ofstream(dirs[size_t(device)] + "/cgroup.procs") << pid;
+  if (size_t(device) < cpuset_dirs.size())
+    std::ofstream(cpuset_dirs[size_t(device)] + "/cgroup.procs") << pid;
 }
 
 CpuShares::~CpuShares() {
-  if (dirs.empty()) return;
-  std::ofstream("/sys/fs/cgroup/cpu/cgroup.procs") << getpid();
+  if (!dirs.empty()) std::ofstream("/sys/fs/cgroup/cpu/cgroup.procs") << getpid();
+  if (!cpuset_dirs.empty()) std::ofstream("/sys/fs/cgroup/cpuset/cgroup.procs") << getpid();
   for (const auto& d : dirs) rmdir(d.c_str());
+  for (const auto& d : cpuset_dirs) rmdir(d.c_str());
 }
 
 WorkerProcess::WorkerProcess(const std::string& exe, int threads, const std::string& weights,
@@ -152,16 +181,28 @@ PairedRuns run_paired(HostRuntime& host, const Graph& g, Cluster c, Scheme s,
 std::vector<SchemeResult> run_cluster(const ClusterOptions& o) {
   if (o.devices < 1 || o.devices > 16) throw std::invalid_argument("--devices must be in [1, 16]");
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-  const int threads = o.threads > 0 ? o.threads : std::max(1, int(cores) / o.devices);
+  const bool dilated = o.dilate > 1;
+  if (dilated && o.threads > 1)
+    throw std::invalid_argument("--dilate needs one compute thread per device");
+  const int threads = dilated ? 1 : o.threads > 0 ? o.threads : std::max(1, int(cores) / o.devices);
   omp_set_num_threads(threads);
+  if (dilated) set_compute_dilation(o.dilate);
   uint64_t hash = 0;
   auto g = std::make_shared<Graph>(models::load_model(o.model, o.weights, &hash));
-  CpuShares shares(o.devices, o.cpu_share);
+  CpuShares shares(o.devices, o.cpu_share && !dilated, o.cores_per_device, o.pin);
+  if (dilated) {
+    char buf[160];
+    std::snprintf(buf, sizeof buf,
+                  "time dilation: each device %.3gx slower than one core here, 1 thread; ",
+                  o.dilate);
+    shares.how = buf + shares.how;
+  }
   std::vector<std::unique_ptr<WorkerProcess>> workers;
   shares.assign(0, getpid());
   for (int d = 1; d < o.devices; ++d) {
     std::vector<std::string> extra;
     if (!o.secret_file.empty()) extra = {"--secret-file", o.secret_file};
+    if (dilated) extra.insert(extra.end(), {"--dilate", std::to_string(o.dilate)});
     workers.push_back(std::make_unique<WorkerProcess>(o.self_exe, threads, o.weights, extra));
     shares.assign(d, workers.back()->pid());
   }

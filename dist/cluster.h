@@ -20,7 +20,11 @@ struct ClusterOptions {
   int batch = 1;
   int runs = 3;
   int threads = 0;        // per device; 0 = cores / devices (at least 1)
-  bool cpu_share = true;  // cgroup v1 quota of cores/devices per device when available
+  bool cpu_share = true;  // cgroup v1 quota per device when available
+  double cores_per_device = 0;  // the quota; 0 = cores / devices (the whole machine is shared)
+  bool pin = false;             // CpuShares' cpuset pinning
+  double dilate = 1;  // > 1: every device emulates one F times slower (core/dilation.h), one
+                      // thread each, instead of CPU quotas
   bool fp16 = false;
   bool edge_first = false;
   int timeout_ms = 30000;
@@ -57,11 +61,14 @@ struct PairedRuns {
 PairedRuns run_paired(HostRuntime& host, const Graph& g, Cluster c, Scheme s,
                       const std::vector<Tensor>& images, int runs);
 
-// cgroup v1 CPU quotas: one group per device, quota = cores / devices; `how` says what was
-// done (or why not). Groups are removed by the destructor.
+// cgroup v1 CPU quotas: one group per device, quota = cores / devices unless given; `how` says
+// what was done (or why not). Groups are removed by the destructor.
+// pin: a cpuset group per device too: max(1, cores / devices) cores each, the host's alone and
+// the workers round-robin on the rest, so the host's compute never waits for a worker's CPU.
 class CpuShares {
  public:
-  CpuShares(int devices, bool want);
+  // cores_per_device <= 0: the machine's cores split evenly.
+  CpuShares(int devices, bool want, double cores_per_device = 0, bool pin = false);
   ~CpuShares();
   CpuShares(const CpuShares&) = delete;
   CpuShares& operator=(const CpuShares&) = delete;
@@ -69,7 +76,9 @@ class CpuShares {
   std::string how;
 
  private:
-  std::vector<std::string> dirs;
+  void set_quotas(int devices, unsigned cores, double cores_per_device);
+  void pin_devices(int devices, unsigned cores);
+  std::vector<std::string> dirs, cpuset_dirs;
 };
 
 // A local `edgeband worker` child process on 127.0.0.1 (port chosen by the OS and announced on

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/dilation.h"
 #include "dist/sparse_wire.h"
 
 namespace eb::dist {
@@ -224,6 +225,7 @@ bool compute_tail_slice(const Graph& g, const Plan& p, int d, int j, uint64_t im
   const RowRange all{0, g.shape_of(node - 1).h};
   if (!s.holds(image, node - 1, all)) return false;
   out->resize(size_t(sl.size()));
+  DilatedSection slow(g.node(node).layer.get(), -1 - sl.begin, sl.end);  // channels, not rows
   if (!sl.empty() &&
       !g.node(node).layer->forward_channels(s.band(image, node - 1, all), sl.begin, sl.end, out->data()))
     throw std::logic_error("tail layer cannot be split by channels");

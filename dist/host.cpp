@@ -159,6 +159,25 @@ void HostRuntime::fault(int peer, const std::string& why, InferStats* st) {
   }
 }
 
+namespace {
+// A worker's compute spans ride on its frames as [block, image, t0_us, t1_us]; they only feed
+// the trace, so malformed ones are dropped rather than failing the inference.
+void read_spans(const Json& j, int device, uint64_t first_image, uint64_t end_image,
+                std::vector<ComputeSpan>* out) {
+  if (!j.has("spans") || !j.at("spans").is_array()) return;
+  for (const Json& sp : j.at("spans").items()) {
+    if (!sp.is_array() || sp.size() != 4) continue;
+    bool numbers = true;
+    for (size_t k = 0; k < 4; ++k) numbers = numbers && sp[k].is_number();
+    if (!numbers || sp[0].number() < 0 || sp[0].number() > 1e6 || sp[3].number() < sp[2].number() ||
+        !(sp[1].number() >= double(first_image) && sp[1].number() < double(end_image)))
+      continue;  // malformed, or an image of an earlier call
+    out->push_back({device, int(sp[0].number()), uint64_t(sp[1].number()), int64_t(sp[2].number()),
+                    int64_t(sp[3].number())});
+  }
+}
+}  // namespace
+
 std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const Plan& plan,
                                        InferStats* st) {
   InferStats local_stats;
@@ -252,10 +271,7 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
           int src_dev = 0;
           for (size_t d = 1; d < dev_peer.size(); ++d)
             if (dev_peer[d] == m->peer) src_dev = int(d);
-          if (m->json.has("t0"))
-            st->spans.push_back({src_dev, int(m->json.at("block").integer()), m->id,
-                                 int64_t(m->json.at("t0").number()),
-                                 int64_t(m->json.at("t1").number())});
+          read_spans(m->json, src_dev, base, base + images.size(), &st->spans);
           st->wires.push_back({src_dev, 0, m->id, now_us(), now_us(), m->data.size()});
         }
       };

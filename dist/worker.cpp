@@ -177,6 +177,25 @@ void WorkerServer::session(std::unique_ptr<TcpSocket> sock, std::string who) {
   int me = -1;
   std::map<uint64_t, int> next_block;  // per image
   std::map<uint64_t, std::vector<bool>> sent_by_image;  // plan transfers already queued
+  // Compute spans not yet reported: each rides on the next frame out, whichever it is, so a
+  // block that sends nothing still appears in the host's trace (bounded: a trace, not state).
+  Json spans = Json::array();
+  auto add_span = [&](int block, uint64_t image, int64_t t0) {
+    if (spans.size() >= 64) return;
+    Json sp = Json::array();
+    sp.push_back(block);
+    sp.push_back(double(image));
+    sp.push_back(double(t0));
+    sp.push_back(double(now_us()));
+    spans.push_back(sp);
+  };
+  auto take_spans = [&] {
+    Json extra = Json::object();
+    if (spans.size() == 0) return extra;
+    extra["spans"] = std::move(spans);
+    spans = Json::array();
+    return extra;
+  };
   // Handshake: HELLO, then (with a secret) CHALLENGE out and AUTH in; only then HELLO_OK.
   enum class Stage { hello, auth, ready } stage = Stage::hello;
   const bool secure = opt_.secret.enabled();
@@ -285,6 +304,7 @@ void WorkerServer::session(std::unique_ptr<TcpSocket> sock, std::string who) {
           store->clear();
           next_block.clear();
           sent_by_image.clear();
+          spans = Json::array();
           break;
         }
         case MsgType::rows: {
@@ -302,12 +322,9 @@ void WorkerServer::session(std::unique_ptr<TcpSocket> sock, std::string who) {
               const int64_t t0 = now_us();
               if (!compute_tail_slice(*g, plan, me, j, image, *store, slice.get())) break;
               if (!slice->empty()) {
-                Json timing = Json::object();
-                timing["t0"] = double(t0);
-                timing["t1"] = double(now_us());
-                timing["block"] = b;
-                send_slice(*peer, image, plan.tail_first + j, plan.tail_slices[size_t(j)][size_t(me)],
-                           slice, fp16, timing);
+                add_span(b, image, t0);
+                send_slice(*peer, image, plan.tail_first + j,
+                           plan.tail_slices[size_t(j)][size_t(me)], slice, fp16, take_spans());
               }
               ++b;
               continue;
@@ -320,17 +337,22 @@ void WorkerServer::session(std::unique_ptr<TcpSocket> sock, std::string who) {
               std::vector<bool>& sent = sent_by_image[image];
               sent.resize(plan.transfers.size(), false);
               const int64_t t_start = now_us();
+              // The block's span is known once its last piece is done; it goes with the next frame.
+              bool reported = false;
+              const BlockPlan& bp = plan.blocks[size_t(b)];
               auto flush = [&] {
-                Json timing = Json::object();
-                timing["t0"] = double(t_start);
-                timing["t1"] = double(now_us());
-                timing["block"] = b;
+                if (!reported &&
+                    std::all_of(bp.zones[size_t(me)].begin(), bp.zones[size_t(me)].end(),
+                                [&](RowRange z) { return store->holds(image, bp.last - 1, z); })) {
+                  add_span(b, image, t_start);
+                  reported = true;
+                }
                 for (size_t k = 0; k < plan.transfers.size(); ++k) {
                   const Transfer& t = plan.transfers[k];
                   if (sent[k] || t.block != b + 1 || t.src != me ||
                       !store->holds(image, t.node, t.rows))
                     continue;
-                  send_rows(*peer, image, t, *store, fp16, timing);
+                  send_rows(*peer, image, t, *store, fp16, take_spans());
                   sent[k] = true;
                 }
               };

@@ -1,13 +1,16 @@
 #include <doctest/doctest.h>
+#include <time.h>
 
 #include <algorithm>
+#include <cmath>
 #include <random>
 #include <stdexcept>
 
+#include "core/dilation.h"
 #include "core/layers/conv2d.h"
 #include "core/layers/elementwise.h"
-#include "core/layers/global_avg_pool.h"
 #include "core/layers/fully_connected.h"
+#include "core/layers/global_avg_pool.h"
 #include "core/layers/pool2d.h"
 #include "models/zoo.h"
 #include "tests/helpers.h"
@@ -158,4 +161,58 @@ TEST_CASE("graph rejects malformed construction") {
   p.cout = 4;
   g.add("c", std::make_unique<Conv2D>(p), {-1});
   CHECK_THROWS_AS(g.finalize(), std::invalid_argument);
+}
+
+namespace {
+int64_t clock_ns(clockid_t id) {
+  timespec ts{};
+  clock_gettime(id, &ts);
+  return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+// Restores the process-wide dilation however the test case ends.
+struct DilationGuard {
+  ~DilationGuard() { set_compute_dilation(1.0); }
+};
+}  // namespace
+
+TEST_CASE("compute dilation: sections last at least factor x their CPU time, tiny ones add up") {
+  DilationGuard restore;
+  CHECK_THROWS_AS(set_compute_dilation(0.5), std::invalid_argument);
+  CHECK_THROWS_AS(set_compute_dilation(101), std::invalid_argument);
+  CHECK_THROWS_AS(set_compute_dilation(std::nan("")), std::invalid_argument);
+  CHECK(compute_dilation() == 1.0);
+  volatile double sink = 0;
+  auto spin = [&](int n) {
+    for (int i = 0; i < n; ++i) sink = sink + std::sqrt(double(i));
+  };
+  for (const double factor : {2.0, 4.0}) {
+    for (const int work : {2000000, 5000}) {  // a few ms per section, and a few us (deferred)
+      CAPTURE(factor);
+      CAPTURE(work);
+      set_compute_dilation(factor);
+      const int sections = work > 100000 ? 4 : 400;
+      // CPU time inside the sections only: sleeping and waking cost CPU time too, outside them.
+      double cpu = 0;
+      const int64_t wall0 = clock_ns(CLOCK_MONOTONIC);
+      for (int s = 0; s < sections; ++s) {
+        DilatedSection slow;
+        const int64_t c0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+        spin(work);
+        cpu += double(clock_ns(CLOCK_THREAD_CPUTIME_ID) - c0);
+      }
+      const double wall = double(clock_ns(CLOCK_MONOTONIC) - wall0);
+      MESSAGE("dilation " << factor << ", " << sections << " sections: " << wall / 1e6 << " ms for "
+                          << cpu / 1e6 << " ms CPU");
+      // The slack: a deferred sleep under 0.1 ms and oversleep paid back (<= 1 ms).
+      CHECK(wall >= factor * cpu - 1.2e6);
+    }
+  }
+  // Off: a graph runs unchanged and gives the same result as with dilation on.
+  set_compute_dilation(1.0);
+  Graph g = models::build_synthetic("mobilenet_v1:0.25:32");
+  std::mt19937 rng(3);
+  const Tensor in = ref::random_tensor(g.input, rng);
+  const Tensor plain = g.forward(in);
+  set_compute_dilation(3.0);
+  CHECK(ref::bit_equal(g.forward(in), plain));
 }

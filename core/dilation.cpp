@@ -1,0 +1,87 @@
+#include "core/dilation.h"
+
+#include <time.h>
+
+#include <algorithm>
+#include <atomic>
+#include <functional>
+#include <mutex>
+#include <stdexcept>
+#include <unordered_map>
+
+namespace eb {
+namespace {
+
+std::atomic<double> g_factor{1.0};
+thread_local int64_t t_debt_ns = 0;  // owed sleep (> 0) or sleep paid in advance (< 0)
+
+int64_t clock_ns(clockid_t id) {
+  timespec ts{};
+  clock_gettime(id, &ts);
+  return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+struct WorkKey {
+  const void* what;
+  int a, b;
+  bool operator==(const WorkKey& o) const { return what == o.what && a == o.a && b == o.b; }
+};
+struct WorkKeyHash {
+  size_t operator()(const WorkKey& k) const {
+    return std::hash<const void*>()(k.what) ^ (size_t(uint32_t(k.a)) * 0x9E3779B97F4A7C15ull) ^
+           (size_t(uint32_t(k.b)) << 21);
+  }
+};
+
+// The least CPU time seen for this work, `cpu` included (unnamed work: `cpu` itself).
+int64_t least_cpu_ns(const void* what, int a, int b, int64_t cpu) {
+  if (!what) return cpu;
+  static std::mutex mu;
+  static std::unordered_map<WorkKey, int64_t, WorkKeyHash> least;
+  std::lock_guard<std::mutex> lk(mu);
+  const auto it = least.find({what, a, b});
+  if (it != least.end()) return it->second = std::min(it->second, cpu);
+  if (least.size() < 100000) least.emplace(WorkKey{what, a, b}, cpu);  // plans repeat: bounded
+  return cpu;
+}
+
+}  // namespace
+
+void set_compute_dilation(double factor) {
+  if (!(factor >= 1.0 && factor <= 100.0))
+    throw std::invalid_argument("compute dilation must be in [1, 100]");
+  g_factor.store(factor);
+}
+
+double compute_dilation() {
+  return g_factor.load();
+}
+
+DilatedSection::DilatedSection(const void* what, int a, int b)
+    : factor_(g_factor.load()), what_(what), a_(a), b_(b) {
+  if (factor_ <= 1.0) return;
+  cpu0_ns_ = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+  wall0_ns_ = clock_ns(CLOCK_MONOTONIC);
+}
+
+DilatedSection::~DilatedSection() {
+  if (factor_ <= 1.0) return;
+  const int64_t cpu = least_cpu_ns(what_, a_, b_, clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0_ns_);
+  const int64_t start = clock_ns(CLOCK_MONOTONIC);
+  // Time lost to preemption counts as part of the stretch: the emulated device was busy then.
+  int64_t owe = int64_t(double(cpu) * factor_) - (start - wall0_ns_) + t_debt_ns;
+  if (owe < 100000) {
+    t_debt_ns = std::max<int64_t>(owe, -1000000);
+    return;
+  }
+  const int64_t until = start + owe;
+  timespec ts{time_t(until / 1000000000), long(until % 1000000000)};
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) != 0) {
+  }
+  // Waking late pays part of the next sections' stretch; bounded (here and above) so one long
+  // stall (a descheduled VM) is not paid back as a burst of full-speed compute.
+  const int64_t late = clock_ns(CLOCK_MONOTONIC) - until;
+  t_debt_ns = late > 1000000 ? -1000000 : -late;
+}
+
+}  // namespace eb

@@ -1,0 +1,39 @@
+// Slow-device emulation by time dilation: every compute section (one layer, one channel slice)
+// is stretched to `factor` times the CPU time it used, by sleeping after it.
+//
+// Why not a CPU quota: a quota'd process that has been idle runs at full speed until its quota
+// is spent, and three quota'd devices on two cores queue for the CPU at every hand-off. A
+// sleeping device leaves its core free, so up to cores * factor emulated devices run side by side
+// without slowing each other, each exactly `factor` times slower than this CPU's core (a
+// Raspberry Pi 4 core is about 3x slower than a current x86 core). Requires one compute thread
+// per process: only the calling thread's CPU time is counted.
+#pragma once
+#include <cstdint>
+
+namespace eb {
+
+void set_compute_dilation(double factor);  // 1 = off; throws std::invalid_argument outside [1, 100]
+double compute_dilation();
+
+// Stretches the code between its construction and destruction (on this thread) to factor x its
+// CPU time. Sleeps shorter than ~0.1 ms are deferred to the next section, so many tiny layers
+// still add up to the right total; oversleeping is paid back by the next sections.
+// Sections that name their work (`what`: a layer; [a, b): its output rows or channels) are
+// stretched from the least CPU time this process has measured for that work: a board computes
+// a layer in the same time every run, while a shared machine adds noise (a vCPU the hypervisor
+// stole, a neighbour thrashing the cache) that a stretch would multiply by the factor.
+class DilatedSection {
+ public:
+  explicit DilatedSection(const void* what = nullptr, int a = 0, int b = 0);
+  ~DilatedSection();
+  DilatedSection(const DilatedSection&) = delete;
+  DilatedSection& operator=(const DilatedSection&) = delete;
+
+ private:
+  double factor_;
+  const void* what_;
+  int a_, b_;
+  int64_t cpu0_ns_ = 0, wall0_ns_ = 0;
+};
+
+}  // namespace eb
