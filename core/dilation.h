@@ -4,9 +4,9 @@
 // Why not a CPU quota: a quota'd process that has been idle runs at full speed until its quota
 // is spent, and three quota'd devices on two cores queue for the CPU at every hand-off. A
 // sleeping device leaves its core free, so up to cores * factor emulated devices run side by side
-// without slowing each other, each exactly `factor` times slower than this CPU's core (a
-// Raspberry Pi 4 core is about 3x slower than a current x86 core). Requires one compute thread
-// per process: only the calling thread's CPU time is counted.
+// without queueing for the CPU, each `factor` times slower than one core here (README: F = 9
+// gives VGG-16 the speed ncnn's published benchmark reports for a whole Raspberry Pi 4). Requires
+// one compute thread per process: only the calling thread's CPU time is counted.
 #pragma once
 #include <cstdint>
 
@@ -21,7 +21,8 @@ double compute_dilation();
 // Sections that name their work (`what`: a layer; [a, b): its output rows or channels) are
 // stretched from the least CPU time this process has measured for that work: a board computes
 // a layer in the same time every run, while a shared machine adds noise (a vCPU the hypervisor
-// stole, a neighbour thrashing the cache) that a stretch would multiply by the factor.
+// stole, a neighbour thrashing the cache) that a stretch would multiply by the factor. Work is
+// keyed by the layer's address, so the record lives as long as the model.
 class DilatedSection {
  public:
   explicit DilatedSection(const void* what = nullptr, int a = 0, int b = 0);
