@@ -336,17 +336,10 @@ void WorkerServer::session(std::unique_ptr<TcpSocket> sock, std::string who) {
               // Per image, not per attempt: an overlap block is computed over several calls.
               std::vector<bool>& sent = sent_by_image[image];
               sent.resize(plan.transfers.size(), false);
-              const int64_t t_start = now_us();
-              // The block's span is known once its last piece is done; it goes with the next frame.
-              bool reported = false;
-              const BlockPlan& bp = plan.blocks[size_t(b)];
+              // Each piece computed is a span, sent with the next frame out (usually its own rows).
+              int64_t piece_start = now_us();
               auto flush = [&] {
-                if (!reported &&
-                    std::all_of(bp.zones[size_t(me)].begin(), bp.zones[size_t(me)].end(),
-                                [&](RowRange z) { return store->holds(image, bp.last - 1, z); })) {
-                  add_span(b, image, t_start);
-                  reported = true;
-                }
+                add_span(b, image, piece_start);
                 for (size_t k = 0; k < plan.transfers.size(); ++k) {
                   const Transfer& t = plan.transfers[k];
                   if (sent[k] || t.block != b + 1 || t.src != me ||
@@ -355,6 +348,7 @@ void WorkerServer::session(std::unique_ptr<TcpSocket> sock, std::string who) {
                   send_rows(*peer, image, t, *store, fp16, take_spans());
                   sent[k] = true;
                 }
+                piece_start = now_us();
               };
               if (!compute_zones(*g, plan, me, b, image, *store, &span, flush)) break;
             }
