@@ -20,6 +20,15 @@
 #include "models/zoo.h"
 
 namespace eb::dist {
+namespace {
+// This process's group for device d in a cgroup v1 hierarchy (cpu or cpuset), created.
+std::string make_group(const std::string& hierarchy, int d) {
+  const std::string dir =
+      hierarchy + "/edgeband_" + std::to_string(getpid()) + "_" + std::to_string(d);
+  mkdir(dir.c_str(), 0755);
+  return dir;
+}
+}  // namespace
 
 CpuShares::CpuShares(int devices, bool want, double cores_per_device, bool pin) {
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
@@ -39,9 +48,7 @@ void CpuShares::set_quotas(int devices, unsigned cores, double cores_per_device)
   const double share = cores_per_device > 0 ? cores_per_device : double(cores) / devices;
   const long period = 10000, quota = std::max(1000L, long(double(period) * share));
   for (int d = 0; d < devices; ++d) {
-    const std::string dir =
-        root + "/edgeband_" + std::to_string(getpid()) + "_" + std::to_string(d);
-    mkdir(dir.c_str(), 0755);
+    const std::string dir = make_group(root, d);
     std::ofstream(dir + "/cpu.cfs_period_us") << period;
     std::ofstream(dir + "/cpu.cfs_quota_us") << quota;
     dirs.push_back(dir);
@@ -64,8 +71,7 @@ void CpuShares::pin_devices(int devices, unsigned cores) {
   // workers share the other groups round-robin when there are fewer groups than workers.
   const unsigned k = std::max(1u, cores / unsigned(devices)), groups = cores / k;
   for (int d = 0; d < devices; ++d) {
-    const std::string dir = cs + "/edgeband_" + std::to_string(getpid()) + "_" + std::to_string(d);
-    mkdir(dir.c_str(), 0755);
+    const std::string dir = make_group(cs, d);
     const unsigned g = d == 0 ? 0 : 1 + unsigned(d - 1) % (groups - 1);
     std::ofstream(dir + "/cpuset.cpus") << g * k << "-" << g * k + k - 1;
     std::ofstream(dir + "/cpuset.mems") << mems;

@@ -576,6 +576,13 @@ TEST_CASE("dist loopback: fp32 frames elide zeros: exact, and fewer bytes than r
   }
 }
 
+// The JSON line of `edgeband cluster --json` (workers log their shutdown beside it).
+Json cluster_json(const std::string& out) {
+  const size_t at = out.find("{\"");
+  REQUIRE(at != std::string::npos);
+  return Json::parse(out.substr(at, out.find('\n', at) - at));
+}
+
 TEST_CASE("dist cli: cluster --json spawns the workers, runs every scheme, outputs equal local") {
   // Default CPU shares: cgroup quotas where this runs as root, else a "none (...)" note.
   const auto [code, out] = test::run_edgeband(
@@ -583,9 +590,7 @@ TEST_CASE("dist cli: cluster --json spawns the workers, runs every scheme, outpu
       "--runs 2 --threads 1 --json");
   CAPTURE(out);
   REQUIRE(code == 0);
-  const size_t at = out.find("{\"");  // workers log their shutdown beside the JSON line
-  REQUIRE(at != std::string::npos);
-  const Json j = Json::parse(out.substr(at, out.find('\n', at) - at));
+  const Json j = cluster_json(out);
   const std::string share = j.at("cpu_share").string();
   CHECK((share.rfind("cgroup v1 cfs_quota 0.67 of", 0) == 0 || share.rfind("none (", 0) == 0));
   const Json& rs = j.at("results");
@@ -631,9 +636,7 @@ TEST_CASE("dist cli: cluster --cpu-share and --pin set quotas and cpusets, and r
       "--cpu-share 0.5 --pin --json");
   CAPTURE(out);
   REQUIRE(code == 0);
-  const size_t at = out.find("{\"");
-  REQUIRE(at != std::string::npos);
-  const Json j = Json::parse(out.substr(at, out.find('\n', at) - at));
+  const Json j = cluster_json(out);
   const std::string share = j.at("cpu_share").string();
   CAPTURE(share);
   // As root with cgroup v1 (CI): both applied; elsewhere the reason is printed.
@@ -652,9 +655,7 @@ TEST_CASE("dist cli: cluster --dilate emulates slower devices; outputs still equ
       "cluster --model mobilenet_v1:0.25:96 --devices 3 --scheme halp --runs 1 --dilate 2 --json");
   CAPTURE(out);
   REQUIRE(code == 0);
-  const size_t at = out.find("{\"");
-  REQUIRE(at != std::string::npos);
-  const Json j = Json::parse(out.substr(at, out.find('\n', at) - at));
+  const Json j = cluster_json(out);
   CHECK(j.at("cpu_share").string().rfind("time dilation: each device 2x slower", 0) == 0);
   const Json& r = j.at("results")[0];
   CHECK(r.at("equal").boolean());
