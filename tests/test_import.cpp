@@ -458,6 +458,21 @@ TEST_CASE("import: clear errors for unsupported ops, cycles, hostile sizes, wron
   neg.constant("n", {-5, 3}, {1.0f});
   CHECK(error_of("n.pb", neg.graph.str()) != "no error");
 
+  // An ONNX initializer claiming 2^30 floats with 4 bytes of data: refused before anything of
+  // that size is allocated (fuzz_import found the allocation: 4 GiB of RSS from 106 bytes).
+  Proto init;
+  init.varint(1, uint64_t(1) << 30).varint(2, 1).bytes(8, "w").bytes(9, std::string(4, '\0'));
+  const std::string big_onnx = Proto().msg(7, Proto().msg(5, init)).str();
+  CHECK(error_of("b.onnx", big_onnx).find("raw_data has 4 bytes") != std::string::npos);
+  // The same with a GraphDef constant's tensor_content.
+  GraphDefWriter big_pb;
+  big_pb.node("input", "Placeholder", {},
+              {GraphDefWriter::attr("shape", Proto().msg(7, GraphDefWriter::shape({1, 8, 8, 3})))});
+  big_pb.constant("w", {1L << 30}, {1, 2, 3, 4});
+  big_pb.node("out", "Conv2D", {"input", "w"});
+  CHECK(error_of("b.pb", big_pb.graph.str()).find("tensor_content has 16 bytes") !=
+        std::string::npos);
+
   CHECK(error_of("x.tflite", "TFL2garbagegarbage").find("no TFL3") != std::string::npos);
   CHECK(error_of("x.bin", "hello").find("unknown model format") != std::string::npos);
   CHECK(error_of("x.onnx", std::string("\x0a\xff\xff\xff\x0f", 5)).find("exceeds") !=

@@ -152,7 +152,6 @@ ConstTensor parse_tensor(std::string_view bytes, const std::string& where) {
     }
   }
   const long n = checked_numel(t.dims, where);
-  t.data.resize(size_t(n));
   const size_t esize = dtype == DT_FLOAT || dtype == DT_INT32    ? 4
                        : dtype == DT_INT64 || dtype == DT_DOUBLE ? 8
                                                                  : 1;
@@ -164,6 +163,7 @@ ConstTensor parse_tensor(std::string_view bytes, const std::string& where) {
       throw ImportError(where + ": tensor_content has " + std::to_string(content.size()) +
                         " bytes, shape " + t.dims_str() + " needs " +
                         std::to_string(size_t(n) * esize));
+    t.data.resize(size_t(n));  // once the bytes are known to be there (as in onnx.cpp)
     const char* p = content.data();
     for (long i = 0; i < n; ++i) {
       float v;
@@ -189,6 +189,7 @@ ConstTensor parse_tensor(std::string_view bytes, const std::string& where) {
     for (int64_t q : ivals) v.push_back(float(q));
     if (n > 0 && v.empty()) throw ImportError(where + ": constant has no values");
     if (long(v.size()) > n) throw ImportError(where + ": constant has more values than its shape");
+    t.data.resize(size_t(n));
     for (long i = 0; i < n; ++i) t.data[size_t(i)] = i < long(v.size()) ? v[size_t(i)] : v.back();
   }
   return t;

@@ -92,11 +92,13 @@ ConstTensor parse_tensor(std::string_view bytes, std::string* name) {
                     : type == kUint8 || type == kInt8   ? 1
                                                         : 0;
   if (!es) throw ImportError(what + ": unsupported data type " + std::to_string(type));
-  t.data.resize(size_t(n));
   if (!raw.empty() || (fv.empty() && iv.empty())) {
     if (raw.size() != size_t(n) * es)
       throw ImportError(what + ": raw_data has " + std::to_string(raw.size()) + " bytes, shape " +
                         t.dims_str() + " needs " + std::to_string(size_t(n) * es));
+    // Allocated only once the bytes are known to be there: a few bytes of a hostile file can
+    // claim a 2^31-element shape (found by fuzz_import).
+    t.data.resize(size_t(n));
     for (long i = 0; i < n; ++i) {
       const char* p = raw.data() + size_t(i) * es;
       float v;
