@@ -48,9 +48,11 @@ const char* kUsage =
     "          [--max-frame-mb MB] [--handshake-timeout S] [--idle-timeout S]\n"
     "  infer   --model M --workers h1:p1,h2:p2 [--scheme S] [--batch B] [--image F] [--weights F]\n"
     "          [--link RATE,DELAY] [--devices a.json,...] [--wire fp32|fp16] [--timeout MS]\n"
-    "          [--trace out.json] [--threads N] [--top K] [--secret-file F] [--runs R]\n"
+    "          [--trace out.json] [--threads N] [--top K] [--secret-file F] [--runs R] [--warmup "
+    "W]\n"
     "  cluster --model M --devices N [--scheme S|all] [--link RATE,DELAY] [--batch B] [--runs R]\n"
-    "          [--threads N] [--cpu-share CORES [--pin] | --no-cpu-share | --dilate F]\n"
+    "          [--warmup W] [--threads N] [--cpu-share CORES [--pin] | --no-cpu-share | --dilate "
+    "F]\n"
     "          [--wire fp32|fp16] [--edge-first]\n"
     "          [--trace out.json] [--secret-file F] [--json]\n"
     "  reliability --model M --devices N (--trace F | --channel SPEC) [--deadlines 20:200:10]\n"
@@ -63,7 +65,9 @@ const char* kUsage =
     "models: vgg16[:RES], mobilenet_v1[:ALPHA[:RES]] (ALPHA 1.0|0.75|0.5|0.25, RES 32..1024)\n"
     "common: --isa scalar|avx2|avx512|neon overrides the kernel choice (also EDGEBAND_ISA)\n"
     "        --dilate F emulates a device F times slower (each layer sleeps (F-1)x its CPU time;\n"
-    "        one thread; run, bench, profile, worker, infer, cluster)\n";
+    "        one thread; run, bench, profile, worker, infer, cluster)\n"
+    "        --dilate-lock FILE: dilated devices on this machine take turns to compute (worker,\n"
+    "        infer; cluster takes turns by default while devices <= F; 'none': never)\n";
 
 void common(const Args& a) {
   if (a.has("threads")) omp_set_num_threads(a.integer("threads", 1, 1, 256));
@@ -76,6 +80,12 @@ void common(const Args& a) {
     if (f > 1) omp_set_num_threads(1);
     eb::set_compute_dilation(f);
   }
+}
+
+// worker, infer: the processes of one testbed name the same file (cluster picks its own).
+void dilation_turns(const Args& a) {
+  if (a.has("dilate-lock") && a.str("dilate-lock") != "none")
+    eb::set_dilation_turns(a.str("dilate-lock"));
 }
 
 int cmd_run(int argc, char** argv) {
@@ -435,9 +445,10 @@ int cmd_plan(int argc, char** argv) {
 int cmd_worker(int argc, char** argv) {
   Args a(argc, argv, 2,
          {"listen", "threads", "weights", "max-conn", "idle-timeout", "handshake-timeout",
-          "max-frame-mb", "secret-file", "isa", "dilate"},
+          "max-frame-mb", "secret-file", "isa", "dilate", "dilate-lock"},
          {"announce"});
   common(a);
+  dilation_turns(a);
   eb::dist::WorkerOptions o;
   o.listen = a.str("listen", "0.0.0.0:7070");
   o.weights = a.str("weights");
@@ -478,9 +489,11 @@ int cmd_worker(int argc, char** argv) {
 int cmd_infer(int argc, char** argv) {
   Args a(argc, argv, 2,
          {"model", "weights", "workers", "scheme", "batch", "image", "link", "devices", "wire",
-          "timeout", "trace", "threads", "top", "secret-file", "isa", "runs", "dilate"},
+          "timeout", "trace", "threads", "top", "secret-file", "isa", "runs", "warmup", "dilate",
+          "dilate-lock"},
          {"edge-first"});
   common(a);
+  dilation_turns(a);
   uint64_t hash = 0;
   auto g =
       std::make_shared<eb::Graph>(eb::models::load_model(a.str("model"), a.str("weights"), &hash));
@@ -518,18 +531,19 @@ int cmd_infer(int argc, char** argv) {
   if (a.has("secret-file")) ro.secret = eb::dist::load_secret_file(a.str("secret-file"));
   eb::dist::HostRuntime host(g, hash, workers, ro);
   const auto scheme = eb::dist::parse_scheme(a.str("scheme", "halp"));
-  // One warm-up (first touch of weights and buffers on every device, connections' slow start),
+  // Warm-up runs (first touch of weights and buffers on every device, connections' slow start),
   // then R runs, each beside a local run of the same images: medians of both.
   const int runs = a.integer("runs", 3, 1, 1000);
-  const eb::dist::PairedRuns pr = eb::dist::run_paired(host, *g, c, scheme, images, runs);
+  const int warmup = a.integer("warmup", eb::dist::default_warmup(eb::compute_dilation()), 1, 1000);
+  const eb::dist::PairedRuns pr = eb::dist::run_paired(host, *g, c, scheme, images, runs, warmup);
   const eb::dist::Plan& plan = pr.plan;
   const eb::dist::InferStats& st = pr.last;
   const double dm = eb::median(pr.dist_ms), lm = eb::median(pr.local_ms);
   std::printf(
       "model %s, scheme %s, %d devices, batch %d: %.2f ms (local %.2f ms, speedup %.2fx; medians "
-      "of %d runs after a warm-up), %.1f KB moved, predicted %.2f ms\n",
+      "of %d runs after %d warm-up runs), %.1f KB moved, predicted %.2f ms\n",
       g->model.c_str(), eb::dist::scheme_name(plan.scheme), plan.devices, batch, dm, lm, lm / dm,
-      runs, double(st.bytes_sent + st.bytes_received) / 1024.0, plan.predicted_ms);
+      runs, warmup, double(st.bytes_sent + st.bytes_received) / 1024.0, plan.predicted_ms);
   for (const auto& f : pr.fault_messages)
     std::printf("fault: %s (recomputed on the host)\n", f.c_str());
   for (const auto& p : eb::top_k(pr.warmup_out[0], a.integer("top", 5, 1, 1000))) {
@@ -545,8 +559,8 @@ int cmd_infer(int argc, char** argv) {
 
 int cmd_cluster(int argc, char** argv) {
   Args a(argc, argv, 2,
-         {"model", "weights", "devices", "scheme", "link", "batch", "runs", "threads", "wire",
-          "trace", "timeout", "secret-file", "isa", "cpu-share", "dilate"},
+         {"model", "weights", "devices", "scheme", "link", "batch", "runs", "warmup", "threads",
+          "wire", "trace", "timeout", "secret-file", "isa", "cpu-share", "dilate", "dilate-lock"},
          {"json", "no-cpu-share", "edge-first", "pin"});
   common(a);
   eb::dist::ClusterOptions o;
@@ -562,10 +576,12 @@ int cmd_cluster(int argc, char** argv) {
   if (!o.link.empty()) eb::dist::parse_link(o.link);  // validate before spawning anything
   o.batch = a.integer("batch", 1, 1, 64);
   o.runs = a.integer("runs", 3, 1, 1000);
+  o.warmup = a.integer("warmup", 0, 0, 1000);
   o.threads = a.integer("threads", 0, 0, 256);
   o.cpu_share = !a.has("no-cpu-share");
   o.pin = a.has("pin");
   o.dilate = eb::compute_dilation();
+  o.dilate_lock = a.str("dilate-lock");
   if (a.has("cpu-share")) o.cores_per_device = a.number("cpu-share", 0, 0.1, 64);
   o.fp16 = a.str("wire", "fp32") == "fp16";
   o.edge_first = a.has("edge-first");

@@ -1,12 +1,18 @@
 #include "core/dilation.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <functional>
 #include <mutex>
 #include <stdexcept>
+#include <string>
 #include <unordered_map>
 
 namespace eb {
@@ -14,6 +20,38 @@ namespace {
 
 std::atomic<double> g_factor{1.0};
 thread_local int64_t t_debt_ns = 0;  // owed sleep (> 0) or sleep paid in advance (< 0)
+
+std::mutex g_turns_mu;
+std::string g_turns_path;           // guarded by g_turns_mu
+std::atomic<int> g_turns_epoch{0};  // bumped on every change: threads reopen
+
+int open_lock_file(const std::string& path) {
+  return ::open(path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0666);
+}
+
+// This thread's descriptor of the turns file (its own open file description, so that flock
+// excludes the other threads of this process too); -1 = no turns.
+struct ThreadTurns {
+  int fd = -1, epoch = -1, depth = 0;
+  ~ThreadTurns() {
+    if (fd >= 0) ::close(fd);
+  }
+  int get() {
+    const int e = g_turns_epoch.load();
+    if (e != epoch) {
+      if (fd >= 0) ::close(fd);
+      std::string path;
+      {
+        std::lock_guard<std::mutex> lk(g_turns_mu);
+        path = g_turns_path;
+      }
+      fd = path.empty() ? -1 : open_lock_file(path);
+      epoch = e;
+    }
+    return fd;
+  }
+};
+thread_local ThreadTurns t_turns;
 
 int64_t clock_ns(clockid_t id) {
   timespec ts{};
@@ -57,16 +95,45 @@ double compute_dilation() {
   return g_factor.load();
 }
 
+void set_dilation_turns(const std::string& lock_file) {
+  if (!lock_file.empty()) {
+    const int fd = open_lock_file(lock_file);
+    if (fd < 0)
+      throw std::runtime_error("cannot open the dilation lock file '" + lock_file +
+                               "': " + std::strerror(errno));
+    ::close(fd);
+  }
+  std::lock_guard<std::mutex> lk(g_turns_mu);
+  g_turns_path = lock_file;
+  ++g_turns_epoch;
+}
+
+std::string dilation_turns() {
+  std::lock_guard<std::mutex> lk(g_turns_mu);
+  return g_turns_path;
+}
+
 DilatedSection::DilatedSection(const void* what, int a, int b)
     : factor_(g_factor.load()), what_(what), a_(a), b_(b) {
   if (factor_ <= 1.0) return;
-  cpu0_ns_ = clock_ns(CLOCK_THREAD_CPUTIME_ID);
   wall0_ns_ = clock_ns(CLOCK_MONOTONIC);
+  // The outermost section of this thread takes the turn; the wait is part of the stretch.
+  if (t_turns.depth++ == 0) {
+    const int fd = t_turns.get();
+    if (fd >= 0) {
+      while (::flock(fd, LOCK_EX) != 0 && errno == EINTR) {
+      }
+      turn_fd_ = fd;
+    }
+  }
+  cpu0_ns_ = clock_ns(CLOCK_THREAD_CPUTIME_ID);
 }
 
 DilatedSection::~DilatedSection() {
   if (factor_ <= 1.0) return;
-  const int64_t cpu = least_cpu_ns(what_, a_, b_, clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0_ns_);
+  const int64_t used = clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0_ns_;
+  if (--t_turns.depth == 0 && turn_fd_ >= 0) ::flock(turn_fd_, LOCK_UN);
+  const int64_t cpu = least_cpu_ns(what_, a_, b_, used);
   const int64_t start = clock_ns(CLOCK_MONOTONIC);
   // Time lost to preemption counts as part of the stretch: the emulated device was busy then.
   int64_t owe = int64_t(double(cpu) * factor_) - (start - wall0_ns_) + t_debt_ns;

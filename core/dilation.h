@@ -9,11 +9,24 @@
 // one compute thread per process: only the calling thread's CPU time is counted.
 #pragma once
 #include <cstdint>
+#include <string>
 
 namespace eb {
 
 void set_compute_dilation(double factor);  // 1 = off; throws std::invalid_argument outside [1, 100]
 double compute_dilation();
+
+// Emulated devices sharing one machine take turns to compute: a section holds an exclusive
+// flock on `lock_file` while it computes (not while it sleeps). Without turns, devices whose
+// sections coincide (every device of a HALP block starts together) share this machine's caches
+// and memory bus, which separate boards do not: a fully connected layer's channel slices,
+// streamed by two devices at once, took 1.5x their CPU time alone. Waiting for the turn counts
+// as part of the stretch, so the emulation stays exact while the sections of all devices fit:
+// devices <= factor (each computes 1/factor of the time). Every thread opens the file itself,
+// so threads take turns too; the lock dies with its process. "" = off (the default). Throws
+// std::runtime_error if the file cannot be opened.
+void set_dilation_turns(const std::string& lock_file);
+std::string dilation_turns();
 
 // Stretches the code between its construction and destruction (on this thread) to factor x its
 // CPU time. Sleeps shorter than ~0.1 ms are deferred to the next section, so many tiny layers
@@ -34,6 +47,7 @@ class DilatedSection {
   double factor_;
   const void* what_;
   int a_, b_;
+  int turn_fd_ = -1;  // holds the turn (set_dilation_turns) until destroyed
   int64_t cpu0_ns_ = 0, wall0_ns_ = 0;
 };
 

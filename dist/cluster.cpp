@@ -155,14 +155,20 @@ int WorkerProcess::stop(int grace_ms) {
 
 WorkerProcess::~WorkerProcess() { stop(); }
 
+int default_warmup(double dilate) {
+  return dilate > 1 ? 3 : 1;
+}
+
 PairedRuns run_paired(HostRuntime& host, const Graph& g, Cluster c, Scheme s,
-                      const std::vector<Tensor>& images, int runs) {
+                      const std::vector<Tensor>& images, int runs, int warmup) {
+  warmup = std::max(1, warmup);
   PairedRuns pr;
   const int batch = int(images.size());
   pr.plan = make_plan(g, c, s, batch);
   pr.first_plan = pr.plan;
-  for (int run = 0; run <= runs; ++run) {  // run 0 warms up
-    if (run > 0) {
+  for (int run = 0; run < warmup + runs; ++run) {
+    const bool timed = run >= warmup;
+    if (timed) {
       const auto t0 = Clock::now();
       for (const Tensor& im : images) g.forward(im);
       pr.local_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
@@ -178,7 +184,7 @@ PairedRuns run_paired(HostRuntime& host, const Graph& g, Cluster c, Scheme s,
                              pr.last.fault_messages.end());
     if (run == 0)
       pr.warmup_out = std::move(out);
-    else
+    else if (timed)
       pr.dist_ms.push_back(pr.last.ms);
   }
   return pr;
@@ -188,19 +194,38 @@ std::vector<SchemeResult> run_cluster(const ClusterOptions& o) {
   if (o.devices < 1 || o.devices > 16) throw std::invalid_argument("--devices must be in [1, 16]");
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   const bool dilated = o.dilate > 1;
+  const int warmup = o.warmup > 0 ? o.warmup : default_warmup(o.dilate);
   if (dilated && o.threads > 1)
     throw std::invalid_argument("--dilate needs one compute thread per device");
   const int threads = dilated ? 1 : o.threads > 0 ? o.threads : std::max(1, int(cores) / o.devices);
   omp_set_num_threads(threads);
   if (dilated) set_compute_dilation(o.dilate);
+  // Turns, when every device's sections fit in them (see set_dilation_turns).
+  std::string turns = o.dilate_lock == "none" ? "" : o.dilate_lock;
+  struct RemoveFile {
+    std::string path;
+    ~RemoveFile() {
+      if (!path.empty()) std::remove(path.c_str());
+    }
+  } own_lock;
+  if (dilated && o.dilate_lock.empty() && o.devices <= o.dilate) {
+    turns = own_lock.path = "/tmp/edgeband-turns-" + std::to_string(getpid()) + ".lock";
+  }
+  if (dilated) set_dilation_turns(turns);
+  struct TurnsOff {
+    bool on;
+    ~TurnsOff() {
+      if (on) set_dilation_turns("");
+    }
+  } turns_off{dilated};
   uint64_t hash = 0;
   auto g = std::make_shared<Graph>(models::load_model(o.model, o.weights, &hash));
   CpuShares shares(o.devices, o.cpu_share && !dilated, o.cores_per_device, o.pin);
   if (dilated) {
     char buf[160];
     std::snprintf(buf, sizeof buf,
-                  "time dilation: each device %.3gx slower than one core here, 1 thread; ",
-                  o.dilate);
+                  "time dilation: each device %.3gx slower than one core here, 1 thread, %s; ",
+                  o.dilate, turns.empty() ? "computing side by side" : "taking turns to compute");
     shares.how = buf + shares.how;
   }
   std::vector<std::unique_ptr<WorkerProcess>> workers;
@@ -209,6 +234,7 @@ std::vector<SchemeResult> run_cluster(const ClusterOptions& o) {
     std::vector<std::string> extra;
     if (!o.secret_file.empty()) extra = {"--secret-file", o.secret_file};
     if (dilated) extra.insert(extra.end(), {"--dilate", std::to_string(o.dilate)});
+    if (dilated && !turns.empty()) extra.insert(extra.end(), {"--dilate-lock", turns});
     workers.push_back(std::make_unique<WorkerProcess>(o.self_exe, threads, o.weights, extra));
     shares.assign(d, workers.back()->pid());
   }
@@ -246,7 +272,7 @@ std::vector<SchemeResult> run_cluster(const ClusterOptions& o) {
     r.cpu_share = shares.how;
     Cluster now = cl;
     now.devices.resize(size_t(host.alive() + 1));
-    const PairedRuns pr = run_paired(host, *g, now, s, images, o.runs);
+    const PairedRuns pr = run_paired(host, *g, now, s, images, o.runs, warmup);
     r.devices = pr.first_plan.devices;
     r.predicted_ms = pr.first_plan.predicted_ms;
     r.faults = pr.faults;

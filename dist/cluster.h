@@ -19,12 +19,16 @@ struct ClusterOptions {
   std::string link;  // "" = unshaped loopback
   int batch = 1;
   int runs = 3;
+  int warmup = 0;         // untimed distributed runs first; 0 = default_warmup(dilate)
   int threads = 0;        // per device; 0 = cores / devices (at least 1)
   bool cpu_share = true;  // cgroup v1 quota per device when available
   double cores_per_device = 0;  // the quota; 0 = cores / devices (the whole machine is shared)
   bool pin = false;             // CpuShares' cpuset pinning
   double dilate = 1;  // > 1: every device emulates one F times slower (core/dilation.h), one
                       // thread each, instead of CPU quotas
+  // Dilated devices take turns to compute (set_dilation_turns): "" = while devices <= dilate,
+  // through a lock file of this run's own; "none" = never; else that lock file.
+  std::string dilate_lock;
   bool fp16 = false;
   bool edge_first = false;
   int timeout_ms = 30000;
@@ -46,10 +50,10 @@ struct SchemeResult {
 
 std::vector<SchemeResult> run_cluster(const ClusterOptions& o);
 
-// One warm-up, then `runs` distributed runs of `images`, each paired with a local run of the same
-// images in this process, so that a machine whose speed drifts moves both sides of the ratio
-// alike (`cluster` and `infer` both measure this way). A worker the host drops is planned around
-// from the next run on.
+// `warmup` untimed distributed runs (at least one), then `runs` distributed runs of `images`, each
+// paired with a local run of the same images in this process, so that a machine whose speed
+// drifts moves both sides of the ratio alike (`cluster` and `infer` both measure this way). A
+// worker the host drops is planned around from the next run on.
 struct PairedRuns {
   Plan first_plan, plan;           // the plan of the warm-up and of the last run
   std::vector<Tensor> warmup_out;  // the warm-up's outputs
@@ -59,7 +63,13 @@ struct PairedRuns {
   std::vector<std::string> fault_messages;
 };
 PairedRuns run_paired(HostRuntime& host, const Graph& g, Cluster c, Scheme s,
-                      const std::vector<Tensor>& images, int runs);
+                      const std::vector<Tensor>& images, int runs, int warmup = 1);
+// One warm-up run normally. Under time dilation three: a device's layer takes F x the least CPU
+// time its process has seen for that layer and band (core/dilation.h), and a band a plan cuts
+// is new to the workers, whereas the local run's full-height layers have been timed several
+// times already (profile, reference output); until those minima settle the distributed runs
+// are stretched from noisier first samples.
+int default_warmup(double dilate);
 
 // cgroup v1 CPU quotas: one group per device, quota = cores / devices unless given; `how` says
 // what was done (or why not). Groups are removed by the destructor.

@@ -201,7 +201,9 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
         Json msg = Json::object();
         msg["plan"] = wire;
         msg["device"] = d;
-        peers_[size_t(dev_peer[size_t(d)])]->send(MsgType::plan, 0, msg);
+        // Queued like the rows after it (same order): the host computes meanwhile.
+        peers_[size_t(dev_peer[size_t(d)])]->send_async(MsgType::plan, 0, msg, nullptr, nullptr, 0,
+                                                        {});
       }
     }
     FeatureStore store(*g_);

@@ -1,12 +1,13 @@
 #include "dist/peer.h"
 
-#include "dist/tcp.h"
-
 #include <poll.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
+
+#include "dist/tcp.h"
 
 namespace eb::dist {
 
@@ -96,7 +97,10 @@ void Peer::sign_sends() {
 }
 
 void Peer::start_reader() {
-  reader_ = std::thread([this] { read_loop(); });
+  reader_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "eb-reader");  // names for top -H, perf, gdb
+    read_loop();
+  });
 }
 
 void Peer::close() {
@@ -137,7 +141,11 @@ void Peer::send_async(MsgType t, uint64_t id, const Json& json, std::shared_ptr<
   Pending p{t, id, json.dump(), std::move(keep), data, len, std::move(on_sent)};
   std::lock_guard<std::mutex> lk(q_mu_);
   if (closed_ || broken_) return;  // the reader reports the broken connection
-  if (!sender_.joinable()) sender_ = std::thread([this] { send_loop(); });
+  if (!sender_.joinable())
+    sender_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "eb-sender");
+      send_loop();
+    });
   q_.push_back(std::move(p));
   q_cv_.notify_all();
 }

@@ -1,6 +1,7 @@
 #include "dist/worker.h"
 
 #include <omp.h>
+#include <pthread.h>
 #include <sys/socket.h>
 
 #include <cstdio>
@@ -157,6 +158,7 @@ void WorkerServer::run() {
 }
 
 void WorkerServer::session(std::unique_ptr<TcpSocket> sock, std::string who) {
+  pthread_setname_np(pthread_self(), "eb-session");
   // The OpenMP thread count is per thread: without this, sessions would run default-size teams.
   if (opt_.threads > 0) omp_set_num_threads(opt_.threads);
   auto inbox = std::make_shared<Inbox>();

@@ -2,6 +2,7 @@
 // and faults (killed, stalled and hostile peers). Run under ThreadSanitizer in CI too.
 #include <dirent.h>
 #include <doctest/doctest.h>
+#include <glob.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -651,16 +652,38 @@ TEST_CASE("dist cli: cluster --cpu-share and --pin set quotas and cpusets, and r
 }
 
 TEST_CASE("dist cli: cluster --dilate emulates slower devices; outputs still equal local") {
-  const auto [code, out] = test::run_edgeband(
-      "cluster --model mobilenet_v1:0.25:96 --devices 3 --scheme halp --runs 1 --dilate 2 --json");
-  CAPTURE(out);
-  REQUIRE(code == 0);
-  const Json j = cluster_json(out);
-  CHECK(j.at("cpu_share").string().rfind("time dilation: each device 2x slower", 0) == 0);
-  const Json& r = j.at("results")[0];
-  CHECK(r.at("equal").boolean());
-  CHECK(r.at("faults").integer() == 0);
-  CHECK(r.at("devices").integer() >= 2);
+  auto turn_files = [] {
+    glob_t gl{};
+    const int n = ::glob("/tmp/edgeband-turns-*.lock", 0, nullptr, &gl) == 0 ? int(gl.gl_pathc) : 0;
+    globfree(&gl);
+    return n;
+  };
+  const int files_before = turn_files();
+  // 3 devices fit in turns at F = 3, not at F = 2; "none" turns them off.
+  for (const auto& [flags, how] : std::vector<std::pair<std::string, std::string>>{
+           {"--dilate 3", "3x slower than one core here, 1 thread, taking turns to compute"},
+           {"--dilate 2", "2x slower than one core here, 1 thread, computing side by side"},
+           {"--dilate 3 --dilate-lock none",
+            "3x slower than one core here, 1 thread, computing side by side"}}) {
+    CAPTURE(flags);
+    const auto [code, out] = test::run_edgeband(
+        "cluster --model mobilenet_v1:0.25:96 --devices 3 --scheme halp --runs 1 --warmup 1 " +
+        flags + " --json");
+    CAPTURE(out);
+    REQUIRE(code == 0);
+    const Json j = cluster_json(out);
+    CHECK(j.at("cpu_share").string().rfind("time dilation: each device " + how, 0) == 0);
+    const Json& r = j.at("results")[0];
+    CHECK(r.at("equal").boolean());
+    CHECK(r.at("faults").integer() == 0);
+    CHECK(r.at("devices").integer() >= 2);
+  }
+  CHECK(turn_files() == files_before);  // the run's lock file is removed
+  const auto [bad_lock, lock_msg] = test::run_edgeband(
+      "worker --listen 127.0.0.1:0 --dilate 2 --dilate-lock /nonexistent-dir/turns.lock");
+  CHECK(bad_lock == 1);
+  CHECK(lock_msg.find("cannot open the dilation lock file '/nonexistent-dir/turns.lock'") !=
+        std::string::npos);
   // Dilation counts one thread's CPU time, so more compute threads are refused.
   for (const char* cmd : {"cluster --model mobilenet_v1:0.25:96 --dilate 2 --threads 2",
                           "bench --model mobilenet_v1:0.25:96 --dilate 2 --threads 2",
@@ -673,28 +696,42 @@ TEST_CASE("dist cli: cluster --dilate emulates slower devices; outputs still equ
   }
 }
 
-TEST_CASE("dist cli: infer reports medians of --runs after a warm-up, the top-K, and refuses bad --runs") {
+TEST_CASE(
+    "dist cli: infer reports medians of --runs after --warmup runs, the top-K, and refuses bad "
+    "counts") {
   WorkerProcess w(EDGEBAND_BIN, 1);
   auto run = test::run_edgeband;
   // Profiles of slow boards, so that the plan splits whatever this machine's speed.
   const std::string prof = "/tmp/edgeband_infer_" + std::to_string(::getpid()) + ".json";
   save_profile(estimate_profile(*shared_synthetic("mobilenet_v1:0.25:128"), "board", 1.0), prof);
-  const auto [code, out] = run("infer --model mobilenet_v1:0.25:128 --workers " + w.addr() +
-                               " --devices " + prof + "," + prof +
-                               " --link 10gbit,0.01ms --scheme halp --runs 2 --top 3");
-  std::remove(prof.c_str());
+  const auto [code, out] =
+      run("infer --model mobilenet_v1:0.25:128 --workers " + w.addr() + " --devices " + prof + "," +
+          prof + " --link 10gbit,0.01ms --scheme halp --runs 2 --warmup 2 --top 3");
   CAPTURE(out);
   CHECK(code == 0);
   CHECK(out.find("2 devices, batch 1:") != std::string::npos);
-  CHECK(out.find("medians of 2 runs after a warm-up") != std::string::npos);
+  CHECK(out.find("medians of 2 runs after 2 warm-up runs") != std::string::npos);
   CHECK(out.find("speedup") != std::string::npos);
   CHECK(out.find("fault") == std::string::npos);
   int topk_lines = 0;  // "  IDX  PROB  label"
   for (size_t i = out.find("\n  "); i != std::string::npos; i = out.find("\n  ", i + 1)) ++topk_lines;
   CHECK(topk_lines == 3);
-  const auto [bad, msg] = run("infer --model mobilenet_v1:0.25:128 --workers " + w.addr() + " --runs 0");
-  CHECK(bad == 1);
-  CHECK(msg.find("--runs") != std::string::npos);
+  // Without --warmup: one warm-up run, three under time dilation (dist/cluster.h).
+  const auto [code1, out1] = run("infer --model mobilenet_v1:0.25:128 --workers " + w.addr() +
+                                 " --devices " + prof + "," + prof + " --runs 1 --top 1");
+  CAPTURE(out1);
+  CHECK(code1 == 0);
+  CHECK(out1.find("medians of 1 runs after 1 warm-up runs") != std::string::npos);
+  std::remove(prof.c_str());
+  CHECK(eb::dist::default_warmup(1.0) == 1);
+  CHECK(eb::dist::default_warmup(9.0) == 3);
+  for (const std::string flag : {"--runs", "--warmup"}) {
+    CAPTURE(flag);
+    const auto [bad, msg] =
+        run("infer --model mobilenet_v1:0.25:128 --workers " + w.addr() + " " + flag + " 0");
+    CHECK(bad == 1);
+    CHECK(msg.find(flag) != std::string::npos);
+  }
 }
 
 TEST_CASE("dist faults: a worker killed mid-run; the host recomputes and keeps going") {

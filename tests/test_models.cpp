@@ -1,10 +1,14 @@
 #include <doctest/doctest.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <mutex>
 #include <random>
 #include <stdexcept>
+#include <thread>
 
 #include "core/dilation.h"
 #include "core/layers/conv2d.h"
@@ -215,4 +219,67 @@ TEST_CASE("compute dilation: sections last at least factor x their CPU time, tin
   const Tensor plain = g.forward(in);
   set_compute_dilation(3.0);
   CHECK(ref::bit_equal(g.forward(in), plain));
+}
+
+TEST_CASE("compute dilation: devices taking turns never compute at once, and still stretch") {
+  DilationGuard restore;
+  struct TurnsGuard {
+    ~TurnsGuard() { set_dilation_turns(""); }
+  } turns_off;
+  CHECK_THROWS_WITH_AS(set_dilation_turns("/nonexistent-dir/turns.lock"),
+                       doctest::Contains("/nonexistent-dir/turns.lock"), std::runtime_error);
+  CHECK(dilation_turns().empty());
+  const std::string lock = "/tmp/edgeband_turns_test_" + std::to_string(::getpid()) + ".lock";
+  const double factor = 4.0;
+  set_compute_dilation(factor);
+  // Three "devices" (threads) start their sections together; each logs the wall interval of its
+  // section bodies. With turns the bodies are disjoint; without, they overlap (as wall spans,
+  // whatever the core count).
+  struct Span {
+    int64_t t0, t1;
+    int who;
+  };
+  auto run = [&](bool turns, double* worst_ratio) {
+    set_dilation_turns(turns ? lock : "");
+    std::vector<Span> spans;
+    std::mutex mu;
+    std::atomic<int> ready{0};
+    *worst_ratio = 1e9;
+    std::vector<std::thread> ts;
+    for (int who = 0; who < 3; ++who)
+      ts.emplace_back([&, who] {
+        ++ready;
+        while (ready.load() < 3) {
+        }
+        double cpu = 0;
+        const int64_t wall0 = clock_ns(CLOCK_MONOTONIC);
+        for (int s = 0; s < 5; ++s) {
+          DilatedSection slow;
+          const int64_t c0 = clock_ns(CLOCK_THREAD_CPUTIME_ID), t0 = clock_ns(CLOCK_MONOTONIC);
+          volatile double sink = 0;
+          for (int i = 0; i < 1000000; ++i) sink = sink + std::sqrt(double(i));
+          const int64_t t1 = clock_ns(CLOCK_MONOTONIC);
+          cpu += double(clock_ns(CLOCK_THREAD_CPUTIME_ID) - c0);
+          std::lock_guard<std::mutex> lk(mu);
+          spans.push_back({t0, t1, who});
+        }
+        const double wall = double(clock_ns(CLOCK_MONOTONIC) - wall0);
+        std::lock_guard<std::mutex> lk(mu);
+        *worst_ratio = std::min(*worst_ratio, (wall + 1.2e6) / cpu);
+      });
+    for (auto& t : ts) t.join();
+    int overlaps = 0;
+    for (const Span& a : spans)
+      for (const Span& b : spans)
+        if (a.who < b.who && a.t0 < b.t1 && b.t0 < a.t1) ++overlaps;
+    return overlaps;
+  };
+  double ratio = 0;
+  CHECK(run(false, &ratio) > 0);
+  CHECK(ratio >= factor);
+  CHECK(run(true, &ratio) == 0);
+  CHECK(dilation_turns() == lock);
+  // Waiting for the turn is part of the stretch: still at least factor x the CPU time.
+  CHECK(ratio >= factor);
+  std::remove(lock.c_str());
 }
