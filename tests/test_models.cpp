@@ -232,22 +232,17 @@ TEST_CASE("compute dilation: devices taking turns never compute at once, and sti
   const std::string lock = "/tmp/edgeband_turns_test_" + std::to_string(::getpid()) + ".lock";
   const double factor = 4.0;
   set_compute_dilation(factor);
-  // Three "devices" (threads) start their sections together; each logs the wall interval of its
-  // section bodies. With turns the bodies are disjoint; without, they overlap (as wall spans,
-  // whatever the core count).
-  struct Span {
-    int64_t t0, t1;
-    int who;
-  };
+  // Three "devices" (threads) run sections; `inside` counts the section bodies running at once.
+  // In its first section each thread waits (up to 100 ms) for all three to be inside, so without
+  // turns all three are, whatever the cores and the load; with turns never more than one.
   auto run = [&](bool turns, double* worst_ratio) {
     set_dilation_turns(turns ? lock : "");
-    std::vector<Span> spans;
+    std::atomic<int> ready{0}, inside{0}, most{0};
     std::mutex mu;
-    std::atomic<int> ready{0};
     *worst_ratio = 1e9;
     std::vector<std::thread> ts;
     for (int who = 0; who < 3; ++who)
-      ts.emplace_back([&, who] {
+      ts.emplace_back([&] {
         ++ready;
         while (ready.load() < 3) {
         }
@@ -255,29 +250,29 @@ TEST_CASE("compute dilation: devices taking turns never compute at once, and sti
         const int64_t wall0 = clock_ns(CLOCK_MONOTONIC);
         for (int s = 0; s < 5; ++s) {
           DilatedSection slow;
-          const int64_t c0 = clock_ns(CLOCK_THREAD_CPUTIME_ID), t0 = clock_ns(CLOCK_MONOTONIC);
+          const int64_t c0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+          const int now = ++inside;
+          for (int m = most.load(); now > m && !most.compare_exchange_weak(m, now);) {
+          }
+          const int64_t give_up = clock_ns(CLOCK_MONOTONIC) + 100000000;
+          while (s == 0 && most.load() < 3 && clock_ns(CLOCK_MONOTONIC) < give_up) {
+          }
           volatile double sink = 0;
-          for (int i = 0; i < 1000000; ++i) sink = sink + std::sqrt(double(i));
-          const int64_t t1 = clock_ns(CLOCK_MONOTONIC);
+          for (int i = 0; i < 300000; ++i) sink = sink + std::sqrt(double(i));
+          --inside;
           cpu += double(clock_ns(CLOCK_THREAD_CPUTIME_ID) - c0);
-          std::lock_guard<std::mutex> lk(mu);
-          spans.push_back({t0, t1, who});
         }
         const double wall = double(clock_ns(CLOCK_MONOTONIC) - wall0);
         std::lock_guard<std::mutex> lk(mu);
         *worst_ratio = std::min(*worst_ratio, (wall + 1.2e6) / cpu);
       });
     for (auto& t : ts) t.join();
-    int overlaps = 0;
-    for (const Span& a : spans)
-      for (const Span& b : spans)
-        if (a.who < b.who && a.t0 < b.t1 && b.t0 < a.t1) ++overlaps;
-    return overlaps;
+    return most.load();
   };
   double ratio = 0;
-  CHECK(run(false, &ratio) > 0);
+  CHECK(run(false, &ratio) == 3);
   CHECK(ratio >= factor);
-  CHECK(run(true, &ratio) == 0);
+  CHECK(run(true, &ratio) == 1);
   CHECK(dilation_turns() == lock);
   // Waiting for the turn is part of the stretch: still at least factor x the CPU time.
   CHECK(ratio >= factor);
