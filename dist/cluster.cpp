@@ -200,24 +200,22 @@ std::vector<SchemeResult> run_cluster(const ClusterOptions& o) {
   const int threads = dilated ? 1 : o.threads > 0 ? o.threads : std::max(1, int(cores) / o.devices);
   omp_set_num_threads(threads);
   if (dilated) set_compute_dilation(o.dilate);
-  // Turns, when every device's sections fit in them (see set_dilation_turns).
+  // Turns, when every device's sections fit in them (see set_dilation_turns); undone on return.
+  struct TurnsGuard {
+    bool set = false;
+    std::string own_file;  // this run's lock file
+    ~TurnsGuard() {
+      if (set) set_dilation_turns("");
+      if (!own_file.empty()) std::remove(own_file.c_str());
+    }
+  } turns_guard;
   std::string turns = o.dilate_lock == "none" ? "" : o.dilate_lock;
-  struct RemoveFile {
-    std::string path;
-    ~RemoveFile() {
-      if (!path.empty()) std::remove(path.c_str());
-    }
-  } own_lock;
-  if (dilated && o.dilate_lock.empty() && o.devices <= o.dilate) {
-    turns = own_lock.path = "/tmp/edgeband-turns-" + std::to_string(getpid()) + ".lock";
+  if (dilated && o.dilate_lock.empty() && o.devices <= o.dilate)
+    turns = turns_guard.own_file = "/tmp/edgeband-turns-" + std::to_string(getpid()) + ".lock";
+  if (dilated) {
+    set_dilation_turns(turns);
+    turns_guard.set = true;
   }
-  if (dilated) set_dilation_turns(turns);
-  struct TurnsOff {
-    bool on;
-    ~TurnsOff() {
-      if (on) set_dilation_turns("");
-    }
-  } turns_off{dilated};
   uint64_t hash = 0;
   auto g = std::make_shared<Graph>(models::load_model(o.model, o.weights, &hash));
   CpuShares shares(o.devices, o.cpu_share && !dilated, o.cores_per_device, o.pin);
