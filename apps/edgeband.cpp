@@ -545,8 +545,11 @@ int cmd_infer(int argc, char** argv) {
       "of %d runs after %d warm-up runs), %.1f KB moved, predicted %.2f ms\n",
       g->model.c_str(), eb::dist::scheme_name(plan.scheme), plan.devices, batch, dm, lm, lm / dm,
       runs, warmup, double(st.bytes_sent + st.bytes_received) / 1024.0, plan.predicted_ms);
+  if (!pr.ping_ms.empty())
+    std::printf("slowest worker's round trip before each run (untimed): median %.2f ms\n",
+                eb::median(pr.ping_ms));
   for (const auto& f : pr.fault_messages)
-    std::printf("fault: %s (recomputed on the host)\n", f.c_str());
+    std::printf("fault: %s (worker dropped; what it owed was recomputed on the host)\n", f.c_str());
   for (const auto& p : eb::top_k(pr.warmup_out[0], a.integer("top", 5, 1, 1000))) {
     const char* label =
         size_t(p.index) < g->labels.size() ? g->labels[size_t(p.index)].c_str() : "";

@@ -178,6 +178,14 @@ PairedRuns run_paired(HostRuntime& host, const Graph& g, Cluster c, Scheme s,
       pr.plan = make_plan(g, c, s, batch);
     }
     pr.last = InferStats{};
+    if (pr.plan.devices > 1) {
+      const std::vector<double> rtt = host.ping(&pr.last);
+      if (timed) pr.ping_ms.push_back(*std::max_element(rtt.begin(), rtt.end()));
+      if (pr.plan.devices > host.alive() + 1) {  // the ping found a dead worker
+        c.devices.resize(size_t(host.alive() + 1));
+        pr.plan = make_plan(g, c, s, batch);
+      }
+    }
     std::vector<Tensor> out = host.infer(images, pr.plan, &pr.last);
     pr.faults += pr.last.faults;
     pr.fault_messages.insert(pr.fault_messages.end(), pr.last.fault_messages.begin(),

@@ -54,11 +54,15 @@ std::vector<SchemeResult> run_cluster(const ClusterOptions& o);
 // paired with a local run of the same images in this process, so that a machine whose speed
 // drifts moves both sides of the ratio alike (`cluster` and `infer` both measure this way). A
 // worker the host drops is planned around from the next run on.
+// Before every distributed run the host pings its workers, untimed (HostRuntime::ping): they sat
+// idle through the local run, and on a VM a process idle that long can take 2-30 ms to wake up
+// (README, "Measuring on a VM"), which the first halo exchange would charge to the run.
 struct PairedRuns {
   Plan first_plan, plan;           // the plan of the warm-up and of the last run
   std::vector<Tensor> warmup_out;  // the warm-up's outputs
   InferStats last;                 // the last run's statistics
   std::vector<double> dist_ms, local_ms;
+  std::vector<double> ping_ms;  // per timed run: the slowest worker's round trip before it
   int faults = 0;  // over every run, warm-up included
   std::vector<std::string> fault_messages;
 };

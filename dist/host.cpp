@@ -367,6 +367,59 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
   return out;
 }
 
+std::vector<double> HostRuntime::ping(InferStats* st) {
+  const uint64_t id = next_ping_++;  // pongs of an earlier ping are skipped
+  std::vector<double> rtt(peers_.size(), -1.0);
+  std::vector<Clock::time_point> sent_at(peers_.size());
+  std::vector<bool> waiting(peers_.size(), false);
+  size_t left = 0;
+  for (size_t i = 0; i < peers_.size(); ++i) {
+    if (!alive_[i]) continue;
+    sent_at[i] = Clock::now();
+    try {
+      peers_[i]->send(MsgType::ping, id, Json::object());
+    } catch (const std::exception& e) {
+      fault(int(i), e.what(), st);
+      continue;
+    }
+    waiting[i] = true;
+    ++left;
+  }
+  const auto deadline = Clock::now() + std::chrono::milliseconds(opt_.timeout_ms);
+  auto drop = [&](size_t k, const std::string& why) {
+    fault(int(k), why, st);
+    waiting[k] = false;
+    --left;
+  };
+  while (left > 0) {
+    const auto now = Clock::now();
+    auto m = inbox_->pop(std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::max(deadline - now, Clock::duration(0))));
+    if (!m) {
+      for (size_t k = 0; k < peers_.size(); ++k)
+        if (waiting[k]) drop(k, "no answer to ping within the timeout (stalled)");
+      break;
+    }
+    const size_t k = size_t(m->peer);
+    if (!waiting[k]) continue;  // late news from a worker already answered or dropped
+    if (!m->failure.empty()) {
+      drop(k, m->failure);
+    } else if (opt_.secret.enabled() && !m->authenticated) {
+      drop(k, "unauthenticated frame");
+    } else if (m->type == MsgType::error) {
+      drop(k, "error: " + m->json.at("message").string());
+    } else if (m->type == MsgType::pong) {
+      if (m->id != id) continue;
+      rtt[k] = std::chrono::duration<double, std::milli>(Clock::now() - sent_at[k]).count();
+      waiting[k] = false;
+      --left;
+    } else if (m->type != MsgType::rows) {  // rows: late ones of an earlier call
+      drop(k, std::string("unexpected ") + msg_name(m->type) + " message");
+    }
+  }
+  return rtt;
+}
+
 Json chrome_trace(const InferStats& st, int devices) {
   Json ev = Json::array();
   int64_t origin = INT64_MAX;

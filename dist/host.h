@@ -47,6 +47,10 @@ class HostRuntime {
   // Runs the images through the plan (plan.devices must be alive() + 1). A worker fault makes the
   // host compute the unfinished images itself; the worker is dropped for later calls.
   std::vector<Tensor> infer(const std::vector<Tensor>& images, const Plan& plan, InferStats* st);
+  // Round trip to every usable worker, in ms, by peer index (-1: not usable). Finds workers that
+  // died or stall between calls (dropped and reported in st, like a fault in infer), and wakes
+  // workers that have been idle before a call whose latency is measured.
+  std::vector<double> ping(InferStats* st = nullptr);
 
  private:
   void fault(int peer, const std::string& why, InferStats* st);
@@ -57,6 +61,7 @@ class HostRuntime {
   std::vector<std::unique_ptr<Peer>> peers_;
   std::vector<bool> alive_;
   uint64_t next_image_ = 1;
+  uint64_t next_ping_ = 1;
 };
 
 // Chrome trace-event JSON (Perfetto / chrome://tracing): one track per device.

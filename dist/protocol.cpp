@@ -18,6 +18,10 @@ const char* msg_name(MsgType t) {
     case MsgType::bye: return "bye";
     case MsgType::challenge: return "challenge";
     case MsgType::auth: return "auth";
+    case MsgType::ping:
+      return "ping";
+    case MsgType::pong:
+      return "pong";
   }
   return "?";
 }
@@ -64,7 +68,7 @@ FrameHeader decode_header(const uint8_t* b) {
     throw ProtocolError("protocol version " + std::to_string(v) + " not supported (this is " +
                         std::to_string(kProtocolVersion) + ")");
   const uint16_t t = get<uint16_t>(b, 6);
-  if (t < 1 || t > 8) throw ProtocolError("unknown message type " + std::to_string(t));
+  if (t < 1 || t > kMaxMsgType) throw ProtocolError("unknown message type " + std::to_string(t));
   FrameHeader h{MsgType(t), get<uint64_t>(b, 8), get<uint32_t>(b, 16), get<uint64_t>(b, 24),
                 get<uint64_t>(b, 32), get<uint32_t>(b, 20)};
   if (h.flags & ~kFlagMac) throw ProtocolError("unknown frame flags");

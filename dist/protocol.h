@@ -1,5 +1,5 @@
 // Wire protocol between a host and its workers. Every message is one frame, little-endian:
-//    0 u32 magic "EBND"     4 u16 version (2)     6 u16 type
+//    0 u32 magic "EBND"     4 u16 version (3)     6 u16 type
 //    8 u64 request id      16 u32 JSON length    20 u32 flags (bit 0: MAC trailer)
 //   24 u64 data length     32 u64 checksum (hash64 of bytes 0..31, then JSON, then data)
 //   40 JSON (UTF-8, <= 1 MiB), then data (<= 512 MiB): the rows of a band, fp32 (raw or with
@@ -27,12 +27,22 @@ struct ProtocolError : std::runtime_error {
 };
 
 enum class MsgType : uint16_t {
-  hello = 1, hello_ok = 2, error = 3, plan = 4, rows = 5, bye = 6, challenge = 7, auth = 8
+  hello = 1,
+  hello_ok = 2,
+  error = 3,
+  plan = 4,
+  rows = 5,
+  bye = 6,
+  challenge = 7,
+  auth = 8,
+  ping = 9,
+  pong = 10  // version 3: a host checks and wakes its workers between calls
 };
+constexpr uint16_t kMaxMsgType = 10;
 const char* msg_name(MsgType t);
 
 constexpr uint32_t kFrameMagic = 0x444E4245;  // "EBND"
-constexpr uint16_t kProtocolVersion = 2;
+constexpr uint16_t kProtocolVersion = 3;
 constexpr size_t kHeaderBytes = 40;
 constexpr size_t kMacBytes = 16;
 constexpr uint32_t kFlagMac = 1;

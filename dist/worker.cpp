@@ -363,6 +363,9 @@ void WorkerServer::session(std::unique_ptr<TcpSocket> sock, std::string who) {
           }
           break;
         }
+        case MsgType::ping:  // answered in turn: a pong also says every earlier frame is handled
+          peer->send(MsgType::pong, m->id, Json::object());
+          break;
         case MsgType::bye:
           throw std::runtime_error("");
         default:

@@ -101,8 +101,19 @@ TEST_CASE("dist protocol: frames round-trip; corrupt, oversize and unknown frame
   bad[4] = 9;
   CHECK_THROWS_WITH_AS(decode_header(bad.data()), doctest::Contains("version"), ProtocolError);
   bad = h;
+  bad[4] = 2;  // a worker of the version before ping/pong names both versions
+  CHECK_THROWS_WITH_AS(decode_header(bad.data()),
+                       doctest::Contains("protocol version 2 not supported (this is 3)"),
+                       ProtocolError);
+  bad = h;
   bad[6] = 77;
   CHECK_THROWS_AS(decode_header(bad.data()), ProtocolError);
+  bad = h;
+  bad[6] = kMaxMsgType + 1;
+  CHECK_THROWS_WITH_AS(decode_header(bad.data()), doctest::Contains("unknown message type"),
+                       ProtocolError);
+  bad[6] = uint8_t(MsgType::pong);
+  CHECK(decode_header(bad.data()).type == MsgType::pong);
   bad = h;
   const uint64_t huge = ~0ull;
   std::memcpy(bad.data() + 24, &huge, 8);
@@ -712,6 +723,7 @@ TEST_CASE(
   CHECK(out.find("2 devices, batch 1:") != std::string::npos);
   CHECK(out.find("medians of 2 runs after 2 warm-up runs") != std::string::npos);
   CHECK(out.find("speedup") != std::string::npos);
+  CHECK(out.find("round trip before each run (untimed): median") != std::string::npos);
   CHECK(out.find("fault") == std::string::npos);
   int topk_lines = 0;  // "  IDX  PROB  label"
   for (size_t i = out.find("\n  "); i != std::string::npos; i = out.find("\n  ", i + 1)) ++topk_lines;
@@ -767,6 +779,49 @@ TEST_CASE("dist faults: a worker killed mid-run; the host recomputes and keeps g
   const Plan p2 = make_plan(*g, estimated(*g, 2, "10gbit,0.01ms"), Scheme::dpfp);
   InferStats st2;
   CHECK(ref::bit_equal(host.infer({images[0]}, p2, &st2)[0], g->forward(images[0])));
+  CHECK(st2.faults == 0);
+}
+
+TEST_CASE("dist faults: ping times live workers and drops a dead one and a stopped one") {
+  auto g = shared_synthetic("vgg16:32");
+  LocalWorkers live(1);
+  WorkerProcess dead(EDGEBAND_BIN, 1), stopped(EDGEBAND_BIN, 1);
+  RuntimeOptions ro;
+  ro.shaping.enabled = true, ro.shaping.link = parse_link("1gbit,2ms");
+  ro.timeout_ms = 1500;
+  HostRuntime host(g, synthetic_hash("vgg16:32"), {live.addrs[0], dead.addr(), stopped.addr()}, ro);
+  InferStats st0;
+  const std::vector<double> all = host.ping(&st0);
+  REQUIRE(all.size() == 3);
+  for (double ms : all) CHECK(ms >= 4.0);  // two one-way delays of the emulated link
+  CHECK(st0.faults == 0);
+  kill(dead.pid(), SIGKILL);
+  waitpid(dead.pid(), nullptr, 0);
+  kill(stopped.pid(), SIGSTOP);
+  InferStats st;
+  const std::vector<double> rtt = host.ping(&st);
+  kill(stopped.pid(), SIGCONT);
+  CHECK(rtt[0] >= 4.0);
+  CHECK(rtt[1] == -1.0);
+  CHECK(rtt[2] == -1.0);
+  CHECK(host.alive() == 1);
+  REQUIRE(st.fault_messages.size() == 2);
+  CHECK(st.faults == 2);
+  bool stall_named = false;
+  for (const std::string& m : st.fault_messages) {
+    MESSAGE("fault reported: " << m);
+    stall_named = stall_named || (m.find(stopped.addr()) != std::string::npos &&
+                                  m.find("no answer to ping") != std::string::npos);
+  }
+  CHECK(stall_named);
+  // The survivor still serves, and later pings leave it alone.
+  std::mt19937 rng(12);
+  const Tensor im = ref::random_tensor(g->input, rng);
+  InferStats st2;
+  CHECK(ref::bit_equal(
+      host.infer({im}, make_plan(*g, estimated(*g, 2, "10gbit,0.01ms"), Scheme::halp), &st2)[0],
+      g->forward(im)));
+  CHECK(host.ping(&st2)[0] > 0);
   CHECK(st2.faults == 0);
 }
 
@@ -841,6 +896,7 @@ TEST_CASE(
   const std::string rows = R"({"image":1,"node":0,"row0":0,"rows":1,"wire":"fp32"})";
   raw(with_json(encode_header(MsgType::rows, 1, rows, nullptr, 0),
                 rows));  // rows before hello/plan
+  raw(with_json(encode_header(MsgType::ping, 1, "{}", nullptr, 0), "{}"));  // before hello
   // Still serving.
   auto g = shared_synthetic("vgg16:32");
   HostRuntime host(g, synthetic_hash("vgg16:32"), w.addrs, RuntimeOptions{});
@@ -850,7 +906,7 @@ TEST_CASE(
       host.infer({im}, make_plan(*g, estimated(*g, 2, "10gbit,0.01ms"), Scheme::halp), &st)[0],
       g->forward(im)));
   CHECK(st.faults == 0);
-  CHECK(w.servers[0]->sessions_served() >= 24);
+  CHECK(w.servers[0]->sessions_served() >= 25);
   CHECK(w.servers[0]->session_threads() <= 4);  // finished sessions were reaped, not hoarded
 }
 

@@ -71,7 +71,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       const std::string raw = bytes(byte());
       c.write(raw.data(), raw.size());
     } else if (op == 1 || op == 2) {
-      const auto type = MsgType(1 + byte() % 8);
+      const auto type = MsgType(1 + byte() % kMaxMsgType);
       const std::string json = bytes(byte() | byte() << 8);
       const std::string d = bytes(byte() | byte() << 8);
       c.send(type, json, std::vector<uint8_t>(d.begin(), d.end()), op == 2);
