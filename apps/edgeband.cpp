@@ -51,7 +51,8 @@ const char* kUsage =
     "          [--link RATE,DELAY] [--devices a.json,...] [--wire fp32|fp16] [--timeout MS]\n"
     "          [--trace out.json] [--threads N] [--top K] [--secret-file F] [--runs R]\n"
     "          [--warmup W] [--dilate F [--dilate-lock FILE]]\n"
-    "  cluster --model M --devices N [--scheme S|all] [--link RATE,DELAY] [--batch B] [--runs R]\n"
+    "  cluster --model M --devices N [--scheme S,..|all] [--link RATE,DELAY] [--batch B] [--runs "
+    "R]\n"
     "          [--warmup W] [--threads N]\n"
     "          [--cpu-share CORES [--pin] | --no-cpu-share | --dilate F [--dilate-lock none]]\n"
     "          [--wire fp32|fp16] [--edge-first]\n"
@@ -572,10 +573,9 @@ int cmd_cluster(int argc, char** argv) {
   o.weights = a.str("weights");
   o.devices = a.integer("devices", 3, 1, 16);
   const std::string sch = a.str("scheme", "all");
-  o.schemes = sch == "all"
-                  ? std::vector<eb::dist::Scheme>{eb::dist::Scheme::modnn, eb::dist::Scheme::dpfp,
-                                                  eb::dist::Scheme::halp}
-                  : std::vector<eb::dist::Scheme>{eb::dist::parse_scheme(sch)};
+  o.schemes.clear();  // in the order given: later schemes run in processes that ran the earlier
+  for (const std::string& s : split_list(sch == "all" ? "modnn,dpfp,halp" : sch))
+    o.schemes.push_back(eb::dist::parse_scheme(s));
   o.link = a.str("link");
   if (!o.link.empty()) eb::dist::parse_link(o.link);  // validate before spawning anything
   o.batch = a.integer("batch", 1, 1, 64);

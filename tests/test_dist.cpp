@@ -630,6 +630,23 @@ TEST_CASE("dist cli: cluster --json spawns the workers, runs every scheme, outpu
       test::run_edgeband("cluster --model mobilenet_v1:0.25:96 --link fast");
   CHECK(bad_link == 1);
   CHECK(msg2.find("fast") != std::string::npos);
+  // A list of schemes runs in the order given.
+  const auto [code_list, out_list] = test::run_edgeband(
+      "cluster --model mobilenet_v1:0.25:96 --devices 2 --scheme halp,local,dpfp --link "
+      "10gbit,0.01ms --runs 1 --threads 1 --json");
+  CAPTURE(out_list);
+  REQUIRE(code_list == 0);
+  const Json jl = cluster_json(out_list);
+  const Json& listed = jl.at("results");
+  REQUIRE(listed.size() == 3);
+  CHECK(listed[0].at("scheme").string() == "halp");
+  CHECK(listed[1].at("scheme").string() == "local");
+  CHECK(listed[2].at("scheme").string() == "dpfp");
+  for (size_t i = 0; i < 3; ++i) CHECK(listed[i].at("equal").boolean());
+  const auto [bad_list, msg3] =
+      test::run_edgeband("cluster --model mobilenet_v1:0.25:96 --scheme halp,fastest");
+  CHECK(bad_list == 1);
+  CHECK(msg3.find("unknown scheme 'fastest'") != std::string::npos);
 }
 
 TEST_CASE("dist cli: cluster --cpu-share and --pin set quotas and cpusets, and remove them") {
