@@ -56,7 +56,8 @@ std::vector<SchemeResult> run_cluster(const ClusterOptions& o);
 // worker the host drops is planned around from the next run on.
 // Before every distributed run the host pings its workers, untimed (HostRuntime::ping): they sat
 // idle through the local run, and on a VM a process idle that long can take 2-30 ms to wake up
-// (README, "Measuring on a VM"), which the first halo exchange would charge to the run.
+// (README, Measured performance, "The start of each call"), which the first halo exchange would
+// charge to the run.
 struct PairedRuns {
   Plan first_plan, plan;           // the plan of the warm-up and of the last run
   std::vector<Tensor> warmup_out;  // the warm-up's outputs

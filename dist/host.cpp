@@ -15,6 +15,11 @@ struct WorkerFault {
   int peer;
   std::string why;
 };
+// What a worker's error frame says; a malformed one is reported, not thrown.
+std::string error_text(const Message& m) {
+  const bool ok = m.json.is_object() && m.json.has("message") && m.json.at("message").is_string();
+  return "error: " + (ok ? m.json.at("message").string() : std::string("(malformed error frame)"));
+}
 // Sends leave on the peers' sender threads; they log their wire time here.
 struct WireLog {
   std::mutex mu;
@@ -85,7 +90,7 @@ HostRuntime::HostRuntime(std::shared_ptr<const Graph> g, uint64_t model_hash,
       throw std::runtime_error("worker " + name + ": " + m->failure);
     }
     if (m->type == MsgType::error)
-      throw std::runtime_error("worker " + name + " refused: " + m->json.at("message").string());
+      throw std::runtime_error("worker " + name + " refused (" + error_text(*m) + ")");
     if (m->type == MsgType::challenge && !challenged[k]) {
       if (!opt_.secret.enabled())
         throw std::runtime_error(
@@ -259,8 +264,7 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
           if (!m->failure.empty()) throw WorkerFault{m->peer, m->failure};
           if (opt_.secret.enabled() && !m->authenticated)
             throw WorkerFault{m->peer, "unauthenticated frame"};
-          if (m->type == MsgType::error)
-            throw WorkerFault{m->peer, "error: " + m->json.at("message").string()};
+          if (m->type == MsgType::error) throw WorkerFault{m->peer, error_text(*m)};
           if (m->type != MsgType::rows) throw WorkerFault{m->peer, "unexpected message"};
           if (m->id < base || m->id >= base + images.size())
             continue;  // stale, from an earlier call
@@ -376,20 +380,16 @@ std::vector<double> HostRuntime::ping(InferStats* st) {
   for (size_t i = 0; i < peers_.size(); ++i) {
     if (!alive_[i]) continue;
     sent_at[i] = Clock::now();
-    try {
-      peers_[i]->send(MsgType::ping, id, Json::object());
-    } catch (const std::exception& e) {
-      fault(int(i), e.what(), st);
-      continue;
-    }
+    // Queued, never blocking: a stalled worker is found by the deadline below, and a broken
+    // connection by its reader's failure message.
+    peers_[i]->send_async(MsgType::ping, id, Json::object(), nullptr, nullptr, 0, {});
     waiting[i] = true;
     ++left;
   }
   const auto deadline = Clock::now() + std::chrono::milliseconds(opt_.timeout_ms);
   auto drop = [&](size_t k, const std::string& why) {
     fault(int(k), why, st);
-    waiting[k] = false;
-    --left;
+    if (waiting[k]) waiting[k] = false, --left;
   };
   while (left > 0) {
     const auto now = Clock::now();
@@ -401,15 +401,16 @@ std::vector<double> HostRuntime::ping(InferStats* st) {
       break;
     }
     const size_t k = size_t(m->peer);
-    if (!waiting[k]) continue;  // late news from a worker already answered or dropped
+    if (!alive_[k]) continue;  // late news from a worker already dropped
+    // A worker that has answered may still fail meanwhile: that is news for the next call too.
     if (!m->failure.empty()) {
       drop(k, m->failure);
     } else if (opt_.secret.enabled() && !m->authenticated) {
       drop(k, "unauthenticated frame");
     } else if (m->type == MsgType::error) {
-      drop(k, "error: " + m->json.at("message").string());
+      drop(k, error_text(*m));
     } else if (m->type == MsgType::pong) {
-      if (m->id != id) continue;
+      if (m->id != id || !waiting[k]) continue;
       rtt[k] = std::chrono::duration<double, std::milli>(Clock::now() - sent_at[k]).count();
       waiting[k] = false;
       --left;

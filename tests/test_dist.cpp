@@ -882,6 +882,70 @@ TEST_CASE("dist faults: a stalled worker is dropped after the timeout") {
 }
 
 TEST_CASE(
+    "dist faults: a malformed error frame from a worker is a fault, in a call and in a ping") {
+  auto g = shared_synthetic("mobilenet_v1:0.25:128");
+  // A fake worker: answers hello correctly, then answers every plan or ping with an error frame
+  // that carries no message. It serves two hosts in turn: one calls, one pings.
+  asio::io_context io;
+  asio::ip::tcp::acceptor acc(io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  const uint16_t port = acc.local_endpoint().port();
+  std::thread fake([&] {
+    for (int conn = 0; conn < 2; ++conn) {
+      asio::ip::tcp::socket s(io);
+      acc.accept(s);
+      auto inbox = std::make_shared<Inbox>();
+      Peer peer(std::make_unique<TcpSocket>(std::move(s)), inbox, 0, "host");
+      peer.start_reader();
+      auto hello = inbox->pop(std::chrono::seconds(5));
+      Json ok = Json::object();
+      ok["model"] = g->model;
+      char hex[32];
+      std::snprintf(hex, sizeof hex, "%016llx",
+                    static_cast<unsigned long long>(synthetic_hash(g->model)));
+      ok["hash"] = hex;
+      peer.send(MsgType::hello_ok, 0, ok);
+      while (auto m = inbox->pop(std::chrono::seconds(3))) {
+        if (!m->failure.empty()) break;
+        if (m->type != MsgType::plan && m->type != MsgType::ping) continue;
+        try {
+          peer.send(MsgType::error, m->id, Json::object());
+        } catch (const std::exception&) {
+          break;
+        }
+      }
+    }
+  });
+  RuntimeOptions ro;
+  ro.timeout_ms = 3000;
+  const std::string addr = "127.0.0.1:" + std::to_string(port);
+  {
+    HostRuntime host(g, synthetic_hash(g->model), {addr}, ro);
+    std::mt19937 rng(8);
+    const Tensor im = ref::random_tensor(g->input, rng);
+    InferStats st;
+    const Tensor got =
+        host.infer({im}, make_plan(*g, estimated(*g, 2, "10gbit,0.01ms"), Scheme::dpfp), &st)[0];
+    CHECK(ref::bit_equal(got, g->forward(im)));
+    CHECK(st.faults == 1);
+    REQUIRE(!st.fault_messages.empty());
+    CHECK(st.fault_messages[0].find("malformed error frame") != std::string::npos);
+    CHECK(host.alive() == 0);
+  }
+  {
+    HostRuntime host(g, synthetic_hash(g->model), {addr}, ro);
+    InferStats st;
+    const std::vector<double> rtt = host.ping(&st);
+    REQUIRE(rtt.size() == 1);
+    CHECK(rtt[0] < 0);
+    CHECK(st.faults == 1);
+    REQUIRE(!st.fault_messages.empty());
+    CHECK(st.fault_messages[0].find("malformed error frame") != std::string::npos);
+    CHECK(host.alive() == 0);
+  }
+  fake.join();
+}
+
+TEST_CASE(
     "dist faults: garbage and truncated frames do not hurt a worker; it serves the next host") {
   LocalWorkers w(1);
   const auto ep = parse_endpoint(w.addrs[0]);
