@@ -80,6 +80,18 @@ uint64_t synthetic_hash(const std::string& name) {
   return known[name] = h;
 }
 
+// A fake worker's side of the handshake: waits for the host's hello and accepts it for `model`.
+void answer_hello(Peer& peer, Inbox& inbox, const std::string& model) {
+  const auto hello = inbox.pop(std::chrono::seconds(5));
+  CHECK(hello);  // CHECK, not REQUIRE: this runs on the fake worker's thread
+  Json ok = Json::object();
+  ok["model"] = model;
+  char hex[32];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(synthetic_hash(model)));
+  ok["hash"] = hex;
+  peer.send(MsgType::hello_ok, 0, ok);
+}
+
 }  // namespace
 
 TEST_CASE("dist protocol: frames round-trip; corrupt, oversize and unknown frames are rejected") {
@@ -854,14 +866,7 @@ TEST_CASE("dist faults: a stalled worker is dropped after the timeout") {
     auto inbox = std::make_shared<Inbox>();
     Peer peer(std::make_unique<TcpSocket>(std::move(s)), inbox, 0, "host");
     peer.start_reader();
-    auto hello = inbox->pop(std::chrono::seconds(5));
-    Json ok = Json::object();
-    ok["model"] = g->model;
-    char hex[32];
-    std::snprintf(hex, sizeof hex, "%016llx",
-                  static_cast<unsigned long long>(synthetic_hash(g->model)));
-    ok["hash"] = hex;
-    peer.send(MsgType::hello_ok, 0, ok);
+    answer_hello(peer, *inbox, g->model);
     while (auto m = inbox->pop(std::chrono::seconds(3)))
       if (!m->failure.empty()) break;
   });
@@ -896,14 +901,7 @@ TEST_CASE(
       auto inbox = std::make_shared<Inbox>();
       Peer peer(std::make_unique<TcpSocket>(std::move(s)), inbox, 0, "host");
       peer.start_reader();
-      auto hello = inbox->pop(std::chrono::seconds(5));
-      Json ok = Json::object();
-      ok["model"] = g->model;
-      char hex[32];
-      std::snprintf(hex, sizeof hex, "%016llx",
-                    static_cast<unsigned long long>(synthetic_hash(g->model)));
-      ok["hash"] = hex;
-      peer.send(MsgType::hello_ok, 0, ok);
+      answer_hello(peer, *inbox, g->model);
       while (auto m = inbox->pop(std::chrono::seconds(3))) {
         if (!m->failure.empty()) break;
         if (m->type != MsgType::plan && m->type != MsgType::ping) continue;
