@@ -48,9 +48,9 @@ const char* kUsage =
     "          [--max-frame-mb MB] [--handshake-timeout S] [--idle-timeout S]\n"
     "          [--dilate F [--dilate-lock FILE]]\n"
     "  infer   --model M --workers h1:p1,h2:p2 [--scheme S] [--batch B] [--image F] [--weights F]\n"
-    "          [--link RATE,DELAY] [--devices a.json,...] [--wire fp32|fp16] [--timeout MS]\n"
-    "          [--trace out.json] [--threads N] [--top K] [--secret-file F] [--runs R]\n"
-    "          [--warmup W] [--dilate F [--dilate-lock FILE]]\n"
+    "          [--link RATE,DELAY|measure] [--devices a.json,...] [--wire fp32|fp16]\n"
+    "          [--timeout MS] [--trace out.json] [--threads N] [--top K] [--secret-file F]\n"
+    "          [--runs R] [--warmup W] [--dilate F [--dilate-lock FILE]]\n"
     "  cluster --model M --devices N [--scheme S,..|all] [--link RATE,DELAY] [--batch B]\n"
     "          [--runs R] [--warmup W] [--threads N]\n"
     "          [--cpu-share CORES [--pin] | --no-cpu-share | --dilate F [--dilate-lock none]]\n"
@@ -510,7 +510,10 @@ int cmd_infer(int argc, char** argv) {
   }
   const std::vector<eb::Tensor> images(size_t(batch), img);
   eb::dist::Cluster c;
-  c.link = eb::dist::parse_link(a.str("link", "1gbit,0.2ms"));
+  // --link RATE,DELAY emulates that link (and plans for it); --link measure plans for the real
+  // network as measured, emulating nothing.
+  const bool measure_link = a.str("link", "") == "measure";
+  c.link = eb::dist::parse_link(measure_link ? "1gbit,0.2ms" : a.str("link", "1gbit,0.2ms"));
   const bool fp16 = a.str("wire", "fp32") == "fp16";
   if (a.str("wire", "fp32") != "fp32" && !fp16)
     throw std::invalid_argument("--wire must be fp32 or fp16");
@@ -528,9 +531,24 @@ int cmd_infer(int argc, char** argv) {
   eb::dist::RuntimeOptions ro;
   ro.fp16 = fp16;
   ro.timeout_ms = a.integer("timeout", 10000, 10, 3600000);
-  if (a.has("link")) ro.shaping.enabled = true, ro.shaping.link = c.link;
+  if (a.has("link") && !measure_link) ro.shaping.enabled = true, ro.shaping.link = c.link;
   if (a.has("secret-file")) ro.secret = eb::dist::load_secret_file(a.str("secret-file"));
   eb::dist::HostRuntime host(g, hash, workers, ro);
+  if (measure_link) {
+    eb::dist::InferStats probe;
+    const std::vector<eb::dist::MeasuredLink> links = host.measure_links(&probe);
+    for (size_t i = 0; i < links.size(); ++i)
+      if (links[i].mbit > 0)
+        std::printf("link to %s: %.1f Mbit/s, round trip %.2f ms\n", workers[i].c_str(),
+                    links[i].mbit, links[i].rtt_ms);
+    for (const auto& f : probe.fault_messages)
+      std::printf("fault: %s (worker dropped)\n", f.c_str());
+    c.link = eb::dist::planning_link(links);
+    std::printf(
+        "planning for link %.1fmbit,%.3fms (the slowest rate, half the longest round "
+        "trip)\n",
+        c.link.bits_per_s / 1e6, c.link.latency_s * 1e3);
+  }
   const auto scheme = eb::dist::parse_scheme(a.str("scheme", "halp"));
   // Warm-up runs (first touch of weights and buffers on every device, connections' slow start),
   // then R runs, each beside a local run of the same images: medians of both.

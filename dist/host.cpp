@@ -1,5 +1,6 @@
 #include "dist/host.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <functional>
 #include <mutex>
@@ -371,21 +372,13 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
   return out;
 }
 
-std::vector<double> HostRuntime::ping(InferStats* st) {
-  const uint64_t id = next_ping_++;  // pongs of an earlier ping are skipped
-  std::vector<double> rtt(peers_.size(), -1.0);
-  std::vector<Clock::time_point> sent_at(peers_.size());
+std::vector<Clock::time_point> HostRuntime::await_pongs(const std::vector<uint64_t>& want,
+                                                        InferStats* st) {
+  std::vector<Clock::time_point> got(peers_.size());
   std::vector<bool> waiting(peers_.size(), false);
   size_t left = 0;
-  for (size_t i = 0; i < peers_.size(); ++i) {
-    if (!alive_[i]) continue;
-    sent_at[i] = Clock::now();
-    // Queued, never blocking: a stalled worker is found by the deadline below, and a broken
-    // connection by its reader's failure message.
-    peers_[i]->send_async(MsgType::ping, id, Json::object(), nullptr, nullptr, 0, {});
-    waiting[i] = true;
-    ++left;
-  }
+  for (size_t i = 0; i < peers_.size(); ++i)
+    if (alive_[i] && want[i] != 0) waiting[i] = true, ++left;
   const auto deadline = Clock::now() + std::chrono::milliseconds(opt_.timeout_ms);
   auto drop = [&](size_t k, const std::string& why) {
     fault(int(k), why, st);
@@ -410,15 +403,100 @@ std::vector<double> HostRuntime::ping(InferStats* st) {
     } else if (m->type == MsgType::error) {
       drop(k, error_text(*m));
     } else if (m->type == MsgType::pong) {
-      if (m->id != id || !waiting[k]) continue;
-      rtt[k] = std::chrono::duration<double, std::milli>(Clock::now() - sent_at[k]).count();
+      if (m->id != want[k] || !waiting[k]) continue;  // pongs answer in order: wait for the last
+      got[k] = Clock::now();
       waiting[k] = false;
       --left;
     } else if (m->type != MsgType::rows) {  // rows: late ones of an earlier call
       drop(k, std::string("unexpected ") + msg_name(m->type) + " message");
     }
   }
+  return got;
+}
+
+std::vector<double> HostRuntime::ping(InferStats* st) {
+  const uint64_t id = next_ping_++;  // pongs of an earlier ping are skipped
+  std::vector<uint64_t> want(peers_.size(), 0);
+  std::vector<Clock::time_point> sent_at(peers_.size());
+  for (size_t i = 0; i < peers_.size(); ++i) {
+    if (!alive_[i]) continue;
+    sent_at[i] = Clock::now();
+    // Queued, never blocking: a stalled worker is found by the deadline, and a broken
+    // connection by its reader's failure message.
+    peers_[i]->send_async(MsgType::ping, id, Json::object(), nullptr, nullptr, 0, {});
+    want[i] = id;
+  }
+  const std::vector<Clock::time_point> got = await_pongs(want, st);
+  std::vector<double> rtt(peers_.size(), -1.0);
+  for (size_t i = 0; i < peers_.size(); ++i)
+    if (want[i] != 0 && alive_[i] && got[i] != Clock::time_point{})
+      rtt[i] = std::chrono::duration<double, std::milli>(got[i] - sent_at[i]).count();
   return rtt;
+}
+
+std::vector<MeasuredLink> HostRuntime::measure_links(InferStats* st) {
+  // Probe payload: the worker ignores a ping's data and answers once the whole frame is in, so
+  // any protocol-3 worker can be measured. Frames of at most 1 MiB stay under every worker's
+  // --max-frame-mb.
+  constexpr size_t kChunk = 1 << 20;
+  static const auto zeros = std::make_shared<const std::vector<uint8_t>>(kChunk, uint8_t(0));
+  std::vector<MeasuredLink> out(peers_.size());
+  // Round trip of `bytes` sent to worker i as frames of <= 1 MiB, queued back to back; -1 if
+  // the worker was dropped.
+  auto round_trip_ms = [&](size_t i, size_t bytes) {
+    std::vector<uint64_t> want(peers_.size(), 0);
+    const auto t0 = Clock::now();
+    do {
+      const size_t len = std::min(bytes, kChunk);
+      want[i] = next_ping_++;
+      peers_[i]->send_async(MsgType::ping, want[i], Json::object(), zeros, zeros->data(), len, {});
+      bytes -= len;
+    } while (bytes > 0);
+    const auto got = await_pongs(want, st);
+    return alive_[i] ? std::chrono::duration<double, std::milli>(got[i] - t0).count() : -1.0;
+  };
+  auto median_of = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  // One worker at a time: they would share the host's own link otherwise.
+  for (size_t i = 0; i < peers_.size(); ++i) {
+    if (!alive_[i]) continue;
+    // Two pings first, untimed: a worker that has sat idle can be slow to wake (README,
+    // Measured performance), which is not the link.
+    for (int k = 0; k < 2 && alive_[i]; ++k) round_trip_ms(i, 0);
+    std::vector<double> rtts;
+    for (int k = 0; k < 5 && alive_[i]; ++k) rtts.push_back(round_trip_ms(i, 0));
+    if (!alive_[i]) continue;
+    const double rtt = median_of(rtts);
+    // Grow the probe until it takes long enough to dwarf the round trip and the timer, then
+    // take the median of three at that size. The growth also opens the TCP window.
+    size_t bytes = 16 << 10;
+    for (;;) {
+      const double t = round_trip_ms(i, bytes);
+      if (t < 0 || t >= rtt + 30 || bytes >= (size_t(64) << 20)) break;
+      bytes *= 4;
+    }
+    std::vector<double> ts;
+    for (int k = 0; k < 3 && alive_[i]; ++k) ts.push_back(round_trip_ms(i, bytes));
+    if (!alive_[i]) continue;
+    const double wire_ms = std::max(median_of(ts) - rtt, 1e-3);
+    out[i] = {rtt, double(bytes) * 8.0 / (wire_ms * 1e3)};
+  }
+  return out;
+}
+
+LinkModel planning_link(const std::vector<MeasuredLink>& links) {
+  LinkModel l;
+  bool any = false;
+  for (const MeasuredLink& m : links) {
+    if (m.mbit <= 0) continue;
+    l.bits_per_s = any ? std::min(l.bits_per_s, m.mbit * 1e6) : m.mbit * 1e6;
+    l.latency_s = any ? std::max(l.latency_s, m.rtt_ms * 0.5e-3) : m.rtt_ms * 0.5e-3;
+    any = true;
+  }
+  if (!any) throw std::runtime_error("no worker's link could be measured");
+  return l;
 }
 
 Json chrome_trace(const InferStats& st, int devices) {

@@ -2,6 +2,7 @@
 // model (weights hash), executes plans as device 0, and survives worker faults by recomputing
 // the affected images itself.
 #pragma once
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -38,6 +39,12 @@ struct InferStats {
   std::vector<Wire> wires;  // host-observed sends and receipts
 };
 
+// A worker's link as measured (HostRuntime::measure_links); -1: the worker is not usable.
+struct MeasuredLink {
+  double rtt_ms = -1;  // round trip of an empty frame
+  double mbit = -1;    // throughput of a bulk transfer to the worker
+};
+
 class HostRuntime {
  public:
   HostRuntime(std::shared_ptr<const Graph> g, uint64_t model_hash,
@@ -51,9 +58,20 @@ class HostRuntime {
   // died or stall between calls (dropped and reported in st, like a fault in infer), and wakes
   // workers that have been idle before a call whose latency is measured.
   std::vector<double> ping(InferStats* st = nullptr);
+  // Measures the real network to every usable worker, one worker at a time (they would share
+  // the host's link otherwise): the median round trip of five empty pings (after two untimed
+  // ones that wake the worker), then the rate of a bulk probe (pings carrying data, which
+  // workers ignore) grown from 16 KiB x4 until it takes 30 ms more than the round trip, the
+  // median of three at that size. Includes whatever the rows will pay too: checksums, MACs,
+  // the built-in shaping if on. Faults as in ping.
+  std::vector<MeasuredLink> measure_links(InferStats* st = nullptr);
 
  private:
   void fault(int peer, const std::string& why, InferStats* st);
+  // Waits until each peer i with want[i] != 0 answers the pong of that id (pongs come in
+  // order, so the last of a burst); when each did (a default time_point: dropped meanwhile).
+  std::vector<std::chrono::steady_clock::time_point> await_pongs(const std::vector<uint64_t>& want,
+                                                                 InferStats* st);
   std::shared_ptr<const Graph> g_;
   RuntimeOptions opt_;
   std::unique_ptr<IoContext> io_;  // dist/tcp.h; outlives the peers' sockets (declared first)
@@ -63,6 +81,10 @@ class HostRuntime {
   uint64_t next_image_ = 1;
   uint64_t next_ping_ = 1;
 };
+
+// The one link the planner assumes for every worker (LinkModel has no per-worker links): the
+// slowest measured rate and half the longest round trip. Throws if no link was measured.
+LinkModel planning_link(const std::vector<MeasuredLink>& links);
 
 // Chrome trace-event JSON (Perfetto / chrome://tracing): one track per device.
 Json chrome_trace(const InferStats& st, int devices);

@@ -2,7 +2,8 @@
 # The whole test suite, as CI runs it:
 #   1. the static aarch64 (Raspberry Pi 4) cross build, its tests under qemu-user;
 #   2. a warnings-as-errors release build (the shipped static binary) and its tests, including a
-#      distributed run with an aarch64 worker under qemu beside x86-64 devices;
+#      distributed run with an aarch64 worker under qemu beside x86-64 devices; then the same
+#      binary across network namespaces over kernel-shaped links (tests/testbed_netns.sh);
 #   3. the suite again under AddressSanitizer + UndefinedBehaviorSanitizer, then a soak of an
 #      authenticated worker (hosts, rude hosts, garbage clients; LeakSanitizer at its exit);
 #   4. the distributed tests under ThreadSanitizer;
@@ -31,6 +32,18 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DEDGEBAND_WERROR=ON \
 cmake --build build -j"$jobs"
 file build/edgeband | grep -q "statically linked" || { echo "edgeband is not static"; exit 1; }
 ctest --test-dir build --output-on-failure -j"$jobs"
+
+stage "testbed: separate processes in network namespaces, kernel-shaped links (tbf)"
+# Needs root and network namespaces (CI's machines have both); elsewhere it says why not.
+if [ "$(id -u)" -eq 0 ] && command -v ip >/dev/null && command -v tc >/dev/null &&
+  ip netns add "ebprobe$$" 2>/dev/null; then
+  ip netns del "ebprobe$$"
+  # VGG-16 at 64x64 on emulated Pi-class devices (--dilate 9) splits at 100 Mbit/s; -c checks
+  # that --link measure finds the tbf rate on every link.
+  bash tests/testbed_netns.sh -b build/edgeband -m vgg16:64 -d 9 -n 3 -r 100mbit -k 1 -c -- --runs 2
+else
+  echo "testbed not run: it needs root, iproute2 (ip, tc) and network namespaces"
+fi
 
 stage "ASan + UBSan build + tests"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEDGEBAND_WERROR=ON \

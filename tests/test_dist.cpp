@@ -763,6 +763,19 @@ TEST_CASE(
   CAPTURE(out1);
   CHECK(code1 == 0);
   CHECK(out1.find("medians of 1 runs after 1 warm-up runs") != std::string::npos);
+  // --link measure: each worker's link measured and printed, the plan made for it, nothing
+  // emulated.
+  const auto [code2, out2] = run("infer --model mobilenet_v1:0.25:128 --workers " + w.addr() +
+                                 " --devices " + prof + "," + prof + " --link measure --runs 1");
+  CAPTURE(out2);
+  CHECK(code2 == 0);
+  CHECK(out2.find("link to " + w.addr() + ": ") != std::string::npos);
+  CHECK(out2.find("planning for link ") != std::string::npos);
+  CHECK(out2.find("speedup") != std::string::npos);
+  const auto [bad_link, bad_link_msg] =
+      run("infer --model mobilenet_v1:0.25:128 --workers " + w.addr() + " --link measured");
+  CHECK(bad_link == 1);
+  CHECK(bad_link_msg.find("link rate") != std::string::npos);
   std::remove(prof.c_str());
   CHECK(eb::dist::default_warmup(1.0) == 1);
   CHECK(eb::dist::default_warmup(9.0) == 3);
@@ -851,6 +864,48 @@ TEST_CASE("dist faults: ping times live workers and drops a dead one and a stopp
       host.infer({im}, make_plan(*g, estimated(*g, 2, "10gbit,0.01ms"), Scheme::halp), &st2)[0],
       g->forward(im)));
   CHECK(host.ping(&st2)[0] > 0);
+  CHECK(st2.faults == 0);
+}
+
+TEST_CASE("dist: measure_links finds an emulated link's rate and round trip, and drops the dead") {
+  auto g = shared_synthetic("vgg16:32");
+  LocalWorkers live(2);
+  WorkerProcess dead(EDGEBAND_BIN, 1);
+  RuntimeOptions ro;
+  // Emulated on both ends (the hello carries it to the workers): 100 Mbit/s, 2 ms each way.
+  ro.shaping.enabled = true, ro.shaping.link = parse_link("100mbit,2ms");
+  ro.timeout_ms = 3000;
+  HostRuntime host(g, synthetic_hash("vgg16:32"), {live.addrs[0], dead.addr(), live.addrs[1]}, ro);
+  kill(dead.pid(), SIGKILL);
+  waitpid(dead.pid(), nullptr, 0);
+  InferStats st;
+  const std::vector<MeasuredLink> links = host.measure_links(&st);
+  REQUIRE(links.size() == 3);
+  for (size_t i : {size_t(0), size_t(2)}) {
+    CAPTURE(i);
+    MESSAGE("measured " << links[i].mbit << " Mbit/s, round trip " << links[i].rtt_ms << " ms");
+    // Loose bounds: the sanitizer builds add CPU time to every frame.
+    CHECK(links[i].rtt_ms >= 4.0);
+    CHECK(links[i].rtt_ms < 40.0);
+    CHECK(links[i].mbit > 50.0);
+    CHECK(links[i].mbit < 110.0);
+  }
+  CHECK(links[1].mbit == -1.0);
+  CHECK(links[1].rtt_ms == -1.0);
+  CHECK(host.alive() == 2);
+  CHECK(st.faults == 1);
+  const LinkModel l = planning_link(links);
+  CHECK(l.bits_per_s == doctest::Approx(std::min(links[0].mbit, links[2].mbit) * 1e6));
+  CHECK(l.latency_s == doctest::Approx(std::max(links[0].rtt_ms, links[2].rtt_ms) * 0.5e-3));
+  CHECK_THROWS_WITH_AS(planning_link({MeasuredLink{}, MeasuredLink{}}),
+                       doctest::Contains("no worker's link could be measured"), std::runtime_error);
+  // The probes leave nothing behind: the next call is exact.
+  std::mt19937 rng(13);
+  const Tensor im = ref::random_tensor(g->input, rng);
+  InferStats st2;
+  CHECK(ref::bit_equal(
+      host.infer({im}, make_plan(*g, estimated(*g, 3, "10gbit,0.01ms"), Scheme::halp), &st2)[0],
+      g->forward(im)));
   CHECK(st2.faults == 0);
 }
 
