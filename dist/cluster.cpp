@@ -180,7 +180,8 @@ PairedRuns run_paired(HostRuntime& host, const Graph& g, Cluster c, Scheme s,
     pr.last = InferStats{};
     if (pr.plan.devices > 1) {
       const std::vector<double> rtt = host.ping(&pr.last);
-      if (timed) pr.ping_ms.push_back(*std::max_element(rtt.begin(), rtt.end()));
+      const double slowest = *std::max_element(rtt.begin(), rtt.end());  // -1: none answered
+      if (timed && slowest >= 0) pr.ping_ms.push_back(slowest);
       if (pr.plan.devices > host.alive() + 1) {  // the ping found a dead worker
         c.devices.resize(size_t(host.alive() + 1));
         pr.plan = make_plan(g, c, s, batch);

@@ -3,7 +3,8 @@
 //    8 u64 request id      16 u32 JSON length    20 u32 flags (bit 0: MAC trailer)
 //   24 u64 data length     32 u64 checksum (hash64 of bytes 0..31, then JSON, then data)
 //   40 JSON (UTF-8, <= 1 MiB), then data (<= 512 MiB): the rows of a band, fp32 (raw or with
-//      its zeros elided, dist/sparse_wire.h) or fp16,
+//      its zeros elided, dist/sparse_wire.h) or fp16; in a ping, probe bytes the worker
+//      ignores (HostRuntime::measure_links),
 //   then, with flag bit 0, a 16-byte MAC (see frame_mac and dist/auth.h).
 // Anything else - wrong magic or version, unknown type or flags, lengths over the receiver's
 // limits, bad checksum or MAC, malformed JSON, rows outside the model - is a ProtocolError; the
@@ -36,7 +37,7 @@ enum class MsgType : uint16_t {
   challenge = 7,
   auth = 8,
   ping = 9,
-  pong = 10  // version 3: a host checks and wakes its workers between calls
+  pong = 10  // version 3: a host checks, wakes and measures its workers between calls
 };
 constexpr uint16_t kMaxMsgType = 10;
 const char* msg_name(MsgType t);
