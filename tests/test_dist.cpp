@@ -706,9 +706,11 @@ TEST_CASE("dist cli: cluster --dilate emulates slower devices; outputs still equ
            {"--dilate 3 --dilate-lock none",
             "3x slower than one core here, 1 thread, computing side by side"}}) {
     CAPTURE(flags);
+    // VGG-16 at 32x32: enough compute that the plan splits on any machine (MobileNet-V1 0.25 at
+    // 96x96 takes ~0.2 ms, and on a fast day its plan fell back to one device).
     const auto [code, out] = test::run_edgeband(
-        "cluster --model mobilenet_v1:0.25:96 --devices 3 --scheme halp --runs 1 --warmup 1 " +
-        flags + " --json");
+        "cluster --model vgg16:32 --devices 3 --scheme halp --runs 1 --warmup 1 " + flags +
+        " --json");
     CAPTURE(out);
     REQUIRE(code == 0);
     const Json j = cluster_json(out);
