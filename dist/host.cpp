@@ -6,6 +6,7 @@
 #include <mutex>
 #include <stdexcept>
 
+#include "core/benchmark.h"
 #include "dist/tcp.h"
 
 namespace eb::dist {
@@ -455,10 +456,6 @@ std::vector<MeasuredLink> HostRuntime::measure_links(InferStats* st) {
     const auto got = await_pongs(want, st);
     return alive_[i] ? std::chrono::duration<double, std::milli>(got[i] - t0).count() : -1.0;
   };
-  auto median_of = [](std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-  };
   // One worker at a time: they would share the host's own link otherwise.
   for (size_t i = 0; i < peers_.size(); ++i) {
     if (!alive_[i]) continue;
@@ -468,7 +465,7 @@ std::vector<MeasuredLink> HostRuntime::measure_links(InferStats* st) {
     std::vector<double> rtts;
     for (int k = 0; k < 5 && alive_[i]; ++k) rtts.push_back(round_trip_ms(i, 0));
     if (!alive_[i]) continue;
-    const double rtt = median_of(rtts);
+    const double rtt = median(rtts);
     // Grow the probe until it takes long enough to dwarf the round trip and the timer, then
     // take the median of three at that size. The growth also opens the TCP window.
     size_t bytes = 16 << 10;
@@ -480,7 +477,7 @@ std::vector<MeasuredLink> HostRuntime::measure_links(InferStats* st) {
     std::vector<double> ts;
     for (int k = 0; k < 3 && alive_[i]; ++k) ts.push_back(round_trip_ms(i, bytes));
     if (!alive_[i]) continue;
-    const double wire_ms = std::max(median_of(ts) - rtt, 1e-3);
+    const double wire_ms = std::max(median(ts) - rtt, 1e-3);
     out[i] = {rtt, double(bytes) * 8.0 / (wire_ms * 1e3)};
   }
   return out;

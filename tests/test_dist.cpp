@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <random>
 #include <thread>
@@ -90,6 +91,50 @@ void answer_hello(Peer& peer, Inbox& inbox, const std::string& model) {
   std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(synthetic_hash(model)));
   ok["hash"] = hex;
   peer.send(MsgType::hello_ok, 0, ok);
+}
+
+// A fake worker on 127.0.0.1 for `model`: serves `hosts` connections in turn, answers each
+// hello, then hands every frame to `on_frame` (false: hang up) until the host leaves or stays
+// silent for 3 s.
+class FakeWorker {
+ public:
+  FakeWorker(const std::string& model, int hosts,
+             std::function<bool(Peer&, const Message&)> on_frame)
+      : acc_(io_, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)),
+        thread_([this, model, hosts, on_frame] {
+          for (int h = 0; h < hosts; ++h) {
+            asio::ip::tcp::socket s(io_);
+            acc_.accept(s);
+            auto inbox = std::make_shared<Inbox>();
+            Peer peer(std::make_unique<TcpSocket>(std::move(s)), inbox, 0, "host");
+            peer.start_reader();
+            answer_hello(peer, *inbox, model);
+            while (auto m = inbox->pop(std::chrono::seconds(3)))
+              if (!m->failure.empty() || !on_frame(peer, *m)) break;
+          }
+        }) {}
+  ~FakeWorker() { thread_.join(); }
+  std::string addr() const { return "127.0.0.1:" + std::to_string(acc_.local_endpoint().port()); }
+
+ private:
+  asio::io_context io_;
+  asio::ip::tcp::acceptor acc_;
+  std::thread thread_;  // last: starts once the acceptor listens
+};
+
+// One call through a host whose only worker misbehaves: the answer is still exact, and the
+// host reports one fault naming `why` and drops the worker.
+void check_call_survives(HostRuntime& host, const Graph& g, const std::string& why) {
+  std::mt19937 rng(8);
+  const Tensor im = ref::random_tensor(g.input, rng);
+  InferStats st;
+  const Tensor got =
+      host.infer({im}, make_plan(g, estimated(g, 2, "10gbit,0.01ms"), Scheme::dpfp), &st)[0];
+  CHECK(ref::bit_equal(got, g.forward(im)));
+  CHECK(st.faults == 1);
+  REQUIRE(!st.fault_messages.empty());
+  CHECK(st.fault_messages[0].find(why) != std::string::npos);
+  CHECK(host.alive() == 0);
 }
 
 }  // namespace
@@ -914,33 +959,11 @@ TEST_CASE("dist: measure_links finds an emulated link's rate and round trip, and
 TEST_CASE("dist faults: a stalled worker is dropped after the timeout") {
   auto g = shared_synthetic("mobilenet_v1:0.25:128");
   // A fake worker: answers hello correctly, then never sends a row.
-  asio::io_context io;
-  asio::ip::tcp::acceptor acc(io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  const uint16_t port = acc.local_endpoint().port();
-  std::thread fake([&] {
-    asio::ip::tcp::socket s(io);
-    acc.accept(s);
-    auto inbox = std::make_shared<Inbox>();
-    Peer peer(std::make_unique<TcpSocket>(std::move(s)), inbox, 0, "host");
-    peer.start_reader();
-    answer_hello(peer, *inbox, g->model);
-    while (auto m = inbox->pop(std::chrono::seconds(3)))
-      if (!m->failure.empty()) break;
-  });
+  FakeWorker fake(g->model, 1, [](Peer&, const Message&) { return true; });
   RuntimeOptions ro;
   ro.timeout_ms = 300;
-  HostRuntime host(g, synthetic_hash(g->model), {"127.0.0.1:" + std::to_string(port)}, ro);
-  std::mt19937 rng(8);
-  const Tensor im = ref::random_tensor(g->input, rng);
-  InferStats st;
-  const Tensor got =
-      host.infer({im}, make_plan(*g, estimated(*g, 2, "10gbit,0.01ms"), Scheme::dpfp), &st)[0];
-  CHECK(ref::bit_equal(got, g->forward(im)));
-  CHECK(st.faults == 1);
-  REQUIRE(!st.fault_messages.empty());
-  CHECK(st.fault_messages[0].find("stalled") != std::string::npos);
-  CHECK(host.alive() == 0);
-  fake.join();
+  HostRuntime host(g, synthetic_hash(g->model), {fake.addr()}, ro);
+  check_call_survives(host, *g, "stalled");
 }
 
 TEST_CASE(
@@ -948,46 +971,23 @@ TEST_CASE(
   auto g = shared_synthetic("mobilenet_v1:0.25:128");
   // A fake worker: answers hello correctly, then answers every plan or ping with an error frame
   // that carries no message. It serves two hosts in turn: one calls, one pings.
-  asio::io_context io;
-  asio::ip::tcp::acceptor acc(io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  const uint16_t port = acc.local_endpoint().port();
-  std::thread fake([&] {
-    for (int conn = 0; conn < 2; ++conn) {
-      asio::ip::tcp::socket s(io);
-      acc.accept(s);
-      auto inbox = std::make_shared<Inbox>();
-      Peer peer(std::make_unique<TcpSocket>(std::move(s)), inbox, 0, "host");
-      peer.start_reader();
-      answer_hello(peer, *inbox, g->model);
-      while (auto m = inbox->pop(std::chrono::seconds(3))) {
-        if (!m->failure.empty()) break;
-        if (m->type != MsgType::plan && m->type != MsgType::ping) continue;
-        try {
-          peer.send(MsgType::error, m->id, Json::object());
-        } catch (const std::exception&) {
-          break;
-        }
-      }
+  FakeWorker fake(g->model, 2, [](Peer& peer, const Message& m) {
+    if (m.type != MsgType::plan && m.type != MsgType::ping) return true;
+    try {
+      peer.send(MsgType::error, m.id, Json::object());
+    } catch (const std::exception&) {
+      return false;
     }
+    return true;
   });
   RuntimeOptions ro;
   ro.timeout_ms = 3000;
-  const std::string addr = "127.0.0.1:" + std::to_string(port);
   {
-    HostRuntime host(g, synthetic_hash(g->model), {addr}, ro);
-    std::mt19937 rng(8);
-    const Tensor im = ref::random_tensor(g->input, rng);
-    InferStats st;
-    const Tensor got =
-        host.infer({im}, make_plan(*g, estimated(*g, 2, "10gbit,0.01ms"), Scheme::dpfp), &st)[0];
-    CHECK(ref::bit_equal(got, g->forward(im)));
-    CHECK(st.faults == 1);
-    REQUIRE(!st.fault_messages.empty());
-    CHECK(st.fault_messages[0].find("malformed error frame") != std::string::npos);
-    CHECK(host.alive() == 0);
+    HostRuntime host(g, synthetic_hash(g->model), {fake.addr()}, ro);
+    check_call_survives(host, *g, "malformed error frame");
   }
   {
-    HostRuntime host(g, synthetic_hash(g->model), {addr}, ro);
+    HostRuntime host(g, synthetic_hash(g->model), {fake.addr()}, ro);
     InferStats st;
     const std::vector<double> rtt = host.ping(&st);
     REQUIRE(rtt.size() == 1);
@@ -997,7 +997,6 @@ TEST_CASE(
     CHECK(st.fault_messages[0].find("malformed error frame") != std::string::npos);
     CHECK(host.alive() == 0);
   }
-  fake.join();
 }
 
 TEST_CASE(

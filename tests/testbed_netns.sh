@@ -71,12 +71,9 @@ done
 
 # Starts a worker and waits for its "listening" line; prints its address.
 start_worker() {  # NS_OR_EMPTY LISTEN LOG
-  local log=$3
-  if [ -n "$1" ]; then
-    ip netns exec "$1" "$bin" worker --listen "$2" "${dev_flags[@]}" >/dev/null 2>"$log" &
-  else
-    "$bin" worker --listen "$2" "${dev_flags[@]}" >/dev/null 2>"$log" &
-  fi
+  local log=$3 in_ns=()
+  [ -z "$1" ] || in_ns=(ip netns exec "$1")
+  "${in_ns[@]}" "$bin" worker --listen "$2" "${dev_flags[@]}" >/dev/null 2>"$log" &
   pids+=($!)
   for _ in $(seq 1 200); do
     grep -q "listening on port" "$log" 2>/dev/null && return 0
