@@ -2,6 +2,7 @@
 // the work is done by the libraries.
 #include <omp.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -234,6 +235,12 @@ int cmd_reliability(int argc, char** argv) {
   o.deadlines_ms = eb::dist::parse_range(a.str("deadlines", "20:200:10"));
   o.requests = a.integer("requests", 20, 1, 100000);
   o.threads = a.integer("threads", 0, 0, 256);
+  if (const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
+      o.threads * o.devices > cores)
+    std::fprintf(stderr,
+                 "edgeband cluster: warning: %d devices x %d threads on %d cores: devices that "
+                 "share cores slow each other down (leave --threads out: cores / devices)\n",
+                 o.devices, o.threads, cores);
   o.cpu_share = !a.has("no-cpu-share");
   if (a.has("candidates")) o.candidates = split_list(a.str("candidates"));
   if (a.has("latency")) o.link_latency_ms = std::stod(a.str("latency"));
@@ -487,6 +494,24 @@ int cmd_worker(int argc, char** argv) {
   return 0;
 }
 
+// Workers on this machine (loopback addresses) and the host share its cores. Each worker's thread
+// count is its own (--threads, default: every core), so the check assumes the default unless the
+// host runs one thread, the usual setting in that case.
+void warn_if_cores_shared(const std::vector<std::string>& workers) {
+  int local = 0;
+  for (const auto& w : workers)
+    if (w.rfind("127.", 0) == 0 || w.rfind("localhost:", 0) == 0) ++local;
+  const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
+  const int host_threads = omp_get_max_threads();
+  const int asked = host_threads + local * (host_threads == 1 ? 1 : cores);
+  if (local > 0 && asked > cores)
+    std::fprintf(stderr,
+                 "edgeband infer: warning: the host and %d worker%s on this machine ask for about "
+                 "%d threads on %d cores; devices that share cores slow each other down: give the "
+                 "host and each local worker --threads %d\n",
+                 local, local == 1 ? "" : "s", asked, cores, std::max(1, cores / (local + 1)));
+}
+
 int cmd_infer(int argc, char** argv) {
   Args a(argc, argv, 2,
          {"model", "weights", "workers", "scheme", "batch", "image", "link", "devices", "wire",
@@ -528,6 +553,7 @@ int cmd_infer(int argc, char** argv) {
     const auto p = eb::dist::measure_profile(*g, "this-machine", 3);
     c.devices.assign(workers.size() + 1, p);
   }
+  warn_if_cores_shared(workers);
   eb::dist::RuntimeOptions ro;
   ro.fp16 = fp16;
   ro.timeout_ms = a.integer("timeout", 10000, 10, 3600000);
@@ -599,6 +625,12 @@ int cmd_cluster(int argc, char** argv) {
   o.runs = a.integer("runs", 3, 1, 1000);
   o.warmup = a.integer("warmup", 0, 0, 1000);
   o.threads = a.integer("threads", 0, 0, 256);
+  if (const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
+      o.threads * o.devices > cores)
+    std::fprintf(stderr,
+                 "edgeband cluster: warning: %d devices x %d threads on %d cores: devices that "
+                 "share cores slow each other down (leave --threads out: cores / devices)\n",
+                 o.devices, o.threads, cores);
   o.cpu_share = !a.has("no-cpu-share");
   o.pin = a.has("pin");
   o.dilate = eb::compute_dilation();
@@ -668,7 +700,25 @@ int cmd_info() {
 
 }  // namespace
 
+// Several devices on one machine (hosts and workers, and each worker's network threads) must not
+// spin against each other: libgomp's default keeps idle OpenMP threads spinning for a while after
+// every parallel region, which on a 2-core machine with three processes made a 6 ms model take
+// 139 ms. The wait policy is read when libgomp starts, before main, so the distributed commands
+// re-execute themselves once with OMP_WAIT_POLICY=passive unless the user chose a policy. Where
+// the re-exec is impossible (an emulator without binfmt) they go on as they are.
+void wait_passively_between_layers(int argc, char** argv) {
+  (void)argc;
+  if (std::getenv("OMP_WAIT_POLICY")) return;
+  if (::setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+  ::execv("/proc/self/exe", argv);
+}
+
 int main(int argc, char** argv) {
+  if (argc >= 2) {
+    const std::string c = argv[1];
+    if (c == "worker" || c == "infer" || c == "cluster" || c == "reliability")
+      wait_passively_between_layers(argc, argv);
+  }
   signal(SIGPIPE, SIG_IGN);  // a peer that vanishes mid-send is an error to report, not a kill
   // "-o" is the one short option; normalise it to --o.
   for (int i = 1; i < argc; ++i)

@@ -107,47 +107,122 @@ void winograd_f43_tile_rows(long r0, long r1, long* first, long* last) {
   *last = (r1 + 3) / 4 * 4;
 }
 
+namespace {
+
+// The tiles [b0, b0 + nb) of one Winograd layer call, numbered row-major over the tile grid.
+struct WinoTiles {
+  const ConvGeom& g;
+  const InBand& in;
+  const OutBand& out;
+  const WinogradF43Weights& w;
+  const MinMax* mm;
+  long t0, ntx;  // first absolute tile row, tiles per row
+};
+
+void wino_input_tiles(const KernelTable& kt, const WinoTiles& L, long b0, long t_begin, long t_end,
+                      float* v, size_t v_stride) {
+  const size_t rf = size_t(L.g.in_w * L.g.cin);
+  for (long t = t_begin; t < t_end; ++t) {
+    const long ty = (b0 + t) / L.ntx, tx = (b0 + t) % L.ntx;
+    const float* rows[6];
+    for (int i = 0; i < 6; ++i) rows[i] = L.in.row(L.t0 + ty * 4 - L.g.pad_t + i, L.g.in_h, rf);
+    kt.wino_f43_input(rows, tx * 4 - L.g.pad_l, size_t(L.g.in_w), size_t(L.g.cin),
+                      v + size_t(t) * size_t(L.g.cin), v_stride);
+  }
+}
+
+void wino_output_tiles(const KernelTable& kt, const WinoTiles& L, long b0, long t_begin,
+                       long t_end, const float* m, size_t m_stride) {
+  const size_t K = size_t(L.g.cout);
+  const long r0 = L.out.row0, r1 = L.out.row0 + L.out.rows;
+  for (long t = t_begin; t < t_end; ++t) {
+    const long ty = (b0 + t) / L.ntx, tx = (b0 + t) % L.ntx;
+    float* orow[4];
+    for (int p = 0; p < 4; ++p) {
+      const long y = L.t0 + ty * 4 + p;
+      orow[p] = (y >= r0 && y < r1) ? L.out.data + size_t(y - r0) * L.g.out_w * K : nullptr;
+    }
+    kt.wino_f43_output(m + size_t(t) * K, m_stride, K, L.w.bias.data(), L.mm, orow,
+                       size_t(tx * 4), size_t(std::min<long>(4, L.g.out_w - tx * 4)));
+  }
+}
+
+// Transform buffers live as long as the calling thread and only grow: a fresh multi-MB
+// zero-filled allocation per call cost page faults and a memset every layer (and under the
+// sanitizers' allocators far more). Every element read is written first in each block.
+float* wino_buffer(std::vector<float>& b, size_t n) {
+  if (b.size() < n) b.resize(n);
+  return b.data();
+}
+thread_local std::vector<float> t_wino_v, t_wino_m;
+
+}  // namespace
+
+WinoSchedule winograd_f43_schedule(size_t ntiles, size_t C, size_t K, size_t mr, int threads) {
+  // Each block of tiles streams all 36 weight matrices once; a block needs at least
+  // C*K / (2 (C + K)) tiles for that to cost less than half its transform buffers' traffic.
+  const size_t reuse_tiles = C * K / (2 * (C + K));
+  const size_t nt = size_t(std::max(1, threads));
+  // Many tiles (the early, wide layers): every thread takes whole blocks and runs all three
+  // stages on them, so a tile's transforms never leave the core that made them and no barrier
+  // separates the stages (VGG-16's conv1-conv3 ran 10-25% faster on 2 threads). Blocks fit
+  // about 1 MB of buffers, and their count is a multiple of the threads, so each thread gets as
+  // many tiles.
+  if (nt > 1 && ntiles >= nt * std::max(mr, reuse_tiles / 2)) {
+    const size_t tile_bytes = 36 * sizeof(float) * (C + K);
+    const size_t want = std::max({mr, (size_t(1) << 20) / tile_bytes, reuse_tiles});
+    const size_t blocks = (ntiles + nt * want - 1) / (nt * want) * nt;
+    return {true, (ntiles + blocks - 1) / blocks, long(blocks)};
+  }
+  // Few tiles (deep layers, thin bands): the threads share each block, stage by stage, and split
+  // its 36 GEMMs over weight panels too. Blocks of about 2 MB of buffers, or more where the
+  // weights would then cost more traffic per tile than the buffers (a 28x28x512 layer took three
+  // weight passes and spent a quarter of its time on them).
+  size_t tb = std::max((size_t(2) << 20) / (36 * sizeof(float) * std::max(C, K)), reuse_tiles);
+  tb = std::max(mr, tb / mr * mr);
+  tb = std::min(tb, (ntiles + mr - 1) / mr * mr);
+  return {false, tb, long((ntiles + tb - 1) / tb)};
+}
+
 void conv3x3_winograd_f43(const ConvGeom& g, InBand in, OutBand out, const WinogradF43Weights& w,
                           const MinMax* mm) {
   if (out.rows <= 0) return;
   const KernelTable& kt = active();
-  const long r0 = out.row0, r1 = out.row0 + out.rows;
   long t0, t1;
-  winograd_f43_tile_rows(r0, r1, &t0, &t1);
-  const long nty = (t1 - t0) / 4, ntx = (g.out_w + 3) / 4, ntiles = nty * ntx;
-  const size_t rf = size_t(g.in_w * g.cin), C = size_t(g.cin), K = size_t(g.cout);
-  // Tiles per block, a multiple of the GEMM's MR. Every block streams all 36 weight matrices
-  // once (38 MB at 512x512 channels), every tile moves 36 (C + K) floats through the transform
-  // buffers: blocks of about 2 MB of buffers, or more where the weights would then cost more
-  // traffic per tile than the buffers (deep layers; a 28x28x512 layer took three weight passes
-  // and spent a quarter of its time on them).
-  const size_t mr = kt.gemm_mr;
-  size_t tb =
-      std::max((size_t(2) << 20) / (36 * sizeof(float) * std::max(C, K)), C * K / (2 * (C + K)));
-  tb = std::max(mr, tb / mr * mr);
-  tb = std::min(tb, (size_t(ntiles) + mr - 1) / mr * mr);
-  // Transform buffers live as long as the calling thread and only grow: a fresh multi-MB
-  // zero-filled allocation per call cost page faults and a memset every layer (and under the
-  // sanitizers' allocators far more). Every element read is written first in each block.
-  thread_local std::vector<float> t_wino_v, t_wino_m;
-  if (t_wino_v.size() < 36 * tb * C) t_wino_v.resize(36 * tb * C);
-  if (t_wino_m.size() < 36 * tb * K) t_wino_m.resize(36 * tb * K);
+  winograd_f43_tile_rows(out.row0, out.row0 + out.rows, &t0, &t1);
+  const WinoTiles L{g, in, out, w, mm, t0, (g.out_w + 3) / 4};
+  const long ntiles = (t1 - t0) / 4 * L.ntx;
+  const size_t C = size_t(g.cin), K = size_t(g.cout);
+  const WinoSchedule ws =
+      winograd_f43_schedule(size_t(ntiles), C, K, kt.gemm_mr, omp_get_max_threads());
+  const size_t tb = ws.tiles_per_block;
+  if (ws.per_thread) {
+#pragma omp parallel for schedule(dynamic, 1)
+    for (long bi = 0; bi < ws.blocks; ++bi) {
+      const long b0 = bi * long(tb), nb = std::min(long(tb), ntiles - b0);
+      if (nb <= 0) continue;
+      float* v = wino_buffer(t_wino_v, 36 * tb * C);
+      float* m = wino_buffer(t_wino_m, 36 * tb * K);
+      wino_input_tiles(kt, L, b0, 0, nb, v, tb * C);
+      for (size_t xi = 0; xi < 36; ++xi) {
+        StridedA a(v + xi * tb * C, C);
+        gemm_panels(size_t(nb), a, w.u[xi], 0, w.u[xi].panels, m + xi * tb * K, K, nullptr);
+      }
+      wino_output_tiles(kt, L, b0, 0, nb, m, tb * K);
+    }
+    return;
+  }
   // Pointers, not the thread_local names: inside the parallel region those would name each
   // OpenMP thread's own (empty) buffers.
-  float* const v = t_wino_v.data();
-  float* const m = t_wino_m.data();
+  float* const v = wino_buffer(t_wino_v, 36 * tb * C);
+  float* const m = wino_buffer(t_wino_m, 36 * tb * K);
   for (long b0 = 0; b0 < ntiles; b0 += long(tb)) {
     const long nb = std::min(long(tb), ntiles - b0);
 #pragma omp parallel
     {
-#pragma omp for schedule(static)
-      for (long t = 0; t < nb; ++t) {
-        const long ty = (b0 + t) / ntx, tx = (b0 + t) % ntx;
-        const float* rows[6];
-        for (int i = 0; i < 6; ++i) rows[i] = in.row(t0 + ty * 4 - g.pad_t + i, g.in_h, rf);
-        kt.wino_f43_input(rows, tx * 4 - g.pad_l, size_t(g.in_w), C, v + size_t(t) * C, tb * C);
-      }
-      // 36 independent GEMMs [nb x cin] x [cin x cout], split over panels too when cout is big.
+      const int nt = omp_get_num_threads(), id = omp_get_thread_num();
+      wino_input_tiles(kt, L, b0, nb * id / nt, nb * (id + 1) / nt, v, tb * C);
+#pragma omp barrier
       const PackedB& u0 = w.u[0];
       const size_t split = std::min<size_t>(u0.panels, 4);
       const size_t per = (u0.panels + split - 1) / split;
@@ -159,17 +234,7 @@ void conv3x3_winograd_f43(const ConvGeom& g, InBand in, OutBand out, const Winog
         StridedA a(v + xi * tb * C, C);
         gemm_panels(size_t(nb), a, w.u[xi], p0, p1, m + xi * tb * K, K, nullptr);
       }
-#pragma omp for schedule(static)
-      for (long t = 0; t < nb; ++t) {
-        const long ty = (b0 + t) / ntx, tx = (b0 + t) % ntx;
-        float* orow[4];
-        for (int p = 0; p < 4; ++p) {
-          const long y = t0 + ty * 4 + p;
-          orow[p] = (y >= r0 && y < r1) ? out.data + size_t(y - r0) * g.out_w * K : nullptr;
-        }
-        kt.wino_f43_output(m + size_t(t) * K, tb * K, K, w.bias.data(), mm, orow, size_t(tx * 4),
-                           size_t(std::min<long>(4, g.out_w - tx * 4)));
-      }
+      wino_output_tiles(kt, L, b0, nb * id / nt, nb * (id + 1) / nt, m, tb * K);
     }
   }
 }

@@ -44,6 +44,15 @@ struct WinogradF43Weights {
 WinogradF43Weights pack_winograd_f43(const float* w_ohwi, long cout, long cin, const float* bias);
 void conv3x3_winograd_f43(const ConvGeom& g, InBand in, OutBand out, const WinogradF43Weights& w,
                           const MinMax* mm);
+// How conv3x3_winograd_f43 splits one call's tiles: per-thread blocks (each thread transforms,
+// multiplies and inverse-transforms its own tiles) or shared blocks (the threads split each
+// stage). Either way every output gets the same value.
+struct WinoSchedule {
+  bool per_thread;
+  size_t tiles_per_block;
+  long blocks;
+};
+WinoSchedule winograd_f43_schedule(size_t ntiles, size_t cin, size_t cout, size_t mr, int threads);
 // Output tile rows covering [r0, r1), as absolute rows [first, last).
 void winograd_f43_tile_rows(long r0, long r1, long* first, long* last);
 

@@ -5,6 +5,8 @@
 
 #ifndef EB_SCALAR_ONLY
 #include <xsimd/xsimd.hpp>
+
+#include <type_traits>
 #endif
 
 namespace eb::kernels::simd {
@@ -23,7 +25,16 @@ struct Vec {
   static void store(float* p, const B& v) { v.store_unaligned(p); }
   static B set1(float x) { return B(x); }
   static B zero() { return B(0.0f); }
-  static B fma(const B& a, const B& b, const B& c) { return xsimd::fma(a, b, c); }
+  // The project builds with -ffp-contract=off (the scalar path must round the same on every
+  // architecture), and xsimd 8's fma for avx512f is the generic a*b+c: without the intrinsic it
+  // compiles to a multiply and an add. fma3<avx2> and neon64 map to vfmadd/fmla themselves.
+  // tests/check_fma.sh disassembles the built kernels and fails if the FMAs are gone.
+  static B fma(const B& a, const B& b, const B& c) {
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<Arch, xsimd::avx512f>) return B(_mm512_fmadd_ps(a, b, c));
+#endif
+    return xsimd::fma(a, b, c);
+  }
   static B max(const B& a, const B& b) { return xsimd::max(a, b); }
   static B min(const B& a, const B& b) { return xsimd::min(a, b); }
 };

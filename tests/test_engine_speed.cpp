@@ -1,0 +1,60 @@
+// Deterministic guards for the engine's speed work (tests never time anything): the choices that
+// made it fast must stay made. The FMA guard is tests/check_fma.sh (ctest kernels_fma).
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "dist/cluster.h"
+#include "kernels/conv.h"
+#include "kernels/microkernels.h"
+
+using namespace eb;
+
+TEST_CASE("kernels: VGG-16's wide Winograd layers run per-thread blocks on 2 threads, deep ones shared") {
+  // (tiles at 224x224, channels) per layer; the per-thread path kept each core's transforms on
+  // that core: conv1_2 went from 22.8 to 16.9 ms, conv3_x from 14 to 12.5 ms on 2 threads.
+  struct L {
+    size_t tiles, c, k;
+    bool per_thread;
+  };
+  const L layers[] = {{56 * 56, 64, 64, true},   {28 * 28, 64, 128, true},
+                      {28 * 28, 128, 128, true}, {14 * 14, 256, 256, true},
+                      {7 * 7, 512, 512, false},  {4 * 4, 512, 512, false}};
+  for (size_t mr : {size_t(6), size_t(8), size_t(12)})
+    for (const L& l : layers) {
+      CAPTURE(mr);
+      CAPTURE(l.tiles);
+      const kernels::WinoSchedule s = kernels::winograd_f43_schedule(l.tiles, l.c, l.k, mr, 2);
+      CHECK(s.per_thread == l.per_thread);
+      CHECK(size_t(s.blocks) * s.tiles_per_block >= l.tiles);  // every tile in some block
+      if (s.per_thread) CHECK(s.blocks % 2 == 0);                // as many blocks per thread
+      // One thread never needs the per-thread path (it is the shared one without barriers).
+      CHECK_FALSE(kernels::winograd_f43_schedule(l.tiles, l.c, l.k, mr, 1).per_thread);
+    }
+}
+
+TEST_CASE("dist threads: workers wait passively between layers unless the user chose a policy") {
+  // libgomp reads OMP_WAIT_POLICY before main: the worker re-executes itself with it set, so a
+  // worker's /proc/PID/environ (the environment it was exec'd with) names it.
+  auto environ_of = [](int pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/environ");
+    std::stringstream ss;
+    ss << f.rdbuf();
+    std::string s = ss.str();
+    for (char& ch : s)
+      if (ch == '\0') ch = '\n';
+    return "\n" + s;
+  };
+  {
+    dist::WorkerProcess w(std::string("env -u OMP_WAIT_POLICY ") + EDGEBAND_BIN, 1);
+    CHECK(environ_of(w.pid()).find("\nOMP_WAIT_POLICY=passive\n") != std::string::npos);
+  }
+  {
+    dist::WorkerProcess w(std::string("env OMP_WAIT_POLICY=active ") + EDGEBAND_BIN, 1);
+    const std::string env = environ_of(w.pid());
+    CHECK(env.find("\nOMP_WAIT_POLICY=active\n") != std::string::npos);
+    CHECK(env.find("OMP_WAIT_POLICY=passive") == std::string::npos);
+  }
+}
