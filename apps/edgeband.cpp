@@ -155,13 +155,23 @@ int cmd_bench(int argc, char** argv) {
   std::printf("median %.2f ms  min %.2f ms  max %.2f ms  %.2f GFLOP  %.1f GFLOP/s\n", r.median_ms,
               r.min_ms, r.max_ms, g.flops() / 1e9, r.gflops);
   if (a.has("layers")) {
-    std::printf("%-18s %-16s %-14s %9s %9s\n", "layer", "type", "output", "ms", "GFLOP/s");
+    // Peak: this ISA's FMA throughput on one core, measured now, times the threads. Winograd
+    // layers count the FLOPs of a direct convolution (F(4,3) does 4x fewer multiplies), so they
+    // can pass 100%.
+    const double peak = eb::kernels::measure_fma_peak_gflops(eb::kernels::active()) *
+                        omp_get_max_threads();
+    std::printf("peak %.1f GFLOP/s (%s FMAs, %d thread%s, measured)\n", peak, isa,
+                omp_get_max_threads(), omp_get_max_threads() == 1 ? "" : "s");
+    std::printf("%-18s %-16s %-14s %9s %9s %7s\n", "layer", "type", "output", "ms", "GFLOP/s",
+                "% peak");
     for (int i = 0; i < g.size(); ++i) {
       const auto& n = g.node(i);
       const double ms = r.layer_median_ms[size_t(i)];
       const double f = n.layer->flops({0, n.layer->output_shape().h});
-      std::printf("%-18s %-16s %-14s %9.3f %9.1f\n", n.name.c_str(), n.layer->type().c_str(),
-                  n.layer->output_shape().str().c_str(), ms, ms > 0 ? f / 1e6 / ms : 0.0);
+      const double gf = ms > 0 ? f / 1e6 / ms : 0.0;
+      std::printf("%-18s %-16s %-14s %9.3f %9.1f %6.0f%%\n", n.name.c_str(),
+                  n.layer->type().c_str(), n.layer->output_shape().str().c_str(), ms, gf,
+                  100 * gf / peak);
     }
   }
   return 0;

@@ -1,3 +1,5 @@
+#include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -87,6 +89,21 @@ void set_active(Isa isa) {
   const KernelTable* t = table_for(isa);
   if (!t) throw std::runtime_error(std::string("ISA ") + isa_name(isa) + " is not available here");
   current() = t;
+}
+
+double measure_fma_peak_gflops(const KernelTable& t, double seconds) {
+  using clock = std::chrono::steady_clock;
+  size_t iters = 1 << 14;
+  volatile float sink = 0;
+  double best = 0;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    const auto t0 = clock::now();
+    sink = sink + t.fma_probe(iters);
+    const double s = std::chrono::duration<double>(clock::now() - t0).count();
+    best = std::max(best, double(iters) * double(t.fma_probe_flops) / std::max(s, 1e-9) / 1e9);
+    if (s < seconds / 5) iters *= 2, --attempt;  // too short to time: longer, not counted
+  }
+  return best;
 }
 
 }  // namespace eb::kernels

@@ -64,6 +64,10 @@ struct KernelTable {
   PoolRowFn maxpool_row;
   PoolRowFn avgpool_row;
   AddFn add;
+  // fma_probe(iters) does iters * fma_probe_flops FLOPs of pure FMAs at the GEMM's width: the
+  // core's peak, against which bench --layers reports each layer.
+  float (*fma_probe)(size_t iters);
+  size_t fma_probe_flops;
 };
 
 // Tables compiled into this binary (nullptr where the ISA was not built).
@@ -78,6 +82,8 @@ const KernelTable* table_for(Isa isa);
 const KernelTable& active();
 // Override (tests, benchmarks); throws if the ISA is unavailable here.
 void set_active(Isa isa);
+// One core's peak in GFLOP/s for a table's FMAs, timed over about `seconds` (best of 5 tries).
+double measure_fma_peak_gflops(const KernelTable& t, double seconds = 0.05);
 // Parse an ISA name; throws on an unknown one.
 Isa parse_isa(const char* name);
 

@@ -122,52 +122,110 @@ void gemv_panel(size_t k, const float* x, const float* w, const float* bias, flo
   }
 }
 
-// Channels in [c0, c1) of one depthwise output row, vector width of Arch (c1 - c0 == n) or
-// scalar (Arch = scalar_arch) for the tail.
-template <class Arch>
-inline void dwconv3x3_chunk(const float* const rows[3], size_t in_w, size_t C, size_t stride,
-                            size_t pad_left, const float* w, const float* bias, float* out,
-                            size_t out_w, const MinMax* mm, size_t c0) {
+// One output pixel of a 3x3 depthwise convolution, all channels, channels innermost: every load
+// is contiguous and the 9 taps' weights come from L1. (Walking a row per 8-channel chunk, as
+// before, re-read each row from L2 C/8 times with a C*4-byte stride: 25-35% of peak.) taps[i] is
+// the input pixel under tap i (ky * 3 + kx), nullptr for padding, skipped: every output sums
+// bias + taps in tap order, the same order for any band, ISA tail or pixel position.
+template <class Arch, bool kAllTaps>
+inline void dwconv3x3_pixel(const float* const taps[9], size_t C, const float* w, const float* bias,
+                            float* out, const MinMax* mm) {
+  using V = simd::Vec<Arch>;
+  using S = simd::Vec<simd::scalar_arch>;
+  constexpr size_t W = V::n;
+  const float flo = mm ? mm->lo : -3.4e38f, fhi = mm ? mm->hi : 3.4e38f;
+  const auto lo = V::set1(flo), hi = V::set1(fhi);
+  size_t c = 0;
+  for (; c + W <= C; c += W) {
+    auto acc = V::load(bias + c);
+#pragma GCC unroll 9
+    for (int i = 0; i < 9; ++i)
+      if (kAllTaps || taps[i]) acc = V::fma(V::load(taps[i] + c), V::load(w + i * C + c), acc);
+    V::store(out + c, V::min(V::max(acc, lo), hi));
+  }
+  for (; c < C; ++c) {
+    float acc = bias[c];
+    for (int i = 0; i < 9; ++i)
+      if (kAllTaps || taps[i]) acc = S::fma(taps[i][c], w[i * C + c], acc);
+    out[c] = S::min(S::max(acc, flo), fhi);
+  }
+}
+
+// Four adjacent interior output pixels, stride S: each input vector loaded once serves up to three
+// of them and the weights are loaded once per channel chunk, about 0.9 loads per FMA against 2
+// for pixel by pixel (on cores that split 256-bit loads, loads were the limit). Every output
+// still sums bias + taps in tap order, as dwconv3x3_pixel does.
+template <class Arch, size_t S>
+inline void dwconv3x3_4px(const float* const rows[3], size_t ix0, size_t C, const float* w,
+                          const float* bias, float* out, const MinMax* mm) {
   using V = simd::Vec<Arch>;
   using B = typename V::B;
-  B k[9];
-  for (int i = 0; i < 9; ++i) k[i] = V::load(w + i * C + c0);
-  const B b = V::load(bias + c0);
-  const B lo = V::set1(mm ? mm->lo : -3.4e38f), hi = V::set1(mm ? mm->hi : 3.4e38f);
-  for (size_t ox = 0; ox < out_w; ++ox) {
-    const long ix0 = long(ox * stride) - long(pad_left);
-    B acc = b;
-    const bool interior = ix0 >= 0 && ix0 + 2 < long(in_w);
-    for (int ky = 0; ky < 3; ++ky) {
-      const float* r = rows[ky];
-      if (!r) continue;
-      if (interior) {
-        const float* p = r + size_t(ix0) * C + c0;
-        acc = V::fma(V::load(p), k[ky * 3], acc);
-        acc = V::fma(V::load(p + C), k[ky * 3 + 1], acc);
-        acc = V::fma(V::load(p + 2 * C), k[ky * 3 + 2], acc);
-      } else {
-        for (int kx = 0; kx < 3; ++kx) {
-          long ix = ix0 + kx;
-          if (ix < 0 || ix >= long(in_w)) continue;
-          acc = V::fma(V::load(r + size_t(ix) * C + c0), k[ky * 3 + kx], acc);
-        }
+  constexpr size_t W = V::n, NX = 3 * S + 3;  // input columns under 4 outputs
+  const float flo = mm ? mm->lo : -3.4e38f, fhi = mm ? mm->hi : 3.4e38f;
+  const B lo = V::set1(flo), hi = V::set1(fhi);
+  size_t c = 0;
+  for (; c + W <= C; c += W) {
+    B acc[4];
+    acc[0] = acc[1] = acc[2] = acc[3] = V::load(bias + c);
+#pragma GCC unroll 3
+    for (size_t ky = 0; ky < 3; ++ky) {
+      const float* r = rows[ky] + ix0 * C + c;
+      B x[NX];
+#pragma GCC unroll 9
+      for (size_t j = 0; j < NX; ++j) x[j] = V::load(r + j * C);
+#pragma GCC unroll 3
+      for (size_t kx = 0; kx < 3; ++kx) {
+        const B wk = V::load(w + (ky * 3 + kx) * C + c);
+#pragma GCC unroll 4
+        for (size_t p = 0; p < 4; ++p) acc[p] = V::fma(x[p * S + kx], wk, acc[p]);
       }
     }
-    V::store(out + ox * C + c0, V::min(V::max(acc, lo), hi));
+#pragma GCC unroll 4
+    for (size_t p = 0; p < 4; ++p) V::store(out + p * C + c, V::min(V::max(acc[p], lo), hi));
   }
+  using Sc = simd::Vec<simd::scalar_arch>;
+  for (; c < C; ++c)
+    for (size_t p = 0; p < 4; ++p) {
+      float acc = bias[c];
+      for (size_t ky = 0; ky < 3; ++ky)
+        for (size_t kx = 0; kx < 3; ++kx)
+          acc = Sc::fma(rows[ky][(ix0 + p * S + kx) * C + c], w[(ky * 3 + kx) * C + c], acc);
+      out[p * C + c] = Sc::min(Sc::max(acc, flo), fhi);
+    }
 }
 
 template <class Arch>
 void dwconv3x3_row(const float* const rows[3], size_t in_w, size_t C, size_t stride,
                    size_t pad_left, const float* w, const float* bias, float* out, size_t out_w,
                    const MinMax* mm) {
-  constexpr size_t W = simd::Vec<Arch>::n;
-  size_t c = 0;
-  for (; c + W <= C; c += W)
-    dwconv3x3_chunk<Arch>(rows, in_w, C, stride, pad_left, w, bias, out, out_w, mm, c);
-  for (; c < C; ++c)
-    dwconv3x3_chunk<simd::scalar_arch>(rows, in_w, C, stride, pad_left, w, bias, out, out_w, mm, c);
+  const bool all_rows = rows[0] && rows[1] && rows[2];
+  for (size_t ox = 0; ox < out_w;) {
+    const long ix0 = long(ox * stride) - long(pad_left);
+    // Four pixels whose taps all lie inside the image: the blocked kernel.
+    if (all_rows && (stride == 1 || stride == 2) && ox + 4 <= out_w && ix0 >= 0 &&
+        ix0 + long(3 * stride + 2) < long(in_w)) {
+      if (stride == 1)
+        dwconv3x3_4px<Arch, 1>(rows, size_t(ix0), C, w, bias, out + ox * C, mm);
+      else
+        dwconv3x3_4px<Arch, 2>(rows, size_t(ix0), C, w, bias, out + ox * C, mm);
+      ox += 4;
+      continue;
+    }
+    const float* taps[9];
+    bool all = all_rows;
+    for (int ky = 0; ky < 3; ++ky)
+      for (int kx = 0; kx < 3; ++kx) {
+        const long ix = ix0 + kx;
+        const bool inside = rows[ky] && ix >= 0 && ix < long(in_w);
+        taps[ky * 3 + kx] = inside ? rows[ky] + size_t(ix) * C : nullptr;
+        all = all && inside;
+      }
+    if (all)
+      dwconv3x3_pixel<Arch, true>(taps, C, w, bias, out + ox * C, mm);
+    else
+      dwconv3x3_pixel<Arch, false>(taps, C, w, bias, out + ox * C, mm);
+    ++ox;
+  }
 }
 
 // F(4x4,3x3) (Lavin & Gray): V = B^T d B with the rows of B^T below.
@@ -294,6 +352,26 @@ void add_vec(const float* a, const float* b, float* out, size_t n, const MinMax*
     out[i] = S::min(S::max(a[i] + b[i], mm ? mm->lo : -3.4e38f), mm ? mm->hi : 3.4e38f);
 }
 
+// Peak probe: iters rounds of 12 independent vector FMA chains (more chains than FMA latency x
+// issue width on the cores we target), with nothing else in the loop. The result depends on
+// every FMA, so none can be dropped.
+template <class Arch>
+float fma_probe(size_t iters) {
+  using V = simd::Vec<Arch>;
+  using B = typename V::B;
+  B acc[12];
+  for (int r = 0; r < 12; ++r) acc[r] = V::set1(1e-3f * float(r));
+  const B a = V::set1(0.999f), b = V::set1(1e-4f);
+  for (size_t i = 0; i < iters; ++i)
+#pragma GCC unroll 12
+    for (int r = 0; r < 12; ++r) acc[r] = V::fma(acc[r], a, b);
+  B s = acc[0];
+  for (int r = 1; r < 12; ++r) s = s + acc[r];
+  alignas(64) float out[V::n];
+  V::store(out, s);
+  return out[0];
+}
+
 // The GEMM kernel with the fewest rows >= m among 1, 2, 4, 8 (those below MR) and MR.
 template <class Arch, size_t MR, size_t NV, bool Stream>
 GemmUkernelFn gemm_for_rows(size_t m) {
@@ -325,6 +403,8 @@ KernelTable make_table(Isa isa) {
   t.maxpool_row = &pool_row<SmallArch, true>;
   t.avgpool_row = &pool_row<SmallArch, false>;
   t.add = &add_vec<Arch>;
+  t.fma_probe = &fma_probe<Arch>;
+  t.fma_probe_flops = 12 * 2 * simd::Vec<Arch>::n;
   return t;
 }
 
