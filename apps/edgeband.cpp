@@ -84,6 +84,16 @@ void common(const Args& a) {
   }
 }
 
+// cluster, reliability: devices x --threads against this machine's cores (0: cores / devices).
+void warn_if_devices_share_cores(const char* cmd, int devices, int threads) {
+  const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
+  if (threads * devices > cores)
+    std::fprintf(stderr,
+                 "edgeband %s: warning: %d devices x %d threads on %d cores: devices that share "
+                 "cores slow each other down (leave --threads out: cores / devices)\n",
+                 cmd, devices, threads, cores);
+}
+
 // worker, infer: the processes of one testbed name the same file (cluster picks its own).
 void dilation_turns(const Args& a) {
   if (a.has("dilate-lock") && a.str("dilate-lock") != "none")
@@ -245,12 +255,7 @@ int cmd_reliability(int argc, char** argv) {
   o.deadlines_ms = eb::dist::parse_range(a.str("deadlines", "20:200:10"));
   o.requests = a.integer("requests", 20, 1, 100000);
   o.threads = a.integer("threads", 0, 0, 256);
-  if (const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
-      o.threads * o.devices > cores)
-    std::fprintf(stderr,
-                 "edgeband cluster: warning: %d devices x %d threads on %d cores: devices that "
-                 "share cores slow each other down (leave --threads out: cores / devices)\n",
-                 o.devices, o.threads, cores);
+  warn_if_devices_share_cores("reliability", o.devices, o.threads);
   o.cpu_share = !a.has("no-cpu-share");
   if (a.has("candidates")) o.candidates = split_list(a.str("candidates"));
   if (a.has("latency")) o.link_latency_ms = std::stod(a.str("latency"));
@@ -635,12 +640,7 @@ int cmd_cluster(int argc, char** argv) {
   o.runs = a.integer("runs", 3, 1, 1000);
   o.warmup = a.integer("warmup", 0, 0, 1000);
   o.threads = a.integer("threads", 0, 0, 256);
-  if (const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
-      o.threads * o.devices > cores)
-    std::fprintf(stderr,
-                 "edgeband cluster: warning: %d devices x %d threads on %d cores: devices that "
-                 "share cores slow each other down (leave --threads out: cores / devices)\n",
-                 o.devices, o.threads, cores);
+  warn_if_devices_share_cores("cluster", o.devices, o.threads);
   o.cpu_share = !a.has("no-cpu-share");
   o.pin = a.has("pin");
   o.dilate = eb::compute_dilation();

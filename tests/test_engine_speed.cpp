@@ -2,13 +2,16 @@
 // made it fast must stay made. The FMA guard is tests/check_fma.sh (ctest kernels_fma).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include "dist/cluster.h"
 #include "kernels/conv.h"
 #include "kernels/microkernels.h"
+#include "tests/helpers.h"
 
 using namespace eb;
 
@@ -57,4 +60,23 @@ TEST_CASE("dist threads: workers wait passively between layers unless the user c
     CHECK(env.find("\nOMP_WAIT_POLICY=active\n") != std::string::npos);
     CHECK(env.find("OMP_WAIT_POLICY=passive") == std::string::npos);
   }
+}
+
+TEST_CASE("dist threads: infer and cluster warn when devices on this machine ask for more threads than cores") {
+  const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
+  const std::string over = std::to_string(cores + 1);
+  // cluster checks --threads x devices before spawning anything: a bad --cpu-share then stops it.
+  test::CliResult c =
+      test::run_edgeband("cluster --model vgg16:32 --devices 2 --threads " + over + " --cpu-share 1000");
+  CHECK(c.code != 0);
+  CHECK(c.out.find("warning: 2 devices x " + over + " threads on " + std::to_string(cores) +
+                   " cores") != std::string::npos);
+  test::CliResult quiet = test::run_edgeband("cluster --model vgg16:32 --devices 2 --threads 0 --cpu-share 1000");
+  CHECK(quiet.out.find("warning") == std::string::npos);
+  // infer with a loopback worker: the host's threads and the worker's (all cores by default).
+  dist::WorkerProcess w(EDGEBAND_BIN, 1);
+  test::CliResult i = test::run_edgeband("infer --model vgg16:32 --workers " + w.addr() +
+                                         " --threads " + std::to_string(cores) +
+                                         " --runs 1 --warmup 1 --scheme halp");
+  CHECK(i.out.find("warning: the host and 1 worker on this machine") != std::string::npos);
 }
