@@ -14,18 +14,21 @@
 #include <string>
 #include <thread>
 
+#include "apps/bench.h"
 #include "apps/cli.h"
-#include "core/benchmark.h"
-#include "core/dilation.h"
+#include "apps/svg.h"
 #include "core/image.h"
-#include "core/svg.h"
 #include "core/weights_io.h"
-#include "dist/cluster.h"
-#include "dist/host.h"
-#include "dist/planner.h"
-#include "dist/reliability.h"
-#include "dist/worker.h"
+#include "dist/plan/planner.h"
+#include "dist/plan/stats.h"
+#include "dist/runtime/host.h"
+#include "dist/runtime/poly1305.h"
+#include "dist/runtime/worker.h"
+#include "dist/testbed/cluster.h"
+#include "dist/testbed/dilation.h"
+#include "dist/testbed/reliability.h"
 #include "kernels/microkernels.h"
+#include "models/classify.h"
 #include "models/import/importers.h"
 #include "models/zoo.h"
 
@@ -76,7 +79,7 @@ void common(const Args& a) {
   if (a.has("isa")) eb::kernels::set_active(eb::kernels::parse_isa(a.str("isa").c_str()));
   if (a.has("dilate")) {
     const double f = a.number("dilate", 1, 1, 100);
-    // Dilation counts the calling thread's CPU time only (core/dilation.h).
+    // Dilation counts the calling thread's CPU time only (dist/testbed/dilation.h).
     if (f > 1 && a.integer("threads", 1, 1, 256) != 1)
       throw std::invalid_argument("--dilate needs one compute thread (--threads 1)");
     if (f > 1) omp_set_num_threads(1);

@@ -5,7 +5,7 @@
 #include <chrono>
 #include <stdexcept>
 
-#include "core/dilation.h"
+#include "core/compute_hook.h"
 #include "core/layers/conv2d.h"
 #include "core/layers/elementwise.h"
 
@@ -162,7 +162,7 @@ Band Graph::run_block(int first, int last, const Band& block_in, RowRange out,
     for (int i : node.inputs) ins.push_back(i == first - 1 ? &block_in : &bands[size_t(i - first)]);
     const auto t0 = std::chrono::steady_clock::now();
     {
-      DilatedSection slow(node.layer.get(), r.begin, r.end);  // no-op unless emulating
+      ComputeScope section({node.layer.get(), ComputeSection::Axis::rows, r.begin, r.end});
       node.layer->forward(ins, ob);
     }
     if (layer_ms)

@@ -3,14 +3,14 @@
 #pragma once
 #include <sys/socket.h>
 
-#include "dist/tcp.h"
+#include "dist/runtime/tcp.h"
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "dist/auth.h"
-#include "dist/peer.h"
-#include "dist/protocol.h"
+#include "dist/runtime/auth.h"
+#include "dist/runtime/peer.h"
+#include "dist/runtime/protocol.h"
 
 namespace eb::test {
 

@@ -2,8 +2,10 @@
 # The whole test suite, as CI runs it:
 #   1. the static aarch64 (Raspberry Pi 4) cross build, its tests under qemu-user;
 #   2. a warnings-as-errors release build (the shipped static binary) and its tests, including a
-#      distributed run with an aarch64 worker under qemu beside x86-64 devices; then the same
-#      binary across network namespaces over kernel-shaped links (tests/testbed_netns.sh);
+#      distributed run with an aarch64 worker under qemu beside x86-64 devices; then that build
+#      installed into a temporary prefix and apps/examples built against it with
+#      find_package(edgeband) and run (a photo classified; HALP over two local workers); then the
+#      same binary across network namespaces over kernel-shaped links (tests/testbed_netns.sh);
 #   3. the suite again under AddressSanitizer + UndefinedBehaviorSanitizer, then a soak of an
 #      authenticated worker (hosts, rude hosts, garbage clients; LeakSanitizer at its exit);
 #   4. the distributed tests under ThreadSanitizer;
@@ -32,6 +34,9 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DEDGEBAND_WERROR=ON \
 cmake --build build -j"$jobs"
 file build/edgeband | grep -q "statically linked" || { echo "edgeband is not static"; exit 1; }
 ctest --test-dir build --output-on-failure -j"$jobs"
+
+stage "installed package: find_package(edgeband), both examples built and run"
+bash tests/examples.sh build
 
 stage "testbed: separate processes in network namespaces, kernel-shaped links (tbf)"
 # Needs root and network namespaces (CI's machines have both); elsewhere it says why not.

@@ -25,8 +25,8 @@
 #include <thread>
 #include <vector>
 
-#include "dist/cluster.h"
-#include "dist/host.h"
+#include "dist/testbed/cluster.h"
+#include "dist/runtime/host.h"
 #include "models/zoo.h"
 #include "tests/raw_client.h"
 #include "tests/reference.h"

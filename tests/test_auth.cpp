@@ -12,11 +12,11 @@
 #include <random>
 #include <thread>
 
-#include "core/poly1305.h"
-#include "core/sha256.h"
-#include "dist/auth.h"
-#include "dist/host.h"
-#include "dist/worker.h"
+#include "dist/runtime/poly1305.h"
+#include "dist/runtime/sha256.h"
+#include "dist/runtime/auth.h"
+#include "dist/runtime/host.h"
+#include "dist/runtime/worker.h"
 #include "models/zoo.h"
 #include "tests/raw_client.h"
 #include "tests/reference.h"

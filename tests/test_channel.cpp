@@ -4,10 +4,10 @@
 #include <random>
 #include <stdexcept>
 
-#include "core/svg.h"
-#include "dist/channel.h"
-#include "dist/reliability.h"
-#include "dist/selection.h"
+#include "apps/svg.h"
+#include "dist/plan/channel.h"
+#include "dist/testbed/reliability.h"
+#include "dist/plan/selection.h"
 #include "models/catalog.h"
 
 using namespace eb;

@@ -16,15 +16,15 @@
 #include <thread>
 #include <tuple>
 
-#include "core/benchmark.h"
+#include "models/classify.h"
 #include "core/weights_io.h"
-#include "dist/cluster.h"
-#include "dist/feature_store.h"
-#include "dist/host.h"
-#include "dist/local_executor.h"
-#include "dist/sparse_wire.h"
-#include "dist/tcp.h"
-#include "dist/worker.h"
+#include "dist/testbed/cluster.h"
+#include "dist/runtime/executor.h"
+#include "dist/runtime/host.h"
+#include "dist/plan/local_executor.h"
+#include "dist/runtime/sparse_wire.h"
+#include "dist/runtime/tcp.h"
+#include "dist/runtime/worker.h"
 #include "models/zoo.h"
 #include "tests/helpers.h"
 
@@ -804,7 +804,7 @@ TEST_CASE(
   int topk_lines = 0;  // "  IDX  PROB  label"
   for (size_t i = out.find("\n  "); i != std::string::npos; i = out.find("\n  ", i + 1)) ++topk_lines;
   CHECK(topk_lines == 3);
-  // Without --warmup: one warm-up run, three under time dilation (dist/cluster.h).
+  // Without --warmup: one warm-up run, three under time dilation (dist/testbed/cluster.h).
   const auto [code1, out1] = run("infer --model mobilenet_v1:0.25:128 --workers " + w.addr() +
                                  " --devices " + prof + "," + prof + " --runs 1 --top 1");
   CAPTURE(out1);

@@ -8,7 +8,7 @@
 #include <string>
 #include <thread>
 
-#include "dist/cluster.h"
+#include "dist/testbed/cluster.h"
 #include "kernels/conv.h"
 #include "kernels/microkernels.h"
 #include "tests/helpers.h"

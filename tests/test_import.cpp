@@ -7,7 +7,7 @@
 #include <map>
 #include <random>
 
-#include "core/benchmark.h"
+#include "models/classify.h"
 #include "core/image.h"
 #include "core/layers/conv2d.h"
 #include "core/layers/elementwise.h"

@@ -10,7 +10,7 @@
 #include <stdexcept>
 #include <thread>
 
-#include "core/dilation.h"
+#include "dist/testbed/dilation.h"
 #include "core/layers/conv2d.h"
 #include "core/layers/elementwise.h"
 #include "core/layers/fully_connected.h"

@@ -7,8 +7,8 @@
 
 #include "core/layers/conv2d.h"
 #include "core/layers/pool2d.h"
-#include "dist/local_executor.h"
-#include "dist/planner.h"
+#include "dist/plan/local_executor.h"
+#include "dist/plan/planner.h"
 #include "models/zoo.h"
 #include "tests/helpers.h"
 

@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <string>
 
-#include "dist/feature_store.h"
-#include "dist/protocol.h"
+#include "dist/runtime/executor.h"
+#include "dist/runtime/protocol.h"
 #include "models/zoo.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -16,9 +16,9 @@
 #include <string>
 
 #include "core/weights_io.h"
-#include "dist/auth.h"
-#include "dist/peer.h"
-#include "dist/worker.h"
+#include "dist/runtime/auth.h"
+#include "dist/runtime/peer.h"
+#include "dist/runtime/worker.h"
 #include "models/zoo.h"
 #include "tests/raw_client.h"
 

@@ -1,0 +1,33 @@
+#include "apps/bench.h"
+
+#include "dist/plan/stats.h"
+
+#include <algorithm>
+#include <chrono>
+
+namespace eb {
+
+BenchResult benchmark(const Graph& g, int runs, int warmup) {
+  Tensor in(g.input);
+  for (size_t i = 0; i < in.size(); ++i) in.data()[i] = float((i * 7919) % 255) / 127.5f - 1.0f;
+  for (int i = 0; i < warmup; ++i) g.forward(in);
+  std::vector<double> total;
+  std::vector<std::vector<double>> per_layer(size_t(g.size()));
+  for (int r = 0; r < runs; ++r) {
+    std::vector<double> lm;
+    const auto t0 = std::chrono::steady_clock::now();
+    g.forward(in, &lm);
+    total.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    for (size_t i = 0; i < lm.size(); ++i) per_layer[i].push_back(lm[i]);
+  }
+  BenchResult b;
+  b.runs = runs;
+  b.median_ms = median(total);
+  b.min_ms = *std::min_element(total.begin(), total.end());
+  b.max_ms = *std::max_element(total.begin(), total.end());
+  b.gflops = g.flops() / 1e9 / (b.median_ms / 1e3);
+  for (auto& v : per_layer) b.layer_median_ms.push_back(median(v));
+  return b;
+}
+
+}  // namespace eb

@@ -1,0 +1,134 @@
+// Band planner: which device computes which output rows of which fused block, what travels
+// between them, and how long it should take.
+//
+// Topology: a star. Device 0 is the host (it holds the image and runs the host-only tail);
+// secondaries talk only to the host, so rows one secondary needs from another are relayed.
+// Schemes:
+//   local  - the host alone.
+//   modnn  - MoDNN: one block per layer, outputs gathered at the host and re-scattered
+//            (with halos) after every layer.
+//   dpfp   - fused blocks chosen by dynamic programming; between blocks only halo rows travel.
+//   halp   - host-assisted: segments ordered S1, H, S2, H, ..., Sk so the host computes the zones
+//            between secondaries; every halo a secondary needs comes from the host in one hop,
+//            optionally (Cluster::edge_first) rows others need are computed first so transfers
+//            overlap compute, and the host share is optimised. Blocks by the same DP.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/graph.h"
+#include "dist/plan/link.h"
+#include "dist/plan/profile.h"
+
+namespace eb::dist {
+
+enum class Scheme { local, modnn, dpfp, halp };
+const char* scheme_name(Scheme s);
+Scheme parse_scheme(const std::string& s);  // throws std::invalid_argument
+
+struct Cluster {
+  std::vector<DeviceProfile> devices;  // [0] is the host
+  LinkModel link;
+  int bytes_per_value = 4;  // 4: fp32 on the wire, 2: fp16
+  // HALP only: compute the rows others need first and send them while the interior computes.
+  // Off by default: a thin piece pushed through a fused block recomputes a wide receptive field
+  // (widened further by Winograd tile alignment), which measured slower than it saved here.
+  bool edge_first = false;
+};
+
+struct BlockPlan {
+  int first = 0, last = 0;                   // nodes [first, last)
+  std::vector<std::vector<RowRange>> zones;  // per device: output rows of node last-1
+  // HALP: every device first computes the rows of its zones it can from the rows it already
+  // holds, while the halos from its neighbours are in flight, and the rest once they are here.
+  // Set per block where the extra pieces (each pays a layer's fixed cost again) cost less than
+  // the waiting they hide.
+  bool overlap = false;
+};
+
+// The largest part of `want` (output rows of block [first, last)) whose block input rows all
+// pass have(); where trimmed, its ends move to the last layer's row granule so that computing
+// the rest later recomputes no Winograd tile. Empty when nothing can be computed yet.
+RowRange computable_rows(const Graph& g, int first, int last, RowRange want,
+                         const std::function<bool(RowRange)>& have);
+
+// Rows of one tensor moving over one link. node: producer of the rows (-1: the input image).
+struct Transfer {
+  // Consumed by this stage: a block; blocks.size() + j = tail layer j (the gather to the host
+  // and, with a split tail, the broadcast of that layer's input to the secondaries).
+  int block;
+  int src, dst;
+  int node;
+  RowRange rows;
+  uint64_t bytes;
+};
+
+struct Event {
+  int device, image, block;
+  std::string what;  // "compute", "send", "recv"
+  int peer;          // other end of a transfer, -1 for compute
+  double start_ms, end_ms;
+  uint64_t bytes = 0;  // send and recv
+};
+
+struct Plan {
+  Scheme scheme = Scheme::local;
+  int devices = 1, batch = 1;
+  bool gather_every_block = false;  // MoDNN
+  bool edge_first = false;          // HALP with Cluster::edge_first
+  double host_share = 1.0;
+  std::vector<BlockPlan> blocks;  // cover [0, tail_first)
+  int tail_first = 0;
+  // The first split_tail tail layers (fully connected) run on every device, each computing
+  // its slice of output channels tail_slices[j][d]; the host gathers the slices and sends the
+  // whole vector on. A large first FC layer (VGG-16's fc6: 400 MB of weights) would otherwise
+  // be the host's alone. The rest of the tail runs on the host.
+  int split_tail = 0;
+  std::vector<std::vector<RowRange>> tail_slices;  // [tail layer][device]: channels [begin, end)
+  std::vector<Transfer> transfers;  // for one image, in order
+  std::vector<Event> timeline;      // all images
+  double predicted_ms = 0;          // until the last image's result
+  uint64_t bytes = 0;               // per image, over all links
+  std::vector<uint64_t> link_bytes; // per image, per device link (index 0 unused)
+  Json to_json(const Graph& g) const;
+};
+
+// Per-device zones as JSON: [[[begin, end], ...], ...] (CLI output and the wire format).
+Json zones_to_json(const std::vector<std::vector<RowRange>>& zones);
+// Per-device channel slices of one split tail layer in the same form: [] or [[c0, c1]] each.
+Json slices_to_json(const std::vector<RowRange>& slices);
+
+// Splits rows [0, h) into consecutive ranges proportional to weights (zero weights: empty).
+std::vector<RowRange> split_rows(int h, const std::vector<double>& weights);
+
+// Builds the best plan of a scheme for this cluster (devices.size() devices).
+Plan make_plan(const Graph& g, const Cluster& c, Scheme s, int batch = 1);
+// Builds a plan of a scheme with given block cuts (cut positions strictly inside (0, tail)).
+Plan plan_with_cuts(const Graph& g, const Cluster& c, Scheme s, const std::vector<int>& cuts,
+                    double host_share, int batch = 1);
+// The dynamic program's plan at one host share: the block cuts minimising staged_cost (no
+// overlap blocks, no split tail). make_plan starts from these.
+Plan best_blocks(const Graph& g, const Cluster& c, Scheme s, double host_share, int batch = 1);
+// Fills transfers, timeline, predicted_ms and bytes from blocks and zones.
+void simulate(const Graph& g, const Cluster& c, Plan& p);
+// Cost used by the DP: blocks run one after another (each starts when the previous has ended
+// everywhere), plus the final gather and tail. DP optimality is checked against brute force.
+double staged_cost(const Graph& g, const Cluster& c, const Plan& p);
+// The same per stage: one entry per block, then the gather + tail.
+std::vector<double> stage_costs(const Graph& g, const Cluster& c, const Plan& p);
+
+// A plan for the devices `keep` of c (keep[0] == 0: the host; `sub` was planned for those,
+// in that order) as a plan for all of c's devices: the others get no rows and no FC slices,
+// so nothing is sent to them. make_plan uses it to leave devices idle.
+Plan embed_plan(const Graph& g, const Cluster& c, Plan sub, const std::vector<size_t>& keep);
+
+// Valid cut positions of the spatial part (block boundaries): 0 < c < spatial_end, is_cut(c).
+std::vector<int> candidate_cuts(const Graph& g);
+// How many leading tail layers could be split by channels (consecutive fully connected layers).
+int splittable_tail(const Graph& g);
+// Splits the first k tail layers across the plan's devices (slices by device speed) and
+// re-simulates; k = 0 undoes it.
+void split_tail(const Graph& g, const Cluster& c, Plan& p, int k);
+
+}  // namespace eb::dist

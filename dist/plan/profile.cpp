@@ -1,0 +1,179 @@
+#include "dist/plan/profile.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "dist/plan/stats.h"
+
+namespace eb::dist {
+
+double DeviceProfile::layer_ms(int node, int rows) const {
+  if (rows <= 0) return 0;
+  const LayerCost& c = layers.at(size_t(node));
+  return c.fixed_ms + c.per_row_ms * rows;
+}
+
+namespace {
+int computed_rows(const Layer& l, RowRange r) {
+  if (r.empty()) return 0;
+  const int gr = std::max(1, l.row_granule());
+  return (r.end + gr - 1) / gr * gr - r.begin / gr * gr;
+}
+}  // namespace
+
+double DeviceProfile::band_ms(const Graph& g, int node, RowRange rows) const {
+  return layer_ms(node, computed_rows(*g.node(node).layer, rows));
+}
+
+double DeviceProfile::full_ms(const Graph& g) const {
+  double t = 0;
+  for (int i = 0; i < g.size(); ++i) t += band_ms(g, i, {0, g.shape_of(i).h});
+  return t;
+}
+
+Json DeviceProfile::to_json() const {
+  Json j = Json::object();
+  j["name"] = name;
+  j["model"] = model;
+  j["threads"] = threads;
+  Json ls = Json::array();
+  for (const LayerCost& c : layers) {
+    Json l = Json::object();
+    l["fixed_ms"] = c.fixed_ms;
+    l["per_row_ms"] = c.per_row_ms;
+    ls.push_back(l);
+  }
+  j["layers"] = ls;
+  return j;
+}
+
+DeviceProfile DeviceProfile::from_json(const Json& j) {
+  DeviceProfile p;
+  p.name = j.at("name").string("name");
+  p.model = j.at("model").string("model");
+  p.threads = int(j.at("threads").integer("threads"));
+  for (const Json& l : j.at("layers").items("layers")) {
+    LayerCost c{l.at("fixed_ms").number("fixed_ms"), l.at("per_row_ms").number("per_row_ms")};
+    if (!(c.fixed_ms >= 0) || !(c.per_row_ms >= 0) || c.fixed_ms > 1e7 || c.per_row_ms > 1e7)
+      throw std::runtime_error("layer costs must be finite and non-negative");
+    p.layers.push_back(c);
+  }
+  return p;
+}
+
+DeviceProfile measure_profile(const Graph& g, const std::string& name, int reps) {
+  DeviceProfile p;
+  p.name = name;
+  p.model = g.model;
+  p.threads = omp_get_max_threads();
+  for (int n = 0; n < g.size(); ++n) {
+    const Node& node = g.node(n);
+    const Shape out = node.layer->output_shape();
+    std::vector<Band> ins;
+    for (const Shape& s : node.layer->input_shapes()) {
+      Tensor t(s);
+      for (size_t i = 0; i < t.size(); ++i) t.data()[i] = float(int(i % 17) - 8) * 0.05f;
+      ins.push_back({t, 0});
+    }
+    std::vector<const Band*> in_ptrs;
+    for (const Band& b : ins) in_ptrs.push_back(&b);
+    auto time_rows = [&](int rows) {
+      Band ob{Tensor::uninitialized({rows, out.w, out.c}), 0};
+      std::vector<double> t;
+      for (int r = 0; r < reps + 1; ++r) {
+        const auto t0 = std::chrono::steady_clock::now();
+        node.layer->forward(in_ptrs, ob);
+        if (r) t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      }
+      return median(t);
+    };
+    LayerCost c;
+    const int h = out.h;
+    const int gr = std::max(1, node.layer->row_granule());
+    const int full = computed_rows(*node.layer, {0, h});
+    if (!node.layer->spatial() || h < 4 || full < 2 * gr) {
+      c.fixed_ms = time_rows(h);
+    } else {
+      // Two band heights that are whole granules: the fit is in computed rows.
+      const int small = std::max(gr, h / 4 / gr * gr);
+      const double t_full = time_rows(h), t_small = time_rows(small);
+      c.per_row_ms = std::max(0.0, (t_full - t_small) / (full - small));
+      c.fixed_ms = std::max(0.0, t_full - c.per_row_ms * full);
+    }
+    p.layers.push_back(c);
+  }
+  Tensor in(g.input);
+  for (size_t i = 0; i < in.size(); ++i) in.data()[i] = float(int(i % 23) - 11) * 0.05f;
+  std::vector<double> whole;
+  for (int r = 0; r < reps + 1; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    g.forward(in);
+    if (r)
+      whole.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  calibrate(p, g, median(whole));
+  return p;
+}
+
+void calibrate(DeviceProfile& p, const Graph& g, double whole_ms) {
+  const double now = p.full_ms(g);
+  if (!(whole_ms > 0) || !(now > 0)) return;
+  const double k = whole_ms / now;
+  for (LayerCost& c : p.layers) c.fixed_ms *= k, c.per_row_ms *= k;
+}
+
+DeviceProfile load_profile(const std::string& path, const Graph& g) {
+  std::ifstream f(path);
+  if (!f) throw std::runtime_error("cannot open device profile '" + path + "'");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  DeviceProfile p;
+  try {
+    p = DeviceProfile::from_json(Json::parse(ss.str()));
+  } catch (const std::exception& e) {
+    throw std::runtime_error("device profile '" + path + "': " + e.what());
+  }
+  if (p.model != g.model)
+    throw std::runtime_error("device profile '" + path + "' is for model '" + p.model + "', not '" + g.model + "'");
+  if (int(p.layers.size()) != g.size())
+    throw std::runtime_error("device profile '" + path + "' has " + std::to_string(p.layers.size()) +
+                             " layers, the model has " + std::to_string(g.size()));
+  return p;
+}
+
+void save_profile(const DeviceProfile& p, const std::string& path) {
+  std::ofstream f(path, std::ios::trunc);
+  if (!f) throw std::runtime_error("cannot write '" + path + "'");
+  f << p.to_json().dump(1) << "\n";
+  if (!f) throw std::runtime_error("write failed for '" + path + "'");
+}
+
+}  // namespace eb::dist
+
+namespace eb::dist {
+DeviceProfile estimate_profile(const Graph& g, const std::string& name, double gflops, double fixed_ms) {
+  if (!(gflops > 0)) throw std::invalid_argument("estimate_profile: rate must be positive");
+  DeviceProfile p;
+  p.name = name;
+  p.model = g.model;
+  for (int i = 0; i < g.size(); ++i) {
+    const Layer& l = *g.node(i).layer;
+    const int h = l.output_shape().h;
+    LayerCost c;
+    c.fixed_ms = fixed_ms;
+    if (l.spatial() && h > 0)
+      c.per_row_ms = l.flops({0, h}) / h / (gflops * 1e6);
+    else
+      c.fixed_ms += l.flops({0, h}) / (gflops * 1e6);
+    p.layers.push_back(c);
+  }
+  return p;
+}
+}  // namespace eb::dist

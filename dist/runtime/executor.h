@@ -1,0 +1,71 @@
+// The rows of feature maps one device holds, per image and node, and the two things every
+// device does with them: compute its zones of a block, and send planned rows to a peer.
+// Shared by the host and the worker so both sides execute a plan identically.
+#pragma once
+#include <functional>
+#include <map>
+#include <utility>
+
+#include "dist/runtime/peer.h"
+#include "dist/plan/planner.h"
+
+namespace eb::dist {
+
+class FeatureStore {
+ public:
+  explicit FeatureStore(const Graph& g) : g_(g) {}
+  void put(uint64_t image, int node, RowRange r, const float* src);
+  // Channels [c0, c1) of a one-row node (a split tail layer's slice); the row counts as held
+  // once slices cover all its channels. Throws ProtocolError on overlapping slices.
+  void put_channels(uint64_t image, int node, int c0, int c1, const float* src);
+  // Stores rows (or, with "c0" and "c1", a channel slice) received in a ROWS frame, validating
+  // node, rows and byte count.
+  void put_wire(uint64_t image, const Json& meta, const std::vector<uint8_t>& data);
+  bool holds(uint64_t image, int node, RowRange r) const;
+  bool holds_channels(uint64_t image, int node, RowRange channels) const;  // of row 0
+  const float* row(uint64_t image, int node, int y) const;
+  Band band(uint64_t image, int node, RowRange r) const;  // view of held rows
+  void drop(uint64_t image);
+  void clear() { maps_.clear(); }
+  size_t images() const;
+
+ private:
+  struct Held {
+    Tensor t;
+    std::vector<bool> has;
+    std::vector<bool> chan;  // channel slices received of row 0 (split tail layers)
+    int chans = 0;
+  };
+  Held& get(uint64_t image, int node);
+  const Graph& g_;
+  std::map<std::pair<uint64_t, int>, Held> maps_;
+};
+
+// Timing of one device's compute of one block (steady clock, microseconds).
+struct ComputeSpan {
+  int device, block;
+  uint64_t image;
+  int64_t t0_us, t1_us;
+};
+
+// Device d computes its zones of block b; false (and nothing done) if an input row is missing.
+// With p.edge_first, the rows other devices need from these zones are computed first and
+// on_piece() runs after each piece, so the caller can send them while the interior computes.
+// An overlap block computes whatever part the rows held allow and returns false until the
+// whole zone is done (span is set only when something was computed).
+bool compute_zones(const Graph& g, const Plan& p, int d, int b, uint64_t image, FeatureStore& s,
+                   ComputeSpan* span, const std::function<void()>& on_piece = {});
+// Device d computes its channel slice of split tail layer j of the plan (input: the whole
+// previous node); false (nothing done) if that input is not all here. Output: the slice.
+bool compute_tail_slice(const Graph& g, const Plan& p, int d, int j, uint64_t image,
+                        const FeatureStore& s, std::vector<float>* out);
+// Queues a channel slice of a one-row node (a split tail layer's output) for `to`.
+void send_slice(Peer& to, uint64_t image, int node, RowRange channels,
+                std::shared_ptr<const std::vector<float>> values, bool fp16, const Json& extra = Json());
+// Queues the rows of transfer t (held by this device) for `to` and returns at once: fp32
+// straight from the store (the frame holds the store's buffer until written) or converted to
+// fp16. `extra` is merged into the frame's JSON (timings for traces).
+void send_rows(Peer& to, uint64_t image, const Transfer& t, const FeatureStore& s, bool fp16,
+               const Json& extra = Json(), Peer::SentFn on_sent = {});
+
+}  // namespace eb::dist

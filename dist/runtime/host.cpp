@@ -1,0 +1,560 @@
+#include "dist/runtime/host.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <functional>
+#include <mutex>
+#include <stdexcept>
+
+#include "dist/plan/stats.h"
+#include "dist/runtime/tcp.h"
+
+namespace eb::dist {
+
+namespace {
+// A worker misbehaved (died, stalled, sent garbage): who and why.
+struct WorkerFault {
+  int peer;
+  std::string why;
+};
+// What a worker's error frame says; a malformed one is reported, not thrown.
+std::string error_text(const Message& m) {
+  const bool ok = m.json.is_object() && m.json.has("message") && m.json.at("message").is_string();
+  return "error: " + (ok ? m.json.at("message").string() : std::string("(malformed error frame)"));
+}
+// Sends leave on the peers' sender threads; they log their wire time here.
+struct WireLog {
+  std::mutex mu;
+  std::vector<InferStats::Wire> wires;
+  void add(const InferStats::Wire& w) {
+    std::lock_guard<std::mutex> lk(mu);
+    wires.push_back(w);
+  }
+};
+}  // namespace
+
+HostRuntime::HostRuntime(std::shared_ptr<const Graph> g, uint64_t model_hash,
+                         const std::vector<std::string>& workers, RuntimeOptions opt)
+    : g_(std::move(g)),
+      opt_(opt),
+      io_(std::make_unique<IoContext>()),
+      inbox_(std::make_shared<Inbox>()) {
+  char want[32];
+  std::snprintf(want, sizeof want, "%016llx", static_cast<unsigned long long>(model_hash));
+  std::vector<std::pair<Nonce, std::string>> nonces;  // per worker: our nonce, our HELLO text
+  std::vector<Nonce> worker_nonce;
+  for (size_t i = 0; i < workers.size(); ++i) {
+    auto sock = std::make_unique<TcpSocket>(
+        connect_to(io_->io, workers[i], std::chrono::milliseconds(opt_.timeout_ms)));
+    auto p = std::make_unique<Peer>(std::move(sock), inbox_, int(i), workers[i]);
+    p->set_shaping(opt_.shaping);
+    p->start_reader();
+    Json hello = Json::object();
+    hello["model"] = g_->model;
+    hello["wire"] = opt_.fp16 ? "fp16" : "fp32";
+    hello["link"] = opt_.shaping.enabled ? Json(opt_.shaping.link.str()) : Json();
+    if (opt_.shaping.enabled && opt_.shaping.channel) {
+      Json ch = Json::object(), t = Json::array(), r = Json::array();
+      for (size_t k = 0; k < opt_.shaping.channel->t_s.size(); ++k)
+        t.push_back(opt_.shaping.channel->t_s[k]), r.push_back(opt_.shaping.channel->mbit[k]);
+      ch["t_s"] = t;
+      ch["mbit"] = r;
+      ch["elapsed_s"] = std::chrono::duration<double>(Clock::now() - opt_.shaping.epoch).count();
+      hello["channel"] = ch;
+    }
+    Nonce mine{};
+    if (opt_.secret.enabled()) {
+      mine = random_nonce();
+      hello["nonce"] = to_hex(mine.data(), mine.size());
+    }
+    const std::string text = hello.dump();  // Peer::send dumps the same object to the same bytes
+    p->send(MsgType::hello, 0, hello);
+    peers_.push_back(std::move(p));
+    alive_.push_back(true);
+    nonces.push_back({mine, text});
+  }
+  // Every worker must answer with the same model identity (and, with a secret, prove it holds
+  // the secret too) before any plan runs.
+  size_t answered = 0;
+  std::vector<bool> ok(peers_.size(), false), challenged(peers_.size(), false);
+  worker_nonce.resize(peers_.size());
+  while (answered < peers_.size()) {
+    auto m = inbox_->pop(std::chrono::milliseconds(opt_.hello_timeout_ms));
+    if (!m)
+      throw std::runtime_error("a worker did not answer hello (load its model) within the timeout");
+    const size_t k = size_t(m->peer);
+    const std::string& name = peers_[k]->name();
+    if (!m->failure.empty()) {
+      if (challenged[k])
+        throw std::runtime_error("worker " + name +
+                                 " ended the connection during authentication (" + m->failure +
+                                 "): does it hold the same secret? See its log");
+      throw std::runtime_error("worker " + name + ": " + m->failure);
+    }
+    if (m->type == MsgType::error)
+      throw std::runtime_error("worker " + name + " refused (" + error_text(*m) + ")");
+    if (m->type == MsgType::challenge && !challenged[k]) {
+      if (!opt_.secret.enabled())
+        throw std::runtime_error(
+            "worker " + name +
+            " requires authentication: give this host its secret with --secret-file");
+      Nonce theirs{};
+      if (!from_hex(m->json.at("nonce").string("nonce"), theirs.data(), theirs.size()))
+        throw std::runtime_error("worker " + name + ": malformed challenge");
+      const Nonce& mine = nonces[k].first;
+      peers_[k]->enable_mac(session_key(opt_.secret, theirs, mine), true);
+      peers_[k]->sign_sends();
+      const Digest256 proof = host_proof(opt_.secret, theirs, mine, nonces[k].second);
+      Json a = Json::object();
+      a["proof"] = to_hex(proof.data(), proof.size());
+      peers_[k]->send(MsgType::auth, 0, a);
+      challenged[k] = true;
+      worker_nonce[k] = theirs;
+      continue;
+    }
+    if (m->type != MsgType::hello_ok || ok[k])
+      throw std::runtime_error("worker " + name + ": unexpected reply");
+    if (opt_.secret.enabled()) {
+      Digest256 proof{};
+      const Digest256 expect =
+          challenged[k] ? worker_proof(opt_.secret, worker_nonce[k], nonces[k].first) : Digest256{};
+      if (!challenged[k] || !m->authenticated || !m->json.has("proof"))
+        throw std::runtime_error(
+            "worker " + name +
+            " does not authenticate (started without --secret-file?); not using it");
+      if (!from_hex(m->json.at("proof").string("proof"), proof.data(), proof.size()) ||
+          !equal_constant_time(proof.data(), expect.data(), proof.size()))
+        throw std::runtime_error("worker " + name + " failed to prove it holds the secret");
+    }
+    const std::string got = m->json.at("hash").string("hash");
+    if (got != want)
+      throw std::runtime_error("worker " + name + " holds a different model (" +
+                               m->json.at("model").string() + ", weights hash " + got +
+                               "; this host has " + g_->model + ", " + want + ")");
+    ok[k] = true;
+    ++answered;
+  }
+}
+
+HostRuntime::~HostRuntime() {
+  for (size_t i = 0; i < peers_.size(); ++i) {
+    if (alive_[i]) {
+      try {
+        peers_[i]->send(MsgType::bye, 0, Json::object());
+      } catch (const std::exception&) {
+      }
+    }
+    peers_[i]->close();
+  }
+}
+
+int HostRuntime::alive() const {
+  int n = 0;
+  for (bool a : alive_) n += a;
+  return n;
+}
+
+void HostRuntime::fault(int peer, const std::string& why, InferStats* st) {
+  if (peer >= 0 && alive_[size_t(peer)]) {
+    alive_[size_t(peer)] = false;
+    peers_[size_t(peer)]->close();
+  }
+  if (st) {
+    ++st->faults;
+    st->fault_messages.push_back(
+        (peer >= 0 ? "worker " + peers_[size_t(peer)]->name() + ": " : "") + why);
+  }
+}
+
+namespace {
+// A worker's compute spans ride on its frames as [block, image, t0_us, t1_us]; they only feed
+// the trace, so malformed ones are dropped rather than failing the inference.
+void read_spans(const Json& j, int device, uint64_t first_image, uint64_t end_image,
+                std::vector<ComputeSpan>* out) {
+  if (!j.has("spans") || !j.at("spans").is_array()) return;
+  for (const Json& sp : j.at("spans").items()) {
+    if (!sp.is_array() || sp.size() != 4) continue;
+    bool numbers = true;
+    for (size_t k = 0; k < 4; ++k) numbers = numbers && sp[k].is_number();
+    if (!numbers || sp[0].number() < 0 || sp[0].number() > 1e6 || sp[3].number() < sp[2].number() ||
+        !(sp[1].number() >= double(first_image) && sp[1].number() < double(end_image)))
+      continue;  // malformed, or an image of an earlier call
+    out->push_back({device, int(sp[0].number()), uint64_t(sp[1].number()), int64_t(sp[2].number()),
+                    int64_t(sp[3].number())});
+  }
+}
+}  // namespace
+
+std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const Plan& plan,
+                                       InferStats* st) {
+  InferStats local_stats;
+  if (!st) st = &local_stats;
+  const auto t_start = Clock::now();
+  std::vector<int> dev_peer{-1};  // plan device -> peer index
+  for (size_t i = 0; i < peers_.size(); ++i)
+    if (alive_[i]) dev_peer.push_back(int(i));
+  if (plan.devices != int(dev_peer.size()) && plan.devices != 1)
+    throw std::invalid_argument("plan is for " + std::to_string(plan.devices) + " devices, " +
+                                std::to_string(dev_peer.size()) + " are available");
+  std::vector<Tensor> out(images.size());
+  size_t done = 0;
+  uint64_t sent0 = 0, recv0 = 0;
+  for (auto& p : peers_) sent0 += p->bytes_sent(), recv0 += p->bytes_received();
+  auto sent_log = std::make_shared<WireLog>();
+  try {
+    if (plan.devices > 1) {
+      const Json wire = plan_to_wire(plan);
+      for (int d = 1; d < plan.devices; ++d) {
+        Json msg = Json::object();
+        msg["plan"] = wire;
+        msg["device"] = d;
+        // Queued like the rows after it (same order): the host computes meanwhile.
+        peers_[size_t(dev_peer[size_t(d)])]->send_async(MsgType::plan, 0, msg, nullptr, nullptr, 0,
+                                                        {});
+      }
+    }
+    FeatureStore store(*g_);
+    const uint64_t base = next_image_;
+    next_image_ += images.size();
+    for (size_t i = 0; i < images.size(); ++i) {
+      if (images[i].shape() != g_->input)
+        throw std::invalid_argument("image shape does not match the model");
+      store.put(base + i, -1, {0, images[i].h()}, images[i].data());
+    }
+    const int nb = int(plan.blocks.size());
+    std::vector<std::vector<bool>> sent(images.size(),
+                                        std::vector<bool>(plan.transfers.size(), false));
+    auto send_ready = [&](size_t i) {  // every host transfer of image i whose rows are here
+      for (size_t k = 0; k < plan.transfers.size(); ++k) {
+        const Transfer& t = plan.transfers[k];
+        if (sent[i][k] || t.src != 0 || !store.holds(base + i, t.node, t.rows)) continue;
+        InferStats::Wire w{0, t.dst, base + i, 0, 0, t.bytes};
+        send_rows(*peers_[size_t(dev_peer[size_t(t.dst)])], base + i, t, store, opt_.fp16, Json(),
+                  [sent_log, w](int64_t t0, int64_t t1) mutable {
+                    w.t0_us = t0, w.t1_us = t1;
+                    sent_log->add(w);
+                  });
+        sent[i][k] = true;
+      }
+    };
+    for (size_t i = 0; i < images.size(); ++i) {
+      const uint64_t img = base + i;
+      if (plan.devices > 1) {
+        send_ready(i);
+        if (i + 1 < images.size()) send_ready(i + 1);  // next image's scatter overlaps this one
+      }
+      const int stages = nb + plan.split_tail;  // blocks, split tail layers, then the rest
+      // Pumps messages (sending what is ready meanwhile) until finished() holds; `waiting_for`
+      // names the secondary to blame on a timeout (-1: none identifiable).
+      size_t rows_in = 0;  // frames of rows stored so far
+      auto pump_until = [&](int b, const std::function<bool()>& finished,
+                            const std::function<int()>& waiting_for) {
+        while (true) {
+          send_ready(i);
+          bool pending = false;
+          for (size_t k = 0; k < plan.transfers.size(); ++k)
+            if (!sent[i][k] && plan.transfers[k].src == 0 && plan.transfers[k].block <= b)
+              pending = true;
+          if (!pending && finished()) return;
+          auto m = inbox_->pop(std::chrono::milliseconds(opt_.timeout_ms));
+          if (!m) {
+            const int culprit = waiting_for();
+            throw WorkerFault{culprit < 0 ? -1 : dev_peer[size_t(culprit)],
+                              "no rows within the timeout (stalled)"};
+          }
+          if (!alive_[size_t(m->peer)]) continue;  // late news from a worker already dropped
+          if (!m->failure.empty()) throw WorkerFault{m->peer, m->failure};
+          if (opt_.secret.enabled() && !m->authenticated)
+            throw WorkerFault{m->peer, "unauthenticated frame"};
+          if (m->type == MsgType::error) throw WorkerFault{m->peer, error_text(*m)};
+          if (m->type != MsgType::rows) throw WorkerFault{m->peer, "unexpected message"};
+          if (m->id < base || m->id >= base + images.size())
+            continue;  // stale, from an earlier call
+          try {
+            store.put_wire(m->id, m->json, m->data);
+          } catch (const std::exception& e) {
+            throw WorkerFault{m->peer, e.what()};
+          }
+          ++rows_in;
+          int src_dev = 0;
+          for (size_t d = 1; d < dev_peer.size(); ++d)
+            if (dev_peer[d] == m->peer) src_dev = int(d);
+          read_spans(m->json, src_dev, base, base + images.size(), &st->spans);
+          st->wires.push_back({src_dev, 0, m->id, now_us(), now_us(), m->data.size()});
+        }
+      };
+      for (int b = 0; b <= stages; ++b) {
+        const int in_node = b == 0    ? -1
+                            : b <= nb ? plan.blocks[size_t(b - 1)].last - 1
+                                      : plan.tail_first + (b - nb) - 1;
+        const RowRange all_in{0, g_->shape_of(in_node).h};
+        auto ready = [&] {
+          if (b >= nb) return store.holds(img, in_node, all_in);
+          for (const RowRange& z : plan.blocks[size_t(b)].zones[0])
+            if (!store.holds(img, in_node,
+                             g_->block_needs(plan.blocks[size_t(b)].first,
+                                             plan.blocks[size_t(b)].last, z)[0]))
+              return false;
+          return true;
+        };
+        // Blame the first secondary whose rows we still wait for.
+        auto rows_culprit = [&] {
+          for (const Transfer& t : plan.transfers)
+            if (t.dst == 0 && t.block <= b && !store.holds(img, t.node, t.rows)) return t.src;
+          return -1;
+        };
+        if (b < nb && plan.blocks[size_t(b)].overlap) {
+          // Compute what the rows here allow, then wait for more rows, until the zone is done.
+          while (!plan.blocks[size_t(b)].zones[0].empty()) {
+            ComputeSpan span{};
+            const bool whole =
+                compute_zones(*g_, plan, 0, b, img, store, &span, [&] { send_ready(i); });
+            if (span.t1_us) st->spans.push_back(span);
+            if (whole) break;
+            const size_t seen = rows_in;
+            pump_until(
+                b, [&] { return rows_in > seen; }, rows_culprit);
+          }
+          continue;
+        }
+        pump_until(b, ready, rows_culprit);
+        if (b == stages) {
+          const int first = plan.tail_first + plan.split_tail;
+          out[i] = first >= g_->size()
+                       ? store.band(img, in_node, all_in).t.clone()
+                       : g_->run_block(first, g_->size(), store.band(img, in_node, all_in), {0, 1})
+                             .t.clone();
+          break;
+        }
+        if (b >= nb) {  // split tail layer j: our slice, then everyone's
+          const int j = b - nb, node = plan.tail_first + j;
+          std::vector<float> mine;
+          ComputeSpan span{0, b, img, now_us(), 0};
+          compute_tail_slice(*g_, plan, 0, j, img, store, &mine);
+          const RowRange sl = plan.tail_slices[size_t(j)][0];
+          if (!sl.empty()) store.put_channels(img, node, sl.begin, sl.end, mine.data());
+          span.t1_us = now_us();
+          st->spans.push_back(span);
+          pump_until(
+              b,
+              [&] {
+                return store.holds(img, node, {0, 1});
+              },
+              [&] {
+                for (int d = 1; d < plan.devices; ++d)
+                  if (!store.holds_channels(img, node, plan.tail_slices[size_t(j)][size_t(d)]))
+                    return d;
+                return -1;
+              });
+          continue;
+        }
+        ComputeSpan span{};
+        if (!plan.blocks[size_t(b)].zones[0].empty()) {
+          compute_zones(*g_, plan, 0, b, img, store, &span, [&] { send_ready(i); });
+          st->spans.push_back(span);
+        }
+      }
+      store.drop(img);
+      ++done;
+    }
+  } catch (const WorkerFault& f) {
+    fault(f.peer, f.why, st);
+    for (size_t i = done; i < images.size(); ++i) out[i] = g_->forward(images[i]);  // recover
+  }
+  {
+    std::lock_guard<std::mutex> lk(sent_log->mu);
+    st->wires.insert(st->wires.end(), sent_log->wires.begin(), sent_log->wires.end());
+  }
+  uint64_t sent1 = 0, recv1 = 0;
+  for (auto& p : peers_) sent1 += p->bytes_sent(), recv1 += p->bytes_received();
+  st->bytes_sent = sent1 - sent0;
+  st->bytes_received = recv1 - recv0;
+  st->ms = std::chrono::duration<double, std::milli>(Clock::now() - t_start).count();
+  return out;
+}
+
+std::vector<Clock::time_point> HostRuntime::await_pongs(const std::vector<uint64_t>& want,
+                                                        InferStats* st) {
+  std::vector<Clock::time_point> got(peers_.size());
+  std::vector<bool> waiting(peers_.size(), false);
+  size_t left = 0;
+  for (size_t i = 0; i < peers_.size(); ++i)
+    if (alive_[i] && want[i] != 0) waiting[i] = true, ++left;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(opt_.timeout_ms);
+  auto drop = [&](size_t k, const std::string& why) {
+    fault(int(k), why, st);
+    if (waiting[k]) waiting[k] = false, --left;
+  };
+  while (left > 0) {
+    const auto now = Clock::now();
+    auto m = inbox_->pop(std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::max(deadline - now, Clock::duration(0))));
+    if (!m) {
+      for (size_t k = 0; k < peers_.size(); ++k)
+        if (waiting[k]) drop(k, "no answer to ping within the timeout (stalled)");
+      break;
+    }
+    const size_t k = size_t(m->peer);
+    if (!alive_[k]) continue;  // late news from a worker already dropped
+    // A worker that has answered may still fail meanwhile: that is news for the next call too.
+    if (!m->failure.empty()) {
+      drop(k, m->failure);
+    } else if (opt_.secret.enabled() && !m->authenticated) {
+      drop(k, "unauthenticated frame");
+    } else if (m->type == MsgType::error) {
+      drop(k, error_text(*m));
+    } else if (m->type == MsgType::pong) {
+      if (m->id != want[k] || !waiting[k]) continue;  // pongs answer in order: wait for the last
+      got[k] = Clock::now();
+      waiting[k] = false;
+      --left;
+    } else if (m->type != MsgType::rows) {  // rows: late ones of an earlier call
+      drop(k, std::string("unexpected ") + msg_name(m->type) + " message");
+    }
+  }
+  return got;
+}
+
+std::vector<double> HostRuntime::ping(InferStats* st) {
+  const uint64_t id = next_ping_++;  // pongs of an earlier ping are skipped
+  std::vector<uint64_t> want(peers_.size(), 0);
+  std::vector<Clock::time_point> sent_at(peers_.size());
+  for (size_t i = 0; i < peers_.size(); ++i) {
+    if (!alive_[i]) continue;
+    sent_at[i] = Clock::now();
+    // Queued, never blocking: a stalled worker is found by the deadline, and a broken
+    // connection by its reader's failure message.
+    peers_[i]->send_async(MsgType::ping, id, Json::object(), nullptr, nullptr, 0, {});
+    want[i] = id;
+  }
+  const std::vector<Clock::time_point> got = await_pongs(want, st);
+  std::vector<double> rtt(peers_.size(), -1.0);
+  for (size_t i = 0; i < peers_.size(); ++i)
+    if (want[i] != 0 && alive_[i] && got[i] != Clock::time_point{})
+      rtt[i] = std::chrono::duration<double, std::milli>(got[i] - sent_at[i]).count();
+  return rtt;
+}
+
+std::vector<MeasuredLink> HostRuntime::measure_links(InferStats* st) {
+  // Probe payload: the worker ignores a ping's data and answers once the whole frame is in, so
+  // any protocol-3 worker can be measured. Frames of at most 1 MiB stay under every worker's
+  // --max-frame-mb.
+  constexpr size_t kChunk = 1 << 20;
+  static const auto zeros = std::make_shared<const std::vector<uint8_t>>(kChunk, uint8_t(0));
+  std::vector<MeasuredLink> out(peers_.size());
+  // Round trip of `bytes` sent to worker i as frames of <= 1 MiB, queued back to back; -1 if
+  // the worker was dropped.
+  auto round_trip_ms = [&](size_t i, size_t bytes) {
+    std::vector<uint64_t> want(peers_.size(), 0);
+    const auto t0 = Clock::now();
+    do {
+      const size_t len = std::min(bytes, kChunk);
+      want[i] = next_ping_++;
+      peers_[i]->send_async(MsgType::ping, want[i], Json::object(), zeros, zeros->data(), len, {});
+      bytes -= len;
+    } while (bytes > 0);
+    const auto got = await_pongs(want, st);
+    return alive_[i] ? std::chrono::duration<double, std::milli>(got[i] - t0).count() : -1.0;
+  };
+  // One worker at a time: they would share the host's own link otherwise.
+  for (size_t i = 0; i < peers_.size(); ++i) {
+    if (!alive_[i]) continue;
+    // Two pings first, untimed: a worker that has sat idle can be slow to wake (README,
+    // Measured performance), which is not the link.
+    for (int k = 0; k < 2 && alive_[i]; ++k) round_trip_ms(i, 0);
+    std::vector<double> rtts;
+    for (int k = 0; k < 5 && alive_[i]; ++k) rtts.push_back(round_trip_ms(i, 0));
+    if (!alive_[i]) continue;
+    const double rtt = median(rtts);
+    // Grow the probe until it takes long enough to dwarf the round trip and the timer, then
+    // take the median of three at that size. The growth also opens the TCP window.
+    size_t bytes = 16 << 10;
+    for (;;) {
+      const double t = round_trip_ms(i, bytes);
+      if (t < 0 || t >= rtt + 30 || bytes >= (size_t(64) << 20)) break;
+      bytes *= 4;
+    }
+    std::vector<double> ts;
+    for (int k = 0; k < 3 && alive_[i]; ++k) ts.push_back(round_trip_ms(i, bytes));
+    if (!alive_[i]) continue;
+    const double wire_ms = std::max(median(ts) - rtt, 1e-3);
+    out[i] = {rtt, double(bytes) * 8.0 / (wire_ms * 1e3)};
+  }
+  return out;
+}
+
+LinkModel planning_link(const std::vector<MeasuredLink>& links) {
+  LinkModel l;
+  bool any = false;
+  for (const MeasuredLink& m : links) {
+    if (m.mbit <= 0) continue;
+    l.bits_per_s = any ? std::min(l.bits_per_s, m.mbit * 1e6) : m.mbit * 1e6;
+    l.latency_s = any ? std::max(l.latency_s, m.rtt_ms * 0.5e-3) : m.rtt_ms * 0.5e-3;
+    any = true;
+  }
+  if (!any) throw std::runtime_error("no worker's link could be measured");
+  return l;
+}
+
+Json chrome_trace(const InferStats& st, int devices) {
+  Json ev = Json::array();
+  int64_t origin = INT64_MAX;
+  for (const auto& s : st.spans) origin = std::min(origin, s.t0_us);
+  for (const auto& w : st.wires) origin = std::min(origin, w.t0_us);
+  if (origin == INT64_MAX) origin = 0;
+  for (int d = 0; d < devices; ++d) {
+    Json m = Json::object();
+    m["name"] = "thread_name";
+    m["ph"] = "M";
+    m["pid"] = 1;
+    m["tid"] = d;
+    Json a = Json::object();
+    a["name"] = d == 0 ? std::string("device 0 (host)") : "device " + std::to_string(d);
+    m["args"] = a;
+    ev.push_back(m);
+  }
+  // A complete ("X") event on a device's track, times relative to the first event.
+  auto span = [&](std::string name, const char* cat, int tid, int64_t t0, int64_t t1,
+                  const char* key, unsigned long value) {
+    Json e = Json::object();
+    e["name"] = std::move(name);
+    e["cat"] = cat;
+    e["ph"] = "X";
+    e["pid"] = 1;
+    e["tid"] = tid;
+    e["ts"] = double(t0 - origin);
+    e["dur"] = double(std::max<int64_t>(1, t1 - t0));
+    Json args = Json::object();
+    args[key] = value;
+    e["args"] = args;
+    ev.push_back(e);
+  };
+  for (const auto& s : st.spans)
+    span("block " + std::to_string(s.block), "compute", s.device, s.t0_us, s.t1_us, "image",
+         static_cast<unsigned long>(s.image));
+  for (const auto& w : st.wires)
+    span(w.src == 0 ? "send to " + std::to_string(w.dst) : "recv from " + std::to_string(w.src),
+         "link", 0, w.t0_us, w.t1_us, "bytes", static_cast<unsigned long>(w.bytes));
+  Json j = Json::object();
+  j["traceEvents"] = ev;
+  j["displayTimeUnit"] = "ms";
+  return j;
+}
+
+Json chrome_trace(const Plan& p) {
+  InferStats st;
+  auto us = [](double ms) { return int64_t(ms * 1000.0 + 0.5); };
+  for (const auto& e : p.timeline) {
+    if (e.what == "compute") {
+      st.spans.push_back({e.device, e.block, uint64_t(e.image), us(e.start_ms), us(e.end_ms)});
+    } else if (e.device == 0) {
+      // The host's view of its links, as a measured trace records them.
+      const bool send = e.what == "send";
+      st.wires.push_back({send ? 0 : e.peer, send ? e.peer : 0, uint64_t(e.image), us(e.start_ms),
+                          us(e.end_ms), e.bytes});
+    }
+  }
+  return chrome_trace(st, p.devices);
+}
+
+}  // namespace eb::dist

@@ -1,0 +1,94 @@
+// The host side of distributed inference: connects to workers, checks they hold the same
+// model (weights hash), executes plans as device 0, and survives worker faults by recomputing
+// the affected images itself.
+#pragma once
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dist/runtime/auth.h"
+#include "dist/runtime/executor.h"
+#include "dist/runtime/peer.h"
+#include "dist/plan/planner.h"
+
+namespace eb::dist {
+
+struct IoContext;
+
+struct RuntimeOptions {
+  Shaping shaping;  // applied on both ends of every connection
+  bool fp16 = false;
+  int timeout_ms = 10000;         // a worker silent for this long while we wait on it is dropped
+  int hello_timeout_ms = 120000;  // connecting and loading the model (slow boards, big models)
+  Secret secret;  // set: every worker must prove it holds the same secret (dist/runtime/auth.h)
+};
+
+struct InferStats {
+  double ms = 0;
+  uint64_t bytes_sent = 0, bytes_received = 0;
+  int faults = 0;
+  std::vector<std::string> fault_messages;
+  std::vector<ComputeSpan> spans;  // compute per device and block (workers report theirs)
+  struct Wire {
+    int src, dst;
+    uint64_t image;
+    int64_t t0_us, t1_us;
+    uint64_t bytes;
+  };
+  std::vector<Wire> wires;  // host-observed sends and receipts
+};
+
+// A worker's link as measured (HostRuntime::measure_links); -1: the worker is not usable.
+struct MeasuredLink {
+  double rtt_ms = -1;  // round trip of an empty frame
+  double mbit = -1;    // throughput of a bulk transfer to the worker
+};
+
+class HostRuntime {
+ public:
+  HostRuntime(std::shared_ptr<const Graph> g, uint64_t model_hash,
+              const std::vector<std::string>& workers, RuntimeOptions opt);
+  ~HostRuntime();
+  int alive() const;  // workers still usable
+  // Runs the images through the plan (plan.devices must be alive() + 1). A worker fault makes the
+  // host compute the unfinished images itself; the worker is dropped for later calls.
+  std::vector<Tensor> infer(const std::vector<Tensor>& images, const Plan& plan, InferStats* st);
+  // Round trip to every usable worker, in ms, by peer index (-1: not usable). Finds workers that
+  // died or stall between calls (dropped and reported in st, like a fault in infer), and wakes
+  // workers that have been idle before a call whose latency is measured.
+  std::vector<double> ping(InferStats* st = nullptr);
+  // Measures the real network to every usable worker, one worker at a time (they would share
+  // the host's link otherwise): the median round trip of five empty pings (after two untimed
+  // ones that wake the worker), then the rate of a bulk probe (pings carrying data, which
+  // workers ignore) grown from 16 KiB x4 until it takes 30 ms more than the round trip, the
+  // median of three at that size. Includes whatever the rows will pay too: checksums, MACs,
+  // the built-in shaping if on. Faults as in ping.
+  std::vector<MeasuredLink> measure_links(InferStats* st = nullptr);
+
+ private:
+  void fault(int peer, const std::string& why, InferStats* st);
+  // Waits until each peer i with want[i] != 0 answers the pong of that id (pongs come in
+  // order, so the last of a burst); when each did (a default time_point: dropped meanwhile).
+  std::vector<std::chrono::steady_clock::time_point> await_pongs(const std::vector<uint64_t>& want,
+                                                                 InferStats* st);
+  std::shared_ptr<const Graph> g_;
+  RuntimeOptions opt_;
+  std::unique_ptr<IoContext> io_;  // dist/runtime/tcp.h; outlives the peers' sockets (declared first)
+  std::shared_ptr<Inbox> inbox_;
+  std::vector<std::unique_ptr<Peer>> peers_;
+  std::vector<bool> alive_;
+  uint64_t next_image_ = 1;
+  uint64_t next_ping_ = 1;
+};
+
+// The one link the planner assumes for every worker (LinkModel has no per-worker links): the
+// slowest measured rate and half the longest round trip. Throws if no link was measured.
+LinkModel planning_link(const std::vector<MeasuredLink>& links);
+
+// Chrome trace-event JSON (Perfetto / chrome://tracing): one track per device.
+Json chrome_trace(const InferStats& st, int devices);
+// The same for a plan's simulated timeline, so predicted and measured runs open side by side.
+Json chrome_trace(const Plan& p);
+
+}  // namespace eb::dist

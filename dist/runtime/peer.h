@@ -1,0 +1,141 @@
+// One TCP connection (standalone asio, blocking I/O) with a reader thread that decodes frames
+// into a shared Inbox, and shaped sends: a token bucket paces the bytes at the link rate and the
+// receiver delivers each frame one link delay after it arrived, emulating a slower network on
+// loopback without netem.
+#pragma once
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "dist/plan/channel.h"
+#include "dist/plan/link.h"
+#include "dist/runtime/protocol.h"
+
+namespace eb::dist {
+
+using Clock = std::chrono::steady_clock;
+int64_t now_us();  // Clock in microseconds (traces, wire timings)
+
+struct Message {
+  int peer = 0;  // index of the connection it came from
+  MsgType type = MsgType::error;
+  uint64_t id = 0;
+  Json json;
+  std::string text;  // the JSON as received (the host proof covers HELLO's exact bytes)
+  std::vector<uint8_t> data;
+  bool authenticated = false;  // carried a valid MAC under the session key
+  Clock::time_point deliver_at;
+  std::string failure;  // non-empty: the connection failed (closed, malformed frame, ...)
+};
+
+// Messages from any number of peers, each released at its deliver_at time.
+class Inbox {
+ public:
+  void push(Message m);
+  // Next deliverable message, or nullopt after `timeout`.
+  std::optional<Message> pop(std::chrono::milliseconds timeout);
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Message> q_;
+};
+
+struct Shaping {
+  bool enabled = false;
+  LinkModel link;
+  // Time-variant rate (replaces link.bits_per_s): trace time = seconds since `epoch`.
+  std::shared_ptr<const BandwidthTrace> channel;
+  Clock::time_point epoch;
+  double bits_per_s(Clock::time_point now) const;
+};
+
+// What a receiver accepts in one frame. Before a worker has authenticated its host it accepts
+// only small frames, so a stranger cannot make it allocate much.
+struct FrameLimits {
+  uint32_t max_json = kMaxJson;
+  uint64_t max_data = kMaxData;
+};
+
+struct TcpSocket;  // dist/runtime/tcp.h
+
+class Peer {
+ public:
+  Peer(std::unique_ptr<TcpSocket> sock, std::shared_ptr<Inbox> inbox, int index, std::string name);
+  ~Peer();
+  Peer(const Peer&) = delete;
+  Peer& operator=(const Peer&) = delete;
+
+  void set_shaping(const Shaping& s);
+  void set_limits(const FrameLimits& l);
+  // From now on every frame received must carry a valid MAC under `session_key` (sequence numbers
+  // start at 0 in both directions; `host_side` picks the direction labels) ...
+  void enable_mac(const Digest256& session_key, bool host_side);
+  // ... and, from this call on, every frame sent carries one. Two steps, because the worker
+  // must expect MACs before its CHALLENGE leaves but may sign only after the host's proof.
+  void sign_sends();
+  void start_reader();
+  // Sends one frame; data is written straight from the caller's memory (scatter-gather).
+  // Thread-safe; waits for frames queued by send_async to leave first, so frames keep their
+  // order. Throws std::runtime_error on a broken connection.
+  void send(MsgType t, uint64_t id, const Json& json, const void* data = nullptr, size_t len = 0);
+  // Queues one frame and returns at once: a sender thread writes it (link pacing included)
+  // while the caller computes. `keep` owns the memory `data` points into until it is written;
+  // `on_sent(t0_us, t1_us)` runs on the sender thread when it has been. A failed write closes
+  // the connection, which the reader then reports to the inbox like any broken connection.
+  using SentFn = std::function<void(int64_t t0_us, int64_t t1_us)>;
+  void send_async(MsgType t, uint64_t id, const Json& json, std::shared_ptr<const void> keep,
+                  const void* data, size_t len, SentFn on_sent = {});
+  void close();  // unblocks the reader; idempotent
+  const std::string& name() const { return name_; }
+  uint64_t bytes_sent() const { return sent_; }
+  uint64_t bytes_received() const { return received_; }
+
+ private:
+  struct Pending {
+    MsgType type = MsgType::error;
+    uint64_t id = 0;
+    std::string text;
+    std::shared_ptr<const void> keep;
+    const void* data = nullptr;
+    size_t len = 0;
+    SentFn on_sent;
+  };
+  void read_loop();
+  void send_loop();
+  void write_frame(MsgType t, uint64_t id, const std::string& text, const void* data, size_t len);
+  void pace(size_t bytes);
+  // The queue of send_async; busy_: the sender thread is writing a frame it took from it.
+  std::mutex q_mu_;
+  std::condition_variable q_cv_;
+  std::deque<Pending> q_;
+  bool busy_ = false;
+  std::thread sender_;
+  std::string send_error_;  // why the sender thread gave up (guarded by cfg_mu_)
+  std::unique_ptr<TcpSocket> sock_;
+  std::shared_ptr<Inbox> inbox_;
+  int index_;
+  std::string name_;
+  std::mutex send_mu_;
+  mutable std::mutex cfg_mu_;  // guards shaping_, limits_ and the MAC state: the reader reads them
+  Shaping shaping_;
+  FrameLimits limits_;
+  bool mac_on_ = false, sign_on_ = false;
+  Digest256 mac_key_{};
+  uint8_t send_dir_ = 0, recv_dir_ = 0;
+  uint64_t send_seq_ = 0, recv_seq_ = 0;
+  Shaping shaping() const;
+  Clock::time_point link_free_;
+  std::thread reader_;
+  std::atomic<bool> closed_{false}, broken_{false};
+  std::atomic<uint64_t> sent_{0}, received_{0};
+};
+
+}  // namespace eb::dist

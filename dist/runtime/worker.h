@@ -1,0 +1,77 @@
+// `edgeband worker`: serves any number of hosts, one connection (and thread) each. A host says
+// HELLO (model, link shaping, wire format), sends a PLAN naming this worker's device index,
+// then ROWS; the worker computes its zones as soon as their input rows are present and sends the
+// rows the plan routes onwards. Malformed or hostile frames end that connection only.
+#pragma once
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/graph.h"
+#include "dist/runtime/auth.h"
+
+namespace eb::dist {
+
+struct TcpSocket;  // dist/runtime/tcp.h
+
+struct WorkerOptions {
+  std::string listen = "127.0.0.1:0";
+  std::string weights;                 // serve this file's model only (else built-in models)
+  int threads = 0;                     // OpenMP threads per session (0: the OpenMP default)
+  // Limits (README "Limits"): connections served at once, the largest frame accepted after the
+  // handshake (before it: no data, 1 MiB of JSON), the time a new connection has to complete
+  // HELLO (and authentication), and the silence after which a connection is dropped.
+  int max_connections = 16;
+  uint64_t max_frame_bytes = 256ull << 20;
+  int handshake_timeout_ms = 10000;
+  int idle_timeout_ms = 300000;
+  Secret secret;  // set: hosts must authenticate (dist/runtime/auth.h)
+  std::function<void(const std::string&)> log = nullptr;  // default: stderr
+};
+
+class WorkerServer {
+ public:
+  explicit WorkerServer(WorkerOptions o);
+  ~WorkerServer();
+  uint16_t port() const { return port_; }
+  void run();             // accept loop; returns after stop()
+  void start_background();  // run() on a thread
+  void stop();
+  int sessions_served() const { return served_; }
+  size_t session_threads();  // threads not yet reaped (finished ones go at the next accept)
+
+ private:
+  struct Model {
+    std::shared_ptr<const Graph> graph;
+    uint64_t hash;
+  };
+  Model model_for(const std::string& name);
+  void session(std::unique_ptr<TcpSocket> sock, std::string who);
+  void log(const std::string& s);
+
+  WorkerOptions opt_;
+  struct Listener;  // the io_context and the acceptor (worker.cpp)
+  std::unique_ptr<Listener> net_;
+  uint16_t port_ = 0;
+  int listen_fd_ = -1;          // for stop(): shutdown wakes a blocked accept()
+  std::mutex acceptor_mu_;      // orders that shutdown against run()'s close of the acceptor
+  bool acceptor_closed_ = false;
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> active_{0}, served_{0};
+  std::mutex models_mu_;
+  std::vector<std::pair<std::string, Model>> models_;
+  std::thread bg_;
+  std::mutex threads_mu_;
+  struct SessionThread {
+    std::thread t;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::vector<SessionThread> threads_;  // finished ones are joined at the next accept
+  std::vector<std::weak_ptr<void>> sockets_;
+};
+
+}  // namespace eb::dist
