@@ -8,7 +8,7 @@
 //   modnn  - MoDNN: one block per layer, outputs gathered at the host and re-scattered
 //            (with halos) after every layer.
 //   dpfp   - fused blocks chosen by dynamic programming; between blocks only halo rows travel.
-//   halp   - host-assisted: segments ordered S1, H, S2, H, ..., Sk so the host computes the zones
+//   halp   - host-assisted (the whole schedule: dist/plan/halp.cpp): segments ordered S1, H, S2, H, ..., Sk so the host computes the zones
 //            between secondaries; every halo a secondary needs comes from the host in one hop,
 //            optionally (Cluster::edge_first) rows others need are computed first so transfers
 //            overlap compute, and the host share is optimised. Blocks by the same DP.

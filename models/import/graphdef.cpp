@@ -13,6 +13,22 @@
 namespace eb::import {
 namespace {
 
+// Field numbers of TensorFlow's protos (graph.proto, node_def.proto, attr_value.proto,
+// tensor.proto, tensor_shape.proto), by message, and the protobuf wire types used here.
+enum GraphDefField { kGraphNode = 1 };
+enum NodeDefField { kNodeName = 1, kNodeOp = 2, kNodeInput = 3, kNodeAttr = 5 };
+enum MapEntryField { kEntryKey = 1, kEntryValue = 2 };  // map<string, AttrValue> attr
+enum AttrValueField {
+  kAttrList = 1, kAttrS = 2, kAttrI = 3, kAttrF = 4, kAttrType = 6, kAttrShape = 7, kAttrTensor = 8
+};
+enum ListValueField { kListI = 3 };
+enum TensorField {
+  kTensorDtype = 1, kTensorShape = 2, kTensorContent = 4, kTensorFloatVal = 5, kTensorIntVal = 7,
+  kTensorInt64Val = 10
+};
+enum ShapeField { kShapeDim = 2 };  // TensorShapeProto
+enum DimField { kDimSize = 1 };     // TensorShapeProto.Dim
+enum WireType { kVarint = 0, kLengthDelimited = 2 };
 enum DataType {
   DT_FLOAT = 1,
   DT_DOUBLE = 2,
@@ -47,11 +63,11 @@ std::vector<long> parse_shape(std::string_view bytes) {
   std::vector<long> dims;
   ProtoReader r(bytes);
   for (ProtoField f; r.next(f);) {
-    if (f.number == 2 && f.wire == 2) {  // Dim { int64 size = 1; }
+    if (f.number == kShapeDim && f.wire == kLengthDelimited) {
       ProtoReader d(f.bytes);
       long size = 0;
       for (ProtoField g; d.next(g);)
-        if (g.number == 1 && g.wire == 0) size = long(g.as_int());
+        if (g.number == kDimSize && g.wire == kVarint) size = long(g.as_int());
       dims.push_back(size);
     }
   }
@@ -63,28 +79,28 @@ AttrValue parse_attr(std::string_view bytes) {
   ProtoReader r(bytes);
   for (ProtoField f; r.next(f);) {
     switch (f.number) {
-      case 1: {  // ListValue
+      case kAttrList: {
         ProtoReader l(f.bytes);
         for (ProtoField g; l.next(g);)
-          if (g.number == 3) append_varints(g, a.list_i);
+          if (g.number == kListI) append_varints(g, a.list_i);
         break;
       }
-      case 2:
+      case kAttrS:
         a.s = f.str();
         break;
-      case 3:
+      case kAttrI:
         a.i = f.as_int();
         break;
-      case 4:
+      case kAttrF:
         a.f = f.as_float();
         break;
-      case 6:
+      case kAttrType:
         a.type = int(f.as_int());
         break;
-      case 7:
+      case kAttrShape:
         a.shape = parse_shape(f.bytes);
         break;
-      case 8:
+      case kAttrTensor:
         a.tensor = f.bytes;
         break;
       default:
@@ -98,21 +114,21 @@ NodeDef parse_node(std::string_view bytes) {
   NodeDef n;
   ProtoReader r(bytes);
   for (ProtoField f; r.next(f);) {
-    if (f.wire != 2) continue;
-    if (f.number == 1)
+    if (f.wire != kLengthDelimited) continue;
+    if (f.number == kNodeName)
       n.name = f.str();
-    else if (f.number == 2)
+    else if (f.number == kNodeOp)
       n.op = f.str();
-    else if (f.number == 3)
+    else if (f.number == kNodeInput)
       n.inputs.push_back(f.str());
-    else if (f.number == 5) {  // map<string, AttrValue> entry
+    else if (f.number == kNodeAttr) {
       ProtoReader e(f.bytes);
       std::string key;
       AttrValue val;
       for (ProtoField g; e.next(g);) {
-        if (g.number == 1 && g.wire == 2)
+        if (g.number == kEntryKey && g.wire == kLengthDelimited)
           key = g.str();
-        else if (g.number == 2 && g.wire == 2)
+        else if (g.number == kEntryValue && g.wire == kLengthDelimited)
           val = parse_attr(g.bytes);
       }
       n.attr[key] = std::move(val);
@@ -131,22 +147,22 @@ ConstTensor parse_tensor(std::string_view bytes, const std::string& where) {
   ProtoReader r(bytes);
   for (ProtoField f; r.next(f);) {
     switch (f.number) {
-      case 1:
+      case kTensorDtype:
         dtype = int(f.as_int());
         break;
-      case 2:
+      case kTensorShape:
         t.dims = parse_shape(f.bytes);
         break;
-      case 4:
+      case kTensorContent:
         content = f.bytes;
         break;
-      case 5:
+      case kTensorFloatVal:
         append_floats(f, fvals);
         break;
-      case 7:
-      case 10:
+      case kTensorIntVal:
+      case kTensorInt64Val:
         append_varints(f, ivals);
-        break;  // int_val, int64_val
+        break;
       default:
         break;
     }
@@ -219,7 +235,7 @@ class GraphDefReader {
   GraphDefReader(NetBuilder& b, std::string_view file) : b_(b) {
     ProtoReader r(file);
     for (ProtoField f; r.next(f);) {
-      if (f.number != 1 || f.wire != 2) continue;
+      if (f.number != kGraphNode || f.wire != kLengthDelimited) continue;
       NodeDef n = parse_node(f.bytes);
       if (n.name.empty()) throw ImportError("GraphDef: a node has no name");
       if (!nodes_.emplace(n.name, n).second)

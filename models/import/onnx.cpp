@@ -11,6 +11,22 @@
 namespace eb::import {
 namespace {
 
+// Field numbers of onnx.proto, by message (the numbers are the file format; the names are
+// onnx.proto's own), and the protobuf wire types used here.
+enum ModelField { kModelGraph = 7 };
+enum GraphField { kGraphNode = 1, kGraphInitializer = 5, kGraphInput = 11, kGraphOutput = 12 };
+enum NodeField { kNodeInput = 1, kNodeOutput = 2, kNodeName = 3, kNodeOpType = 4, kNodeAttribute = 5 };
+enum AttributeField { kAttrName = 1, kAttrF = 2, kAttrI = 3, kAttrS = 4, kAttrT = 5, kAttrFloats = 7, kAttrInts = 8 };
+enum TensorField {
+  kTensorDims = 1, kTensorDataType = 2, kTensorFloatData = 4, kTensorInt32Data = 5,
+  kTensorInt64Data = 7, kTensorName = 8, kTensorRawData = 9, kTensorDataLocation = 14
+};
+enum ValueInfoField { kValueInfoName = 1, kValueInfoType = 2 };
+enum TypeField { kTypeTensorType = 1 };         // TypeProto
+enum TypeTensorField { kTypeTensorShape = 2 };  // TypeProto.Tensor
+enum ShapeField { kShapeDim = 1 };              // TensorShapeProto
+enum DimensionField { kDimValue = 1 };          // TensorShapeProto.Dimension
+enum WireType { kVarint = 0, kLengthDelimited = 2 };
 enum OnnxType { kFloat = 1, kUint8 = 2, kInt8 = 3, kInt32 = 6, kInt64 = 7, kDouble = 11 };
 
 struct Attr {
@@ -55,29 +71,29 @@ ConstTensor parse_tensor(std::string_view bytes, std::string* name) {
   ProtoReader r(bytes);
   for (ProtoField f; r.next(f);) {
     switch (f.number) {
-      case 1: {
+      case kTensorDims: {
         std::vector<int64_t> d;
         append_varints(f, d);
         for (int64_t x : d) t.dims.push_back(long(x));
         break;
       }
-      case 2:
+      case kTensorDataType:
         type = int(f.as_int());
         break;
-      case 4:
+      case kTensorFloatData:
         append_floats(f, fv);
         break;
-      case 5:
-      case 7:
+      case kTensorInt32Data:
+      case kTensorInt64Data:
         append_varints(f, iv);
         break;
-      case 8:
+      case kTensorName:
         if (name) *name = f.str();
         break;
-      case 9:
+      case kTensorRawData:
         raw = f.bytes;
         break;
-      case 14:
+      case kTensorDataLocation:
         external = f.as_int() == 1;
         break;
       default:
@@ -138,25 +154,25 @@ Attr parse_attr(std::string_view bytes, std::string& name) {
   ProtoReader r(bytes);
   for (ProtoField f; r.next(f);) {
     switch (f.number) {
-      case 1:
+      case kAttrName:
         name = f.str();
         break;
-      case 2:
+      case kAttrF:
         a.f = f.as_float();
         break;
-      case 3:
+      case kAttrI:
         a.i = f.as_int();
         break;
-      case 4:
+      case kAttrS:
         a.s = f.str();
         break;
-      case 5:
+      case kAttrT:
         a.t = f.bytes;
         break;
-      case 7:
+      case kAttrFloats:
         append_floats(f, a.floats);
         break;
-      case 8:
+      case kAttrInts:
         append_varints(f, a.ints);
         break;
       default:
@@ -181,23 +197,23 @@ class OnnxReader {
     ProtoReader r(file);
     std::string_view graph;
     for (ProtoField f; r.next(f);)
-      if (f.number == 7 && f.wire == 2) graph = f.bytes;
+      if (f.number == kModelGraph && f.wire == kLengthDelimited) graph = f.bytes;
     if (graph.empty()) throw ImportError("ONNX: no graph in the model (not an ONNX file?)");
     ProtoReader g(graph);
     for (ProtoField f; g.next(f);) {
-      if (f.wire != 2) continue;
-      if (f.number == 1)
+      if (f.wire != kLengthDelimited) continue;
+      if (f.number == kGraphNode)
         nodes_.push_back(parse_node(f.bytes));
-      else if (f.number == 5) {
+      else if (f.number == kGraphInitializer) {
         std::string name;
         ConstTensor t = parse_tensor(f.bytes, &name);
         Value v;
         v.is_const = true;
         v.c = std::move(t);
         values_[name] = std::move(v);
-      } else if (f.number == 11)
+      } else if (f.number == kGraphInput)
         inputs_.push_back(f.bytes);
-      else if (f.number == 12)
+      else if (f.number == kGraphOutput)
         outputs_.push_back(f.bytes);
     }
   }
@@ -242,16 +258,16 @@ class OnnxReader {
     OnnxNode n;
     ProtoReader r(bytes);
     for (ProtoField f; r.next(f);) {
-      if (f.wire != 2) continue;
-      if (f.number == 1)
+      if (f.wire != kLengthDelimited) continue;
+      if (f.number == kNodeInput)
         n.inputs.push_back(f.str());
-      else if (f.number == 2)
+      else if (f.number == kNodeOutput)
         n.outputs.push_back(f.str());
-      else if (f.number == 3)
+      else if (f.number == kNodeName)
         n.name = f.str();
-      else if (f.number == 4)
+      else if (f.number == kNodeOpType)
         n.op = f.str();
-      else if (f.number == 5) {
+      else if (f.number == kNodeAttribute) {
         std::string key;
         Attr a = parse_attr(f.bytes, key);
         n.attr[key] = std::move(a);
@@ -264,21 +280,21 @@ class OnnxReader {
   static void parse_value_info(std::string_view bytes, std::string& name, std::vector<long>& dims) {
     ProtoReader r(bytes);
     for (ProtoField f; r.next(f);) {
-      if (f.number == 1 && f.wire == 2) name = f.str();
-      if (f.number != 2 || f.wire != 2) continue;
-      ProtoReader type(f.bytes);  // TypeProto.tensor_type = 1
+      if (f.number == kValueInfoName && f.wire == kLengthDelimited) name = f.str();
+      if (f.number != kValueInfoType || f.wire != kLengthDelimited) continue;
+      ProtoReader type(f.bytes);
       for (ProtoField t; type.next(t);) {
-        if (t.number != 1 || t.wire != 2) continue;
-        ProtoReader tensor(t.bytes);  // shape = 2
+        if (t.number != kTypeTensorType || t.wire != kLengthDelimited) continue;
+        ProtoReader tensor(t.bytes);
         for (ProtoField s; tensor.next(s);) {
-          if (s.number != 2 || s.wire != 2) continue;
-          ProtoReader shape(s.bytes);  // dim = 1 { dim_value = 1 }
+          if (s.number != kTypeTensorShape || s.wire != kLengthDelimited) continue;
+          ProtoReader shape(s.bytes);
           for (ProtoField d; shape.next(d);) {
-            if (d.number != 1 || d.wire != 2) continue;
+            if (d.number != kShapeDim || d.wire != kLengthDelimited) continue;
             long v = -1;
             ProtoReader dim(d.bytes);
             for (ProtoField x; dim.next(x);)
-              if (x.number == 1 && x.wire == 0) v = long(x.as_int());
+              if (x.number == kDimValue && x.wire == kVarint) v = long(x.as_int());
             dims.push_back(v);
           }
         }

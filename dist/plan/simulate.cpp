@@ -1,0 +1,343 @@
+// The timeline simulator and the DP's stage costs: transfers of a plan (who sends which rows of
+// which tensor to whom), and when every compute and transfer happens on a star of devices whose
+// links each carry one transfer at a time per direction.
+#include <algorithm>
+#include <tuple>
+
+#include "dist/plan/schedule.h"
+
+namespace eb::dist {
+
+namespace detail {
+// Owner of each row of node `node`'s output after block b (or the input, all host's).
+std::vector<int> owners(const Plan& p, const Graph& g, int b) {
+  const int node = b < 0 ? -1 : p.blocks[size_t(b)].last - 1;
+  std::vector<int> own(size_t(g.shape_of(node).h), 0);
+  if (b < 0) return own;
+  for (size_t d = 0; d < p.blocks[size_t(b)].zones.size(); ++d)
+    for (const RowRange& r : p.blocks[size_t(b)].zones[d])
+      for (int y = r.begin; y < r.end; ++y) own[size_t(y)] = int(d);
+  return own;
+}
+
+double zone_compute_ms(const Graph& g, const DeviceProfile& prof, const BlockPlan& bp,
+                       const std::vector<RowRange>& zones) {
+  double t = 0;
+  for (const RowRange& z : zones) {
+    const std::vector<RowRange> need = g.block_needs(bp.first, bp.last, z);
+    for (int n = bp.first; n < bp.last; ++n)
+      t += prof.band_ms(g, n, need[size_t(n - bp.first + 1)]);
+  }
+  return t;
+}
+
+}  // namespace detail
+
+using detail::owners;
+using detail::zone_compute_ms;
+
+namespace {
+
+uint64_t row_bytes(const Graph& g, int node, int bpv) {
+  return uint64_t(g.shape_of(node).row_size()) * uint64_t(bpv);
+}
+
+// Rows of the block input each device needs (bool per row).
+std::vector<std::vector<bool>> block_input_needs(const Graph& g, const BlockPlan& bp, int h_in) {
+  std::vector<std::vector<bool>> need(bp.zones.size(), std::vector<bool>(size_t(h_in), false));
+  for (size_t d = 0; d < bp.zones.size(); ++d)
+    for (const RowRange& z : bp.zones[d]) {
+      const RowRange r = g.block_needs(bp.first, bp.last, z)[0];
+      for (int y = r.begin; y < r.end; ++y) need[d][size_t(y)] = true;
+    }
+  return need;
+}
+
+// Groups the rows where pred(y) holds into maximal ranges (split where owner[y] changes, if
+// given: the host sends the rows it computed without waiting for rows it relays).
+template <class Pred>
+std::vector<RowRange> runs(int h, Pred pred, const std::vector<int>* owner = nullptr) {
+  std::vector<RowRange> out;
+  for (int y = 0; y < h;) {
+    if (!pred(y)) {
+      ++y;
+      continue;
+    }
+    int e = y;
+    while (e < h && pred(e) && (!owner || (*owner)[size_t(e)] == (*owner)[size_t(y)])) ++e;
+    out.push_back({y, e});
+    y = e;
+  }
+  return out;
+}
+
+// The transfers feeding block b (b == blocks.size(): the gather for the tail).
+std::vector<Transfer> transfers_for(const Graph& g, const Cluster& c, const Plan& p, int b) {
+  const int node = b == 0 ? -1 : p.blocks[size_t(b - 1)].last - 1;
+  const int h = g.shape_of(node).h;
+  const std::vector<int> own = owners(p, g, b - 1);
+  const size_t n = size_t(p.devices);
+  std::vector<std::vector<bool>> need;
+  if (b == int(p.blocks.size())) {
+    need.assign(n, std::vector<bool>(size_t(h), false));
+    need[0].assign(size_t(h), true);
+  } else {
+    need = block_input_needs(g, p.blocks[size_t(b)], h);
+    if (p.gather_every_block && b > 0) need[0].assign(size_t(h), true);  // MoDNN gathers it all
+  }
+  const uint64_t rb = row_bytes(g, node, c.bytes_per_value);
+  std::vector<Transfer> out;
+  // Secondary -> host: rows the host needs itself or relays to another secondary.
+  for (size_t s = 1; s < n; ++s)
+    for (const RowRange r : runs(h, [&](int y) {
+           if (own[size_t(y)] != int(s)) return false;
+           for (size_t d = 0; d < n; ++d)
+             if (d != s && need[d][size_t(y)]) return true;
+           return false;
+         }))
+      out.push_back({b, int(s), 0, node, r, uint64_t(r.size()) * rb});
+  // Host -> secondary: every row the secondary needs and does not own.
+  for (size_t d = 1; d < n; ++d)
+    for (const RowRange r : runs(
+             h, [&](int y) { return need[d][size_t(y)] && own[size_t(y)] != int(d); }, &own))
+      out.push_back({b, 0, int(d), node, r, uint64_t(r.size()) * rb});
+  return out;
+}
+
+// The part of the tail the host runs alone.
+double tail_ms(const Graph& g, const Plan& p, const Cluster& c) {
+  double t = 0;
+  for (int n = p.tail_first + p.split_tail; n < g.size(); ++n)
+    t += c.devices[0].band_ms(g, n, {0, g.shape_of(n).h});
+  return t;
+}
+
+// Split tail layer j: the host sends each secondary the layer's input rows it lacks (all of
+// them after the first split layer: a secondary keeps no slices).
+std::vector<Transfer> tail_transfers(const Graph& g, const Cluster& c, const Plan& p, int j) {
+  const int node = p.tail_first + j - 1, h = g.shape_of(node).h;
+  const int nb = int(p.blocks.size());
+  const std::vector<int> own = owners(p, g, nb - 1);
+  const uint64_t rb = row_bytes(g, node, c.bytes_per_value);
+  std::vector<Transfer> out;
+  for (int d = 1; d < p.devices; ++d) {
+    if (p.tail_slices.at(size_t(j)).at(size_t(d)).empty()) continue;  // computes no slice
+    for (const RowRange r : runs(
+             h, [&](int y) { return j > 0 || own[size_t(y)] != d; }, j == 0 ? &own : nullptr))
+      out.push_back({nb + j, 0, d, node, r, uint64_t(r.size()) * rb});
+  }
+  return out;
+}
+
+// The timeline of a plan: every device's compute and both ends of every transfer, image after
+// image, each on the first free slot of the device's CPU, uplink and downlink.
+struct Sim {
+  const Graph& g;
+  const Cluster& c;
+  Plan& p;
+  std::vector<double> cpu, up, down;  // per device: compute, uplink, downlink free times (ms)
+  int img = 0;
+  // Per device, of the block before the current one: its compute's start and end, and its rows.
+  std::vector<double> start_prev = {}, end_prev = {}, zone_rows_prev = {};
+  // Per row of the current block's input: when it reached the host (rows the host relays).
+  std::vector<double> relay_ready = {};
+
+  // Schedules a transfer ready at `ready`; returns its arrival time.
+  double send(const Transfer& t, double ready) {
+    const double dur = c.link.transfer_s(double(t.bytes)) * 1e3;
+    const double start = std::max({ready, up[size_t(t.src)], down[size_t(t.dst)]});
+    const double end = start + dur;
+    up[size_t(t.src)] = down[size_t(t.dst)] = end;
+    const double arrive = end + c.link.latency_s * 1e3;
+    p.timeline.push_back({t.src, img, t.block, "send", t.dst, start, end, t.bytes});
+    p.timeline.push_back(
+        {t.dst, img, t.block, "recv", t.src, start + c.link.latency_s * 1e3, arrive, t.bytes});
+    return arrive;
+  }
+
+  // Sends the rows block b needs (b == blocks.size(): the gather for the tail); returns when
+  // each device has all of its input.
+  std::vector<double> send_block_inputs(size_t b) {
+    const size_t n = size_t(p.devices), nb = p.blocks.size();
+    std::vector<double> arrive(n, 0);
+    relay_ready.assign(size_t(g.shape_of(b == 0 ? -1 : p.blocks[b - 1].last - 1).h), 0);
+    for (const Transfer& t : p.transfers) {
+      if (t.block != int(b)) continue;
+      // At the tail the host's sends are the first split layer's broadcast (it shares the
+      // gather's block number): run_tail sends them, once.
+      if (b == nb && t.src == 0) continue;
+      const size_t src = size_t(t.src);
+      double ready = b == 0 ? 0 : end_prev[src];
+      if (p.edge_first && b > 0 && zone_rows_prev[src] > 0)
+        ready = detail::edge_first_ready(t, start_prev[src], end_prev[src], zone_rows_prev[src]);
+      if (t.src == 0 && t.dst != 0) {
+        // Rows the host relays wait for their arrival from the owning secondary.
+        for (int y = t.rows.begin; y < t.rows.end; ++y) ready = std::max(ready, relay_ready[size_t(y)]);
+      }
+      const double a = send(t, ready);
+      if (t.dst == 0)
+        for (int y = t.rows.begin; y < t.rows.end; ++y) relay_ready[size_t(y)] = a;
+      arrive[size_t(t.dst)] = std::max(arrive[size_t(t.dst)], a);
+    }
+    return arrive;
+  }
+
+  // Every device computes block b once its input is here.
+  void compute_block(size_t b, const std::vector<double>& arrive) {
+    const BlockPlan& bp = p.blocks[b];
+    const std::vector<int> own = bp.overlap ? detail::owners(p, g, int(b) - 1) : std::vector<int>();
+    for (size_t d = 0; d < size_t(p.devices); ++d) {
+      if (bp.zones[d].empty()) {
+        start_prev[d] = end_prev[d] = cpu[d];
+        zone_rows_prev[d] = 0;
+        continue;
+      }
+      double st = std::max(cpu[d], arrive[d]), en = 0;
+      if (!bp.overlap)
+        en = st + detail::zone_compute_ms(g, c.devices[d], bp, bp.zones[d]);
+      else
+        std::tie(st, en) = detail::overlap_compute(g, c.devices[d], bp, int(d), own, cpu[d], arrive[d]);
+      cpu[d] = en;
+      start_prev[d] = st;
+      end_prev[d] = en;
+      double rows = 0;
+      for (const RowRange& z : bp.zones[d]) rows += z.size();
+      zone_rows_prev[d] = rows;
+      p.timeline.push_back({int(d), img, int(b), "compute", -1, st, en});
+    }
+  }
+
+  // Split tail layer j from `st`: broadcast the layer's input, every device computes its slice,
+  // slices come back. Returns when the host has them all.
+  double split_tail_layer(int j, double st) {
+    const size_t n = size_t(p.devices), nb = p.blocks.size();
+    const int node = p.tail_first + j;
+    std::vector<double> in(n, st);
+    for (const Transfer& t : p.transfers) {
+      if (t.block != int(nb) + j || t.src != 0) continue;
+      // The first layer's input leaves in pieces: the host's own rows once computed, relayed
+      // rows once they are here.
+      double ready = st;
+      if (j == 0) {
+        ready = end_prev[0];
+        for (int y = t.rows.begin; y < t.rows.end; ++y) ready = std::max(ready, relay_ready[size_t(y)]);
+      }
+      in[size_t(t.dst)] = std::max(in[size_t(t.dst)], send(t, ready));
+    }
+    double done = 0;
+    for (size_t d = 0; d < n; ++d) {
+      const RowRange sl = p.tail_slices[size_t(j)][d];
+      if (sl.empty()) continue;
+      const double frac = double(sl.size()) / double(g.shape_of(node).c);
+      const double cs = std::max(cpu[d], in[d]);
+      const double ce = cs + frac * c.devices[d].layer_ms(node, 1);
+      cpu[d] = ce;
+      p.timeline.push_back({int(d), img, int(nb) + j, "compute", -1, cs, ce});
+      const Transfer back{int(nb) + j + 1, int(d), 0, node, {0, 1},
+                          uint64_t(sl.size()) * uint64_t(c.bytes_per_value)};
+      done = std::max(done, d == 0 ? ce : send(back, ce));
+    }
+    return done;
+  }
+
+  // The tail once the gather is here: split layers, then the host's part. Returns its end.
+  double run_tail(const std::vector<double>& arrive) {
+    double st = std::max(cpu[0], arrive[0]);
+    for (int j = 0; j < p.split_tail; ++j) st = split_tail_layer(j, st);
+    const double en = st + tail_ms(g, p, c);
+    cpu[0] = en;
+    p.timeline.push_back({0, img, int(p.blocks.size()), "compute", -1, st, en});
+    return en;
+  }
+
+  // One image through every block and the tail; returns when its result is ready.
+  double run_image(int image) {
+    const size_t n = size_t(p.devices);
+    img = image;
+    start_prev.assign(n, 0);
+    end_prev.assign(n, 0);
+    zone_rows_prev.assign(n, 1);
+    for (size_t b = 0;; ++b) {
+      const std::vector<double> arrive = send_block_inputs(b);
+      if (b == p.blocks.size()) return run_tail(arrive);
+      compute_block(b, arrive);
+    }
+  }
+};
+
+// Every transfer of one image, in order, and the bytes over each link.
+void collect_transfers(const Graph& g, const Cluster& c, Plan& p) {
+  const size_t n = size_t(p.devices), nb = p.blocks.size();
+  p.transfers.clear();
+  for (size_t b = 0; b <= nb; ++b) {
+    auto t = transfers_for(g, c, p, int(b));
+    p.transfers.insert(p.transfers.end(), t.begin(), t.end());
+  }
+  for (int j = 0; j < p.split_tail; ++j) {
+    auto t = tail_transfers(g, c, p, j);
+    p.transfers.insert(p.transfers.end(), t.begin(), t.end());
+  }
+  p.bytes = 0;
+  p.link_bytes.assign(n, 0);
+  for (const Transfer& t : p.transfers) {
+    p.bytes += t.bytes;
+    p.link_bytes[size_t(std::max(t.src, t.dst))] += t.bytes;
+  }
+  // Slices coming back to the host (not rows of a node: they are not Transfers).
+  for (int j = 0; j < p.split_tail; ++j)
+    for (size_t d = 1; d < n; ++d) {
+      const uint64_t b = uint64_t(p.tail_slices[size_t(j)][d].size()) * uint64_t(c.bytes_per_value);
+      p.bytes += b;
+      p.link_bytes[d] += b;
+    }
+}
+
+}  // namespace
+
+void simulate(const Graph& g, const Cluster& c, Plan& p) {
+  const size_t n = size_t(p.devices);
+  collect_transfers(g, c, p);
+  p.timeline.clear();
+  Sim s{g, c, p, std::vector<double>(n, 0), std::vector<double>(n, 0), std::vector<double>(n, 0)};
+  double finish = 0;
+  for (int img = 0; img < p.batch; ++img) finish = std::max(finish, s.run_image(img));
+  p.predicted_ms = finish;
+}
+
+std::vector<double> stage_costs(const Graph& g, const Cluster& c, const Plan& p) {
+  std::vector<double> out;
+  const double lat = c.link.latency_s * 1e3;
+  for (size_t b = 0; b <= p.blocks.size(); ++b) {
+    // Transfers of this stage: the host's uplink and downlink are the bottleneck of a star.
+    std::vector<double> in_ms(size_t(p.devices), 0);
+    double host_up = 0, host_down = 0;
+    for (const Transfer& t : transfers_for(g, c, p, int(b))) {
+      const double ms = c.link.transfer_s(double(t.bytes)) * 1e3;
+      if (t.src == 0) {
+        host_up += ms;
+        in_ms[size_t(t.dst)] = std::max(in_ms[size_t(t.dst)], host_down + host_up + lat);
+      } else {
+        host_down += ms;
+        in_ms[0] = std::max(in_ms[0], host_down + lat);
+      }
+    }
+    if (b == p.blocks.size()) {
+      out.push_back(in_ms[0] + tail_ms(g, p, c));
+      break;
+    }
+    double stage = 0;
+    for (size_t d = 0; d < size_t(p.devices); ++d)
+      if (!p.blocks[b].zones[d].empty())
+        stage = std::max(stage, in_ms[d] + zone_compute_ms(g, c.devices[d], p.blocks[b], p.blocks[b].zones[d]));
+    out.push_back(stage);
+  }
+  return out;
+}
+
+double staged_cost(const Graph& g, const Cluster& c, const Plan& p) {
+  double total = 0;
+  for (double v : stage_costs(g, c, p)) total += v;
+  return total;
+}
+
+}  // namespace eb::dist
