@@ -1,68 +1,163 @@
 #include "apps/cli.h"
 
-#include <cstdlib>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
 #include <stdexcept>
 
 namespace eb::cli {
 
-Args::Args(int argc, char** argv, int first, const std::set<std::string>& known,
-           const std::set<std::string>& flags) {
-  for (int i = first; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a.rfind("--", 0) != 0) {
-      pos_.push_back(a);
-      continue;
-    }
-    std::string key = a.substr(2), val;
-    if (auto eq = key.find('='); eq != std::string::npos) {
-      val = key.substr(eq + 1);
-      key = key.substr(0, eq);
-    } else if (!flags.count(key)) {
-      if (i + 1 >= argc) throw std::invalid_argument("option --" + key + " needs a value");
-      val = argv[++i];
-    }
-    if (!known.count(key) && !flags.count(key)) throw std::invalid_argument("unknown option --" + key);
-    values_[key] = val;
-  }
+namespace {
+std::string option_names(const std::string& name) {
+  return name == "o" ? "-o,--output" : "--" + name;
+}
+std::string long_name(const std::string& name) { return name == "o" ? "--output" : "--" + name; }
+// A check as a CLI11 validator: the check's exception message becomes the error.
+CLI::Validator validator(const std::string& what, Check check) {
+  return CLI::Validator(
+      [check](std::string& s) {
+        try {
+          check(s);
+        } catch (const std::exception& e) {
+          return std::string(e.what());
+        }
+        return std::string();
+      },
+      "");  // the option's type name already says what it takes
+  (void)what;
+}
+}  // namespace
+
+Args& Args::flag(const std::string& name, const std::string& help) {
+  cmd_->add_flag(option_names(name), help);
+  return *this;
 }
 
-std::string Args::str(const std::string& k, const std::string& def) const {
-  auto it = values_.find(k);
-  return it == values_.end() ? def : it->second;
+Args& Args::text(const std::string& name, const std::string& value, const std::string& help,
+                 Check check) {
+  CLI::Option* o = cmd_->add_option(option_names(name), help)->type_name(value);
+  if (check) o->check(validator(value, check));
+  return *this;
 }
 
-int Args::integer(const std::string& k, int def, int lo, int hi) const {
-  if (!has(k)) return def;
-  const std::string s = str(k);
-  char* end = nullptr;
-  long v = std::strtol(s.c_str(), &end, 10);
-  if (s.empty() || *end || v < lo || v > hi)
-    throw std::invalid_argument("--" + k + " must be an integer in [" + std::to_string(lo) + ", " +
-                                std::to_string(hi) + "], got '" + s + "'");
-  return int(v);
+Args& Args::integer(const std::string& name, const std::string& help, long lo, long hi) {
+  cmd_->add_option(option_names(name), help)
+      ->type_name("INT")
+      ->check(validator("INT", [=](const std::string& s) {
+        size_t end = 0;
+        long v = 0;
+        try {
+          v = std::stol(s, &end);
+        } catch (const std::exception&) {
+          end = 0;
+        }
+        if (end == 0 || end != s.size() || v < lo || v > hi)
+          throw std::invalid_argument("must be an integer in [" + std::to_string(lo) + ", " +
+                                      std::to_string(hi) + "], not '" + s + "'");
+      }));
+  return *this;
 }
 
-double Args::number(const std::string& k, double def, double lo, double hi) const {
-  if (!has(k)) return def;
-  const std::string s = str(k);
-  char* end = nullptr;
-  const double v = std::strtod(s.c_str(), &end);
-  if (s.empty() || *end || !(v >= lo && v <= hi))
-    throw std::invalid_argument("--" + k + " must be a number in [" + std::to_string(lo) + ", " +
-                                std::to_string(hi) + "], got '" + s + "'");
-  return v;
+Args& Args::number(const std::string& name, const std::string& help, double lo, double hi) {
+  cmd_->add_option(option_names(name), help)
+      ->type_name("NUM")
+      ->check(validator("NUM", [=](const std::string& s) {
+        size_t end = 0;
+        double v = 0;
+        try {
+          v = std::stod(s, &end);
+        } catch (const std::exception&) {
+          end = 0;
+        }
+        if (end == 0 || end != s.size() || !(v >= lo && v <= hi)) {
+          char msg[128];
+          std::snprintf(msg, sizeof msg, "must be a number in [%g, %g], not '%s'", lo, hi,
+                        s.c_str());
+          throw std::invalid_argument(msg);
+        }
+      }));
+  return *this;
+}
+
+Args& Args::choice(const std::string& name, const std::string& help,
+                   const std::vector<std::string>& choices) {
+  std::string list;
+  for (const auto& c : choices) list += (list.empty() ? "" : "|") + c;
+  cmd_->add_option(option_names(name), help)
+      ->type_name(list)
+      ->check(CLI::IsMember(choices).description(""));
+  return *this;
+}
+
+Args& Args::files(const std::string& name, const std::string& help, int min, int max) {
+  cmd_->add_option(name, positional_, help)->required()->expected(min, max)->type_name("FILE");
+  return *this;
+}
+
+// An option the command does not declare is simply absent.
+bool Args::has(const std::string& name) const {
+  const CLI::Option* o = cmd_->get_option_no_throw(long_name(name));
+  return o && o->count() > 0;
+}
+
+std::string Args::str(const std::string& name, const std::string& def) const {
+  if (!has(name)) return def;
+  return cmd_->get_option(long_name(name))->as<std::string>();
+}
+
+int Args::integer(const std::string& name, int def) const {
+  return has(name) ? std::stoi(str(name)) : def;
+}
+
+double Args::number(const std::string& name, double def) const {
+  return has(name) ? std::stod(str(name)) : def;
 }
 
 std::vector<std::string> split_list(const std::string& s) {
   std::vector<std::string> out;
   size_t start = 0;
-  while (start <= s.size()) {
-    const size_t c = s.find(',', start);
-    out.push_back(s.substr(start, c == std::string::npos ? std::string::npos : c - start));
-    if (c == std::string::npos) break;
-    start = c + 1;
+  while (true) {
+    const size_t comma = s.find(',', start);
+    out.push_back(s.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
   }
   return out;
+}
+
+namespace {
+using Clock = std::chrono::steady_clock;
+bool g_quiet = false;
+bool g_open_line = false;
+Clock::time_point g_start = Clock::now(), g_last;
+}  // namespace
+
+void set_quiet(bool quiet) { g_quiet = quiet; }
+
+// Silent for the first 2 s (short commands print nothing); then a counter rewritten in place on
+// a terminal (at most 10 updates a second), or at most one plain line a second otherwise.
+void progress(const std::string& what) {
+  if (g_quiet) return;
+  const auto now = Clock::now();
+  if (now - g_start < std::chrono::seconds(2)) return;
+  const bool tty = isatty(2);
+  if (now - g_last < (tty ? std::chrono::milliseconds(100) : std::chrono::milliseconds(1000)))
+    return;
+  g_last = now;
+  if (tty) {
+    std::fprintf(stderr, "\r\033[K%s", what.c_str());
+    g_open_line = true;
+  } else {
+    std::fprintf(stderr, "%s\n", what.c_str());
+  }
+  std::fflush(stderr);
+}
+
+void progress_done() {
+  if (g_open_line) std::fprintf(stderr, "\r\033[K");
+  g_open_line = false;
 }
 
 }  // namespace eb::cli

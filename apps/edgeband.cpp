@@ -16,13 +16,16 @@
 
 #include "apps/bench.h"
 #include "apps/cli.h"
+#include <CLI/CLI.hpp>
 #include "apps/svg.h"
 #include "core/image.h"
+#include "core/progress.h"
 #include "core/weights_io.h"
 #include "dist/plan/planner.h"
 #include "dist/plan/stats.h"
 #include "dist/runtime/host.h"
 #include "dist/runtime/poly1305.h"
+#include "dist/runtime/tcp.h"
 #include "dist/runtime/worker.h"
 #include "dist/testbed/cluster.h"
 #include "dist/testbed/dilation.h"
@@ -37,50 +40,13 @@ namespace {
 using eb::cli::Args;
 using eb::cli::split_list;
 
-const char* kUsage =
-    "usage: edgeband <command> [options]\n"
-    "commands:\n"
-    "  run     --model M [--weights F] [--image F | --input-tensor F] [--threads N] [--top K]\n"
-    "  bench   --model M [--weights F] [--threads N] [--runs R] [--warmup W] [--layers] [--json]\n"
-    "  export  --model M -o FILE            write the synthetic weights as an .ebw file\n"
-    "  convert IN [HEAD] -o OUT.ebw [--labels F] [--name N] [--mean M] [--std S]\n"
-    "          IN: .tflite | TensorFlow frozen .pb | .onnx; HEAD: a second file joined after IN\n"
-    "  profile --model M [--weights F] [--threads N] [--reps R] [--name NAME] -o device.json\n"
-    "  plan    --model M --devices N|a.json,b.json,... [--link RATE,DELAY] [--scheme S|all]\n"
-    "          [--batch B] [--wire fp32|fp16] [--json] [--trace predicted.json]\n"
-    "  worker  --listen ADDR:PORT [--threads N] [--weights F] [--secret-file F] [--max-conn N]\n"
-    "          [--max-frame-mb MB] [--handshake-timeout S] [--idle-timeout S]\n"
-    "          [--dilate F [--dilate-lock FILE]]\n"
-    "  infer   --model M --workers h1:p1,h2:p2 [--scheme S] [--batch B] [--image F] [--weights F]\n"
-    "          [--link RATE,DELAY|measure] [--devices a.json,...] [--wire fp32|fp16]\n"
-    "          [--timeout MS] [--trace out.json] [--threads N] [--top K] [--secret-file F]\n"
-    "          [--runs R] [--warmup W] [--dilate F [--dilate-lock FILE]]\n"
-    "  cluster --model M --devices N [--scheme S,..|all] [--link RATE,DELAY] [--batch B]\n"
-    "          [--runs R] [--warmup W] [--threads N]\n"
-    "          [--cpu-share CORES [--pin] | --no-cpu-share | --dilate F [--dilate-lock none]]\n"
-    "          [--wire fp32|fp16] [--edge-first]\n"
-    "          [--trace out.json] [--secret-file F] [--json]\n"
-    "  reliability --model M --devices N (--trace F | --channel SPEC) [--deadlines 20:200:10]\n"
-    "          [--requests K] [--candidates m1,m2,..] [-o out.csv] [--plot out.svg] "
-    "[--no-cpu-share]\n"
-    "          SPEC: rayleigh:mean=50,coherence=0.1,duration=20 | markov:good=100,bad=5,step=0.1\n"
-    "  plot-speedup --model M [--devices 1:6:1] [--links '10mbit:1ms;1gbit:0.2ms'] [--scheme S] -o "
-    "F.svg\n"
-    "  info                                 kernels and threads this machine uses\n"
-    "models: vgg16[:RES], mobilenet_v1[:ALPHA[:RES]] (ALPHA 1.0|0.75|0.5|0.25, RES 32..1024)\n"
-    "common: --isa scalar|avx2|avx512|neon overrides the kernel choice (also EDGEBAND_ISA)\n"
-    "        --dilate F emulates a device F times slower (each layer sleeps (F-1)x its CPU time;\n"
-    "        one thread; run, bench, profile, worker, infer, cluster)\n"
-    "        --dilate-lock FILE: dilated devices on this machine take turns to compute (worker,\n"
-    "        infer; cluster takes turns by default while devices <= F; 'none': never)\n";
-
 void common(const Args& a) {
-  if (a.has("threads")) omp_set_num_threads(a.integer("threads", 1, 1, 256));
+  if (a.has("threads")) omp_set_num_threads(a.integer("threads", 1));
   if (a.has("isa")) eb::kernels::set_active(eb::kernels::parse_isa(a.str("isa").c_str()));
   if (a.has("dilate")) {
-    const double f = a.number("dilate", 1, 1, 100);
+    const double f = a.number("dilate", 1);
     // Dilation counts the calling thread's CPU time only (dist/testbed/dilation.h).
-    if (f > 1 && a.integer("threads", 1, 1, 256) != 1)
+    if (f > 1 && a.integer("threads", 1) != 1)
       throw std::invalid_argument("--dilate needs one compute thread (--threads 1)");
     if (f > 1) omp_set_num_threads(1);
     eb::set_compute_dilation(f);
@@ -103,40 +69,133 @@ void dilation_turns(const Args& a) {
     eb::set_dilation_turns(a.str("dilate-lock"));
 }
 
-int cmd_run(int argc, char** argv) {
-  Args a(argc, argv, 2,
-         {"model", "weights", "image", "input-tensor", "threads", "top", "isa", "labels", "dilate"},
-         {});
-  common(a);
-  eb::Graph g = eb::models::load_model(a.str("model"), a.str("weights"));
-  eb::Tensor in;
-  if (a.has("input-tensor")) {
-    in = eb::load_raw_tensor(a.str("input-tensor"), g.input);
-  } else if (a.has("image")) {
-    in = eb::preprocess(eb::load_image(a.str("image")), g.input.h, g.norm);
-  } else {
-    throw std::invalid_argument("give --image FILE or --input-tensor FILE");
+std::vector<std::string> split_on(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (true) {
+    const size_t at = s.find(sep, start);
+    out.push_back(s.substr(start, at == std::string::npos ? std::string::npos : at - start));
+    if (at == std::string::npos) return out;
+    start = at + 1;
   }
-  const double t0 = omp_get_wtime();
-  eb::Tensor out = g.forward(in);
-  const double ms = (omp_get_wtime() - t0) * 1e3;
-  std::printf("model %s, input %s, %.2f ms (%d threads, %s)\n", g.model.c_str(),
-              g.input.str().c_str(), ms, omp_get_max_threads(),
-              eb::kernels::isa_name(eb::kernels::active().isa));
-  for (const auto& p : eb::top_k(out, a.integer("top", 5, 1, 1000))) {
+}
+
+void write_text_file(const std::string& path, const std::string& text, const char* what) {
+  std::ofstream f(path);
+  if (!(f << text) || !f.flush()) throw std::runtime_error("cannot write '" + path + "'");
+  std::fprintf(stderr, "wrote %s (%s)\n", path.c_str(), what);
+}
+
+// Built-in models without --weights carry deterministic random weights: fine for timing and
+// planning, meaningless as classes.
+void warn_if_synthetic(const Args& a, const eb::Graph& g) {
+  if (!a.has("weights"))
+    std::fprintf(stderr,
+                 "warning: no --weights: '%s' has synthetic (random) weights, so its classes mean "
+                 "nothing (convert real weights: edgeband convert --help)\n",
+                 g.model.c_str());
+}
+
+eb::Tensor load_image_input(const std::string& path, const eb::Graph& g) {
+  const eb::RgbImage im = eb::load_image(path);
+  if (std::min(im.h, im.w) * 2 < g.input.h)
+    std::fprintf(stderr,
+                 "warning: %s is %dx%d, much smaller than the model's %dx%d input: it is upscaled "
+                 "and the result may mean little\n",
+                 path.c_str(), im.w, im.h, g.input.w, g.input.h);
+  return eb::preprocess(im, g.input.h, g.norm);
+}
+
+void print_top(const eb::Tensor& out, const eb::Graph& g, int k) {
+  for (const auto& p : eb::top_k(out, k)) {
     const char* label = size_t(p.index) < g.labels.size() ? g.labels[size_t(p.index)].c_str() : "";
     std::printf("  %4d  %.5f  %s\n", p.index, double(p.prob), label);
   }
+}
+
+// Devices a plan gives work (rows or FC channels) and the share of the spatial rows the host
+// computes, as planned.
+struct PlanWork {
+  int devices_used = 0;
+  double host_rows = 0;
+};
+PlanWork plan_work(const eb::dist::Plan& p) {
+  std::vector<bool> used(size_t(std::max(1, p.devices)), false);
+  double host = 0, all = 0;
+  for (const auto& b : p.blocks)
+    for (size_t d = 0; d < b.zones.size(); ++d)
+      for (const auto& r : b.zones[d]) {
+        if (!r.empty()) used[d] = true;
+        all += r.size();
+        if (d == 0) host += r.size();
+      }
+  for (const auto& t : p.tail_slices)
+    for (size_t d = 0; d < t.size(); ++d)
+      if (!t[d].empty()) used[d] = true;
+  used[0] = true;
+  PlanWork w;
+  w.devices_used = int(std::count(used.begin(), used.end(), true));
+  w.host_rows = all > 0 ? host / all : 1.0;
+  return w;
+}
+
+// One line when a distributed scheme's plan keeps everything on the host, with the reason: the
+// best split over every device, forced, is predicted slower than one device.
+void explain_fallback(const eb::Graph& g, const eb::dist::Cluster& c, const eb::dist::Plan& p) {
+  if (p.scheme == eb::dist::Scheme::local || c.devices.size() < 2) return;
+  const PlanWork w = plan_work(p);
+  if (w.devices_used == int(c.devices.size())) return;
+  const double local = eb::dist::make_plan(g, c, eb::dist::Scheme::local, p.batch).predicted_ms;
+  eb::dist::Plan forced =
+      eb::dist::best_blocks(g, c, p.scheme, 1.0 / double(c.devices.size()), p.batch);
+  eb::dist::simulate(g, c, forced);
+  if (w.devices_used == 1)
+    std::printf("[%s] falls back to local: splitting over %zu devices on link %s is predicted at "
+                "%.2f ms against %.2f ms on one device (moving rows costs more than it saves)\n",
+                eb::dist::scheme_name(p.scheme), c.devices.size(), c.link.str().c_str(),
+                forced.predicted_ms, local);
+  else
+    std::printf("[%s] uses %d of %zu devices: more would be slower on link %s (all %zu: %.2f ms "
+                "predicted)\n",
+                eb::dist::scheme_name(p.scheme), w.devices_used, c.devices.size(),
+                c.link.str().c_str(), c.devices.size(), forced.predicted_ms);
+}
+
+int cmd_run(const Args& a) {
+  common(a);
+  eb::Graph g = eb::models::load_model(a.str("model"), a.str("weights"));
+  eb::Tensor in;
+  if (a.has("input-tensor") == a.has("image"))
+    throw std::invalid_argument("give one of --image FILE or --input-tensor FILE");
+  if (a.has("input-tensor"))
+    in = eb::load_raw_tensor(a.str("input-tensor"), g.input);
+  else
+    in = load_image_input(a.str("image"), g);
+  warn_if_synthetic(a, g);
+  // One warm-up run (first touch of weights and buffers), then the median of the timed runs.
+  eb::Tensor out = g.forward(in);
+  const int runs = a.integer("runs", 5);
+  std::vector<double> ms;
+  for (int i = 0; i < runs; ++i) {
+    const double t0 = omp_get_wtime();
+    out = g.forward(in);
+    ms.push_back((omp_get_wtime() - t0) * 1e3);
+  }
+  std::printf("model %s, input %s, %.2f ms (median of %d runs after a warm-up run; %d threads, "
+              "%s)\n",
+              g.model.c_str(), g.input.str().c_str(), eb::median(ms), runs,
+              omp_get_max_threads(), eb::kernels::isa_name(eb::kernels::active().isa));
+  print_top(out, g, a.integer("top", 5));
   return 0;
 }
 
-int cmd_bench(int argc, char** argv) {
-  Args a(argc, argv, 2, {"model", "weights", "threads", "runs", "warmup", "isa", "dilate"},
-         {"layers", "json"});
+int cmd_bench(const Args& a) {
   common(a);
   const eb::Graph g = eb::models::load_model(a.str("model"), a.str("weights"));
-  const int runs = a.integer("runs", 10, 1, 100000);
-  const eb::BenchResult r = eb::benchmark(g, runs, a.integer("warmup", 2, 0, 1000));
+  const int runs = a.integer("runs", 10);
+  // Eight warm-up runs, as ncnn's benchncnn does: the first runs after another large process
+  // exits are slower on this VM for a second or so (the kernel is still reclaiming its memory).
+  const eb::BenchResult r = eb::benchmark(g, runs, a.integer("warmup", 8));
   const char* isa = eb::kernels::isa_name(eb::kernels::active().isa);
   if (a.has("json")) {
     eb::Json j = eb::Json::object();
@@ -190,8 +249,7 @@ int cmd_bench(int argc, char** argv) {
   return 0;
 }
 
-int cmd_export(int argc, char** argv) {
-  Args a(argc, argv, 2, {"model", "o"}, {});
+int cmd_export(const Args& a) {
   if (!a.has("o")) throw std::invalid_argument("export needs -o FILE");
   eb::Graph g = eb::models::build_synthetic(a.str("model"));
   const uint64_t h = eb::save_weights(g, a.str("o"));
@@ -216,8 +274,7 @@ std::array<float, 3> parse_triple(const std::string& s, const char* what) {
   return v;
 }
 
-int cmd_convert(int argc, char** argv) {
-  Args a(argc, argv, 2, {"o", "labels", "name", "mean", "std"}, {});
+int cmd_convert(const Args& a) {
   if (!a.has("o")) throw std::invalid_argument("convert needs -o FILE");
   const std::vector<std::string>& in = a.positional();
   if (in.empty() || in.size() > 2)
@@ -243,21 +300,17 @@ int cmd_convert(int argc, char** argv) {
   return 0;
 }
 
-int cmd_reliability(int argc, char** argv) {
-  Args a(argc, argv, 2,
-         {"model", "devices", "trace", "channel", "deadlines", "requests", "o", "plot", "threads",
-          "candidates", "latency"},
-         {"no-cpu-share"});
+int cmd_reliability(const Args& a) {
   eb::dist::ReliabilityOptions o;
   o.model = a.str("model", o.model);
-  o.devices = a.integer("devices", 3, 2, 16);
+  o.devices = a.integer("devices", 3);
   if (a.has("trace") == a.has("channel"))
     throw std::invalid_argument("give one of --trace FILE or --channel SPEC");
   o.channel = a.has("trace") ? eb::dist::load_trace(a.str("trace"))
                              : eb::dist::make_channel(a.str("channel"));
   o.deadlines_ms = eb::dist::parse_range(a.str("deadlines", "20:200:10"));
-  o.requests = a.integer("requests", 20, 1, 100000);
-  o.threads = a.integer("threads", 0, 0, 256);
+  o.requests = a.integer("requests", 20);
+  o.threads = a.integer("threads", 0);
   warn_if_devices_share_cores("reliability", o.devices, o.threads);
   o.cpu_share = !a.has("no-cpu-share");
   if (a.has("candidates")) o.candidates = split_list(a.str("candidates"));
@@ -271,8 +324,7 @@ int cmd_reliability(int argc, char** argv) {
     csv += line;
   }
   if (a.has("o")) {
-    std::ofstream f(a.str("o"));
-    if (!(f << csv)) throw std::runtime_error("cannot write '" + a.str("o") + "'");
+    write_text_file(a.str("o"), csv, "reliability per deadline and scheme, CSV");
   } else {
     std::fputs(csv.c_str(), stdout);
   }
@@ -297,63 +349,61 @@ int cmd_reliability(int argc, char** argv) {
       series.push_back(ps);
     }
     eb::PlotSpec spec;
-    spec.title = "Service reliability, " + o.model + ", " + std::to_string(o.devices) + " devices";
+    spec.title = "Service reliability, " + o.model + ", " + std::to_string(o.devices) +
+                 " devices, channel " + (a.has("trace") ? a.str("trace") : a.str("channel"));
     spec.x_label = "deadline (ms)";
     spec.y_label = "fraction of requests meeting the deadline";
     spec.y_min = 0, spec.y_max = 1;
-    std::ofstream f(a.str("plot"));
-    if (!(f << eb::svg_line_plot(spec, series)))
-      throw std::runtime_error("cannot write '" + a.str("plot") + "'");
+    write_text_file(a.str("plot"), eb::svg_line_plot(spec, series), "SVG plot");
   }
   return 0;
 }
 
-int cmd_plot_speedup(int argc, char** argv) {
-  Args a(argc, argv, 2, {"model", "devices", "links", "o", "scheme"}, {});
+int cmd_plot_speedup(const Args& a) {
   if (!a.has("o")) throw std::invalid_argument("plot-speedup needs -o FILE.svg");
   const eb::Graph g = eb::models::load_model(a.str("model", "vgg16"), "");
   const std::vector<double> devs = eb::dist::parse_range(a.str("devices", "1:6:1"));
   const eb::dist::Scheme scheme = eb::dist::parse_scheme(a.str("scheme", "halp"));
+  // Links as everywhere else: RATE,DELAY, several separated by ';'.
+  std::vector<eb::dist::LinkModel> links;
+  for (const std::string& spec : split_on(a.str("links", "10mbit,1ms;100mbit,1ms;1gbit,0.2ms"), ';'))
+    links.push_back(eb::dist::parse_link(spec));
   const eb::dist::DeviceProfile prof = eb::dist::estimate_profile(g, "device", 20.0);
   std::vector<eb::PlotSeries> series;
-  std::string links = a.str("links", "10mbit:1ms;100mbit:1ms;1gbit:0.2ms");
-  for (size_t start = 0; start <= links.size();) {
-    const size_t semi = links.find(';', start);
-    std::string spec =
-        links.substr(start, semi == std::string::npos ? std::string::npos : semi - start);
-    std::replace(spec.begin(), spec.end(), ':', ',');
+  for (size_t li = 0; li < links.size(); ++li) {
     eb::dist::Cluster c;
-    c.link = eb::dist::parse_link(spec);
-    eb::PlotSeries ps{spec, {}, {}};
+    c.link = links[li];
+    eb::PlotSeries ps{c.link.str(), {}, {}};
     c.devices.assign(1, prof);
     const double local = eb::dist::make_plan(g, c, eb::dist::Scheme::local).predicted_ms;
     for (double n : devs) {
+      eb::cli::progress("planning: link " + std::to_string(li + 1) + "/" +
+                        std::to_string(links.size()) + ", " + std::to_string(int(n)) +
+                        " devices");
       c.devices.assign(size_t(n), prof);
       ps.x.push_back(n);
       ps.y.push_back(
           local / eb::dist::make_plan(g, c, n > 1 ? scheme : eb::dist::Scheme::local).predicted_ms);
     }
     series.push_back(ps);
-    if (semi == std::string::npos) break;
-    start = semi + 1;
   }
+  eb::cli::progress_done();
   eb::PlotSpec spec;
-  spec.title = std::string("Predicted ") + eb::dist::scheme_name(scheme) + " speedup, " + g.model;
+  spec.title = std::string("Predicted ") + eb::dist::scheme_name(scheme) + " speedup, " + g.model +
+               ", 1-" + std::to_string(int(devs.back())) + " devices (estimated device profile)";
   spec.x_label = "devices";
+  spec.x_integer = true;
   spec.y_label = "speedup over one device";
-  std::ofstream f(a.str("o"));
-  if (!(f << eb::svg_line_plot(spec, series)))
-    throw std::runtime_error("cannot write '" + a.str("o") + "'");
+  write_text_file(a.str("o"), eb::svg_line_plot(spec, series), "SVG plot");
   return 0;
 }
 
-int cmd_profile(int argc, char** argv) {
-  Args a(argc, argv, 2, {"model", "weights", "threads", "reps", "name", "o", "isa", "dilate"}, {});
+int cmd_profile(const Args& a) {
   common(a);
   if (!a.has("o")) throw std::invalid_argument("profile needs -o FILE");
   const eb::Graph g = eb::models::load_model(a.str("model"), a.str("weights"));
   const auto p =
-      eb::dist::measure_profile(g, a.str("name", "device"), a.integer("reps", 5, 1, 1000));
+      eb::dist::measure_profile(g, a.str("name", "device"), a.integer("reps", 5));
   eb::dist::save_profile(p, a.str("o"));
   std::printf("wrote %s: %s, %d threads, %.2f ms for the whole model\n", a.str("o").c_str(),
               g.model.c_str(), p.threads, p.full_ms(g));
@@ -370,7 +420,7 @@ eb::dist::Cluster cluster_from_args(const Args& a, const eb::Graph& g) {
   c.bytes_per_value = wire == "fp16" ? 2 : 4;
   c.edge_first = a.has("edge-first");
   if (!devs.empty() && devs.find_first_not_of("0123456789") == std::string::npos) {
-    const int n = a.integer("devices", 3, 1, 64);
+    const int n = a.integer("devices", 3);
     const auto p = eb::dist::measure_profile(g, "this-machine", 3);
     for (int i = 0; i < n; ++i) c.devices.push_back(p);
     return c;
@@ -382,21 +432,21 @@ eb::dist::Cluster cluster_from_args(const Args& a, const eb::Graph& g) {
   return c;
 }
 
-void write_json_file(const std::string& path, const eb::Json& j) {
+void write_json_file(const std::string& path, const eb::Json& j, const char* what) {
   std::ofstream f(path);
   f << j.dump() << "\n";
   if (!f.flush()) throw std::runtime_error("cannot write " + path);
+  std::fprintf(stderr, "wrote %s (%s)\n", path.c_str(), what);
 }
 
-int cmd_plan(int argc, char** argv) {
-  Args a(
-      argc, argv, 2,
-      {"model", "weights", "devices", "link", "scheme", "batch", "threads", "wire", "isa", "trace"},
-      {"json", "edge-first"});
+int cmd_plan(const Args& a) {
+  if (a.has("trace") && (!a.has("scheme") || a.str("scheme") == "all" ||
+                         a.str("scheme").find(',') != std::string::npos))
+    throw std::invalid_argument("--trace needs one --scheme");
   common(a);
   const eb::Graph g = eb::models::load_model(a.str("model"), a.str("weights"));
   const eb::dist::Cluster c = cluster_from_args(a, g);
-  const int batch = a.integer("batch", 1, 1, 1024);
+  const int batch = a.integer("batch", 1);
   std::vector<eb::dist::Scheme> schemes;
   const std::string sch = a.str("scheme", "all");
   if (sch == "all")
@@ -407,8 +457,8 @@ int cmd_plan(int argc, char** argv) {
   std::vector<eb::dist::Plan> plans;
   for (auto s : schemes) plans.push_back(eb::dist::make_plan(g, c, s, batch));
   if (a.has("trace")) {
-    if (plans.size() != 1) throw std::invalid_argument("--trace needs one --scheme");
-    write_json_file(a.str("trace"), eb::dist::chrome_trace(plans[0]));
+    write_json_file(a.str("trace"), eb::dist::chrome_trace(plans[0]),
+                    "predicted timeline, Chrome trace: open in chrome://tracing or Perfetto");
   }
   if (a.has("json")) {
     eb::Json j = eb::Json::object();
@@ -432,8 +482,11 @@ int cmd_plan(int argc, char** argv) {
   for (const auto& p : plans) {
     std::printf("\n[%s] predicted %.2f ms, %.1f KB moved per image",
                 eb::dist::scheme_name(p.scheme), p.predicted_ms, double(p.bytes) / 1024.0);
-    if (p.scheme == eb::dist::Scheme::halp) std::printf(", host share %.0f%%", p.host_share * 100);
+    if (p.scheme != eb::dist::Scheme::local)
+      std::printf(", %d of %d devices work, the host computes %.0f%% of the rows",
+                  plan_work(p).devices_used, p.devices, plan_work(p).host_rows * 100);
     std::printf("\n");
+    explain_fallback(g, c, p);
     for (size_t b = 0; b < p.blocks.size(); ++b) {
       const auto& bp = p.blocks[b];
       std::printf("  block %zu: %s..%s  rows of %s:", b, g.node(bp.first).name.c_str(),
@@ -468,21 +521,17 @@ int cmd_plan(int argc, char** argv) {
   return 0;
 }
 
-int cmd_worker(int argc, char** argv) {
-  Args a(argc, argv, 2,
-         {"listen", "threads", "weights", "max-conn", "idle-timeout", "handshake-timeout",
-          "max-frame-mb", "secret-file", "isa", "dilate", "dilate-lock"},
-         {"announce"});
+int cmd_worker(const Args& a) {
   common(a);
   dilation_turns(a);
   eb::dist::WorkerOptions o;
   o.listen = a.str("listen", "0.0.0.0:7070");
   o.weights = a.str("weights");
-  o.max_connections = a.integer("max-conn", 16, 1, 1024);
+  o.max_connections = a.integer("max-conn", 16);
   o.threads = omp_get_max_threads();
-  o.idle_timeout_ms = a.integer("idle-timeout", 300, 1, 86400) * 1000;
-  o.handshake_timeout_ms = a.integer("handshake-timeout", 10, 1, 3600) * 1000;
-  o.max_frame_bytes = uint64_t(a.integer("max-frame-mb", 256, 1, 512)) << 20;
+  o.idle_timeout_ms = a.integer("idle-timeout", 300) * 1000;
+  o.handshake_timeout_ms = a.integer("handshake-timeout", 10) * 1000;
+  o.max_frame_bytes = uint64_t(a.integer("max-frame-mb", 256)) << 20;
   if (a.has("secret-file")) o.secret = eb::dist::load_secret_file(a.str("secret-file"));
   // SIGTERM/SIGINT stop the worker cleanly (sessions closed, threads joined, exit 0): systemd's
   // stop, and LeakSanitizer's report at exit. Blocked here so every thread inherits the mask.
@@ -495,7 +544,8 @@ int cmd_worker(int argc, char** argv) {
   std::thread signals([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
-    std::fprintf(stderr, "edgeband worker: %s: stopping\n", strsignal(sig));
+    // A worker started by cluster or reliability (--announce) is stopped by them: no news.
+    if (!a.has("announce")) std::fprintf(stderr, "edgeband worker: %s: stopping\n", strsignal(sig));
     w.stop();
   });
   if (a.has("announce")) {
@@ -530,23 +580,19 @@ void warn_if_cores_shared(const std::vector<std::string>& workers) {
                  local, local == 1 ? "" : "s", asked, cores, std::max(1, cores / (local + 1)));
 }
 
-int cmd_infer(int argc, char** argv) {
-  Args a(argc, argv, 2,
-         {"model", "weights", "workers", "scheme", "batch", "image", "link", "devices", "wire",
-          "timeout", "trace", "threads", "top", "secret-file", "isa", "runs", "warmup", "dilate",
-          "dilate-lock"},
-         {"edge-first"});
+int cmd_infer(const Args& a) {
   common(a);
   dilation_turns(a);
   uint64_t hash = 0;
   auto g =
       std::make_shared<eb::Graph>(eb::models::load_model(a.str("model"), a.str("weights"), &hash));
+  warn_if_synthetic(a, *g);
   const std::vector<std::string> workers =
       a.has("workers") ? split_list(a.str("workers")) : std::vector<std::string>{};
-  const int batch = a.integer("batch", 1, 1, 256);
+  const int batch = a.integer("batch", 1);
   eb::Tensor img;
   if (a.has("image")) {
-    img = eb::preprocess(eb::load_image(a.str("image")), g->input.h, g->norm);
+    img = load_image_input(a.str("image"), *g);
   } else {
     img = eb::Tensor(g->input);
     for (size_t k = 0; k < img.size(); ++k) img.data()[k] = float(int(k % 251) - 125) / 125.0f;
@@ -574,7 +620,7 @@ int cmd_infer(int argc, char** argv) {
   warn_if_cores_shared(workers);
   eb::dist::RuntimeOptions ro;
   ro.fp16 = fp16;
-  ro.timeout_ms = a.integer("timeout", 10000, 10, 3600000);
+  ro.timeout_ms = a.integer("timeout", 10000);
   if (a.has("link") && !measure_link) ro.shaping.enabled = true, ro.shaping.link = c.link;
   if (a.has("secret-file")) ro.secret = eb::dist::load_secret_file(a.str("secret-file"));
   eb::dist::HostRuntime host(g, hash, workers, ro);
@@ -596,8 +642,8 @@ int cmd_infer(int argc, char** argv) {
   const auto scheme = eb::dist::parse_scheme(a.str("scheme", "halp"));
   // Warm-up runs (first touch of weights and buffers on every device, connections' slow start),
   // then R runs, each beside a local run of the same images: medians of both.
-  const int runs = a.integer("runs", 3, 1, 1000);
-  const int warmup = a.integer("warmup", eb::dist::default_warmup(eb::compute_dilation()), 1, 1000);
+  const int runs = a.integer("runs", 3);
+  const int warmup = a.integer("warmup", eb::dist::default_warmup(eb::compute_dilation()));
   const eb::dist::PairedRuns pr = eb::dist::run_paired(host, *g, c, scheme, images, runs, warmup);
   const eb::dist::Plan& plan = pr.plan;
   const eb::dist::InferStats& st = pr.last;
@@ -612,47 +658,52 @@ int cmd_infer(int argc, char** argv) {
                 eb::median(pr.ping_ms));
   for (const auto& f : pr.fault_messages)
     std::printf("fault: %s (worker dropped; what it owed was recomputed on the host)\n", f.c_str());
-  for (const auto& p : eb::top_k(pr.warmup_out[0], a.integer("top", 5, 1, 1000))) {
-    const char* label =
-        size_t(p.index) < g->labels.size() ? g->labels[size_t(p.index)].c_str() : "";
-    std::printf("  %4d  %.5f  %s\n", p.index, double(p.prob), label);
-  }
+  explain_fallback(*g, c, plan);
+  // The answer against this machine's own: bit for bit on an fp32 wire, top-1 on fp16.
+  const eb::Tensor local = g->forward(img), &got = pr.warmup_out[0];
+  const bool same_bits = got.size() == local.size() &&
+                         std::memcmp(got.data(), local.data(), local.size() * sizeof(float)) == 0;
+  const bool same_top1 = eb::top_k(got, 1)[0].index == eb::top_k(local, 1)[0].index;
+  if (same_bits)
+    std::printf("output equals local: yes, bit for bit\n");
+  else if (fp16 && same_top1)
+    std::printf("output equals local: top-1 yes (fp16 wire rounds the bands; bits differ)\n");
+  else
+    std::printf("output equals local: NO (top-1 %s)\n", same_top1 ? "same" : "differs");
+  print_top(got, *g, a.integer("top", 5));
   if (a.has("trace")) {
-    write_json_file(a.str("trace"), eb::dist::chrome_trace(st, plan.devices));
+    write_json_file(a.str("trace"), eb::dist::chrome_trace(st, plan.devices),
+                    "measured timeline, Chrome trace: open in chrome://tracing or Perfetto");
   }
-  return 0;
+  return same_bits || (fp16 && same_top1) ? 0 : 1;
 }
 
-int cmd_cluster(int argc, char** argv) {
-  Args a(argc, argv, 2,
-         {"model", "weights", "devices", "scheme", "link", "batch", "runs", "warmup", "threads",
-          "wire", "trace", "timeout", "secret-file", "isa", "cpu-share", "dilate", "dilate-lock"},
-         {"json", "no-cpu-share", "edge-first", "pin"});
+int cmd_cluster(const Args& a) {
   common(a);
   eb::dist::ClusterOptions o;
-  o.model = a.str("model", "vgg16");
   o.weights = a.str("weights");
-  o.devices = a.integer("devices", 3, 1, 16);
+  o.model = a.str("model", o.weights.empty() ? "vgg16" : "");  // "": the model the file holds
+  o.devices = a.integer("devices", 3);
   const std::string sch = a.str("scheme", "all");
   o.schemes.clear();  // in the order given: later schemes run in processes that ran the earlier
   for (const std::string& s : split_list(sch == "all" ? "modnn,dpfp,halp" : sch))
     o.schemes.push_back(eb::dist::parse_scheme(s));
   o.link = a.str("link");
   if (!o.link.empty()) eb::dist::parse_link(o.link);  // validate before spawning anything
-  o.batch = a.integer("batch", 1, 1, 64);
-  o.runs = a.integer("runs", 3, 1, 1000);
-  o.warmup = a.integer("warmup", 0, 0, 1000);
-  o.threads = a.integer("threads", 0, 0, 256);
+  o.batch = a.integer("batch", 1);
+  o.runs = a.integer("runs", 3);
+  o.warmup = a.integer("warmup", 0);
+  o.threads = a.integer("threads", 0);
   warn_if_devices_share_cores("cluster", o.devices, o.threads);
   o.cpu_share = !a.has("no-cpu-share");
   o.pin = a.has("pin");
   o.dilate = eb::compute_dilation();
   o.dilate_lock = a.str("dilate-lock");
-  if (a.has("cpu-share")) o.cores_per_device = a.number("cpu-share", 0, 0.1, 64);
+  if (a.has("cpu-share")) o.cores_per_device = a.number("cpu-share", 0);
   o.fp16 = a.str("wire", "fp32") == "fp16";
   o.edge_first = a.has("edge-first");
   o.trace = a.str("trace");
-  o.timeout_ms = a.integer("timeout", 30000, 10, 3600000);
+  o.timeout_ms = a.integer("timeout", 30000);
   o.secret_file = a.str("secret-file");
   const auto results = eb::dist::run_cluster(o);
   bool all_equal = true;
@@ -675,14 +726,14 @@ int cmd_cluster(int argc, char** argv) {
       rs.push_back(x);
     }
     j["results"] = rs;
-    j["model"] = o.model;
+    j["model"] = o.model.empty() ? o.weights : o.model;
     j["link"] = o.link.empty() ? "unshaped" : o.link;
     j["batch"] = o.batch;
     j["cpu_share"] = results.empty() ? "" : results[0].cpu_share;
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("model %s, %d devices, link %s, batch %d, wire %s\ncpu share: %s\n",
-                o.model.c_str(), o.devices, o.link.empty() ? "unshaped loopback" : o.link.c_str(),
+                o.model.empty() ? o.weights.c_str() : o.model.c_str(), o.devices, o.link.empty() ? "unshaped loopback" : o.link.c_str(),
                 o.batch, o.fp16 ? "fp16" : "fp32",
                 results.empty() ? "" : results[0].cpu_share.c_str());
     std::printf("%-7s %8s %12s %10s %9s %13s %12s %7s\n", "scheme", "devices", "latency_ms",
@@ -699,7 +750,8 @@ int cmd_cluster(int argc, char** argv) {
   return 0;
 }
 
-int cmd_info() {
+int cmd_info(const Args& a) {
+  common(a);
   std::printf("edgeband 0.1.0\nkernels: %s (gemm %zux%zu)\nthreads: %d\navailable:",
               eb::kernels::isa_name(eb::kernels::active().isa), eb::kernels::active().gemm_mr,
               eb::kernels::active().gemm_nr, omp_get_max_threads());
@@ -711,6 +763,205 @@ int cmd_info() {
   return 0;
 }
 
+
+// --- declarations: every option of every command, once --------------------------------------
+
+// Values that need parsing are checked while the command line is read, before any work.
+void check_model(const std::string& m) {
+  if (m.empty()) throw std::invalid_argument("empty model name");
+}
+void check_link(const std::string& s) {
+  if (s != "measure") eb::dist::parse_link(s);
+}
+void check_schemes(const std::string& s) {
+  if (s == "all") return;
+  for (const std::string& x : split_list(s)) eb::dist::parse_scheme(x);
+}
+void check_range(const std::string& s) { eb::dist::parse_range(s); }
+void check_devices(const std::string& s) {
+  if (!s.empty() && s.find_first_not_of("0123456789") == std::string::npos) {
+    const long n = std::stol(s);
+    if (n < 1 || n > 64) throw std::invalid_argument("a device count in [1, 64], or profile files");
+    return;
+  }
+  for (const std::string& f : split_list(s))
+    if (f.empty()) throw std::invalid_argument("empty profile file name in '" + s + "'");
+}
+void check_workers(const std::string& s) {
+  std::vector<std::string> seen;
+  for (const std::string& w : split_list(s)) {
+    eb::dist::parse_endpoint(w);
+    if (std::find(seen.begin(), seen.end(), w) != seen.end())
+      throw std::invalid_argument("worker " + w + " is listed twice");
+    seen.push_back(w);
+  }
+}
+
+void opt_model(Args& a, bool weights = true) {
+  a.text("model", "M",
+         "model: vgg16[:RES], mobilenet_v1[:ALPHA[:RES]] (ALPHA 1.0|0.75|0.5|0.25, RES 32..1024); "
+         "with --weights, the model the file holds",
+         check_model);
+  if (weights) a.text("weights", "FILE", "weights file (.ebw, from convert or export)");
+}
+void opt_threads(Args& a) { a.integer("threads", "OpenMP threads (default: all cores)", 1, 256); }
+void opt_isa(Args& a) {
+  a.choice("isa", "kernels to use instead of the best this CPU runs (also EDGEBAND_ISA)",
+           {"scalar", "avx2", "avx512", "neon"});
+}
+void opt_dilate(Args& a, bool lock) {
+  a.number("dilate", "emulate a device F times slower: each layer sleeps (F-1)x its CPU time (one thread)", 1, 100);
+  if (lock)
+    a.text("dilate-lock", "FILE",
+           "dilated devices on this machine take turns to compute through this lock file ('none': never)");
+}
+void opt_quiet(Args& a) { a.flag("quiet,-q", "no progress on stderr"); }
+
+void declare_run(Args& a) {
+  opt_model(a);
+  a.text("image", "FILE", "image to classify (JPEG, PNG, BMP)");
+  a.text("input-tensor", "FILE", "raw float32 NHWC input instead of an image");
+  a.integer("top", "classes to print", 1, 1000);
+  a.integer("runs", "timed runs after a warm-up run; the median is printed", 1, 1000);
+  opt_threads(a), opt_isa(a), opt_dilate(a, false);
+}
+void declare_bench(Args& a) {
+  opt_model(a);
+  a.integer("runs", "timed runs", 1, 100000);
+  a.integer("warmup", "untimed runs first", 0, 1000);
+  a.flag("layers", "per-layer times, GFLOP/s and share of the measured FMA peak");
+  a.flag("json", "one JSON object on stdout");
+  opt_threads(a), opt_isa(a), opt_dilate(a, false);
+}
+void declare_export(Args& a) {
+  opt_model(a, false);
+  a.text("o", "FILE", "the .ebw file to write");
+}
+void declare_convert(Args& a) {
+  a.files("files", "IN [HEAD]: .tflite, TensorFlow frozen .pb or .onnx; HEAD is joined after IN", 1, 2);
+  a.text("o", "FILE", "the .ebw file to write");
+  a.text("labels", "FILE", "class names, one per line");
+  a.text("name", "NAME", "model name stored in the file (default: IN's file name)");
+  a.text("mean", "M", "input mean, one value or r,g,b (pixels scaled to [0,255])");
+  a.text("std", "S", "input standard deviation, one value or r,g,b");
+}
+void declare_profile(Args& a) {
+  opt_model(a);
+  a.integer("reps", "timed runs per layer", 1, 1000);
+  a.text("name", "NAME", "device name stored in the profile");
+  a.text("o", "FILE", "the profile (.json) to write");
+  opt_threads(a), opt_isa(a), opt_dilate(a, false);
+}
+void opt_cluster_shape(Args& a) {
+  a.text("link", "RATE,DELAY", "link to plan for, e.g. 1gbit,0.2ms or 100mbit,2ms", check_link);
+  a.integer("batch", "images per request", 1, 256);
+  a.choice("wire", "value format on the wire", {"fp32", "fp16"});
+  a.flag("edge-first", "HALP: compute the band edges the neighbours need first");
+}
+void declare_plan(Args& a) {
+  opt_model(a);
+  a.text("devices", "N|a.json,...", "N devices like this machine, or one profile per device",
+         check_devices);
+  opt_cluster_shape(a);
+  a.text("scheme", "S", "local, modnn, dpfp, halp or all", check_schemes);
+  a.flag("json", "the plans as JSON on stdout");
+  a.text("trace", "FILE", "write the predicted timeline as a Chrome trace (one --scheme)");
+  opt_threads(a), opt_isa(a), opt_quiet(a);
+}
+void declare_worker(Args& a) {
+  a.text("listen", "ADDR:PORT", "address to listen on (default 0.0.0.0:7070)");
+  a.text("weights", "FILE", "serve this converted model (built-in models need no file)");
+  a.text("secret-file", "FILE", "hosts must authenticate with this shared secret");
+  a.integer("max-conn", "concurrent host connections", 1, 1024);
+  a.integer("idle-timeout", "seconds a connection may stay silent", 1, 86400);
+  a.integer("handshake-timeout", "seconds to finish the handshake", 1, 3600);
+  a.integer("max-frame-mb", "largest frame accepted, MB", 1, 512);
+  a.flag("announce", "print PORT N on stdout when listening (for the process that started it)");
+  opt_threads(a), opt_isa(a), opt_dilate(a, true);
+}
+void declare_infer(Args& a) {
+  opt_model(a);
+  a.text("workers", "H:P,...", "the workers' addresses", check_workers);
+  a.text("scheme", "S", "modnn, dpfp or halp", check_schemes);
+  a.text("image", "FILE", "image to classify (default: a synthetic input)");
+  a.text("devices", "a.json,...", "one profile for the host and one per worker", check_devices);
+  a.integer("timeout", "ms to wait for a worker before dropping it", 10, 3600000);
+  a.text("trace", "FILE", "write the last run's measured timeline as a Chrome trace");
+  a.integer("top", "classes to print", 1, 1000);
+  a.text("secret-file", "FILE", "authenticate with this shared secret");
+  a.integer("runs", "timed runs, each beside a local run", 1, 1000);
+  a.integer("warmup", "untimed runs first", 1, 1000);
+  opt_cluster_shape(a);
+  opt_threads(a), opt_isa(a), opt_dilate(a, true), opt_quiet(a);
+}
+void declare_cluster(Args& a) {
+  opt_model(a);
+  a.integer("devices", "devices (the host is one), each a local process", 1, 16);
+  a.text("scheme", "S,...", "schemes to run in this order (all = modnn,dpfp,halp)", check_schemes);
+  a.integer("runs", "timed runs per scheme, each beside a local run", 1, 1000);
+  a.integer("warmup", "untimed runs first (0: the default for the dilation)", 0, 1000);
+  a.integer("threads", "threads per device (0: cores / devices)", 0, 256);
+  a.number("cpu-share", "cores per device, by cgroup quota", 0.1, 64);
+  a.flag("pin", "pin each device to its own cores (cpuset)");
+  a.flag("no-cpu-share", "no CPU quotas");
+  a.text("trace", "FILE", "write the last run's timeline as a Chrome trace");
+  a.integer("timeout", "ms to wait for a worker", 10, 3600000);
+  a.text("secret-file", "FILE", "host and workers authenticate with this shared secret");
+  a.flag("json", "results as JSON on stdout");
+  opt_cluster_shape(a);
+  opt_isa(a), opt_dilate(a, true), opt_quiet(a);
+}
+void declare_reliability(Args& a) {
+  opt_model(a, false);
+  a.integer("devices", "devices", 2, 16);
+  a.text("trace", "FILE", "bandwidth trace: lines of 'seconds Mbit/s'");
+  a.text("channel", "SPEC",
+         "rayleigh:mean=50,coherence=0.1,duration=20 | markov:good=100,bad=5,step=0.1");
+  a.text("deadlines", "LO:HI:STEP", "deadlines to evaluate, ms", check_range);
+  a.integer("requests", "requests per deadline", 1, 100000);
+  a.text("candidates", "M,...", "models for dynamic selection (default: MobileNet-V1 widths)");
+  a.number("latency", "link latency, ms", 0, 10000);
+  a.text("o", "FILE", "write the table as CSV (default: stdout)");
+  a.text("plot", "FILE", "write the reliability curves as SVG");
+  a.integer("threads", "threads per device (0: cores / devices)", 0, 256);
+  a.flag("no-cpu-share", "no CPU quotas");
+  opt_quiet(a);
+}
+void declare_plot_speedup(Args& a) {
+  opt_model(a, false);
+  a.text("devices", "LO:HI:STEP", "device counts", check_range);
+  a.text("links", "R,D;R,D", "links, e.g. '10mbit,1ms;1gbit,0.2ms'", [](const std::string& v) {
+    for (const std::string& l : split_on(v, ';')) eb::dist::parse_link(l);
+  });
+  a.text("scheme", "S", "modnn, dpfp or halp", check_schemes);
+  a.text("o", "FILE", "the SVG to write");
+  opt_quiet(a);
+}
+void declare_info(Args& a) { opt_isa(a), opt_threads(a); }
+
+struct Command {
+  const char* name;
+  const char* help;
+  void (*declare)(Args&);
+  int (*run)(const Args&);
+  bool needs_passive_omp;  // runs beside other devices' processes (see main)
+};
+
+const Command kCommands[] = {
+    {"run", "classify an image on this machine", declare_run, cmd_run, false},
+    {"bench", "time a model on this machine", declare_bench, cmd_bench, false},
+    {"export", "write a built-in model's synthetic weights as .ebw", declare_export, cmd_export, false},
+    {"convert", "convert a .tflite, .pb or .onnx model to .ebw", declare_convert, cmd_convert, false},
+    {"profile", "measure this machine's per-layer times into a device profile", declare_profile, cmd_profile, false},
+    {"plan", "plan a model over devices and links; print the predicted latency", declare_plan, cmd_plan, false},
+    {"worker", "serve bands of a model to a host", declare_worker, cmd_worker, true},
+    {"infer", "run a model across workers as host; compare with local", declare_infer, cmd_infer, true},
+    {"cluster", "start local workers and compare schemes on emulated devices", declare_cluster, cmd_cluster, true},
+    {"reliability", "service reliability under a time-variant channel", declare_reliability, cmd_reliability, true},
+    {"plot-speedup", "plot the predicted speedup against devices and links", declare_plot_speedup, cmd_plot_speedup, false},
+    {"info", "kernels, threads and libraries this binary uses here", declare_info, cmd_info, false},
+};
+
 }  // namespace
 
 // Several devices on one machine (hosts and workers, and each worker's network threads) must not
@@ -719,46 +970,66 @@ int cmd_info() {
 // 139 ms. The wait policy is read when libgomp starts, before main, so the distributed commands
 // re-execute themselves once with OMP_WAIT_POLICY=passive unless the user chose a policy. Where
 // the re-exec is impossible (an emulator without binfmt) they go on as they are.
-void wait_passively_between_layers(int argc, char** argv) {
-  (void)argc;
+static void wait_passively_between_layers(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY")) return;
   if (::setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
   ::execv("/proc/self/exe", argv);
 }
 
 int main(int argc, char** argv) {
-  if (argc >= 2) {
-    const std::string c = argv[1];
-    if (c == "worker" || c == "infer" || c == "cluster" || c == "reliability")
-      wait_passively_between_layers(argc, argv);
-  }
   signal(SIGPIPE, SIG_IGN);  // a peer that vanishes mid-send is an error to report, not a kill
-  // "-o" is the one short option; normalise it to --o.
-  for (int i = 1; i < argc; ++i)
-    if (std::strcmp(argv[i], "-o") == 0) argv[i] = const_cast<char*>("--o");
-  if (argc < 2 || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "--help") ||
-      !std::strcmp(argv[1], "help")) {
-    std::fputs(kUsage, argc < 2 ? stderr : stdout);
-    return argc < 2 ? 2 : 0;
+  CLI::App app("edgeband " EDGEBAND_VERSION
+               ": one CNN inference split across several edge devices (RFS, DPFP, HALP)",
+               "edgeband");
+  app.set_version_flag("--version", "edgeband " EDGEBAND_VERSION);
+  app.require_subcommand(1);
+  std::vector<std::unique_ptr<Args>> args;
+  for (const Command& c : kCommands) {
+    args.push_back(std::make_unique<Args>(app.add_subcommand(c.name, c.help)));
+    c.declare(*args.back());
   }
-  const std::string cmd = argv[1];
-  try {
-    if (cmd == "run") return cmd_run(argc, argv);
-    if (cmd == "bench") return cmd_bench(argc, argv);
-    if (cmd == "export") return cmd_export(argc, argv);
-    if (cmd == "convert") return cmd_convert(argc, argv);
-    if (cmd == "reliability") return cmd_reliability(argc, argv);
-    if (cmd == "plot-speedup") return cmd_plot_speedup(argc, argv);
-    if (cmd == "info") return cmd_info();
-    if (cmd == "profile") return cmd_profile(argc, argv);
-    if (cmd == "plan") return cmd_plan(argc, argv);
-    if (cmd == "worker") return cmd_worker(argc, argv);
-    if (cmd == "infer") return cmd_infer(argc, argv);
-    if (cmd == "cluster") return cmd_cluster(argc, argv);
-    std::fprintf(stderr, "edgeband: unknown command '%s'\n%s", cmd.c_str(), kUsage);
+  const std::string cmd = argc >= 2 ? argv[1] : "";
+  const bool known = std::any_of(std::begin(kCommands), std::end(kCommands),
+                                 [&](const Command& c) { return cmd == c.name; });
+  if (argc >= 2 && !known && cmd[0] != '-') {
+    std::fprintf(stderr, "edgeband: unknown command '%s' (edgeband --help lists them)\n",
+                 cmd.c_str());
     return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "edgeband %s: error: %s\n", cmd.c_str(), e.what());
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ExtrasError& e) {
+    std::string extras;
+    for (int i = 2; i < argc; ++i)
+      if (std::string(e.what()).find(argv[i]) != std::string::npos) extras += std::string(" ") + argv[i];
+    std::fprintf(stderr, "edgeband %s: error: unknown option or argument:%s (edgeband %s --help lists the options)\n",
+                 cmd.c_str(), extras.c_str(), cmd.c_str());
+    return 1;
+  } catch (const CLI::ParseError& e) {
+    if (!known) {
+      std::fprintf(stderr, "%s", app.help().c_str());
+      return 2;
+    }
+    std::fprintf(stderr, "edgeband %s: error: %s (edgeband %s --help lists the options)\n",
+                 cmd.c_str(), e.what(), cmd.c_str());
     return 1;
   }
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (!args[i]->app()->parsed()) continue;
+    if (kCommands[i].needs_passive_omp) wait_passively_between_layers(argv);
+    try {
+      eb::cli::set_quiet(args[i]->has("quiet"));
+      eb::set_progress_sink([](const std::string& what) { eb::cli::progress(what); });
+      return kCommands[i].run(*args[i]);
+    } catch (const std::exception& e) {
+      eb::cli::progress_done();
+      std::fprintf(stderr, "edgeband %s: error: %s\n", cmd.c_str(), e.what());
+      return 1;
+    }
+  }
+  return 2;
 }

@@ -1,5 +1,6 @@
 // A small SVG line-plot writer (no plotting dependency): axes with ticks, one polyline with
-// markers per series, a legend. Enough for reliability-vs-deadline and speedup plots.
+// markers per series, told apart by colour, dash pattern and marker shape (readable in grey
+// and where series coincide), a legend. Enough for reliability-vs-deadline and speedup plots.
 #pragma once
 #include <string>
 #include <vector>
@@ -13,7 +14,8 @@ struct PlotSeries {
 
 struct PlotSpec {
   std::string title, x_label, y_label;
-  double y_min = 0, y_max = -1;  // y_max < y_min: from the data
+  double y_min = 0, y_max = -1;  // y_max < y_min: from the data, plus 8% headroom
+  bool x_integer = false;        // the x axis counts things: ticks on whole numbers only
   int width = 720, height = 440;
 };
 

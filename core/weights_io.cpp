@@ -1,5 +1,7 @@
 #include "core/weights_io.h"
 
+#include <sys/stat.h>
+
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -115,6 +117,10 @@ Graph load_weights(const std::string& path, uint64_t* checksum) {
   auto fail = [&](const std::string& why) -> WeightsError {
     return WeightsError("weights file '" + path + "': " + why);
   };
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw fail("cannot open (missing or unreadable)");
+  // A directory opens as a stream of size 2^63 - 1 on Linux: check the kind first.
+  if (!S_ISREG(st.st_mode)) throw fail("not a regular file");
   std::ifstream f(path, std::ios::binary | std::ios::ate);
   if (!f) throw fail("cannot open (missing or unreadable)");
   const std::streamoff size = f.tellg();

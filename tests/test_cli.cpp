@@ -90,7 +90,12 @@ TEST_CASE("cli: plan --trace writes the predicted timeline as a Chrome trace") {
   Result r =
       sh("plan --model vgg16:64 --devices 3 --link 1gbit,0.2ms --scheme halp --json --trace " + f);
   REQUIRE(r.code == 0);
-  const eb::Json plan = eb::Json::parse(r.out).at("schemes").at("halp");
+  // stdout's one JSON line; stderr (merged here) says which file was written.
+  CHECK(r.out.find("wrote " + f) != std::string::npos);
+  const size_t at = r.out.find("{\"");
+  REQUIRE(at != std::string::npos);
+  const eb::Json plan =
+      eb::Json::parse(r.out.substr(at, r.out.find('\n', at) - at)).at("schemes").at("halp");
   std::ifstream in(f);
   REQUIRE(in.good());
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

@@ -65,13 +65,14 @@ TEST_CASE("dist threads: workers wait passively between layers unless the user c
 TEST_CASE("dist threads: infer and cluster warn when devices on this machine ask for more threads than cores") {
   const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
   const std::string over = std::to_string(cores + 1);
-  // cluster checks --threads x devices before spawning anything: a bad --cpu-share then stops it.
+  // cluster checks --threads x devices before spawning anything: a missing weights file then
+  // stops it.
   test::CliResult c =
-      test::run_edgeband("cluster --model vgg16:32 --devices 2 --threads " + over + " --cpu-share 1000");
+      test::run_edgeband("cluster --devices 2 --threads " + over + " --weights /nonexistent.ebw");
   CHECK(c.code != 0);
   CHECK(c.out.find("warning: 2 devices x " + over + " threads on " + std::to_string(cores) +
                    " cores") != std::string::npos);
-  test::CliResult quiet = test::run_edgeband("cluster --model vgg16:32 --devices 2 --threads 0 --cpu-share 1000");
+  test::CliResult quiet = test::run_edgeband("cluster --devices 2 --threads 0 --weights /nonexistent.ebw");
   CHECK(quiet.out.find("warning") == std::string::npos);
   // infer with a loopback worker: the host's threads and the worker's (all cores by default).
   dist::WorkerProcess w(EDGEBAND_BIN, 1);

@@ -1,4 +1,5 @@
 #include "dist/plan/profile.h"
+#include "core/progress.h"
 
 #include <omp.h>
 
@@ -74,6 +75,8 @@ DeviceProfile measure_profile(const Graph& g, const std::string& name, int reps)
   p.threads = omp_get_max_threads();
   for (int n = 0; n < g.size(); ++n) {
     const Node& node = g.node(n);
+    report_progress("profiling " + g.model + ": layer " + std::to_string(n + 1) + "/" +
+                    std::to_string(g.size()));
     const Shape out = node.layer->output_shape();
     std::vector<Band> ins;
     for (const Shape& s : node.layer->input_shapes()) {

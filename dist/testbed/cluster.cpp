@@ -1,4 +1,5 @@
 #include "dist/testbed/cluster.h"
+#include "core/progress.h"
 
 #include <omp.h>
 #include <signal.h>
@@ -169,6 +170,9 @@ PairedRuns run_paired(HostRuntime& host, const Graph& g, Cluster c, Scheme s,
   pr.first_plan = pr.plan;
   for (int run = 0; run < warmup + runs; ++run) {
     const bool timed = run >= warmup;
+    report_progress(std::string(scheme_name(s)) + ": " +
+                    (timed ? "run " + std::to_string(run - warmup + 1) + "/" + std::to_string(runs)
+                           : "warm-up " + std::to_string(run + 1) + "/" + std::to_string(warmup)));
     if (timed) {
       const auto t0 = Clock::now();
       for (const Tensor& im : images) g.forward(im);

@@ -1,4 +1,5 @@
 #include "dist/testbed/reliability.h"
+#include "core/progress.h"
 
 #include <omp.h>
 #include <unistd.h>
@@ -135,6 +136,7 @@ ReliabilityReport run_reliability(const ReliabilityOptions& o) {
     return st.ms;
   };
   for (int r = 0; r < o.requests; ++r) {
+    report_progress("request " + std::to_string(r + 1) + "/" + std::to_string(o.requests));
     // Requests are spread over one period of the channel, in real time.
     std::this_thread::sleep_until(
         ro.shaping.epoch +
