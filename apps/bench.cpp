@@ -1,19 +1,25 @@
 #include "apps/bench.h"
 
-#include "dist/plan/stats.h"
-
 #include <algorithm>
 #include <chrono>
+#include <string>
+
+#include "core/progress.h"
+#include "dist/plan/stats.h"
 
 namespace eb {
 
 BenchResult benchmark(const Graph& g, int runs, int warmup) {
   Tensor in(g.input);
   for (size_t i = 0; i < in.size(); ++i) in.data()[i] = float((i * 7919) % 255) / 127.5f - 1.0f;
-  for (int i = 0; i < warmup; ++i) g.forward(in);
+  for (int i = 0; i < warmup; ++i) {
+    report_progress("warm-up " + std::to_string(i + 1) + "/" + std::to_string(warmup));
+    g.forward(in);
+  }
   std::vector<double> total;
   std::vector<std::vector<double>> per_layer(size_t(g.size()));
   for (int r = 0; r < runs; ++r) {
+    report_progress("run " + std::to_string(r + 1) + "/" + std::to_string(runs));
     std::vector<double> lm;
     const auto t0 = std::chrono::steady_clock::now();
     g.forward(in, &lm);

@@ -196,6 +196,7 @@ int cmd_bench(const Args& a) {
   // Eight warm-up runs, as ncnn's benchncnn does: the first runs after another large process
   // exits are slower on this VM for a second or so (the kernel is still reclaiming its memory).
   const eb::BenchResult r = eb::benchmark(g, runs, a.integer("warmup", 8));
+  eb::cli::progress_done();
   const char* isa = eb::kernels::isa_name(eb::kernels::active().isa);
   if (a.has("json")) {
     eb::Json j = eb::Json::object();
@@ -316,6 +317,7 @@ int cmd_reliability(const Args& a) {
   if (a.has("candidates")) o.candidates = split_list(a.str("candidates"));
   if (a.has("latency")) o.link_latency_ms = std::stod(a.str("latency"));
   const eb::dist::ReliabilityReport rep = eb::dist::run_reliability(o);
+  eb::cli::progress_done();
   std::string csv = "deadline_ms,scheme,reliability,mean_accuracy,effective_accuracy\n";
   for (const auto& r : rep.rows) {
     char line[256];
@@ -404,6 +406,7 @@ int cmd_profile(const Args& a) {
   const eb::Graph g = eb::models::load_model(a.str("model"), a.str("weights"));
   const auto p =
       eb::dist::measure_profile(g, a.str("name", "device"), a.integer("reps", 5));
+  eb::cli::progress_done();
   eb::dist::save_profile(p, a.str("o"));
   std::printf("wrote %s: %s, %d threads, %.2f ms for the whole model\n", a.str("o").c_str(),
               g.model.c_str(), p.threads, p.full_ms(g));
@@ -456,6 +459,7 @@ int cmd_plan(const Args& a) {
     schemes = {eb::dist::parse_scheme(sch)};
   std::vector<eb::dist::Plan> plans;
   for (auto s : schemes) plans.push_back(eb::dist::make_plan(g, c, s, batch));
+  eb::cli::progress_done();
   if (a.has("trace")) {
     write_json_file(a.str("trace"), eb::dist::chrome_trace(plans[0]),
                     "predicted timeline, Chrome trace: open in chrome://tracing or Perfetto");
@@ -571,13 +575,20 @@ void warn_if_cores_shared(const std::vector<std::string>& workers) {
     if (w.rfind("127.", 0) == 0 || w.rfind("localhost:", 0) == 0) ++local;
   const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
   const int host_threads = omp_get_max_threads();
-  const int asked = host_threads + local * (host_threads == 1 ? 1 : cores);
-  if (local > 0 && asked > cores)
+  if (local == 0) return;
+  if (host_threads > 1 && host_threads + local * cores > cores)
     std::fprintf(stderr,
                  "edgeband infer: warning: the host and %d worker%s on this machine ask for about "
                  "%d threads on %d cores; devices that share cores slow each other down: give the "
                  "host and each local worker --threads %d\n",
-                 local, local == 1 ? "" : "s", asked, cores, std::max(1, cores / (local + 1)));
+                 local, local == 1 ? "" : "s", host_threads + local * cores, cores,
+                 std::max(1, cores / (local + 1)));
+  else if (local + 1 > cores)
+    std::fprintf(stderr,
+                 "edgeband infer: note: %d devices share this machine's %d cores and take turns on "
+                 "them, so this speedup says little about separate boards (cluster --dilate "
+                 "emulates boards)\n",
+                 local + 1, cores);
 }
 
 int cmd_infer(const Args& a) {
@@ -645,6 +656,7 @@ int cmd_infer(const Args& a) {
   const int runs = a.integer("runs", 3);
   const int warmup = a.integer("warmup", eb::dist::default_warmup(eb::compute_dilation()));
   const eb::dist::PairedRuns pr = eb::dist::run_paired(host, *g, c, scheme, images, runs, warmup);
+  eb::cli::progress_done();
   const eb::dist::Plan& plan = pr.plan;
   const eb::dist::InferStats& st = pr.last;
   const double dm = eb::median(pr.dist_ms), lm = eb::median(pr.local_ms);
@@ -706,6 +718,7 @@ int cmd_cluster(const Args& a) {
   o.timeout_ms = a.integer("timeout", 30000);
   o.secret_file = a.str("secret-file");
   const auto results = eb::dist::run_cluster(o);
+  eb::cli::progress_done();
   bool all_equal = true;
   for (const auto& r : results) all_equal = all_equal && r.equal;
   if (a.has("json")) {
@@ -823,7 +836,7 @@ void declare_run(Args& a) {
   a.text("input-tensor", "FILE", "raw float32 NHWC input instead of an image");
   a.integer("top", "classes to print", 1, 1000);
   a.integer("runs", "timed runs after a warm-up run; the median is printed", 1, 1000);
-  opt_threads(a), opt_isa(a), opt_dilate(a, false);
+  opt_threads(a), opt_isa(a), opt_dilate(a, false), opt_quiet(a);
 }
 void declare_bench(Args& a) {
   opt_model(a);
@@ -831,7 +844,7 @@ void declare_bench(Args& a) {
   a.integer("warmup", "untimed runs first", 0, 1000);
   a.flag("layers", "per-layer times, GFLOP/s and share of the measured FMA peak");
   a.flag("json", "one JSON object on stdout");
-  opt_threads(a), opt_isa(a), opt_dilate(a, false);
+  opt_threads(a), opt_isa(a), opt_dilate(a, false), opt_quiet(a);
 }
 void declare_export(Args& a) {
   opt_model(a, false);
@@ -850,7 +863,7 @@ void declare_profile(Args& a) {
   a.integer("reps", "timed runs per layer", 1, 1000);
   a.text("name", "NAME", "device name stored in the profile");
   a.text("o", "FILE", "the profile (.json) to write");
-  opt_threads(a), opt_isa(a), opt_dilate(a, false);
+  opt_threads(a), opt_isa(a), opt_dilate(a, false), opt_quiet(a);
 }
 void opt_cluster_shape(Args& a) {
   a.text("link", "RATE,DELAY", "link to plan for, e.g. 1gbit,0.2ms or 100mbit,2ms", check_link);

@@ -3,8 +3,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <cctype>
 #include <cstdio>
+#include <map>
+#include <set>
+#include <sstream>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -142,4 +147,109 @@ TEST_CASE("cli: plan --trace writes the predicted timeline as a Chrome trace") {
   Result all = sh("plan --model vgg16:64 --devices 3 --scheme all --trace " + f);
   CHECK(all.code != 0);
   CHECK(all.out.find("--trace needs one --scheme") != std::string::npos);
+}
+
+namespace {
+// The long options in a text: "--name" tokens (CLI11's help writes "-o,--output").
+std::set<std::string> long_options(const std::string& text) {
+  std::set<std::string> out;
+  for (size_t at = text.find("--"); at != std::string::npos; at = text.find("--", at + 2)) {
+    size_t end = at + 2;
+    while (end < text.size() && (std::isalnum(static_cast<unsigned char>(text[end])) || text[end] == '-'))
+      ++end;
+    if (end > at + 2) out.insert(text.substr(at, end - at));
+  }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("cli: the README's CLI table lists exactly the options each command accepts") {
+  std::ifstream f(std::string(EDGEBAND_SOURCE_DIR) + "/README.md");
+  REQUIRE(f.good());
+  std::map<std::string, std::set<std::string>> table;  // "| `cmd` | `--a --b` |" rows
+  for (std::string line; std::getline(f, line);) {
+    if (line.rfind("| `", 0) != 0) continue;
+    const size_t c0 = 3, c1 = line.find('`', c0);
+    const std::string cmd = line.substr(c0, c1 - c0);
+    if (cmd.find(' ') != std::string::npos) continue;
+    table[cmd] = long_options(line.substr(c1));
+  }
+  const std::vector<std::string> commands = {"run",     "bench",  "export",  "convert",
+                                             "profile", "plan",   "worker",  "infer",
+                                             "cluster", "reliability", "plot-speedup", "info"};
+  CHECK(table.size() == commands.size());
+  for (const std::string& cmd : commands) {
+    CAPTURE(cmd);
+    Result help = sh(cmd + " --help");
+    REQUIRE(help.code == 0);
+    CHECK(help.out.find("Usage: edgeband " + cmd) != std::string::npos);
+    // The option column of the help: lines starting with "  -", up to the first space.
+    std::set<std::string> binary;
+    std::istringstream lines(help.out);
+    for (std::string line; std::getline(lines, line);) {
+      const size_t b = line.find_first_not_of(' ');
+      if (b == std::string::npos || b == 0 || line[b] != '-') continue;
+      const std::set<std::string> names = long_options(line.substr(b, line.find(' ', b) - b));
+      binary.insert(names.begin(), names.end());
+    }
+    binary.erase("--help");
+    REQUIRE(table.count(cmd) == 1);
+    CHECK(table[cmd] == binary);  // every README option accepted, every option documented
+    CHECK(sh(cmd + " -h").code == 0);
+  }
+}
+
+TEST_CASE("cli: flags are checked before any work, with one clear line and exit status 1") {
+  struct Bad {
+    const char* args;
+    const char* says;
+  };
+  const Bad bad[] = {
+      {"info --bogus", "unknown option or argument: --bogus"},
+      {"run --model vgg16:32 --labels x.txt", "unknown option or argument: --labels"},
+      {"plan --model vgg16 --devices 0", "--devices"},
+      {"plan --model vgg16 --link foo", "--link"},
+      {"plan --model vgg16 --wire fp8", "--wire"},
+      {"bench --model vgg16 --runs 0", "--runs"},
+      {"run --model vgg16:32 --top 0 --input-tensor /nonexistent", "--top"},
+      {"reliability --model mobilenet_v1 --channel rayleigh:mean=50 --latency abc", "--latency"},
+      {"infer --model vgg16:32 --workers 127.0.0.1:9,127.0.0.1:9", "listed twice"},
+      {"plot-speedup --links 10mbit:1ms -o x.svg", "--links"},
+      {"cluster --scheme halp,fastest", "--scheme"},
+  };
+  for (const Bad& b : bad) {
+    CAPTURE(b.args);
+    Result r = sh(b.args);
+    CHECK(r.code == 1);
+    CHECK(r.out.find(b.says) != std::string::npos);
+    // Refused while parsing (the hint is only printed then), so nothing was profiled or run.
+    CHECK(r.out.find("--help lists the options") != std::string::npos);
+    CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 1);
+  }
+  Result dir = sh("run --weights /tmp --input-tensor /nonexistent");
+  CHECK(dir.code == 1);
+  CHECK(dir.out.find("not a regular file") != std::string::npos);
+  Result v = sh("--version");
+  CHECK(v.code == 0);
+  CHECK(v.out.find("edgeband 0.") != std::string::npos);
+  CHECK(sh("").code == 2);
+}
+
+TEST_CASE("cli: results explain themselves (synthetic weights, tiny images, wrote FILE, median)") {
+  const std::string img = tmp("tiny.png");
+  std::vector<unsigned char> px(8 * 8 * 3, 128);
+  REQUIRE(stbi_write_png(img.c_str(), 8, 8, 3, px.data(), 8 * 3) != 0);
+  Result r = sh("run --model mobilenet_v1:0.25:128 --image " + img + " --runs 3");
+  CHECK(r.code == 0);
+  CHECK(r.out.find("synthetic (random) weights") != std::string::npos);
+  CHECK(r.out.find("much smaller than the model's 128x128 input") != std::string::npos);
+  CHECK(r.out.find("median of 3 runs after a warm-up run") != std::string::npos);
+  const std::string svg = tmp("speedup.svg");
+  Result p = sh("plot-speedup --model vgg16:64 --devices 1:3:1 -o " + svg);
+  CHECK(p.code == 0);
+  CHECK(p.out.find("wrote " + svg) != std::string::npos);
+  std::ifstream in(svg);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(text.find("stroke-dasharray") != std::string::npos);  // series differ by more than colour
+  for (const auto& f : {img, svg}) std::remove(f.c_str());
 }
