@@ -1,5 +1,8 @@
-// Minimal JSON value: enough for weight-file headers, device profiles and CLI output.
-// Parsing is strict and bounded (depth, size) because it reads files and network peers' data.
+// A JSON value for weight-file headers, device profiles, plans, frames from peers and CLI output.
+// Parsing and printing are nlohmann-json's (core/json_io.cpp); this class adds the project's
+// policy, because it reads files and network peers' data: documents are bounded (64 MiB, depth
+// 64), duplicate keys and invalid escapes are refused with the offset, integers are exact
+// 64-bit values and other numbers print in the shortest form that reads back the same double.
 #pragma once
 #include <map>
 #include <memory>
@@ -17,10 +20,11 @@ class Json {
   Json() = default;
   Json(std::nullptr_t) {}
   Json(bool b) : kind_(Kind::boolean), num_(b ? 1 : 0) {}
-  Json(int v) : kind_(Kind::number), num_(v) {}
-  Json(long v) : kind_(Kind::number), num_(double(v)) {}
-  Json(unsigned long v) : kind_(Kind::number), num_(double(v)) {}
-  Json(unsigned long long v) : kind_(Kind::number), num_(double(v)) {}
+  Json(int v) : Json(static_cast<long long>(v)) {}
+  Json(long v) : Json(static_cast<long long>(v)) {}
+  Json(long long v) : kind_(Kind::number), num_(double(v)), int_(true), ival_(v) {}
+  Json(unsigned long v) : Json(static_cast<unsigned long long>(v)) {}
+  Json(unsigned long long v);  // exact when it fits in int64, else a double
   Json(double v) : kind_(Kind::number), num_(v) {}
   Json(const char* s) : kind_(Kind::string), str_(s) {}
   Json(std::string s) : kind_(Kind::string), str_(std::move(s)) {}
@@ -32,13 +36,14 @@ class Json {
   Kind kind() const { return kind_; }
   bool is_null() const { return kind_ == Kind::null; }
   bool is_number() const { return kind_ == Kind::number; }
+  bool is_integer() const { return kind_ == Kind::number && int_; }  // an exact int64
   bool is_string() const { return kind_ == Kind::string; }
   bool is_array() const { return kind_ == Kind::array; }
   bool is_object() const { return kind_ == Kind::object; }
 
   // Typed accessors throw std::runtime_error naming `what` on a type mismatch.
   double number(const char* what = "value") const;
-  long integer(const char* what = "value") const;  // must be integral
+  long integer(const char* what = "value") const;  // must be integral (exact up to 2^63)
   bool boolean(const char* what = "value") const;
   const std::string& string(const char* what = "value") const;
   const Array& items(const char* what = "value") const;
@@ -51,13 +56,18 @@ class Json {
   size_t size() const;
   const Json& operator[](size_t i) const;
 
+  // Numbers that are whole and below 2^53 print as integers.
   std::string dump(int indent = -1) const;
-  static Json parse(const std::string& text);  // throws std::runtime_error with position
+  static Json parse(const std::string& text);  // throws std::runtime_error with the offset
+
+  static constexpr size_t kMaxBytes = size_t(64) << 20;
+  static constexpr int kMaxDepth = 64;
 
  private:
-  void dump_to(std::string& out, int indent, int level) const;
   Kind kind_ = Kind::null;
   double num_ = 0;
+  bool int_ = false;  // an exact integer in ival_ (num_ holds it as a double too)
+  long long ival_ = 0;
   std::string str_;
   std::shared_ptr<Array> arr_;
   std::shared_ptr<Object> obj_;
