@@ -351,8 +351,9 @@ int cmd_reliability(const Args& a) {
       series.push_back(ps);
     }
     eb::PlotSpec spec;
-    spec.title = "Service reliability, " + o.model + ", " + std::to_string(o.devices) +
-                 " devices, channel " + (a.has("trace") ? a.str("trace") : a.str("channel"));
+    spec.title = "Service reliability, " + o.model + ", " + std::to_string(o.devices) + " devices";
+    spec.subtitle = "channel " + (a.has("trace") ? a.str("trace") : a.str("channel")) + ", " +
+                    std::to_string(o.requests) + " requests per deadline";
     spec.x_label = "deadline (ms)";
     spec.y_label = "fraction of requests meeting the deadline";
     spec.y_min = 0, spec.y_max = 1;
@@ -392,7 +393,9 @@ int cmd_plot_speedup(const Args& a) {
   eb::cli::progress_done();
   eb::PlotSpec spec;
   spec.title = std::string("Predicted ") + eb::dist::scheme_name(scheme) + " speedup, " + g.model +
-               ", 1-" + std::to_string(int(devs.back())) + " devices (estimated device profile)";
+               ", " + std::to_string(int(devs.front())) + "-" + std::to_string(int(devs.back())) +
+               " devices";
+  spec.subtitle = "one link per series; every device estimated at 20 GFLOP/s (no measurement)";
   spec.x_label = "devices";
   spec.x_integer = true;
   spec.y_label = "speedup over one device";
@@ -426,6 +429,10 @@ eb::dist::Cluster cluster_from_args(const Args& a, const eb::Graph& g) {
     const int n = a.integer("devices", 3);
     const auto p = eb::dist::measure_profile(g, "this-machine", 3);
     for (int i = 0; i < n; ++i) c.devices.push_back(p);
+    std::fprintf(stderr,
+                 "note: every device is this machine as profiled just now, so plans move with its "
+                 "load; for repeatable plans save a profile (edgeband profile -o dev.json) and "
+                 "pass --devices dev.json,dev.json,...\n");
     return c;
   }
   for (const std::string& f : split_list(devs)) {

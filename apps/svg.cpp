@@ -26,7 +26,7 @@ std::string esc(const std::string& s) {
 }
 std::string num(double v) {
   char b[32];
-  std::snprintf(b, sizeof b, "%.4g", v);
+  std::snprintf(b, sizeof b, "%.4g", v == 0 ? 0.0 : v);  // never "-0"
   return b;
 }
 // "Nice" tick step for a range: 1, 2 or 5 times a power of ten, about 6 ticks.
@@ -81,7 +81,8 @@ std::string svg_line_plot(const PlotSpec& spec, const std::vector<PlotSeries>& s
   }
   const double xpad = 0.03 * (x1 - x0);
   x0 -= xpad, x1 += xpad;
-  const double L = 70, R = 180, T = 40, B = 55, W = spec.width - L - R, H = spec.height - T - B;
+  const double L = 70, R = 180, T = spec.subtitle.empty() ? 40 : 56, B = 55;
+  const double W = spec.width - L - R, H = spec.height - T - B;
   auto px = [&](double x) { return L + (x - x0) / (x1 - x0) * W; };
   auto py = [&](double y) { return T + H - (y - y0) / (y1 - y0) * H; };
   static const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
@@ -92,6 +93,9 @@ std::string svg_line_plot(const PlotSpec& spec, const std::vector<PlotSeries>& s
   o += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
   o += "<text x=\"" + num(L + W / 2) + "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">" +
        esc(spec.title) + "</text>\n";
+  if (!spec.subtitle.empty())
+    o += "<text x=\"" + num(L + W / 2) + "\" y=\"40\" text-anchor=\"middle\" fill=\"#444\">" +
+         esc(spec.subtitle) + "</text>\n";
   const double xs = tick_step(x1 - x0, spec.x_integer);
   for (double t = std::ceil(x0 / xs) * xs; t <= x1 + 1e-9; t += xs)
     o += "<line x1=\"" + num(px(t)) + "\" y1=\"" + num(T) + "\" x2=\"" + num(px(t)) + "\" y2=\"" +

@@ -14,6 +14,7 @@ struct PlotSeries {
 
 struct PlotSpec {
   std::string title, x_label, y_label;
+  std::string subtitle;  // a second, smaller line under the title (the channel, the profile)
   double y_min = 0, y_max = -1;  // y_max < y_min: from the data, plus 8% headroom
   bool x_integer = false;        // the x axis counts things: ticks on whole numbers only
   int width = 720, height = 440;

@@ -25,7 +25,7 @@ int Graph::add(std::string name, std::unique_ptr<Layer> layer, std::vector<int> 
   return id;
 }
 
-void Graph::finalize() {
+void Graph::finalize(bool pack_weights) {
   if (finalized_) return;
   if (nodes_.empty()) throw std::invalid_argument("graph has no layers");
   if (input.h <= 0 || input.w <= 0 || input.c <= 0)
@@ -75,7 +75,7 @@ void Graph::finalize() {
     }
   }
   finalized_ = true;
-  prepare();
+  if (pack_weights) prepare();
 }
 
 void Graph::prepare() {

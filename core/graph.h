@@ -34,8 +34,9 @@ class Graph {
 
   // Appends a node reading `inputs` (default: the previous node). Returns its id.
   int add(std::string name, std::unique_ptr<Layer> layer, std::vector<int> inputs = {-2});
-  // Fuses BatchNorm and activations into convolutions, infers shapes, packs weights.
-  void finalize();
+  // Fuses BatchNorm and activations into convolutions, infers shapes, and packs weights unless
+  // pack_weights is false (the fuzzers check structure without paying for the packing).
+  void finalize(bool pack_weights = true);
   // Repacks every layer's weights for the active kernel table.
   void prepare();
 

@@ -7,6 +7,13 @@
 
 #define STB_IMAGE_IMPLEMENTATION
 #define STBI_FAILURE_USERMSG
+// Only the formats we document: stb's GIF, TGA, PSD, HDR, PIC and PNM loaders are not compiled
+// in (this stb version has known memory-safety bugs in some of them).
+#define STBI_ONLY_JPEG
+#define STBI_ONLY_PNG
+#define STBI_ONLY_BMP
+#define STBI_NO_STDIO
+#define STBI_MAX_DIMENSIONS 16384
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wconversion"
 #pragma GCC diagnostic ignored "-Wsign-compare"
@@ -19,16 +26,84 @@
 
 namespace eb {
 
-RgbImage load_image(const std::string& path) {
+namespace {
+
+// stb_image 2022-09 builds each JPEG Huffman table from its 16 code counts without checking that
+// they sum to at most 256 symbols; a table claiming more writes past its 257-entry size array
+// (found by fuzz_image; tests/fuzz/regressions/image-*). This walks the JPEG's marker segments,
+// the entropy-coded data between them included, and refuses such a table before stb sees it.
+bool jpeg_huffman_tables_fit(const unsigned char* d, size_t n) {
+  if (n < 4 || d[0] != 0xFF || d[1] != 0xD8) return true;  // not a JPEG
+  size_t i = 2;
+  while (i + 4 <= n) {
+    if (d[i] != 0xFF) {  // entropy-coded data after a scan header: on to the next marker
+      ++i;
+      continue;
+    }
+    const unsigned char m = d[i + 1];
+    if (m == 0xFF) {  // fill byte
+      ++i;
+      continue;
+    }
+    if (m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD7)) {  // stuffed 0xFF, TEM, RSTn
+      i += 2;
+      continue;
+    }
+    if (m == 0xD9) break;  // end of image
+    const size_t len = size_t(d[i + 2]) << 8 | d[i + 3];
+    if (len < 2 || i + 2 + len > n) break;  // truncated: stb reports it
+    if (m == 0xC4) {                        // DHT: tables of (class/id, 16 counts, symbols)
+      for (size_t p = i + 4, end = i + 2 + len; p < end;) {
+        if (p + 17 > end) return false;
+        size_t symbols = 0;
+        for (size_t k = 1; k <= 16; ++k) symbols += d[p + k];
+        if (symbols > 256) return false;
+        p += 17 + symbols;
+      }
+    }
+    i += 2 + len;
+  }
+  return true;
+}
+
+}  // namespace
+
+RgbImage decode_image(const unsigned char* data, size_t size, const std::string& name) {
+  auto fail = [&](const std::string& why) {
+    return ImageError("cannot read image '" + name + "': " + why);
+  };
+  if (size > kMaxImageFileBytes) throw fail("file larger than 256 MiB");
+  if (!jpeg_huffman_tables_fit(data, size)) throw fail("corrupt JPEG (Huffman table too large)");
   int w = 0, h = 0, n = 0;
-  unsigned char* p = stbi_load(path.c_str(), &w, &h, &n, 3);
-  if (!p) throw ImageError("cannot read image '" + path + "': " + stbi_failure_reason());
+  // Size first, from the header alone: the decoder then never allocates for a hostile size.
+  if (!stbi_info_from_memory(data, int(size), &w, &h, &n))
+    throw fail(std::string(stbi_failure_reason()) + " (JPEG, PNG and BMP are supported)");
+  if (w <= 0 || h <= 0 || w > kMaxImageSide || h > kMaxImageSide ||
+      long(w) * long(h) > kMaxImagePixels)
+    throw fail(std::to_string(w) + "x" + std::to_string(h) + " is larger than the limit of " +
+               std::to_string(kMaxImagePixels / 1000000) + " megapixels (" +
+               std::to_string(kMaxImageSide) + " per side)");
+  unsigned char* p = stbi_load_from_memory(data, int(size), &w, &h, &n, 3);
+  if (!p) throw fail(stbi_failure_reason());
   RgbImage img;
   img.w = w;
   img.h = h;
   img.px.assign(p, p + size_t(w) * size_t(h) * 3);
   stbi_image_free(p);
   return img;
+}
+
+RgbImage load_image(const std::string& path) {
+  std::ifstream f(path, std::ios::binary | std::ios::ate);
+  if (!f) throw ImageError("cannot read image '" + path + "': cannot open file");
+  const std::streamoff size = f.tellg();
+  if (size < 0 || size_t(size) > kMaxImageFileBytes)
+    throw ImageError("cannot read image '" + path + "': not a regular file of at most 256 MiB");
+  std::vector<unsigned char> buf(static_cast<size_t>(size));
+  f.seekg(0);
+  if (!f.read(reinterpret_cast<char*>(buf.data()), size))
+    throw ImageError("cannot read image '" + path + "': read error");
+  return decode_image(buf.data(), buf.size(), path);
 }
 
 Tensor preprocess(const RgbImage& img, int size, const Normalization& norm, double fraction) {

@@ -1,4 +1,5 @@
-// Image input: decode (stb_image: JPEG/PNG/BMP/...), central crop, bilinear resize, normalise.
+// Image input: decode (stb_image: JPEG, PNG and BMP only), central crop, bilinear resize,
+// normalise.
 #pragma once
 #include <stdexcept>
 #include <string>
@@ -17,7 +18,13 @@ struct RgbImage {
   std::vector<unsigned char> px;
 };
 
+// Limits, checked from the header before decoding: a 10000x10000 PNG would take 300 MB decoded.
+constexpr long kMaxImageSide = 16384;
+constexpr long kMaxImagePixels = 50'000'000;
+constexpr size_t kMaxImageFileBytes = size_t(256) << 20;
+
 RgbImage load_image(const std::string& path);  // throws ImageError with stb's reason
+RgbImage decode_image(const unsigned char* data, size_t size, const std::string& name);
 // Central crop keeping `fraction` of each side (TF-slim eval: 0.875), then bilinear resize to
 // size x size with half-pixel centres, then (x - mean) / std per channel.
 Tensor preprocess(const RgbImage& img, int size, const Normalization& norm, double fraction = 0.875);

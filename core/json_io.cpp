@@ -172,6 +172,10 @@ Json Json::parse(const std::string& text) {
     std::string why = e.what();
     if (const size_t at = why.find(": "); at != std::string::npos) why = why.substr(at + 2);
     parse_fail(e.byte > 0 ? e.byte - 1 : 0, why);
+  } catch (const nlohmann::json::exception& e) {  // e.g. out_of_range: a number beyond double
+    std::string why = e.what();
+    if (const size_t at = why.find("] "); at != std::string::npos) why = why.substr(at + 2);
+    throw std::runtime_error("JSON parse error: " + why);
   }
 }
 

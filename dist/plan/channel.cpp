@@ -97,7 +97,10 @@ BandwidthTrace make_channel(const std::string& spec) {
     return v;
   };
   const double duration = get("duration", 60);
-  const auto seed = uint32_t(get("seed", 1));
+  const double seed_value = get("seed", 1);
+  if (!(seed_value >= 0 && seed_value < 4294967296.0))
+    throw std::invalid_argument("channel '" + spec + "': seed must be in [0, 2^32)");
+  const auto seed = uint32_t(seed_value);
   std::mt19937 rng(seed);
   BandwidthTrace tr;
   if (kind == "rayleigh") {

@@ -203,22 +203,31 @@ std::string read_file(const std::string& path) {
   return s;
 }
 
+std::vector<std::string> parse_labels(const std::string& text, long classes,
+                                      const std::string& what) {
+  std::vector<std::string> labels;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.size() > 1024)
+      throw ImportError("labels file '" + what + "' line " + std::to_string(labels.size() + 1) +
+                        " is longer than 1024 bytes");
+    labels.push_back(line);
+    if (long(labels.size()) > classes) break;
+  }
+  if (long(labels.size()) != classes)
+    throw ImportError("labels file '" + what + "' has " +
+                      (long(labels.size()) > classes ? "more" : std::to_string(labels.size())) +
+                      " lines but the model has " + std::to_string(classes) + " outputs");
+  return labels;
+}
+
 Graph NetBuilder::finish(const ImportOptions& opt) {
   if (graph.size() == 0) throw ImportError("the model has no operators to convert");
   graph.model = opt.name;
-  if (!opt.labels_path.empty()) {
-    std::istringstream in(read_file(opt.labels_path));
-    graph.labels.clear();
-    for (std::string line; std::getline(in, line);) {
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      graph.labels.push_back(line);
-    }
-    const long classes = long(graph.output_shape().size());
-    if (long(graph.labels.size()) != classes)
-      throw ImportError("labels file '" + opt.labels_path + "' has " +
-                        std::to_string(graph.labels.size()) + " lines but the model has " +
-                        std::to_string(classes) + " outputs");
-  }
+  if (!opt.labels_path.empty())
+    graph.labels = parse_labels(read_file(opt.labels_path), long(graph.output_shape().size()),
+                                opt.labels_path);
   graph.finalize();
   return std::move(graph);
 }

@@ -63,4 +63,8 @@ class NetBuilder {
 // Reads the file whole (size-capped); throws ImportError naming it.
 std::string read_file(const std::string& path);
 
+// Class names, one per line (a trailing '\r' dropped), exactly `classes` of them.
+std::vector<std::string> parse_labels(const std::string& text, long classes,
+                                      const std::string& what = "labels");
+
 }  // namespace eb::import

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (ASan + UBSan) and runs each for SECONDS (default 20),
-# seeded with files the project can make itself (synthetic .ebw, exported ONNX, ../shared models
-# when present). Prints executions per target; exits non-zero on any crash or sanitizer report.
+# seeded with tests/fuzz/seeds/TARGET/ and files the project can make itself (synthetic .ebw,
+# ../shared models when present), with tests/fuzz/dict/TARGET.dict where the format has
+# keywords. Prints executions per target; exits non-zero on any crash or sanitizer report (the
+# crashing input is left in tests/fuzz/regressions/, which the unit tests replay once fixed).
 #   tests/fuzz/run.sh [SECONDS] [TARGET...]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-20}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(import weights frame handshake)
+[ ${#targets[@]} -gt 0 ] || targets=(import weights frame handshake image json trace profile labels)
 build=build-fuzz
 cmake -S . -B $build -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DEDGEBAND_FUZZ=ON -DEDGEBAND_SANITIZE=address,undefined -DEDGEBAND_STATIC=OFF -DEDGEBAND_TESTS=OFF \
@@ -16,7 +18,11 @@ cmake -S . -B $build -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebI
 cmake --build $build -j2 --target edgeband $(printf 'fuzz_%s ' "${targets[@]}") >/dev/null
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/import" "$work/weights" "$work/frame" "$work/handshake"
+mkdir -p "$work"/{import,weights,frame,handshake}
+for t in "${targets[@]}"; do
+  mkdir -p "$work/$t"
+  [ -d tests/fuzz/seeds/$t ] && cp tests/fuzz/seeds/$t/* "$work/$t/"
+done
 # Seeds.
 ./$build/edgeband export --model mobilenet_v1:0.25:32 -o "$work/weights/m.ebw" >/dev/null
 if [ -d ../shared/weights ]; then
@@ -43,8 +49,10 @@ printf '\3' >"$work/handshake/hello"
 status=0
 for t in "${targets[@]}"; do
   log="$work/$t.log"
-  if ASAN_OPTIONS=detect_leaks=1 ./$build/fuzz_$t "$work/$t" -max_total_time="$secs" -max_len=4000000 \
-      -rss_limit_mb=4096 -print_final_stats=1 >"$log" 2>&1; then
+  dict=(); [ -f tests/fuzz/dict/$t.dict ] && dict=(-dict=tests/fuzz/dict/$t.dict)
+  if ASAN_OPTIONS=detect_leaks=1 ./$build/fuzz_$t "$work/$t" "${dict[@]}" -max_total_time="$secs" \
+      -max_len=4000000 -rss_limit_mb=4096 -print_final_stats=1 \
+      -artifact_prefix=tests/fuzz/regressions/${t}- >"$log" 2>&1; then
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 || true)
     echo "fuzz_$t: ${runs} executions in ${secs}s, ${cov}, 0 crashes"

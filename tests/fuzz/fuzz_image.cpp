@@ -1,0 +1,15 @@
+// libFuzzer target: image decoding (stb_image, JPEG/PNG/BMP only) with the size limits checked
+// from the header first, then the crop/resize/normalise of whatever decoded.
+#include <cstdint>
+#include <stdexcept>
+
+#include "core/image.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  try {
+    const eb::RgbImage im = eb::decode_image(data, size, "fuzz");
+    eb::preprocess(im, 8, eb::Normalization{});
+  } catch (const eb::ImageError&) {
+  }
+  return 0;
+}

@@ -1,0 +1,22 @@
+// libFuzzer target: bandwidth trace files and --channel specs (the first byte picks which), and
+// the trace's rate lookups.
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "dist/plan/channel.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size < 1) return 0;
+  const std::string text(reinterpret_cast<const char*>(data) + 1, size - 1);
+  try {
+    const eb::dist::BandwidthTrace t =
+        data[0] % 2 ? eb::dist::make_channel(text) : eb::dist::parse_trace(text);
+    t.mean_mbit();
+    t.rate_mbit_at(0.5 * t.period_s);
+    t.rate_mbit_at(3.5 * t.period_s + 1e-3);
+  } catch (const std::invalid_argument&) {
+  } catch (const std::runtime_error&) {
+  }
+  return 0;
+}
