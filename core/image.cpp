@@ -28,13 +28,17 @@ namespace eb {
 
 namespace {
 
-// stb_image 2022-09 builds each JPEG Huffman table from its 16 code counts without checking that
-// they sum to at most 256 symbols; a table claiming more writes past its 257-entry size array
-// (found by fuzz_image; tests/fuzz/regressions/image-*). This walks the JPEG's marker segments,
-// the entropy-coded data between them included, and refuses such a table before stb sees it.
+// stb_image 2022-09 builds each JPEG Huffman table from its 16 code counts without checking
+// them: counts summing past 256 symbols write past its 257-entry size array, and over-subscribed
+// code lengths make its decoder index the 256 symbols with any value (both found by fuzz_image;
+// tests/fuzz/regressions/image-*; later stb versions check both). This walks the JPEG's marker
+// segments as stb does, entropy-coded data included, and refuses such a table before stb sees it.
 bool jpeg_huffman_tables_fit(const unsigned char* d, size_t n) {
-  if (n < 4 || d[0] != 0xFF || d[1] != 0xD8) return true;  // not a JPEG
-  size_t i = 2;
+  // stb takes any run of 0xFF bytes followed by the SOI code as the start of a JPEG.
+  size_t i = 0;
+  while (i < n && d[i] == 0xFF) ++i;
+  if (i == 0 || i >= n || d[i] != 0xD8) return true;  // not a JPEG
+  ++i;
   while (i + 4 <= n) {
     if (d[i] != 0xFF) {  // entropy-coded data after a scan header: on to the next marker
       ++i;
@@ -51,16 +55,27 @@ bool jpeg_huffman_tables_fit(const unsigned char* d, size_t n) {
     }
     if (m == 0xD9) break;  // end of image
     const size_t len = size_t(d[i + 2]) << 8 | d[i + 3];
-    if (len < 2 || i + 2 + len > n) break;  // truncated: stb reports it
-    if (m == 0xC4) {                        // DHT: tables of (class/id, 16 counts, symbols)
-      for (size_t p = i + 4, end = i + 2 + len; p < end;) {
-        if (p + 17 > end) return false;
+    if (len < 2) break;
+    if (m == 0xC4) {  // DHT: tables of (class/id, 16 counts, symbols)
+      // As stb reads them: a table's 17 header bytes are read whatever the segment length says
+      // (past the file's end as zeros), and the table is built before the length is checked.
+      long left = long(len) - 2;
+      for (size_t p = i + 4; left > 0;) {
         size_t symbols = 0;
-        for (size_t k = 1; k <= 16; ++k) symbols += d[p + k];
+        unsigned long code = 0;  // canonical Huffman codes: no length may overflow its space
+        for (size_t k = 1; k <= 16; ++k) {
+          const unsigned count = p + k < n ? d[p + k] : 0;
+          symbols += count;
+          code += count;
+          if (count && code - 1 >= (1ul << k)) return false;  // over-subscribed
+          code <<= 1;
+        }
         if (symbols > 256) return false;
         p += 17 + symbols;
+        left -= long(17 + symbols);
       }
     }
+    if (i + 2 + len > n) break;  // truncated: stb reports it
     i += 2 + len;
   }
   return true;

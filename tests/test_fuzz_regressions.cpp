@@ -73,3 +73,31 @@ TEST_CASE("fuzz regressions: every input that once crashed a reader is now handl
   closedir(d);
   MESSAGE(replayed << " regression inputs replayed");
 }
+
+TEST_CASE("images: JPEG, PNG and BMP decode; other formats and oversized images are refused") {
+  auto read = [](const std::string& name) {
+    std::ifstream f(std::string(EDGEBAND_SOURCE_DIR) + "/tests/fuzz/seeds/image/" + name,
+                    std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  };
+  for (const char* name : {"rgb8x6.png", "rgb8x6.bmp", "rgb8x6.jpg"}) {
+    CAPTURE(name);
+    const std::string b = read(name);
+    const eb::RgbImage im =
+        eb::decode_image(reinterpret_cast<const unsigned char*>(b.data()), b.size(), name);
+    CHECK(im.w == 8);
+    CHECK(im.h == 6);
+  }
+  // The same PNG claiming 10000x10000 in its header (300 MB decoded): refused from the header.
+  std::string big = read("rgb8x6.png");
+  REQUIRE(big.size() > 24);
+  const unsigned char dims[8] = {0, 0, 0x27, 0x10, 0, 0, 0x27, 0x10};  // IHDR width, height
+  big.replace(16, 8, reinterpret_cast<const char*>(dims), 8);
+  CHECK_THROWS_WITH(eb::decode_image(reinterpret_cast<const unsigned char*>(big.data()),
+                                     big.size(), "big.png"),
+                    doctest::Contains("10000x10000 is larger than the limit of 50 megapixels"));
+  const std::string gif = "GIF89a\x01\x00\x01\x00\x00\x00\x00;";
+  CHECK_THROWS_WITH(eb::decode_image(reinterpret_cast<const unsigned char*>(gif.data()),
+                                     gif.size(), "x.gif"),
+                    doctest::Contains("JPEG, PNG and BMP are supported"));
+}
