@@ -5,24 +5,8 @@
 #include <cstring>
 #include <fstream>
 
-#define STB_IMAGE_IMPLEMENTATION
-#define STBI_FAILURE_USERMSG
-// Only the formats we document: stb's GIF, TGA, PSD, HDR, PIC and PNM loaders are not compiled
-// in (this stb version has known memory-safety bugs in some of them).
-#define STBI_ONLY_JPEG
-#define STBI_ONLY_PNG
-#define STBI_ONLY_BMP
-#define STBI_NO_STDIO
-#define STBI_MAX_DIMENSIONS 16384
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wconversion"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#pragma GCC diagnostic ignored "-Wdouble-promotion"
-#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
+// The decoder itself is compiled in core/stb_image.cpp (JPEG, PNG and BMP only).
 #include <stb/stb_image.h>
-#pragma GCC diagnostic pop
 
 namespace eb {
 
