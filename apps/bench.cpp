@@ -23,7 +23,8 @@ BenchResult benchmark(const Graph& g, int runs, int warmup) {
     std::vector<double> lm;
     const auto t0 = std::chrono::steady_clock::now();
     g.forward(in, &lm);
-    total.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    total.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     for (size_t i = 0; i < lm.size(); ++i) per_layer[i].push_back(lm[i]);
   }
   BenchResult b;

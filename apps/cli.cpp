@@ -13,9 +13,11 @@ namespace {
 std::string option_names(const std::string& name) {
   return name == "o" ? "-o,--output" : "--" + name;
 }
-std::string long_name(const std::string& name) { return name == "o" ? "--output" : "--" + name; }
+std::string long_name(const std::string& name) {
+  return name == "o" ? "--output" : "--" + name;
+}
 // A check as a CLI11 validator: the check's exception message becomes the error.
-CLI::Validator validator(const std::string& what, Check check) {
+CLI::Validator validator(Check check) {
   return CLI::Validator(
       [check](std::string& s) {
         try {
@@ -26,7 +28,6 @@ CLI::Validator validator(const std::string& what, Check check) {
         return std::string();
       },
       "");  // the option's type name already says what it takes
-  (void)what;
 }
 }  // namespace
 
@@ -38,47 +39,40 @@ Args& Args::flag(const std::string& name, const std::string& help) {
 Args& Args::text(const std::string& name, const std::string& value, const std::string& help,
                  Check check) {
   CLI::Option* o = cmd_->add_option(option_names(name), help)->type_name(value);
-  if (check) o->check(validator(value, check));
+  if (check) o->check(validator(check));
   return *this;
 }
 
+namespace {
+// A check that s is all one number of type T (std::stol or std::stod) within [lo, hi].
+template <class T>
+Check in_range(T (*parse)(const std::string&, size_t*), T lo, T hi, const char* kind) {
+  return [=](const std::string& s) {
+    size_t end = 0;
+    T v{};
+    try {
+      v = parse(s, &end);
+    } catch (const std::exception&) {
+      end = 0;
+    }
+    if (end == 0 || end != s.size() || !(v >= lo && v <= hi)) {
+      char msg[160];
+      std::snprintf(msg, sizeof msg, "must be %s in [%.10g, %.10g], not '%.60s'", kind, double(lo),
+                    double(hi), s.c_str());
+      throw std::invalid_argument(msg);
+    }
+  };
+}
+long parse_long(const std::string& s, size_t* end) { return std::stol(s, end); }
+double parse_double(const std::string& s, size_t* end) { return std::stod(s, end); }
+}  // namespace
+
 Args& Args::integer(const std::string& name, const std::string& help, long lo, long hi) {
-  cmd_->add_option(option_names(name), help)
-      ->type_name("INT")
-      ->check(validator("INT", [=](const std::string& s) {
-        size_t end = 0;
-        long v = 0;
-        try {
-          v = std::stol(s, &end);
-        } catch (const std::exception&) {
-          end = 0;
-        }
-        if (end == 0 || end != s.size() || v < lo || v > hi)
-          throw std::invalid_argument("must be an integer in [" + std::to_string(lo) + ", " +
-                                      std::to_string(hi) + "], not '" + s + "'");
-      }));
-  return *this;
+  return text(name, "INT", help, in_range<long>(parse_long, lo, hi, "an integer"));
 }
 
 Args& Args::number(const std::string& name, const std::string& help, double lo, double hi) {
-  cmd_->add_option(option_names(name), help)
-      ->type_name("NUM")
-      ->check(validator("NUM", [=](const std::string& s) {
-        size_t end = 0;
-        double v = 0;
-        try {
-          v = std::stod(s, &end);
-        } catch (const std::exception&) {
-          end = 0;
-        }
-        if (end == 0 || end != s.size() || !(v >= lo && v <= hi)) {
-          char msg[128];
-          std::snprintf(msg, sizeof msg, "must be a number in [%g, %g], not '%s'", lo, hi,
-                        s.c_str());
-          throw std::invalid_argument(msg);
-        }
-      }));
-  return *this;
+  return text(name, "NUM", help, in_range<double>(parse_double, lo, hi, "a number"));
 }
 
 Args& Args::choice(const std::string& name, const std::string& help,
@@ -134,7 +128,9 @@ bool g_open_line = false;
 Clock::time_point g_start = Clock::now(), g_last;
 }  // namespace
 
-void set_quiet(bool quiet) { g_quiet = quiet; }
+void set_quiet(bool quiet) {
+  g_quiet = quiet;
+}
 
 // Silent for the first 2 s (short commands print nothing); then a counter rewritten in place on
 // a terminal (at most 10 updates a second), or at most one plain line a second otherwise.

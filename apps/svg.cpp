@@ -45,11 +45,32 @@ double tick_step(double range, bool integer = false) {
 std::string marker(size_t k, double x, double y, const std::string& c) {
   char b[320];
   switch (k % 5) {
-    case 0: std::snprintf(b, sizeof b, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"4\" fill=\"%s\"/>", x, y, c.c_str()); break;
-    case 1: std::snprintf(b, sizeof b, "<rect x=\"%.2f\" y=\"%.2f\" width=\"8\" height=\"8\" fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\"/>", x - 4, y - 4, c.c_str()); break;
-    case 2: std::snprintf(b, sizeof b, "<polygon points=\"%.2f,%.2f %.2f,%.2f %.2f,%.2f\" fill=\"%s\"/>", x, y - 5, x - 5, y + 4, x + 5, y + 4, c.c_str()); break;
-    case 3: std::snprintf(b, sizeof b, "<polygon points=\"%.2f,%.2f %.2f,%.2f %.2f,%.2f %.2f,%.2f\" fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\"/>", x, y - 6, x + 6, y, x, y + 6, x - 6, y, c.c_str()); break;
-    default: std::snprintf(b, sizeof b, "<path d=\"M%.2f %.2fL%.2f %.2fM%.2f %.2fL%.2f %.2f\" stroke=\"%s\" stroke-width=\"2\"/>", x - 4, y - 4, x + 4, y + 4, x - 4, y + 4, x + 4, y - 4, c.c_str()); break;
+    case 0:
+      std::snprintf(b, sizeof b, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"4\" fill=\"%s\"/>", x, y,
+                    c.c_str());
+      break;
+    case 1:
+      std::snprintf(b, sizeof b,
+                    "<rect x=\"%.2f\" y=\"%.2f\" width=\"8\" height=\"8\" fill=\"none\" "
+                    "stroke=\"%s\" stroke-width=\"1.5\"/>",
+                    x - 4, y - 4, c.c_str());
+      break;
+    case 2:
+      std::snprintf(b, sizeof b, "<polygon points=\"%.2f,%.2f %.2f,%.2f %.2f,%.2f\" fill=\"%s\"/>",
+                    x, y - 5, x - 5, y + 4, x + 5, y + 4, c.c_str());
+      break;
+    case 3:
+      std::snprintf(b, sizeof b,
+                    "<polygon points=\"%.2f,%.2f %.2f,%.2f %.2f,%.2f %.2f,%.2f\" fill=\"none\" "
+                    "stroke=\"%s\" stroke-width=\"1.5\"/>",
+                    x, y - 6, x + 6, y, x, y + 6, x - 6, y, c.c_str());
+      break;
+    default:
+      std::snprintf(
+          b, sizeof b,
+          "<path d=\"M%.2f %.2fL%.2f %.2fM%.2f %.2fL%.2f %.2f\" stroke=\"%s\" stroke-width=\"2\"/>",
+          x - 4, y - 4, x + 4, y + 4, x - 4, y + 4, x + 4, y - 4, c.c_str());
+      break;
   }
   return b;
 }
@@ -119,7 +140,8 @@ std::string svg_line_plot(const PlotSpec& spec, const std::vector<PlotSeries>& s
     for (size_t i = 0; i < s.x.size(); ++i)
       if (std::isfinite(s.x[i]) && std::isfinite(s.y[i]))
         pts += num(px(s.x[i])) + "," + num(py(s.y[i])) + " ";
-    const std::string dash = kDashes[k % 5][0] ? std::string(" stroke-dasharray=\"") + kDashes[k % 5] + "\"" : "";
+    const std::string dash =
+        kDashes[k % 5][0] ? std::string(" stroke-dasharray=\"") + kDashes[k % 5] + "\"" : "";
     o += "<polyline fill=\"none\" stroke=\"" + c + "\" stroke-width=\"2\"" + dash + " points=\"" +
          pts + "\"/>\n";
     for (size_t i = 0; i < s.x.size(); ++i)
@@ -128,8 +150,8 @@ std::string svg_line_plot(const PlotSpec& spec, const std::vector<PlotSeries>& s
     const double ly = T + 10 + 20 * double(k);
     o += "<line x1=\"" + num(L + W + 10) + "\" y1=\"" + num(ly) + "\" x2=\"" + num(L + W + 44) +
          "\" y2=\"" + num(ly) + "\" stroke=\"" + c + "\" stroke-width=\"2\"" + dash + "/>" +
-         marker(k, L + W + 27, ly, c) + "<text x=\"" + num(L + W + 50) + "\" y=\"" +
-         num(ly + 4) + "\">" + esc(s.name) + "</text>\n";
+         marker(k, L + W + 27, ly, c) + "<text x=\"" + num(L + W + 50) + "\" y=\"" + num(ly + 4) +
+         "\">" + esc(s.name) + "</text>\n";
   }
   return o + "</svg>\n";
 }

@@ -12,11 +12,13 @@ namespace eb {
 
 namespace {
 
-// stb_image 2022-09 builds each JPEG Huffman table from its 16 code counts without checking
-// them: counts summing past 256 symbols write past its 257-entry size array, and over-subscribed
-// code lengths make its decoder index the 256 symbols with any value (both found by fuzz_image;
-// tests/fuzz/regressions/image-*; later stb versions check both). This walks the JPEG's marker
-// segments as stb does, entropy-coded data included, and refuses such a table before stb sees it.
+// stb_image 2022-09 builds each JPEG Huffman table from its 16 code counts before it checks them
+// against the segment's length: counts summing past 256 symbols write past its 257-entry size
+// array (stb_image.h:1990), and tables read on past a short segment fed its decoder a symbol
+// index far out of range (stb_image.h:2120). Both were found by fuzz_image; the inputs are in
+// tests/fuzz/regressions/image-*. This walks the JPEG's segments as stb reads them, entropy-coded
+// data included, and refuses such tables before stb sees them. (The over-subscription test is
+// stb's own "bad code lengths" check, repeated here so that nothing is built from such a table.)
 bool jpeg_huffman_tables_fit(const unsigned char* d, size_t n) {
   // stb takes any run of 0xFF bytes followed by the SOI code as the start of a JPEG.
   size_t i = 0;
@@ -72,7 +74,7 @@ RgbImage decode_image(const unsigned char* data, size_t size, const std::string&
     return ImageError("cannot read image '" + name + "': " + why);
   };
   if (size > kMaxImageFileBytes) throw fail("file larger than 256 MiB");
-  if (!jpeg_huffman_tables_fit(data, size)) throw fail("corrupt JPEG (Huffman table too large)");
+  if (!jpeg_huffman_tables_fit(data, size)) throw fail("corrupt JPEG (bad Huffman table)");
   int w = 0, h = 0, n = 0;
   // Size first, from the header alone: the decoder then never allocates for a hostile size.
   if (!stbi_info_from_memory(data, int(size), &w, &h, &n))
@@ -122,7 +124,8 @@ Tensor preprocess(const RgbImage& img, int size, const Normalization& norm, doub
       const double wx = fx - x0;
       for (int c = 0; c < 3; ++c) {
         auto px = [&](int yy, int xx) {
-          return double(img.px[(size_t(oy + yy) * size_t(img.w) + size_t(ox + xx)) * 3 + size_t(c)]);
+          return double(
+              img.px[(size_t(oy + yy) * size_t(img.w) + size_t(ox + xx)) * 3 + size_t(c)]);
         };
         const double v = (1 - wy) * ((1 - wx) * px(y0, x0) + wx * px(y0, x1)) +
                          wy * ((1 - wx) * px(y1, x0) + wx * px(y1, x1));
@@ -138,8 +141,9 @@ Tensor load_raw_tensor(const std::string& path, Shape shape) {
   if (!f) throw ImageError("cannot open tensor file '" + path + "'");
   const auto bytes = size_t(f.tellg());
   if (bytes != shape.size() * sizeof(float))
-    throw ImageError("tensor file '" + path + "' has " + std::to_string(bytes) + " bytes, expected " +
-                     std::to_string(shape.size() * sizeof(float)) + " for " + shape.str());
+    throw ImageError("tensor file '" + path + "' has " + std::to_string(bytes) +
+                     " bytes, expected " + std::to_string(shape.size() * sizeof(float)) + " for " +
+                     shape.str());
   Tensor t(shape);
   f.seekg(0);
   f.read(reinterpret_cast<char*>(t.data()), std::streamsize(bytes));

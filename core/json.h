@@ -1,8 +1,9 @@
 // A JSON value for weight-file headers, device profiles, plans, frames from peers and CLI output.
 // Parsing and printing are nlohmann-json's (core/json_io.cpp); this class adds the project's
 // policy, because it reads files and network peers' data: documents are bounded (64 MiB, depth
-// 64), duplicate keys and invalid escapes are refused with the offset, integers are exact
-// 64-bit values and other numbers print in the shortest form that reads back the same double.
+// 64), duplicate keys and invalid escapes are refused (syntax errors with their offset), integers
+// are exact 64-bit values and other numbers print in the shortest form that reads back the same
+// double. Strings read must be UTF-8; invalid bytes in strings printed come out as U+FFFD.
 #pragma once
 #include <map>
 #include <memory>

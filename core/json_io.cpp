@@ -1,8 +1,7 @@
 // eb::Json on nlohmann-json: the accessors, and parsing and printing through nlohmann's parser
 // and serializer with the limits and strictness the header promises.
-#include <nlohmann/json.hpp>
-
 #include <cmath>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <stdexcept>
 #include <vector>
@@ -15,12 +14,18 @@ namespace {
 
 const char* kind_name(Json::Kind k) {
   switch (k) {
-    case Json::Kind::null: return "null";
-    case Json::Kind::boolean: return "boolean";
-    case Json::Kind::number: return "number";
-    case Json::Kind::string: return "string";
-    case Json::Kind::array: return "array";
-    case Json::Kind::object: return "object";
+    case Json::Kind::null:
+      return "null";
+    case Json::Kind::boolean:
+      return "boolean";
+    case Json::Kind::number:
+      return "number";
+    case Json::Kind::string:
+      return "string";
+    case Json::Kind::array:
+      return "array";
+    case Json::Kind::object:
+      return "object";
   }
   return "?";
 }
@@ -35,12 +40,18 @@ const char* kind_name(Json::Kind k) {
 
 Json from_nlohmann(const nlohmann::json& j) {
   switch (j.type()) {
-    case nlohmann::json::value_t::null: return Json();
-    case nlohmann::json::value_t::boolean: return Json(j.get<bool>());
-    case nlohmann::json::value_t::number_integer: return Json(j.get<long long>());
-    case nlohmann::json::value_t::number_unsigned: return Json(j.get<unsigned long long>());
-    case nlohmann::json::value_t::number_float: return Json(j.get<double>());
-    case nlohmann::json::value_t::string: return Json(j.get<std::string>());
+    case nlohmann::json::value_t::null:
+      return Json();
+    case nlohmann::json::value_t::boolean:
+      return Json(j.get<bool>());
+    case nlohmann::json::value_t::number_integer:
+      return Json(j.get<long long>());
+    case nlohmann::json::value_t::number_unsigned:
+      return Json(j.get<unsigned long long>());
+    case nlohmann::json::value_t::number_float:
+      return Json(j.get<double>());
+    case nlohmann::json::value_t::string:
+      return Json(j.get<std::string>());
     case nlohmann::json::value_t::array: {
       Json::Array a;
       a.reserve(j.size());
@@ -52,7 +63,8 @@ Json from_nlohmann(const nlohmann::json& j) {
       for (const auto& [k, v] : j.items()) o.emplace(k, from_nlohmann(v));
       return Json(std::move(o));
     }
-    default: break;  // binary and discarded values: not produced by the text parser
+    default:
+      break;  // binary and discarded values: not produced by the text parser
   }
   throw std::runtime_error("JSON: unsupported value");
 }
@@ -90,7 +102,9 @@ const Json::Object& Json::members(const char* what) const {
   if (kind_ != Kind::object) type_error(what, "object", kind_);
   return *obj_;
 }
-bool Json::has(const std::string& key) const { return is_object() && obj_->count(key); }
+bool Json::has(const std::string& key) const {
+  return is_object() && obj_->count(key);
+}
 const Json& Json::at(const std::string& key) const {
   const Object& o = members(key.c_str());
   auto it = o.find(key);
@@ -121,8 +135,10 @@ const Json& Json::operator[](size_t i) const {
 namespace {
 nlohmann::json to_nlohmann(const Json& v) {
   switch (v.kind()) {
-    case Json::Kind::null: return nullptr;
-    case Json::Kind::boolean: return v.boolean();
+    case Json::Kind::null:
+      return nullptr;
+    case Json::Kind::boolean:
+      return v.boolean();
     case Json::Kind::number: {
       if (v.is_integer()) return static_cast<long long>(v.integer());  // every digit kept
       const double d = v.number();
@@ -131,7 +147,8 @@ nlohmann::json to_nlohmann(const Json& v) {
       if (!std::isfinite(d)) throw std::runtime_error("JSON cannot hold " + std::to_string(d));
       return d;
     }
-    case Json::Kind::string: return v.string();
+    case Json::Kind::string:
+      return v.string();
     case Json::Kind::array: {
       nlohmann::json a = nlohmann::json::array();
       for (const Json& e : v.items()) a.push_back(to_nlohmann(e));
@@ -148,8 +165,9 @@ nlohmann::json to_nlohmann(const Json& v) {
 }  // namespace
 
 std::string Json::dump(int indent) const {
-  // Strings were checked as UTF-8 when parsed; names built in code are ours.
-  return to_nlohmann(*this).dump(indent, ' ', false, nlohmann::json::error_handler_t::strict);
+  // Parsed strings are valid UTF-8; a label or file name from outside may not be: its invalid
+  // bytes print as U+FFFD rather than failing a whole save or report.
+  return to_nlohmann(*this).dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 Json Json::parse(const std::string& text) {

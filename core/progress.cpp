@@ -9,7 +9,9 @@ ProgressSink& sink() {
 }
 }  // namespace
 
-void set_progress_sink(ProgressSink s) { sink() = std::move(s); }
+void set_progress_sink(ProgressSink s) {
+  sink() = std::move(s);
+}
 
 void report_progress(const std::string& what) {
   if (sink()) sink()(what);

@@ -131,8 +131,8 @@ void wino_input_tiles(const KernelTable& kt, const WinoTiles& L, long b0, long t
   }
 }
 
-void wino_output_tiles(const KernelTable& kt, const WinoTiles& L, long b0, long t_begin,
-                       long t_end, const float* m, size_t m_stride) {
+void wino_output_tiles(const KernelTable& kt, const WinoTiles& L, long b0, long t_begin, long t_end,
+                       const float* m, size_t m_stride) {
   const size_t K = size_t(L.g.cout);
   const long r0 = L.out.row0, r1 = L.out.row0 + L.out.rows;
   for (long t = t_begin; t < t_end; ++t) {
@@ -142,8 +142,8 @@ void wino_output_tiles(const KernelTable& kt, const WinoTiles& L, long b0, long 
       const long y = L.t0 + ty * 4 + p;
       orow[p] = (y >= r0 && y < r1) ? L.out.data + size_t(y - r0) * L.g.out_w * K : nullptr;
     }
-    kt.wino_f43_output(m + size_t(t) * K, m_stride, K, L.w.bias.data(), L.mm, orow,
-                       size_t(tx * 4), size_t(std::min<long>(4, L.g.out_w - tx * 4)));
+    kt.wino_f43_output(m + size_t(t) * K, m_stride, K, L.w.bias.data(), L.mm, orow, size_t(tx * 4),
+                       size_t(std::min<long>(4, L.g.out_w - tx * 4)));
   }
 }
 

@@ -100,8 +100,11 @@ double measure_fma_peak_gflops(const KernelTable& t, double seconds) {
     const auto t0 = clock::now();
     sink = sink + t.fma_probe(iters);
     const double s = std::chrono::duration<double>(clock::now() - t0).count();
-    best = std::max(best, double(iters) * double(t.fma_probe_flops) / std::max(s, 1e-9) / 1e9);
-    if (s < seconds / 5) iters *= 2, --attempt;  // too short to time: longer, not counted
+    if (s < seconds / 5) {  // too short to time: longer, not counted
+      iters *= 2, --attempt;
+      continue;
+    }
+    best = std::max(best, double(iters) * double(t.fma_probe_flops) / s / 1e9);
   }
   return best;
 }

@@ -15,11 +15,11 @@ for obj in "$@"; do
   # at the table's SmallArch, 8 floats on x86).
   case "$base" in
     avx512*) req="gemm_ukernel=vfmadd[0-9]*ps.*zmm gemv_panel=vfmadd[0-9]*ps.*zmm"
-             req="$req wino_(f43_input|input_chunk)=vfmadd[0-9]*ps.*ymm wino_(f43_output|output_chunk)=vfmadd[0-9]*ps.*ymm dwconv3x3_(row|pixel)=vfmadd[0-9]*ps.*ymm" ;;
+             req="$req wino_(f43_input|input_chunk)=vfmadd[0-9]*ps.*ymm wino_(f43_output|output_chunk)=vfmadd[0-9]*ps.*ymm dwconv3x3_(row|pixel|4px)=vfmadd[0-9]*ps.*ymm" ;;
     avx2*)   req="gemm_ukernel=vfmadd[0-9]*ps.*ymm gemv_panel=vfmadd[0-9]*ps.*ymm"
-             req="$req wino_(f43_input|input_chunk)=vfmadd[0-9]*ps.*ymm wino_(f43_output|output_chunk)=vfmadd[0-9]*ps.*ymm dwconv3x3_(row|pixel)=vfmadd[0-9]*ps.*ymm" ;;
+             req="$req wino_(f43_input|input_chunk)=vfmadd[0-9]*ps.*ymm wino_(f43_output|output_chunk)=vfmadd[0-9]*ps.*ymm dwconv3x3_(row|pixel|4px)=vfmadd[0-9]*ps.*ymm" ;;
     neon*)   req="gemm_ukernel=fmla.*4s gemv_panel=fmla.*4s"
-             req="$req wino_(f43_input|input_chunk)=fmla.*4s wino_(f43_output|output_chunk)=fmla.*4s dwconv3x3_(row|pixel)=fmla.*4s" ;;
+             req="$req wino_(f43_input|input_chunk)=fmla.*4s wino_(f43_output|output_chunk)=fmla.*4s dwconv3x3_(row|pixel|4px)=fmla.*4s" ;;
     *) continue ;;
   esac
   dis=$("$objdump" -d -C --no-show-raw-insn "$obj")

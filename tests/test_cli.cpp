@@ -206,7 +206,7 @@ TEST_CASE("cli: flags are checked before any work, with one clear line and exit 
   };
   const Bad bad[] = {
       {"info --bogus", "unknown option or argument: --bogus"},
-      {"run --model vgg16:32 --labels x.txt", "unknown option or argument: --labels"},
+      {"run --model vgg16:32 --labels x.txt", "--labels"},
       {"plan --model vgg16 --devices 0", "--devices"},
       {"plan --model vgg16 --link foo", "--link"},
       {"plan --model vgg16 --wire fp8", "--wire"},
@@ -252,4 +252,14 @@ TEST_CASE("cli: results explain themselves (synthetic weights, tiny images, wrot
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   CHECK(text.find("stroke-dasharray") != std::string::npos);  // series differ by more than colour
   for (const auto& f : {img, svg}) std::remove(f.c_str());
+}
+
+TEST_CASE("cli: plan says when a scheme keeps everything on the host, and why") {
+  // 1 kbit/s: no split can pay for its transfers.
+  Result r = sh("plan --model vgg16:64 --devices 3 --link 1kbit,50ms --scheme halp");
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("[halp] falls back to local: splitting over 3 devices on link") !=
+        std::string::npos);
+  CHECK(r.out.find("1 of 3 devices work, the host computes 100% of the rows") != std::string::npos);
+  CHECK(r.out.find("for repeatable plans save a profile") != std::string::npos);
 }

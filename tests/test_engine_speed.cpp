@@ -15,7 +15,8 @@
 
 using namespace eb;
 
-TEST_CASE("kernels: VGG-16's wide Winograd layers run per-thread blocks on 2 threads, deep ones shared") {
+TEST_CASE(
+    "kernels: VGG-16's wide Winograd layers run per-thread blocks on 2 threads, deep ones shared") {
   // (tiles at 224x224, channels) per layer; the per-thread path kept each core's transforms on
   // that core: conv1_2 went from 22.8 to 16.9 ms, conv3_x from 14 to 12.5 ms on 2 threads.
   struct L {
@@ -32,7 +33,7 @@ TEST_CASE("kernels: VGG-16's wide Winograd layers run per-thread blocks on 2 thr
       const kernels::WinoSchedule s = kernels::winograd_f43_schedule(l.tiles, l.c, l.k, mr, 2);
       CHECK(s.per_thread == l.per_thread);
       CHECK(size_t(s.blocks) * s.tiles_per_block >= l.tiles);  // every tile in some block
-      if (s.per_thread) CHECK(s.blocks % 2 == 0);                // as many blocks per thread
+      if (s.per_thread) CHECK(s.blocks % 2 == 0);              // as many blocks per thread
       // One thread never needs the per-thread path (it is the shared one without barriers).
       CHECK_FALSE(kernels::winograd_f43_schedule(l.tiles, l.c, l.k, mr, 1).per_thread);
     }
@@ -62,7 +63,9 @@ TEST_CASE("dist threads: workers wait passively between layers unless the user c
   }
 }
 
-TEST_CASE("dist threads: infer and cluster warn when devices on this machine ask for more threads than cores") {
+TEST_CASE(
+    "dist threads: infer and cluster warn when devices on this machine ask for more threads than "
+    "cores") {
   const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
   const std::string over = std::to_string(cores + 1);
   // cluster checks --threads x devices before spawning anything: a missing weights file then
@@ -72,12 +75,17 @@ TEST_CASE("dist threads: infer and cluster warn when devices on this machine ask
   CHECK(c.code != 0);
   CHECK(c.out.find("warning: 2 devices x " + over + " threads on " + std::to_string(cores) +
                    " cores") != std::string::npos);
-  test::CliResult quiet = test::run_edgeband("cluster --devices 2 --threads 0 --weights /nonexistent.ebw");
+  test::CliResult quiet =
+      test::run_edgeband("cluster --devices 2 --threads 0 --weights /nonexistent.ebw");
   CHECK(quiet.out.find("warning") == std::string::npos);
   // infer with a loopback worker: the host's threads and the worker's (all cores by default).
   dist::WorkerProcess w(EDGEBAND_BIN, 1);
-  test::CliResult i = test::run_edgeband("infer --model vgg16:32 --workers " + w.addr() +
-                                         " --threads " + std::to_string(cores) +
-                                         " --runs 1 --warmup 1 --scheme halp");
+  test::CliResult i =
+      test::run_edgeband("infer --model vgg16:32 --workers " + w.addr() + " --threads " +
+                         std::to_string(cores) + " --runs 1 --warmup 1 --scheme halp");
   CHECK(i.out.find("warning: the host and 1 worker on this machine") != std::string::npos);
+  // Same kernels on both devices: the distributed answer is the local one, bit for bit, and
+  // infer says so.
+  CHECK(i.code == 0);
+  CHECK(i.out.find("output equals local: yes, bit for bit") != std::string::npos);
 }

@@ -1,7 +1,7 @@
 // Replays tests/fuzz/regressions/TARGET-*: inputs that once crashed a reader must now be
 // rejected with an exception or accepted, under the sanitizers too.
-#include <doctest/doctest.h>
 #include <dirent.h>
+#include <doctest/doctest.h>
 
 #include <fstream>
 #include <iterator>
@@ -38,9 +38,12 @@ bool replay(const std::string& target, const std::string& bytes, const std::stri
     } else if (target == "import" && !bytes.empty()) {
       eb::import::NetBuilder b;
       const std::string_view rest(bytes.data() + 1, bytes.size() - 1);
-      if (u[0] % 3 == 0) eb::import::import_tflite(b, rest, -1);
-      else if (u[0] % 3 == 1) eb::import::import_graphdef(b, rest, -1);
-      else eb::import::import_onnx(b, rest, -1);
+      if (u[0] % 3 == 0)
+        eb::import::import_tflite(b, rest, -1);
+      else if (u[0] % 3 == 1)
+        eb::import::import_graphdef(b, rest, -1);
+      else
+        eb::import::import_onnx(b, rest, -1);
       b.graph.finalize();
     } else {
       // Empty inputs of the prefixed formats; anything else is a target without a replay here
@@ -93,11 +96,11 @@ TEST_CASE("images: JPEG, PNG and BMP decode; other formats and oversized images 
   REQUIRE(big.size() > 24);
   const unsigned char dims[8] = {0, 0, 0x27, 0x10, 0, 0, 0x27, 0x10};  // IHDR width, height
   big.replace(16, 8, reinterpret_cast<const char*>(dims), 8);
-  CHECK_THROWS_WITH(eb::decode_image(reinterpret_cast<const unsigned char*>(big.data()),
-                                     big.size(), "big.png"),
-                    doctest::Contains("10000x10000 is larger than the limit of 50 megapixels"));
+  CHECK_THROWS_WITH(
+      eb::decode_image(reinterpret_cast<const unsigned char*>(big.data()), big.size(), "big.png"),
+      doctest::Contains("10000x10000 is larger than the limit of 50 megapixels"));
   const std::string gif = "GIF89a\x01\x00\x01\x00\x00\x00\x00;";
-  CHECK_THROWS_WITH(eb::decode_image(reinterpret_cast<const unsigned char*>(gif.data()),
-                                     gif.size(), "x.gif"),
-                    doctest::Contains("JPEG, PNG and BMP are supported"));
+  CHECK_THROWS_WITH(
+      eb::decode_image(reinterpret_cast<const unsigned char*>(gif.data()), gif.size(), "x.gif"),
+      doctest::Contains("JPEG, PNG and BMP are supported"));
 }

@@ -38,15 +38,16 @@ TEST_CASE("json: numbers round-trip exactly") {
   CHECK(Json(big).dump() == "9007199254740993");
   CHECK(Json::parse("9007199254740993").integer() == big);
   CHECK(Json::parse(Json(0.1f * 3).dump()).number() == double(0.1f * 3));
-  CHECK(Json(3.0).dump() == "3");  // whole numbers print as integers
+  CHECK(Json(3.0).dump() == "3");      // whole numbers print as integers
   CHECK_THROWS(Json::parse("1e400"));  // out of double range
 }
 
 TEST_CASE("json: size and depth are bounded; trailing garbage is refused") {
-  CHECK_THROWS_WITH(Json::parse(std::string(Json::kMaxDepth + 2, '[') +
-                                std::string(Json::kMaxDepth + 2, ']')),
-                    doctest::Contains("nesting too deep"));
-  CHECK(Json::parse(std::string(Json::kMaxDepth, '[') + std::string(Json::kMaxDepth, ']')).is_array());
+  CHECK_THROWS_WITH(
+      Json::parse(std::string(Json::kMaxDepth + 2, '[') + std::string(Json::kMaxDepth + 2, ']')),
+      doctest::Contains("nesting too deep"));
+  CHECK(Json::parse(std::string(Json::kMaxDepth, '[') + std::string(Json::kMaxDepth, ']'))
+            .is_array());
   CHECK_THROWS_WITH(Json::parse(std::string(Json::kMaxBytes + 1, ' ')),
                     doctest::Contains("too large"));
   CHECK_THROWS(Json::parse("{} x"));
