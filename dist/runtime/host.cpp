@@ -33,6 +33,12 @@ struct WireLog {
 };
 }  // namespace
 
+struct HostRuntime::Joining {
+  std::unique_ptr<Handshake> hs;
+  std::string hello_text;  // as sent: the transcript covers its exact bytes
+  bool challenged = false;
+};
+
 HostRuntime::HostRuntime(std::shared_ptr<const Graph> g, uint64_t model_hash,
                          const std::vector<std::string>& workers, RuntimeOptions opt)
     : g_(std::move(g)),
@@ -41,99 +47,91 @@ HostRuntime::HostRuntime(std::shared_ptr<const Graph> g, uint64_t model_hash,
       inbox_(std::make_shared<Inbox>()) {
   char want[32];
   std::snprintf(want, sizeof want, "%016llx", static_cast<unsigned long long>(model_hash));
-  std::vector<std::pair<Nonce, std::string>> nonces;  // per worker: our nonce, our HELLO text
-  std::vector<Nonce> worker_nonce;
-  for (size_t i = 0; i < workers.size(); ++i) {
-    auto sock = std::make_unique<TcpSocket>(
-        connect_to(io_->io, workers[i], std::chrono::milliseconds(opt_.timeout_ms)));
-    auto p = std::make_unique<Peer>(std::move(sock), inbox_, int(i), workers[i]);
-    p->set_shaping(opt_.shaping);
-    p->start_reader();
-    Json hello = Json::object();
-    hello["model"] = g_->model;
-    hello["wire"] = opt_.fp16 ? "fp16" : "fp32";
-    hello["link"] = opt_.shaping.enabled ? Json(opt_.shaping.link.str()) : Json();
-    if (opt_.shaping.enabled && opt_.shaping.channel) {
-      Json ch = Json::object(), t = Json::array(), r = Json::array();
-      for (size_t k = 0; k < opt_.shaping.channel->t_s.size(); ++k)
-        t.push_back(opt_.shaping.channel->t_s[k]), r.push_back(opt_.shaping.channel->mbit[k]);
-      ch["t_s"] = t;
-      ch["mbit"] = r;
-      ch["elapsed_s"] = std::chrono::duration<double>(Clock::now() - opt_.shaping.epoch).count();
-      hello["channel"] = ch;
-    }
-    Nonce mine{};
-    if (opt_.secret.enabled()) {
-      mine = random_nonce();
-      hello["nonce"] = to_hex(mine.data(), mine.size());
-    }
-    const std::string text = hello.dump();  // Peer::send dumps the same object to the same bytes
-    p->send(MsgType::hello, 0, hello);
-    peers_.push_back(std::move(p));
-    alive_.push_back(true);
-    nonces.push_back({mine, text});
-  }
-  // Every worker must answer with the same model identity (and, with a secret, prove it holds
-  // the secret too) before any plan runs.
-  size_t answered = 0;
-  std::vector<bool> ok(peers_.size(), false), challenged(peers_.size(), false);
-  worker_nonce.resize(peers_.size());
-  while (answered < peers_.size()) {
+  std::vector<Joining> joining;
+  for (const std::string& w : workers) connect(w, joining);
+  // Every worker must complete the handshake and answer with the same model identity before
+  // any plan runs.
+  size_t ready = 0;
+  while (ready < peers_.size()) {
     auto m = inbox_->pop(std::chrono::milliseconds(opt_.hello_timeout_ms));
     if (!m)
       throw std::runtime_error("a worker did not answer hello (load its model) within the timeout");
     const size_t k = size_t(m->peer);
-    const std::string& name = peers_[k]->name();
-    if (!m->failure.empty()) {
-      if (challenged[k])
-        throw std::runtime_error("worker " + name +
-                                 " ended the connection during authentication (" + m->failure +
-                                 "): does it hold the same secret? See its log");
-      throw std::runtime_error("worker " + name + ": " + m->failure);
-    }
-    if (m->type == MsgType::error)
-      throw std::runtime_error("worker " + name + " refused (" + error_text(*m) + ")");
-    if (m->type == MsgType::challenge && !challenged[k]) {
-      if (!opt_.secret.enabled())
-        throw std::runtime_error(
-            "worker " + name +
-            " requires authentication: give this host its secret with --secret-file");
-      Nonce theirs{};
-      if (!from_hex(m->json.at("nonce").string("nonce"), theirs.data(), theirs.size()))
-        throw std::runtime_error("worker " + name + ": malformed challenge");
-      const Nonce& mine = nonces[k].first;
-      peers_[k]->enable_mac(session_key(opt_.secret, theirs, mine), true);
-      peers_[k]->sign_sends();
-      const Digest256 proof = host_proof(opt_.secret, theirs, mine, nonces[k].second);
-      Json a = Json::object();
-      a["proof"] = to_hex(proof.data(), proof.size());
-      peers_[k]->send(MsgType::auth, 0, a);
-      challenged[k] = true;
-      worker_nonce[k] = theirs;
-      continue;
-    }
-    if (m->type != MsgType::hello_ok || ok[k])
-      throw std::runtime_error("worker " + name + ": unexpected reply");
-    if (opt_.secret.enabled()) {
-      Digest256 proof{};
-      const Digest256 expect =
-          challenged[k] ? worker_proof(opt_.secret, worker_nonce[k], nonces[k].first) : Digest256{};
-      if (!challenged[k] || !m->authenticated || !m->json.has("proof"))
-        throw std::runtime_error(
-            "worker " + name +
-            " does not authenticate (started without --secret-file?); not using it");
-      if (!from_hex(m->json.at("proof").string("proof"), proof.data(), proof.size()) ||
-          !equal_constant_time(proof.data(), expect.data(), proof.size()))
-        throw std::runtime_error("worker " + name + " failed to prove it holds the secret");
-    }
-    const std::string got = m->json.at("hash").string("hash");
-    if (got != want)
-      throw std::runtime_error("worker " + name + " holds a different model (" +
-                               m->json.at("model").string() + ", weights hash " + got +
-                               "; this host has " + g_->model + ", " + want + ")");
-    ok[k] = true;
-    ++answered;
+    ready += joining_step(joining[k], k, *m, want);
   }
+}
+
+Json HostRuntime::hello_params() const {
+  Json p = Json::object();
+  p["model"] = g_->model;
+  p["wire"] = opt_.fp16 ? "fp16" : "fp32";
+  p["link"] = opt_.shaping.enabled ? Json(opt_.shaping.link.str()) : Json();
+  if (opt_.shaping.enabled && opt_.shaping.channel) {
+    Json ch = Json::object(), t = Json::array(), r = Json::array();
+    for (size_t k = 0; k < opt_.shaping.channel->t_s.size(); ++k)
+      t.push_back(opt_.shaping.channel->t_s[k]), r.push_back(opt_.shaping.channel->mbit[k]);
+    ch["t_s"] = t;
+    ch["mbit"] = r;
+    ch["elapsed_s"] = std::chrono::duration<double>(Clock::now() - opt_.shaping.epoch).count();
+    p["channel"] = ch;
+  }
+  return p;
+}
+
+void HostRuntime::connect(const std::string& addr, std::vector<Joining>& joining) {
+  if (!opt_.creds.enabled() && !opt_.insecure && !parse_endpoint(addr).address().is_loopback())
+    throw std::invalid_argument(
+        "worker " + addr +
+        " is not on this machine and this host has no key: the images would cross the network "
+        "in clear. Give it a key (--secret-file, or --key and --worker-keys; docs/SECURITY.md) "
+        "or pass --insecure on a network you trust");
+  auto sock = std::make_unique<TcpSocket>(
+      connect_to(io_->io, addr, std::chrono::milliseconds(opt_.timeout_ms)));
+  auto p = std::make_unique<Peer>(std::move(sock), inbox_, int(peers_.size()), addr);
+  p->set_shaping(opt_.shaping);
+  p->set_send_timeout(std::chrono::milliseconds(opt_.timeout_ms));
+  p->start_reader();
+  Joining j;
+  j.hs = std::make_unique<Handshake>(opt_.creds, true);
+  const Json hello = j.hs->host_hello(hello_params());
+  j.hello_text = hello.dump();  // Peer::send dumps the same object to the same bytes
+  p->send(MsgType::hello, 0, hello);
+  peers_.push_back(std::move(p));
+  alive_.push_back(true);
+  joining.push_back(std::move(j));
+}
+
+bool HostRuntime::joining_step(Joining& j, size_t k, Message& m, const std::string& want) {
+  const std::string& name = peers_[k]->name();
+  if (!m.failure.empty()) {
+    if (j.challenged)
+      throw std::runtime_error("worker " + name + " ended the connection during authentication (" +
+                               m.failure + "): does it hold the same key, and this host's key "
+                               "among its authorized keys? See its log");
+    throw std::runtime_error("worker " + name + ": " + m.failure);
+  }
+  if (m.type == MsgType::error)
+    throw std::runtime_error("worker " + name + " refused (" + error_text(m) + ")");
+  try {
+    if (m.type == MsgType::challenge && !j.challenged) {
+      const Json auth = j.hs->host_auth(j.hello_text, m.text, m.json, hello_params());
+      peers_[k]->enable_encryption(j.hs->keys());
+      peers_[k]->send(MsgType::auth, 0, auth);
+      j.challenged = true;
+      return false;
+    }
+    if (m.type != MsgType::hello_ok || !j.hs) throw std::runtime_error("unexpected reply");
+    j.hs->host_verify(m.json, m.authenticated);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("worker " + name + ": " + e.what() + "; not using it");
+  }
+  j.hs.reset();
+  const std::string got = m.json.at("hash").string("hash");
+  if (got != want)
+    throw std::runtime_error("worker " + name + " holds a different model (" +
+                             m.json.at("model").string() + ", weights hash " + got +
+                             "; this host has " + g_->model + ", " + want + ")");
+  return true;
 }
 
 HostRuntime::~HostRuntime() {
@@ -264,7 +262,7 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
           }
           if (!alive_[size_t(m->peer)]) continue;  // late news from a worker already dropped
           if (!m->failure.empty()) throw WorkerFault{m->peer, m->failure};
-          if (opt_.secret.enabled() && !m->authenticated)
+          if (opt_.creds.enabled() && !m->authenticated)
             throw WorkerFault{m->peer, "unauthenticated frame"};
           if (m->type == MsgType::error) throw WorkerFault{m->peer, error_text(*m)};
           if (m->type != MsgType::rows) throw WorkerFault{m->peer, "unexpected message"};
@@ -399,7 +397,7 @@ std::vector<Clock::time_point> HostRuntime::await_pongs(const std::vector<uint64
     // A worker that has answered may still fail meanwhile: that is news for the next call too.
     if (!m->failure.empty()) {
       drop(k, m->failure);
-    } else if (opt_.secret.enabled() && !m->authenticated) {
+    } else if (opt_.creds.enabled() && !m->authenticated) {
       drop(k, "unauthenticated frame");
     } else if (m->type == MsgType::error) {
       drop(k, error_text(*m));
@@ -437,7 +435,7 @@ std::vector<double> HostRuntime::ping(InferStats* st) {
 
 std::vector<MeasuredLink> HostRuntime::measure_links(InferStats* st) {
   // Probe payload: the worker ignores a ping's data and answers once the whole frame is in, so
-  // any protocol-3 worker can be measured. Frames of at most 1 MiB stay under every worker's
+  // any worker can be measured. Frames of at most 1 MiB stay under every worker's
   // --max-frame-mb.
   constexpr size_t kChunk = 1 << 20;
   static const auto zeros = std::make_shared<const std::vector<uint8_t>>(kChunk, uint8_t(0));

@@ -57,7 +57,7 @@ std::vector<uint8_t> encode_header(MsgType t, uint64_t id, const std::string& js
   put<uint32_t>(h.data(), 16, uint32_t(json.size()));
   put<uint32_t>(h.data(), 20, flags);
   put<uint64_t>(h.data(), 24, data_len);
-  put<uint64_t>(h.data(), 32, frame_hash(h.data(), json, data, data_len));
+  if (!(flags & kFlagSealed)) put<uint64_t>(h.data(), 32, frame_hash(h.data(), json, data, data_len));
   return h;
 }
 
@@ -71,7 +71,7 @@ FrameHeader decode_header(const uint8_t* b) {
   if (t < 1 || t > kMaxMsgType) throw ProtocolError("unknown message type " + std::to_string(t));
   FrameHeader h{MsgType(t), get<uint64_t>(b, 8), get<uint32_t>(b, 16), get<uint64_t>(b, 24),
                 get<uint64_t>(b, 32), get<uint32_t>(b, 20)};
-  if (h.flags & ~kFlagMac) throw ProtocolError("unknown frame flags");
+  if (h.flags & ~kFlagSealed) throw ProtocolError("unknown frame flags");
   if (h.json_len > kMaxJson) throw ProtocolError("JSON part exceeds the 1 MiB cap");
   if (h.data_len > kMaxData) throw ProtocolError("data part exceeds the 512 MiB cap");
   return h;
@@ -80,23 +80,6 @@ FrameHeader decode_header(const uint8_t* b) {
 void verify_frame(const uint8_t* header, const std::string& json, const void* data, size_t n) {
   if (frame_hash(header, json, data, n) != get<uint64_t>(header, 32))
     throw ProtocolError("frame checksum mismatch");
-}
-
-Tag128 frame_mac(const Digest256& key, uint8_t direction, uint64_t seq, const uint8_t* header,
-                 const std::string& json, const void* data, size_t n) {
-  HmacSha256 kdf(key.data(), key.size());
-  const char label[] = "edgeband/2 frame";
-  kdf.update(label, sizeof label);  // with its NUL
-  uint8_t frame_id[9];
-  frame_id[0] = direction;
-  put<uint64_t>(frame_id, 1, seq);
-  kdf.update(frame_id, sizeof frame_id);
-  const Digest256 one_time_key = kdf.finish();
-  Poly1305 mac(one_time_key.data());
-  mac.update(header, kHeaderBytes);  // the header holds both lengths: the split is unambiguous
-  mac.update(json.data(), json.size());
-  if (n) mac.update(data, n);
-  return mac.finish();
 }
 
 Json plan_to_wire(const Plan& p) {
