@@ -662,7 +662,8 @@ TEST_CASE("auth: the security documentation names the primitives the code uses")
   REQUIRE(!sec.empty());
   for (const char* used : {"libsodium", "X25519", "ChaCha20-Poly1305", "Ed25519", "BLAKE2b"})
     CHECK_MESSAGE(sec.find(used) != std::string::npos, "docs/SECURITY.md does not name ", used);
-  for (const std::string* doc : {&sec, &proto, &hs})
+  const std::string readme = read("README.md");
+  for (const std::string* doc : {&sec, &proto, &hs, &readme})
     CHECK(doc->find("HMAC-SHA256") == std::string::npos);
   CHECK(proto.find("FrameCipher") != std::string::npos);
 }
