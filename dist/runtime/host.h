@@ -70,6 +70,7 @@ class HostRuntime {
 
  private:
   struct Joining;  // a worker's handshake in progress (host.cpp)
+  class Call;      // one call of infer (host.cpp)
   Json hello_params() const;
   void connect(const std::string& addr, std::vector<Joining>& j);
   // Handles one handshake message of worker k; true when that worker is ready.
