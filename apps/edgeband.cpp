@@ -2,12 +2,14 @@
 // the work is done by the libraries.
 #include <omp.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cmath>
@@ -26,7 +28,8 @@
 #include "dist/plan/planner.h"
 #include "dist/plan/stats.h"
 #include "dist/runtime/host.h"
-#include "dist/runtime/poly1305.h"
+#include "dist/runtime/crypto.h"
+#include "dist/runtime/handshake.h"
 #include "dist/runtime/tcp.h"
 #include "dist/runtime/worker.h"
 #include "dist/testbed/cluster.h"
@@ -541,18 +544,46 @@ int cmd_plan(const Args& a) {
   return 0;
 }
 
+// --secret-file (a pre-shared key), or --key with the other side's public keys (`peers`:
+// --authorized-keys on a worker, --worker-keys on a host); docs/SECURITY.md.
+eb::dist::Credentials load_credentials(const Args& a, const char* peers) {
+  eb::dist::Credentials c;
+  if (a.has("secret-file")) c.psk = eb::dist::load_psk_file(a.str("secret-file"));
+  if (a.has("key")) c.key = eb::dist::load_key_file(a.str("key"));
+  if (a.has(peers)) c.trusted = eb::dist::load_public_keys(a.str(peers));
+  if (a.has("key") && !a.has(peers))
+    throw std::invalid_argument(std::string("--key needs --") + peers +
+                                " (the public keys of the devices to trust)");
+  if (a.has(peers) && !a.has("key"))
+    throw std::invalid_argument(std::string("--") + peers + " needs --key (this device's own key)");
+  c.mode();  // both kinds at once are refused
+  return c;
+}
+
+void warn_insecure(const char* who) {
+  std::fprintf(stderr,
+               "edgeband %s: warning: --insecure: no authentication and no encryption; anyone "
+               "on this network can read the images and bands and send this device work\n",
+               who);
+}
+
 int cmd_worker(const Args& a) {
   common(a);
   dilation_turns(a);
   eb::dist::WorkerOptions o;
-  o.listen = a.str("listen", "0.0.0.0:7070");
+  o.creds = load_credentials(a, "authorized-keys");
+  o.insecure = a.has("insecure");
+  // Without a key, loopback only unless --insecure (WorkerServer refuses other addresses).
+  o.listen = a.str("listen", o.creds.enabled() || o.insecure ? "0.0.0.0:7070" : "127.0.0.1:7070");
+  if (o.insecure && !o.creds.enabled()) warn_insecure("worker");
   o.weights = a.str("weights");
   o.max_connections = a.integer("max-conn", 16);
   o.threads = omp_get_max_threads();
   o.idle_timeout_ms = a.integer("idle-timeout", 300) * 1000;
   o.handshake_timeout_ms = a.integer("handshake-timeout", 10) * 1000;
   o.max_frame_bytes = uint64_t(a.integer("max-frame-mb", 256)) << 20;
-  if (a.has("secret-file")) o.secret = eb::dist::load_secret_file(a.str("secret-file"));
+  o.max_pending = a.integer("max-pending", 8);
+  o.send_timeout_ms = a.integer("send-timeout", 10) * 1000;
   // SIGTERM/SIGINT stop the worker cleanly (sessions closed, threads joined, exit 0): systemd's
   // stop, and LeakSanitizer's report at exit. Blocked here so every thread inherits the mask.
   sigset_t stop_signals;
@@ -572,10 +603,13 @@ int cmd_worker(const Args& a) {
     std::printf("PORT %u\n", unsigned(w.port()));
     std::fflush(stdout);
   } else {
-    std::fprintf(stderr, "edgeband worker: listening on port %u (%d threads, %s kernels, %s)\n",
-                 unsigned(w.port()), omp_get_max_threads(),
-                 eb::kernels::isa_name(eb::kernels::active().isa),
-                 o.secret.enabled() ? "hosts must authenticate" : "no authentication");
+    const eb::dist::AuthMode mode = o.creds.mode();
+    std::fprintf(stderr, "edgeband worker: listening on port %u (%s, %d threads, %s kernels, %s)\n",
+                 unsigned(w.port()), o.listen.substr(0, o.listen.rfind(':')).c_str(),
+                 omp_get_max_threads(), eb::kernels::isa_name(eb::kernels::active().isa),
+                 mode == eb::dist::AuthMode::psk    ? "pre-shared key, encrypted"
+                 : mode == eb::dist::AuthMode::keys ? "authorized host keys, encrypted"
+                                                    : "no authentication, no encryption");
   }
   w.run();
   signals.join();
@@ -648,7 +682,9 @@ int cmd_infer(const Args& a) {
   ro.fp16 = fp16;
   ro.timeout_ms = a.integer("timeout", 10000);
   if (a.has("link") && !measure_link) ro.shaping.enabled = true, ro.shaping.link = c.link;
-  if (a.has("secret-file")) ro.secret = eb::dist::load_secret_file(a.str("secret-file"));
+  ro.creds = load_credentials(a, "worker-keys");
+  ro.insecure = a.has("insecure");
+  if (ro.insecure && !ro.creds.enabled()) warn_insecure("infer");
   eb::dist::HostRuntime host(g, hash, workers, ro);
   if (measure_link) {
     eb::dist::InferStats probe;
@@ -788,8 +824,29 @@ int cmd_info(const Args& a) {
   for (auto i : {eb::kernels::Isa::scalar, eb::kernels::Isa::avx2, eb::kernels::Isa::avx512,
                  eb::kernels::Isa::neon})
     if (eb::kernels::table_for(i)) std::printf(" %s", eb::kernels::isa_name(i));
-  std::printf("\nframe MAC (Poly1305, with --secret-file): %.0f MB/s on one core\n",
-              eb::frame_mac_mb_per_s());
+  std::printf("\ncrypto: %s; frames sealed and opened (ChaCha20-Poly1305) at %.0f MB/s on one "
+              "core\n",
+              eb::dist::crypto_library_version(), eb::dist::cipher_mb_per_s());
+  return 0;
+}
+
+int cmd_keygen(const Args& a) {
+  const std::string out = a.str("o");
+  if (out.empty()) throw std::invalid_argument("keygen needs -o FILE");
+  if (a.has("psk")) {
+    std::FILE* f = std::fopen(out.c_str(), "wx");
+    if (!f) throw std::runtime_error("cannot create " + out + ": " + std::strerror(errno));
+    ::chmod(out.c_str(), 0600);
+    const std::string key = eb::dist::new_psk_text();
+    const bool ok = std::fwrite(key.data(), 1, key.size(), f) == key.size();
+    if (std::fclose(f) != 0 || !ok) throw std::runtime_error("cannot write " + out);
+    std::printf("wrote %s (pre-shared key: copy it to every device, mode 600)\n", out.c_str());
+    return 0;
+  }
+  const std::string name = a.str("name", out.substr(out.rfind('/') + 1));
+  const std::string pub = eb::dist::write_key_pair(eb::dist::new_key_pair(), out, name);
+  std::printf("wrote %s (secret key, mode 600: stays on this device)\nwrote %s.pub: %s\n",
+              out.c_str(), out.c_str(), pub.c_str());
   return 0;
 }
 
@@ -914,13 +971,22 @@ void declare_plan(Args& a) {
   a.text("trace", "FILE", "write the predicted timeline as a Chrome trace (one --scheme)");
   opt_threads(a), opt_isa(a), opt_quiet(a);
 }
+void opt_keys(Args& a, const char* peers, const char* peers_help) {
+  a.text("secret-file", "FILE", "pre-shared key (edgeband keygen --psk): authenticate, encrypt");
+  a.text("key", "FILE", "this device's secret key (edgeband keygen -o FILE)");
+  a.text(peers, "FILE", peers_help);
+  a.flag("insecure", "allow other than loopback addresses without a key (no encryption)");
+}
 void declare_worker(Args& a) {
-  a.text("listen", "ADDR:PORT", "address to listen on (default 0.0.0.0:7070)");
+  a.text("listen", "ADDR:PORT",
+         "address to listen on (default 0.0.0.0:7070 with a key, else 127.0.0.1:7070)");
   a.text("weights", "FILE", "serve this converted model (built-in models need no file)");
-  a.text("secret-file", "FILE", "hosts must authenticate with this shared secret");
-  a.integer("max-conn", "concurrent host connections", 1, 1024);
+  opt_keys(a, "authorized-keys", "public keys of the hosts allowed in, one a line");
+  a.integer("max-conn", "concurrent hosts (counted after the handshake)", 1, 1024);
+  a.integer("max-pending", "connections in their handshake (the oldest is dropped)", 1, 1024);
   a.integer("idle-timeout", "seconds a connection may stay silent", 1, 86400);
   a.integer("handshake-timeout", "seconds to finish the handshake", 1, 3600);
+  a.integer("send-timeout", "seconds a host may stop reading before it is dropped", 1, 3600);
   a.integer("max-frame-mb", "largest frame accepted, MB", 1, 512);
   a.flag("announce", "print PORT N on stdout when listening (for the process that started it)");
   opt_threads(a), opt_isa(a), opt_dilate(a, true);
@@ -934,7 +1000,7 @@ void declare_infer(Args& a) {
   a.integer("timeout", "ms to wait for a worker before dropping it", 10, 3600000);
   a.text("trace", "FILE", "write the last run's measured timeline as a Chrome trace");
   a.integer("top", "classes to print", 1, 1000);
-  a.text("secret-file", "FILE", "authenticate with this shared secret");
+  opt_keys(a, "worker-keys", "public keys of the workers to trust, one a line");
   a.integer("runs", "timed runs, each beside a local run", 1, 1000);
   a.integer("warmup", "untimed runs first", 1, 1000);
   opt_cluster_shape(a, true, 256);
@@ -952,7 +1018,7 @@ void declare_cluster(Args& a) {
   a.flag("no-cpu-share", "no CPU quotas");
   a.text("trace", "FILE", "write the last run's timeline as a Chrome trace");
   a.integer("timeout", "ms to wait for a worker", 10, 3600000);
-  a.text("secret-file", "FILE", "host and workers authenticate with this shared secret");
+  a.text("secret-file", "FILE", "pre-shared key of host and workers (edgeband keygen --psk)");
   a.flag("json", "results as JSON on stdout");
   opt_cluster_shape(a, false, 64);
   opt_isa(a), opt_dilate(a, true), opt_quiet(a);
@@ -989,6 +1055,11 @@ void declare_plot_speedup(Args& a) {
   opt_quiet(a);
 }
 void declare_info(Args& a) { opt_isa(a), opt_threads(a); }
+void declare_keygen(Args& a) {
+  a.text("o", "FILE", "the secret key to write (and FILE.pub, its public key)");
+  a.flag("psk", "write a pre-shared key instead (32 random bytes, in hex)");
+  a.text("name", "NAME", "name after the public key (default: the file's name)");
+}
 
 struct Command {
   const char* name;
@@ -1011,6 +1082,7 @@ const Command kCommands[] = {
     {"reliability", "service reliability under a time-variant channel", declare_reliability, cmd_reliability, true},
     {"plot-speedup", "plot the predicted speedup against devices and links", declare_plot_speedup, cmd_plot_speedup, false},
     {"info", "kernels, threads and libraries this binary uses here", declare_info, cmd_info, false},
+    {"keygen", "write a device key pair, or a pre-shared key (docs/SECURITY.md)", declare_keygen, cmd_keygen, false},
 };
 
 }  // namespace

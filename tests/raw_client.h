@@ -1,5 +1,5 @@
 // A hand-driven worker client for tests, the handshake fuzzer and the soak: it writes frames
-// byte by byte as a host - or an attacker - would, with or without a valid MAC.
+// byte by byte as a host - or an attacker - would, sealed or not.
 #pragma once
 #include <sys/socket.h>
 
@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "dist/runtime/auth.h"
+#include "dist/runtime/handshake.h"
 #include "dist/runtime/peer.h"
 #include "dist/runtime/protocol.h"
 
@@ -21,7 +21,7 @@ class RawClient {
     std::vector<uint8_t> header;
     std::string json;
     std::vector<uint8_t> data;
-    Tag128 tag{};
+    bool opened = false;  // sealed, and opened with our receive key
   };
 
   // Reads time out after `timeout_ms`: a worker that fails to answer or close fails the caller.
@@ -39,26 +39,34 @@ class RawClient {
     if (ec) ok = false;
   }
 
-  // One frame with a valid checksum; with `mac`, a valid MAC under `key` at the next sequence
-  // number.
+  // One frame with a valid checksum or, with `seal`, sealed with the next message of `tx`.
   std::vector<uint8_t> frame(dist::MsgType t, const std::string& json,
-                             const std::vector<uint8_t>& data = {}, bool mac = false) {
-    std::vector<uint8_t> f =
-        dist::encode_header(t, 1, json, data.data(), data.size(), mac ? dist::kFlagMac : 0);
-    const Tag128 tag =
-        mac ? dist::frame_mac(key, 'H', seq++, f.data(), json, data.data(), data.size()) : Tag128{};
+                             const std::vector<uint8_t>& data = {}, bool seal = false) {
+    std::vector<uint8_t> f = dist::encode_header(t, 1, json, data.data(), data.size(),
+                                                 seal ? dist::kFlagSealed : 0);
+    const size_t h = f.size();
     f.insert(f.end(), json.begin(), json.end());
+    if (seal) {
+      uint8_t tag[dist::kTagBytes];
+      tx.seal(f.data() + h, f.data() + h, json.size(), f.data(), h, tag);
+      f.insert(f.end(), tag, tag + dist::kTagBytes);
+    }
+    const size_t d = f.size();
     f.insert(f.end(), data.begin(), data.end());
-    if (mac) f.insert(f.end(), tag.begin(), tag.end());
+    if (seal) {
+      uint8_t tag[dist::kTagBytes];
+      tx.seal(f.data() + d, f.data() + d, data.size(), f.data(), h, tag);
+      f.insert(f.end(), tag, tag + dist::kTagBytes);
+    }
     return f;
   }
   void send(dist::MsgType t, const std::string& json, const std::vector<uint8_t>& data = {},
-            bool mac = false) {
-    const auto f = frame(t, json, data, mac);
+            bool seal = false) {
+    const auto f = frame(t, json, data, seal);
     write(f.data(), f.size());
   }
 
-  // Reads one frame; false on close, timeout or a malformed header.
+  // Reads one frame (opening it if sealed); false on close, timeout or a malformed frame.
   bool read(Frame* f) {
     f->header.assign(dist::kHeaderBytes, 0);
     asio::error_code ec;
@@ -70,35 +78,51 @@ class RawClient {
       return false;
     }
     if (f->h.data_len > (64u << 20)) return false;
+    const bool sealed = f->h.flags & dist::kFlagSealed;
+    uint8_t tags[2][dist::kTagBytes];
     f->json.assign(f->h.json_len, '\0');
     f->data.assign(size_t(f->h.data_len), 0);
     asio::read(s, asio::buffer(f->json), ec);
+    if (!ec && sealed) asio::read(s, asio::buffer(tags[0], dist::kTagBytes), ec);
     if (!ec) asio::read(s, asio::buffer(f->data), ec);
-    if (!ec && (f->h.flags & dist::kFlagMac)) asio::read(s, asio::buffer(f->tag), ec);
-    return !ec;
+    if (!ec && sealed) asio::read(s, asio::buffer(tags[1], dist::kTagBytes), ec);
+    if (ec) return false;
+    f->opened = false;
+    if (sealed) {
+      if (!rx.on()) return false;
+      auto* j = reinterpret_cast<uint8_t*>(f->json.data());
+      f->opened = rx.open(j, f->json.size(), f->header.data(), dist::kHeaderBytes, tags[0]) &&
+                  rx.open(f->data.data(), f->data.size(), f->header.data(), dist::kHeaderBytes,
+                          tags[1]);
+      return f->opened;
+    }
+    return true;
   }
 
-  // HELLO (`hello_body` plus our nonce), CHALLENGE, AUTH, and HELLO_OK, which is returned.
-  // With `lie`, the proof covers other bytes than the HELLO sent (a changed HELLO) and nothing
-  // is awaited after AUTH.
-  std::optional<Frame> handshake(const dist::Secret& secret, const std::string& hello_body,
+  // The host's side of the handshake with `creds` and the params `params_body` (JSON members
+  // without braces); returns HELLO_OK. With `lie`, the keys are derived from other HELLO bytes
+  // than those sent (a HELLO changed in transit) and nothing is awaited after AUTH.
+  std::optional<Frame> handshake(const dist::Credentials& creds, const std::string& params_body,
                                  bool lie = false) {
-    mine = dist::random_nonce();
-    const std::string hello =
-        "{" + hello_body + ",\"nonce\":\"" + to_hex(mine.data(), mine.size()) + "\"}";
-    send(dist::MsgType::hello, hello);
+    dist::Handshake hs(creds, true);
+    const Json params = Json::parse("{" + params_body + "}");
+    const Json hello = hs.host_hello(params);
+    const std::string text = hello.dump();
+    send(dist::MsgType::hello, text);
     Frame f;
+    if (hs.mode() == dist::AuthMode::none) {
+      if (!read(&f) || f.h.type != dist::MsgType::hello_ok) return std::nullopt;
+      return f;
+    }
     if (!read(&f) || f.h.type != dist::MsgType::challenge) return std::nullopt;
     try {
-      if (!from_hex(Json::parse(f.json).at("nonce").string(), theirs.data(), theirs.size()))
-        return std::nullopt;
+      const Json auth = hs.host_auth(lie ? text + " " : text, f.json, Json::parse(f.json), params);
+      tx = dist::FrameCipher(hs.keys().send);
+      rx = dist::FrameCipher(hs.keys().recv);
+      send(dist::MsgType::auth, auth.dump(), {}, true);
     } catch (const std::exception&) {
       return std::nullopt;
     }
-    key = dist::session_key(secret, theirs, mine);
-    seq = 0;
-    const Digest256 proof = dist::host_proof(secret, theirs, mine, lie ? hello + " " : hello);
-    send(dist::MsgType::auth, "{\"proof\":\"" + to_hex(proof.data(), proof.size()) + "\"}", {}, true);
     if (lie) return f;
     if (!read(&f) || f.h.type != dist::MsgType::hello_ok) return std::nullopt;
     return f;
@@ -115,9 +139,7 @@ class RawClient {
   asio::io_context io;
   asio::ip::tcp::socket s{io};
   bool ok = true;
-  Digest256 key{};
-  uint64_t seq = 0;
-  dist::Nonce mine{}, theirs{};
+  dist::FrameCipher tx, rx;
 };
 
 }  // namespace eb::test

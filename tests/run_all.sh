@@ -7,7 +7,7 @@
 #      find_package(edgeband) and run (a photo classified; HALP over two local workers); then the
 #      same binary across network namespaces over kernel-shaped links (tests/testbed_netns.sh);
 #   3. the suite again under AddressSanitizer + UndefinedBehaviorSanitizer, then a soak of an
-#      authenticated worker (hosts, rude hosts, garbage clients; LeakSanitizer at its exit);
+#      authenticated, encrypting worker (hosts, rude hosts, garbage clients; LeakSanitizer at its exit);
 #   4. the distributed tests under ThreadSanitizer;
 #   5. a short libFuzzer smoke run of every decoder and of the worker handshake (clang, ASan+UBSan).
 set -euo pipefail
@@ -23,6 +23,8 @@ stage() {
 }
 
 stage "aarch64 cross build + tests under qemu"
+# Debian's arm64 libsodium.a, extracted (not installed) into the build tree.
+bash cmake/fetch-arm64-sysroot.sh build-aarch64/sysroot
 cmake -S . -B build-aarch64 -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-rpi4.cmake -DEDGEBAND_WERROR=ON >/dev/null
 cmake --build build-aarch64 -j"$jobs"
 file build-aarch64/edgeband | grep -q "ARM aarch64.*statically linked" || { echo "aarch64 edgeband is not a static aarch64 binary"; exit 1; }

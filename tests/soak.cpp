@@ -77,7 +77,7 @@ struct Counters {
 
 const char* kSchemes[] = {"modnn", "dpfp", "halp"};
 
-void host_loop(int id, const std::string& addr, const Secret& secret,
+void host_loop(int id, const std::string& addr, const Credentials& secret,
                const std::deque<Deployed>& models, Clock::time_point end, Counters& c) {
   omp_set_num_threads(1);
   std::mt19937 rng(1000 + id);
@@ -85,7 +85,7 @@ void host_loop(int id, const std::string& addr, const Secret& secret,
     const Deployed& d = models[rng() % models.size()];
     try {
       RuntimeOptions ro;
-      ro.secret = secret;
+      ro.creds = secret;
       ro.timeout_ms = 20000;
       HostRuntime host(d.g, d.hash, {addr}, ro);
       ++c.sessions;
@@ -118,7 +118,7 @@ void host_loop(int id, const std::string& addr, const Secret& secret,
 }
 
 // Authenticated hosts that disappear at a random point of a session.
-void rude_loop(int id, const std::string& addr, const Secret& secret,
+void rude_loop(int id, const std::string& addr, const Credentials& secret,
                const std::deque<Deployed>& models, Clock::time_point end, Counters& c) {
   std::mt19937 rng(2000 + id);
   while (Clock::now() < end) {
@@ -150,7 +150,9 @@ void rude_loop(int id, const std::string& addr, const Secret& secret,
 // Strangers: random bytes, no credentials, a wrong secret, oversized claims, a stalled frame.
 void garbage_loop(int id, const std::string& addr, Clock::time_point end, Counters& c) {
   std::mt19937 rng(3000 + id);
-  const Secret wrong{std::vector<uint8_t>(24, uint8_t('x'))};
+  Credentials wrong;
+  wrong.psk.key.fill(uint8_t('x'));
+  wrong.psk.set = true;
   while (Clock::now() < end) {
     test::RawClient cl(addr, 5000);
     switch (rng() % 5) {
@@ -206,15 +208,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "edgeband_soak: need --seconds >= 5 and --hosts >= 1\n");
     return 2;
   }
-  // The shared secret, in a file only we may read.
+  // The pre-shared key, in a file only we may read.
   const std::string secret_path = "/tmp/edgeband_soak_" + std::to_string(getpid()) + ".key";
-  const Nonce rnd = random_nonce();
   {
     std::ofstream f(secret_path);
-    f << to_hex(rnd.data(), rnd.size()) << "\n";
+    f << new_psk_text();
   }
   ::chmod(secret_path.c_str(), 0600);
-  const Secret secret = load_secret_file(secret_path);
+  Credentials secret;
+  secret.psk = load_psk_file(secret_path);
   std::deque<Deployed> models;  // not moved: each holds a mutex
   for (const char* name : {"mobilenet_v1:0.25:64", "mobilenet_v1:0.5:96"}) {
     Deployed& d = models.emplace_back();

@@ -15,6 +15,9 @@
 #include <vector>
 
 #include "core/json.h"
+#include "core/weights_io.h"
+#include "dist/testbed/cluster.h"
+#include "models/zoo.h"
 #include "tests/helpers.h"
 
 #define STB_IMAGE_WRITE_IMPLEMENTATION
@@ -176,7 +179,8 @@ TEST_CASE("cli: the README's CLI table lists exactly the options each command ac
   }
   const std::vector<std::string> commands = {"run",     "bench",  "export",  "convert",
                                              "profile", "plan",   "worker",  "infer",
-                                             "cluster", "reliability", "plot-speedup", "info"};
+                                             "cluster", "reliability", "plot-speedup", "info",
+                                             "keygen"};
   CHECK(table.size() == commands.size());
   for (const std::string& cmd : commands) {
     CAPTURE(cmd);
@@ -262,4 +266,16 @@ TEST_CASE("cli: plan says when a scheme keeps everything on the host, and why") 
         std::string::npos);
   CHECK(r.out.find("1 of 3 devices work, the host computes 100% of the rows") != std::string::npos);
   CHECK(r.out.find("for repeatable plans save a profile") != std::string::npos);
+}
+
+TEST_CASE("cli: a worker without --weights asked for a converted model says to give it one") {
+  eb::Graph g = eb::models::build_synthetic("vgg16:32");
+  g.model = "my-converted-net";
+  const std::string w = tmp("converted.ebw");
+  eb::save_weights(g, w);
+  eb::dist::WorkerProcess worker(EDGEBAND_BIN, 1);  // serves built-in models only
+  Result r = sh("infer --weights " + w + " --workers " + worker.addr() + " --threads 1 --runs 1");
+  CHECK(r.code != 0);
+  CHECK(r.out.find("start it with --weights FILE") != std::string::npos);
+  std::remove(w.c_str());
 }

@@ -4,12 +4,14 @@
 #include <doctest/doctest.h>
 #include <glob.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <random>
@@ -158,9 +160,9 @@ TEST_CASE("dist protocol: frames round-trip; corrupt, oversize and unknown frame
   bad[4] = 9;
   CHECK_THROWS_WITH_AS(decode_header(bad.data()), doctest::Contains("version"), ProtocolError);
   bad = h;
-  bad[4] = 2;  // a worker of the version before ping/pong names both versions
+  bad[4] = 3;  // a worker of the version before encryption names both versions
   CHECK_THROWS_WITH_AS(decode_header(bad.data()),
-                       doctest::Contains("protocol version 2 not supported (this is 3)"),
+                       doctest::Contains("protocol version 3 not supported (this is 4)"),
                        ProtocolError);
   bad = h;
   bad[6] = 77;
@@ -1070,6 +1072,21 @@ TEST_CASE("dist: a worker holding another model is refused with a clear error") 
 // the scalar kernels on every device the arithmetic is the same source and the same order, so
 // the answer is bit-identical; with each device's own SIMD kernels it differs only by rounding.
 TEST_CASE("dist mixed architectures: an aarch64 worker under qemu and an x86-64 host agree") {
+  // Encrypted both ways: first with a pre-shared key, then with a key pair per device.
+  const std::string dir = "/tmp/edgeband_mixed_" + std::to_string(getpid());
+  for (const char* f : {"/psk", "/host", "/host.pub", "/worker", "/worker.pub"})
+    std::remove((dir + f).c_str());
+  ::mkdir(dir.c_str(), 0700);
+  {
+    std::ofstream(dir + "/psk") << new_psk_text();
+    ::chmod((dir + "/psk").c_str(), 0600);
+  }
+  const KeyPair host_key = new_key_pair();
+  write_key_pair(host_key, dir + "/host", "host");
+  write_key_pair(new_key_pair(), dir + "/worker", "worker");
+  const std::vector<std::string> psk_args = {"--secret-file", dir + "/psk"},
+                                 key_args = {"--key", dir + "/worker", "--authorized-keys",
+                                             dir + "/host.pub"};
   const std::string name = "mobilenet_v1:0.25:64";
   auto g = std::make_shared<Graph>(models::build_synthetic(name));
   std::mt19937 rng(17);
@@ -1082,9 +1099,11 @@ TEST_CASE("dist mixed architectures: an aarch64 worker under qemu and an x86-64 
     const kernels::Isa original = kernels::active().isa;
     kernels::set_active(kernels::Isa::scalar);
     g->prepare();
-    WorkerProcess native(EDGEBAND_BIN, 1), foreign(EDGEBAND_FOREIGN_WORKER, 1);
+    WorkerProcess native(EDGEBAND_BIN, 1, "", psk_args), foreign(EDGEBAND_FOREIGN_WORKER, 1, "", psk_args);
     ::unsetenv("EDGEBAND_ISA");
-    HostRuntime host(g, synthetic_hash(name), {native.addr(), foreign.addr()}, ro);
+    RuntimeOptions psk = ro;
+    psk.creds.psk = load_psk_file(dir + "/psk");
+    HostRuntime host(g, synthetic_hash(name), {native.addr(), foreign.addr()}, psk);
     InferStats st;
     const Tensor got = host.infer({im}, p, &st)[0];
     CHECK(st.faults == 0);
@@ -1092,12 +1111,18 @@ TEST_CASE("dist mixed architectures: an aarch64 worker under qemu and an x86-64 
     kernels::set_active(original);
     g->prepare();
   }
-  WorkerProcess native(EDGEBAND_BIN, 1), foreign(EDGEBAND_FOREIGN_WORKER, 1);  // NEON on aarch64
+  WorkerProcess native(EDGEBAND_BIN, 1, "", key_args),
+      foreign(EDGEBAND_FOREIGN_WORKER, 1, "", key_args);  // NEON on aarch64
+  ro.creds.key = host_key;
+  ro.creds.trusted = load_public_keys(dir + "/worker.pub");
   HostRuntime host(g, synthetic_hash(name), {native.addr(), foreign.addr()}, ro);
   InferStats st;
   const Tensor got = host.infer({im}, p, &st)[0], want = g->forward(im);
   CHECK(st.faults == 0);
   CHECK(ref::max_abs_diff(got, want) <= 1e-5f);
   CHECK(top_k(got, 1)[0].index == top_k(want, 1)[0].index);
+  for (const char* f : {"/psk", "/host", "/host.pub", "/worker", "/worker.pub"})
+    std::remove((dir + f).c_str());
+  ::rmdir(dir.c_str());
 }
 #endif

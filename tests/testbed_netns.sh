@@ -73,7 +73,7 @@ done
 start_worker() {  # NS_OR_EMPTY LISTEN LOG
   local log=$3 in_ns=()
   [ -z "$1" ] || in_ns=(ip netns exec "$1")
-  "${in_ns[@]}" "$bin" worker --listen "$2" "${dev_flags[@]}" >/dev/null 2>"$log" &
+  "${in_ns[@]}" "$bin" worker --listen "$2" "${key_flags[@]}" "${dev_flags[@]}" >/dev/null 2>"$log" &
   pids+=($!)
   for _ in $(seq 1 200); do
     grep -q "listening on port" "$log" 2>/dev/null && return 0
@@ -83,6 +83,12 @@ start_worker() {  # NS_OR_EMPTY LISTEN LOG
   cat "$log" >&2
   exit 1
 }
+
+# Workers on the namespaces' addresses need a key (without one a worker listens on loopback
+# only): one pre-shared key for every device, and the same on loopback so both runs pay for
+# the encryption alike.
+"$bin" keygen --psk -o "$work/psk" >/dev/null
+key_flags=(--secret-file "$work/psk")
 
 # One profile for every device and both runs, so that both plan from the same costs.
 prof_flags=(--threads 1)
@@ -104,7 +110,7 @@ echo "testbed: $devices devices, $model, scheme $scheme, kernel links tbf $rate 
 echo "         dilation $dilate, infer flags: ${extra[*]:-none}"
 for r in $(seq 1 "$rounds"); do
   out=$(ip netns exec "$tag-0" "$bin" infer --model "$model" --workers "$kernel_workers" \
-    --scheme "$scheme" --link measure --devices "$profiles" "${dev_flags[@]}" "${extra[@]}")
+    --scheme "$scheme" --link measure --devices "$profiles" "${key_flags[@]}" "${dev_flags[@]}" "${extra[@]}")
   echo "round $r, kernel-shaped:"
   grep -E "^(link to|planning for|model|fault)" <<<"$out" | sed 's/^/  /'
   if [ "$check" = 1 ]; then
@@ -122,7 +128,7 @@ for r in $(seq 1 "$rounds"); do
   # so that both runs follow the same plan.
   link=$(sed -n 's/^planning for link \([0-9.]*mbit,[0-9.]*ms\).*/\1/p' <<<"$out")
   out=$("$bin" infer --model "$model" --workers "$loop_workers" --scheme "$scheme" \
-    --link "$link" --devices "$profiles" "${dev_flags[@]}" "${extra[@]}")
+    --link "$link" --devices "$profiles" "${key_flags[@]}" "${dev_flags[@]}" "${extra[@]}")
   echo "round $r, emulated on loopback (--link $link):"
   grep -E "^(model|fault)" <<<"$out" | sed 's/^/  /'
 done

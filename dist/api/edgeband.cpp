@@ -7,7 +7,7 @@
 
 #include "core/image.h"
 #include "dist/plan/planner.h"
-#include "dist/runtime/auth.h"
+#include "dist/runtime/handshake.h"
 #include "dist/runtime/host.h"
 #include "models/classify.h"
 #include "models/zoo.h"
@@ -98,7 +98,10 @@ namespace {
 eb::dist::RuntimeOptions runtime_options(const HostOptions& o) {
   eb::dist::RuntimeOptions ro;
   ro.timeout_ms = o.timeout_ms;
-  if (!o.secret_file.empty()) ro.secret = eb::dist::load_secret_file(o.secret_file);
+  if (!o.secret_file.empty()) ro.creds.psk = eb::dist::load_psk_file(o.secret_file);
+  if (!o.key_file.empty()) ro.creds.key = eb::dist::load_key_file(o.key_file);
+  if (!o.worker_keys_file.empty()) ro.creds.trusted = eb::dist::load_public_keys(o.worker_keys_file);
+  ro.insecure = o.insecure;
   return ro;
 }
 }  // namespace

@@ -33,6 +33,12 @@ struct WireLog {
 };
 }  // namespace
 
+struct HostRuntime::Joining {
+  std::unique_ptr<Handshake> hs;
+  std::string hello_text;  // as sent: the transcript covers its exact bytes
+  bool challenged = false;
+};
+
 HostRuntime::HostRuntime(std::shared_ptr<const Graph> g, uint64_t model_hash,
                          const std::vector<std::string>& workers, RuntimeOptions opt)
     : g_(std::move(g)),
@@ -41,99 +47,91 @@ HostRuntime::HostRuntime(std::shared_ptr<const Graph> g, uint64_t model_hash,
       inbox_(std::make_shared<Inbox>()) {
   char want[32];
   std::snprintf(want, sizeof want, "%016llx", static_cast<unsigned long long>(model_hash));
-  std::vector<std::pair<Nonce, std::string>> nonces;  // per worker: our nonce, our HELLO text
-  std::vector<Nonce> worker_nonce;
-  for (size_t i = 0; i < workers.size(); ++i) {
-    auto sock = std::make_unique<TcpSocket>(
-        connect_to(io_->io, workers[i], std::chrono::milliseconds(opt_.timeout_ms)));
-    auto p = std::make_unique<Peer>(std::move(sock), inbox_, int(i), workers[i]);
-    p->set_shaping(opt_.shaping);
-    p->start_reader();
-    Json hello = Json::object();
-    hello["model"] = g_->model;
-    hello["wire"] = opt_.fp16 ? "fp16" : "fp32";
-    hello["link"] = opt_.shaping.enabled ? Json(opt_.shaping.link.str()) : Json();
-    if (opt_.shaping.enabled && opt_.shaping.channel) {
-      Json ch = Json::object(), t = Json::array(), r = Json::array();
-      for (size_t k = 0; k < opt_.shaping.channel->t_s.size(); ++k)
-        t.push_back(opt_.shaping.channel->t_s[k]), r.push_back(opt_.shaping.channel->mbit[k]);
-      ch["t_s"] = t;
-      ch["mbit"] = r;
-      ch["elapsed_s"] = std::chrono::duration<double>(Clock::now() - opt_.shaping.epoch).count();
-      hello["channel"] = ch;
-    }
-    Nonce mine{};
-    if (opt_.secret.enabled()) {
-      mine = random_nonce();
-      hello["nonce"] = to_hex(mine.data(), mine.size());
-    }
-    const std::string text = hello.dump();  // Peer::send dumps the same object to the same bytes
-    p->send(MsgType::hello, 0, hello);
-    peers_.push_back(std::move(p));
-    alive_.push_back(true);
-    nonces.push_back({mine, text});
-  }
-  // Every worker must answer with the same model identity (and, with a secret, prove it holds
-  // the secret too) before any plan runs.
-  size_t answered = 0;
-  std::vector<bool> ok(peers_.size(), false), challenged(peers_.size(), false);
-  worker_nonce.resize(peers_.size());
-  while (answered < peers_.size()) {
+  std::vector<Joining> joining;
+  for (const std::string& w : workers) connect(w, joining);
+  // Every worker must complete the handshake and answer with the same model identity before
+  // any plan runs.
+  size_t ready = 0;
+  while (ready < peers_.size()) {
     auto m = inbox_->pop(std::chrono::milliseconds(opt_.hello_timeout_ms));
     if (!m)
       throw std::runtime_error("a worker did not answer hello (load its model) within the timeout");
     const size_t k = size_t(m->peer);
-    const std::string& name = peers_[k]->name();
-    if (!m->failure.empty()) {
-      if (challenged[k])
-        throw std::runtime_error("worker " + name +
-                                 " ended the connection during authentication (" + m->failure +
-                                 "): does it hold the same secret? See its log");
-      throw std::runtime_error("worker " + name + ": " + m->failure);
-    }
-    if (m->type == MsgType::error)
-      throw std::runtime_error("worker " + name + " refused (" + error_text(*m) + ")");
-    if (m->type == MsgType::challenge && !challenged[k]) {
-      if (!opt_.secret.enabled())
-        throw std::runtime_error(
-            "worker " + name +
-            " requires authentication: give this host its secret with --secret-file");
-      Nonce theirs{};
-      if (!from_hex(m->json.at("nonce").string("nonce"), theirs.data(), theirs.size()))
-        throw std::runtime_error("worker " + name + ": malformed challenge");
-      const Nonce& mine = nonces[k].first;
-      peers_[k]->enable_mac(session_key(opt_.secret, theirs, mine), true);
-      peers_[k]->sign_sends();
-      const Digest256 proof = host_proof(opt_.secret, theirs, mine, nonces[k].second);
-      Json a = Json::object();
-      a["proof"] = to_hex(proof.data(), proof.size());
-      peers_[k]->send(MsgType::auth, 0, a);
-      challenged[k] = true;
-      worker_nonce[k] = theirs;
-      continue;
-    }
-    if (m->type != MsgType::hello_ok || ok[k])
-      throw std::runtime_error("worker " + name + ": unexpected reply");
-    if (opt_.secret.enabled()) {
-      Digest256 proof{};
-      const Digest256 expect =
-          challenged[k] ? worker_proof(opt_.secret, worker_nonce[k], nonces[k].first) : Digest256{};
-      if (!challenged[k] || !m->authenticated || !m->json.has("proof"))
-        throw std::runtime_error(
-            "worker " + name +
-            " does not authenticate (started without --secret-file?); not using it");
-      if (!from_hex(m->json.at("proof").string("proof"), proof.data(), proof.size()) ||
-          !equal_constant_time(proof.data(), expect.data(), proof.size()))
-        throw std::runtime_error("worker " + name + " failed to prove it holds the secret");
-    }
-    const std::string got = m->json.at("hash").string("hash");
-    if (got != want)
-      throw std::runtime_error("worker " + name + " holds a different model (" +
-                               m->json.at("model").string() + ", weights hash " + got +
-                               "; this host has " + g_->model + ", " + want + ")");
-    ok[k] = true;
-    ++answered;
+    ready += joining_step(joining[k], k, *m, want);
   }
+}
+
+Json HostRuntime::hello_params() const {
+  Json p = Json::object();
+  p["model"] = g_->model;
+  p["wire"] = opt_.fp16 ? "fp16" : "fp32";
+  p["link"] = opt_.shaping.enabled ? Json(opt_.shaping.link.str()) : Json();
+  if (opt_.shaping.enabled && opt_.shaping.channel) {
+    Json ch = Json::object(), t = Json::array(), r = Json::array();
+    for (size_t k = 0; k < opt_.shaping.channel->t_s.size(); ++k)
+      t.push_back(opt_.shaping.channel->t_s[k]), r.push_back(opt_.shaping.channel->mbit[k]);
+    ch["t_s"] = t;
+    ch["mbit"] = r;
+    ch["elapsed_s"] = std::chrono::duration<double>(Clock::now() - opt_.shaping.epoch).count();
+    p["channel"] = ch;
+  }
+  return p;
+}
+
+void HostRuntime::connect(const std::string& addr, std::vector<Joining>& joining) {
+  if (!opt_.creds.enabled() && !opt_.insecure && !parse_endpoint(addr).address().is_loopback())
+    throw std::invalid_argument(
+        "worker " + addr +
+        " is not on this machine and this host has no key: the images would cross the network "
+        "in clear. Give it a key (--secret-file, or --key and --worker-keys; docs/SECURITY.md) "
+        "or pass --insecure on a network you trust");
+  auto sock = std::make_unique<TcpSocket>(
+      connect_to(io_->io, addr, std::chrono::milliseconds(opt_.timeout_ms)));
+  auto p = std::make_unique<Peer>(std::move(sock), inbox_, int(peers_.size()), addr);
+  p->set_shaping(opt_.shaping);
+  p->set_send_timeout(std::chrono::milliseconds(opt_.timeout_ms));
+  p->start_reader();
+  Joining j;
+  j.hs = std::make_unique<Handshake>(opt_.creds, true);
+  const Json hello = j.hs->host_hello(hello_params());
+  j.hello_text = hello.dump();  // Peer::send dumps the same object to the same bytes
+  p->send(MsgType::hello, 0, hello);
+  peers_.push_back(std::move(p));
+  alive_.push_back(true);
+  joining.push_back(std::move(j));
+}
+
+bool HostRuntime::joining_step(Joining& j, size_t k, Message& m, const std::string& want) {
+  const std::string& name = peers_[k]->name();
+  if (!m.failure.empty()) {
+    if (j.challenged)
+      throw std::runtime_error("worker " + name + " ended the connection during authentication (" +
+                               m.failure + "): does it hold the same key, and this host's key "
+                               "among its authorized keys? See its log");
+    throw std::runtime_error("worker " + name + ": " + m.failure);
+  }
+  if (m.type == MsgType::error)
+    throw std::runtime_error("worker " + name + " refused (" + error_text(m) + ")");
+  try {
+    if (m.type == MsgType::challenge && !j.challenged) {
+      const Json auth = j.hs->host_auth(j.hello_text, m.text, m.json, hello_params());
+      peers_[k]->enable_encryption(j.hs->keys());
+      peers_[k]->send(MsgType::auth, 0, auth);
+      j.challenged = true;
+      return false;
+    }
+    if (m.type != MsgType::hello_ok || !j.hs) throw std::runtime_error("unexpected reply");
+    j.hs->host_verify(m.json, m.authenticated);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("worker " + name + ": " + e.what() + "; not using it");
+  }
+  j.hs.reset();
+  const std::string got = m.json.at("hash").string("hash");
+  if (got != want)
+    throw std::runtime_error("worker " + name + " holds a different model (" +
+                             m.json.at("model").string() + ", weights hash " + got +
+                             "; this host has " + g_->model + ", " + want + ")");
+  return true;
 }
 
 HostRuntime::~HostRuntime() {
@@ -185,186 +183,242 @@ void read_spans(const Json& j, int device, uint64_t first_image, uint64_t end_im
 }
 }  // namespace
 
+// One call of infer: the host's side of a plan for a batch of images, as device 0. Images run
+// in order; for each, blocks run in order, each after its input rows are here (sending what
+// other devices need as soon as it exists), then the split tail layers, then the rest of the
+// model on the host. A misbehaving worker throws WorkerFault.
+class HostRuntime::Call {
+ public:
+  Call(HostRuntime& h, const std::vector<Tensor>& images, const Plan& plan, InferStats* st);
+  // Runs images [done(), end); throws WorkerFault.
+  void run(std::vector<Tensor>& out);
+  size_t done() const { return done_; }
+  void log_sends();
+
+ private:
+  void send_plan();
+  void send_ready(size_t i);  // every host transfer of image i whose rows are here
+  bool host_sends_pending(size_t i, int b) const;
+  // Stores messages (sending what is ready meanwhile) until finished() holds; `waiting_for`
+  // names the secondary to blame on a timeout (-1: none identifiable).
+  void pump_until(size_t i, int b, const std::function<bool()>& finished,
+                  const std::function<int()>& waiting_for);
+  void receive(const Message& m);
+  Tensor run_image(size_t i);
+  int input_node(int b) const;
+  bool block_input_ready(uint64_t img, int b) const;
+  int rows_culprit(uint64_t img, int b) const;  // the first secondary whose rows we wait for
+  void run_overlap_block(size_t i, int b);
+  void run_tail_layer(size_t i, int b);
+
+  HostRuntime& h_;
+  const std::vector<Tensor>& images_;
+  const Plan& plan_;
+  InferStats* st_;
+  std::vector<int> dev_peer_{-1};  // plan device -> peer index
+  FeatureStore store_;
+  uint64_t base_;
+  std::vector<std::vector<bool>> sent_;  // per image and transfer
+  std::shared_ptr<WireLog> sent_log_ = std::make_shared<WireLog>();
+  size_t rows_in_ = 0;  // frames of rows stored so far
+  size_t done_ = 0;
+};
+
+HostRuntime::Call::Call(HostRuntime& h, const std::vector<Tensor>& images, const Plan& plan,
+                        InferStats* st)
+    : h_(h), images_(images), plan_(plan), st_(st), store_(*h.g_), base_(h.next_image_),
+      sent_(images.size(), std::vector<bool>(plan.transfers.size(), false)) {
+  for (size_t i = 0; i < h_.peers_.size(); ++i)
+    if (h_.alive_[i]) dev_peer_.push_back(int(i));
+  if (plan.devices != int(dev_peer_.size()) && plan.devices != 1)
+    throw std::invalid_argument("plan is for " + std::to_string(plan.devices) + " devices, " +
+                                std::to_string(dev_peer_.size()) + " are available");
+  for (const Tensor& im : images)
+    if (im.shape() != h_.g_->input) throw std::invalid_argument("image shape does not match the model");
+  h_.next_image_ += images.size();
+}
+
+void HostRuntime::Call::run(std::vector<Tensor>& out) {
+  send_plan();
+  for (size_t i = 0; i < images_.size(); ++i)
+    store_.put(base_ + i, -1, {0, images_[i].h()}, images_[i].data());
+  for (; done_ < images_.size(); ++done_) {
+    out[done_] = run_image(done_);
+    store_.drop(base_ + done_);
+  }
+}
+
+void HostRuntime::Call::send_plan() {
+  if (plan_.devices <= 1) return;
+  const Json wire = plan_to_wire(plan_);
+  for (int d = 1; d < plan_.devices; ++d) {
+    Json msg = Json::object();
+    msg["plan"] = wire;
+    msg["device"] = d;
+    // Queued like the rows after it (same order): the host computes meanwhile.
+    h_.peers_[size_t(dev_peer_[size_t(d)])]->send_async(MsgType::plan, 0, msg, nullptr, nullptr, 0, {});
+  }
+}
+
+void HostRuntime::Call::send_ready(size_t i) {
+  for (size_t k = 0; k < plan_.transfers.size(); ++k) {
+    const Transfer& t = plan_.transfers[k];
+    if (sent_[i][k] || t.src != 0 || !store_.holds(base_ + i, t.node, t.rows)) continue;
+    InferStats::Wire w{0, t.dst, base_ + i, 0, 0, t.bytes};
+    send_rows(*h_.peers_[size_t(dev_peer_[size_t(t.dst)])], base_ + i, t, store_, h_.opt_.fp16,
+              Json(), [log = sent_log_, w](int64_t t0, int64_t t1) mutable {
+                w.t0_us = t0, w.t1_us = t1;
+                log->add(w);
+              });
+    sent_[i][k] = true;
+  }
+}
+
+bool HostRuntime::Call::host_sends_pending(size_t i, int b) const {
+  for (size_t k = 0; k < plan_.transfers.size(); ++k)
+    if (!sent_[i][k] && plan_.transfers[k].src == 0 && plan_.transfers[k].block <= b) return true;
+  return false;
+}
+
+void HostRuntime::Call::pump_until(size_t i, int b, const std::function<bool()>& finished,
+                                   const std::function<int()>& waiting_for) {
+  while (true) {
+    send_ready(i);
+    if (!host_sends_pending(i, b) && finished()) return;
+    auto m = h_.inbox_->pop(std::chrono::milliseconds(h_.opt_.timeout_ms));
+    if (!m) {
+      const int culprit = waiting_for();
+      throw WorkerFault{culprit < 0 ? -1 : dev_peer_[size_t(culprit)],
+                        "no rows within the timeout (stalled)"};
+    }
+    if (!h_.alive_[size_t(m->peer)]) continue;  // late news from a worker already dropped
+    if (!m->failure.empty()) throw WorkerFault{m->peer, m->failure};
+    if (h_.opt_.creds.enabled() && !m->authenticated)
+      throw WorkerFault{m->peer, "unauthenticated frame"};
+    if (m->type == MsgType::error) throw WorkerFault{m->peer, error_text(*m)};
+    if (m->type != MsgType::rows) throw WorkerFault{m->peer, "unexpected message"};
+    if (m->id < base_ || m->id >= base_ + images_.size()) continue;  // stale, from an earlier call
+    receive(*m);
+  }
+}
+
+void HostRuntime::Call::receive(const Message& m) {
+  try {
+    store_.put_wire(m.id, m.json, m.data);
+  } catch (const std::exception& e) {
+    throw WorkerFault{m.peer, e.what()};
+  }
+  ++rows_in_;
+  int src_dev = 0;
+  for (size_t d = 1; d < dev_peer_.size(); ++d)
+    if (dev_peer_[d] == m.peer) src_dev = int(d);
+  read_spans(m.json, src_dev, base_, base_ + images_.size(), &st_->spans);
+  st_->wires.push_back({src_dev, 0, m.id, now_us(), now_us(), m.data.size()});
+}
+
+int HostRuntime::Call::input_node(int b) const {
+  const int nb = int(plan_.blocks.size());
+  return b == 0 ? -1 : b <= nb ? plan_.blocks[size_t(b - 1)].last - 1 : plan_.tail_first + (b - nb) - 1;
+}
+
+bool HostRuntime::Call::block_input_ready(uint64_t img, int b) const {
+  const int in = input_node(b);
+  if (b >= int(plan_.blocks.size())) return store_.holds(img, in, {0, h_.g_->shape_of(in).h});
+  const BlockPlan& bp = plan_.blocks[size_t(b)];
+  for (const RowRange& z : bp.zones[0])
+    if (!store_.holds(img, in, h_.g_->block_needs(bp.first, bp.last, z)[0])) return false;
+  return true;
+}
+
+int HostRuntime::Call::rows_culprit(uint64_t img, int b) const {
+  for (const Transfer& t : plan_.transfers)
+    if (t.dst == 0 && t.block <= b && !store_.holds(img, t.node, t.rows)) return t.src;
+  return -1;
+}
+
+Tensor HostRuntime::Call::run_image(size_t i) {
+  const uint64_t img = base_ + i;
+  if (plan_.devices > 1) {
+    send_ready(i);
+    if (i + 1 < images_.size()) send_ready(i + 1);  // next image's scatter overlaps this one
+  }
+  const int nb = int(plan_.blocks.size()), stages = nb + plan_.split_tail;
+  for (int b = 0; b < stages; ++b) {  // blocks, split tail layers, then the rest
+    if (b < nb && plan_.blocks[size_t(b)].overlap) {
+      run_overlap_block(i, b);
+    } else if (b >= nb) {
+      pump_until(i, b, [&] { return block_input_ready(img, b); }, [&] { return rows_culprit(img, b); });
+      run_tail_layer(i, b);
+    } else {
+      pump_until(i, b, [&] { return block_input_ready(img, b); }, [&] { return rows_culprit(img, b); });
+      ComputeSpan span{};
+      if (!plan_.blocks[size_t(b)].zones[0].empty()) {
+        compute_zones(*h_.g_, plan_, 0, b, img, store_, &span, [&] { send_ready(i); });
+        st_->spans.push_back(span);
+      }
+    }
+  }
+  pump_until(i, stages, [&] { return block_input_ready(img, stages); },
+             [&] { return rows_culprit(img, stages); });
+  const int in = input_node(stages), first = plan_.tail_first + plan_.split_tail;
+  const Band all = store_.band(img, in, {0, h_.g_->shape_of(in).h});
+  return first >= h_.g_->size() ? all.t.clone() : h_.g_->run_block(first, h_.g_->size(), all, {0, 1}).t.clone();
+}
+
+// Compute what the rows here allow, then wait for more rows, until the zone is done.
+void HostRuntime::Call::run_overlap_block(size_t i, int b) {
+  const uint64_t img = base_ + i;
+  while (!plan_.blocks[size_t(b)].zones[0].empty()) {
+    ComputeSpan span{};
+    const bool whole = compute_zones(*h_.g_, plan_, 0, b, img, store_, &span, [&] { send_ready(i); });
+    if (span.t1_us) st_->spans.push_back(span);
+    if (whole) break;
+    const size_t seen = rows_in_;
+    pump_until(i, b, [&] { return rows_in_ > seen; }, [&] { return rows_culprit(img, b); });
+  }
+}
+
+// Split tail layer b - nb: our channel slice, then everyone's.
+void HostRuntime::Call::run_tail_layer(size_t i, int b) {
+  const uint64_t img = base_ + i;
+  const int j = b - int(plan_.blocks.size()), node = plan_.tail_first + j;
+  std::vector<float> mine;
+  ComputeSpan span{0, b, img, now_us(), 0};
+  compute_tail_slice(*h_.g_, plan_, 0, j, img, store_, &mine);
+  const RowRange sl = plan_.tail_slices[size_t(j)][0];
+  if (!sl.empty()) store_.put_channels(img, node, sl.begin, sl.end, mine.data());
+  span.t1_us = now_us();
+  st_->spans.push_back(span);
+  pump_until(i, b, [&] { return store_.holds(img, node, {0, 1}); },
+             [&] {
+               for (int d = 1; d < plan_.devices; ++d)
+                 if (!store_.holds_channels(img, node, plan_.tail_slices[size_t(j)][size_t(d)]))
+                   return d;
+               return -1;
+             });
+}
+
+void HostRuntime::Call::log_sends() {
+  std::lock_guard<std::mutex> lk(sent_log_->mu);
+  st_->wires.insert(st_->wires.end(), sent_log_->wires.begin(), sent_log_->wires.end());
+}
+
 std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const Plan& plan,
                                        InferStats* st) {
   InferStats local_stats;
   if (!st) st = &local_stats;
   const auto t_start = Clock::now();
-  std::vector<int> dev_peer{-1};  // plan device -> peer index
-  for (size_t i = 0; i < peers_.size(); ++i)
-    if (alive_[i]) dev_peer.push_back(int(i));
-  if (plan.devices != int(dev_peer.size()) && plan.devices != 1)
-    throw std::invalid_argument("plan is for " + std::to_string(plan.devices) + " devices, " +
-                                std::to_string(dev_peer.size()) + " are available");
-  std::vector<Tensor> out(images.size());
-  size_t done = 0;
   uint64_t sent0 = 0, recv0 = 0;
   for (auto& p : peers_) sent0 += p->bytes_sent(), recv0 += p->bytes_received();
-  auto sent_log = std::make_shared<WireLog>();
+  std::vector<Tensor> out(images.size());
+  Call call(*this, images, plan, st);
   try {
-    if (plan.devices > 1) {
-      const Json wire = plan_to_wire(plan);
-      for (int d = 1; d < plan.devices; ++d) {
-        Json msg = Json::object();
-        msg["plan"] = wire;
-        msg["device"] = d;
-        // Queued like the rows after it (same order): the host computes meanwhile.
-        peers_[size_t(dev_peer[size_t(d)])]->send_async(MsgType::plan, 0, msg, nullptr, nullptr, 0,
-                                                        {});
-      }
-    }
-    FeatureStore store(*g_);
-    const uint64_t base = next_image_;
-    next_image_ += images.size();
-    for (size_t i = 0; i < images.size(); ++i) {
-      if (images[i].shape() != g_->input)
-        throw std::invalid_argument("image shape does not match the model");
-      store.put(base + i, -1, {0, images[i].h()}, images[i].data());
-    }
-    const int nb = int(plan.blocks.size());
-    std::vector<std::vector<bool>> sent(images.size(),
-                                        std::vector<bool>(plan.transfers.size(), false));
-    auto send_ready = [&](size_t i) {  // every host transfer of image i whose rows are here
-      for (size_t k = 0; k < plan.transfers.size(); ++k) {
-        const Transfer& t = plan.transfers[k];
-        if (sent[i][k] || t.src != 0 || !store.holds(base + i, t.node, t.rows)) continue;
-        InferStats::Wire w{0, t.dst, base + i, 0, 0, t.bytes};
-        send_rows(*peers_[size_t(dev_peer[size_t(t.dst)])], base + i, t, store, opt_.fp16, Json(),
-                  [sent_log, w](int64_t t0, int64_t t1) mutable {
-                    w.t0_us = t0, w.t1_us = t1;
-                    sent_log->add(w);
-                  });
-        sent[i][k] = true;
-      }
-    };
-    for (size_t i = 0; i < images.size(); ++i) {
-      const uint64_t img = base + i;
-      if (plan.devices > 1) {
-        send_ready(i);
-        if (i + 1 < images.size()) send_ready(i + 1);  // next image's scatter overlaps this one
-      }
-      const int stages = nb + plan.split_tail;  // blocks, split tail layers, then the rest
-      // Pumps messages (sending what is ready meanwhile) until finished() holds; `waiting_for`
-      // names the secondary to blame on a timeout (-1: none identifiable).
-      size_t rows_in = 0;  // frames of rows stored so far
-      auto pump_until = [&](int b, const std::function<bool()>& finished,
-                            const std::function<int()>& waiting_for) {
-        while (true) {
-          send_ready(i);
-          bool pending = false;
-          for (size_t k = 0; k < plan.transfers.size(); ++k)
-            if (!sent[i][k] && plan.transfers[k].src == 0 && plan.transfers[k].block <= b)
-              pending = true;
-          if (!pending && finished()) return;
-          auto m = inbox_->pop(std::chrono::milliseconds(opt_.timeout_ms));
-          if (!m) {
-            const int culprit = waiting_for();
-            throw WorkerFault{culprit < 0 ? -1 : dev_peer[size_t(culprit)],
-                              "no rows within the timeout (stalled)"};
-          }
-          if (!alive_[size_t(m->peer)]) continue;  // late news from a worker already dropped
-          if (!m->failure.empty()) throw WorkerFault{m->peer, m->failure};
-          if (opt_.secret.enabled() && !m->authenticated)
-            throw WorkerFault{m->peer, "unauthenticated frame"};
-          if (m->type == MsgType::error) throw WorkerFault{m->peer, error_text(*m)};
-          if (m->type != MsgType::rows) throw WorkerFault{m->peer, "unexpected message"};
-          if (m->id < base || m->id >= base + images.size())
-            continue;  // stale, from an earlier call
-          try {
-            store.put_wire(m->id, m->json, m->data);
-          } catch (const std::exception& e) {
-            throw WorkerFault{m->peer, e.what()};
-          }
-          ++rows_in;
-          int src_dev = 0;
-          for (size_t d = 1; d < dev_peer.size(); ++d)
-            if (dev_peer[d] == m->peer) src_dev = int(d);
-          read_spans(m->json, src_dev, base, base + images.size(), &st->spans);
-          st->wires.push_back({src_dev, 0, m->id, now_us(), now_us(), m->data.size()});
-        }
-      };
-      for (int b = 0; b <= stages; ++b) {
-        const int in_node = b == 0    ? -1
-                            : b <= nb ? plan.blocks[size_t(b - 1)].last - 1
-                                      : plan.tail_first + (b - nb) - 1;
-        const RowRange all_in{0, g_->shape_of(in_node).h};
-        auto ready = [&] {
-          if (b >= nb) return store.holds(img, in_node, all_in);
-          for (const RowRange& z : plan.blocks[size_t(b)].zones[0])
-            if (!store.holds(img, in_node,
-                             g_->block_needs(plan.blocks[size_t(b)].first,
-                                             plan.blocks[size_t(b)].last, z)[0]))
-              return false;
-          return true;
-        };
-        // Blame the first secondary whose rows we still wait for.
-        auto rows_culprit = [&] {
-          for (const Transfer& t : plan.transfers)
-            if (t.dst == 0 && t.block <= b && !store.holds(img, t.node, t.rows)) return t.src;
-          return -1;
-        };
-        if (b < nb && plan.blocks[size_t(b)].overlap) {
-          // Compute what the rows here allow, then wait for more rows, until the zone is done.
-          while (!plan.blocks[size_t(b)].zones[0].empty()) {
-            ComputeSpan span{};
-            const bool whole =
-                compute_zones(*g_, plan, 0, b, img, store, &span, [&] { send_ready(i); });
-            if (span.t1_us) st->spans.push_back(span);
-            if (whole) break;
-            const size_t seen = rows_in;
-            pump_until(
-                b, [&] { return rows_in > seen; }, rows_culprit);
-          }
-          continue;
-        }
-        pump_until(b, ready, rows_culprit);
-        if (b == stages) {
-          const int first = plan.tail_first + plan.split_tail;
-          out[i] = first >= g_->size()
-                       ? store.band(img, in_node, all_in).t.clone()
-                       : g_->run_block(first, g_->size(), store.band(img, in_node, all_in), {0, 1})
-                             .t.clone();
-          break;
-        }
-        if (b >= nb) {  // split tail layer j: our slice, then everyone's
-          const int j = b - nb, node = plan.tail_first + j;
-          std::vector<float> mine;
-          ComputeSpan span{0, b, img, now_us(), 0};
-          compute_tail_slice(*g_, plan, 0, j, img, store, &mine);
-          const RowRange sl = plan.tail_slices[size_t(j)][0];
-          if (!sl.empty()) store.put_channels(img, node, sl.begin, sl.end, mine.data());
-          span.t1_us = now_us();
-          st->spans.push_back(span);
-          pump_until(
-              b,
-              [&] {
-                return store.holds(img, node, {0, 1});
-              },
-              [&] {
-                for (int d = 1; d < plan.devices; ++d)
-                  if (!store.holds_channels(img, node, plan.tail_slices[size_t(j)][size_t(d)]))
-                    return d;
-                return -1;
-              });
-          continue;
-        }
-        ComputeSpan span{};
-        if (!plan.blocks[size_t(b)].zones[0].empty()) {
-          compute_zones(*g_, plan, 0, b, img, store, &span, [&] { send_ready(i); });
-          st->spans.push_back(span);
-        }
-      }
-      store.drop(img);
-      ++done;
-    }
+    call.run(out);
   } catch (const WorkerFault& f) {
     fault(f.peer, f.why, st);
-    for (size_t i = done; i < images.size(); ++i) out[i] = g_->forward(images[i]);  // recover
+    for (size_t i = call.done(); i < images.size(); ++i) out[i] = g_->forward(images[i]);  // recover
   }
-  {
-    std::lock_guard<std::mutex> lk(sent_log->mu);
-    st->wires.insert(st->wires.end(), sent_log->wires.begin(), sent_log->wires.end());
-  }
+  call.log_sends();
   uint64_t sent1 = 0, recv1 = 0;
   for (auto& p : peers_) sent1 += p->bytes_sent(), recv1 += p->bytes_received();
   st->bytes_sent = sent1 - sent0;
@@ -399,7 +453,7 @@ std::vector<Clock::time_point> HostRuntime::await_pongs(const std::vector<uint64
     // A worker that has answered may still fail meanwhile: that is news for the next call too.
     if (!m->failure.empty()) {
       drop(k, m->failure);
-    } else if (opt_.secret.enabled() && !m->authenticated) {
+    } else if (opt_.creds.enabled() && !m->authenticated) {
       drop(k, "unauthenticated frame");
     } else if (m->type == MsgType::error) {
       drop(k, error_text(*m));
@@ -437,7 +491,7 @@ std::vector<double> HostRuntime::ping(InferStats* st) {
 
 std::vector<MeasuredLink> HostRuntime::measure_links(InferStats* st) {
   // Probe payload: the worker ignores a ping's data and answers once the whole frame is in, so
-  // any protocol-3 worker can be measured. Frames of at most 1 MiB stay under every worker's
+  // any worker can be measured. Frames of at most 1 MiB stay under every worker's
   // --max-frame-mb.
   constexpr size_t kChunk = 1 << 20;
   static const auto zeros = std::make_shared<const std::vector<uint8_t>>(kChunk, uint8_t(0));

@@ -7,7 +7,6 @@
 #include <string>
 #include <vector>
 
-#include "dist/runtime/auth.h"
 #include "dist/runtime/executor.h"
 #include "dist/runtime/peer.h"
 #include "dist/plan/planner.h"
@@ -21,7 +20,10 @@ struct RuntimeOptions {
   bool fp16 = false;
   int timeout_ms = 10000;         // a worker silent for this long while we wait on it is dropped
   int hello_timeout_ms = 120000;  // connecting and loading the model (slow boards, big models)
-  Secret secret;  // set: every worker must prove it holds the same secret (dist/runtime/auth.h)
+  // A PSK or key pair (dist/runtime/handshake.h): every worker must authenticate and every frame
+  // is encrypted. Without, workers must be on loopback addresses unless `insecure` is set.
+  Credentials creds;
+  bool insecure = false;
 };
 
 struct InferStats {
@@ -67,6 +69,12 @@ class HostRuntime {
   std::vector<MeasuredLink> measure_links(InferStats* st = nullptr);
 
  private:
+  struct Joining;  // a worker's handshake in progress (host.cpp)
+  class Call;      // one call of infer (host.cpp)
+  Json hello_params() const;
+  void connect(const std::string& addr, std::vector<Joining>& j);
+  // Handles one handshake message of worker k; true when that worker is ready.
+  bool joining_step(Joining& j, size_t k, Message& m, const std::string& want_hash);
   void fault(int peer, const std::string& why, InferStats* st);
   // Waits until each peer i with want[i] != 0 answers the pong of that id (pongs come in
   // order, so the last of a burst); when each did (a default time_point: dropped meanwhile).

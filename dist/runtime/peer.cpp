@@ -3,7 +3,12 @@
 #include <poll.h>
 #include <pthread.h>
 
+#include <sys/socket.h>
+#include <sys/uio.h>
+
 #include <algorithm>
+#include <array>
+#include <cerrno>
 #include <cstring>
 #include <stdexcept>
 
@@ -15,12 +20,32 @@ int64_t now_us() {
   return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now().time_since_epoch()).count();
 }
 
-void Inbox::push(Message m) {
+void Inbox::push(Message m, const std::atomic<bool>* abort) {
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    std::unique_lock<std::mutex> lk(mu_);
+    Held& h = held_[m.peer];
+    if (m.failure.empty())
+      space_.wait(lk, [&] {
+        return h.frames == 0 ||
+               (h.frames < kMaxFrames && h.bytes + m.data.size() <= kMaxBytes) ||
+               (abort && abort->load());
+      });
+    ++h.frames;
+    h.bytes += m.data.size();
     q_.push_back(std::move(m));
   }
   cv_.notify_all();
+}
+
+void Inbox::wake() {
+  std::lock_guard<std::mutex> lk(mu_);  // a pusher between its check and its wait sees it
+  space_.notify_all();
+}
+
+size_t Inbox::queued(int peer) {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = held_.find(peer);
+  return it == held_.end() ? 0 : it->second.frames;
 }
 
 std::optional<Message> Inbox::pop(std::chrono::milliseconds timeout) {
@@ -35,6 +60,10 @@ std::optional<Message> Inbox::pop(std::chrono::milliseconds timeout) {
       if (it->deliver_at <= Clock::now()) {
         Message m = std::move(*it);
         q_.erase(it);
+        Held& h = held_[m.peer];
+        --h.frames;
+        h.bytes -= m.data.size();
+        space_.notify_all();
         return m;
       }
       if (Clock::now() >= deadline) return std::nullopt;
@@ -78,22 +107,19 @@ void Peer::set_limits(const FrameLimits& l) {
   limits_ = l;
 }
 
-void Peer::enable_mac(const Digest256& key, bool host_side) {
-  std::lock_guard<std::mutex> lk_send(send_mu_);
-  std::lock_guard<std::mutex> lk(cfg_mu_);
-  mac_on_ = true;
-  sign_on_ = false;
-  mac_key_ = key;
-  send_dir_ = host_side ? 'H' : 'W';
-  recv_dir_ = host_side ? 'W' : 'H';
-  send_seq_ = recv_seq_ = 0;
+void Peer::set_send_timeout(std::chrono::milliseconds t) {
+  timeval tv{long(t.count() / 1000), long((t.count() % 1000) * 1000)};
+  ::setsockopt(sock_->s.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
 
-void Peer::sign_sends() {
-  std::lock_guard<std::mutex> lk_send(send_mu_);
+void Peer::expect_sealed(const Key32& key) {
   std::lock_guard<std::mutex> lk(cfg_mu_);
-  if (!mac_on_) throw std::logic_error("sign_sends before enable_mac");
-  sign_on_ = true;
+  recv_ = FrameCipher(key);
+}
+
+void Peer::seal_sends(const Key32& key) {
+  std::lock_guard<std::mutex> lk(send_mu_);
+  send_ = FrameCipher(key);
 }
 
 void Peer::start_reader() {
@@ -110,6 +136,7 @@ void Peer::close() {
     q_.clear();  // frames not yet written are dropped: close() must not wait on a stalled peer
   }
   q_cv_.notify_all();
+  inbox_->wake();  // a reader blocked on a full inbox gives up
   asio::error_code ec;
   sock_->s.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
 }
@@ -128,12 +155,12 @@ void Peer::pace(size_t bytes) {
 }
 
 void Peer::send(MsgType t, uint64_t id, const Json& json, const void* data, size_t len) {
-  const std::string text = json.dump();
+  std::string text = json.dump();
   {
     std::unique_lock<std::mutex> lk(q_mu_);
     q_cv_.wait(lk, [&] { return (q_.empty() && !busy_) || closed_ || broken_; });
   }
-  write_frame(t, id, text, data, len);
+  write_frame(t, id, std::move(text), data, len);
 }
 
 void Peer::send_async(MsgType t, uint64_t id, const Json& json, std::shared_ptr<const void> keep,
@@ -163,7 +190,7 @@ void Peer::send_loop() {
     }
     const int64_t t0 = now_us();
     try {
-      write_frame(p.type, p.id, p.text, p.data, p.len);
+      write_frame(p.type, p.id, std::move(p.text), p.data, p.len);
     } catch (const std::exception& e) {
       {
         std::lock_guard<std::mutex> lk(cfg_mu_);
@@ -186,29 +213,124 @@ void Peer::send_loop() {
   }
 }
 
-void Peer::write_frame(MsgType t, uint64_t id, const std::string& text, const void* data,
-                       size_t len) {
+// Writes every part, or throws: a broken connection, or no progress for the send timeout
+// (SO_SNDTIMEO: sendmsg returns EAGAIN) because the other end stopped reading.
+void Peer::write_all(const void* const* parts, const size_t* lens, size_t n) {
+  std::array<iovec, 8> iov;
+  size_t k = 0;
+  for (size_t i = 0; i < n && k < iov.size(); ++i)
+    if (lens[i]) iov[k++] = {const_cast<void*>(parts[i]), lens[i]};
+  iovec* at = iov.data();
+  while (k > 0) {
+    msghdr mh{};
+    mh.msg_iov = at;
+    mh.msg_iovlen = k;
+    const ssize_t r = ::sendmsg(sock_->s.native_handle(), &mh, MSG_NOSIGNAL);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        throw std::runtime_error("send to " + name_ + " timed out (it stopped reading)");
+      throw std::runtime_error("send to " + name_ + " failed: " + std::strerror(errno));
+    }
+    size_t done = size_t(r);
+    while (k > 0 && done >= at->iov_len) done -= at->iov_len, ++at, --k;
+    if (k > 0) at->iov_base = static_cast<uint8_t*>(at->iov_base) + done, at->iov_len -= done;
+  }
+}
+
+void Peer::write_frame(MsgType t, uint64_t id, std::string text, const void* data, size_t len) {
   std::lock_guard<std::mutex> lk(send_mu_);
   if (closed_ || broken_) throw std::runtime_error("connection to " + name_ + " is closed");
-  bool mac_on;
-  Digest256 key;
-  uint8_t dir;
-  {
-    std::lock_guard<std::mutex> lk_cfg(cfg_mu_);
-    mac_on = sign_on_, key = mac_key_, dir = send_dir_;
+  const bool seal = send_.on();
+  const std::vector<uint8_t> header =
+      encode_header(t, id, text, data, len, seal ? kFlagSealed : 0);
+  uint8_t tags[2][kTagBytes];
+  if (seal) {
+    // The JSON is our own copy: sealed in place. The data is the caller's (often the feature
+    // store's rows, still needed): sealed into one buffer reused frame after frame.
+    auto* json = reinterpret_cast<uint8_t*>(text.data());
+    send_.seal(json, json, text.size(), header.data(), header.size(), tags[0]);
+    if (sealed_buf_.size() < len) sealed_buf_.resize(len);
+    send_.seal(static_cast<const uint8_t*>(data), sealed_buf_.data(), len, header.data(),
+               header.size(), tags[1]);
+    data = sealed_buf_.data();
   }
-  const std::vector<uint8_t> header = encode_header(t, id, text, data, len, mac_on ? kFlagMac : 0);
-  Tag128 tag{};
-  if (mac_on) tag = frame_mac(key, dir, send_seq_++, header.data(), text, data, len);
-  const size_t total = header.size() + text.size() + len + (mac_on ? kMacBytes : 0);
+  const size_t total = header.size() + text.size() + len + (seal ? 2 * kTagBytes : 0);
   pace(total);
-  std::array<asio::const_buffer, 4> bufs{asio::buffer(header), asio::buffer(text),
-                                         asio::buffer(data, len),
-                                         asio::buffer(tag.data(), mac_on ? kMacBytes : 0)};
-  asio::error_code ec;
-  asio::write(sock_->s, bufs, ec);
-  if (ec) throw std::runtime_error("send to " + name_ + " failed: " + ec.message());
+  const void* parts[] = {header.data(), text.data(), tags[0], data, tags[1]};
+  const size_t lens[] = {header.size(), text.size(), seal ? kTagBytes : 0, len,
+                         seal ? kTagBytes : 0};
+  write_all(parts, lens, 5);
+  if (sealed_buf_.size() > (4u << 20) && len < sealed_buf_.size() / 4)
+    std::vector<uint8_t>().swap(sealed_buf_);  // one large frame does not pin its size for ever
   sent_ += total;
+}
+
+void Peer::read_exact(void* p, size_t n) {
+  asio::error_code ec;
+  asio::read(sock_->s, asio::buffer(p, n), ec);
+  if (ec) throw ProtocolError("truncated frame: " + ec.message());
+}
+
+// The data grows as it arrives (64 KiB, then doubling): a peer must send bytes to make us hold
+// them, whatever length its header claims.
+void Peer::read_data(std::vector<uint8_t>& data, size_t n) {
+  size_t have = 0;
+  while (have < n) {
+    const size_t next = std::min(n, std::max<size_t>(64u << 10, 2 * have));
+    data.resize(next);
+    read_exact(data.data() + have, next - have);
+    have = next;
+  }
+}
+
+Message Peer::read_frame() {
+  uint8_t hb[kHeaderBytes];
+  asio::error_code ec;
+  asio::read(sock_->s, asio::buffer(hb), ec);
+  if (ec)
+    throw std::runtime_error(ec == asio::error::eof ? "connection closed by peer" : ec.message());
+  const FrameHeader h = decode_header(hb);
+  FrameLimits lim;
+  bool sealed;
+  {
+    std::lock_guard<std::mutex> lk(cfg_mu_);
+    lim = limits_, sealed = recv_.on();
+  }
+  if (h.json_len > lim.max_json || h.data_len > lim.max_data)
+    throw ProtocolError("frame of " + std::to_string(h.json_len + h.data_len) +
+                        " bytes exceeds this connection's limit");
+  if (bool(h.flags & kFlagSealed) != sealed)
+    throw ProtocolError(sealed ? "unsealed frame on an encrypted connection"
+                               : "sealed frame before the handshake");
+  Message m;
+  std::string text(h.json_len, '\0');
+  uint8_t tags[2][kTagBytes];
+  read_exact(text.data(), text.size());
+  if (sealed) read_exact(tags[0], kTagBytes);
+  read_data(m.data, size_t(h.data_len));
+  if (sealed) read_exact(tags[1], kTagBytes);
+  if (sealed) {
+    std::lock_guard<std::mutex> lk(cfg_mu_);
+    const bool ok = recv_.open(reinterpret_cast<uint8_t*>(text.data()), text.size(), hb,
+                               kHeaderBytes, tags[0]) &&
+                    recv_.open(m.data.data(), m.data.size(), hb, kHeaderBytes, tags[1]);
+    if (!ok) throw ProtocolError("frame does not open (forged, altered, replayed or reordered)");
+    m.authenticated = true;
+  } else {
+    verify_frame(hb, text, m.data.data(), m.data.size());
+  }
+  received_ += kHeaderBytes + text.size() + m.data.size() + (sealed ? 2 * kTagBytes : 0);
+  m.peer = index_;
+  m.type = h.type;
+  m.id = h.request_id;
+  try {
+    m.json = Json::parse(text);
+  } catch (const std::exception& e) {
+    throw ProtocolError(std::string("bad JSON in frame: ") + e.what());
+  }
+  m.text = std::move(text);
+  return m;
 }
 
 void Peer::read_loop() {
@@ -216,71 +338,14 @@ void Peer::read_loop() {
   fail.peer = index_;
   try {
     while (true) {
-      uint8_t hb[kHeaderBytes];
-      asio::error_code ec;
-      asio::read(sock_->s, asio::buffer(hb), ec);
-      if (ec)
-        throw std::runtime_error(ec == asio::error::eof ? "connection closed by peer"
-                                                        : ec.message());
-      const FrameHeader h = decode_header(hb);
-      FrameLimits lim;
-      bool mac_on;
-      {
-        std::lock_guard<std::mutex> lk(cfg_mu_);
-        lim = limits_, mac_on = mac_on_;
-      }
-      if (h.json_len > lim.max_json || h.data_len > lim.max_data)
-        throw ProtocolError("frame of " + std::to_string(h.json_len + h.data_len) +
-                            " bytes exceeds this connection's limit");
-      if (bool(h.flags & kFlagMac) != mac_on)
-        throw ProtocolError(mac_on ? "frame without a MAC on an authenticated connection"
-                                   : "MAC on a frame before the handshake");
-      std::string text(h.json_len, '\0');
-      Message m;
-      asio::read(sock_->s, asio::buffer(text), ec);
-      if (ec) throw ProtocolError("truncated frame: " + ec.message());
-      // The data grows as it arrives: a peer must send bytes to make us hold them.
-      constexpr size_t kFirstChunk = 1u << 20;
-      const size_t n = size_t(h.data_len);
-      m.data.resize(std::min(n, kFirstChunk));
-      asio::read(sock_->s, asio::buffer(m.data), ec);
-      if (!ec && n > kFirstChunk) {
-        m.data.resize(n);
-        asio::read(sock_->s, asio::buffer(m.data.data() + kFirstChunk, n - kFirstChunk), ec);
-      }
-      Tag128 tag{};
-      if (!ec && mac_on) asio::read(sock_->s, asio::buffer(tag), ec);
-      if (ec) throw ProtocolError("truncated frame: " + ec.message());
-      verify_frame(hb, text, m.data.data(), m.data.size());
-      if (mac_on) {
-        Digest256 key;
-        uint8_t dir;
-        uint64_t seq;
-        {
-          std::lock_guard<std::mutex> lk(cfg_mu_);
-          key = mac_key_, dir = recv_dir_, seq = recv_seq_++;
-        }
-        const Tag128 want = frame_mac(key, dir, seq, hb, text, m.data.data(), m.data.size());
-        if (!equal_constant_time(want.data(), tag.data(), kMacBytes))
-          throw ProtocolError("frame MAC mismatch (forged, altered or replayed frame)");
-        m.authenticated = true;
-      }
-      received_ += kHeaderBytes + text.size() + m.data.size() + (mac_on ? kMacBytes : 0);
-      m.peer = index_;
-      m.type = h.type;
-      m.id = h.request_id;
-      try {
-        m.json = Json::parse(text);
-      } catch (const std::exception& e) {
-        throw ProtocolError(std::string("bad JSON in frame: ") + e.what());
-      }
-      m.text = std::move(text);
+      Message m = read_frame();
       m.deliver_at = Clock::now();
       const Shaping sh = shaping();
       if (sh.enabled)
         m.deliver_at += std::chrono::duration_cast<Clock::duration>(
             std::chrono::duration<double>(sh.link.latency_s));
-      inbox_->push(std::move(m));
+      inbox_->push(std::move(m), &closed_);
+      if (closed_) throw std::runtime_error("closed");
     }
   } catch (const std::exception& e) {
     std::lock_guard<std::mutex> lk(cfg_mu_);

@@ -1,5 +1,5 @@
-// One TCP connection (standalone asio, blocking I/O) with a reader thread that decodes frames
-// into a shared Inbox, and shaped sends: a token bucket paces the bytes at the link rate and the
+// One TCP connection (standalone asio, blocking I/O) with a reader thread that decodes (and,
+// after the handshake, opens) frames into a shared Inbox, and shaped sends: a token bucket paces the bytes at the link rate and the
 // receiver delivers each frame one link delay after it arrived, emulating a slower network on
 // loopback without netem.
 #pragma once
@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -16,6 +17,7 @@
 
 #include "dist/plan/channel.h"
 #include "dist/plan/link.h"
+#include "dist/runtime/handshake.h"
 #include "dist/runtime/protocol.h"
 
 namespace eb::dist {
@@ -28,24 +30,37 @@ struct Message {
   MsgType type = MsgType::error;
   uint64_t id = 0;
   Json json;
-  std::string text;  // the JSON as received (the host proof covers HELLO's exact bytes)
+  std::string text;  // the JSON as received (the handshake transcript covers its exact bytes)
   std::vector<uint8_t> data;
-  bool authenticated = false;  // carried a valid MAC under the session key
+  bool authenticated = false;  // arrived sealed under the session keys (and opened)
   Clock::time_point deliver_at;
   std::string failure;  // non-empty: the connection failed (closed, malformed frame, ...)
 };
 
-// Messages from any number of peers, each released at its deliver_at time.
+// Messages from any number of peers, each released at its deliver_at time. Each peer may have
+// at most kMaxFrames messages or kMaxBytes of data waiting (one frame always fits): beyond
+// that push() blocks its reader, which stops reading the socket, so a peer that sends faster
+// than we consume is slowed by TCP itself instead of growing our memory.
 class Inbox {
  public:
-  void push(Message m);
+  static constexpr size_t kMaxFrames = 256;
+  static constexpr size_t kMaxBytes = 64u << 20;
+  // Blocks while the peer is over its bounds, unless `*abort` turns true (a closed peer).
+  // Failure messages never wait.
+  void push(Message m, const std::atomic<bool>* abort = nullptr);
   // Next deliverable message, or nullopt after `timeout`.
   std::optional<Message> pop(std::chrono::milliseconds timeout);
+  void wake();  // re-checks the abort flags of blocked pushes
+  size_t queued(int peer);  // messages waiting from that peer
 
  private:
+  struct Held {
+    size_t frames = 0, bytes = 0;
+  };
   std::mutex mu_;
-  std::condition_variable cv_;
+  std::condition_variable cv_, space_;
   std::deque<Message> q_;
+  std::map<int, Held> held_;
 };
 
 struct Shaping {
@@ -75,12 +90,16 @@ class Peer {
 
   void set_shaping(const Shaping& s);
   void set_limits(const FrameLimits& l);
-  // From now on every frame received must carry a valid MAC under `session_key` (sequence numbers
-  // start at 0 in both directions; `host_side` picks the direction labels) ...
-  void enable_mac(const Digest256& session_key, bool host_side);
-  // ... and, from this call on, every frame sent carries one. Two steps, because the worker
-  // must expect MACs before its CHALLENGE leaves but may sign only after the host's proof.
-  void sign_sends();
+  // A send that makes no progress for this long (the other end stopped reading) fails and
+  // breaks the connection. 0: wait for ever.
+  void set_send_timeout(std::chrono::milliseconds t);
+  // From now on every frame received must be sealed (dist/runtime/protocol.h) and open with
+  // `key`; call before the other end may send sealed frames ...
+  void expect_sealed(const Key32& key);
+  // ... and every frame sent is sealed with `key`. Two steps, because the worker must expect
+  // sealed frames before its CHALLENGE leaves, which itself goes in clear.
+  void seal_sends(const Key32& key);
+  void enable_encryption(const SessionKeys& keys) { expect_sealed(keys.recv), seal_sends(keys.send); }
   void start_reader();
   // Sends one frame; data is written straight from the caller's memory (scatter-gather).
   // Thread-safe; waits for frames queued by send_async to leave first, so frames keep their
@@ -94,6 +113,7 @@ class Peer {
   void send_async(MsgType t, uint64_t id, const Json& json, std::shared_ptr<const void> keep,
                   const void* data, size_t len, SentFn on_sent = {});
   void close();  // unblocks the reader; idempotent
+  bool closed() const { return closed_; }
   const std::string& name() const { return name_; }
   uint64_t bytes_sent() const { return sent_; }
   uint64_t bytes_received() const { return received_; }
@@ -110,7 +130,11 @@ class Peer {
   };
   void read_loop();
   void send_loop();
-  void write_frame(MsgType t, uint64_t id, const std::string& text, const void* data, size_t len);
+  void write_frame(MsgType t, uint64_t id, std::string text, const void* data, size_t len);
+  void write_all(const void* const* parts, const size_t* lens, size_t n);
+  Message read_frame();
+  void read_exact(void* p, size_t n);
+  void read_data(std::vector<uint8_t>& data, size_t n);
   void pace(size_t bytes);
   // The queue of send_async; busy_: the sender thread is writing a frame it took from it.
   std::mutex q_mu_;
@@ -124,13 +148,11 @@ class Peer {
   int index_;
   std::string name_;
   std::mutex send_mu_;
-  mutable std::mutex cfg_mu_;  // guards shaping_, limits_ and the MAC state: the reader reads them
+  mutable std::mutex cfg_mu_;  // guards shaping_, limits_ and recv_: the reader reads them
   Shaping shaping_;
   FrameLimits limits_;
-  bool mac_on_ = false, sign_on_ = false;
-  Digest256 mac_key_{};
-  uint8_t send_dir_ = 0, recv_dir_ = 0;
-  uint64_t send_seq_ = 0, recv_seq_ = 0;
+  FrameCipher send_, recv_;         // send_: under send_mu_
+  std::vector<uint8_t> sealed_buf_;  // one reusable buffer for sealed data (under send_mu_)
   Shaping shaping() const;
   Clock::time_point link_free_;
   std::thread reader_;

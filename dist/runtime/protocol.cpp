@@ -57,7 +57,7 @@ std::vector<uint8_t> encode_header(MsgType t, uint64_t id, const std::string& js
   put<uint32_t>(h.data(), 16, uint32_t(json.size()));
   put<uint32_t>(h.data(), 20, flags);
   put<uint64_t>(h.data(), 24, data_len);
-  put<uint64_t>(h.data(), 32, frame_hash(h.data(), json, data, data_len));
+  if (!(flags & kFlagSealed)) put<uint64_t>(h.data(), 32, frame_hash(h.data(), json, data, data_len));
   return h;
 }
 
@@ -71,7 +71,7 @@ FrameHeader decode_header(const uint8_t* b) {
   if (t < 1 || t > kMaxMsgType) throw ProtocolError("unknown message type " + std::to_string(t));
   FrameHeader h{MsgType(t), get<uint64_t>(b, 8), get<uint32_t>(b, 16), get<uint64_t>(b, 24),
                 get<uint64_t>(b, 32), get<uint32_t>(b, 20)};
-  if (h.flags & ~kFlagMac) throw ProtocolError("unknown frame flags");
+  if (h.flags & ~kFlagSealed) throw ProtocolError("unknown frame flags");
   if (h.json_len > kMaxJson) throw ProtocolError("JSON part exceeds the 1 MiB cap");
   if (h.data_len > kMaxData) throw ProtocolError("data part exceeds the 512 MiB cap");
   return h;
@@ -80,23 +80,6 @@ FrameHeader decode_header(const uint8_t* b) {
 void verify_frame(const uint8_t* header, const std::string& json, const void* data, size_t n) {
   if (frame_hash(header, json, data, n) != get<uint64_t>(header, 32))
     throw ProtocolError("frame checksum mismatch");
-}
-
-Tag128 frame_mac(const Digest256& key, uint8_t direction, uint64_t seq, const uint8_t* header,
-                 const std::string& json, const void* data, size_t n) {
-  HmacSha256 kdf(key.data(), key.size());
-  const char label[] = "edgeband/2 frame";
-  kdf.update(label, sizeof label);  // with its NUL
-  uint8_t frame_id[9];
-  frame_id[0] = direction;
-  put<uint64_t>(frame_id, 1, seq);
-  kdf.update(frame_id, sizeof frame_id);
-  const Digest256 one_time_key = kdf.finish();
-  Poly1305 mac(one_time_key.data());
-  mac.update(header, kHeaderBytes);  // the header holds both lengths: the split is unambiguous
-  mac.update(json.data(), json.size());
-  if (n) mac.update(data, n);
-  return mac.finish();
 }
 
 Json plan_to_wire(const Plan& p) {
@@ -126,6 +109,86 @@ Json plan_to_wire(const Plan& p) {
   return j;
 }
 
+namespace {
+// The blocks: consecutive from layer 0 to the tail, cut where the model may be cut, one zone
+// list per device with rows inside the block's output.
+void blocks_from_wire(const Json& j, const Graph& g, Plan& p) {
+  int expect_first = 0;
+  for (const Json& jb : j.at("blocks").items("blocks")) {
+    BlockPlan b;
+    b.first = int(jb.at("first").integer("first"));
+    b.last = int(jb.at("last").integer("last"));
+    if (b.first != expect_first || b.last <= b.first || b.last > p.tail_first || !g.is_cut(b.first))
+      throw ProtocolError("invalid block boundaries");
+    expect_first = b.last;
+    b.overlap = jb.has("overlap") && jb.at("overlap").boolean("overlap");
+    const int h = g.shape_of(b.last - 1).h;
+    const Json::Array& zs = jb.at("zones").items("zones");
+    if (int(zs.size()) != p.devices) throw ProtocolError("zones do not match the device count");
+    for (const Json& jd : zs) {
+      std::vector<RowRange> z;
+      for (const Json& r : jd.items("zone")) {
+        const long a = r[0].integer("row"), e = r[1].integer("row");
+        if (a < 0 || e > h || a >= e) throw ProtocolError("zone rows out of range");
+        z.push_back({int(a), int(e)});
+      }
+      b.zones.push_back(z);
+    }
+    p.blocks.push_back(b);
+  }
+  if (expect_first != p.tail_first || p.blocks.size() > 4096) throw ProtocolError("blocks do not cover the model");
+}
+
+// The split tail (optional: plans without one may omit it): per layer, channel slices that
+// tile the layer's outputs in device order (a device may have none).
+void tail_from_wire(const Json& j, const Graph& g, Plan& p) {
+  if (!j.has("split_tail")) return;
+  p.split_tail = int(j.at("split_tail").integer("split_tail"));
+  if (p.split_tail < 0 || p.split_tail > splittable_tail(g)) throw ProtocolError("tail split out of range");
+  const Json::Array& ls = j.at("tail_slices").items("tail_slices");
+  if (int(ls.size()) != p.split_tail) throw ProtocolError("tail slices do not match the split");
+  for (size_t k = 0; k < ls.size(); ++k) {
+    const Json::Array& per = ls[k].items("tail slice");
+    if (int(per.size()) != p.devices) throw ProtocolError("tail slices do not match the device count");
+    const int out = g.shape_of(p.tail_first + int(k)).c;
+    std::vector<RowRange> sl;
+    int next = 0;
+    for (const Json& jd : per) {
+      const Json::Array& rs = jd.items("slice");
+      if (rs.size() > 1) throw ProtocolError("one channel slice per device");
+      RowRange r{next, next};
+      if (rs.size() == 1) {
+        r = {int(rs[0][0].integer("channel")), int(rs[0][1].integer("channel"))};
+        if (r.begin != next || r.end <= r.begin || r.end > out) throw ProtocolError("tail slices out of range");
+      }
+      next = r.end;
+      sl.push_back(r);
+    }
+    if (next != out) throw ProtocolError("tail slices do not cover the layer");
+    p.tail_slices.push_back(sl);
+  }
+}
+
+// Transfers: between two different devices, of rows of the node that feeds their block.
+void transfers_from_wire(const Json& j, const Graph& g, Plan& p) {
+  const int nb = int(p.blocks.size());
+  for (const Json& jt : j.at("transfers").items("transfers")) {
+    if (jt.size() != 6) throw ProtocolError("malformed transfer");
+    Transfer t{int(jt[0].integer()), int(jt[1].integer()), int(jt[2].integer()), int(jt[3].integer()),
+               {int(jt[4].integer()), int(jt[5].integer())}, 0};
+    if (t.block < 0 || t.block > nb + std::max(0, p.split_tail - 1) || t.src < 0 ||
+        t.src >= p.devices || t.dst < 0 || t.dst >= p.devices || t.src == t.dst)
+      throw ProtocolError("transfer endpoints out of range");
+    const int want_node = t.block == 0    ? -1
+                          : t.block <= nb ? p.blocks[size_t(t.block - 1)].last - 1
+                                          : p.tail_first + (t.block - nb) - 1;
+    if (t.node != want_node || t.rows.begin < 0 || t.rows.end > g.shape_of(t.node).h || t.rows.empty())
+      throw ProtocolError("transfer rows out of range");
+    p.transfers.push_back(t);
+  }
+}
+}  // namespace
+
 Plan plan_from_wire(const Json& j, const Graph& g) {
   Plan p;
   try {
@@ -135,73 +198,9 @@ Plan plan_from_wire(const Json& j, const Graph& g) {
     p.tail_first = int(j.at("tail_first").integer("tail_first"));
     p.edge_first = j.at("edge_first").boolean("edge_first");
     if (p.tail_first != g.spatial_end()) throw ProtocolError("plan does not match the model's layers");
-    int expect_first = 0;
-    for (const Json& jb : j.at("blocks").items("blocks")) {
-      BlockPlan b;
-      b.first = int(jb.at("first").integer("first"));
-      b.last = int(jb.at("last").integer("last"));
-      if (b.first != expect_first || b.last <= b.first || b.last > p.tail_first || !g.is_cut(b.first))
-        throw ProtocolError("invalid block boundaries");
-      expect_first = b.last;
-      b.overlap = jb.has("overlap") && jb.at("overlap").boolean("overlap");
-      const int h = g.shape_of(b.last - 1).h;
-      const Json::Array& zs = jb.at("zones").items("zones");
-      if (int(zs.size()) != p.devices) throw ProtocolError("zones do not match the device count");
-      for (const Json& jd : zs) {
-        std::vector<RowRange> z;
-        for (const Json& r : jd.items("zone")) {
-          const long a = r[0].integer("row"), e = r[1].integer("row");
-          if (a < 0 || e > h || a >= e) throw ProtocolError("zone rows out of range");
-          z.push_back({int(a), int(e)});
-        }
-        b.zones.push_back(z);
-      }
-      p.blocks.push_back(b);
-    }
-    if (expect_first != p.tail_first || p.blocks.size() > 4096) throw ProtocolError("blocks do not cover the model");
-    if (j.has("split_tail")) {  // optional: plans without a split tail may omit it
-      p.split_tail = int(j.at("split_tail").integer("split_tail"));
-      if (p.split_tail < 0 || p.split_tail > splittable_tail(g))
-        throw ProtocolError("tail split out of range");
-      const Json::Array& ls = j.at("tail_slices").items("tail_slices");
-      if (int(ls.size()) != p.split_tail) throw ProtocolError("tail slices do not match the split");
-      for (size_t k = 0; k < ls.size(); ++k) {
-        const Json::Array& per = ls[k].items("tail slice");
-        if (int(per.size()) != p.devices) throw ProtocolError("tail slices do not match the device count");
-        const int out = g.shape_of(p.tail_first + int(k)).c;
-        std::vector<RowRange> sl;
-        int next = 0;  // slices tile [0, out) in device order; a device may have none
-        for (const Json& jd : per) {
-          const Json::Array& rs = jd.items("slice");
-          if (rs.size() > 1) throw ProtocolError("one channel slice per device");
-          RowRange r{next, next};
-          if (rs.size() == 1) {
-            r = {int(rs[0][0].integer("channel")), int(rs[0][1].integer("channel"))};
-            if (r.begin != next || r.end <= r.begin || r.end > out) throw ProtocolError("tail slices out of range");
-          }
-          next = r.end;
-          sl.push_back(r);
-        }
-        if (next != out) throw ProtocolError("tail slices do not cover the layer");
-        p.tail_slices.push_back(sl);
-      }
-    }
-    for (const Json& jt : j.at("transfers").items("transfers")) {
-      if (jt.size() != 6) throw ProtocolError("malformed transfer");
-      Transfer t{int(jt[0].integer()), int(jt[1].integer()), int(jt[2].integer()), int(jt[3].integer()),
-                 {int(jt[4].integer()), int(jt[5].integer())}, 0};
-      if (t.block < 0 || t.block > int(p.blocks.size()) + std::max(0, p.split_tail - 1) ||
-          t.src < 0 || t.src >= p.devices ||
-          t.dst < 0 || t.dst >= p.devices || t.src == t.dst)
-        throw ProtocolError("transfer endpoints out of range");
-      const int nb = int(p.blocks.size());
-      const int want_node = t.block == 0   ? -1
-                            : t.block <= nb ? p.blocks[size_t(t.block - 1)].last - 1
-                                            : p.tail_first + (t.block - nb) - 1;
-      if (t.node != want_node || t.rows.begin < 0 || t.rows.end > g.shape_of(t.node).h || t.rows.empty())
-        throw ProtocolError("transfer rows out of range");
-      p.transfers.push_back(t);
-    }
+    blocks_from_wire(j, g, p);
+    tail_from_wire(j, g, p);
+    transfers_from_wire(j, g, p);
   } catch (const ProtocolError&) {
     throw;
   } catch (const std::exception& e) {

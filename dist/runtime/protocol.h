@@ -1,13 +1,16 @@
 // Wire protocol between a host and its workers. Every message is one frame, little-endian:
-//    0 u32 magic "EBND"     4 u16 version (3)     6 u16 type
-//    8 u64 request id      16 u32 JSON length    20 u32 flags (bit 0: MAC trailer)
-//   24 u64 data length     32 u64 checksum (hash64 of bytes 0..31, then JSON, then data)
+//    0 u32 magic "EBND"     4 u16 version (4)     6 u16 type
+//    8 u64 request id      16 u32 JSON length    20 u32 flags (bit 0: sealed)
+//   24 u64 data length     32 u64 checksum (hash64 of bytes 0..31, then JSON, then data;
+//                                 0 in a sealed frame, whose tags cover everything)
 //   40 JSON (UTF-8, <= 1 MiB), then data (<= 512 MiB): the rows of a band, fp32 (raw or with
 //      its zeros elided, dist/runtime/sparse_wire.h) or fp16; in a ping, probe bytes the worker
-//      ignores (HostRuntime::measure_links),
-//   then, with flag bit 0, a 16-byte MAC (see frame_mac and dist/runtime/auth.h).
+//      ignores (HostRuntime::measure_links).
+// A sealed frame (after the handshake, dist/runtime/handshake.h) carries the JSON encrypted and
+// its 16-byte tag, then the data encrypted and its tag: two messages of the direction's
+// FrameCipher, each binding the 40-byte header (type, id, lengths) as additional data.
 // Anything else - wrong magic or version, unknown type or flags, lengths over the receiver's
-// limits, bad checksum or MAC, malformed JSON, rows outside the model - is a ProtocolError; the
+// limits, bad checksum or tag, malformed JSON, rows outside the model - is a ProtocolError; the
 // peer drops the connection.
 #pragma once
 #include <cstdint>
@@ -17,8 +20,7 @@
 
 #include "core/graph.h"
 #include "core/half.h"
-#include "dist/runtime/poly1305.h"
-#include "dist/runtime/sha256.h"
+#include "dist/runtime/crypto.h"
 #include "dist/plan/planner.h"
 
 namespace eb::dist {
@@ -37,16 +39,16 @@ enum class MsgType : uint16_t {
   challenge = 7,
   auth = 8,
   ping = 9,
-  pong = 10  // version 3: a host checks, wakes and measures its workers between calls
+  pong = 10  // a host checks, wakes and measures its workers between calls
 };
 constexpr uint16_t kMaxMsgType = 10;
 const char* msg_name(MsgType t);
 
 constexpr uint32_t kFrameMagic = 0x444E4245;  // "EBND"
-constexpr uint16_t kProtocolVersion = 3;
+constexpr uint16_t kProtocolVersion = 4;  // 4: the libsodium handshake and sealed frames
 constexpr size_t kHeaderBytes = 40;
-constexpr size_t kMacBytes = 16;
-constexpr uint32_t kFlagMac = 1;
+constexpr size_t kTagBytes = 16;
+constexpr uint32_t kFlagSealed = 1;
 constexpr uint32_t kMaxJson = 1u << 20;
 constexpr uint64_t kMaxData = 512ull << 20;
 
@@ -59,19 +61,13 @@ struct FrameHeader {
   uint32_t flags;
 };
 
-// Encodes a header for the given JSON and data (data may be split in parts, see checksum).
+// Encodes a header for the given JSON and data (the checksum is left 0 with kFlagSealed).
 std::vector<uint8_t> encode_header(MsgType t, uint64_t id, const std::string& json,
                                    const void* data, size_t data_len, uint32_t flags = 0);
 // Validates magic, version, type and size caps; throws ProtocolError.
 FrameHeader decode_header(const uint8_t* bytes);
-// Verifies the checksum of a received frame; throws ProtocolError.
+// Verifies the checksum of a received unsealed frame; throws ProtocolError.
 void verify_frame(const uint8_t* header, const std::string& json, const void* data, size_t data_len);
-// The MAC of one frame: Poly1305 over header, JSON and data under a one-time key
-// HMAC-SHA256(session key, "edgeband/2 frame" | direction | seq). `direction` tells
-// host->worker from worker->host frames and `seq` counts each direction's frames from 0 after
-// the handshake, so no two frames share a key and none can be replayed, reordered or reflected.
-Tag128 frame_mac(const Digest256& key, uint8_t direction, uint64_t seq, const uint8_t* header,
-                    const std::string& json, const void* data, size_t data_len);
 
 // A plan as the workers need it (blocks, zones, transfers) and back, validated against the
 // model on the receiving side.

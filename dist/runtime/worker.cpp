@@ -21,14 +21,68 @@ namespace {
 constexpr size_t kMaxImagesInFlight = 16;
 }
 
+// One connection: its socket, its thread, and whether it has passed the handshake (pending
+// connections may be dropped for newer ones; a host's never are).
+struct WorkerServer::Conn {
+  std::shared_ptr<Inbox> inbox = std::make_shared<Inbox>();
+  std::unique_ptr<Peer> peer;
+  std::string who;
+  std::thread t;
+  std::atomic<bool> authed{false}, done{false};
+};
+
 struct WorkerServer::Listener {
   asio::io_context io;
   asio::ip::tcp::acceptor acceptor{io};
 };
 
+// One host's connection, from the handshake to BYE (or a fault): the thread's whole life.
+class WorkerServer::Session {
+ public:
+  Session(WorkerServer& w, Conn& c) : w_(w), c_(c), peer_(*c.peer) {}
+  void run();
+
+ private:
+  struct Refusal : std::runtime_error {  // a failed handshake: logged as "refusing ..."
+    using std::runtime_error::runtime_error;
+  };
+  Message next(std::chrono::milliseconds wait, bool handshake);
+  [[noreturn]] void refuse(const std::string& tell_host, const std::string& why);
+  void handshake();
+  void accept_params(const Json& params, const Handshake& hs);
+  bool serve(Message& m);  // false: BYE
+  void on_plan(const Message& m);
+  void on_rows(const Message& m);
+  bool run_block(uint64_t image, int b);       // false: an input row is missing
+  bool run_tail_layer(uint64_t image, int b);  // the same, for a split tail layer
+  void add_span(int block, uint64_t image, int64_t t0);
+  Json take_spans();
+
+  WorkerServer& w_;
+  Conn& c_;
+  Peer& peer_;
+  bool slot_ = false;
+  std::shared_ptr<const Graph> g_;
+  std::unique_ptr<FeatureStore> store_;
+  Plan plan_;
+  bool have_plan_ = false, fp16_ = false;
+  int me_ = -1;
+  std::map<uint64_t, int> next_block_;  // per image
+  std::map<uint64_t, std::vector<bool>> sent_;  // plan transfers already queued, per image
+  // Compute spans not yet reported: each rides on the next frame out, whichever it is, so a
+  // block that sends nothing still appears in the host's trace (bounded: a trace, not state).
+  Json spans_ = Json::array();
+};
+
 WorkerServer::WorkerServer(WorkerOptions o) : opt_(std::move(o)), net_(std::make_unique<Listener>()) {
   asio::ip::tcp::acceptor& acceptor = net_->acceptor;
   const auto ep = parse_endpoint(opt_.listen);
+  if (!opt_.creds.enabled() && !opt_.insecure && !ep.address().is_loopback())
+    throw std::invalid_argument(
+        "refusing to listen on " + opt_.listen +
+        " without a key: anyone on the network could send work and read the images. Give the "
+        "worker a key (--secret-file, or --key and --authorized-keys; docs/SECURITY.md), listen "
+        "on 127.0.0.1, or pass --insecure on a network you trust");
   acceptor.open(ep.protocol());
   acceptor.set_option(asio::ip::tcp::acceptor::reuse_address(true));
   asio::error_code ec;
@@ -43,9 +97,13 @@ WorkerServer::WorkerServer(WorkerOptions o) : opt_(std::move(o)), net_(std::make
 WorkerServer::~WorkerServer() {
   stop();
   if (bg_.joinable()) bg_.join();
-  std::lock_guard<std::mutex> lk(threads_mu_);
-  for (auto& s : threads_)
-    if (s.t.joinable()) s.t.join();
+  std::vector<std::shared_ptr<Conn>> conns;
+  {
+    std::lock_guard<std::mutex> lk(threads_mu_);  // not held while joining: sessions take it to end
+    conns = conns_;
+  }
+  for (auto& c : conns)
+    if (c->t.joinable()) c->t.join();
 }
 
 void WorkerServer::log(const std::string& s) {
@@ -64,18 +122,26 @@ void WorkerServer::stop() {
     if (!acceptor_closed_) ::shutdown(listen_fd_, SHUT_RDWR);
   }
   std::lock_guard<std::mutex> lk(threads_mu_);
-  for (auto& w : sockets_)
-    if (auto p = w.lock()) static_cast<Peer*>(p.get())->close();
+  for (auto& c : conns_)
+    if (c->peer) c->peer->close();
 }
 
 size_t WorkerServer::session_threads() {
   std::lock_guard<std::mutex> lk(threads_mu_);
-  return threads_.size();
+  return conns_.size();
 }
 
 void WorkerServer::start_background() {
   bg_ = std::thread([this] { run(); });
 }
+
+bool WorkerServer::take_slot() {
+  if (hosts_.fetch_add(1) < opt_.max_connections) return true;
+  --hosts_;
+  return false;
+}
+
+void WorkerServer::release_slot() { --hosts_; }
 
 WorkerServer::Model WorkerServer::model_for(const std::string& name) {
   std::lock_guard<std::mutex> lk(models_mu_);
@@ -101,7 +167,13 @@ WorkerServer::Model WorkerServer::model_for(const std::string& name) {
   auto it = synthetic.find(name);
   if (it == synthetic.end()) {
     uint64_t h = 0;
-    auto g = std::make_shared<Graph>(models::load_model(name, "", &h));
+    std::shared_ptr<Graph> g;
+    try {
+      g = std::make_shared<Graph>(models::load_model(name, "", &h));
+    } catch (const std::invalid_argument& e) {  // a converted model: this worker needs its file
+      throw std::runtime_error(std::string(e.what()) + "; this worker has no --weights: start it " +
+                               "with --weights FILE, the .ebw the host runs");
+    }
     it = synthetic.emplace(name, Model{g, h}).first;
   }
   models_.push_back({name, it->second});
@@ -130,258 +202,285 @@ void WorkerServer::run() {
     std::string who = "?";
     auto rep = sock.remote_endpoint(ec);
     if (!ec) who = rep.address().to_string() + ":" + std::to_string(rep.port());
-    if (active_ >= opt_.max_connections) {
-      log("refusing " + who + ": " + std::to_string(opt_.max_connections) + " connections already");
-      sock.close(ec);
-      continue;
-    }
-    ++active_;
-    std::lock_guard<std::mutex> lk(threads_mu_);
-    for (auto it = threads_.begin(); it != threads_.end();) {  // reap finished sessions
-      if (*it->done) {
-        it->t.join();
-        it = threads_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    for (auto it = sockets_.begin(); it != sockets_.end();)
-      it = it->expired() ? sockets_.erase(it) : std::next(it);
-    auto done = std::make_shared<std::atomic<bool>>(false);
-    threads_.push_back({std::thread([this, s = std::make_unique<TcpSocket>(std::move(sock)), who,
-                                     done]() mutable {
-                          session(std::move(s), who);
-                          *done = true;
-                        }),
-                        done});
+    reap_and_evict();
+    spawn(std::make_unique<TcpSocket>(std::move(sock)), who);
   }
 }
 
-void WorkerServer::session(std::unique_ptr<TcpSocket> sock, std::string who) {
-  pthread_setname_np(pthread_self(), "eb-session");
-  // The OpenMP thread count is per thread: without this, sessions would run default-size teams.
-  if (opt_.threads > 0) omp_set_num_threads(opt_.threads);
-  auto inbox = std::make_shared<Inbox>();
-  auto peer = std::make_shared<Peer>(std::move(sock), inbox, 0, who);
-  {
-    std::lock_guard<std::mutex> lk(threads_mu_);
-    sockets_.push_back(std::static_pointer_cast<void>(peer));
+void WorkerServer::reap_and_evict() {
+  std::lock_guard<std::mutex> lk(threads_mu_);
+  for (auto it = conns_.begin(); it != conns_.end();) {
+    if ((*it)->done) {
+      (*it)->t.join();  // done: past its last use of threads_mu_
+      it = conns_.erase(it);
+    } else {
+      ++it;
+    }
   }
-  if (stopping_) peer->close();
+  int pending = 0;
+  for (auto& c : conns_) pending += !c->authed;
+  // The pending pool is full: drop the oldest connection still in its handshake. A real host
+  // completes it in milliseconds; a stranger holding sockets open loses them to newer ones.
+  for (auto& c : conns_) {
+    if (pending < opt_.max_pending) break;
+    if (c->authed || !c->peer || c->peer->closed()) continue;
+    log("dropping " + c->who + ": handshake pending while " + std::to_string(opt_.max_pending) +
+        " connections wait (--max-pending)");
+    c->peer->close();
+    --pending;
+  }
+}
+
+void WorkerServer::spawn(std::unique_ptr<TcpSocket> sock, const std::string& who) {
+  auto c = std::make_shared<Conn>();
+  c->who = who;
+  c->peer = std::make_unique<Peer>(std::move(sock), c->inbox, 0, who);
+  std::lock_guard<std::mutex> lk(threads_mu_);
+  conns_.push_back(c);
+  c->t = std::thread([this, c] {
+    pthread_setname_np(pthread_self(), "eb-session");
+    Session(*this, *c).run();
+    // Closes the socket now (a peer still sending gets a reset, not a stalled window) and
+    // frees the connection's buffers; the thread is joined at a later accept.
+    std::unique_ptr<Peer> gone;
+    {
+      std::lock_guard<std::mutex> lk_conns(threads_mu_);
+      gone = std::move(c->peer);
+    }
+    gone.reset();
+    ++served_;
+    c->done = true;
+  });
+}
+
+void WorkerServer::Session::run() {
+  // The OpenMP thread count is per thread: without this, sessions would run default-size teams.
+  if (w_.opt_.threads > 0) omp_set_num_threads(w_.opt_.threads);
+  if (w_.stopping_) peer_.close();
   // The pre-handshake limits must hold from the first byte: set before the reader starts, or
   // the reader could take a stranger's first frame under the defaults (a race TSan's timing hit).
-  peer->set_limits({kMaxJson, 0});
-  peer->start_reader();
-  std::shared_ptr<const Graph> g;
-  std::unique_ptr<FeatureStore> store;
-  Plan plan;
-  bool have_plan = false, fp16 = false;
-  int me = -1;
-  std::map<uint64_t, int> next_block;  // per image
-  std::map<uint64_t, std::vector<bool>> sent_by_image;  // plan transfers already queued
-  // Compute spans not yet reported: each rides on the next frame out, whichever it is, so a
-  // block that sends nothing still appears in the host's trace (bounded: a trace, not state).
-  Json spans = Json::array();
-  auto add_span = [&](int block, uint64_t image, int64_t t0) {
-    if (spans.size() >= 64) return;
-    Json sp = Json::array();
-    sp.push_back(block);
-    sp.push_back(double(image));
-    sp.push_back(double(t0));
-    sp.push_back(double(now_us()));
-    spans.push_back(sp);
-  };
-  auto take_spans = [&] {
-    Json extra = Json::object();
-    if (spans.size() == 0) return extra;
-    extra["spans"] = std::move(spans);
-    spans = Json::array();
-    return extra;
-  };
-  // Handshake: HELLO, then (with a secret) CHALLENGE out and AUTH in; only then HELLO_OK.
-  enum class Stage { hello, auth, ready } stage = Stage::hello;
-  const bool secure = opt_.secret.enabled();
-  Nonce worker_nonce{}, host_nonce{};
-  Message hello;
-  const auto handshake_deadline = Clock::now() + std::chrono::milliseconds(opt_.handshake_timeout_ms);
-  auto refuse = [&](const std::string& tell_host, const std::string& why) {
-    Json err = Json::object();
-    err["message"] = tell_host;
-    peer->send(MsgType::error, 0, err);
-    throw std::runtime_error("refusing " + who + ": " + why);
-  };
-  // Loads the model HELLO names and answers HELLO_OK (with our proof when authenticating).
-  auto accept_hello = [&] {
-    Model model;
-    try {
-      model = model_for(hello.json.at("model").string("model"));
-    } catch (const std::exception& e) {
-      refuse(e.what(), std::string("hello refused: ") + e.what());
-    }
-    g = model.graph;
-    store = std::make_unique<FeatureStore>(*g);
-    Shaping sh;
-    if (hello.json.has("link") && !hello.json.at("link").is_null()) {
-      sh.enabled = true;
-      sh.link = parse_link(hello.json.at("link").string("link"));
-      if (hello.json.has("channel"))
-        sh.channel = std::make_shared<BandwidthTrace>(
-            channel_from_wire(hello.json.at("channel"), sh.epoch));
-    }
-    peer->set_shaping(sh);
-    fp16 = hello.json.has("wire") && hello.json.at("wire").string("wire") == "fp16";
-    Json ok = Json::object();
-    ok["model"] = g->model;
-    char hex[32];
-    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(model.hash));
-    ok["hash"] = hex;
-    ok["isa"] = kernels::isa_name(kernels::active().isa);
-    if (secure) {
-      const Digest256 proof = worker_proof(opt_.secret, worker_nonce, host_nonce);
-      ok["proof"] = to_hex(proof.data(), proof.size());
-    }
-    peer->set_limits({kMaxJson, opt_.max_frame_bytes});
-    peer->send(MsgType::hello_ok, hello.id, ok);
-    stage = Stage::ready;
-  };
+  peer_.set_limits({kMaxJson, 0});
+  peer_.set_send_timeout(std::chrono::milliseconds(w_.opt_.send_timeout_ms));
+  peer_.start_reader();
   try {
+    handshake();
     while (true) {
-      const auto wait = stage == Stage::ready
-                            ? std::chrono::milliseconds(opt_.idle_timeout_ms)
-                            : std::chrono::duration_cast<std::chrono::milliseconds>(
-                                  std::max(handshake_deadline - Clock::now(), Clock::duration(0)));
-      std::optional<Message> m = inbox->pop(wait);
-      if (!m)
-        throw std::runtime_error(stage == Stage::ready ? "idle timeout"
-                                                       : "handshake not completed in time");
-      if (!m->failure.empty()) {
-        if (stage == Stage::auth)
-          throw std::runtime_error("refusing " + who + ": authentication failed (" + m->failure +
-                                   "); wrong secret?");
-        if (m->failure != "closed" && m->failure != "connection closed by peer")
-          log(who + ": " + m->failure);
+      Message m = next(std::chrono::milliseconds(w_.opt_.idle_timeout_ms), false);
+      if (!m.failure.empty()) {
+        if (m.failure != "closed" && m.failure != "connection closed by peer")
+          w_.log(c_.who + ": " + m.failure);
         break;
       }
-      if (stage != Stage::ready && m->type != MsgType::hello && m->type != MsgType::auth)
-        throw ProtocolError(std::string(msg_name(m->type)) + " before the handshake");
-      if (secure && stage != Stage::hello && !m->authenticated)
-        throw ProtocolError("unauthenticated frame");  // read before the MAC was switched on
-      switch (m->type) {
-        case MsgType::hello: {
-          if (stage != Stage::hello) throw ProtocolError("second hello");
-          hello = std::move(*m);
-          if (!secure) {
-            accept_hello();
-            break;
-          }
-          if (!hello.json.has("nonce") ||
-              !from_hex(hello.json.at("nonce").string("nonce"), host_nonce.data(), host_nonce.size()))
-            refuse("this worker requires authentication: start the host with --secret-file",
-                   "the host sent no credentials (no --secret-file?)");
-          worker_nonce = random_nonce();
-          peer->enable_mac(session_key(opt_.secret, worker_nonce, host_nonce), false);
-          Json c = Json::object();
-          c["nonce"] = to_hex(worker_nonce.data(), worker_nonce.size());
-          peer->send(MsgType::challenge, 0, c);
-          stage = Stage::auth;
-          break;
-        }
-        case MsgType::auth: {
-          if (stage != Stage::auth) throw ProtocolError("unexpected auth");
-          const Digest256 want = host_proof(opt_.secret, worker_nonce, host_nonce, hello.text);
-          Digest256 got{};
-          if (!m->json.has("proof") || !from_hex(m->json.at("proof").string("proof"), got.data(), got.size()) ||
-              !equal_constant_time(got.data(), want.data(), got.size()))
-            throw std::runtime_error("refusing " + who + ": authentication failed (bad proof)");
-          peer->sign_sends();
-          accept_hello();
-          break;
-        }
-        case MsgType::plan: {
-          if (!g) throw ProtocolError("plan before hello");
-          plan = plan_from_wire(m->json.at("plan"), *g);
-          me = int(m->json.at("device").integer("device"));
-          if (me < 1 || me >= plan.devices) throw ProtocolError("device index out of range");
-          have_plan = true;
-          store->clear();
-          next_block.clear();
-          sent_by_image.clear();
-          spans = Json::array();
-          break;
-        }
-        case MsgType::rows: {
-          if (!have_plan) throw ProtocolError("rows before a plan");
-          const uint64_t image = m->id;
-          if (!next_block.count(image) && next_block.size() >= kMaxImagesInFlight)
-            throw ProtocolError("too many images in flight");
-          store->put_wire(image, m->json, m->data);
-          int& b = next_block[image];
-          const int nb = int(plan.blocks.size()), stages = nb + plan.split_tail;
-          while (b < stages) {
-            if (b >= nb) {  // our channel slice of split tail layer j, once its input is here
-              const int j = b - nb;
-              auto slice = std::make_shared<std::vector<float>>();
-              const int64_t t0 = now_us();
-              if (!compute_tail_slice(*g, plan, me, j, image, *store, slice.get())) break;
-              if (!slice->empty()) {
-                add_span(b, image, t0);
-                send_slice(*peer, image, plan.tail_first + j,
-                           plan.tail_slices[size_t(j)][size_t(me)], slice, fp16, take_spans());
-              }
-              ++b;
-              continue;
-            }
-            ComputeSpan span{};
-            if (!plan.blocks[size_t(b)].zones[size_t(me)].empty()) {
-              // Send each outgoing transfer as soon as its rows exist (edge-first plans make
-              // that before the interior of the zone is computed).
-              // Per image, not per attempt: an overlap block is computed over several calls.
-              std::vector<bool>& sent = sent_by_image[image];
-              sent.resize(plan.transfers.size(), false);
-              // Each piece computed is a span, sent with the next frame out (usually its own rows).
-              int64_t piece_start = now_us();
-              auto flush = [&] {
-                add_span(b, image, piece_start);
-                for (size_t k = 0; k < plan.transfers.size(); ++k) {
-                  const Transfer& t = plan.transfers[k];
-                  if (sent[k] || t.block != b + 1 || t.src != me ||
-                      !store->holds(image, t.node, t.rows))
-                    continue;
-                  send_rows(*peer, image, t, *store, fp16, take_spans());
-                  sent[k] = true;
-                }
-                piece_start = now_us();
-              };
-              if (!compute_zones(*g, plan, me, b, image, *store, &span, flush)) break;
-            }
-            ++b;
-          }
-          if (b == stages) {
-            store->drop(image);
-            next_block.erase(image);
-            sent_by_image.erase(image);
-          }
-          break;
-        }
-        case MsgType::ping:  // answered in turn: a pong also says every earlier frame is handled
-          peer->send(MsgType::pong, m->id, Json::object());
-          break;
-        case MsgType::bye:
-          throw std::runtime_error("");
-        default:
-          throw ProtocolError(std::string("unexpected ") + msg_name(m->type) + " message");
-      }
+      if (!serve(m)) break;
     }
+  } catch (const Refusal& e) {
+    w_.log(e.what());
   } catch (const std::exception& e) {
-    const std::string why = e.what();
-    if (why.rfind("refusing ", 0) == 0)
-      log(why);
-    else if (!why.empty())
-      log("dropping " + who + ": " + why);
+    if (*e.what()) w_.log("dropping " + c_.who + ": " + e.what());
   }
-  peer->close();
-  ++served_;
-  --active_;
+  peer_.close();
+  if (slot_) w_.release_slot();
+}
+
+Message WorkerServer::Session::next(std::chrono::milliseconds wait, bool handshake) {
+  std::optional<Message> m = c_.inbox->pop(wait);
+  if (!m) throw std::runtime_error(handshake ? "handshake not completed in time" : "idle timeout");
+  return std::move(*m);
+}
+
+void WorkerServer::Session::refuse(const std::string& tell_host, const std::string& why) {
+  Json err = Json::object();
+  err["message"] = tell_host;
+  try {
+    peer_.send(MsgType::error, 0, err);
+  } catch (const std::exception&) {
+  }
+  throw Refusal("refusing " + c_.who + ": " + why);
+}
+
+// HELLO, then (with a key) CHALLENGE out and AUTH in; only then a host slot, the model and
+// HELLO_OK. A failure before that point costs this worker a small frame and a thread.
+void WorkerServer::Session::handshake() {
+  const auto deadline = Clock::now() + std::chrono::milliseconds(w_.opt_.handshake_timeout_ms);
+  auto left = [&] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::max(deadline - Clock::now(), Clock::duration(0)));
+  };
+  Message hello = next(left(), true);
+  if (!hello.failure.empty()) throw std::runtime_error(hello.failure == "closed" ? "" : hello.failure);
+  if (hello.type != MsgType::hello)
+    throw ProtocolError(std::string(msg_name(hello.type)) + " before the handshake");
+  Handshake hs(w_.opt_.creds, false);
+  std::optional<Json> challenge;
+  Json params;
+  try {
+    challenge = hs.worker_challenge(hello.text, hello.json);
+    if (!challenge) {
+      if (!hello.json.has("params")) throw HandshakeError("HELLO without params");
+      params = hello.json.at("params");
+    }
+  } catch (const HandshakeError& e) {
+    refuse(e.what(), std::string("hello refused: ") + e.what());
+  }
+  if (challenge) {
+    peer_.expect_sealed(hs.keys().recv);
+    peer_.send(MsgType::challenge, 0, *challenge);
+    peer_.seal_sends(hs.keys().send);
+    Message auth = next(left(), true);
+    if (!auth.failure.empty())
+      throw Refusal("refusing " + c_.who + ": authentication failed (" + auth.failure +
+                    "); a different key?");
+    if (auth.type != MsgType::auth || !auth.authenticated)
+      throw ProtocolError(std::string("unexpected ") + msg_name(auth.type) + " in the handshake");
+    try {
+      params = hs.worker_accept(auth.json);
+    } catch (const HandshakeError& e) {
+      refuse(e.what(), std::string("authentication failed: ") + e.what());
+    }
+  }
+  try {
+    check_params(params);
+  } catch (const HandshakeError& e) {
+    refuse(e.what(), std::string("hello refused: ") + e.what());
+  }
+  if (!(slot_ = w_.take_slot()))
+    refuse("worker busy: " + std::to_string(w_.opt_.max_connections) + " hosts connected",
+           std::to_string(w_.opt_.max_connections) + " connections already");
+  c_.authed = true;
+  accept_params(params, hs);
+}
+
+// Loads the model the params name and answers HELLO_OK (with our identity in keys mode).
+void WorkerServer::Session::accept_params(const Json& params, const Handshake& hs) {
+  Model model;
+  try {
+    model = w_.model_for(params.at("model").string("model"));
+  } catch (const std::exception& e) {
+    refuse(e.what(), std::string("hello refused: ") + e.what());
+  }
+  g_ = model.graph;
+  store_ = std::make_unique<FeatureStore>(*g_);
+  Shaping sh;
+  if (params.has("link") && !params.at("link").is_null()) {
+    sh.enabled = true;
+    sh.link = parse_link(params.at("link").string("link"));
+    if (params.has("channel"))
+      sh.channel = std::make_shared<BandwidthTrace>(channel_from_wire(params.at("channel"), sh.epoch));
+  }
+  peer_.set_shaping(sh);
+  fp16_ = params.has("wire") && params.at("wire").string("wire") == "fp16";
+  Json ok = Json::object();
+  ok["model"] = g_->model;
+  char hex[32];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(model.hash));
+  ok["hash"] = hex;
+  ok["isa"] = kernels::isa_name(kernels::active().isa);
+  hs.worker_sign(ok);
+  peer_.set_limits({kMaxJson, w_.opt_.max_frame_bytes});
+  peer_.send(MsgType::hello_ok, 0, ok);
+}
+
+bool WorkerServer::Session::serve(Message& m) {
+  if (w_.opt_.creds.enabled() && !m.authenticated)
+    throw ProtocolError("unsealed frame");  // cannot happen: the reader refuses them
+  switch (m.type) {
+    case MsgType::plan:
+      on_plan(m);
+      return true;
+    case MsgType::rows:
+      on_rows(m);
+      return true;
+    case MsgType::ping:  // answered in turn: a pong also says every earlier frame is handled
+      peer_.send(MsgType::pong, m.id, Json::object());
+      return true;
+    case MsgType::bye:
+      return false;
+    default:
+      throw ProtocolError(std::string("unexpected ") + msg_name(m.type) + " message");
+  }
+}
+
+void WorkerServer::Session::on_plan(const Message& m) {
+  plan_ = plan_from_wire(m.json.at("plan"), *g_);
+  me_ = int(m.json.at("device").integer("device"));
+  if (me_ < 1 || me_ >= plan_.devices) throw ProtocolError("device index out of range");
+  have_plan_ = true;
+  store_->clear();
+  next_block_.clear();
+  sent_.clear();
+  spans_ = Json::array();
+}
+
+void WorkerServer::Session::on_rows(const Message& m) {
+  if (!have_plan_) throw ProtocolError("rows before a plan");
+  const uint64_t image = m.id;
+  if (!next_block_.count(image) && next_block_.size() >= kMaxImagesInFlight)
+    throw ProtocolError("too many images in flight");
+  store_->put_wire(image, m.json, m.data);
+  int& b = next_block_[image];
+  const int nb = int(plan_.blocks.size()), stages = nb + plan_.split_tail;
+  while (b < stages && (b >= nb ? run_tail_layer(image, b) : run_block(image, b))) ++b;
+  if (b == stages) {
+    store_->drop(image);
+    next_block_.erase(image);
+    sent_.erase(image);
+  }
+}
+
+// Our channel slice of split tail layer b - nb, once its input is here.
+bool WorkerServer::Session::run_tail_layer(uint64_t image, int b) {
+  const int j = b - int(plan_.blocks.size());
+  auto slice = std::make_shared<std::vector<float>>();
+  const int64_t t0 = now_us();
+  if (!compute_tail_slice(*g_, plan_, me_, j, image, *store_, slice.get())) return false;
+  if (!slice->empty()) {
+    add_span(b, image, t0);
+    send_slice(peer_, image, plan_.tail_first + j, plan_.tail_slices[size_t(j)][size_t(me_)],
+               slice, fp16_, take_spans());
+  }
+  return true;
+}
+
+// Our zones of block b. Each outgoing transfer leaves as soon as its rows exist (edge-first
+// plans make that before the interior of the zone is computed); each piece computed is a span,
+// sent with the next frame out (usually its own rows).
+bool WorkerServer::Session::run_block(uint64_t image, int b) {
+  if (plan_.blocks[size_t(b)].zones[size_t(me_)].empty()) return true;
+  // Per image, not per attempt: an overlap block is computed over several calls.
+  std::vector<bool>& sent = sent_[image];
+  sent.resize(plan_.transfers.size(), false);
+  int64_t piece_start = now_us();
+  auto flush = [&] {
+    add_span(b, image, piece_start);
+    for (size_t k = 0; k < plan_.transfers.size(); ++k) {
+      const Transfer& t = plan_.transfers[k];
+      if (sent[k] || t.block != b + 1 || t.src != me_ || !store_->holds(image, t.node, t.rows))
+        continue;
+      send_rows(peer_, image, t, *store_, fp16_, take_spans());
+      sent[k] = true;
+    }
+    piece_start = now_us();
+  };
+  ComputeSpan span{};
+  return compute_zones(*g_, plan_, me_, b, image, *store_, &span, flush);
+}
+
+void WorkerServer::Session::add_span(int block, uint64_t image, int64_t t0) {
+  if (spans_.size() >= 64) return;
+  Json sp = Json::array();
+  sp.push_back(block);
+  sp.push_back(double(image));
+  sp.push_back(double(t0));
+  sp.push_back(double(now_us()));
+  spans_.push_back(sp);
+}
+
+Json WorkerServer::Session::take_spans() {
+  Json extra = Json::object();
+  if (spans_.size() == 0) return extra;
+  extra["spans"] = std::move(spans_);
+  spans_ = Json::array();
+  return extra;
 }
 
 }  // namespace eb::dist

@@ -1,7 +1,8 @@
-// `edgeband worker`: serves any number of hosts, one connection (and thread) each. A host says
-// HELLO (model, link shaping, wire format), sends a PLAN naming this worker's device index,
-// then ROWS; the worker computes its zones as soon as their input rows are present and sends the
-// rows the plan routes onwards. Malformed or hostile frames end that connection only.
+// `edgeband worker`: serves any number of hosts, one connection (and thread) each. A host runs
+// the handshake (dist/runtime/handshake.h: model, link shaping, wire format), sends a PLAN naming
+// this worker's device index, then ROWS; the worker computes its zones as soon as their input
+// rows are present and sends the rows the plan routes onwards. Malformed or hostile frames end
+// that connection only.
 #pragma once
 #include <atomic>
 #include <functional>
@@ -12,7 +13,7 @@
 #include <vector>
 
 #include "core/graph.h"
-#include "dist/runtime/auth.h"
+#include "dist/runtime/handshake.h"
 
 namespace eb::dist {
 
@@ -22,14 +23,21 @@ struct WorkerOptions {
   std::string listen = "127.0.0.1:0";
   std::string weights;                 // serve this file's model only (else built-in models)
   int threads = 0;                     // OpenMP threads per session (0: the OpenMP default)
-  // Limits (README "Limits"): connections served at once, the largest frame accepted after the
-  // handshake (before it: no data, 1 MiB of JSON), the time a new connection has to complete
-  // HELLO (and authentication), and the silence after which a connection is dropped.
+  // Limits (docs/SECURITY.md): hosts served at once (counted from a completed handshake);
+  // connections still in their handshake, in a pool of their own (when it is full, the oldest
+  // is dropped for the newest, so strangers cannot keep a real host out); the largest frame
+  // accepted after the handshake (before it: no data, 1 MiB of JSON); the time a new connection
+  // has to complete the handshake; the silence after which a connection is dropped; and the
+  // time a send may make no progress before the host is deemed to have stopped reading.
   int max_connections = 16;
+  int max_pending = 8;
   uint64_t max_frame_bytes = 256ull << 20;
-  int handshake_timeout_ms = 10000;
+  int handshake_timeout_ms = 5000;
   int idle_timeout_ms = 300000;
-  Secret secret;  // set: hosts must authenticate (dist/runtime/auth.h)
+  int send_timeout_ms = 10000;
+  Credentials creds;  // a PSK or key pair: hosts must authenticate, and frames are encrypted
+  // Without credentials the worker listens on loopback addresses only, unless this is set.
+  bool insecure = false;
   std::function<void(const std::string&)> log = nullptr;  // default: stderr
 };
 
@@ -49,8 +57,13 @@ class WorkerServer {
     std::shared_ptr<const Graph> graph;
     uint64_t hash;
   };
+  struct Conn;
+  class Session;
   Model model_for(const std::string& name);
-  void session(std::unique_ptr<TcpSocket> sock, std::string who);
+  void spawn(std::unique_ptr<TcpSocket> sock, const std::string& who);
+  void reap_and_evict();  // joins finished sessions; makes room in the pending pool
+  bool take_slot();       // a host slot, at a completed handshake
+  void release_slot();
   void log(const std::string& s);
 
   WorkerOptions opt_;
@@ -61,17 +74,12 @@ class WorkerServer {
   std::mutex acceptor_mu_;      // orders that shutdown against run()'s close of the acceptor
   bool acceptor_closed_ = false;
   std::atomic<bool> stopping_{false};
-  std::atomic<int> active_{0}, served_{0};
+  std::atomic<int> hosts_{0}, served_{0};
   std::mutex models_mu_;
   std::vector<std::pair<std::string, Model>> models_;
   std::thread bg_;
   std::mutex threads_mu_;
-  struct SessionThread {
-    std::thread t;
-    std::shared_ptr<std::atomic<bool>> done;
-  };
-  std::vector<SessionThread> threads_;  // finished ones are joined at the next accept
-  std::vector<std::weak_ptr<void>> sockets_;
+  std::vector<std::shared_ptr<Conn>> conns_;  // in accept order; finished ones are joined at the next accept
 };
 
 }  // namespace eb::dist

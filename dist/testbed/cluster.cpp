@@ -271,7 +271,7 @@ std::vector<SchemeResult> run_cluster(const ClusterOptions& o) {
   RuntimeOptions ro;
   ro.fp16 = o.fp16;
   ro.timeout_ms = o.timeout_ms;
-  if (!o.secret_file.empty()) ro.secret = load_secret_file(o.secret_file);
+  if (!o.secret_file.empty()) ro.creds.psk = load_psk_file(o.secret_file);
   if (!o.link.empty()) ro.shaping.enabled = true, ro.shaping.link = cl.link;
   std::vector<std::string> addrs;
   for (auto& w : workers) addrs.push_back(w->addr());

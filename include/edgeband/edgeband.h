@@ -67,7 +67,12 @@ PlanSummary plan(const Model& model, const ClusterSpec& cluster, Scheme scheme);
 struct HostOptions {
   std::string link = "1gbit,0.2ms";  // what the planner assumes for every worker's link
   int timeout_ms = 10000;            // a silent worker is dropped after this long
-  std::string secret_file;           // shared secret of `edgeband worker --secret-file`
+  // Keys (docs/SECURITY.md): the pre-shared key of `edgeband worker --secret-file`, or this
+  // host's key with the workers' public keys (`--key` and `--authorized-keys` on the workers).
+  // Without, workers must be on this machine unless `insecure` (nothing encrypted).
+  std::string secret_file;
+  std::string key_file, worker_keys_file;
+  bool insecure = false;
 };
 
 struct DistributedResult {

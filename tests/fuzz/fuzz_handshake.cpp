@@ -3,8 +3,8 @@
 // checksum and the MAC and reaches every stage of the session:
 //   0 LEN BYTES...          raw bytes, as they are
 //   1 TYPE JLEN JSON DLEN DATA   a frame with a valid checksum and no MAC
-//   2 TYPE JLEN JSON DLEN DATA   the same with a valid MAC under the current session key
-//   3                        a correct HELLO / CHALLENGE / AUTH / HELLO_OK exchange
+//   2 TYPE JLEN JSON DLEN DATA   the same sealed under the current session key
+//   3                        a correct HELLO / CHALLENGE / AUTH / HELLO_OK exchange (PSK)
 // (LEN: one byte; JLEN, DLEN: two bytes, little-endian). The worker must never crash or leak; its replies are read
 // and dropped. ASan + UBSan watch the worker's threads, which run in this process.
 #include <sys/socket.h>
@@ -16,7 +16,7 @@
 #include <string>
 
 #include "core/weights_io.h"
-#include "dist/runtime/auth.h"
+#include "dist/runtime/handshake.h"
 #include "dist/runtime/peer.h"
 #include "dist/runtime/worker.h"
 #include "models/zoo.h"
@@ -27,7 +27,12 @@ using namespace eb::dist;
 
 namespace {
 
-const char* kSecret = "fuzzing-secret-0123456789";
+Credentials fuzz_key() {
+  Credentials c;
+  c.psk.key.fill(0x42);
+  c.psk.set = true;
+  return c;
+}
 
 struct Fixture {
   std::string weights = "/dev/shm/edgeband_fuzz_hs_" + std::to_string(::getpid()) + ".ebw";
@@ -43,7 +48,7 @@ struct Fixture {
     o.handshake_timeout_ms = 300;
     o.idle_timeout_ms = 300;
     o.max_frame_bytes = 1 << 20;
-    o.secret.key.assign(kSecret, kSecret + std::strlen(kSecret));
+    o.creds = fuzz_key();
     o.log = [](const std::string&) {};
     server = std::make_unique<WorkerServer>(o);
     server->start_background();
@@ -55,7 +60,7 @@ struct Fixture {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static Fixture fx;
-  static const Secret secret{std::vector<uint8_t>(kSecret, kSecret + std::strlen(kSecret))};
+  static const Credentials secret = fuzz_key();
   test::RawClient c(fx.addr, 300);
   size_t at = 0;
   auto byte = [&]() -> size_t { return at < size ? data[at++] : 0; };
