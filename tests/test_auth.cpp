@@ -551,7 +551,9 @@ TEST_CASE("dist limits: claimed frame sizes commit no memory until the bytes arr
   const long peak = rss_kb(worker.pid(), "VmHWM:");
   MESSAGE("worker RSS ", before / 1024, " MiB before, peak ", peak / 1024,
           " MiB with 16 connections each claiming 256 MiB and sending 1 MiB");
+#ifndef EDGEBAND_SANITIZED  // AddressSanitizer's shadow memory and quarantine add their own
   CHECK(peak - before < 80 * 1024);  // was ~4 GiB: 16 x 256 MiB committed
+#endif
 }
 
 // Review: "no bound on queued frames per connection" (200k unread pings grew RSS to 59 MiB) and
@@ -560,6 +562,7 @@ TEST_CASE("dist limits: unread pings are bounded and a host that stops reading i
   WorkerProcess worker(EDGEBAND_BIN, 1, "", {"--send-timeout", "1", "--max-conn", "1"});
   RawClient c(worker.addr(), 10000);
   REQUIRE(c.handshake(Credentials{}, kParams));
+  const long before = rss_kb(worker.pid(), "VmRSS:");
   const int small = 4096;
   ::setsockopt(c.s.native_handle(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
   const timeval send_limit{5, 0};  // our writes fail rather than hang if the worker never drops us
@@ -574,11 +577,13 @@ TEST_CASE("dist limits: unread pings are bounded and a host that stops reading i
   flood.join();
   const double dropped_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const long peak = rss_kb(worker.pid(), "VmHWM:");
-  MESSAGE("unread pings: worker peak RSS ", peak / 1024, " MiB; the flood ended after ", dropped_s,
-          " s");
+  MESSAGE("unread pings: worker RSS ", before / 1024, " MiB before, peak ", peak / 1024,
+          " MiB; the flood ended after ", dropped_s, " s");
   CHECK_FALSE(c.ok);  // the worker hung up on us
   CHECK(dropped_s < 8);
-  CHECK(peak < 60 * 1024);
+#ifndef EDGEBAND_SANITIZED  // AddressSanitizer's quarantine keeps every freed message a while
+  CHECK(peak - before < 32 * 1024);  // was 59 MiB for 200k pings, and growing with more
+#endif
   // The slot is free again: a real host gets in at once.
   Small s;
   HostRuntime host(s.g, s.hash, {worker.addr()}, RuntimeOptions{});

@@ -190,6 +190,8 @@ void nonce_of(uint64_t counter, uint8_t n[crypto_aead_chacha20poly1305_IETF_NPUB
 void FrameCipher::seal(const uint8_t* src, uint8_t* dst, size_t n, const uint8_t* ad,
                        size_t ad_len, uint8_t tag[16]) {
   if (!on_) throw std::logic_error("FrameCipher::seal without a key");
+  uint8_t empty = 0;  // libsodium takes no null pointers, even for no bytes
+  if (n == 0) src = dst = &empty;
   uint8_t nonce[crypto_aead_chacha20poly1305_IETF_NPUBBYTES];
   nonce_of(counter_, nonce);
   unsigned long long tag_len = 0;
@@ -201,6 +203,8 @@ void FrameCipher::seal(const uint8_t* src, uint8_t* dst, size_t n, const uint8_t
 bool FrameCipher::open(uint8_t* buf, size_t n, const uint8_t* ad, size_t ad_len,
                        const uint8_t tag[16]) {
   if (!on_) throw std::logic_error("FrameCipher::open without a key");
+  uint8_t empty = 0;
+  if (n == 0) buf = &empty;
   uint8_t nonce[crypto_aead_chacha20poly1305_IETF_NPUBBYTES];
   nonce_of(counter_, nonce);
   const bool ok = crypto_aead_chacha20poly1305_ietf_decrypt_detached(
