@@ -580,7 +580,11 @@ TEST_CASE("dist limits: unread pings are bounded and a host that stops reading i
   MESSAGE("unread pings: worker RSS ", before / 1024, " MiB before, peak ", peak / 1024,
           " MiB; the flood ended after ", dropped_s, " s");
   CHECK_FALSE(c.ok);  // the worker hung up on us
+#ifdef EDGEBAND_SANITIZED
+  CHECK(dropped_s < 60);  // instrumented workers run 5-20x slower (8.7 s seen under TSan)
+#else
   CHECK(dropped_s < 8);
+#endif
 #ifndef EDGEBAND_SANITIZED  // AddressSanitizer's quarantine keeps every freed message a while
   CHECK(peak - before < 32 * 1024);  // was 59 MiB for 200k pings, and growing with more
 #endif

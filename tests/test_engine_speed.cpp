@@ -78,6 +78,11 @@ TEST_CASE(
   test::CliResult quiet =
       test::run_edgeband("cluster --devices 2 --threads 0 --weights /nonexistent.ebw");
   CHECK(quiet.out.find("warning") == std::string::npos);
+#if defined(__SANITIZE_THREAD__)
+  // libgomp is not instrumented: with two OpenMP threads ThreadSanitizer reports its barriers as
+  // races (the TSan suite runs one thread), and this part needs more threads than cores / 2.
+  return;
+#endif
   // infer with a loopback worker: the host's threads and the worker's (all cores by default).
   dist::WorkerProcess w(EDGEBAND_BIN, 1);
   test::CliResult i =
