@@ -79,7 +79,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       const auto type = MsgType(1 + byte() % kMaxMsgType);
       const std::string json = bytes(byte() | byte() << 8);
       const std::string d = bytes(byte() | byte() << 8);
-      c.send(type, json, std::vector<uint8_t>(d.begin(), d.end()), op == 2);
+      try {  // a sealed frame before the handshake: the test client itself refuses to send it
+        c.send(type, json, std::vector<uint8_t>(d.begin(), d.end()), op == 2);
+      } catch (const std::logic_error&) {
+      }
     } else {
       c.handshake(secret, "\"model\":\"mobilenet_v1:0.25:32\",\"wire\":\"fp32\"");
     }
