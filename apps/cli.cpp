@@ -109,11 +109,11 @@ double Args::number(const std::string& name, double def) const {
   return has(name) ? std::stod(str(name)) : def;
 }
 
-std::vector<std::string> split_list(const std::string& s) {
+std::vector<std::string> split_list(const std::string& s, char sep) {
   std::vector<std::string> out;
   size_t start = 0;
   while (true) {
-    const size_t comma = s.find(',', start);
+    const size_t comma = s.find(sep, start);
     out.push_back(s.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
     if (comma == std::string::npos) break;
     start = comma + 1;

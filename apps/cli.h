@@ -39,8 +39,9 @@ class Args {
   std::vector<std::string> positional_;
 };
 
-// "a,b,c" -> {"a", "b", "c"} (empty items kept, so callers can reject them).
-std::vector<std::string> split_list(const std::string& s);
+// "a,b,c" -> {"a", "b", "c"} (empty items kept, so callers can reject them); sep ';' for lists
+// whose items hold commas (plot-speedup's links).
+std::vector<std::string> split_list(const std::string& s, char sep = ',');
 
 // Progress on stderr for work longer than about 2 s: a counter rewritten in place when stderr is a
 // terminal, plain lines otherwise; nothing with --quiet.

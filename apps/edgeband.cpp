@@ -74,17 +74,6 @@ void dilation_turns(const Args& a) {
     eb::set_dilation_turns(a.str("dilate-lock"));
 }
 
-std::vector<std::string> split_on(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (true) {
-    const size_t at = s.find(sep, start);
-    out.push_back(s.substr(start, at == std::string::npos ? std::string::npos : at - start));
-    if (at == std::string::npos) return out;
-    start = at + 1;
-  }
-}
-
 void write_text_file(const std::string& path, const std::string& text, const char* what) {
   std::ofstream f(path);
   if (!(f << text) || !f.flush()) throw std::runtime_error("cannot write '" + path + "'");
@@ -381,7 +370,7 @@ int cmd_plot_speedup(const Args& a) {
   const eb::dist::Scheme scheme = eb::dist::parse_scheme(a.str("scheme", "halp"));
   // Links as everywhere else: RATE,DELAY, several separated by ';'.
   std::vector<eb::dist::LinkModel> links;
-  for (const std::string& spec : split_on(a.str("links", "10mbit,1ms;100mbit,1ms;1gbit,0.2ms"), ';'))
+  for (const std::string& spec : split_list(a.str("links", "10mbit,1ms;100mbit,1ms;1gbit,0.2ms"), ';'))
     links.push_back(eb::dist::parse_link(spec));
   const eb::dist::DeviceProfile prof = eb::dist::estimate_profile(g, "device", 20.0);
   std::vector<eb::PlotSeries> series;
@@ -871,20 +860,19 @@ void check_scheme(const std::string& s) {  // exactly one distributed scheme
 void check_scheme_or_all(const std::string& s) {
   if (s != "all") eb::dist::parse_scheme(s);
 }
+void check_planned_link(const std::string& s) { eb::dist::parse_link(s); }
+void check_range(const std::string& s) { eb::dist::parse_range(s); }
 void check_profiles(const std::string& s) {
   for (const std::string& f : split_list(s))
     if (f.empty()) throw std::invalid_argument("empty profile file name in '" + s + "'");
 }
-void check_planned_link(const std::string& s) { eb::dist::parse_link(s); }
-void check_range(const std::string& s) { eb::dist::parse_range(s); }
 void check_devices(const std::string& s) {
   if (!s.empty() && s.find_first_not_of("0123456789") == std::string::npos) {
     const long n = std::stol(s);
     if (n < 1 || n > 64) throw std::invalid_argument("a device count in [1, 64], or profile files");
     return;
   }
-  for (const std::string& f : split_list(s))
-    if (f.empty()) throw std::invalid_argument("empty profile file name in '" + s + "'");
+  check_profiles(s);
 }
 void check_workers(const std::string& s) {
   std::vector<std::string> seen;
@@ -1043,7 +1031,7 @@ void declare_plot_speedup(Args& a) {
   opt_model(a, false);
   a.text("devices", "LO:HI:STEP", "device counts", check_range);
   a.text("links", "R,D;R,D", "links, e.g. '10mbit,1ms;1gbit,0.2ms'", [](const std::string& v) {
-    for (const std::string& l : split_on(v, ';')) {
+    for (const std::string& l : split_list(v, ';')) {
       if (l.find(':') != std::string::npos && l.find(',') == std::string::npos)
         throw std::invalid_argument("links are RATE,DELAY as everywhere else (10mbit,1ms), not '" +
                                     l + "'");
