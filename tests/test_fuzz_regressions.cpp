@@ -1,5 +1,6 @@
-// Replays tests/fuzz/regressions/TARGET-*: inputs that once crashed a reader must now be
-// rejected with an exception or accepted, under the sanitizers too.
+// Replays tests/fuzz/regressions/TARGET-* through the fuzz targets themselves: inputs that once
+// crashed a reader (or a harness) must now be rejected cleanly or accepted, under the sanitizers
+// too.
 #include <dirent.h>
 #include <doctest/doctest.h>
 
@@ -15,44 +16,19 @@
 #include "dist/plan/profile.h"
 #include "models/import/builder.h"
 #include "models/import/importers.h"
+#include "tests/fuzz/target.h"
 
 namespace {
 
-// Feeds one input to the reader its file name names; false for an unknown target.
-bool replay(const std::string& target, const std::string& bytes, const std::string& path) {
-  const auto* u = reinterpret_cast<const unsigned char*>(bytes.data());
-  try {
-    if (target == "image") {
-      eb::decode_image(u, bytes.size(), path);
-    } else if (target == "json") {
-      eb::Json::parse(bytes);
-    } else if (target == "profile") {
-      eb::dist::DeviceProfile::from_json(eb::Json::parse(bytes));
-    } else if (target == "weights") {
-      eb::load_weights(path);
-    } else if (target == "trace" && !bytes.empty()) {
-      const std::string text = bytes.substr(1);
-      u[0] % 2 ? eb::dist::make_channel(text) : eb::dist::parse_trace(text);
-    } else if (target == "labels" && !bytes.empty()) {
-      eb::import::parse_labels(bytes.substr(1), long(u[0]) + 1);
-    } else if (target == "import" && !bytes.empty()) {
-      eb::import::NetBuilder b;
-      const std::string_view rest(bytes.data() + 1, bytes.size() - 1);
-      if (u[0] % 3 == 0)
-        eb::import::import_tflite(b, rest, -1);
-      else if (u[0] % 3 == 1)
-        eb::import::import_graphdef(b, rest, -1);
-      else
-        eb::import::import_onnx(b, rest, -1);
-      b.graph.finalize();
-    } else {
-      // Empty inputs of the prefixed formats; anything else is a target without a replay here
-      // (frame, handshake: add one with the first regression).
-      return target == "trace" || target == "labels" || target == "import";
-    }
-  } catch (const std::exception&) {
-  }
-  return true;
+// Feeds one input to the fuzz target its file name names (the same code libFuzzer ran); false
+// for a name that is no target.
+bool replay(const std::string& target, const std::string& bytes) {
+  const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
+#define EB_FUZZ_REPLAY_ONE(name) \
+  if (target == #name) return eb_fuzz_##name(data, bytes.size()), true;
+  EB_FUZZ_TARGETS(EB_FUZZ_REPLAY_ONE)
+#undef EB_FUZZ_REPLAY_ONE
+  return false;
 }
 
 }  // namespace
@@ -70,7 +46,7 @@ TEST_CASE("fuzz regressions: every input that once crashed a reader is now handl
     REQUIRE(dash != std::string::npos);  // TARGET-...
     std::ifstream f(dir + "/" + name, std::ios::binary);
     const std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    CHECK(replay(name.substr(0, dash), bytes, dir + "/" + name));
+    CHECK(replay(name.substr(0, dash), bytes));
     ++replayed;
   }
   closedir(d);

@@ -8,8 +8,9 @@
 #include "dist/runtime/executor.h"
 #include "dist/runtime/protocol.h"
 #include "models/zoo.h"
+#include "tests/fuzz/target.h"
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+EB_FUZZ_TARGET(frame) {
   static const eb::Graph g = eb::models::build_synthetic("mobilenet_v1:0.25:32");
   if (size < eb::dist::kHeaderBytes) return 0;
   try {

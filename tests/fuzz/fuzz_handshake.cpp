@@ -21,6 +21,7 @@
 #include "dist/runtime/worker.h"
 #include "models/zoo.h"
 #include "tests/raw_client.h"
+#include "tests/fuzz/target.h"
 
 using namespace eb;
 using namespace eb::dist;
@@ -58,7 +59,7 @@ struct Fixture {
 
 }  // namespace
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+EB_FUZZ_TARGET(handshake) {
   static Fixture fx;
   static const Credentials secret = fuzz_key();
   test::RawClient c(fx.addr, 300);

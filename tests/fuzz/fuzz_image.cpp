@@ -4,8 +4,9 @@
 #include <stdexcept>
 
 #include "core/image.h"
+#include "tests/fuzz/target.h"
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+EB_FUZZ_TARGET(image) {
   try {
     const eb::RgbImage im = eb::decode_image(data, size, "fuzz");
     eb::preprocess(im, 8, eb::Normalization{});

@@ -4,8 +4,9 @@
 #include <string_view>
 
 #include "models/import/importers.h"
+#include "tests/fuzz/target.h"
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+EB_FUZZ_TARGET(import) {
   if (size < 1) return 0;
   const std::string_view bytes(reinterpret_cast<const char*>(data) + 1, size - 1);
   eb::import::NetBuilder b;

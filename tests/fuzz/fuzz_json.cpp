@@ -6,8 +6,9 @@
 #include <string>
 
 #include "core/json.h"
+#include "tests/fuzz/target.h"
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+EB_FUZZ_TARGET(json) {
   const std::string text(reinterpret_cast<const char*>(data), size);
   eb::Json j;
   try {

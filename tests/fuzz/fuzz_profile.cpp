@@ -8,8 +8,9 @@
 #include "core/json.h"
 #include "dist/plan/profile.h"
 #include "models/zoo.h"
+#include "tests/fuzz/target.h"
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+EB_FUZZ_TARGET(profile) {
   static const eb::Graph g = eb::models::build_synthetic("vgg16:32");
   try {
     const eb::dist::DeviceProfile p = eb::dist::DeviceProfile::from_json(

@@ -5,8 +5,9 @@
 #include <string>
 
 #include "dist/plan/channel.h"
+#include "tests/fuzz/target.h"
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+EB_FUZZ_TARGET(trace) {
   if (size < 1) return 0;
   const std::string text(reinterpret_cast<const char*>(data) + 1, size - 1);
   try {

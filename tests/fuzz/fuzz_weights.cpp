@@ -6,8 +6,9 @@
 #include <string>
 
 #include "core/weights_io.h"
+#include "tests/fuzz/target.h"
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+EB_FUZZ_TARGET(weights) {
   static const std::string path = "/dev/shm/edgeband_fuzz_" + std::to_string(::getpid()) + ".ebw";
   FILE* f = std::fopen(path.c_str(), "wb");
   if (!f) return 0;
