@@ -50,9 +50,9 @@ void check_plan_structure(const Graph& g, const Plan& p) {
     CHECK((t.src == 0 || t.dst == 0));  // star: every transfer touches the host
     // What the host sends holds rows of one owner: its own rows leave without waiting for the
     // rows it relays.
-    if (t.src == 0 && t.block > 0 && t.block <= int(p.blocks.size())) {
+    if (t.src == 0 && t.stage.index > 0 && t.stage.index <= int(p.blocks.size())) {
       std::set<size_t> owners;
-      const auto& zones = p.blocks[size_t(t.block - 1)].zones;
+      const auto& zones = p.blocks[size_t(t.stage.index - 1)].zones;
       for (int y = t.rows.begin; y < t.rows.end; ++y)
         for (size_t d = 0; d < zones.size(); ++d)
           for (const RowRange& z : zones[d])
@@ -65,7 +65,7 @@ void check_plan_structure(const Graph& g, const Plan& p) {
   for (int j = 0; j < p.split_tail; ++j) {
     REQUIRE(int(p.tail_slices[size_t(j)].size()) == p.devices);
     int next = 0;
-    for (const RowRange& r : p.tail_slices[size_t(j)])
+    for (const ChannelSlice& r : p.tail_slices[size_t(j)])
       if (!r.empty()) {
         CHECK(r.begin == next);
         next = r.end;
@@ -421,7 +421,7 @@ TEST_CASE("planner: zone boundaries and tail slices are a local optimum of the s
         for (size_t d = 0; d + 1 < p.tail_slices[j].size(); ++d)
           for (int step : {64, -64}) {
             Plan q = p;
-            RowRange &a = q.tail_slices[j][d], &b = q.tail_slices[j][d + 1];
+            ChannelSlice &a = q.tail_slices[j][d], &b = q.tail_slices[j][d + 1];
             if (a.empty() || b.empty() || a.end + step <= a.begin || a.end + step >= b.end)
               continue;
             a.end = b.begin = a.end + step;

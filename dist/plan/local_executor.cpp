@@ -29,7 +29,7 @@ Tensor execute_locally(const Graph& g, const Plan& p, const Tensor& input) {
   cur[0].put({0, input.h()}, input.data());
   for (size_t b = 0; b <= p.blocks.size(); ++b) {
     for (const Transfer& t : p.transfers) {
-      if (t.block != int(b)) continue;
+      if (t.stage != Stage{int(b)}) continue;
       if (t.rows.empty()) throw std::logic_error("plan sends a band of zero rows");
       if (!cur[size_t(t.src)].holds(t.rows))
         throw std::logic_error("device " + std::to_string(t.src) + " sends rows it does not hold");
@@ -58,7 +58,7 @@ Tensor execute_locally(const Graph& g, const Plan& p, const Tensor& input) {
     const int node = p.tail_first + j;
     Tensor y(g.shape_of(node));
     int next = 0;
-    for (const RowRange& sl : p.tail_slices.at(size_t(j))) {
+    for (const ChannelSlice& sl : p.tail_slices.at(size_t(j))) {
       if (sl.empty()) continue;
       if (sl.begin != next) throw std::logic_error("tail slices do not tile the layer");
       if (!g.node(node).layer->forward_channels(Band{x, 0}, sl.begin, sl.end, y.data() + sl.begin))

@@ -252,7 +252,7 @@ void refine_boundaries(const Graph& g, const Cluster& c, Plan& p, bool toggle_ov
     for (size_t j = 0; j < p.tail_slices.size(); ++j)
       for (size_t d = 0; d + 1 < p.tail_slices[j].size(); ++d)
         for (int step : {64, -64, 128, -128}) {
-          const RowRange a = p.tail_slices[j][d], b = p.tail_slices[j][d + 1];
+          const ChannelSlice a = p.tail_slices[j][d], b = p.tail_slices[j][d + 1];
           const int x = a.end + step;
           if (a.empty() || b.empty() || x <= a.begin || x >= b.end) continue;
           Plan trial = p;
@@ -302,8 +302,9 @@ void split_tail(const Graph& g, const Cluster& c, Plan& p, int k) {
   for (int j = 0; j < p.split_tail; ++j) {
     // Slices in units of 64 channels: whole SIMD panels on every ISA.
     const int out = g.shape_of(p.tail_first + j).c, units = (out + 63) / 64;
-    std::vector<RowRange> sl = split_rows(units, used);
-    for (RowRange& r : sl) r = {std::min(out, r.begin * 64), std::min(out, r.end * 64)};
+    std::vector<ChannelSlice> sl;
+    for (const RowRange& u : split_rows(units, used))
+      sl.push_back({std::min(out, u.begin * 64), std::min(out, u.end * 64)});
     p.tail_slices.push_back(sl);
   }
   simulate(g, c, p);
@@ -347,7 +348,7 @@ Plan embed_plan(const Graph& g, const Cluster& c, Plan sub, const std::vector<si
     bp.zones = std::move(z);
   }
   for (auto& sl : sub.tail_slices) {
-    std::vector<RowRange> t(n, RowRange{0, 0});
+    std::vector<ChannelSlice> t(n);
     for (size_t i = 0; i < keep.size(); ++i) t[keep[i]] = sl[i];
     sl = std::move(t);
   }
@@ -392,10 +393,14 @@ Json zones_to_json(const std::vector<std::vector<RowRange>>& zones) {
   return zs;
 }
 
-Json slices_to_json(const std::vector<RowRange>& slices) {
-  std::vector<std::vector<RowRange>> z;
-  for (const RowRange& r : slices) z.push_back(r.empty() ? std::vector<RowRange>{} : std::vector<RowRange>{r});
-  return zones_to_json(z);
+Json slices_to_json(const std::vector<ChannelSlice>& slices) {
+  Json all = Json::array();
+  for (const ChannelSlice& s : slices) {
+    Json one = Json::array();
+    if (!s.empty()) one.push_back(Json(Json::Array{s.begin, s.end}));
+    all.push_back(one);
+  }
+  return all;
 }
 
 Json Plan::to_json(const Graph& g) const {

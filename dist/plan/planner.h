@@ -37,6 +37,16 @@ struct Cluster {
   bool edge_first = false;
 };
 
+// Half-open range of output channels [begin, end) of a split tail layer: the part one device
+// computes. Not a RowRange: rows and channels never mix.
+struct ChannelSlice {
+  int begin = 0;
+  int end = 0;
+  int size() const { return end > begin ? end - begin : 0; }
+  bool empty() const { return end <= begin; }
+  bool operator==(const ChannelSlice& o) const { return begin == o.begin && end == o.end; }
+};
+
 struct BlockPlan {
   int first = 0, last = 0;                   // nodes [first, last)
   std::vector<std::vector<RowRange>> zones;  // per device: output rows of node last-1
@@ -53,11 +63,21 @@ struct BlockPlan {
 RowRange computable_rows(const Graph& g, int first, int last, RowRange want,
                          const std::function<bool(RowRange)>& have);
 
+// One step of a plan's execution, in order: stage b < blocks.size() is block b; stage
+// blocks.size() + j is tail layer j (its input is gathered to the host and, for a split tail
+// layer, sent on to the secondaries). A type of its own, so that a stage is never taken for a
+// block or a tail layer index: Plan converts between them.
+struct Stage {
+  int index = 0;
+  bool operator==(Stage o) const { return index == o.index; }
+  bool operator!=(Stage o) const { return index != o.index; }
+  bool operator<=(Stage o) const { return index <= o.index; }
+  Stage next() const { return {index + 1}; }
+};
+
 // Rows of one tensor moving over one link. node: producer of the rows (-1: the input image).
 struct Transfer {
-  // Consumed by this stage: a block; blocks.size() + j = tail layer j (the gather to the host
-  // and, with a split tail, the broadcast of that layer's input to the secondaries).
-  int block;
+  Stage stage;  // the stage that consumes the rows
   int src, dst;
   int node;
   RowRange rows;
@@ -85,19 +105,30 @@ struct Plan {
   // whole vector on. A large first FC layer (VGG-16's fc6: 400 MB of weights) would otherwise
   // be the host's alone. The rest of the tail runs on the host.
   int split_tail = 0;
-  std::vector<std::vector<RowRange>> tail_slices;  // [tail layer][device]: channels [begin, end)
+  std::vector<std::vector<ChannelSlice>> tail_slices;  // [tail layer][device]
   std::vector<Transfer> transfers;  // for one image, in order
   std::vector<Event> timeline;      // all images
   double predicted_ms = 0;          // until the last image's result
   uint64_t bytes = 0;               // per image, over all links
   std::vector<uint64_t> link_bytes; // per image, per device link (index 0 unused)
   Json to_json(const Graph& g) const;
+
+  // Stages the devices run together; the rest of the tail is the host's alone.
+  int stages() const { return int(blocks.size()) + split_tail; }
+  bool is_tail(Stage s) const { return s.index >= int(blocks.size()); }
+  int tail_layer(Stage s) const { return s.index - int(blocks.size()); }
+  Stage tail_stage(int j) const { return {int(blocks.size()) + j}; }
+  // The node whose rows stage s consumes (-1: the input image).
+  int input_node(Stage s) const {
+    const int nb = int(blocks.size());
+    return s.index == 0 ? -1 : s.index <= nb ? blocks[size_t(s.index - 1)].last - 1 : tail_first + tail_layer(s) - 1;
+  }
 };
 
 // Per-device zones as JSON: [[[begin, end], ...], ...] (CLI output and the wire format).
 Json zones_to_json(const std::vector<std::vector<RowRange>>& zones);
 // Per-device channel slices of one split tail layer in the same form: [] or [[c0, c1]] each.
-Json slices_to_json(const std::vector<RowRange>& slices);
+Json slices_to_json(const std::vector<ChannelSlice>& slices);
 
 // Splits rows [0, h) into consecutive ranges proportional to weights (zero weights: empty).
 std::vector<RowRange> split_rows(int h, const std::vector<double>& weights);

@@ -95,12 +95,12 @@ std::vector<Transfer> transfers_for(const Graph& g, const Cluster& c, const Plan
              if (d != s && need[d][size_t(y)]) return true;
            return false;
          }))
-      out.push_back({b, int(s), 0, node, r, uint64_t(r.size()) * rb});
+      out.push_back({Stage{b}, int(s), 0, node, r, uint64_t(r.size()) * rb});
   // Host -> secondary: every row the secondary needs and does not own.
   for (size_t d = 1; d < n; ++d)
     for (const RowRange r : runs(
              h, [&](int y) { return need[d][size_t(y)] && own[size_t(y)] != int(d); }, &own))
-      out.push_back({b, 0, int(d), node, r, uint64_t(r.size()) * rb});
+      out.push_back({Stage{b}, 0, int(d), node, r, uint64_t(r.size()) * rb});
   return out;
 }
 
@@ -124,7 +124,7 @@ std::vector<Transfer> tail_transfers(const Graph& g, const Cluster& c, const Pla
     if (p.tail_slices.at(size_t(j)).at(size_t(d)).empty()) continue;  // computes no slice
     for (const RowRange r : runs(
              h, [&](int y) { return j > 0 || own[size_t(y)] != d; }, j == 0 ? &own : nullptr))
-      out.push_back({nb + j, 0, d, node, r, uint64_t(r.size()) * rb});
+      out.push_back({p.tail_stage(j), 0, d, node, r, uint64_t(r.size()) * rb});
   }
   return out;
 }
@@ -149,9 +149,9 @@ struct Sim {
     const double end = start + dur;
     up[size_t(t.src)] = down[size_t(t.dst)] = end;
     const double arrive = end + c.link.latency_s * 1e3;
-    p.timeline.push_back({t.src, img, t.block, "send", t.dst, start, end, t.bytes});
+    p.timeline.push_back({t.src, img, t.stage.index, "send", t.dst, start, end, t.bytes});
     p.timeline.push_back(
-        {t.dst, img, t.block, "recv", t.src, start + c.link.latency_s * 1e3, arrive, t.bytes});
+        {t.dst, img, t.stage.index, "recv", t.src, start + c.link.latency_s * 1e3, arrive, t.bytes});
     return arrive;
   }
 
@@ -162,7 +162,7 @@ struct Sim {
     std::vector<double> arrive(n, 0);
     relay_ready.assign(size_t(g.shape_of(b == 0 ? -1 : p.blocks[b - 1].last - 1).h), 0);
     for (const Transfer& t : p.transfers) {
-      if (t.block != int(b)) continue;
+      if (t.stage != Stage{int(b)}) continue;
       // At the tail the host's sends are the first split layer's broadcast (it shares the
       // gather's block number): run_tail sends them, once.
       if (b == nb && t.src == 0) continue;
@@ -214,7 +214,7 @@ struct Sim {
     const int node = p.tail_first + j;
     std::vector<double> in(n, st);
     for (const Transfer& t : p.transfers) {
-      if (t.block != int(nb) + j || t.src != 0) continue;
+      if (t.stage != p.tail_stage(j) || t.src != 0) continue;
       // The first layer's input leaves in pieces: the host's own rows once computed, relayed
       // rows once they are here.
       double ready = st;
@@ -226,7 +226,7 @@ struct Sim {
     }
     double done = 0;
     for (size_t d = 0; d < n; ++d) {
-      const RowRange sl = p.tail_slices[size_t(j)][d];
+      const ChannelSlice sl = p.tail_slices[size_t(j)][d];
       if (sl.empty()) continue;
       const double frac = double(sl.size()) / double(g.shape_of(node).c);
       const double cs = std::max(cpu[d], in[d]);

@@ -26,16 +26,17 @@ void FeatureStore::put(uint64_t image, int node, RowRange r, const float* src) {
   for (int y = r.begin; y < r.end; ++y) h.has[size_t(y)] = true;
 }
 
-void FeatureStore::put_channels(uint64_t image, int node, int c0, int c1, const float* src) {
+void FeatureStore::put_channels(uint64_t image, int node, ChannelSlice channels, const float* src) {
   Held& h = get(image, node);
   const int row = int(h.t.shape().row_size());
+  const int c0 = channels.begin, c1 = channels.end;
   if (h.t.h() != 1 || c0 < 0 || c1 > row || c0 >= c1) throw ProtocolError("channel slice out of range");
   if (h.chan.empty()) h.chan.assign(size_t(row), false);
   for (int c = c0; c < c1; ++c)
     if (h.chan[size_t(c)]) throw ProtocolError("overlapping channel slices");
-  std::memcpy(h.t.data() + c0, src, size_t(c1 - c0) * sizeof(float));
+  std::memcpy(h.t.data() + c0, src, size_t(channels.size()) * sizeof(float));
   for (int c = c0; c < c1; ++c) h.chan[size_t(c)] = true;
-  h.chans += c1 - c0;
+  h.chans += channels.size();
   if (h.chans == row) h.has[0] = true;
 }
 
@@ -84,7 +85,7 @@ void FeatureStore::put_wire(uint64_t image, const Json& meta, const std::vector<
   if (slice) {
     std::vector<float> values(n);
     decode(values.data());
-    put_channels(image, int(node), int(c0), int(c1), values.data());
+    put_channels(image, int(node), {int(c0), int(c1)}, values.data());
     return;
   }
   Held& h = get(image, int(node));
@@ -101,7 +102,7 @@ bool FeatureStore::holds(uint64_t image, int node, RowRange r) const {
   return true;
 }
 
-bool FeatureStore::holds_channels(uint64_t image, int node, RowRange channels) const {
+bool FeatureStore::holds_channels(uint64_t image, int node, ChannelSlice channels) const {
   if (channels.empty() || holds(image, node, {0, 1})) return true;
   auto it = maps_.find({image, node});
   if (it == maps_.end() || it->second.chan.empty()) return false;
@@ -147,7 +148,7 @@ std::vector<RowRange> pieces(const Graph& g, const Plan& p, int d, int b) {
     std::vector<int> cuts{z.begin, z.end};
     std::vector<RowRange> wanted;
     for (const Transfer& t : p.transfers) {
-      if (t.block != b + 1 || t.src != d) continue;
+      if (t.stage != Stage{b + 1} || t.src != d) continue;
       const RowRange x{std::max(z.begin, t.rows.begin / gr * gr),
                        std::min(z.end, (t.rows.end + gr - 1) / gr * gr)};
       if (x.empty()) continue;
@@ -221,7 +222,7 @@ bool compute_zones(const Graph& g, const Plan& p, int d, int b, uint64_t image, 
 bool compute_tail_slice(const Graph& g, const Plan& p, int d, int j, uint64_t image,
                         const FeatureStore& s, std::vector<float>* out) {
   const int node = p.tail_first + j;
-  const RowRange sl = p.tail_slices.at(size_t(j)).at(size_t(d));
+  const ChannelSlice sl = p.tail_slices.at(size_t(j)).at(size_t(d));
   const RowRange all{0, g.shape_of(node - 1).h};
   if (!s.holds(image, node - 1, all)) return false;
   out->resize(size_t(sl.size()));
@@ -269,7 +270,7 @@ void send_rows(Peer& to, uint64_t image, const Transfer& t, const FeatureStore& 
               std::move(on_sent));
 }
 
-void send_slice(Peer& to, uint64_t image, int node, RowRange channels,
+void send_slice(Peer& to, uint64_t image, int node, ChannelSlice channels,
                 std::shared_ptr<const std::vector<float>> values, bool fp16, const Json& extra) {
   Json meta = extra.is_object() ? extra : Json::object();
   meta["node"] = node;

@@ -17,12 +17,12 @@ class FeatureStore {
   void put(uint64_t image, int node, RowRange r, const float* src);
   // Channels [c0, c1) of a one-row node (a split tail layer's slice); the row counts as held
   // once slices cover all its channels. Throws ProtocolError on overlapping slices.
-  void put_channels(uint64_t image, int node, int c0, int c1, const float* src);
+  void put_channels(uint64_t image, int node, ChannelSlice channels, const float* src);
   // Stores rows (or, with "c0" and "c1", a channel slice) received in a ROWS frame, validating
   // node, rows and byte count.
   void put_wire(uint64_t image, const Json& meta, const std::vector<uint8_t>& data);
   bool holds(uint64_t image, int node, RowRange r) const;
-  bool holds_channels(uint64_t image, int node, RowRange channels) const;  // of row 0
+  bool holds_channels(uint64_t image, int node, ChannelSlice channels) const;  // of row 0
   const float* row(uint64_t image, int node, int y) const;
   Band band(uint64_t image, int node, RowRange r) const;  // view of held rows
   void drop(uint64_t image);
@@ -60,7 +60,7 @@ bool compute_zones(const Graph& g, const Plan& p, int d, int b, uint64_t image, 
 bool compute_tail_slice(const Graph& g, const Plan& p, int d, int j, uint64_t image,
                         const FeatureStore& s, std::vector<float>* out);
 // Queues a channel slice of a one-row node (a split tail layer's output) for `to`.
-void send_slice(Peer& to, uint64_t image, int node, RowRange channels,
+void send_slice(Peer& to, uint64_t image, int node, ChannelSlice channels,
                 std::shared_ptr<const std::vector<float>> values, bool fp16, const Json& extra = Json());
 // Queues the rows of transfer t (held by this device) for `to` and returns at once: fp32
 // straight from the store (the frame holds the store's buffer until written) or converted to

@@ -198,18 +198,17 @@ class HostRuntime::Call {
  private:
   void send_plan();
   void send_ready(size_t i);  // every host transfer of image i whose rows are here
-  bool host_sends_pending(size_t i, int b) const;
+  bool host_sends_pending(size_t i, Stage s) const;
   // Stores messages (sending what is ready meanwhile) until finished() holds; `waiting_for`
   // names the secondary to blame on a timeout (-1: none identifiable).
-  void pump_until(size_t i, int b, const std::function<bool()>& finished,
+  void pump_until(size_t i, Stage s, const std::function<bool()>& finished,
                   const std::function<int()>& waiting_for);
   void receive(const Message& m);
   Tensor run_image(size_t i);
-  int input_node(int b) const;
-  bool block_input_ready(uint64_t img, int b) const;
-  int rows_culprit(uint64_t img, int b) const;  // the first secondary whose rows we wait for
+  bool input_ready(uint64_t img, Stage s) const;
+  int rows_culprit(uint64_t img, Stage s) const;  // the first secondary whose rows we wait for
   void run_overlap_block(size_t i, int b);
-  void run_tail_layer(size_t i, int b);
+  void run_tail_layer(size_t i, int j);
 
   HostRuntime& h_;
   const std::vector<Tensor>& images_;
@@ -274,17 +273,17 @@ void HostRuntime::Call::send_ready(size_t i) {
   }
 }
 
-bool HostRuntime::Call::host_sends_pending(size_t i, int b) const {
+bool HostRuntime::Call::host_sends_pending(size_t i, Stage s) const {
   for (size_t k = 0; k < plan_.transfers.size(); ++k)
-    if (!sent_[i][k] && plan_.transfers[k].src == 0 && plan_.transfers[k].block <= b) return true;
+    if (!sent_[i][k] && plan_.transfers[k].src == 0 && plan_.transfers[k].stage <= s) return true;
   return false;
 }
 
-void HostRuntime::Call::pump_until(size_t i, int b, const std::function<bool()>& finished,
+void HostRuntime::Call::pump_until(size_t i, Stage s, const std::function<bool()>& finished,
                                    const std::function<int()>& waiting_for) {
   while (true) {
     send_ready(i);
-    if (!host_sends_pending(i, b) && finished()) return;
+    if (!host_sends_pending(i, s) && finished()) return;
     auto m = h_.inbox_->pop(std::chrono::milliseconds(h_.opt_.timeout_ms));
     if (!m) {
       const int culprit = waiting_for();
@@ -316,23 +315,18 @@ void HostRuntime::Call::receive(const Message& m) {
   st_->wires.push_back({src_dev, 0, m.id, now_us(), now_us(), m.data.size()});
 }
 
-int HostRuntime::Call::input_node(int b) const {
-  const int nb = int(plan_.blocks.size());
-  return b == 0 ? -1 : b <= nb ? plan_.blocks[size_t(b - 1)].last - 1 : plan_.tail_first + (b - nb) - 1;
-}
-
-bool HostRuntime::Call::block_input_ready(uint64_t img, int b) const {
-  const int in = input_node(b);
-  if (b >= int(plan_.blocks.size())) return store_.holds(img, in, {0, h_.g_->shape_of(in).h});
-  const BlockPlan& bp = plan_.blocks[size_t(b)];
+bool HostRuntime::Call::input_ready(uint64_t img, Stage s) const {
+  const int in = plan_.input_node(s);
+  if (plan_.is_tail(s)) return store_.holds(img, in, {0, h_.g_->shape_of(in).h});
+  const BlockPlan& bp = plan_.blocks[size_t(s.index)];
   for (const RowRange& z : bp.zones[0])
     if (!store_.holds(img, in, h_.g_->block_needs(bp.first, bp.last, z)[0])) return false;
   return true;
 }
 
-int HostRuntime::Call::rows_culprit(uint64_t img, int b) const {
+int HostRuntime::Call::rows_culprit(uint64_t img, Stage s) const {
   for (const Transfer& t : plan_.transfers)
-    if (t.dst == 0 && t.block <= b && !store_.holds(img, t.node, t.rows)) return t.src;
+    if (t.dst == 0 && t.stage <= s && !store_.holds(img, t.node, t.rows)) return t.src;
   return -1;
 }
 
@@ -342,15 +336,19 @@ Tensor HostRuntime::Call::run_image(size_t i) {
     send_ready(i);
     if (i + 1 < images_.size()) send_ready(i + 1);  // next image's scatter overlaps this one
   }
-  const int nb = int(plan_.blocks.size()), stages = nb + plan_.split_tail;
-  for (int b = 0; b < stages; ++b) {  // blocks, split tail layers, then the rest
-    if (b < nb && plan_.blocks[size_t(b)].overlap) {
+  auto wait_for_input = [&](Stage s) {
+    pump_until(i, s, [&] { return input_ready(img, s); }, [&] { return rows_culprit(img, s); });
+  };
+  Stage s;
+  for (; s.index < plan_.stages(); s = s.next()) {  // blocks, split tail layers, then the rest
+    const int b = s.index;
+    if (plan_.is_tail(s)) {
+      wait_for_input(s);
+      run_tail_layer(i, plan_.tail_layer(s));
+    } else if (plan_.blocks[size_t(b)].overlap) {
       run_overlap_block(i, b);
-    } else if (b >= nb) {
-      pump_until(i, b, [&] { return block_input_ready(img, b); }, [&] { return rows_culprit(img, b); });
-      run_tail_layer(i, b);
     } else {
-      pump_until(i, b, [&] { return block_input_ready(img, b); }, [&] { return rows_culprit(img, b); });
+      wait_for_input(s);
       ComputeSpan span{};
       if (!plan_.blocks[size_t(b)].zones[0].empty()) {
         compute_zones(*h_.g_, plan_, 0, b, img, store_, &span, [&] { send_ready(i); });
@@ -358,9 +356,8 @@ Tensor HostRuntime::Call::run_image(size_t i) {
       }
     }
   }
-  pump_until(i, stages, [&] { return block_input_ready(img, stages); },
-             [&] { return rows_culprit(img, stages); });
-  const int in = input_node(stages), first = plan_.tail_first + plan_.split_tail;
+  wait_for_input(s);  // the host-only rest of the tail
+  const int in = plan_.input_node(s), first = plan_.tail_first + plan_.split_tail;
   const Band all = store_.band(img, in, {0, h_.g_->shape_of(in).h});
   return first >= h_.g_->size() ? all.t.clone() : h_.g_->run_block(first, h_.g_->size(), all, {0, 1}).t.clone();
 }
@@ -374,22 +371,23 @@ void HostRuntime::Call::run_overlap_block(size_t i, int b) {
     if (span.t1_us) st_->spans.push_back(span);
     if (whole) break;
     const size_t seen = rows_in_;
-    pump_until(i, b, [&] { return rows_in_ > seen; }, [&] { return rows_culprit(img, b); });
+    pump_until(i, Stage{b}, [&] { return rows_in_ > seen; }, [&] { return rows_culprit(img, Stage{b}); });
   }
 }
 
-// Split tail layer b - nb: our channel slice, then everyone's.
-void HostRuntime::Call::run_tail_layer(size_t i, int b) {
+// Split tail layer j: our channel slice, then everyone's.
+void HostRuntime::Call::run_tail_layer(size_t i, int j) {
   const uint64_t img = base_ + i;
-  const int j = b - int(plan_.blocks.size()), node = plan_.tail_first + j;
+  const int node = plan_.tail_first + j;
+  const Stage s = plan_.tail_stage(j);
   std::vector<float> mine;
-  ComputeSpan span{0, b, img, now_us(), 0};
+  ComputeSpan span{0, s.index, img, now_us(), 0};
   compute_tail_slice(*h_.g_, plan_, 0, j, img, store_, &mine);
-  const RowRange sl = plan_.tail_slices[size_t(j)][0];
-  if (!sl.empty()) store_.put_channels(img, node, sl.begin, sl.end, mine.data());
+  const ChannelSlice sl = plan_.tail_slices[size_t(j)][0];
+  if (!sl.empty()) store_.put_channels(img, node, sl, mine.data());
   span.t1_us = now_us();
   st_->spans.push_back(span);
-  pump_until(i, b, [&] { return store_.holds(img, node, {0, 1}); },
+  pump_until(i, s, [&] { return store_.holds(img, node, {0, 1}); },
              [&] {
                for (int d = 1; d < plan_.devices; ++d)
                  if (!store_.holds_channels(img, node, plan_.tail_slices[size_t(j)][size_t(d)]))

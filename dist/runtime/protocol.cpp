@@ -100,11 +100,11 @@ Json plan_to_wire(const Plan& p) {
   j["blocks"] = bl;
   j["split_tail"] = p.split_tail;
   Json sl = Json::array();
-  for (const std::vector<RowRange>& per : p.tail_slices) sl.push_back(slices_to_json(per));
+  for (const std::vector<ChannelSlice>& per : p.tail_slices) sl.push_back(slices_to_json(per));
   j["tail_slices"] = sl;
   Json ts = Json::array();
   for (const Transfer& t : p.transfers)
-    ts.push_back(Json(Json::Array{t.block, t.src, t.dst, t.node, t.rows.begin, t.rows.end}));
+    ts.push_back(Json(Json::Array{t.stage.index, t.src, t.dst, t.node, t.rows.begin, t.rows.end}));
   j["transfers"] = ts;
   return j;
 }
@@ -151,12 +151,12 @@ void tail_from_wire(const Json& j, const Graph& g, Plan& p) {
     const Json::Array& per = ls[k].items("tail slice");
     if (int(per.size()) != p.devices) throw ProtocolError("tail slices do not match the device count");
     const int out = g.shape_of(p.tail_first + int(k)).c;
-    std::vector<RowRange> sl;
+    std::vector<ChannelSlice> sl;
     int next = 0;
     for (const Json& jd : per) {
       const Json::Array& rs = jd.items("slice");
       if (rs.size() > 1) throw ProtocolError("one channel slice per device");
-      RowRange r{next, next};
+      ChannelSlice r{next, next};
       if (rs.size() == 1) {
         r = {int(rs[0][0].integer("channel")), int(rs[0][1].integer("channel"))};
         if (r.begin != next || r.end <= r.begin || r.end > out) throw ProtocolError("tail slices out of range");
@@ -174,15 +174,12 @@ void transfers_from_wire(const Json& j, const Graph& g, Plan& p) {
   const int nb = int(p.blocks.size());
   for (const Json& jt : j.at("transfers").items("transfers")) {
     if (jt.size() != 6) throw ProtocolError("malformed transfer");
-    Transfer t{int(jt[0].integer()), int(jt[1].integer()), int(jt[2].integer()), int(jt[3].integer()),
+    Transfer t{{int(jt[0].integer())}, int(jt[1].integer()), int(jt[2].integer()), int(jt[3].integer()),
                {int(jt[4].integer()), int(jt[5].integer())}, 0};
-    if (t.block < 0 || t.block > nb + std::max(0, p.split_tail - 1) || t.src < 0 ||
+    if (t.stage.index < 0 || t.stage.index > nb + std::max(0, p.split_tail - 1) || t.src < 0 ||
         t.src >= p.devices || t.dst < 0 || t.dst >= p.devices || t.src == t.dst)
       throw ProtocolError("transfer endpoints out of range");
-    const int want_node = t.block == 0    ? -1
-                          : t.block <= nb ? p.blocks[size_t(t.block - 1)].last - 1
-                                          : p.tail_first + (t.block - nb) - 1;
-    if (t.node != want_node || t.rows.begin < 0 || t.rows.end > g.shape_of(t.node).h || t.rows.empty())
+    if (t.node != p.input_node(t.stage) || t.rows.begin < 0 || t.rows.end > g.shape_of(t.node).h || t.rows.empty())
       throw ProtocolError("transfer rows out of range");
     p.transfers.push_back(t);
   }

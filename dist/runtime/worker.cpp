@@ -54,8 +54,8 @@ class WorkerServer::Session {
   void on_plan(const Message& m);
   void on_rows(const Message& m);
   bool run_block(uint64_t image, int b);       // false: an input row is missing
-  bool run_tail_layer(uint64_t image, int b);  // the same, for a split tail layer
-  void add_span(int block, uint64_t image, int64_t t0);
+  bool run_tail_layer(uint64_t image, int j);  // the same, for split tail layer j
+  void add_span(Stage stage, uint64_t image, int64_t t0);
   Json take_spans();
 
   WorkerServer& w_;
@@ -67,7 +67,7 @@ class WorkerServer::Session {
   Plan plan_;
   bool have_plan_ = false, fp16_ = false;
   int me_ = -1;
-  std::map<uint64_t, int> next_block_;  // per image
+  std::map<uint64_t, Stage> next_stage_;  // per image: the next stage to run
   std::map<uint64_t, std::vector<bool>> sent_;  // plan transfers already queued, per image
   // Compute spans not yet reported: each rides on the next frame out, whichever it is, so a
   // block that sends nothing still appears in the host's trace (bounded: a trace, not state).
@@ -406,7 +406,7 @@ void WorkerServer::Session::on_plan(const Message& m) {
   if (me_ < 1 || me_ >= plan_.devices) throw ProtocolError("device index out of range");
   have_plan_ = true;
   store_->clear();
-  next_block_.clear();
+  next_stage_.clear();
   sent_.clear();
   spans_ = Json::array();
 }
@@ -414,27 +414,27 @@ void WorkerServer::Session::on_plan(const Message& m) {
 void WorkerServer::Session::on_rows(const Message& m) {
   if (!have_plan_) throw ProtocolError("rows before a plan");
   const uint64_t image = m.id;
-  if (!next_block_.count(image) && next_block_.size() >= kMaxImagesInFlight)
+  if (!next_stage_.count(image) && next_stage_.size() >= kMaxImagesInFlight)
     throw ProtocolError("too many images in flight");
   store_->put_wire(image, m.json, m.data);
-  int& b = next_block_[image];
-  const int nb = int(plan_.blocks.size()), stages = nb + plan_.split_tail;
-  while (b < stages && (b >= nb ? run_tail_layer(image, b) : run_block(image, b))) ++b;
-  if (b == stages) {
+  Stage& s = next_stage_[image];
+  while (s.index < plan_.stages() &&
+         (plan_.is_tail(s) ? run_tail_layer(image, plan_.tail_layer(s)) : run_block(image, s.index)))
+    s = s.next();
+  if (s.index == plan_.stages()) {
     store_->drop(image);
-    next_block_.erase(image);
+    next_stage_.erase(image);
     sent_.erase(image);
   }
 }
 
-// Our channel slice of split tail layer b - nb, once its input is here.
-bool WorkerServer::Session::run_tail_layer(uint64_t image, int b) {
-  const int j = b - int(plan_.blocks.size());
+// Our channel slice of split tail layer j, once its input is here.
+bool WorkerServer::Session::run_tail_layer(uint64_t image, int j) {
   auto slice = std::make_shared<std::vector<float>>();
   const int64_t t0 = now_us();
   if (!compute_tail_slice(*g_, plan_, me_, j, image, *store_, slice.get())) return false;
   if (!slice->empty()) {
-    add_span(b, image, t0);
+    add_span(plan_.tail_stage(j), image, t0);
     send_slice(peer_, image, plan_.tail_first + j, plan_.tail_slices[size_t(j)][size_t(me_)],
                slice, fp16_, take_spans());
   }
@@ -451,10 +451,10 @@ bool WorkerServer::Session::run_block(uint64_t image, int b) {
   sent.resize(plan_.transfers.size(), false);
   int64_t piece_start = now_us();
   auto flush = [&] {
-    add_span(b, image, piece_start);
+    add_span(Stage{b}, image, piece_start);
     for (size_t k = 0; k < plan_.transfers.size(); ++k) {
       const Transfer& t = plan_.transfers[k];
-      if (sent[k] || t.block != b + 1 || t.src != me_ || !store_->holds(image, t.node, t.rows))
+      if (sent[k] || t.stage != Stage{b + 1} || t.src != me_ || !store_->holds(image, t.node, t.rows))
         continue;
       send_rows(peer_, image, t, *store_, fp16_, take_spans());
       sent[k] = true;
@@ -465,10 +465,10 @@ bool WorkerServer::Session::run_block(uint64_t image, int b) {
   return compute_zones(*g_, plan_, me_, b, image, *store_, &span, flush);
 }
 
-void WorkerServer::Session::add_span(int block, uint64_t image, int64_t t0) {
+void WorkerServer::Session::add_span(Stage stage, uint64_t image, int64_t t0) {
   if (spans_.size() >= 64) return;
   Json sp = Json::array();
-  sp.push_back(block);
+  sp.push_back(stage.index);
   sp.push_back(double(image));
   sp.push_back(double(t0));
   sp.push_back(double(now_us()));
