@@ -45,10 +45,11 @@ namespace {
 using eb::cli::Args;
 using eb::cli::split_list;
 
-void common(const Args& a) {
+// Threads, kernels and (except for cluster, which gives each device its own) dilation.
+void common(const Args& a, bool dilation = true) {
   if (a.has("threads")) omp_set_num_threads(a.integer("threads", 1));
   if (a.has("isa")) eb::kernels::set_active(eb::kernels::parse_isa(a.str("isa").c_str()));
-  if (a.has("dilate")) {
+  if (dilation && a.has("dilate")) {
     const double f = a.number("dilate", 1);
     // Dilation counts the calling thread's CPU time only (dist/testbed/dilation.h).
     if (f > 1 && a.integer("threads", 1) != 1)
@@ -733,7 +734,7 @@ int cmd_infer(const Args& a) {
 }
 
 int cmd_cluster(const Args& a) {
-  common(a);
+  common(a, false);
   eb::dist::ClusterOptions o;
   o.weights = a.str("weights");
   o.model = a.str("model", o.weights.empty() ? "vgg16" : "");  // "": the model the file holds
@@ -751,7 +752,11 @@ int cmd_cluster(const Args& a) {
   warn_if_devices_share_cores("cluster", o.devices, o.threads);
   o.cpu_share = !a.has("no-cpu-share");
   o.pin = a.has("pin");
-  o.dilate = eb::compute_dilation();
+  o.dilate = a.str("dilate");
+  o.board = a.str("board");
+  o.dilate_to = a.str("dilate-to");
+  if (int(a.has("dilate")) + a.has("board") + a.has("dilate-to") > 1)
+    throw std::invalid_argument("give one of --dilate, --board and --dilate-to");
   o.dilate_lock = a.str("dilate-lock");
   if (a.has("cpu-share")) o.cores_per_device = a.number("cpu-share", 0);
   o.fp16 = a.str("wire", "fp32") == "fp16";
@@ -759,7 +764,8 @@ int cmd_cluster(const Args& a) {
   o.trace = a.str("trace");
   o.timeout_ms = a.integer("timeout", 30000);
   o.secret_file = a.str("secret-file");
-  const auto results = eb::dist::run_cluster(o);
+  std::vector<eb::dist::Slowdown> slowdown;
+  const auto results = eb::dist::run_cluster(o, &slowdown);
   eb::cli::progress_done();
   bool all_equal = true;
   for (const auto& r : results) all_equal = all_equal && r.equal;
@@ -785,12 +791,24 @@ int cmd_cluster(const Args& a) {
     j["link"] = o.link.empty() ? "unshaped" : o.link;
     j["batch"] = o.batch;
     j["cpu_share"] = results.empty() ? "" : results[0].cpu_share;
+    eb::Json sl = eb::Json::array();
+    for (const auto& s : slowdown) {
+      eb::Json x = eb::Json::object();
+      x["factor"] = s.factor;
+      x["source"] = s.source;
+      sl.push_back(x);
+    }
+    j["slowdown"] = sl;
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("model %s, %d devices, link %s, batch %d, wire %s\ncpu share: %s\n",
                 o.model.empty() ? o.weights.c_str() : o.model.c_str(), o.devices, o.link.empty() ? "unshaped loopback" : o.link.c_str(),
                 o.batch, o.fp16 ? "fp16" : "fp32",
                 results.empty() ? "" : results[0].cpu_share.c_str());
+    for (size_t d = 0; d < slowdown.size(); ++d)
+      if (slowdown[d].factor > 1 || !slowdown[d].source.empty())
+        std::printf("device %zu: %.3gx slower than one core here (%s)\n", d, slowdown[d].factor,
+                    slowdown[d].source.c_str());
     std::printf("%-7s %8s %12s %10s %9s %13s %12s %7s\n", "scheme", "devices", "latency_ms",
                 "local_ms", "speedup", "predicted_ms", "bytes", "equal");
     for (const auto& r : results)
@@ -862,6 +880,14 @@ void check_scheme_or_all(const std::string& s) {
 }
 void check_planned_link(const std::string& s) { eb::dist::parse_link(s); }
 void check_range(const std::string& s) { eb::dist::parse_range(s); }
+void check_dilate_list(const std::string& s) {  // positive numbers, comma-separated
+  for (const std::string& x : split_list(s)) {
+    char* end = nullptr;
+    const double v = std::strtod(x.c_str(), &end);
+    if (x.empty() || *end != '\0' || !(v > 0 && v < 1e7))
+      throw std::invalid_argument("'" + x + "' is not a positive number");
+  }
+}
 void check_profiles(const std::string& s) {
   for (const std::string& f : split_list(s))
     if (f.empty()) throw std::invalid_argument("empty profile file name in '" + s + "'");
@@ -1009,7 +1035,14 @@ void declare_cluster(Args& a) {
   a.text("secret-file", "FILE", "pre-shared key of host and workers (edgeband keygen --psk)");
   a.flag("json", "results as JSON on stdout");
   opt_cluster_shape(a, false, 64);
-  opt_isa(a), opt_dilate(a, true), opt_quiet(a);
+  a.text("dilate", "F|F,F,...", "emulate slower devices: F times slower than one core here (one F, or one per device)",
+         check_dilate_list);
+  a.text("board", "B|B,B,...", "emulate boards: pi4, pi3 or x86 (one, or one per device); the slowdown is calibrated here",
+         eb::dist::check_board_list);
+  a.text("dilate-to", "MS|MS,...", "slow each device down until the model takes MS ms on it", check_dilate_list);
+  a.text("dilate-lock", "FILE",
+         "dilated devices on this machine take turns to compute through this lock file ('none': never)");
+  opt_isa(a), opt_quiet(a);
 }
 void declare_reliability(Args& a) {
   opt_model(a, false);

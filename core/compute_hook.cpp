@@ -15,4 +15,16 @@ ComputeHook* compute_hook() {
   return g_hook.load(std::memory_order_acquire);
 }
 
+const char* work_name(Work w) {
+  switch (w) {
+    case Work::layer: return "layer";
+    case Work::encode: return "encode";
+    case Work::decode: return "decode";
+    case Work::seal: return "seal";
+    case Work::open: return "open";
+    case Work::plan: return "plan";
+  }
+  return "?";
+}
+
 }  // namespace eb

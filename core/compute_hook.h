@@ -1,7 +1,8 @@
-// A hook around each compute section of graph execution: one layer over a band of its output
-// rows, or one channel-split layer over a slice of its output channels. The executors
-// (Graph::run_block, the distributed executor's tail slices) bracket every section with a
-// ComputeScope; a hook installed process-wide sees each section on the thread that computes it.
+// A hook around each section of CPU work on a device's data path: one layer over a band of its
+// output rows, one channel-split layer over a slice of its output channels, and the work around
+// them (encoding rows for the wire, decoding them into feature maps, sealing and opening frames,
+// planning). The executors, the peer and the host bracket every section with a ComputeScope; a
+// hook installed process-wide sees each section on the thread that runs it.
 // None is installed by default, and core never names what is attached: the testbed's time
 // dilation (dist/testbed/dilation.h) is today's one user.
 #pragma once
@@ -11,12 +12,32 @@ namespace eb {
 
 class Layer;
 
+// What a section spends its CPU on. Not a layer: `layer` is nullptr.
+enum class Work : uint8_t {
+  layer,   // a layer's rows or channel slice
+  encode,  // feature rows to a ROWS frame's payload (fp16, zero elision)
+  decode,  // a ROWS payload into a feature map (copy, widen, expand)
+  seal,    // authenticated encryption of a frame (or its checksum, unsealed)
+  open,    // decryption and authentication of a frame (or its checksum check)
+  plan,    // the planner, when a host plans or re-plans
+};
+constexpr int kWorkKinds = 6;
+const char* work_name(Work w);
+
 struct ComputeSection {
   enum class Axis : uint8_t { rows, channels };
-  const Layer* layer = nullptr;  // nullptr: unnamed work
+  const Layer* layer = nullptr;  // nullptr: not a layer (see `work`)
   Axis axis = Axis::rows;
   int begin = 0, end = 0;  // [begin, end) along `axis` of the layer's output
+  Work work = Work::layer;
 };
+
+// A section of data-path work that is not a layer.
+inline ComputeSection section_of(Work w) {
+  ComputeSection s;
+  s.work = w;
+  return s;
+}
 
 class ComputeHook {
  public:

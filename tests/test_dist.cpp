@@ -27,6 +27,7 @@
 #include "dist/runtime/sparse_wire.h"
 #include "dist/runtime/tcp.h"
 #include "dist/runtime/worker.h"
+#include "dist/testbed/dilation.h"
 #include "models/zoo.h"
 #include "tests/helpers.h"
 
@@ -746,12 +747,14 @@ TEST_CASE("dist cli: cluster --dilate emulates slower devices; outputs still equ
     return n;
   };
   const int files_before = turn_files();
-  // 3 devices fit in turns at F = 3, not at F = 2; "none" turns them off.
+  // 3 devices fit in turns at F = 3, not at F = 2; "none" turns them off. One factor per device
+  // makes a heterogeneous cluster.
   for (const auto& [flags, how] : std::vector<std::pair<std::string, std::string>>{
-           {"--dilate 3", "3x slower than one core here, 1 thread, taking turns to compute"},
-           {"--dilate 2", "2x slower than one core here, 1 thread, computing side by side"},
+           {"--dilate 3", "3x, 3x, 3x slower than one core here, 1 thread, taking turns to compute"},
+           {"--dilate 2", "2x, 2x, 2x slower than one core here, 1 thread, computing side by side"},
            {"--dilate 3 --dilate-lock none",
-            "3x slower than one core here, 1 thread, computing side by side"}}) {
+            "3x, 3x, 3x slower than one core here, 1 thread, computing side by side"},
+           {"--dilate 3,3,6", "3x, 3x, 6x slower than one core here, 1 thread, taking turns to compute"}}) {
     CAPTURE(flags);
     // VGG-16 at 32x32: enough compute that the plan splits on any machine (MobileNet-V1 0.25 at
     // 96x96 takes ~0.2 ms, and on a fast day its plan fell back to one device).
@@ -761,7 +764,8 @@ TEST_CASE("dist cli: cluster --dilate emulates slower devices; outputs still equ
     CAPTURE(out);
     REQUIRE(code == 0);
     const Json j = cluster_json(out);
-    CHECK(j.at("cpu_share").string().rfind("time dilation: each device " + how, 0) == 0);
+    CHECK(j.at("cpu_share").string().rfind("time dilation: devices " + how, 0) == 0);
+    CHECK(j.at("slowdown").size() == 3);
     const Json& r = j.at("results")[0];
     CHECK(r.at("equal").boolean());
     CHECK(r.at("faults").integer() == 0);
@@ -1126,3 +1130,52 @@ TEST_CASE("dist mixed architectures: an aarch64 worker under qemu and an x86-64 
   ::rmdir(dir.c_str());
 }
 #endif
+
+TEST_CASE("dist loopback: dilation stretches a device's data path (encode, decode, seal, open), not only its layers") {
+  // A board spends F x this machine's CPU time on everything, so the emulation must too. MoDNN
+  // gathers every block's whole output at the host: frames of megabytes, sealed and opened.
+  auto g = shared_synthetic("vgg16:128");
+  std::mt19937 rng(29);
+  const Tensor im = ref::random_tensor(g->input, rng);
+  const Tensor want = g->forward(im);
+  Credentials creds;
+  creds.psk.key.fill(0x17);
+  creds.psk.set = true;
+  WorkerOptions wo;
+  wo.creds = creds;
+  wo.threads = 1;
+  wo.log = [](const std::string&) {};
+  WorkerServer worker(wo);
+  worker.start_background();
+  RuntimeOptions ro;
+  ro.creds = creds;
+  ro.fp16 = true;  // encode and decode convert every value
+  HostRuntime host(g, synthetic_hash("vgg16:128"), {"127.0.0.1:" + std::to_string(worker.port())}, ro);
+  const Plan p = make_plan(*g, estimated(*g, 2), Scheme::modnn);
+  const double factor = 4;
+  struct Off {
+    ~Off() { set_compute_dilation(1); }
+  } off;
+  set_compute_dilation(factor);
+  reset_dilation_totals();
+  for (int run = 0; run < 2; ++run) {
+    InferStats st;
+    const auto got = host.infer({im}, p, &st);
+    REQUIRE(st.faults == 0);
+    CHECK(top_k(got[0], 1)[0].index == top_k(want, 1)[0].index);
+  }
+  set_compute_dilation(1);
+  const DilationTotals t = dilation_totals();
+  for (Work w : {Work::layer, Work::encode, Work::decode, Work::seal, Work::open}) {
+    const int k = int(w);
+    const std::string name = work_name(w);
+    CAPTURE(name);
+    MESSAGE(name << ": " << t.sections[k] << " sections, " << t.cpu_ns[k] / 1e6 << " ms CPU, "
+                         << t.wall_ns[k] / 1e6 << " ms stretched");
+    REQUIRE(t.sections[k] > 0);
+    REQUIRE(t.cpu_ns[k] > 1000000);  // a measurable share: over 1 ms
+    const double ratio = double(t.wall_ns[k]) / double(t.cpu_ns[k]);
+    CHECK(ratio >= 0.8 * factor);
+    CHECK(ratio <= 1.2 * factor);
+  }
+}

@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "dist/testbed/boards.h"
 #include "dist/testbed/dilation.h"
 #include "core/layers/conv2d.h"
 #include "core/layers/elementwise.h"
@@ -277,4 +278,35 @@ TEST_CASE("compute dilation: devices taking turns never compute at once, and sti
   // Waiting for the turn is part of the stretch: still at least factor x the CPU time.
   CHECK(ratio >= factor);
   std::remove(lock.c_str());
+}
+
+TEST_CASE("board calibration: the slowdown is the board's published time over this machine's, per device") {
+  const Graph g = models::build_synthetic("vgg16:32");  // no figure of its own: VGG-16 224 stands in
+  std::vector<std::string> timed;
+  auto here = [&](const std::string& m) {
+    timed.push_back(m);
+    return m.empty() ? 2.0 : 100.0;  // ms: the model itself, the reference model
+  };
+  const auto boards = dist::resolve_slowdowns(g, 3, "", "pi4,pi3,x86", "", here);
+  REQUIRE(boards.size() == 3);
+  double pi4 = 0, pi3 = 0;
+  for (const auto& f : dist::board_figures()) {
+    if (std::string(f.model) != "vgg16:224") continue;
+    (std::string(f.board) == "pi4" ? pi4 : pi3) = f.ms;
+  }
+  CHECK(boards[0].factor == doctest::Approx(pi4 / 100.0));
+  CHECK(boards[1].factor == doctest::Approx(pi3 / 100.0));
+  CHECK(boards[2].factor == 1.0);
+  CHECK(boards[0].source.find("Raspberry Pi 4") != std::string::npos);
+  CHECK(timed == std::vector<std::string>{"vgg16:224"});  // measured once for both boards
+  // Target times scale the model's own time; plain factors pass through; one item = all.
+  const auto to = dist::resolve_slowdowns(g, 2, "", "", "20,40", here);
+  CHECK(to[0].factor == doctest::Approx(10.0));
+  CHECK(to[1].factor == doctest::Approx(20.0));
+  const auto f = dist::resolve_slowdowns(g, 2, "9", "", "", here);
+  CHECK((f[0].factor == 9.0 && f[1].factor == 9.0));
+  CHECK_THROWS_AS(dist::resolve_slowdowns(g, 3, "9,9", "", "", here), std::invalid_argument);
+  CHECK_THROWS_AS(dist::resolve_slowdowns(g, 2, "9", "pi4", "", here), std::invalid_argument);
+  CHECK_THROWS_AS(dist::resolve_slowdowns(g, 2, "", "pi5", "", here), std::invalid_argument);
+  CHECK_THROWS_AS(dist::resolve_slowdowns(g, 2, "0.5", "", "", here), std::invalid_argument);
 }

@@ -8,6 +8,7 @@
 #include <limits>
 #include <stdexcept>
 
+#include "core/compute_hook.h"
 #include "dist/plan/schedule.h"
 
 namespace eb::dist {
@@ -358,6 +359,7 @@ Plan embed_plan(const Graph& g, const Cluster& c, Plan sub, const std::vector<si
 }
 
 Plan make_plan(const Graph& g, const Cluster& c, Scheme s, int batch) {
+  const ComputeScope section(section_of(Work::plan));  // a board plans at its own speed
   validate(g, c);
   Plan best = plan_all_devices(g, c, s, batch);
   if (s == Scheme::modnn || best.devices == 1) return best;

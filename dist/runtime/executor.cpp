@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "core/compute_hook.h"
 #include "dist/runtime/sparse_wire.h"
@@ -68,6 +69,7 @@ void FeatureStore::put_wire(uint64_t image, const Json& meta, const std::vector<
   // fp32 is copied, fp32z expanded, fp16 widened, straight into the store (a slice: into a small
   // buffer first, as put_channels checks it against the slices already here).
   auto decode = [&](float* dst) {
+    const ComputeScope section(section_of(Work::decode));
     if (sparse) {
       sparse_decode(data.data(), data.size(), dst, n);  // checks the size before writing
       return;
@@ -240,21 +242,25 @@ namespace {
 void send_values(Peer& to, uint64_t image, Json meta, std::shared_ptr<const void> keep,
                  const float* src, size_t n, bool fp16, Peer::SentFn on_sent) {
   meta["image"] = static_cast<unsigned long>(image);
+  std::optional<ComputeScope> section(std::in_place, section_of(Work::encode));
   if (!fp16) {
     const size_t sent = count_sent_values(src, n);
     if (sparse_bytes(n, sent) * 8 <= n * sizeof(float) * 7) {
       meta["wire"] = "fp32z";
       auto z = std::make_shared<std::vector<uint8_t>>(sparse_encode(src, n, sent));
+      section.reset();
       to.send_async(MsgType::rows, image, meta, z, z->data(), z->size(), std::move(on_sent));
       return;
     }
     meta["wire"] = "fp32";
+    section.reset();
     to.send_async(MsgType::rows, image, meta, std::move(keep), src, n * sizeof(float), std::move(on_sent));
     return;
   }
   meta["wire"] = "fp16";
   auto half = std::make_shared<std::vector<uint16_t>>(n);
   for (size_t i = 0; i < n; ++i) (*half)[i] = float_to_half(src[i]);
+  section.reset();
   to.send_async(MsgType::rows, image, meta, half, half->data(), n * 2, std::move(on_sent));
 }
 }  // namespace

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "core/compute_hook.h"
 #include "dist/runtime/tcp.h"
 
 namespace eb::dist {
@@ -238,22 +239,28 @@ void Peer::write_all(const void* const* parts, const size_t* lens, size_t n) {
   }
 }
 
+// Seals the JSON (our own copy, in place) and the data (the caller's, often the feature
+// store's rows, still needed: into one buffer reused frame after frame); returns the sealed data.
+const void* Peer::seal_frame(const std::vector<uint8_t>& header, std::string& text, const void* data,
+                             size_t len, uint8_t (&tags)[2][kTagBytes]) {
+  auto* json = reinterpret_cast<uint8_t*>(text.data());
+  send_.seal(json, json, text.size(), header.data(), header.size(), tags[0]);
+  if (sealed_buf_.size() < len) sealed_buf_.resize(len);
+  send_.seal(static_cast<const uint8_t*>(data), sealed_buf_.data(), len, header.data(),
+             header.size(), tags[1]);
+  return sealed_buf_.data();
+}
+
 void Peer::write_frame(MsgType t, uint64_t id, std::string text, const void* data, size_t len) {
   std::lock_guard<std::mutex> lk(send_mu_);
   if (closed_ || broken_) throw std::runtime_error("connection to " + name_ + " is closed");
   const bool seal = send_.on();
-  const std::vector<uint8_t> header =
-      encode_header(t, id, text, data, len, seal ? kFlagSealed : 0);
+  std::vector<uint8_t> header;
   uint8_t tags[2][kTagBytes];
-  if (seal) {
-    // The JSON is our own copy: sealed in place. The data is the caller's (often the feature
-    // store's rows, still needed): sealed into one buffer reused frame after frame.
-    auto* json = reinterpret_cast<uint8_t*>(text.data());
-    send_.seal(json, json, text.size(), header.data(), header.size(), tags[0]);
-    if (sealed_buf_.size() < len) sealed_buf_.resize(len);
-    send_.seal(static_cast<const uint8_t*>(data), sealed_buf_.data(), len, header.data(),
-               header.size(), tags[1]);
-    data = sealed_buf_.data();
+  {
+    const ComputeScope section(section_of(Work::seal));  // the checksum, or the encryption
+    header = encode_header(t, id, text, data, len, seal ? kFlagSealed : 0);
+    if (seal) data = seal_frame(header, text, data, len, tags);
   }
   const size_t total = header.size() + text.size() + len + (seal ? 2 * kTagBytes : 0);
   pace(total);
@@ -310,6 +317,7 @@ Message Peer::read_frame() {
   if (sealed) read_exact(tags[0], kTagBytes);
   read_data(m.data, size_t(h.data_len));
   if (sealed) read_exact(tags[1], kTagBytes);
+  const ComputeScope section(section_of(Work::open));  // decryption (or checksum), JSON parsing
   if (sealed) {
     std::lock_guard<std::mutex> lk(cfg_mu_);
     const bool ok = recv_.open(reinterpret_cast<uint8_t*>(text.data()), text.size(), hb,

@@ -131,6 +131,8 @@ class Peer {
   void read_loop();
   void send_loop();
   void write_frame(MsgType t, uint64_t id, std::string text, const void* data, size_t len);
+  const void* seal_frame(const std::vector<uint8_t>& header, std::string& text, const void* data,
+                         size_t len, uint8_t (&tags)[2][kTagBytes]);
   void write_all(const void* const* parts, const size_t* lens, size_t n);
   Message read_frame();
   void read_exact(void* p, size_t n);

@@ -17,6 +17,7 @@
 
 #include "dist/plan/stats.h"
 #include "models/classify.h"
+#include "dist/testbed/boards.h"
 #include "dist/testbed/dilation.h"
 #include "dist/runtime/host.h"
 #include "models/zoo.h"
@@ -204,49 +205,90 @@ PairedRuns run_paired(HostRuntime& host, const Graph& g, Cluster c, Scheme s,
   return pr;
 }
 
-std::vector<SchemeResult> run_cluster(const ClusterOptions& o) {
+namespace {
+
+// Dilation for this run: the host's factor in this process, the workers' on their command
+// lines; turns through a lock file while the devices' sections fit in them. Undone on return.
+struct Dilation {
+  std::vector<double> factor;  // per device, host first
+  std::string turns;           // the lock file, "" = none
+  std::string own_file;        // this run's own lock file, removed at the end
+  bool on() const { return *std::max_element(factor.begin(), factor.end()) > 1; }
+  ~Dilation() {
+    if (!on()) return;
+    set_compute_dilation(1);
+    set_dilation_turns("");
+    if (!own_file.empty()) std::remove(own_file.c_str());
+  }
+  std::string how() const {
+    std::string f;
+    for (double x : factor) {
+      char buf[24];
+      std::snprintf(buf, sizeof buf, "%s%.3gx", f.empty() ? "" : ", ", x);
+      f += buf;
+    }
+    return "time dilation: devices " + f + " slower than one core here, 1 thread, " +
+           (turns.empty() ? "computing side by side; " : "taking turns to compute; ");
+  }
+};
+
+void start_dilation(const ClusterOptions& o, Dilation& dl) {
+  double load = 0;  // the share of one core the devices' sections need together
+  for (double f : dl.factor) load += 1 / f;
+  dl.turns = o.dilate_lock == "none" ? "" : o.dilate_lock;
+  if (o.dilate_lock.empty() && load <= 1.0)
+    dl.turns = dl.own_file = "/tmp/edgeband-turns-" + std::to_string(getpid()) + ".lock";
+  set_compute_dilation(dl.factor[0]);
+  set_dilation_turns(dl.turns);
+}
+
+// Device d's profile: the host's (measured in this process at the host's factor) scaled to d's.
+Cluster cluster_of(const ClusterOptions& o, const Graph& g, const Dilation& dl) {
+  Cluster cl;
+  cl.link = o.link.empty() ? parse_link("10gbit,0.05ms") : parse_link(o.link);
+  cl.bytes_per_value = o.fp16 ? 2 : 4;
+  cl.edge_first = o.edge_first;
+  const DeviceProfile prof = measure_profile(g, "device", 3);
+  for (int d = 0; d < o.devices; ++d) {
+    DeviceProfile p = prof;
+    const double k = dl.factor[size_t(d)] / dl.factor[0];
+    for (LayerCost& c : p.layers) c.fixed_ms *= k, c.per_row_ms *= k;
+    cl.devices.push_back(p);
+  }
+  return cl;
+}
+
+}  // namespace
+
+std::vector<SchemeResult> run_cluster(const ClusterOptions& o, std::vector<Slowdown>* slowdown) {
   if (o.devices < 1 || o.devices > 16) throw std::invalid_argument("--devices must be in [1, 16]");
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-  const bool dilated = o.dilate > 1;
-  const int warmup = o.warmup > 0 ? o.warmup : default_warmup(o.dilate);
+  uint64_t hash = 0;
+  auto g = std::make_shared<Graph>(models::load_model(o.model, o.weights, &hash));
+  const std::vector<Slowdown> slow = resolve_slowdowns(*g, o.devices, o.dilate, o.board, o.dilate_to, [&](const std::string& m) {
+    report_progress("calibrating: timing " + (m.empty() ? g->model : m) + " here, 1 thread");
+    if (m.empty()) return time_model_ms(*g);
+    return time_model_ms(models::build_synthetic(m));
+  });
+  if (slowdown) *slowdown = slow;
+  Dilation dl;
+  for (const Slowdown& s : slow) dl.factor.push_back(s.factor);
+  const bool dilated = dl.on();
+  const int warmup = o.warmup > 0 ? o.warmup : default_warmup(dl.factor[0] > 1 ? dl.factor[0] : *std::max_element(dl.factor.begin(), dl.factor.end()));
   if (dilated && o.threads > 1)
     throw std::invalid_argument("--dilate needs one compute thread per device");
   const int threads = dilated ? 1 : o.threads > 0 ? o.threads : std::max(1, int(cores) / o.devices);
   omp_set_num_threads(threads);
-  if (dilated) set_compute_dilation(o.dilate);
-  // Turns, when every device's sections fit in them (see set_dilation_turns); undone on return.
-  struct TurnsGuard {
-    bool set = false;
-    std::string own_file;  // this run's lock file
-    ~TurnsGuard() {
-      if (set) set_dilation_turns("");
-      if (!own_file.empty()) std::remove(own_file.c_str());
-    }
-  } turns_guard;
-  std::string turns = o.dilate_lock == "none" ? "" : o.dilate_lock;
-  if (dilated && o.dilate_lock.empty() && o.devices <= o.dilate)
-    turns = turns_guard.own_file = "/tmp/edgeband-turns-" + std::to_string(getpid()) + ".lock";
-  if (dilated) {
-    set_dilation_turns(turns);
-    turns_guard.set = true;
-  }
-  uint64_t hash = 0;
-  auto g = std::make_shared<Graph>(models::load_model(o.model, o.weights, &hash));
+  if (dilated) start_dilation(o, dl);
   CpuShares shares(o.devices, o.cpu_share && !dilated, o.cores_per_device, o.pin);
-  if (dilated) {
-    char buf[160];
-    std::snprintf(buf, sizeof buf,
-                  "time dilation: each device %.3gx slower than one core here, 1 thread, %s; ",
-                  o.dilate, turns.empty() ? "computing side by side" : "taking turns to compute");
-    shares.how = buf + shares.how;
-  }
+  if (dilated) shares.how = dl.how() + shares.how;
   std::vector<std::unique_ptr<WorkerProcess>> workers;
   shares.assign(0, getpid());
   for (int d = 1; d < o.devices; ++d) {
     std::vector<std::string> extra;
     if (!o.secret_file.empty()) extra = {"--secret-file", o.secret_file};
-    if (dilated) extra.insert(extra.end(), {"--dilate", std::to_string(o.dilate)});
-    if (dilated && !turns.empty()) extra.insert(extra.end(), {"--dilate-lock", turns});
+    if (dl.factor[size_t(d)] > 1) extra.insert(extra.end(), {"--dilate", std::to_string(dl.factor[size_t(d)])});
+    if (dl.factor[size_t(d)] > 1 && !dl.turns.empty()) extra.insert(extra.end(), {"--dilate-lock", dl.turns});
     workers.push_back(std::make_unique<WorkerProcess>(o.self_exe, threads, o.weights, extra));
     shares.assign(d, workers.back()->pid());
   }
@@ -261,12 +303,7 @@ std::vector<SchemeResult> run_cluster(const ClusterOptions& o) {
   // Local reference on one device of the same share (run_paired times it beside every run).
   std::vector<Tensor> want;
   for (const Tensor& im : images) want.push_back(g->forward(im));
-  Cluster cl;
-  cl.link = o.link.empty() ? parse_link("10gbit,0.05ms") : parse_link(o.link);
-  cl.bytes_per_value = o.fp16 ? 2 : 4;
-  cl.edge_first = o.edge_first;
-  const DeviceProfile prof = measure_profile(*g, "device", 3);
-  for (int d = 0; d < o.devices; ++d) cl.devices.push_back(prof);
+  const Cluster cl = cluster_of(o, *g, dl);
 
   RuntimeOptions ro;
   ro.fp16 = o.fp16;

@@ -6,8 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "dist/runtime/host.h"
 #include "dist/plan/planner.h"
+#include "dist/runtime/host.h"
+#include "dist/testbed/boards.h"
 
 namespace eb::dist {
 
@@ -24,10 +25,13 @@ struct ClusterOptions {
   bool cpu_share = true;  // cgroup v1 quota per device when available
   double cores_per_device = 0;  // the quota; 0 = cores / devices (the whole machine is shared)
   bool pin = false;             // CpuShares' cpuset pinning
-  double dilate = 1;  // > 1: every device emulates one F times slower (dist/testbed/dilation.h), one
-                      // thread each, instead of CPU quotas
-  // Dilated devices take turns to compute (set_dilation_turns): "" = while devices <= dilate,
-  // through a lock file of this run's own; "none" = never; else that lock file.
+  // Slow devices (dist/testbed/dilation.h; one thread each, instead of CPU quotas), as comma
+  // lists with one item for all devices or one per device, host first; at most one is given
+  // (dist/testbed/boards.h): factors, boards (calibrated here), or target times of the model.
+  std::string dilate, board, dilate_to;
+  // Dilated devices take turns to compute (set_dilation_turns): "" = while their sections fit
+  // (the sum of 1/F over the devices <= 1), through a lock file of this run's own; "none" =
+  // never; else that lock file.
   std::string dilate_lock;
   bool fp16 = false;
   bool edge_first = false;
@@ -48,7 +52,8 @@ struct SchemeResult {
   std::string cpu_share;  // how the CPU was shared
 };
 
-std::vector<SchemeResult> run_cluster(const ClusterOptions& o);
+// `slowdown`, when given, receives each device's dilation and where it came from.
+std::vector<SchemeResult> run_cluster(const ClusterOptions& o, std::vector<Slowdown>* slowdown = nullptr);
 
 // `warmup` untimed distributed runs (at least one), then `runs` distributed runs of `images`, each
 // paired with a local run of the same images in this process, so that a machine whose speed

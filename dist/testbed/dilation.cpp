@@ -21,7 +21,19 @@ namespace eb {
 namespace {
 
 std::atomic<double> g_factor{1.0};
-thread_local int64_t t_debt_ns = 0;  // owed sleep (> 0) or sleep paid in advance (< 0)
+// Per kind of work: owed sleep (> 0) or sleep paid in advance (< 0), so that each kind pays
+// its own stretch and the totals per kind stay exact.
+thread_local int64_t t_debt_ns[kWorkKinds] = {};
+
+std::mutex g_totals_mu;
+DilationTotals g_totals;  // guarded by g_totals_mu
+
+void add_to_totals(Work w, int64_t cpu, int64_t wall) {
+  std::lock_guard<std::mutex> lk(g_totals_mu);
+  g_totals.cpu_ns[int(w)] += cpu;
+  g_totals.wall_ns[int(w)] += wall;
+  ++g_totals.sections[int(w)];
+}
 
 std::mutex g_turns_mu;
 std::string g_turns_path;           // guarded by g_turns_mu
@@ -133,6 +145,16 @@ std::string dilation_turns() {
   return g_turns_path;
 }
 
+DilationTotals dilation_totals() {
+  std::lock_guard<std::mutex> lk(g_totals_mu);
+  return g_totals;
+}
+
+void reset_dilation_totals() {
+  std::lock_guard<std::mutex> lk(g_totals_mu);
+  g_totals = DilationTotals{};
+}
+
 DilatedSection::DilatedSection(const ComputeSection& work) : factor_(g_factor.load()), work_(work) {
   if (factor_ <= 1.0) return;
   wall0_ns_ = clock_ns(CLOCK_MONOTONIC);
@@ -154,10 +176,12 @@ DilatedSection::~DilatedSection() {
   if (--t_turns.depth == 0 && turn_fd_ >= 0) ::flock(turn_fd_, LOCK_UN);
   const int64_t cpu = least_cpu_ns(work_, used);
   const int64_t start = clock_ns(CLOCK_MONOTONIC);
+  int64_t& debt = t_debt_ns[int(work_.work)];
   // Time lost to preemption counts as part of the stretch: the emulated device was busy then.
-  int64_t owe = int64_t(double(cpu) * factor_) - (start - wall0_ns_) + t_debt_ns;
+  int64_t owe = int64_t(double(cpu) * factor_) - (start - wall0_ns_) + debt;
   if (owe < 100000) {
-    t_debt_ns = std::max<int64_t>(owe, -1000000);
+    debt = std::max<int64_t>(owe, -1000000);
+    add_to_totals(work_.work, used, start - wall0_ns_);
     return;
   }
   const int64_t until = start + owe;
@@ -166,8 +190,9 @@ DilatedSection::~DilatedSection() {
   }
   // Waking late pays part of the next sections' stretch; bounded (here and above) so one long
   // stall (a descheduled VM) is not paid back as a burst of full-speed compute.
-  const int64_t late = clock_ns(CLOCK_MONOTONIC) - until;
-  t_debt_ns = late > 1000000 ? -1000000 : -late;
+  const int64_t end = clock_ns(CLOCK_MONOTONIC), late = end - until;
+  debt = late > 1000000 ? -1000000 : -late;
+  add_to_totals(work_.work, used, end - wall0_ns_);
 }
 
 }  // namespace eb

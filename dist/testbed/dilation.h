@@ -1,5 +1,7 @@
-// Slow-device emulation by time dilation: every compute section (one layer, one channel slice)
-// is stretched to `factor` times the CPU time it used, by sleeping after it.
+// Slow-device emulation by time dilation: every section of CPU work on the data path (one
+// layer, one channel slice, and encoding, decoding, sealing and opening frames, planning; see
+// core/compute_hook.h) is stretched to `factor` times the CPU time it used, by sleeping after it.
+// A board spends its CPU on all of these, not only on layers.
 //
 // Why not a CPU quota: a quota'd process that has been idle runs at full speed until its quota
 // is spent, and three quota'd devices on two cores queue for the CPU at every hand-off. A
@@ -32,9 +34,20 @@ double compute_dilation();
 void set_dilation_turns(const std::string& lock_file);
 std::string dilation_turns();
 
+// What this process's stretched sections used, per kind of work (index: int(Work)): CPU time,
+// and wall time from entering a section to the end of its stretch. wall / cpu is the factor
+// a board pays for that kind of work.
+struct DilationTotals {
+  int64_t cpu_ns[kWorkKinds] = {}, wall_ns[kWorkKinds] = {};
+  long sections[kWorkKinds] = {};
+};
+DilationTotals dilation_totals();
+void reset_dilation_totals();
+
 // Stretches the code between its construction and destruction (on this thread) to factor x its
-// CPU time. Sleeps shorter than ~0.1 ms are deferred to the next section, so many tiny layers
-// still add up to the right total; oversleeping is paid back by the next sections.
+// CPU time. Sleeps shorter than ~0.1 ms are deferred to the next section of the same kind of
+// work, so many tiny layers (or frames) still add up to the right total; oversleeping is paid
+// back by the next sections of that kind.
 // Sections that name their work (a layer and the rows or channels of its output) are
 // stretched from the least CPU time this process has measured for that work: a board computes
 // a layer in the same time every run, while a shared machine adds noise (a vCPU the hypervisor
