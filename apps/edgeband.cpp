@@ -733,8 +733,7 @@ int cmd_infer(const Args& a) {
   return same_top1 ? 0 : 1;
 }
 
-int cmd_cluster(const Args& a) {
-  common(a, false);
+eb::dist::ClusterOptions cluster_options(const Args& a) {
   eb::dist::ClusterOptions o;
   o.weights = a.str("weights");
   o.model = a.str("model", o.weights.empty() ? "vgg16" : "");  // "": the model the file holds
@@ -749,7 +748,6 @@ int cmd_cluster(const Args& a) {
   o.runs = a.integer("runs", 3);
   o.warmup = a.integer("warmup", 0);
   o.threads = a.integer("threads", 0);
-  warn_if_devices_share_cores("cluster", o.devices, o.threads);
   o.cpu_share = !a.has("no-cpu-share");
   o.pin = a.has("pin");
   o.dilate = a.str("dilate");
@@ -764,62 +762,88 @@ int cmd_cluster(const Args& a) {
   o.trace = a.str("trace");
   o.timeout_ms = a.integer("timeout", 30000);
   o.secret_file = a.str("secret-file");
+  return o;
+}
+
+void print_cluster_json(const eb::dist::ClusterOptions& o, const std::vector<eb::dist::SchemeResult>& results,
+                        const std::vector<eb::dist::Slowdown>& slowdown) {
+  eb::Json j = eb::Json::object();
+  eb::Json rs = eb::Json::array();
+  for (const auto& r : results) {
+    eb::Json x = eb::Json::object();
+    x["scheme"] = eb::dist::scheme_name(r.scheme);
+    x["devices"] = r.devices;
+    x["latency_ms"] = r.latency_ms;
+    x["local_ms"] = r.local_ms;
+    x["speedup"] = r.speedup;
+    x["predicted_ms"] = r.predicted_ms;
+    x["equal"] = r.equal;
+    x["max_abs_dev"] = double(r.max_abs_dev);
+    x["bytes"] = static_cast<unsigned long>(r.bytes);
+    x["faults"] = r.faults;
+    eb::Json dp = eb::Json::object();
+    for (int k = 1; k < eb::kWorkKinds; ++k) dp[eb::work_name(eb::Work(k))] = r.host_data_path_ms[k];
+    x["host_data_path_ms"] = dp;
+    rs.push_back(x);
+  }
+  j["results"] = rs;
+  j["model"] = o.model.empty() ? o.weights : o.model;
+  j["link"] = o.link.empty() ? "unshaped" : o.link;
+  j["batch"] = o.batch;
+  j["cpu_share"] = results.empty() ? "" : results[0].cpu_share;
+  eb::Json sl = eb::Json::array();
+  for (const auto& s : slowdown) {
+    eb::Json x = eb::Json::object();
+    x["factor"] = s.factor;
+    x["source"] = s.source;
+    sl.push_back(x);
+  }
+  j["slowdown"] = sl;
+  std::printf("%s\n", j.dump().c_str());
+}
+
+void print_cluster_text(const eb::dist::ClusterOptions& o, const std::vector<eb::dist::SchemeResult>& results,
+                        const std::vector<eb::dist::Slowdown>& slowdown) {
+  std::printf("model %s, %d devices, link %s, batch %d, wire %s\ncpu share: %s\n",
+              o.model.empty() ? o.weights.c_str() : o.model.c_str(), o.devices,
+              o.link.empty() ? "unshaped loopback" : o.link.c_str(), o.batch, o.fp16 ? "fp16" : "fp32",
+              results.empty() ? "" : results[0].cpu_share.c_str());
+  for (size_t d = 0; d < slowdown.size(); ++d)
+    if (slowdown[d].factor > 1 || !slowdown[d].source.empty())
+      std::printf("device %zu: %.3gx slower than one core here (%s)\n", d, slowdown[d].factor,
+                  slowdown[d].source.c_str());
+  std::printf("%-7s %8s %12s %10s %9s %13s %12s %7s\n", "scheme", "devices", "latency_ms",
+              "local_ms", "speedup", "predicted_ms", "bytes", "equal");
+  for (const auto& r : results)
+    std::printf("%-7s %8d %12.2f %10.2f %8.2fx %13.2f %12llu %7s\n",
+                eb::dist::scheme_name(r.scheme), r.devices, r.latency_ms, r.local_ms, r.speedup,
+                r.predicted_ms, static_cast<unsigned long long>(r.bytes), r.equal ? "yes" : "NO");
+  if (slowdown.empty() || slowdown[0].factor <= 1) return;
+  std::printf("host CPU per run outside layers (x %.3g on the board):\n", slowdown[0].factor);
+  for (const auto& r : results) {
+    std::printf("  %-6s", eb::dist::scheme_name(r.scheme));
+    for (int k = 1; k < eb::kWorkKinds; ++k)
+      std::printf(" %s %.2f ms%s", eb::work_name(eb::Work(k)), r.host_data_path_ms[k],
+                  k + 1 < eb::kWorkKinds ? "," : "\n");
+  }
+}
+
+int cmd_cluster(const Args& a) {
+  common(a, false);
+  const eb::dist::ClusterOptions o = cluster_options(a);
+  warn_if_devices_share_cores("cluster", o.devices, o.threads);
   std::vector<eb::dist::Slowdown> slowdown;
   const auto results = eb::dist::run_cluster(o, &slowdown);
   eb::cli::progress_done();
-  bool all_equal = true;
-  for (const auto& r : results) all_equal = all_equal && r.equal;
-  if (a.has("json")) {
-    eb::Json j = eb::Json::object();
-    eb::Json rs = eb::Json::array();
-    for (const auto& r : results) {
-      eb::Json x = eb::Json::object();
-      x["scheme"] = eb::dist::scheme_name(r.scheme);
-      x["devices"] = r.devices;
-      x["latency_ms"] = r.latency_ms;
-      x["local_ms"] = r.local_ms;
-      x["speedup"] = r.speedup;
-      x["predicted_ms"] = r.predicted_ms;
-      x["equal"] = r.equal;
-      x["max_abs_dev"] = double(r.max_abs_dev);
-      x["bytes"] = static_cast<unsigned long>(r.bytes);
-      x["faults"] = r.faults;
-      rs.push_back(x);
+  if (a.has("json"))
+    print_cluster_json(o, results, slowdown);
+  else
+    print_cluster_text(o, results, slowdown);
+  for (const auto& r : results)
+    if (!r.equal) {
+      std::fprintf(stderr, "edgeband cluster: error: distributed output differs from local output\n");
+      return 1;
     }
-    j["results"] = rs;
-    j["model"] = o.model.empty() ? o.weights : o.model;
-    j["link"] = o.link.empty() ? "unshaped" : o.link;
-    j["batch"] = o.batch;
-    j["cpu_share"] = results.empty() ? "" : results[0].cpu_share;
-    eb::Json sl = eb::Json::array();
-    for (const auto& s : slowdown) {
-      eb::Json x = eb::Json::object();
-      x["factor"] = s.factor;
-      x["source"] = s.source;
-      sl.push_back(x);
-    }
-    j["slowdown"] = sl;
-    std::printf("%s\n", j.dump().c_str());
-  } else {
-    std::printf("model %s, %d devices, link %s, batch %d, wire %s\ncpu share: %s\n",
-                o.model.empty() ? o.weights.c_str() : o.model.c_str(), o.devices, o.link.empty() ? "unshaped loopback" : o.link.c_str(),
-                o.batch, o.fp16 ? "fp16" : "fp32",
-                results.empty() ? "" : results[0].cpu_share.c_str());
-    for (size_t d = 0; d < slowdown.size(); ++d)
-      if (slowdown[d].factor > 1 || !slowdown[d].source.empty())
-        std::printf("device %zu: %.3gx slower than one core here (%s)\n", d, slowdown[d].factor,
-                    slowdown[d].source.c_str());
-    std::printf("%-7s %8s %12s %10s %9s %13s %12s %7s\n", "scheme", "devices", "latency_ms",
-                "local_ms", "speedup", "predicted_ms", "bytes", "equal");
-    for (const auto& r : results)
-      std::printf("%-7s %8d %12.2f %10.2f %8.2fx %13.2f %12llu %7s\n",
-                  eb::dist::scheme_name(r.scheme), r.devices, r.latency_ms, r.local_ms, r.speedup,
-                  r.predicted_ms, static_cast<unsigned long long>(r.bytes), r.equal ? "yes" : "NO");
-  }
-  if (!all_equal) {
-    std::fprintf(stderr, "edgeband cluster: error: distributed output differs from local output\n");
-    return 1;
-  }
   return 0;
 }
 

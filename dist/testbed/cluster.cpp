@@ -260,6 +260,24 @@ Cluster cluster_of(const ClusterOptions& o, const Graph& g, const Dilation& dl) 
 
 }  // namespace
 
+namespace {
+// Outputs against local: bit for bit (fp32 wire), or the same top-1 class (fp16).
+void compare_outputs(const std::vector<Tensor>& got, const std::vector<Tensor>& want, bool fp16,
+                     SchemeResult& r) {
+  r.equal = true;
+  for (size_t i = 0; i < got.size(); ++i) {
+    float dev = 0;
+    for (size_t k = 0; k < got[i].size(); ++k)
+      dev = std::max(dev, std::fabs(got[i].data()[k] - want[i].data()[k]));
+    r.max_abs_dev = std::max(r.max_abs_dev, dev);
+    if (fp16)
+      r.equal = r.equal && top_k(got[i], 1)[0].index == top_k(want[i], 1)[0].index;
+    else
+      r.equal = r.equal && dev == 0.0f;
+  }
+}
+}  // namespace
+
 std::vector<SchemeResult> run_cluster(const ClusterOptions& o, std::vector<Slowdown>* slowdown) {
   if (o.devices < 1 || o.devices > 16) throw std::invalid_argument("--devices must be in [1, 16]");
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
@@ -321,22 +339,15 @@ std::vector<SchemeResult> run_cluster(const ClusterOptions& o, std::vector<Slowd
     r.cpu_share = shares.how;
     Cluster now = cl;
     now.devices.resize(size_t(host.alive() + 1));
+    reset_dilation_totals();
     const PairedRuns pr = run_paired(host, *g, now, s, images, o.runs, warmup);
+    const DilationTotals spent = dilation_totals();
+    for (int k = 1; k < kWorkKinds; ++k)  // not layers: the local runs compute here too
+      r.host_data_path_ms[k] = double(spent.cpu_ns[k]) / 1e6 / (o.runs + warmup);
     r.devices = pr.first_plan.devices;
     r.predicted_ms = pr.first_plan.predicted_ms;
     r.faults = pr.faults;
-    r.equal = true;
-    for (size_t i = 0; i < pr.warmup_out.size(); ++i) {
-      const Tensor& got = pr.warmup_out[i];
-      float dev = 0;
-      for (size_t k = 0; k < got.size(); ++k)
-        dev = std::max(dev, std::fabs(got.data()[k] - want[i].data()[k]));
-      r.max_abs_dev = std::max(r.max_abs_dev, dev);
-      if (o.fp16)
-        r.equal = r.equal && top_k(got, 1)[0].index == top_k(want[i], 1)[0].index;
-      else
-        r.equal = r.equal && dev == 0.0f;
-    }
+    compare_outputs(pr.warmup_out, want, o.fp16, r);
     r.bytes = pr.last.bytes_sent + pr.last.bytes_received;
     r.latency_ms = median(pr.dist_ms);
     r.local_ms = median(pr.local_ms);

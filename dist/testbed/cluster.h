@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/compute_hook.h"
 #include "dist/plan/planner.h"
 #include "dist/runtime/host.h"
 #include "dist/testbed/boards.h"
@@ -50,6 +51,9 @@ struct SchemeResult {
   uint64_t bytes = 0;  // per batch, all links, both directions
   int faults = 0;
   std::string cpu_share;  // how the CPU was shared
+  // Dilated runs: the host's CPU time per distributed run outside layers, per kind of work
+  // (index: int(Work); dist/testbed/dilation.h); a board spends F x that.
+  double host_data_path_ms[kWorkKinds] = {};
 };
 
 // `slowdown`, when given, receives each device's dilation and where it came from.
