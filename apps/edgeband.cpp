@@ -819,7 +819,7 @@ void print_cluster_text(const eb::dist::ClusterOptions& o, const std::vector<eb:
                 eb::dist::scheme_name(r.scheme), r.devices, r.latency_ms, r.local_ms, r.speedup,
                 r.predicted_ms, static_cast<unsigned long long>(r.bytes), r.equal ? "yes" : "NO");
   if (slowdown.empty() || slowdown[0].factor <= 1) return;
-  std::printf("host CPU per run outside layers (x %.3g on the board):\n", slowdown[0].factor);
+  std::printf("host CPU outside layers, per run (planning: once), x %.3g on the board:\n", slowdown[0].factor);
   for (const auto& r : results) {
     std::printf("  %-6s", eb::dist::scheme_name(r.scheme));
     for (int k = 1; k < eb::kWorkKinds; ++k)

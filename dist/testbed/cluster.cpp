@@ -343,7 +343,7 @@ std::vector<SchemeResult> run_cluster(const ClusterOptions& o, std::vector<Slowd
     const PairedRuns pr = run_paired(host, *g, now, s, images, o.runs, warmup);
     const DilationTotals spent = dilation_totals();
     for (int k = 1; k < kWorkKinds; ++k)  // not layers: the local runs compute here too
-      r.host_data_path_ms[k] = double(spent.cpu_ns[k]) / 1e6 / (o.runs + warmup);
+      r.host_data_path_ms[k] = double(spent.cpu_ns[k]) / 1e6 / (Work(k) == Work::plan ? 1 : o.runs + warmup);
     r.devices = pr.first_plan.devices;
     r.predicted_ms = pr.first_plan.predicted_ms;
     r.faults = pr.faults;

@@ -52,7 +52,8 @@ struct SchemeResult {
   int faults = 0;
   std::string cpu_share;  // how the CPU was shared
   // Dilated runs: the host's CPU time per distributed run outside layers, per kind of work
-  // (index: int(Work); dist/testbed/dilation.h); a board spends F x that.
+  // (index: int(Work); dist/testbed/dilation.h; planning: in all, it plans before the runs); a
+  // board spends F x that.
   double host_data_path_ms[kWorkKinds] = {};
 };
 
