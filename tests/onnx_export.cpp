@@ -73,7 +73,8 @@ std::string export_onnx(Graph& g, const OnnxExportOptions& opt) {
       const long co = a.at("cout").integer(), kh = a.at("kernel")[0].integer(),
                  kw = a.at("kernel")[1].integer();
       const bool dw = a.at("depthwise").boolean();
-      const long ci = dw ? 1 : a.at("cin").integer();
+      const long groups = a.has("groups") ? a.at("groups").integer() : 1;
+      const long ci = dw ? 1 : a.at("cin").integer() / groups;
       std::vector<float> oihw(ps[0].data->size());
       const std::vector<float>& w = *ps[0].data;  // OHWI
       for (long o = 0; o < co; ++o)
@@ -91,6 +92,7 @@ std::string export_onnx(Graph& g, const OnnxExportOptions& opt) {
       node.msg(5,
                attr_ints("pads", {p[0].integer(), p[1].integer(), p[2].integer(), p[3].integer()}));
       if (dw) node.msg(5, attr_int("group", co));
+      if (!dw && groups > 1) node.msg(5, attr_int("group", groups));
 
     } else if (t == "batchnorm") {
       auto* bn = dynamic_cast<BatchNorm*>(n.layer.get());
@@ -120,6 +122,7 @@ std::string export_onnx(Graph& g, const OnnxExportOptions& opt) {
       node.msg(5, attr_ints("kernel_shape", {k, k})).msg(5, attr_ints("strides", {s, s}));
       node.msg(5,
                attr_ints("pads", {p[0].integer(), p[1].integer(), p[2].integer(), p[3].integer()}));
+      if (opt.ceil_mode) node.msg(5, attr_int("ceil_mode", 1));
     } else if (t == "global_avgpool") {
       node.bytes(1, x).bytes(4, "GlobalAveragePool");
     } else if (t == "fully_connected") {
@@ -174,6 +177,48 @@ std::string export_onnx(Graph& g, const OnnxExportOptions& opt) {
       flat[size_t(i)] = true;
     } else if (t == "add") {
       node.bytes(1, x).bytes(1, in_name(n.inputs[1])).bytes(4, "Add");
+    } else if (t == "mul") {
+      node.bytes(1, x).bytes(1, in_name(n.inputs[1])).bytes(4, "Mul");
+    } else if (t == "concat") {
+      for (int k : n.inputs) node.bytes(1, in_name(k));
+      node.bytes(4, "Concat").msg(5, attr_int("axis", 1));
+    } else if (t == "pad") {
+      const Json& p = a.at("pad");
+      const std::vector<int64_t> pads = {0, 0, p[0].integer(), p[1].integer(),
+                                         0, 0, p[2].integer(), p[3].integer()};
+      node.bytes(1, x).bytes(4, "Pad");
+      if (opt.pad_inputs) {
+        Proto pt;  // INT64 pads, as exporters write them
+        pt.varint(1, 8).varint(2, 7).bytes(8, out + "_pads");
+        for (int64_t v : pads) pt.varint(7, uint64_t(v));
+        graph.msg(5, pt);
+        node.bytes(1, out + "_pads");
+      } else {
+        node.msg(5, attr_ints("pads", pads));
+      }
+    } else if (t == "unary") {
+      const std::string op = a.at("op").string();
+      const float alpha = float(a.at("alpha").number()), beta = float(a.at("beta").number());
+      auto gate = [&](const char* onnx_op, float ga, float gb) {  // x * gate(x), as PyTorch exports
+        Proto s;
+        s.bytes(1, x).bytes(2, out + "_gate").bytes(3, n.name + "/gate").bytes(4, onnx_op);
+        if (std::string(onnx_op) == "HardSigmoid")
+          s.msg(5, attr_float("alpha", ga)).msg(5, attr_float("beta", gb));
+        graph.msg(1, s);
+        node.bytes(1, x).bytes(1, out + "_gate").bytes(4, "Mul");
+      };
+      if (op == "sigmoid") {
+        node.bytes(1, x).bytes(4, "Sigmoid");
+      } else if (op == "hard_sigmoid") {
+        node.bytes(1, x).bytes(4, "HardSigmoid");
+        node.msg(5, attr_float("alpha", alpha)).msg(5, attr_float("beta", beta));
+      } else if (op == "silu") {
+        gate("Sigmoid", 0, 0);
+      } else if (opt.hard_swish_op) {
+        node.bytes(1, x).bytes(4, "HardSwish");
+      } else {
+        gate("HardSigmoid", 1.0f / 6, 0.5f);
+      }
     } else {
       throw std::logic_error("export_onnx: no mapping for " + t);
     }

@@ -1,10 +1,12 @@
 // ONNX (onnx.proto): NCHW tensors, OIHW conv weights, initializers and Constant nodes as
 // weights. The engine runs HWC, so a Flatten of a C x H x W map is remembered and the next
 // Gemm's weight columns are permuted from CHW to HWC order.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <map>
 
+#include "core/layers/branch_ops.h"
 #include "core/layers/elementwise.h"
 #include "models/import/importers.h"
 
@@ -183,12 +185,16 @@ Attr parse_attr(std::string_view bytes, std::string& name) {
 }
 
 // A value: an engine node or a constant; `chw` holds the C x H x W shape a Flatten collapsed.
+// A Pad's output is `node` with `pad` still to apply: a following Conv absorbs it into its own
+// padding, any other consumer gets a pad layer (made once, then the value becomes that node).
 struct Value {
   bool is_const = false;
   ConstTensor c;
   int node = 0;
   bool flat = false;
   Shape chw;
+  bool padded = false;
+  Pads pad;
 };
 
 class OnnxReader {
@@ -302,7 +308,8 @@ class OnnxReader {
     }
   }
 
-  const Value& input(const OnnxNode& n, size_t i) {
+  // Input i as produced, a pending pad included (only Conv and Identity can take one).
+  Value& raw_input(const OnnxNode& n, size_t i) {
     if (i >= n.inputs.size() || n.inputs[i].empty())
       throw ImportError(n.where() + ": missing input " + std::to_string(i));
     auto it = values_.find(n.inputs[i]);
@@ -310,6 +317,15 @@ class OnnxReader {
       throw ImportError(n.where() + ": input '" + n.inputs[i] +
                         "' is not defined before it (graph not topologically sorted, or a cycle)");
     return it->second;
+  }
+  const Value& input(const OnnxNode& n, size_t i) {
+    Value& v = raw_input(n, i);
+    if (v.padded) {
+      const Pads& p = v.pad;
+      v.node = b_.add(n.inputs[i] + "/pad", std::make_unique<ZeroPad>(p.t, p.l, p.b, p.r), {v.node});
+      v.padded = false;
+    }
+    return v;
   }
   bool has_input(const OnnxNode& n, size_t i) const {
     return i < n.inputs.size() && !n.inputs[i].empty();
@@ -374,6 +390,145 @@ class OnnxReader {
     set(n, std::move(v));
   }
 
+  // Builds a layer, so that an invalid attribute reads as this node's import error.
+  template <class L, class... A>
+  std::unique_ptr<Layer> make(const OnnxNode& n, A... args) {
+    try {
+      return std::make_unique<L>(args...);
+    } catch (const std::exception& e) {
+      throw ImportError(n.where() + ": " + e.what());
+    }
+  }
+
+  // Dense, grouped (ResNeXt, RegNet) or depthwise. A zero Pad before it joins its padding.
+  void convert_conv(const OnnxNode& n) {
+    const Value& in = raw_input(n, 0);
+    if (in.is_const || in.flat) throw ImportError(n.where() + ": input must be a spatial map");
+    const bool fold = in.padded && n.s("auto_pad", "NOTSET") == std::string("NOTSET");
+    const Pads before = fold ? in.pad : Pads{};
+    const int x = fold ? in.node : spatial_node(n, 0);
+    const ConstTensor& w = const_of(n, 1);
+    if (w.dims.size() != 4)
+      throw ImportError(n.where() + ": weights must be rank 4, got " + w.dims_str());
+    const long co = w.dims[0], kh = w.dims[2], kw = w.dims[3], cin = b_.shape(x).c;
+    const int64_t group = n.i("group", 1);
+    if (group < 1 || cin % group != 0 || co % group != 0 || w.dims[1] != cin / group)
+      throw ImportError(n.where() + ": weights " + w.dims_str() + " with group " +
+                        std::to_string(group) + " do not match input " + b_.shape(x).str());
+    const bool dw = group > 1 && group == cin && co == cin;
+    long sh, sw;
+    Pads p;
+    window(n, x, kh, kw, sh, sw, p);
+    p = {p.t + before.t, p.l + before.l, p.b + before.b, p.r + before.r};
+    std::vector<float> bias;
+    if (has_input(n, 2)) bias = const_of(n, 2).data;
+    set_node(n, b_.conv(n.name, x, dw ? w.data : oihw_to_ohwi(w), std::move(bias), co, kh, kw, sh,
+                        sw, p, dw, Activation::none, dw ? 1 : long(group)));
+  }
+
+  // ceil_mode rounds the output size up: the last window may hang over the bottom/right edge,
+  // which is extra padding there (padded positions never count). As in PyTorch, a window that
+  // would start beyond the input and its leading padding is dropped.
+  static long ceil_extra_pad(long in, long k, long s, long before, long after) {
+    const long span = in + before + after - k;
+    long out = (span + s - 1) / s + 1;
+    if ((out - 1) * s >= in + before) --out;
+    return std::max(0L, (out - 1) * s + k - (in + before + after));
+  }
+
+  void convert_pool(const OnnxNode& n) {
+    const int x = spatial_node(n, 0);
+    const std::vector<int64_t> k = n.ints("kernel_shape");
+    if (k.size() != 2 || k[0] <= 0 || k[1] <= 0 || k[0] > 1024 || k[1] > 1024)
+      throw ImportError(n.where() + ": kernel_shape must be two values in 1..1024");
+    long sh, sw;
+    Pads p;
+    window(n, x, long(k[0]), long(k[1]), sh, sw, p);
+    if (n.op == "AveragePool" && n.i("count_include_pad", 0) && p.t + p.l + p.b + p.r > 0)
+      throw ImportError(n.where() + ": count_include_pad with padding is not supported");
+    const Shape s = b_.shape(x);
+    if (s.h + p.t + p.b < k[0] || s.w + p.l + p.r < k[1])
+      throw ImportError(n.where() + ": window larger than the padded input " + s.str());
+    if (n.i("ceil_mode", 0)) {
+      p.b += ceil_extra_pad(s.h, long(k[0]), sh, p.t, p.b);
+      p.r += ceil_extra_pad(s.w, long(k[1]), sw, p.l, p.r);
+    }
+    set_node(n, b_.pool(n.name, x, n.op == "MaxPool", long(k[0]), long(k[1]), sh, sw, p));
+  }
+
+  // The mean over H and W (MobileNet-V3 and EfficientNet exports) is global average pooling.
+  void convert_reduce_mean(const OnnxNode& n) {
+    const int x = spatial_node(n, 0);
+    std::vector<int64_t> axes = n.ints("axes");
+    if (axes.empty() && has_input(n, 1))  // opset 18: axes became an input
+      for (float a : const_of(n, 1).data) axes.push_back(int64_t(a));
+    std::sort(axes.begin(), axes.end());
+    if (axes != std::vector<int64_t>{2, 3} && axes != std::vector<int64_t>{-2, -1})
+      throw ImportError(n.where() + ": only the mean over H and W (axes 2, 3) is supported");
+    Value v;
+    v.node = b_.pool(n.name, x, false, b_.shape(x).h, b_.shape(x).w, 1, 1, Pads{});
+    v.flat = false;  // keepdims 0 gives [N, C]: the same 1 x 1 x C values
+    set(n, std::move(v));
+  }
+
+  void convert_concat(const OnnxNode& n) {
+    const int64_t axis = n.i("axis", 1);
+    if (axis != 1 && axis != -3)
+      throw ImportError(n.where() + ": only concatenation along channels (axis 1) is supported");
+    if (n.inputs.size() < 2) {  // one input: a copy
+      set(n, raw_input(n, 0));
+      return;
+    }
+    std::vector<int> ids;
+    for (size_t i = 0; i < n.inputs.size(); ++i) ids.push_back(spatial_node(n, i));
+    set_node(n, b_.add(n.name, make<Concat>(n, int(ids.size())), ids));
+  }
+
+  // Two maps (SiLU's x * sigmoid(x), squeeze-and-excitation's gate), or a map and a constant.
+  void convert_mul(const OnnxNode& n) {
+    const Value &a = input(n, 0), &c = input(n, 1);
+    if (a.is_const && c.is_const) throw ImportError(n.where() + ": multiplying two constants");
+    if (a.flat || c.flat) throw ImportError(n.where() + ": multiplying flattened maps");
+    if (a.is_const || c.is_const) {
+      const int x = a.is_const ? c.node : a.node;
+      const std::vector<float>& k = (a.is_const ? a : c).c.data;
+      if (k.size() != 1 && long(k.size()) != b_.shape(x).c)
+        throw ImportError(n.where() + ": only per-channel or scalar constants can multiply");
+      set_node(n, b_.affine(n.name, x, k, {}));
+      return;
+    }
+    // The 1 x 1 x C gate goes second, whichever side ONNX wrote it on.
+    const bool swap = b_.shape(a.node) != b_.shape(c.node) && b_.shape(a.node).h == 1 &&
+                      b_.shape(a.node).w == 1;
+    const int x = swap ? c.node : a.node, y = swap ? a.node : c.node;
+    set_node(n, b_.add(n.name, std::make_unique<Mul>(), {x, y}));
+  }
+
+  // Zero padding of H and W only; pads are an input from opset 11, an attribute before.
+  void convert_pad(const OnnxNode& n) {
+    const Value& in = raw_input(n, 0);
+    if (in.is_const || in.flat) throw ImportError(n.where() + ": input must be a spatial map");
+    if (n.s("mode", "constant") != std::string("constant"))
+      throw ImportError(n.where() + ": only constant padding is supported");
+    std::vector<int64_t> pads = n.ints("pads");
+    float value = n.f("value", 0.0f);
+    if (has_input(n, 1))
+      for (float v : const_of(n, 1).data) pads.push_back(int64_t(v));
+    if (has_input(n, 2)) value = const_of(n, 2).data.empty() ? 0.0f : const_of(n, 2).data[0];
+    if (has_input(n, 3)) throw ImportError(n.where() + ": the axes input is not supported");
+    if (value != 0.0f) throw ImportError(n.where() + ": only zero padding is supported");
+    if (pads.size() != 8 || pads[0] || pads[1] || pads[4] || pads[5])
+      throw ImportError(n.where() + ": only padding of H and W of an N x C x H x W map");
+    for (int64_t v : pads)
+      if (v < 0 || v > 1024)
+        throw ImportError(n.where() + ": pad " + std::to_string(v) + " out of range 0..1024");
+    Value v = in;
+    const Pads add{long(pads[2]), long(pads[3]), long(pads[6]), long(pads[7])};
+    v.pad = {v.pad.t + add.t, v.pad.l + add.l, v.pad.b + add.b, v.pad.r + add.r};
+    v.padded = true;
+    set(n, std::move(v));
+  }
+
   void convert(const OnnxNode& n) {
     const std::string& op = n.op;
     const std::string& name = n.name;
@@ -386,28 +541,9 @@ class OnnxReader {
       v.c = parse_tensor(it->second.t, nullptr);
       set(n, std::move(v));
     } else if (op == "Identity" || op == "Dropout") {
-      set(n, input(n, 0));
+      set(n, raw_input(n, 0));
     } else if (op == "Conv") {
-      const int x = spatial_node(n, 0);
-      const ConstTensor& w = const_of(n, 1);
-      if (w.dims.size() != 4)
-        throw ImportError(n.where() + ": weights must be rank 4, got " + w.dims_str());
-      const long co = w.dims[0], kh = w.dims[2], kw = w.dims[3], cin = b_.shape(x).c;
-      const int64_t group = n.i("group", 1);
-      const bool dw = group != 1;
-      if (dw && !(group == cin && co == cin && w.dims[1] == 1))
-        throw ImportError(n.where() + ": grouped convolution with group " + std::to_string(group) +
-                          " is not supported (only depthwise)");
-      if (!dw && w.dims[1] != cin)
-        throw ImportError(n.where() + ": weights " + w.dims_str() + " do not match input " +
-                          b_.shape(x).str());
-      long sh, sw;
-      Pads p;
-      window(n, x, kh, kw, sh, sw, p);
-      std::vector<float> bias;
-      if (has_input(n, 2)) bias = const_of(n, 2).data;
-      set_node(n, b_.conv(name, x, dw ? w.data : oihw_to_ohwi(w), std::move(bias), co, kh, kw, sh,
-                          sw, p, dw, Activation::none));
+      convert_conv(n);
     } else if (op == "Gemm" || op == "MatMul") {
       const Value& a = input(n, 0);
       const int x = node_of(n, 0);
@@ -471,20 +607,24 @@ class OnnxReader {
       }
       set_node(n, b_.add(name, std::move(bn), {x}));
     } else if (op == "MaxPool" || op == "AveragePool") {
-      const int x = spatial_node(n, 0);
-      const std::vector<int64_t> k = n.ints("kernel_shape");
-      if (k.size() != 2 || k[0] <= 0 || k[1] <= 0)
-        throw ImportError(n.where() + ": kernel_shape must be two positive values");
-      if (n.i("ceil_mode", 0)) throw ImportError(n.where() + ": ceil_mode is not supported");
-      long sh, sw;
-      Pads p;
-      window(n, x, long(k[0]), long(k[1]), sh, sw, p);
-      if (op == "AveragePool" && n.i("count_include_pad", 0) && p.t + p.l + p.b + p.r > 0)
-        throw ImportError(n.where() + ": count_include_pad with padding is not supported");
-      set_node(n, b_.pool(name, x, op == "MaxPool", long(k[0]), long(k[1]), sh, sw, p));
+      convert_pool(n);
     } else if (op == "GlobalAveragePool") {
       const int x = spatial_node(n, 0);
       set_node(n, b_.pool(name, x, false, b_.shape(x).h, b_.shape(x).w, 1, 1, Pads{}));
+    } else if (op == "ReduceMean") {
+      convert_reduce_mean(n);
+    } else if (op == "Concat") {
+      convert_concat(n);
+    } else if (op == "Mul") {
+      convert_mul(n);
+    } else if (op == "Pad") {
+      convert_pad(n);
+    } else if (op == "Sigmoid" || op == "HardSigmoid" || op == "HardSwish") {
+      const UnaryOp u = op == "Sigmoid"       ? UnaryOp::sigmoid
+                        : op == "HardSigmoid" ? UnaryOp::hard_sigmoid
+                                              : UnaryOp::hard_swish;
+      set_node(n, b_.add(name, std::make_unique<Unary>(u, n.f("alpha", 0.2f), n.f("beta", 0.5f)),
+                         {spatial_node(n, 0)}));
     } else if (op == "Flatten" || op == "Reshape") {
       Value v = input(n, 0);
       if (v.is_const) throw ImportError(n.where() + ": reshaping constants is not supported");

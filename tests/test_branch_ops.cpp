@@ -1,0 +1,366 @@
+// Operators of modern ImageNet networks (issue 28): channel concatenation, elementwise and
+// channel-broadcast multiply, sigmoid-family activations, zero padding, grouped convolution and
+// ceil-mode pooling. Each layer against a plain reference and on every band split; each ONNX
+// mapping through the test-side writer; the weights file round trip; whole small networks
+// (a SqueezeNet fire module, a squeeze-and-excitation block) computed in bands.
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <fstream>
+#include <random>
+
+#include "core/layers/branch_ops.h"
+#include "core/layers/conv2d.h"
+#include "core/layers/elementwise.h"
+#include "core/layers/global_avg_pool.h"
+#include "core/layers/pool2d.h"
+#include "core/weights_io.h"
+#include "models/import/importers.h"
+#include "models/zoo.h"
+#include "tests/helpers.h"
+#include "tests/onnx_export.h"
+
+using namespace eb;
+
+namespace {
+
+int rand_int(std::mt19937& rng, int lo, int hi) {
+  return std::uniform_int_distribution<int>(lo, hi)(rng);
+}
+
+std::string tmp_path(const std::string& name) {
+  return "/tmp/edgeband_branch_" + std::to_string(::getpid()) + "_" + name;
+}
+
+Graph import_onnx_bytes(const std::string& bytes) {
+  const std::string p = tmp_path("model.onnx");
+  std::ofstream(p, std::ios::binary | std::ios::trunc)
+      .write(bytes.data(), std::streamsize(bytes.size()));
+  Graph g = import::import_model({p}, {"test", ""});
+  ::unlink(p.c_str());
+  return g;
+}
+
+// Full forward of a layer on whole inputs.
+Tensor run_layer(Layer& l, const std::vector<Tensor>& in) {
+  std::vector<Shape> shapes;
+  for (const Tensor& t : in) shapes.push_back(t.shape());
+  l.configure(shapes);
+  l.prepare();
+  std::vector<Band> bands;
+  for (const Tensor& t : in) bands.push_back(Band{t, 0});
+  std::vector<const Band*> ptrs;
+  for (const Band& b : bands) ptrs.push_back(&b);
+  Band out{Tensor(l.output_shape()), 0};
+  l.forward(ptrs, out);
+  return out.t;
+}
+
+void check_close(const Tensor& got, const Tensor& want, float rel) {
+  REQUIRE(got.shape() == want.shape());
+  CHECK(ref::max_abs_diff(got, want) <= rel * std::max(1.0f, ref::max_abs(want)));
+}
+
+// Appends a layer and configures it at once, so that the next one can be chosen to fit.
+int add(Graph& g, const std::string& name, std::unique_ptr<Layer> l, std::vector<int> in = {-2}) {
+  const int id = g.add(name, std::move(l), std::move(in));
+  Node& n = g.node(id);
+  std::vector<Shape> shapes;
+  for (int k : n.inputs) shapes.push_back(g.shape_of(k));
+  n.layer->configure(shapes);
+  return id;
+}
+
+Conv2DParams conv_p(long cin, long cout, long k, long s, long pad, long groups = 1) {
+  Conv2DParams p;
+  p.cin = cin, p.cout = cout, p.kh = p.kw = k, p.sh = p.sw = s, p.groups = groups;
+  p.pad_t = p.pad_l = p.pad_b = p.pad_r = pad;
+  return p;
+}
+
+// SqueezeNet's fire module: squeeze 1x1, then expand 1x1 and 3x3 side by side, concatenated.
+int fire(Graph& g, const std::string& name, int in, long squeeze, long expand) {
+  const long c = g.shape_of(in).c;
+  const int s = add(g, name + "/squeeze", std::make_unique<Conv2D>(conv_p(c, squeeze, 1, 1, 0)), {in});
+  const int s_act = add(g, name + "/squeeze/relu", std::make_unique<ActivationLayer>(Activation::relu), {s});
+  const int e1 = add(g, name + "/e1", std::make_unique<Conv2D>(conv_p(squeeze, expand, 1, 1, 0)), {s_act});
+  const int e3 = add(g, name + "/e3", std::make_unique<Conv2D>(conv_p(squeeze, expand, 3, 1, 1)), {s_act});
+  return add(g, name + "/concat", std::make_unique<Concat>(2), {e1, e3});
+}
+
+// Squeeze-and-excitation (MobileNet-V3/EfficientNet): global mean, two 1x1 convs, a sigmoid
+// gate, and the map scaled per channel by it. The gate needs every row of `in`.
+int squeeze_excite(Graph& g, const std::string& name, int in, UnaryOp gate) {
+  const long c = g.shape_of(in).c, mid = std::max(1L, c / 2);
+  add(g, name + "/pool", std::make_unique<GlobalAvgPool>(), {in});
+  add(g, name + "/fc1", std::make_unique<Conv2D>(conv_p(c, mid, 1, 1, 0)));
+  add(g, name + "/relu", std::make_unique<ActivationLayer>(Activation::relu));
+  add(g, name + "/fc2", std::make_unique<Conv2D>(conv_p(mid, c, 1, 1, 0)));
+  const int gt = add(g, name + "/gate", std::make_unique<Unary>(gate, 1.0f / 6, 0.5f));
+  return add(g, name + "/scale", std::make_unique<Mul>(), {in, gt});
+}
+
+// A random small network built from the new operators and a few old ones.
+Graph random_branchy_net(std::mt19937& rng) {
+  Graph g;
+  g.input = {rand_int(rng, 8, 17), rand_int(rng, 8, 17), rand_int(rng, 1, 4)};
+  add(g, "stem", std::make_unique<Conv2D>(conv_p(g.input.c, 4 * rand_int(rng, 1, 3), 3, 1, 1)), {-1});
+  const int blocks = rand_int(rng, 2, 4);
+  for (int b = 0; b < blocks; ++b) {
+    const std::string n = "b" + std::to_string(b);
+    const int last = g.size() - 1;
+    const Shape s = g.shape_of(last);
+    switch (rand_int(rng, 0, 5)) {
+      case 0: fire(g, n, last, rand_int(rng, 1, 4), rand_int(rng, 1, 5)); break;
+      case 1: squeeze_excite(g, n, last, b % 2 ? UnaryOp::sigmoid : UnaryOp::hard_sigmoid); break;
+      case 2: {  // grouped 3x3 with some groups > 1 dividing the channels
+        long groups = 1;
+        for (long d = 2; d <= s.c; ++d)
+          if (s.c % d == 0 && rand_int(rng, 0, 1)) groups = d;
+        add(g, n, std::make_unique<Conv2D>(conv_p(s.c, s.c / groups * rand_int(rng, 1, 2) * groups,
+                                                  3, rand_int(rng, 1, 2), 1, groups)));
+        break;
+      }
+      case 3: {  // explicit padding, then a conv (folded on import) or a max pool (a pad layer)
+        add(g, n + "/pad", std::make_unique<ZeroPad>(rand_int(rng, 0, 2), rand_int(rng, 0, 2),
+                                                     rand_int(rng, 0, 2), rand_int(rng, 0, 2)));
+        if (rand_int(rng, 0, 1))
+          add(g, n, std::make_unique<Conv2D>(conv_p(s.c, rand_int(rng, 1, 6), 3, 1, 1)));
+        else
+          add(g, n, std::make_unique<Pool2D>(kernels::PoolKind::max, 2, 1, 1, 1, 0, 0));
+        break;
+      }
+      case 4:
+        add(g, n, std::make_unique<Unary>(UnaryOp(rand_int(rng, 0, 3)), 0.25f, 0.4f));
+        break;
+      default: {  // x * y of two equal maps
+        const int a = add(g, n + "/a", std::make_unique<Conv2D>(conv_p(s.c, s.c, 1, 1, 0)), {last});
+        add(g, n, std::make_unique<Mul>(), {last, a});
+      }
+    }
+  }
+  models::fill_synthetic(g, uint64_t(rng()));
+  return g;
+}
+
+// Every output band of the whole graph, computed from only the input rows it needs, equals
+// the full-image result.
+void check_graph_bands(const Graph& g, const Tensor& in, std::mt19937& rng) {
+  const Tensor full = g.forward(in);
+  for (const RowRange r : test::band_cases(full.h(), rng)) {
+    const RowRange need = g.block_needs(0, g.size(), r)[0];
+    const Band got = g.run_block(0, g.size(), Band{in.rows(need).clone(), need.begin}, r);
+    INFO("rows [" << r.begin << "," << r.end << ")");
+    CHECK(ref::bit_equal(got.t, full.rows(r)));
+  }
+}
+
+int count_type(const Graph& g, const std::string& type) {
+  int k = 0;
+  for (int i = 0; i < g.size(); ++i) k += g.node(i).layer->type() == type;
+  return k;
+}
+
+}  // namespace
+
+TEST_CASE("branch ops: concat, mul, unary and pad match the reference; every band split is exact") {
+  std::mt19937 rng(28);
+  for (int t = 0; t < 12; ++t) {
+    const int h = rand_int(rng, 1, 9), w = rand_int(rng, 1, 7);
+    CAPTURE(t);
+    std::vector<Tensor> parts;
+    for (int i = rand_int(rng, 2, 4); i > 0; --i)
+      parts.push_back(ref::random_tensor({h, w, rand_int(rng, 1, 9)}, rng));
+    Concat cat(int(parts.size()));
+    const Tensor joined = run_layer(cat, parts);
+    CHECK(ref::bit_equal(joined, ref::concat(parts)));
+    test::check_bands(cat, parts, joined, rng);
+
+    const Tensor a = ref::random_tensor({h, w, rand_int(rng, 1, 9)}, rng);
+    for (const Shape gs : {a.shape(), Shape{1, 1, a.c()}}) {
+      const Tensor b = ref::random_tensor(gs, rng);
+      Mul mul;
+      const Tensor prod = run_layer(mul, {a, b});
+      check_close(prod, ref::mul(a, b), 1e-6f);
+      test::check_bands(mul, {a, b}, prod, rng);
+    }
+    for (UnaryOp op : {UnaryOp::sigmoid, UnaryOp::hard_sigmoid, UnaryOp::silu, UnaryOp::hard_swish}) {
+      CAPTURE(unary_name(op));
+      const Tensor x = ref::random_tensor(a.shape(), rng, -8, 8);
+      Unary u(op, 0.2f, 0.5f);
+      const Tensor y = run_layer(u, {x});
+      check_close(y, ref::unary(unary_name(op), x, 0.2, 0.5), 1e-5f);
+      test::check_bands(u, x, y, rng);
+    }
+    const long pt = rand_int(rng, 0, 3), pl = rand_int(rng, 0, 3), pb = rand_int(rng, 0, 3),
+               pr = rand_int(rng, 0, 3);
+    ZeroPad pad(pt, pl, pb, pr);
+    const Tensor padded = run_layer(pad, {a});
+    CHECK(ref::bit_equal(padded, ref::zero_pad(a, pt, pl, pb, pr)));
+    test::check_bands(pad, a, padded, rng);
+  }
+}
+
+TEST_CASE("branch ops: invalid shapes and parameters are clear errors") {
+  Concat cat(2);
+  CHECK_THROWS_AS(cat.configure({{4, 4, 2}, {4, 5, 2}}), std::invalid_argument);
+  CHECK_THROWS_AS(Concat(1), std::invalid_argument);
+  Mul mul;
+  CHECK_THROWS_AS(mul.configure({{4, 4, 2}, {1, 1, 3}}), std::invalid_argument);
+  CHECK_THROWS_AS(mul.configure({{4, 4, 2}, {4, 1, 2}}), std::invalid_argument);
+  CHECK_THROWS_AS(ZeroPad(0, -1, 0, 0), std::invalid_argument);
+  CHECK_THROWS_AS(Unary(UnaryOp::hard_sigmoid, NAN, 0.5f), std::invalid_argument);
+  CHECK_THROWS_AS(Conv2D(conv_p(6, 4, 3, 1, 1, 4)), std::invalid_argument);  // 4 does not divide 6
+  CHECK_THROWS_AS(Conv2D(conv_p(6, 6, 3, 1, 1, 0)), std::invalid_argument);
+}
+
+TEST_CASE("conv2d: grouped convolution matches the reference on every ISA; every band split is exact") {
+  std::mt19937 rng(29);
+  test::for_each_isa([&](kernels::Isa isa) {
+    CAPTURE(kernels::isa_name(isa));
+    for (int t = 0; t < 8; ++t) {
+      const long groups = rand_int(rng, 2, 4), k = 1 + 2 * rand_int(rng, 0, 2);
+      Conv2DParams p = conv_p(groups * rand_int(rng, 1, 6), groups * rand_int(rng, 1, 6), k,
+                              rand_int(rng, 1, 2), rand_int(rng, 0, int(k) / 2), groups);
+      p.act = Activation(rand_int(rng, 0, 2));
+      Conv2D conv(p);
+      conv.weight() = ref::random_vec(conv.weight().size(), rng, -0.5f, 0.5f);
+      conv.bias() = ref::random_vec(conv.bias().size(), rng, -0.1f, 0.1f);
+      const Tensor in = ref::random_tensor({rand_int(rng, int(k), 13), rand_int(rng, int(k), 11), int(p.cin)}, rng);
+      const Tensor got = run_layer(conv, {in});
+      CHECK(conv.algo() == Conv2D::Algo::grouped);
+      const ref::ConvSpec s{k, k, p.sh, p.sw, p.pad_t, p.pad_l, p.pad_b, p.pad_r, false, p.act};
+      CAPTURE(groups);
+      CAPTURE(p.cin);
+      CAPTURE(p.cout);
+      check_close(got, ref::conv2d_grouped(in, conv.weight(), conv.bias(), p.cout, s, groups), 2e-5f);
+      test::check_bands(conv, in, got, rng);
+    }
+  });
+  Conv2D dense_algo_on_groups(conv_p(4, 4, 3, 1, 1, 2));
+  dense_algo_on_groups.configure({{5, 5, 4}});
+  dense_algo_on_groups.force_algo(Conv2D::Algo::im2col);
+  CHECK_THROWS_AS(dense_algo_on_groups.prepare(), std::logic_error);
+}
+
+TEST_CASE("onnx: random networks with concat, mul, sigmoid family, pad and grouped conv convert") {
+  std::mt19937 rng(30);
+  for (int trial = 0; trial < 16; ++trial) {
+    CAPTURE(trial);
+    Graph g = random_branchy_net(rng);
+    test::OnnxExportOptions opt;
+    opt.pad_inputs = trial % 2 == 0;
+    opt.hard_swish_op = trial % 3 == 0;
+    Graph imported = import_onnx_bytes(test::export_onnx(g, opt));
+    const Tensor in = ref::random_tensor(g.input, rng);
+    check_close(imported.forward(in), ref::forward(g, in), 1e-5f);
+    check_graph_bands(imported, in, rng);
+  }
+}
+
+TEST_CASE("onnx: a Pad before a conv joins its padding; before a pool it stays a layer") {
+  std::mt19937 rng(31);
+  for (bool conv : {true, false}) {
+    Graph g;
+    g.input = {9, 8, 3};
+    add(g, "pad", std::make_unique<ZeroPad>(1, 2, 0, 1), {-1});
+    if (conv)
+      add(g, "conv", std::make_unique<Conv2D>(conv_p(3, 5, 3, 1, 1)));
+    else
+      add(g, "pool", std::make_unique<Pool2D>(kernels::PoolKind::max, 3, 2));
+    models::fill_synthetic(g, 5);
+    Graph imported = import_onnx_bytes(test::export_onnx(g));
+    CHECK(count_type(imported, "pad") == (conv ? 0 : 1));
+    const Tensor in = ref::random_tensor(g.input, rng);
+    check_close(imported.forward(in), ref::forward(g, in), 1e-5f);
+  }
+}
+
+TEST_CASE("onnx: MaxPool and AveragePool with ceil_mode=1 round the output size up") {
+  std::mt19937 rng(32);
+  for (int t = 0; t < 24; ++t) {
+    const long k = rand_int(rng, 2, 3), s = rand_int(rng, 1, 3), pad = rand_int(rng, 0, int(k) - 1);
+    const bool is_max = t % 2 == 0;
+    Graph g;
+    g.input = {rand_int(rng, int(k), 14), rand_int(rng, int(k), 14), rand_int(rng, 1, 5)};
+    add(g, "pool", std::make_unique<Pool2D>(is_max ? kernels::PoolKind::max : kernels::PoolKind::average,
+                                            k, s, pad, pad, pad, pad), {-1});
+    test::OnnxExportOptions opt;
+    opt.ceil_mode = true;
+    Graph imported = import_onnx_bytes(test::export_onnx(g, opt));
+    const Tensor in = ref::random_tensor(g.input, rng);
+    CAPTURE(g.input.str());
+    CAPTURE(k);
+    CAPTURE(s);
+    CAPTURE(pad);
+    const Tensor want = ref::pool2d_ceil(in, is_max, k, s, pad, pad, pad, pad);
+    check_close(imported.forward(in), want, 1e-6f);
+    check_graph_bands(imported, in, rng);
+  }
+  // A SqueezeNet-like first pool: 3x3 stride 2 on 112 rows gives 55 with floor, 56 with ceil.
+  Graph g;
+  g.input = {112, 112, 1};
+  add(g, "pool", std::make_unique<Pool2D>(kernels::PoolKind::max, 3, 2), {-1});
+  test::OnnxExportOptions opt;
+  opt.ceil_mode = true;
+  CHECK(import_onnx_bytes(test::export_onnx(g, opt)).output_shape() == Shape{56, 56, 1});
+}
+
+TEST_CASE("onnx: a SqueezeNet fire module and an SE block: exact, and in bands") {
+  std::mt19937 rng(33);
+  Graph g;
+  g.input = {17, 13, 3};
+  add(g, "stem", std::make_unique<Conv2D>(conv_p(3, 8, 3, 2, 0)), {-1});
+  add(g, "stem/relu", std::make_unique<ActivationLayer>(Activation::relu));
+  add(g, "pool", std::make_unique<Pool2D>(kernels::PoolKind::max, 3, 2));
+  const int f = fire(g, "fire2", g.size() - 1, 4, 6);
+  squeeze_excite(g, "se", f, UnaryOp::hard_sigmoid);
+  add(g, "act", std::make_unique<Unary>(UnaryOp::hard_swish));
+  models::fill_synthetic(g, 9);
+  test::OnnxExportOptions opt;
+  opt.ceil_mode = true;  // as SqueezeNet's pools
+  Graph imported = import_onnx_bytes(test::export_onnx(g, opt));
+  CHECK(count_type(imported, "concat") == 1);
+  CHECK(count_type(imported, "mul") == 2);  // the SE scale and hard-swish's x * gate
+  const Tensor in = ref::random_tensor(g.input, rng);
+  const Tensor got = imported.forward(in);
+  CHECK(got.shape() == Shape{4, 3, 12});  // ceil mode: 8x6 -> 4x3 (floor would give 3x2)
+  check_graph_bands(imported, in, rng);
+}
+
+TEST_CASE("weights: concat, mul, unary, pad and grouped conv round-trip; bad attributes are refused") {
+  std::mt19937 rng(34);
+  Graph g;
+  g.input = {12, 10, 4};
+  add(g, "pad", std::make_unique<ZeroPad>(1, 0, 2, 1), {-1});
+  add(g, "grouped", std::make_unique<Conv2D>(conv_p(4, 8, 3, 1, 1, 2)));
+  const int f = fire(g, "fire", g.size() - 1, 3, 4);
+  squeeze_excite(g, "se", f, UnaryOp::sigmoid);
+  add(g, "silu", std::make_unique<Unary>(UnaryOp::silu));
+  models::fill_synthetic(g, 3);
+  const Tensor in = ref::random_tensor(g.input, rng);
+  const Tensor want = ref::forward(g, in);
+  g.finalize();
+  const std::string p = tmp_path("branch.ebw");
+  save_weights(g, p);
+  Graph loaded = load_weights(p);
+  ::unlink(p.c_str());
+  CHECK(ref::bit_equal(loaded.forward(in), g.forward(in)));
+  check_close(loaded.forward(in), want, 1e-5f);
+
+  auto attrs = [](const std::string& json) { return Json::parse(json); };
+  CHECK_THROWS(make_layer("concat", attrs(R"({"inputs":1})")));
+  CHECK_THROWS(make_layer("concat", attrs(R"({"inputs":100000})")));
+  CHECK_THROWS(make_layer("unary", attrs(R"({"op":"tanh","alpha":0.2,"beta":0.5})")));
+  CHECK_THROWS(make_layer("unary", attrs(R"({"op":"sigmoid","alpha":"x","beta":0.5})")));
+  CHECK_THROWS(make_layer("pad", attrs(R"({"pad":[0,0,-1,0]})")));
+  CHECK_THROWS(make_layer("pad", attrs(R"({"pad":[0,0,1]})")));
+  const std::string conv =
+      R"({"cin":6,"cout":6,"kernel":[3,3],"stride":[1,1],"pad":[1,1,1,1],"depthwise":false,)"
+      R"("activation":"none","groups":)";
+  CHECK_NOTHROW(make_layer("conv2d", attrs(conv + "3}")));
+  CHECK_THROWS(make_layer("conv2d", attrs(conv + "4}")));
+  CHECK_THROWS(make_layer("conv2d", attrs(conv + "0}")));
+  CHECK_THROWS(make_layer("conv2d", attrs(conv + "-6}")));
+}
