@@ -16,6 +16,9 @@
 #include "core/layers/global_avg_pool.h"
 #include "core/layers/pool2d.h"
 #include "core/weights_io.h"
+#include "dist/plan/local_executor.h"
+#include "dist/runtime/host.h"
+#include "dist/runtime/worker.h"
 #include "models/import/importers.h"
 #include "models/zoo.h"
 #include "tests/helpers.h"
@@ -154,6 +157,33 @@ void check_graph_bands(const Graph& g, const Tensor& in, std::mt19937& rng) {
     INFO("rows [" << r.begin << "," << r.end << ")");
     CHECK(ref::bit_equal(got.t, full.rows(r)));
   }
+}
+
+// A small SqueezeNet-like network: stem, ceil-mode pool, two fire modules; with `se`, a
+// squeeze-and-excitation block (a global dependency mid-network) and hard-swish after them.
+Graph fire_net(bool se, int h, int w) {
+  Graph g;
+  g.input = {h, w, 3};
+  add(g, "stem", std::make_unique<Conv2D>(conv_p(3, 8, 3, 2, 0)), {-1});
+  add(g, "stem/relu", std::make_unique<ActivationLayer>(Activation::relu));
+  add(g, "pool", std::make_unique<Pool2D>(kernels::PoolKind::max, 3, 2));
+  int f = fire(g, "fire2", g.size() - 1, 4, 6);
+  f = fire(g, "fire3", f, 4, 8);
+  if (se) {
+    squeeze_excite(g, "se", f, UnaryOp::hard_sigmoid);
+    add(g, "act", std::make_unique<Unary>(UnaryOp::hard_swish));
+  }
+  models::fill_synthetic(g, 9);
+  test::OnnxExportOptions opt;
+  opt.ceil_mode = true;  // as SqueezeNet's pools
+  return import_onnx_bytes(test::export_onnx(g, opt));
+}
+
+dist::Cluster estimated_cluster(const Graph& g, int n) {
+  dist::Cluster c;
+  c.link = dist::parse_link("10gbit,0.01ms");  // fast: the planner really splits
+  for (int i = 0; i < n; ++i) c.devices.push_back(dist::estimate_profile(g, "d", 5));
+  return c;
 }
 
 int count_type(const Graph& g, const std::string& type) {
@@ -309,24 +339,47 @@ TEST_CASE("onnx: MaxPool and AveragePool with ceil_mode=1 round the output size 
 
 TEST_CASE("onnx: a SqueezeNet fire module and an SE block: exact, and in bands") {
   std::mt19937 rng(33);
-  Graph g;
-  g.input = {17, 13, 3};
-  add(g, "stem", std::make_unique<Conv2D>(conv_p(3, 8, 3, 2, 0)), {-1});
-  add(g, "stem/relu", std::make_unique<ActivationLayer>(Activation::relu));
-  add(g, "pool", std::make_unique<Pool2D>(kernels::PoolKind::max, 3, 2));
-  const int f = fire(g, "fire2", g.size() - 1, 4, 6);
-  squeeze_excite(g, "se", f, UnaryOp::hard_sigmoid);
-  add(g, "act", std::make_unique<Unary>(UnaryOp::hard_swish));
-  models::fill_synthetic(g, 9);
-  test::OnnxExportOptions opt;
-  opt.ceil_mode = true;  // as SqueezeNet's pools
-  Graph imported = import_onnx_bytes(test::export_onnx(g, opt));
-  CHECK(count_type(imported, "concat") == 1);
+  Graph imported = fire_net(true, 17, 13);
+  CHECK(count_type(imported, "concat") == 2);
   CHECK(count_type(imported, "mul") == 2);  // the SE scale and hard-swish's x * gate
-  const Tensor in = ref::random_tensor(g.input, rng);
+  const Tensor in = ref::random_tensor(imported.input, rng);
   const Tensor got = imported.forward(in);
-  CHECK(got.shape() == Shape{4, 3, 12});  // ceil mode: 8x6 -> 4x3 (floor would give 3x2)
+  CHECK(got.shape() == Shape{4, 3, 16});  // ceil mode: 8x6 -> 4x3 (floor would give 3x2)
   check_graph_bands(imported, in, rng);
+}
+
+// Every scheme's plan, executed in-process and across loopback workers, equals local inference;
+// with the SE block too, whose gate needs every row of its input.
+TEST_CASE("dist loopback: converted fire-module and SE networks equal local inference") {
+  std::mt19937 rng(35);
+  for (bool se : {false, true}) {
+    CAPTURE(se);
+    auto g = std::make_shared<Graph>(fire_net(se, 61, 57));
+    const std::string path = tmp_path(se ? "se.ebw" : "fire.ebw");
+    const uint64_t hash = save_weights(*g, path);
+    const Tensor in = ref::random_tensor(g->input, rng);
+    const Tensor want = g->forward(in);
+    std::vector<std::unique_ptr<dist::WorkerServer>> workers;
+    std::vector<std::string> addrs;
+    for (int i = 0; i < 2; ++i) {
+      dist::WorkerOptions o;
+      o.weights = path;
+      o.log = [](const std::string&) {};
+      workers.push_back(std::make_unique<dist::WorkerServer>(o));
+      workers.back()->start_background();
+      addrs.push_back("127.0.0.1:" + std::to_string(workers.back()->port()));
+    }
+    dist::HostRuntime host(g, hash, addrs, {});
+    for (dist::Scheme s : {dist::Scheme::modnn, dist::Scheme::dpfp, dist::Scheme::halp}) {
+      CAPTURE(dist::scheme_name(s));
+      const dist::Plan p = dist::make_plan(*g, estimated_cluster(*g, 3), s);
+      CHECK(ref::bit_equal(dist::execute_locally(*g, p, in), want));
+      dist::InferStats st;
+      CHECK(ref::bit_equal(host.infer({in}, p, &st).at(0), want));
+      CHECK(st.faults == 0);
+    }
+    ::unlink(path.c_str());
+  }
 }
 
 TEST_CASE("weights: concat, mul, unary, pad and grouped conv round-trip; bad attributes are refused") {
