@@ -417,3 +417,37 @@ TEST_CASE("weights: concat, mul, unary, pad and grouped conv round-trip; bad att
   CHECK_THROWS(make_layer("conv2d", attrs(conv + "0}")));
   CHECK_THROWS(make_layer("conv2d", attrs(conv + "-6}")));
 }
+
+TEST_CASE("cli: convert warns on an ONNX model without normalisation; --preset sets it") {
+  Graph g;
+  g.input = {6, 6, 3};
+  add(g, "conv", std::make_unique<Conv2D>(conv_p(3, 4, 3, 1, 1)), {-1});
+  add(g, "act", std::make_unique<Unary>(UnaryOp::silu));
+  models::fill_synthetic(g, 1);
+  const std::string onnx = tmp_path("cli.onnx"), ebw = tmp_path("cli.ebw");
+  const std::string bytes = test::export_onnx(g);
+  std::ofstream(onnx, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
+
+  test::CliResult r = test::run_edgeband("convert " + onnx + " -o " + ebw);
+  CHECK(r.code == 0);
+  CHECK(r.out.find("WARNING") != std::string::npos);
+  CHECK(r.out.find("--preset imagenet") != std::string::npos);
+
+  r = test::run_edgeband("convert " + onnx + " -o " + ebw + " --preset imagenet");
+  CHECK(r.code == 0);
+  CHECK(r.out.find("WARNING") == std::string::npos);
+  Graph loaded = load_weights(ebw);
+  CHECK(loaded.norm.mean[0] == doctest::Approx(123.675));
+  CHECK(loaded.norm.std[2] == doctest::Approx(57.375));
+
+  r = test::run_edgeband("convert " + onnx + " -o " + ebw + " --preset inception --std 64");
+  CHECK(r.code == 0);
+  loaded = load_weights(ebw);
+  CHECK(loaded.norm.mean[1] == 127.5f);
+  CHECK(loaded.norm.std[1] == 64.0f);
+
+  r = test::run_edgeband("convert " + onnx + " -o " + ebw + " --preset caffe");
+  CHECK(r.code != 0);
+  ::unlink(onnx.c_str());
+  ::unlink(ebw.c_str());
+}
