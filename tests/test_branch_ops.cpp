@@ -23,6 +23,7 @@
 #include "models/zoo.h"
 #include "tests/helpers.h"
 #include "tests/onnx_export.h"
+#include "tests/proto_writer.h"
 
 using namespace eb;
 
@@ -305,6 +306,65 @@ TEST_CASE("onnx: a Pad before a conv joins its padding; before a pool it stays a
     const Tensor in = ref::random_tensor(g.input, rng);
     check_close(imported.forward(in), ref::forward(g, in), 1e-5f);
   }
+}
+
+// A squeeze-and-excitation gate made with Linear layers, as hand-written models do: Flatten,
+// Gemm, Sigmoid, Reshape to [1, C, 1, 1], Mul; and a Pad that is the graph's output.
+TEST_CASE("onnx: a Linear SE gate reshaped to [1, C, 1, 1] scales the map; a final Pad is kept") {
+  using test::Proto;
+  auto node = [](const std::string& op, const std::vector<std::string>& in, const std::string& out) {
+    Proto n;
+    for (const std::string& i : in) n.bytes(1, i);
+    return n.bytes(2, out).bytes(3, out).bytes(4, op);
+  };
+  auto tensor = [](const std::string& name, const std::vector<int64_t>& dims, int type,
+                   const std::string& raw) {
+    Proto t;
+    for (int64_t d : dims) t.varint(1, uint64_t(d));
+    return t.varint(2, uint64_t(type)).bytes(8, name).bytes(9, raw);
+  };
+  auto f32 = [](const std::vector<float>& v) {
+    return std::string(reinterpret_cast<const char*>(v.data()), v.size() * 4);
+  };
+  auto i64 = [](const std::vector<int64_t>& v) {
+    return std::string(reinterpret_cast<const char*>(v.data()), v.size() * 8);
+  };
+  auto value_info = [](const std::string& name, const std::vector<int64_t>& dims) {
+    Proto shape;
+    for (int64_t d : dims) shape.msg(1, Proto().varint(1, uint64_t(d)));
+    return Proto().bytes(1, name).msg(2, Proto().msg(1, Proto().varint(1, 1).msg(2, shape)));
+  };
+  const std::vector<float> w = {0.5f, -1.0f, 2.0f, 0.25f}, b = {0.1f, -0.2f};
+  Proto graph;
+  graph.msg(1, node("GlobalAveragePool", {"x"}, "p")).msg(1, node("Flatten", {"p"}, "f"));
+  Proto gemm = node("Gemm", {"f", "w", "b"}, "g");
+  gemm.msg(5, Proto().bytes(1, "transB").varint(3, 1).varint(20, 2));
+  graph.msg(1, gemm).msg(1, node("Sigmoid", {"g"}, "s")).msg(1, node("Reshape", {"s", "shape"}, "r"));
+  graph.msg(1, node("Mul", {"r", "x"}, "m")).msg(1, node("Pad", {"m", "pads"}, "y"));
+  graph.msg(5, tensor("w", {2, 2}, 1, f32(w))).msg(5, tensor("b", {2}, 1, f32(b)));
+  graph.msg(5, tensor("shape", {4}, 7, i64({1, 2, 1, 1})));
+  graph.msg(5, tensor("pads", {8}, 7, i64({0, 0, 1, 0, 0, 0, 0, 2})));
+  graph.msg(11, value_info("x", {1, 2, 4, 3})).msg(12, value_info("y", {1, 2, 5, 5}));
+  Proto model;
+  model.varint(1, 8).msg(7, graph).msg(8, Proto().bytes(1, "").varint(2, 13));
+  Graph g = import_onnx_bytes(model.str());
+
+  std::mt19937 rng(36);
+  const Tensor x = ref::random_tensor({4, 3, 2}, rng);
+  Tensor gate(1, 1, 2);
+  for (int o = 0; o < 2; ++o) {
+    double z = b[size_t(o)];
+    for (int c = 0; c < 2; ++c) {
+      double mean = 0;
+      for (int yy = 0; yy < 4; ++yy)
+        for (int xx = 0; xx < 3; ++xx) mean += x.at(yy, xx, c) / 12.0;
+      z += w[size_t(o * 2 + c)] * mean;
+    }
+    gate.at(0, 0, o) = float(1 / (1 + std::exp(-z)));
+  }
+  const Tensor want = ref::zero_pad(ref::mul(x, gate), 1, 0, 0, 2);
+  check_close(g.forward(x), want, 1e-5f);
+  CHECK(count_type(g, "pad") == 1);
 }
 
 TEST_CASE("onnx: MaxPool and AveragePool with ceil_mode=1 round the output size up") {

@@ -256,7 +256,7 @@ class OnnxReader {
     auto it = values_.find(out);
     if (it == values_.end() || it->second.is_const)
       throw ImportError("ONNX: output '" + out + "' is not computed from the input");
-    return it->second.node;
+    return materialize(it->second, out).node;
   }
 
  private:
@@ -318,11 +318,11 @@ class OnnxReader {
                         "' is not defined before it (graph not topologically sorted, or a cycle)");
     return it->second;
   }
-  const Value& input(const OnnxNode& n, size_t i) {
-    Value& v = raw_input(n, i);
+  const Value& input(const OnnxNode& n, size_t i) { return materialize(raw_input(n, i), n.inputs[i]); }
+  Value& materialize(Value& v, const std::string& name) {
     if (v.padded) {
       const Pads& p = v.pad;
-      v.node = b_.add(n.inputs[i] + "/pad", std::make_unique<ZeroPad>(p.t, p.l, p.b, p.r), {v.node});
+      v.node = b_.add(name + "/pad", std::make_unique<ZeroPad>(p.t, p.l, p.b, p.r), {v.node});
       v.padded = false;
     }
     return v;
@@ -632,8 +632,18 @@ class OnnxReader {
         throw ImportError(n.where() + ": only axis 1 is supported");
       if (op == "Reshape") {
         const ConstTensor& s = const_of(n, 1);
-        if (s.data.size() != 2 || (s.data[0] != 1 && s.data[0] != 0 && s.data[0] != -1))
-          throw ImportError(n.where() + ": only reshapes to [batch, features] are supported");
+        const bool batch = !s.data.empty() && (s.data[0] == 1 || s.data[0] == 0 || s.data[0] == -1);
+        const Shape in = b_.shape(v.node);
+        // [N, C, 1, 1] of a vector (a squeeze-and-excitation gate made by Linear layers).
+        if (batch && s.data.size() == 4 && in.h * in.w == 1 && s.data[2] == 1 && s.data[3] == 1 &&
+            (s.data[1] == float(in.c) || s.data[1] == -1)) {
+          v.flat = false;
+          set(n, std::move(v));
+          return;
+        }
+        if (s.data.size() != 2 || !batch)
+          throw ImportError(n.where() + ": only reshapes to [batch, features] or a vector to " +
+                            "[batch, C, 1, 1] are supported");
       }
       const Shape s = b_.shape(v.node);
       if (!v.flat && s.h * s.w > 1) v.flat = true, v.chw = s;
