@@ -24,6 +24,7 @@
 #include "tests/helpers.h"
 #include "tests/onnx_export.h"
 #include "tests/proto_writer.h"
+#include "tests/tflite_export.h"
 
 using namespace eb;
 
@@ -439,6 +440,53 @@ TEST_CASE("dist loopback: converted fire-module and SE networks equal local infe
       CHECK(st.faults == 0);
     }
     ::unlink(path.c_str());
+  }
+}
+
+// MobileNet-V3 / EfficientNet-Lite style, as TFLite writes them: PAD then VALID convs,
+// HARD_SWISH, a depthwise branch beside a LOGISTIC one, CONCATENATION, squeeze-and-excitation
+// (MEAN, two 1x1 convs, LOGISTIC, MUL), MUL/ADD by constants, and a residual ADD.
+Graph tflite_like_net(std::mt19937& rng) {
+  Graph g;
+  g.input = {rand_int(rng, 9, 20), rand_int(rng, 9, 20), 3};
+  add(g, "pad", std::make_unique<ZeroPad>(1, 1, rand_int(rng, 0, 1), rand_int(rng, 0, 1)), {-1});
+  add(g, "stem", std::make_unique<Conv2D>(conv_p(3, 2 * rand_int(rng, 1, 4), 3, 2, 0)));
+  add(g, "stem/relu6", std::make_unique<ActivationLayer>(Activation::relu6));
+  const int hs = add(g, "hswish", std::make_unique<Unary>(UnaryOp::hard_swish));
+  const long c = g.shape_of(hs).c;
+  add(g, "a", std::make_unique<Conv2D>(conv_p(c, rand_int(rng, 1, 5), 1, 1, 0)), {hs});
+  const int a = add(g, "a/sigmoid", std::make_unique<Unary>(UnaryOp::sigmoid));
+  add(g, "b/pad", std::make_unique<ZeroPad>(1, 1, 1, 1), {hs});
+  Conv2DParams dw = conv_p(c, c, 3, 1, 0);
+  dw.depthwise = true;
+  const int b = add(g, "b", std::make_unique<Conv2D>(dw));
+  const int cat = add(g, "concat", std::make_unique<Concat>(2), {a, b});
+  squeeze_excite(g, "se", cat, UnaryOp::sigmoid);
+  const long cc = g.shape_of(cat).c;
+  add(g, "affine", std::make_unique<BatchNorm>(cc, 0.0f));
+  add(g, "residual", std::make_unique<Add>(), {g.size() - 1, cat});
+  models::fill_synthetic(g, uint64_t(rng()));
+  auto* bn = dynamic_cast<BatchNorm*>(g.node(g.size() - 2).layer.get());
+  bn->mean.assign(size_t(cc), 0.0f);  // a plain affine: TFLite writes it as MUL and ADD
+  bn->var.assign(size_t(cc), 1.0f);
+  return g;
+}
+
+TEST_CASE("tflite: CONCATENATION, LOGISTIC, HARD_SWISH, MUL, ADD, PAD and MEAN convert exactly") {
+  std::mt19937 rng(37);
+  for (int trial = 0; trial < 8; ++trial) {
+    CAPTURE(trial);
+    Graph g = tflite_like_net(rng);
+    const std::string p = tmp_path("model.tflite"), bytes = test::export_tflite(g);
+    std::ofstream(p, std::ios::binary | std::ios::trunc)
+        .write(bytes.data(), std::streamsize(bytes.size()));
+    Graph imported = import::import_model({p}, {"tflite", ""});
+    ::unlink(p.c_str());
+    CHECK(count_type(imported, "concat") == 1);
+    CHECK(count_type(imported, "mul") == 1);
+    const Tensor in = ref::random_tensor(g.input, rng);
+    check_close(imported.forward(in), ref::forward(g, in), 1e-5f);
+    check_graph_bands(imported, in, rng);
   }
 }
 
