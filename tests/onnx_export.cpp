@@ -123,6 +123,7 @@ std::string export_onnx(Graph& g, const OnnxExportOptions& opt) {
       node.msg(5,
                attr_ints("pads", {p[0].integer(), p[1].integer(), p[2].integer(), p[3].integer()}));
       if (opt.ceil_mode) node.msg(5, attr_int("ceil_mode", 1));
+      if (opt.count_include_pad && t == "avgpool") node.msg(5, attr_int("count_include_pad", 1));
     } else if (t == "global_avgpool") {
       node.bytes(1, x).bytes(4, "GlobalAveragePool");
     } else if (t == "fully_connected") {

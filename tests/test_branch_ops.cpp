@@ -398,6 +398,53 @@ TEST_CASE("onnx: MaxPool and AveragePool with ceil_mode=1 round the output size 
   CHECK(import_onnx_bytes(test::export_onnx(g, opt)).output_shape() == Shape{56, 56, 1});
 }
 
+// PyTorch's avg_pool2d with count_include_pad: the divisor is the window clipped to the padded
+// input (padding counts, ceil_mode's overhang does not).
+Tensor avgpool_include_pad(const Tensor& in, long k, long s, long pad, bool ceil) {
+  auto out_size = [&](long n) {
+    const long span = n + 2 * pad - k;
+    long o = (ceil ? (span + s - 1) / s : span / s) + 1;
+    if (ceil && (o - 1) * s >= n + pad) --o;
+    return o;
+  };
+  Tensor out(int(out_size(in.h())), int(out_size(in.w())), in.c());
+  for (int y = 0; y < out.h(); ++y)
+    for (int x = 0; x < out.w(); ++x)
+      for (int c = 0; c < in.c(); ++c) {
+        const long y0 = y * s - pad, x0 = x * s - pad;
+        const long y1 = std::min(y0 + k, in.h() + pad), x1 = std::min(x0 + k, in.w() + pad);
+        double sum = 0;
+        for (long iy = std::max(y0, 0L); iy < std::min(y1, long(in.h())); ++iy)
+          for (long ix = std::max(x0, 0L); ix < std::min(x1, long(in.w())); ++ix)
+            sum += in.at(int(iy), int(ix), c);
+        out.at(y, x, c) = float(sum / double((y1 - y0) * (x1 - x0)));
+      }
+  return out;
+}
+
+TEST_CASE("onnx: AveragePool with count_include_pad=1 (and ceil_mode) counts the padding") {
+  std::mt19937 rng(38);
+  for (int t = 0; t < 16; ++t) {
+    const long k = rand_int(rng, 2, 3), s = rand_int(rng, 1, 2), pad = rand_int(rng, 1, int(k) - 1);
+    const bool ceil = t % 2 == 1;
+    Graph g;
+    g.input = {rand_int(rng, int(k), 12), rand_int(rng, int(k), 12), rand_int(rng, 1, 4)};
+    add(g, "pool", std::make_unique<Pool2D>(kernels::PoolKind::average, k, s, pad, pad, pad, pad), {-1});
+    test::OnnxExportOptions opt;
+    opt.ceil_mode = ceil;
+    opt.count_include_pad = true;
+    Graph imported = import_onnx_bytes(test::export_onnx(g, opt));
+    const Tensor in = ref::random_tensor(g.input, rng);
+    CAPTURE(g.input.str());
+    CAPTURE(k);
+    CAPTURE(s);
+    CAPTURE(pad);
+    CAPTURE(ceil);
+    check_close(imported.forward(in), avgpool_include_pad(in, k, s, pad, ceil), 1e-6f);
+    check_graph_bands(imported, in, rng);
+  }
+}
+
 TEST_CASE("onnx: a SqueezeNet fire module and an SE block: exact, and in bands") {
   std::mt19937 rng(33);
   Graph imported = fire_net(true, 17, 13);

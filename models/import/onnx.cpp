@@ -443,17 +443,22 @@ class OnnxReader {
       throw ImportError(n.where() + ": kernel_shape must be two values in 1..1024");
     long sh, sw;
     Pads p;
+    int x2 = x;
     window(n, x, long(k[0]), long(k[1]), sh, sw, p);
-    if (n.op == "AveragePool" && n.i("count_include_pad", 0) && p.t + p.l + p.b + p.r > 0)
-      throw ImportError(n.where() + ": count_include_pad with padding is not supported");
     const Shape s = b_.shape(x);
     if (s.h + p.t + p.b < k[0] || s.w + p.l + p.r < k[1])
       throw ImportError(n.where() + ": window larger than the padded input " + s.str());
-    if (n.i("ceil_mode", 0)) {
-      p.b += ceil_extra_pad(s.h, long(k[0]), sh, p.t, p.b);
-      p.r += ceil_extra_pad(s.w, long(k[1]), sw, p.l, p.r);
+    const long ceil_b = n.i("ceil_mode", 0) ? ceil_extra_pad(s.h, long(k[0]), sh, p.t, p.b) : 0;
+    const long ceil_r = n.i("ceil_mode", 0) ? ceil_extra_pad(s.w, long(k[1]), sw, p.l, p.r) : 0;
+    if (n.op == "AveragePool" && n.i("count_include_pad", 0) && p.t + p.l + p.b + p.r > 0) {
+      // Padding that counts is zeros in the map (Inception-v3's avg_pool2d): pad, then pool.
+      // ceil_mode's overhang still does not count, as in PyTorch.
+      x2 = b_.add(n.name + "/pad", make<ZeroPad>(n, p.t, p.l, p.b, p.r), {x});
+      p = {};
     }
-    set_node(n, b_.pool(n.name, x, n.op == "MaxPool", long(k[0]), long(k[1]), sh, sw, p));
+    p.b += ceil_b;
+    p.r += ceil_r;
+    set_node(n, b_.pool(n.name, x2, n.op == "MaxPool", long(k[0]), long(k[1]), sh, sw, p));
   }
 
   // The mean over H and W (MobileNet-V3 and EfficientNet exports) is global average pooling.
