@@ -368,6 +368,24 @@ TEST_CASE("onnx: a Linear SE gate reshaped to [1, C, 1, 1] scales the map; a fin
   CHECK(count_type(g, "pad") == 1);
 }
 
+TEST_CASE("onnx: x * Sigmoid(x) is one SiLU layer; a sigmoid used elsewhere too is still built") {
+  std::mt19937 rng(39);
+  for (bool shared : {false, true}) {
+    Graph g;
+    g.input = {7, 6, 3};
+    const int x = add(g, "conv", std::make_unique<Conv2D>(conv_p(3, 5, 3, 1, 1)), {-1});
+    const int s = add(g, "sigmoid", std::make_unique<Unary>(UnaryOp::sigmoid), {x});
+    const int m = add(g, "silu", std::make_unique<Mul>(), {x, s});
+    if (shared) add(g, "sum", std::make_unique<Add>(), {m, s});
+    models::fill_synthetic(g, 4);
+    Graph imported = import_onnx_bytes(test::export_onnx(g));
+    CHECK(count_type(imported, "mul") == 0);
+    CHECK(count_type(imported, "unary") == (shared ? 2 : 1));
+    const Tensor in = ref::random_tensor(g.input, rng);
+    check_close(imported.forward(in), ref::forward(g, in), 1e-5f);
+  }
+}
+
 TEST_CASE("onnx: MaxPool and AveragePool with ceil_mode=1 round the output size up") {
   std::mt19937 rng(32);
   for (int t = 0; t < 24; ++t) {
@@ -449,7 +467,8 @@ TEST_CASE("onnx: a SqueezeNet fire module and an SE block: exact, and in bands")
   std::mt19937 rng(33);
   Graph imported = fire_net(true, 17, 13);
   CHECK(count_type(imported, "concat") == 2);
-  CHECK(count_type(imported, "mul") == 2);  // the SE scale and hard-swish's x * gate
+  CHECK(count_type(imported, "mul") == 1);    // the SE scale; x * HardSigmoid(x) is one layer
+  CHECK(count_type(imported, "unary") == 2);  // the SE gate and hard-swish
   const Tensor in = ref::random_tensor(imported.input, rng);
   const Tensor got = imported.forward(in);
   CHECK(got.shape() == Shape{4, 3, 16});  // ceil mode: 8x6 -> 4x3 (floor would give 3x2)

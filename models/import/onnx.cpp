@@ -187,6 +187,8 @@ Attr parse_attr(std::string_view bytes, std::string& name) {
 // A value: an engine node or a constant; `chw` holds the C x H x W shape a Flatten collapsed.
 // A Pad's output is `node` with `pad` still to apply: a following Conv absorbs it into its own
 // padding, any other consumer gets a pad layer (made once, then the value becomes that node).
+// Likewise a Sigmoid or HardSigmoid is `node` with `gate` still to apply: Mul(node, it) is
+// SiLU or hard-swish, one layer (as PyTorch exports them); anything else builds the gate.
 struct Value {
   bool is_const = false;
   ConstTensor c;
@@ -195,6 +197,9 @@ struct Value {
   Shape chw;
   bool padded = false;
   Pads pad;
+  bool gated = false;
+  UnaryOp gate = UnaryOp::sigmoid;
+  float alpha = 0, beta = 0;
 };
 
 class OnnxReader {
@@ -318,8 +323,14 @@ class OnnxReader {
                         "' is not defined before it (graph not topologically sorted, or a cycle)");
     return it->second;
   }
+  void materialize_gate(Value& v, const std::string& name) {
+    if (!v.gated) return;
+    v.node = b_.add(name, std::make_unique<Unary>(v.gate, v.alpha, v.beta), {v.node});
+    v.gated = false;
+  }
   const Value& input(const OnnxNode& n, size_t i) { return materialize(raw_input(n, i), n.inputs[i]); }
   Value& materialize(Value& v, const std::string& name) {
+    materialize_gate(v, name);
     if (v.padded) {
       const Pads& p = v.pad;
       v.node = b_.add(name + "/pad", std::make_unique<ZeroPad>(p.t, p.l, p.b, p.r), {v.node});
@@ -491,6 +502,7 @@ class OnnxReader {
 
   // Two maps (SiLU's x * sigmoid(x), squeeze-and-excitation's gate), or a map and a constant.
   void convert_mul(const OnnxNode& n) {
+    if (fuse_gate(n)) return;
     const Value &a = input(n, 0), &c = input(n, 1);
     if (a.is_const && c.is_const) throw ImportError(n.where() + ": multiplying two constants");
     if (a.flat || c.flat) throw ImportError(n.where() + ": multiplying flattened maps");
@@ -509,9 +521,24 @@ class OnnxReader {
     set_node(n, b_.add(n.name, std::make_unique<Mul>(), {x, y}));
   }
 
+  // Mul(x, Sigmoid(x)) is SiLU; Mul(x, HardSigmoid(x) with alpha 1/6, beta 1/2) hard-swish.
+  bool fuse_gate(const OnnxNode& n) {
+    if (n.inputs.size() != 2) return false;
+    const Value &a = raw_input(n, 0), &c = raw_input(n, 1);
+    const Value& g = a.gated ? a : c;
+    const Value& x = a.gated ? c : a;
+    if (!g.gated || x.gated || x.is_const || x.flat || x.padded || x.node != g.node) return false;
+    const bool hard = g.gate == UnaryOp::hard_sigmoid;
+    if (hard && (std::fabs(g.alpha - 1.0f / 6) > 1e-6f || g.beta != 0.5f)) return false;
+    set_node(n, b_.add(n.name, std::make_unique<Unary>(hard ? UnaryOp::hard_swish : UnaryOp::silu),
+                       {x.node}));
+    return true;
+  }
+
   // Zero padding of H and W only; pads are an input from opset 11, an attribute before.
   void convert_pad(const OnnxNode& n) {
-    const Value& in = raw_input(n, 0);
+    Value& in = raw_input(n, 0);
+    materialize_gate(in, n.inputs[0]);
     if (in.is_const || in.flat) throw ImportError(n.where() + ": input must be a spatial map");
     if (n.s("mode", "constant") != std::string("constant"))
       throw ImportError(n.where() + ": only constant padding is supported");
@@ -624,12 +651,17 @@ class OnnxReader {
       convert_mul(n);
     } else if (op == "Pad") {
       convert_pad(n);
-    } else if (op == "Sigmoid" || op == "HardSigmoid" || op == "HardSwish") {
-      const UnaryOp u = op == "Sigmoid"       ? UnaryOp::sigmoid
-                        : op == "HardSigmoid" ? UnaryOp::hard_sigmoid
-                                              : UnaryOp::hard_swish;
-      set_node(n, b_.add(name, std::make_unique<Unary>(u, n.f("alpha", 0.2f), n.f("beta", 0.5f)),
-                         {spatial_node(n, 0)}));
+    } else if (op == "Sigmoid" || op == "HardSigmoid") {
+      Value v;
+      v.node = spatial_node(n, 0);
+      v.gated = true;
+      v.gate = op == "Sigmoid" ? UnaryOp::sigmoid : UnaryOp::hard_sigmoid;
+      v.alpha = n.f("alpha", 0.2f), v.beta = n.f("beta", 0.5f);
+      if (!std::isfinite(v.alpha) || !std::isfinite(v.beta))
+        throw ImportError(n.where() + ": alpha and beta must be finite");
+      set(n, std::move(v));
+    } else if (op == "HardSwish") {
+      set_node(n, b_.add(name, std::make_unique<Unary>(UnaryOp::hard_swish), {spatial_node(n, 0)}));
     } else if (op == "Flatten" || op == "Reshape") {
       Value v = input(n, 0);
       if (v.is_const) throw ImportError(n.where() + ": reshaping constants is not supported");
