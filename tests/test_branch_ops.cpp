@@ -622,6 +622,14 @@ TEST_CASE("cli: convert warns on an ONNX model without normalisation; --preset s
 
   r = test::run_edgeband("convert " + onnx + " -o " + ebw + " --preset caffe");
   CHECK(r.code != 0);
+
+  // A converted network with a squeeze-and-excitation block plans for 3 devices.
+  Graph se = fire_net(true, 33, 31);
+  save_weights(se, ebw);
+  r = test::run_edgeband("plan --weights " + ebw + " --devices 3 --scheme all --link 1gbit,0.2ms");
+  CHECK(r.code == 0);
+  INFO(r.out);
+  CHECK(r.out.find("halp") != std::string::npos);
   ::unlink(onnx.c_str());
   ::unlink(ebw.c_str());
 }
