@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <random>
 
 #include "core/layers/branch_ops.h"
@@ -384,6 +385,72 @@ TEST_CASE("onnx: x * Sigmoid(x) is one SiLU layer; a sigmoid used elsewhere too 
     const Tensor in = ref::random_tensor(g.input, rng);
     check_close(imported.forward(in), ref::forward(g, in), 1e-5f);
   }
+}
+
+// One ONNX node reading x [1, 2, 4, 4] (and float constants named in `consts`): the importer's
+// error, or "" when it converts.
+// Constants are 1-D unless `dims` gives their shape.
+std::string one_node_error(const test::Proto& node, const std::map<std::string, std::vector<float>>& consts,
+                           const std::map<std::string, std::vector<int64_t>>& dims = {}) {
+  using test::Proto;
+  Proto graph;
+  graph.msg(1, node);
+  for (const auto& [name, v] : consts) {
+    Proto t;
+    const auto d = dims.find(name);
+    for (int64_t k : d == dims.end() ? std::vector<int64_t>{int64_t(v.size())} : d->second)
+      t.varint(1, uint64_t(k));
+    t.varint(2, 1).bytes(8, name);
+    t.bytes(9, std::string(reinterpret_cast<const char*>(v.data()), v.size() * 4));
+    graph.msg(5, t);
+  }
+  auto vi = [](const std::string& name, std::vector<int64_t> dims) {
+    Proto shape;
+    for (int64_t d : dims) shape.msg(1, Proto().varint(1, uint64_t(d)));
+    return Proto().bytes(1, name).msg(2, Proto().msg(1, Proto().varint(1, 1).msg(2, shape)));
+  };
+  graph.msg(11, vi("x", {1, 2, 4, 4})).msg(12, vi("y", {1, 2, 4, 4}));
+  Proto model;
+  model.varint(1, 8).msg(7, graph).msg(8, Proto().bytes(1, "").varint(2, 13));
+  try {
+    import_onnx_bytes(model.str());
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST_CASE("onnx: unsupported forms of the new operators are one-line errors naming the node") {
+  using test::Proto;
+  auto node = [](const std::string& op, const std::vector<std::string>& in) {
+    Proto n;
+    for (const std::string& i : in) n.bytes(1, i);
+    return n.bytes(2, "y").bytes(3, "n1").bytes(4, op);
+  };
+  auto attr_i = [](const std::string& k, int64_t v) { return Proto().bytes(1, k).varint(3, uint64_t(v)).varint(20, 2); };
+  auto attr_s = [](const std::string& k, const std::string& v) { return Proto().bytes(1, k).bytes(4, v).varint(20, 3); };
+  auto has = [](const std::string& err, const std::string& what) {
+    INFO(err);
+    CHECK(err.find("'n1'") != std::string::npos);
+    CHECK(err.find(what) != std::string::npos);
+  };
+  has(one_node_error(node("Concat", {"x", "x"}).msg(5, attr_i("axis", 2)), {}), "along channels");
+  CHECK(one_node_error(node("Concat", {"x", "x"}).msg(5, attr_i("axis", 1)), {}) == "");
+  has(one_node_error(node("Pad", {"x", "p"}).msg(5, attr_s("mode", "reflect")), {{"p", {0, 0, 1, 1, 0, 0, 1, 1}}}),
+      "constant padding");
+  has(one_node_error(node("Pad", {"x", "p"}), {{"p", {0, 0, -1, 1, 0, 0, 1, 1}}}), "out of range");
+  has(one_node_error(node("Pad", {"x", "p"}), {{"p", {0, 1, 1, 1, 0, 0, 1, 1}}}), "H and W");
+  has(one_node_error(node("Pad", {"x", "p"}), {{"p", {0, 0, NAN, 1, 0, 0, 1, 1}}}), "small integer");
+  has(one_node_error(node("Pad", {"x", "p", "v"}), {{"p", {0, 0, 1, 1, 0, 0, 1, 1}}, {"v", {1}}}),
+      "zero padding");
+  has(one_node_error(node("ReduceMean", {"x"}).msg(5, Proto().bytes(1, "axes").varint(8, 1).varint(20, 7)), {}),
+      "axes 2, 3");
+  has(one_node_error(node("Mul", {"x", "k"}), {{"k", {1, 2, 3}}}), "per-channel or scalar");
+  has(one_node_error(node("Conv", {"x", "w"}).msg(5, attr_i("group", 3)),
+                     {{"w", std::vector<float>(18, 1.0f)}}, {{"w", {3, 1, 3, 2}}}),
+      "group 3");
+  has(one_node_error(node("HardSigmoid", {"x"}).msg(5, Proto().bytes(1, "alpha").fixed32(2, INFINITY).varint(20, 1)), {}),
+      "finite");
 }
 
 TEST_CASE("onnx: MaxPool and AveragePool with ceil_mode=1 round the output size up") {

@@ -401,6 +401,14 @@ class OnnxReader {
     set(n, std::move(v));
   }
 
+  // An integer held in a constant (pads, axes): a NaN or huge value would make the conversion
+  // undefined, so it is refused first.
+  static int64_t small_int(const OnnxNode& n, float v) {
+    if (!(std::fabs(v) <= 65536.0f) || v != std::floor(v))
+      throw ImportError(n.where() + ": " + std::to_string(v) + " is not a small integer");
+    return int64_t(v);
+  }
+
   // Builds a layer, so that an invalid attribute reads as this node's import error.
   template <class L, class... A>
   std::unique_ptr<Layer> make(const OnnxNode& n, A... args) {
@@ -477,7 +485,7 @@ class OnnxReader {
     const int x = spatial_node(n, 0);
     std::vector<int64_t> axes = n.ints("axes");
     if (axes.empty() && has_input(n, 1))  // opset 18: axes became an input
-      for (float a : const_of(n, 1).data) axes.push_back(int64_t(a));
+      for (float a : const_of(n, 1).data) axes.push_back(small_int(n, a));
     std::sort(axes.begin(), axes.end());
     if (axes != std::vector<int64_t>{2, 3} && axes != std::vector<int64_t>{-2, -1})
       throw ImportError(n.where() + ": only the mean over H and W (axes 2, 3) is supported");
@@ -545,7 +553,7 @@ class OnnxReader {
     std::vector<int64_t> pads = n.ints("pads");
     float value = n.f("value", 0.0f);
     if (has_input(n, 1))
-      for (float v : const_of(n, 1).data) pads.push_back(int64_t(v));
+      for (float v : const_of(n, 1).data) pads.push_back(small_int(n, v));
     if (has_input(n, 2)) value = const_of(n, 2).data.empty() ? 0.0f : const_of(n, 2).data[0];
     if (has_input(n, 3)) throw ImportError(n.where() + ": the axes input is not supported");
     if (value != 0.0f) throw ImportError(n.where() + ": only zero padding is supported");
