@@ -623,6 +623,22 @@ TEST_CASE("tflite: CONCATENATION, LOGISTIC, HARD_SWISH, MUL, ADD, PAD and MEAN c
   }
 }
 
+TEST_CASE("graph: a hard-swish between classifier FCs stays in the host-only tail") {
+  Graph g;
+  g.input = {9, 9, 3};
+  add(g, "conv", std::make_unique<Conv2D>(conv_p(3, 8, 3, 2, 1)), {-1});
+  const int body = add(g, "hswish", std::make_unique<Unary>(UnaryOp::hard_swish));
+  add(g, "pool", std::make_unique<GlobalAvgPool>());
+  add(g, "fc1", std::make_unique<Conv2D>(conv_p(8, 6, 1, 1, 0)));
+  add(g, "head/hswish", std::make_unique<Unary>(UnaryOp::hard_swish));
+  add(g, "fc2", std::make_unique<Conv2D>(conv_p(6, 4, 1, 1, 0)));
+  models::fill_synthetic(g, 2);
+  Graph imported = import_onnx_bytes(test::export_onnx(g));
+  REQUIRE(imported.size() == 6);
+  CHECK(imported.spatial_end() == body + 1);
+  CHECK(imported.node(body).layer->spatial());
+}
+
 TEST_CASE("weights: concat, mul, unary, pad and grouped conv round-trip; bad attributes are refused") {
   std::mt19937 rng(34);
   Graph g;

@@ -55,6 +55,9 @@ class Unary : public Layer {
   std::string type() const override { return "unary"; }
   Shape configure(const std::vector<Shape>& in) override;
   RowRange input_rows(RowRange out, int) const override { return out; }
+  // On a single pixel (MobileNet-V3's FC, hard-swish, FC head; an SE gate) there are no rows
+  // to split: it stays with the host-only layers around it.
+  bool spatial() const override { return out_shape_.h * out_shape_.w > 1; }
   double flops(RowRange out) const override { return 4.0 * out.size() * out_shape_.row_size(); }
   void forward(const std::vector<const Band*>& in, Band& out) const override;
   Json attrs() const override;
