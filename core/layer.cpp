@@ -95,6 +95,10 @@ std::unique_ptr<Layer> make_layer(const std::string& type, const Json& a) {
   if (type == "mul") return std::make_unique<Mul>();
   if (type == "unary") return Unary::from_attrs(a);
   if (type == "pad") return ZeroPad::from_attrs(a);
+  if (type == "channel_shuffle")
+    return std::make_unique<ChannelShuffle>(a.at("groups").integer("groups"));
+  if (type == "slice_channels")
+    return std::make_unique<ChannelSlice>(a.at("begin").integer("begin"), a.at("end").integer("end"));
   if (type == "batchnorm")
     return std::make_unique<BatchNorm>(a.at("channels").integer("channels"),
                                        float(a.at("eps").number("eps")));

@@ -1,5 +1,6 @@
 #include "tests/onnx_export.h"
 
+#include <cstdint>
 #include <stdexcept>
 
 #include "core/layers/elementwise.h"
@@ -46,6 +47,53 @@ Proto value_info(const std::string& name, const std::vector<int64_t>& dims) {
   Proto vi;
   vi.bytes(1, name).msg(2, type);
   return vi;
+}
+
+Proto int64_tensor(const std::string& name, const std::vector<int64_t>& v, bool scalar = false) {
+  Proto t;
+  if (!scalar) t.varint(1, uint64_t(v.size()));
+  t.varint(2, 7).bytes(8, name);  // INT64
+  return t.bytes(9, std::string(reinterpret_cast<const char*>(v.data()), v.size() * 8));
+}
+
+Proto simple_node(const std::string& op, const std::vector<std::string>& in, const std::string& out) {
+  Proto n;
+  for (const std::string& i : in) n.bytes(1, i);
+  return n.bytes(2, out).bytes(3, out).bytes(4, op);
+}
+
+// The shape [1, a, b, H, W] (a, b: -1 for "the channels", or a number; b == 0: C / a), from
+// constants or, with shape_ops, computed from x's Shape as PyTorch's traced view() is.
+std::string shape_of(Proto& graph, const std::string& x, const std::string& out, Shape s,
+                     std::vector<int64_t> dims, bool shape_ops) {
+  if (!shape_ops) {
+    for (int64_t& d : dims)
+      if (d == 0) d = s.c / dims[1];
+    graph.msg(5, int64_tensor(out, dims));
+    return out;
+  }
+  graph.msg(1, simple_node("Shape", {x}, out + "_shape"));
+  std::vector<std::string> parts;
+  for (size_t k = 0; k < dims.size(); ++k) {
+    const std::string p = out + "_" + std::to_string(k);
+    if (k == 0 || k + 2 >= dims.size()) {  // batch, H, W: from the shape
+      const size_t axis = k == 0 ? 0 : k + 4 - dims.size();
+      graph.msg(5, int64_tensor(p + "_i", {int64_t(axis)}, true));
+      graph.msg(1, simple_node("Gather", {out + "_shape", p + "_i"}, p + "_s"));
+    } else if (dims[k] == 0) {  // C / groups
+      graph.msg(5, int64_tensor(p + "_one", {1}, true)).msg(5, int64_tensor(p + "_g", {dims[1]}, true));
+      graph.msg(1, simple_node("Gather", {out + "_shape", p + "_one"}, p + "_c"));
+      graph.msg(1, simple_node("Div", {p + "_c", p + "_g"}, p + "_s"));
+    } else {
+      graph.msg(5, int64_tensor(p + "_s", {dims[k]}, true));
+    }
+    graph.msg(5, int64_tensor(p + "_axes", {0}));
+    graph.msg(1, simple_node("Unsqueeze", {p + "_s", p + "_axes"}, p));  // opset 13: axes input
+    parts.push_back(p);
+  }
+  Proto cat = simple_node("Concat", parts, out);
+  graph.msg(1, cat.msg(5, attr_int("axis", 0)));
+  return out;
 }
 
 }  // namespace
@@ -197,6 +245,23 @@ std::string export_onnx(Graph& g, const OnnxExportOptions& opt) {
       } else {
         node.msg(5, attr_ints("pads", pads));
       }
+    } else if (t == "channel_shuffle") {  // Reshape [1, g, C/g, H, W], Transpose, Reshape
+      const Shape s = in_shape(n.inputs[0]);
+      const int64_t groups = a.at("groups").integer();
+      const std::string v5 = shape_of(graph, x, out + "_v5", s, {1, groups, 0, s.h, s.w}, opt.shape_ops);
+      graph.msg(1, simple_node("Reshape", {x, v5}, out + "_5d"));
+      Proto tr = simple_node("Transpose", {out + "_5d"}, out + "_t");
+      graph.msg(1, tr.msg(5, attr_ints("perm", {0, 2, 1, 3, 4})));
+      const std::string v4 = shape_of(graph, x, out + "_v4", s, {1, -1, s.h, s.w}, opt.shape_ops);
+      node.bytes(1, out + "_t").bytes(1, v4).bytes(4, "Reshape");
+    } else if (t == "slice_channels") {  // as PyTorch writes x[:, a:b]: INT64_MAX for "to the end"
+      const int64_t c0 = a.at("begin").integer(), c1 = a.at("end").integer();
+      const bool to_end = c1 == in_shape(n.inputs[0]).c;
+      graph.msg(5, int64_tensor(out + "_starts", {c0}));
+      graph.msg(5, int64_tensor(out + "_ends", {to_end ? INT64_MAX : c1}));
+      graph.msg(5, int64_tensor(out + "_axes", {1}));
+      node.bytes(1, x).bytes(1, out + "_starts").bytes(1, out + "_ends").bytes(1, out + "_axes");
+      node.bytes(4, "Slice");
     } else if (t == "unary") {
       const std::string op = a.at("op").string();
       const float alpha = float(a.at("alpha").number()), beta = float(a.at("beta").number());

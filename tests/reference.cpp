@@ -121,6 +121,27 @@ Tensor unary(const std::string& op, const Tensor& x, double alpha, double beta) 
   return out;
 }
 
+Tensor channel_shuffle(const Tensor& x, long groups) {
+  Tensor out(x.shape());
+  const long per = x.c() / groups;
+  std::vector<float> m(size_t(x.c()));  // m[j][i], the transposed groups x per matrix
+  for (int y = 0; y < x.h(); ++y)
+    for (int xx = 0; xx < x.w(); ++xx) {
+      for (long i = 0; i < groups; ++i)
+        for (long j = 0; j < per; ++j) m[size_t(j * groups + i)] = x.at(y, xx, int(i * per + j));
+      for (int c = 0; c < x.c(); ++c) out.at(y, xx, c) = m[size_t(c)];
+    }
+  return out;
+}
+
+Tensor slice_channels(const Tensor& x, long c0, long c1) {
+  Tensor out(x.h(), x.w(), int(c1 - c0));
+  for (int y = 0; y < x.h(); ++y)
+    for (int xx = 0; xx < x.w(); ++xx)
+      for (long c = c0; c < c1; ++c) out.at(y, xx, int(c - c0)) = x.at(y, xx, int(c));
+  return out;
+}
+
 Tensor zero_pad(const Tensor& x, long t, long l, long b, long r) {
   Tensor out(int(x.h() + t + b), int(x.w() + l + r), x.c());  // zero-initialised
   for (int y = 0; y < x.h(); ++y)
@@ -207,6 +228,10 @@ Tensor forward(Graph& g, const Tensor& input) {
       o = mul(in(0), in(1));
     } else if (t == "unary") {
       o = unary(a.at("op").string(), in(0), a.at("alpha").number(), a.at("beta").number());
+    } else if (t == "channel_shuffle") {
+      o = channel_shuffle(in(0), a.at("groups").integer());
+    } else if (t == "slice_channels") {
+      o = slice_channels(in(0), a.at("begin").integer(), a.at("end").integer());
     } else if (t == "pad") {
       const Json& p = a.at("pad");
       o = zero_pad(in(0), p[0].integer(), p[1].integer(), p[2].integer(), p[3].integer());

@@ -28,6 +28,9 @@ Tensor concat(const std::vector<Tensor>& in);
 Tensor mul(const Tensor& a, const Tensor& b);  // b equal-shaped or 1 x 1 x C
 Tensor unary(const std::string& op, const Tensor& x, double alpha, double beta);
 Tensor zero_pad(const Tensor& x, long t, long l, long b, long r);
+// ShuffleNet: channels as a groups x (C / groups) matrix, transposed; channels [c0, c1).
+Tensor channel_shuffle(const Tensor& x, long groups);
+Tensor slice_channels(const Tensor& x, long c0, long c1);
 Tensor pool2d(const Tensor& in, bool is_max, long k, long s, long pt, long pl, long pb, long pr);
 // Whole-graph forward reading each layer's attrs() and params() — independent of the kernels.
 Tensor forward(Graph& g, const Tensor& in);

@@ -107,6 +107,22 @@ int squeeze_excite(Graph& g, const std::string& name, int in, UnaryOp gate) {
   return add(g, name + "/scale", std::make_unique<Mul>(), {in, gt});
 }
 
+// ShuffleNet-V2's basic unit: half the channels pass, the other half go through 1x1, depthwise
+// 3x3, 1x1; concatenated and shuffled in two groups.
+int shuffle_unit(Graph& g, const std::string& name, int in) {
+  const long c = g.shape_of(in).c, h = c / 2;
+  const int a = add(g, name + "/keep", std::make_unique<ChannelSlice>(0, h), {in});
+  add(g, name + "/split", std::make_unique<ChannelSlice>(h, c), {in});
+  add(g, name + "/pw1", std::make_unique<Conv2D>(conv_p(h, h, 1, 1, 0)));
+  add(g, name + "/pw1/relu", std::make_unique<ActivationLayer>(Activation::relu));
+  Conv2DParams dw = conv_p(h, h, 3, 1, 1);
+  dw.depthwise = true;
+  add(g, name + "/dw", std::make_unique<Conv2D>(dw));
+  const int b = add(g, name + "/pw2", std::make_unique<Conv2D>(conv_p(h, h, 1, 1, 0)));
+  add(g, name + "/concat", std::make_unique<Concat>(2), {a, b});
+  return add(g, name + "/shuffle", std::make_unique<ChannelShuffle>(2));
+}
+
 // A random small network built from the new operators and a few old ones.
 Graph random_branchy_net(std::mt19937& rng) {
   Graph g;
@@ -163,7 +179,8 @@ void check_graph_bands(const Graph& g, const Tensor& in, std::mt19937& rng) {
 }
 
 // A small SqueezeNet-like network: stem, ceil-mode pool, two fire modules; with `se`, a
-// squeeze-and-excitation block (a global dependency mid-network) and hard-swish after them.
+// squeeze-and-excitation block (a global dependency mid-network) and hard-swish after them,
+// else a ShuffleNet unit.
 Graph fire_net(bool se, int h, int w) {
   Graph g;
   g.input = {h, w, 3};
@@ -175,10 +192,13 @@ Graph fire_net(bool se, int h, int w) {
   if (se) {
     squeeze_excite(g, "se", f, UnaryOp::hard_sigmoid);
     add(g, "act", std::make_unique<Unary>(UnaryOp::hard_swish));
+  } else {
+    shuffle_unit(g, "shuffle", f);
   }
   models::fill_synthetic(g, 9);
   test::OnnxExportOptions opt;
   opt.ceil_mode = true;  // as SqueezeNet's pools
+  opt.shape_ops = true;  // the shuffle's view sizes follow the ceil-mode shapes
   return import_onnx_bytes(test::export_onnx(g, opt));
 }
 
@@ -228,6 +248,17 @@ TEST_CASE("branch ops: concat, mul, unary and pad match the reference; every ban
     }
     const long pt = rand_int(rng, 0, 3), pl = rand_int(rng, 0, 3), pb = rand_int(rng, 0, 3),
                pr = rand_int(rng, 0, 3);
+    if (a.c() % 2 == 0 || a.c() % 3 == 0) {
+      ChannelShuffle shuffle(a.c() % 2 == 0 ? 2 : 3);
+      const Tensor shuffled = run_layer(shuffle, {a});
+      CHECK(ref::bit_equal(shuffled, ref::channel_shuffle(a, a.c() % 2 == 0 ? 2 : 3)));
+      test::check_bands(shuffle, a, shuffled, rng);
+    }
+    const long c0 = rand_int(rng, 0, a.c() - 1), c1 = rand_int(rng, int(c0) + 1, a.c());
+    ChannelSlice slice(c0, c1);
+    const Tensor sliced = run_layer(slice, {a});
+    CHECK(ref::bit_equal(sliced, ref::slice_channels(a, c0, c1)));
+    test::check_bands(slice, a, sliced, rng);
     ZeroPad pad(pt, pl, pb, pr);
     const Tensor padded = run_layer(pad, {a});
     CHECK(ref::bit_equal(padded, ref::zero_pad(a, pt, pl, pb, pr)));
@@ -243,6 +274,11 @@ TEST_CASE("branch ops: invalid shapes and parameters are clear errors") {
   CHECK_THROWS_AS(mul.configure({{4, 4, 2}, {1, 1, 3}}), std::invalid_argument);
   CHECK_THROWS_AS(mul.configure({{4, 4, 2}, {4, 1, 2}}), std::invalid_argument);
   CHECK_THROWS_AS(ZeroPad(0, -1, 0, 0), std::invalid_argument);
+  ChannelShuffle shuffle(4);
+  CHECK_THROWS_AS(shuffle.configure({{2, 2, 6}}), std::invalid_argument);
+  ChannelSlice slice(2, 5);
+  CHECK_THROWS_AS(slice.configure({{2, 2, 4}}), std::invalid_argument);
+  CHECK_THROWS_AS(ChannelSlice(3, 3), std::invalid_argument);
   CHECK_THROWS_AS(Unary(UnaryOp::hard_sigmoid, NAN, 0.5f), std::invalid_argument);
   CHECK_THROWS_AS(Conv2D(conv_p(6, 4, 3, 1, 1, 4)), std::invalid_argument);  // 4 does not divide 6
   CHECK_THROWS_AS(Conv2D(conv_p(6, 6, 3, 1, 1, 0)), std::invalid_argument);
@@ -544,7 +580,7 @@ TEST_CASE("onnx: a SqueezeNet fire module and an SE block: exact, and in bands")
 
 // Every scheme's plan, executed in-process and across loopback workers, equals local inference;
 // with the SE block too, whose gate needs every row of its input.
-TEST_CASE("dist loopback: converted fire-module and SE networks equal local inference") {
+TEST_CASE("dist loopback: converted fire-module/ShuffleNet and SE networks equal local inference") {
   std::mt19937 rng(35);
   for (bool se : {false, true}) {
     CAPTURE(se);
@@ -623,6 +659,88 @@ TEST_CASE("tflite: CONCATENATION, LOGISTIC, HARD_SWISH, MUL, ADD, PAD and MEAN c
   }
 }
 
+TEST_CASE("onnx: ShuffleNet units (Slice, Concat, Reshape-Transpose-Reshape) convert; shapes as constants or Shape arithmetic") {
+  std::mt19937 rng(40);
+  for (bool shape_ops : {false, true}) {
+    CAPTURE(shape_ops);
+    Graph g;
+    g.input = {rand_int(rng, 6, 14), rand_int(rng, 6, 14), 3};
+    add(g, "stem", std::make_unique<Conv2D>(conv_p(3, 2 * rand_int(rng, 1, 4), 3, 2, 1)), {-1});
+    shuffle_unit(g, "u1", shuffle_unit(g, "u0", g.size() - 1));
+    models::fill_synthetic(g, 12);
+    test::OnnxExportOptions opt;
+    opt.shape_ops = shape_ops;
+    Graph imported = import_onnx_bytes(test::export_onnx(g, opt));
+    CHECK(count_type(imported, "channel_shuffle") == 2);
+    CHECK(count_type(imported, "slice_channels") == 4);
+    const Tensor in = ref::random_tensor(g.input, rng);
+    check_close(imported.forward(in), ref::forward(g, in), 1e-5f);
+    check_graph_bands(imported, in, rng);
+  }
+}
+
+TEST_CASE("onnx: Split along channels; a channel-shuffle view used any other way is an error") {
+  using test::Proto;
+  auto node = [](const std::string& op, const std::vector<std::string>& in,
+                 const std::vector<std::string>& out) {
+    Proto n;
+    for (const std::string& i : in) n.bytes(1, i);
+    for (const std::string& o : out) n.bytes(2, o);
+    return n.bytes(3, out[0]).bytes(4, op);
+  };
+  auto ints = [](const std::string& k, const std::vector<int64_t>& v) {
+    Proto a;
+    a.bytes(1, k);
+    for (int64_t x : v) a.varint(8, uint64_t(x));
+    return a.varint(20, 7);
+  };
+  auto shape = [](const std::string& name, const std::vector<int64_t>& v) {
+    Proto t;
+    t.varint(1, v.size()).varint(2, 7).bytes(8, name);
+    return t.bytes(9, std::string(reinterpret_cast<const char*>(v.data()), v.size() * 8));
+  };
+  auto model = [](Proto graph) {
+    Proto shape;
+    for (int64_t d : {1, 6, 3, 2}) shape.msg(1, Proto().varint(1, uint64_t(d)));
+    auto vi = [&](const std::string& n) {
+      return Proto().bytes(1, n).msg(2, Proto().msg(1, Proto().varint(1, 1).msg(2, shape)));
+    };
+    graph.msg(11, vi("x")).msg(12, vi("y"));
+    Proto m;
+    m.varint(1, 8).msg(7, graph).msg(8, Proto().bytes(1, "").varint(2, 11));
+    return m.str();
+  };
+  std::mt19937 rng(41);
+  const Tensor x = ref::random_tensor({3, 2, 6}, rng);
+  {  // Split [2, 4] then Concat in the other order
+    Proto graph;
+    graph.msg(1, node("Split", {"x"}, {"a", "b"}).msg(5, ints("split", {2, 4})).msg(5, Proto().bytes(1, "axis").varint(3, 1).varint(20, 2)));
+    graph.msg(1, node("Concat", {"b", "a"}, {"y"}).msg(5, Proto().bytes(1, "axis").varint(3, 1).varint(20, 2)));
+    Graph g = import_onnx_bytes(model(graph));
+    const Tensor want = ref::concat({ref::slice_channels(x, 2, 6), ref::slice_channels(x, 0, 2)});
+    CHECK(ref::bit_equal(g.forward(x), want));
+  }
+  {  // the 5-D view read by a Relu
+    Proto graph;
+    graph.msg(5, shape("s", {1, 2, 3, 3, 2}));
+    graph.msg(1, node("Reshape", {"x", "s"}, {"v"})).msg(1, node("Relu", {"v"}, {"y"}));
+    CHECK_THROWS_WITH(import_onnx_bytes(model(graph)), doctest::Contains("channel shuffle"));
+  }
+  {  // a transpose other than the shuffle's
+    Proto graph;
+    graph.msg(5, shape("s", {1, 2, 3, 3, 2}));
+    graph.msg(1, node("Reshape", {"x", "s"}, {"v"}));
+    graph.msg(1, node("Transpose", {"v"}, {"y"}).msg(5, ints("perm", {0, 1, 2, 4, 3})));
+    CHECK_THROWS_WITH(import_onnx_bytes(model(graph)), doctest::Contains("perm 0,2,1,3,4"));
+  }
+  {  // a 5-D view that is not [N, g, C/g, H, W]
+    Proto graph;
+    graph.msg(5, shape("s", {1, 4, 3, 3, 2}));
+    graph.msg(1, node("Reshape", {"x", "s"}, {"y"}));
+    CHECK_THROWS_WITH(import_onnx_bytes(model(graph)), doctest::Contains("[N, g, C/g, H, W]"));
+  }
+}
+
 TEST_CASE("graph: a hard-swish between classifier FCs stays in the host-only tail") {
   Graph g;
   g.input = {9, 9, 3};
@@ -646,7 +764,8 @@ TEST_CASE("weights: concat, mul, unary, pad and grouped conv round-trip; bad att
   add(g, "pad", std::make_unique<ZeroPad>(1, 0, 2, 1), {-1});
   add(g, "grouped", std::make_unique<Conv2D>(conv_p(4, 8, 3, 1, 1, 2)));
   const int f = fire(g, "fire", g.size() - 1, 3, 4);
-  squeeze_excite(g, "se", f, UnaryOp::sigmoid);
+  const int u = shuffle_unit(g, "shuffle", f);
+  squeeze_excite(g, "se", u, UnaryOp::sigmoid);
   add(g, "silu", std::make_unique<Unary>(UnaryOp::silu));
   models::fill_synthetic(g, 3);
   const Tensor in = ref::random_tensor(g.input, rng);
@@ -666,6 +785,9 @@ TEST_CASE("weights: concat, mul, unary, pad and grouped conv round-trip; bad att
   CHECK_THROWS(make_layer("unary", attrs(R"({"op":"sigmoid","alpha":"x","beta":0.5})")));
   CHECK_THROWS(make_layer("pad", attrs(R"({"pad":[0,0,-1,0]})")));
   CHECK_THROWS(make_layer("pad", attrs(R"({"pad":[0,0,1]})")));
+  CHECK_THROWS(make_layer("channel_shuffle", attrs(R"({"groups":0})")));
+  CHECK_THROWS(make_layer("slice_channels", attrs(R"({"begin":4,"end":2})")));
+  CHECK_THROWS(make_layer("slice_channels", attrs(R"({"begin":-1,"end":2})")));
   const std::string conv =
       R"({"cin":6,"cout":6,"kernel":[3,3],"stride":[1,1],"pad":[1,1,1,1],"depthwise":false,)"
       R"("activation":"none","groups":)";

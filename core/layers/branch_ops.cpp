@@ -150,6 +150,75 @@ std::unique_ptr<Layer> Unary::from_attrs(const Json& a) {
                                  float(a.at("beta").number("beta")));
 }
 
+// --- ChannelShuffle / ChannelSlice ------------------------------------------------------------
+
+ChannelShuffle::ChannelShuffle(long groups) : groups_(groups) {
+  if (groups < 1 || groups > (1 << 16))
+    throw std::invalid_argument("channel_shuffle: groups must be 1 to 65536");
+}
+
+Shape ChannelShuffle::configure(const std::vector<Shape>& in) {
+  if (in.size() != 1) throw std::invalid_argument("channel_shuffle takes one input");
+  if (in[0].c % groups_ != 0)
+    throw std::invalid_argument("channel_shuffle: " + std::to_string(groups_) +
+                                " groups do not divide " + std::to_string(in[0].c) + " channels");
+  in_shapes_ = in;
+  out_shape_ = in[0];
+  return out_shape_;
+}
+
+void ChannelShuffle::forward(const std::vector<const Band*>& in, Band& out) const {
+  check_inputs(in, out);
+  const size_t w = size_t(out_shape_.w), c = size_t(out_shape_.c), g = size_t(groups_);
+  const size_t per = c / g;
+  for (int y = out.row0; y < out.rows().end; ++y) {
+    const float* s = in[0]->row(y);
+    float* d = out.row(y);
+    for (size_t x = 0; x < w; ++x)
+      for (size_t i = 0; i < g; ++i)
+        for (size_t j = 0; j < per; ++j) d[x * c + j * g + i] = s[x * c + i * per + j];
+  }
+}
+
+Json ChannelShuffle::attrs() const {
+  Json a = Json::object();
+  a["groups"] = groups_;
+  return a;
+}
+
+ChannelSlice::ChannelSlice(long begin, long end) : begin_(begin), end_(end) {
+  if (begin < 0 || end <= begin || end > (1L << 20))
+    throw std::invalid_argument("slice_channels: needs 0 <= begin < end");
+}
+
+Shape ChannelSlice::configure(const std::vector<Shape>& in) {
+  if (in.size() != 1) throw std::invalid_argument("slice_channels takes one input");
+  if (end_ > in[0].c)
+    throw std::invalid_argument("slice_channels: [" + std::to_string(begin_) + ", " +
+                                std::to_string(end_) + ") is outside " + std::to_string(in[0].c) +
+                                " channels");
+  in_shapes_ = in;
+  out_shape_ = {in[0].h, in[0].w, int(end_ - begin_)};
+  return out_shape_;
+}
+
+void ChannelSlice::forward(const std::vector<const Band*>& in, Band& out) const {
+  check_inputs(in, out);
+  const size_t w = size_t(out_shape_.w), ic = size_t(in_shapes_[0].c), oc = size_t(out_shape_.c);
+  for (int y = out.row0; y < out.rows().end; ++y) {
+    const float* s = in[0]->row(y) + begin_;
+    float* d = out.row(y);
+    for (size_t x = 0; x < w; ++x) std::memcpy(d + x * oc, s + x * ic, oc * sizeof(float));
+  }
+}
+
+Json ChannelSlice::attrs() const {
+  Json a = Json::object();
+  a["begin"] = begin_;
+  a["end"] = end_;
+  return a;
+}
+
 // --- ZeroPad ---------------------------------------------------------------------------------
 
 ZeroPad::ZeroPad(long top, long left, long bottom, long right)

@@ -1,7 +1,8 @@
 // Operators of branching and gated networks, all row-local and band-native:
 // channel concatenation (Inception, DenseNet, SqueezeNet), elementwise and channel-broadcast
 // multiply (squeeze-and-excitation, SiLU as x * sigmoid(x)), smooth activations (sigmoid,
-// hard-sigmoid, SiLU, hard-swish) and explicit zero padding.
+// hard-sigmoid, SiLU, hard-swish), channel shuffle and slicing (ShuffleNet) and explicit zero
+// padding.
 #pragma once
 #include "core/layer.h"
 
@@ -66,6 +67,37 @@ class Unary : public Layer {
  private:
   UnaryOp op_;
   float alpha_, beta_;
+};
+
+// ShuffleNet's channel shuffle: channels seen as a groups x (C / groups) matrix, transposed.
+// Output channel j * groups + i is input channel i * (C / groups) + j.
+class ChannelShuffle : public Layer {
+ public:
+  explicit ChannelShuffle(long groups);
+  std::string type() const override { return "channel_shuffle"; }
+  Shape configure(const std::vector<Shape>& in) override;
+  RowRange input_rows(RowRange out, int) const override { return out; }
+  double flops(RowRange out) const override { return double(out.size()) * out_shape_.row_size(); }
+  void forward(const std::vector<const Band*>& in, Band& out) const override;
+  Json attrs() const override;
+
+ private:
+  long groups_;
+};
+
+// Channels [begin, end) of the input (ONNX Split and Slice along channels).
+class ChannelSlice : public Layer {
+ public:
+  ChannelSlice(long begin, long end);
+  std::string type() const override { return "slice_channels"; }
+  Shape configure(const std::vector<Shape>& in) override;
+  RowRange input_rows(RowRange out, int) const override { return out; }
+  double flops(RowRange out) const override { return double(out.size()) * out_shape_.row_size(); }
+  void forward(const std::vector<const Band*>& in, Band& out) const override;
+  Json attrs() const override;
+
+ private:
+  long begin_, end_;
 };
 
 // Zero padding of the borders (ONNX Pad, constant 0, H and W only). The importer folds it into

@@ -200,6 +200,10 @@ struct Value {
   bool gated = false;
   UnaryOp gate = UnaryOp::sigmoid;
   float alpha = 0, beta = 0;
+  // ShuffleNet's channel shuffle arrives as Reshape to [N, g, C/g, H, W] (view 1), Transpose
+  // of axes 1 and 2 (view 2), Reshape back to [N, C, H, W]: one layer at the end.
+  int view = 0;
+  long view_groups = 0;
 };
 
 class OnnxReader {
@@ -330,6 +334,9 @@ class OnnxReader {
   }
   const Value& input(const OnnxNode& n, size_t i) { return materialize(raw_input(n, i), n.inputs[i]); }
   Value& materialize(Value& v, const std::string& name) {
+    if (v.view)
+      throw ImportError("'" + name + "' is a 5-D view of a map, supported only inside a channel " +
+                        "shuffle (Reshape, Transpose of axes 1 and 2, Reshape)");
     materialize_gate(v, name);
     if (v.padded) {
       const Pads& p = v.pad;
@@ -497,6 +504,16 @@ class OnnxReader {
 
   void convert_concat(const OnnxNode& n) {
     const int64_t axis = n.i("axis", 1);
+    if (raw_input(n, 0).is_const) {  // shape entries, e.g. [b, g, c / g, h, w]
+      if (axis != 0) throw ImportError(n.where() + ": only vectors of constants are joined");
+      Value r;
+      r.is_const = true;
+      for (size_t i = 0; i < n.inputs.size(); ++i)
+        for (float v : const_of(n, i).data) r.c.data.push_back(v);
+      r.c.dims = {long(r.c.data.size())};
+      set(n, std::move(r));
+      return;
+    }
     if (axis != 1 && axis != -3)
       throw ImportError(n.where() + ": only concatenation along channels (axis 1) is supported");
     if (n.inputs.size() < 2) {  // one input: a copy
@@ -541,6 +558,185 @@ class OnnxReader {
     set_node(n, b_.add(n.name, std::make_unique<Unary>(hard ? UnaryOp::hard_swish : UnaryOp::silu),
                        {x.node}));
     return true;
+  }
+
+  // --- channel shuffle and slicing (ShuffleNet) -------------------------------------------
+
+  // Reshape to [N, g, C/g, H, W] starts a channel shuffle; Reshape of its transpose back to
+  // [N, C, H, W] ends it. False: an ordinary reshape.
+  bool convert_view(const OnnxNode& n) {
+    Value& v = raw_input(n, 0);
+    if (v.is_const || v.flat || !has_input(n, 1) || !input(n, 1).is_const) return false;
+    materialize_gate(v, n.inputs[0]);
+    if (v.padded) return false;
+    const std::vector<float>& d = const_of(n, 1).data;
+    const Shape s = b_.shape(v.node);
+    auto batch = [&](float x) { return x == 1 || x == 0 || x == -1; };
+    auto is = [](float x, long want) { return x == float(want) || x == -1; };
+    if (v.view == 2 && d.size() == 4 && batch(d[0]) && is(d[1], s.c) && is(d[2], s.h) &&
+        is(d[3], s.w)) {
+      set_node(n, b_.add(n.name, make<ChannelShuffle>(n, v.view_groups), {v.node}));
+      return true;
+    }
+    if (v.view || d.size() != 5) return false;
+    const long g = long(d[1] > 0 && d[1] <= float(s.c) ? d[1] : 0);
+    if (!batch(d[0]) || g < 1 || s.c % g != 0 || !is(d[2], s.c / g) || !is(d[3], s.h) ||
+        !is(d[4], s.w))
+      throw ImportError(n.where() + ": only the 5-D view [N, g, C/g, H, W] of a channel " +
+                        "shuffle is supported");
+    Value w = v;
+    w.view = 1, w.view_groups = g;
+    set(n, std::move(w));
+    return true;
+  }
+  void convert_transpose(const OnnxNode& n) {
+    Value& v = raw_input(n, 0);
+    const std::vector<int64_t> perm = n.ints("perm");
+    if (v.view != 1 || perm != std::vector<int64_t>{0, 2, 1, 3, 4})
+      throw ImportError(n.where() + ": only the transpose of a channel shuffle ([N, g, C/g, H, W] " +
+                        "with perm 0,2,1,3,4) is supported");
+    Value w = v;
+    w.view = 2;
+    set(n, std::move(w));
+  }
+
+  int slice_channels(const OnnxNode& n, const std::string& name, int x, long c0, long c1) {
+    if (c0 == 0 && c1 == b_.shape(x).c) return x;
+    return b_.add(name, make<ChannelSlice>(n, c0, c1), {x});
+  }
+
+  // Split along channels: sizes from the attribute (opset < 13) or input 1, else equal parts.
+  void convert_split(const OnnxNode& n) {
+    const int x = spatial_node(n, 0);
+    const long c = b_.shape(x).c;
+    if (n.i("axis", 0) != 1 && n.i("axis", 0) != -3)
+      throw ImportError(n.where() + ": only splits along channels (axis 1) are supported");
+    std::vector<int64_t> sizes = n.ints("split");
+    if (sizes.empty() && has_input(n, 1))
+      for (float v : const_of(n, 1).data) sizes.push_back(small_int(n, v));
+    const size_t parts = n.outputs.size();
+    if (sizes.empty() && parts > 0 && c % long(parts) == 0) sizes.assign(parts, c / long(parts));
+    long total = 0;
+    for (int64_t v : sizes) total += v < 1 || v > c ? c + 1 : long(v);
+    if (sizes.size() != parts || total != c)
+      throw ImportError(n.where() + ": split sizes do not divide " + std::to_string(c) +
+                        " channels among " + std::to_string(parts) + " outputs");
+    long c0 = 0;
+    for (size_t k = 0; k < parts; ++k) {
+      if (values_.count(n.outputs[k]))
+        throw ImportError(n.where() + ": output '" + n.outputs[k] + "' defined twice");
+      values_[n.outputs[k]].node = slice_channels(n, n.outputs[k], x, c0, c0 + sizes[k]);
+      c0 += sizes[k];
+    }
+  }
+
+  // Slice along channels with step 1 (starts/ends/axes as inputs from opset 10, else attributes).
+  void convert_slice(const OnnxNode& n) {
+    const int x = spatial_node(n, 0);
+    const long c = b_.shape(x).c;
+    auto consts = [&](size_t i, const char* attr) {
+      std::vector<float> v;
+      if (has_input(n, i)) return const_of(n, i).data;
+      for (int64_t a : n.ints(attr)) v.push_back(float(a));
+      return v;
+    };
+    const std::vector<float> starts = consts(1, "starts"), ends = consts(2, "ends"),
+                             axes = has_input(n, 3) || n.attr.count("axes") ? consts(3, "axes")
+                                                                            : std::vector<float>{0};
+    const std::vector<float> steps = has_input(n, 4) ? const_of(n, 4).data : std::vector<float>{1};
+    if (starts.size() != 1 || ends.size() != 1 || axes.size() != 1 || steps != std::vector<float>{1} ||
+        (axes[0] != 1 && axes[0] != -3))
+      throw ImportError(n.where() + ": only a step-1 slice of channels (axis 1) is supported");
+    // ends is often INT64_MAX: clamp in float before converting (negative counts from the end).
+    auto clamp = [&](float v) {
+      if (std::isnan(v)) throw ImportError(n.where() + ": NaN slice bound");
+      const float w = v < 0 ? v + float(c) : v;
+      return long(std::min(std::max(w, 0.0f), float(c)));
+    };
+    const long c0 = clamp(starts[0]), c1 = clamp(ends[0]);
+    if (c0 >= c1) throw ImportError(n.where() + ": the slice of channels is empty");
+    set_node(n, slice_channels(n, n.name, x, c0, c1));
+  }
+
+  // Shape arithmetic on constants, as exporters write view(b, g, c / g, h, w): Shape of a map
+  // is [1, C, H, W]; Gather, Unsqueeze, Cast and Div of constants are evaluated here.
+  void fold_constant(const OnnxNode& n) {
+    const std::string& op = n.op;
+    Value r;
+    r.is_const = true;
+    if (op == "Shape") {
+      const Value& v = input(n, 0);
+      if (v.is_const) {
+        for (long d : v.c.dims) r.c.data.push_back(float(d));
+      } else {
+        const Shape s = b_.shape(v.node);
+        r.c.data = v.flat ? std::vector<float>{1, float(s.size())}
+                          : std::vector<float>{1, float(s.c), float(s.h), float(s.w)};
+      }
+      r.c.dims = {long(r.c.data.size())};
+    } else if (op == "Cast") {
+      if (!input(n, 0).is_const) {  // a computed map stays float
+        set(n, input(n, 0));
+        return;
+      }
+      r.c = const_of(n, 0);
+    } else if (op == "Unsqueeze") {
+      const std::vector<float> axes = has_input(n, 1) ? const_of(n, 1).data : std::vector<float>{};
+      if (axes != std::vector<float>{0} && n.ints("axes") != std::vector<int64_t>{0})
+        throw ImportError(n.where() + ": only Unsqueeze of axis 0 (shape arithmetic) is supported");
+      r.c = const_of(n, 0);
+      r.c.dims.insert(r.c.dims.begin(), 1);  // only shape entries go through here: rank <= 1
+      if (r.c.dims.size() > 2) throw ImportError(n.where() + ": only scalars and vectors");
+    } else if (op == "Gather") {
+      r.c = gather(n, const_of(n, 0), const_of(n, 1));
+    } else if (!input(n, 0).is_const) {  // Div of a map
+      scale_by_inverse(n);
+      return;
+    } else {
+      r.c = divide(n, const_of(n, 0), const_of(n, 1));
+    }
+    set(n, std::move(r));
+  }
+
+  ConstTensor gather(const OnnxNode& n, const ConstTensor& data, const ConstTensor& idx) {
+    if (data.dims.size() != 1 || n.i("axis", 0) != 0)
+      throw ImportError(n.where() + ": only gathers from a vector constant are supported");
+    ConstTensor r;
+    r.dims = idx.dims;
+    for (float f : idx.data) {
+      const int64_t i = small_int(n, f), len = int64_t(data.data.size());
+      if (i < -len || i >= len) throw ImportError(n.where() + ": index out of range");
+      r.data.push_back(data.data[size_t(i < 0 ? i + len : i)]);
+    }
+    return r;
+  }
+
+  // A map / constant: a per-channel or scalar scale ((x + 3) / 6 of some hard-sigmoids).
+  void scale_by_inverse(const OnnxNode& n) {
+    const int x = spatial_node(n, 0);
+    std::vector<float> k = const_of(n, 1).data;
+    if (k.size() != 1 && long(k.size()) != b_.shape(x).c)
+      throw ImportError(n.where() + ": only per-channel or scalar divisors are supported");
+    for (float& v : k) {
+      if (v == 0) throw ImportError(n.where() + ": division by zero");
+      v = 1.0f / v;
+    }
+    set_node(n, b_.affine(n.name, x, std::move(k), {}));
+  }
+
+  // Constant / constant is shape arithmetic: whole numbers divide as ONNX's int64 Div does
+  // (truncating); the constants' integer type is not kept, so wholeness stands for it.
+  ConstTensor divide(const OnnxNode& n, const ConstTensor& a, const ConstTensor& b) {
+    if (b.data.size() != 1 && b.data.size() != a.data.size())
+      throw ImportError(n.where() + ": shapes do not broadcast");
+    ConstTensor r = a;
+    for (size_t i = 0; i < r.data.size(); ++i) {
+      const float d = b.data[b.data.size() == 1 ? 0 : i];
+      if (d == 0) throw ImportError(n.where() + ": division by zero");
+      const bool whole = r.data[i] == std::floor(r.data[i]) && d == std::floor(d);
+      r.data[i] = whole ? std::trunc(r.data[i] / d) : r.data[i] / d;
+    }
+    return r;
   }
 
   // Zero padding of H and W only; pads are an input from opset 11, an attribute before.
@@ -651,6 +847,15 @@ class OnnxReader {
     } else if (op == "GlobalAveragePool") {
       const int x = spatial_node(n, 0);
       set_node(n, b_.pool(name, x, false, b_.shape(x).h, b_.shape(x).w, 1, 1, Pads{}));
+    } else if (op == "Transpose") {
+      convert_transpose(n);
+    } else if (op == "Split") {
+      convert_split(n);
+    } else if (op == "Slice") {
+      convert_slice(n);
+    } else if (op == "Shape" || op == "Gather" || op == "Unsqueeze" || op == "Cast" ||
+               op == "Div") {
+      fold_constant(n);
     } else if (op == "ReduceMean") {
       convert_reduce_mean(n);
     } else if (op == "Concat") {
@@ -670,6 +875,8 @@ class OnnxReader {
       set(n, std::move(v));
     } else if (op == "HardSwish") {
       set_node(n, b_.add(name, std::make_unique<Unary>(UnaryOp::hard_swish), {spatial_node(n, 0)}));
+    } else if (op == "Reshape" && convert_view(n)) {
+      return;
     } else if (op == "Flatten" || op == "Reshape") {
       Value v = input(n, 0);
       if (v.is_const) throw ImportError(n.where() + ": reshaping constants is not supported");
