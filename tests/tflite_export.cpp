@@ -208,7 +208,7 @@ class TfliteWriter {
     const int co = int(a.at("cout").integer()), kh = int(a.at("kernel")[0].integer()),
               kw = int(a.at("kernel")[1].integer()), ci = int(a.at("cin").integer());
     const bool dw = a.at("depthwise").boolean();
-    if (!dw && a.at("groups").integer() != 1) throw std::logic_error("TFLite has no grouped conv");
+    if (!dw && a.has("groups")) throw std::logic_error("TFLite has no grouped conv");
     std::vector<float> w = *ps[0].data;  // OHWI, as CONV_2D wants
     if (dw) {                            // [c][kh][kw][1] -> [1][kh][kw][c]
       for (int c = 0; c < co; ++c)

@@ -198,7 +198,8 @@ Json Conv2D::attrs() const {
   a["stride"] = Json(Json::Array{p_.sh, p_.sw});
   a["pad"] = Json(Json::Array{p_.pad_t, p_.pad_l, p_.pad_b, p_.pad_r});
   a["depthwise"] = p_.depthwise;
-  a["groups"] = p_.groups;
+  // Only where it says something: dense and depthwise files stay byte-identical to before.
+  if (!p_.depthwise && p_.groups > 1) a["groups"] = p_.groups;
   a["activation"] = activation_name(p_.act);
   return a;
 }
