@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <random>
 
@@ -26,6 +27,7 @@
 #include "tests/onnx_export.h"
 #include "tests/proto_writer.h"
 #include "tests/tflite_export.h"
+#include "tests/fuzz/target.h"
 
 using namespace eb;
 
@@ -837,4 +839,30 @@ TEST_CASE("cli: convert warns on an ONNX model without normalisation; --preset s
   CHECK(r.out.find("halp") != std::string::npos);
   ::unlink(onnx.c_str());
   ::unlink(ebw.c_str());
+}
+
+// The fuzz seeds for these operators (tests/fuzz/seeds/{import,weights}) are valid inputs, and
+// inputs one corrupted byte away from them are handled by the fuzz targets without crashing.
+TEST_CASE("fuzz seeds: the new operators' models load; corrupted copies are clean rejects") {
+  auto read = [](const std::string& rel) {
+    std::ifstream f(std::string(EDGEBAND_SOURCE_DIR) + "/tests/fuzz/seeds/" + rel, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  };
+  for (const char* w : {"weights/fire_se.ebw", "weights/fire_shuffle.ebw"}) {
+    CAPTURE(w);
+    CHECK_NOTHROW(load_weights(std::string(EDGEBAND_SOURCE_DIR) + "/tests/fuzz/seeds/" + w));
+  }
+  for (const char* m : {"import/branch_ops.onnx", "import/mobilenet_v3_like.tflite"}) {
+    CAPTURE(m);
+    std::string b = read(m);
+    REQUIRE(b.size() > 100);
+    import::NetBuilder nb;
+    const std::string_view body(b.data() + 1, b.size() - 1);
+    CHECK_NOTHROW(b[0] == 2 ? import::import_onnx(nb, body, -1) : import::import_tflite(nb, body, -1));
+    for (size_t i = 1; i < b.size(); ++i) {
+      std::string c = b;
+      c[i] = char(c[i] ^ (0x5a + int(i % 7)));
+      eb_fuzz_import(reinterpret_cast<const uint8_t*>(c.data()), c.size());
+    }
+  }
 }
