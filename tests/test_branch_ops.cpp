@@ -848,7 +848,8 @@ TEST_CASE("fuzz seeds: the new operators' models load; corrupted copies are clea
     std::ifstream f(std::string(EDGEBAND_SOURCE_DIR) + "/tests/fuzz/seeds/" + rel, std::ios::binary);
     return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   };
-  for (const char* w : {"weights/fire_se.ebw", "weights/fire_shuffle.ebw"}) {
+  // Named .seed, not .ebw: git ignores *.ebw.
+  for (const char* w : {"weights/fire_se.seed", "weights/fire_shuffle.seed"}) {
     CAPTURE(w);
     CHECK_NOTHROW(load_weights(std::string(EDGEBAND_SOURCE_DIR) + "/tests/fuzz/seeds/" + w));
   }
