@@ -317,7 +317,7 @@ class OnnxReader {
     }
   }
 
-  // Input i as produced, a pending pad included (only Conv and Identity can take one).
+  // Input i as produced, pending pad, gate or view included (see Value); input() builds them.
   Value& raw_input(const OnnxNode& n, size_t i) {
     if (i >= n.inputs.size() || n.inputs[i].empty())
       throw ImportError(n.where() + ": missing input " + std::to_string(i));
@@ -743,7 +743,8 @@ class OnnxReader {
   void convert_pad(const OnnxNode& n) {
     Value& in = raw_input(n, 0);
     materialize_gate(in, n.inputs[0]);
-    if (in.is_const || in.flat) throw ImportError(n.where() + ": input must be a spatial map");
+    if (in.is_const || in.flat || in.view)
+      throw ImportError(n.where() + ": input must be a spatial map");
     if (n.s("mode", "constant") != std::string("constant"))
       throw ImportError(n.where() + ": only constant padding is supported");
     std::vector<int64_t> pads = n.ints("pads");
