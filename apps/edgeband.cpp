@@ -277,6 +277,35 @@ std::array<float, 3> parse_triple(const std::string& s, const char* what) {
   return v;
 }
 
+// --preset, then --mean/--std over it. ONNX files carry no normalisation and torchvision's
+// differs from the engine's default [-1, 1]: converting one without any is never silent.
+void set_normalisation(const Args& a, const std::vector<std::string>& in, eb::Graph& g) {
+  if (a.has("preset")) {
+    if (a.str("preset") == "imagenet") {  // torchvision: (x / 255 - mean) / std, RGB
+      g.norm.mean = {0.485f * 255, 0.456f * 255, 0.406f * 255};
+      g.norm.std = {0.229f * 255, 0.224f * 255, 0.225f * 255};
+    } else {  // inception: x / 127.5 - 1
+      g.norm.mean = {127.5f, 127.5f, 127.5f};
+      g.norm.std = {127.5f, 127.5f, 127.5f};
+    }
+  }
+  if (a.has("mean")) g.norm.mean = parse_triple(a.str("mean"), "--mean");
+  if (a.has("std")) g.norm.std = parse_triple(a.str("std"), "--std");
+  for (float v : g.norm.std)
+    if (v == 0) throw std::invalid_argument("--std must not be zero");
+  const bool given = a.has("preset") || a.has("mean") || a.has("std");
+  for (const std::string& f : in)
+    if (!given && f.size() >= 5 && f.compare(f.size() - 5, 5, ".onnx") == 0) {
+      std::fprintf(stderr,
+                   "edgeband convert: WARNING: %s carries no input normalisation and none was "
+                   "given; assuming [-1, 1] (mean 127.5, std 127.5 of [0, 255] pixels). "
+                   "torchvision models need --preset imagenet; give --preset, or --mean and "
+                   "--std, to choose\n",
+                   f.c_str());
+      break;
+    }
+}
+
 int cmd_convert(const Args& a) {
   if (!a.has("o")) throw std::invalid_argument("convert needs -o FILE");
   const std::vector<std::string>& in = a.positional();
@@ -287,10 +316,7 @@ int cmd_convert(const Args& a) {
   std::string stem = in[0].substr(in[0].find_last_of('/') + 1);
   opt.name = a.str("name", stem.substr(0, stem.find_last_of('.')));
   eb::Graph g = eb::import::import_model(in, opt);
-  if (a.has("mean")) g.norm.mean = parse_triple(a.str("mean"), "--mean");
-  if (a.has("std")) g.norm.std = parse_triple(a.str("std"), "--std");
-  for (float v : g.norm.std)
-    if (v == 0) throw std::invalid_argument("--std must not be zero");
+  set_normalisation(a, in, g);
   long params = 0;
   for (int i = 0; i < g.size(); ++i)
     for (const eb::Param& p : g.node(i).layer->params()) params += long(p.data->size());
@@ -979,8 +1005,12 @@ void declare_convert(Args& a) {
   a.text("o", "FILE", "the .ebw file to write");
   a.text("labels", "FILE", "class names, one per line");
   a.text("name", "NAME", "model name stored in the file (default: IN's file name)");
-  a.text("mean", "M", "input mean, one value or r,g,b (pixels scaled to [0,255])");
-  a.text("std", "S", "input standard deviation, one value or r,g,b");
+  a.choice("preset", "input normalisation: imagenet (torchvision: mean 0.485,0.456,0.406, std "
+                     "0.229,0.224,0.225 of [0,1] RGB) or inception ([-1,1]); without it or "
+                     "--mean/--std an ONNX model gets [-1,1] and a warning",
+           {"imagenet", "inception"});
+  a.text("mean", "M", "input mean, one value or r,g,b (pixels scaled to [0,255]); overrides --preset");
+  a.text("std", "S", "input standard deviation, one value or r,g,b; overrides --preset");
 }
 void declare_profile(Args& a) {
   opt_model(a);

@@ -4,6 +4,7 @@
 
 #include <stdexcept>
 
+#include "core/layers/branch_ops.h"
 #include "core/layers/conv2d.h"
 #include "core/layers/elementwise.h"
 #include "core/layers/fully_connected.h"
@@ -72,6 +73,8 @@ std::unique_ptr<Layer> make_layer(const std::string& type, const Json& a) {
     cp.pad_b = p[2].integer("pad");
     cp.pad_r = p[3].integer("pad");
     cp.depthwise = a.at("depthwise").boolean("depthwise");
+    // Files written before grouped convolutions have no "groups": dense or depthwise.
+    if (a.has("groups")) cp.groups = a.at("groups").integer("groups");
     cp.act = act();
     return std::make_unique<Conv2D>(cp);
   }
@@ -84,6 +87,18 @@ std::unique_ptr<Layer> make_layer(const std::string& type, const Json& a) {
   if (type == "softmax") return std::make_unique<Softmax>();
   if (type == "add") return std::make_unique<Add>(act());
   if (type == "activation") return std::make_unique<ActivationLayer>(act());
+  if (type == "concat") {
+    const long n = a.at("inputs").integer("inputs");
+    if (n < 2 || n > 1024) throw std::runtime_error("concat: inputs must be 2 to 1024");
+    return std::make_unique<Concat>(int(n));
+  }
+  if (type == "mul") return std::make_unique<Mul>();
+  if (type == "unary") return Unary::from_attrs(a);
+  if (type == "pad") return ZeroPad::from_attrs(a);
+  if (type == "channel_shuffle")
+    return std::make_unique<ChannelShuffle>(a.at("groups").integer("groups"));
+  if (type == "slice_channels")
+    return std::make_unique<ChannelSlice>(a.at("begin").integer("begin"), a.at("end").integer("end"));
   if (type == "batchnorm")
     return std::make_unique<BatchNorm>(a.at("channels").integer("channels"),
                                        float(a.at("eps").number("eps")));

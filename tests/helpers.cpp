@@ -36,6 +36,23 @@ void check_bands(const Layer& layer, const Tensor& input, const Tensor& full, st
   }
 }
 
+void check_bands(const Layer& layer, const std::vector<Tensor>& inputs, const Tensor& full,
+                 std::mt19937& rng) {
+  for (const RowRange r : band_cases(full.h(), rng)) {
+    std::vector<Band> in;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      const RowRange need = layer.input_rows(r, int(i)).clip(inputs[i].h());
+      in.push_back(Band{inputs[i].rows(need).clone(), need.begin});
+    }
+    std::vector<const Band*> ptrs;
+    for (const Band& b : in) ptrs.push_back(&b);
+    Band out{Tensor(r.size(), full.w(), full.c()), r.begin};
+    layer.forward(ptrs, out);
+    INFO("rows [" << r.begin << "," << r.end << ")");
+    CHECK(ref::bit_equal(out.t, full.rows(r)));
+  }
+}
+
 CliResult run_edgeband(const std::string& args) {
   const std::string cmd = std::string(EDGEBAND_BIN) + " " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");

@@ -26,6 +26,9 @@ std::vector<RowRange> band_cases(int h, std::mt19937& rng);
 // Computes each case's rows from only the input rows the layer asks for (a copy, so reads
 // outside them are caught) and requires bit-identical values to the full-image output.
 void check_bands(const Layer& layer, const Tensor& input, const Tensor& full, std::mt19937& rng);
+// The same for a layer of several inputs, each cut to the rows the layer asks of it.
+void check_bands(const Layer& layer, const std::vector<Tensor>& inputs, const Tensor& full,
+                 std::mt19937& rng);
 
 // Runs the edgeband binary under test (EDGEBAND_BIN) with `args`: its exit code (128 + signal if
 // killed) and its stdout and stderr together.

@@ -1,6 +1,7 @@
-// 2-D convolution (dense or depthwise) with bias and fused ReLU/ReLU6. Weights are OHWI
-// ([cout][kh][kw][cin/groups]). prepare() picks the kernel: Winograd F(4x4,3x3) for dense 3x3
-// stride 1, direct GEMM for 1x1, vectorised depthwise 3x3, im2col + GEMM for the rest.
+// 2-D convolution (dense, grouped or depthwise) with bias and fused ReLU/ReLU6. Weights are
+// OHWI ([cout][kh][kw][cin/groups]). prepare() picks the kernel: Winograd F(4x4,3x3) for dense
+// 3x3 stride 1, direct GEMM for 1x1, vectorised depthwise 3x3, im2col + GEMM for the rest, and
+// one im2col + GEMM per group for grouped convolutions (ResNeXt, RegNet).
 #pragma once
 #include "core/layer.h"
 #include "kernels/conv.h"
@@ -10,13 +11,14 @@ namespace eb {
 struct Conv2DParams {
   long cin = 0, cout = 0, kh = 3, kw = 3, sh = 1, sw = 1;
   long pad_t = 0, pad_l = 0, pad_b = 0, pad_r = 0;
-  bool depthwise = false;
+  bool depthwise = false;  // groups == cin == cout, with its own kernels
+  long groups = 1;         // 1 < groups < cin: grouped (depthwise sets it to cin)
   Activation act = Activation::none;
 };
 
 class Conv2D : public Layer {
  public:
-  enum class Algo { im2col, gemm1x1, winograd_f43, depthwise3x3, depthwise_generic };
+  enum class Algo { im2col, gemm1x1, winograd_f43, depthwise3x3, depthwise_generic, grouped };
   explicit Conv2D(const Conv2DParams& p);
   std::string type() const override { return "conv2d"; }
   Shape configure(const std::vector<Shape>& in) override;
@@ -41,11 +43,14 @@ class Conv2D : public Layer {
 
  private:
   kernels::ConvGeom geom() const;
+  long cin_per_group() const { return p_.cin / p_.groups; }
+  void forward_grouped(const Band& src, Band& out, const kernels::MinMax* mm) const;
   Conv2DParams p_;
   std::vector<float> w_, b_;
   Algo algo_ = Algo::im2col, forced_ = Algo::im2col;
   bool has_forced_ = false;
   kernels::PackedB packed_;
+  std::vector<kernels::PackedB> group_packed_;  // grouped: one GEMM operand per group
   kernels::WinogradF43Weights wino_;
   std::vector<float> dw9_;  // depthwise weights as [9][c]
 };

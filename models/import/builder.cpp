@@ -113,10 +113,10 @@ static void fill(std::vector<float>& dst, std::vector<float>&& src, const std::s
 
 int NetBuilder::conv(const std::string& name, int in, std::vector<float> w, std::vector<float> bias,
                      long cout, long kh, long kw, long sh, long sw, Pads pads, bool depthwise,
-                     Activation act) {
+                     Activation act, long groups) {
   const Shape s = shape(in);
   if (bias.empty()) bias.assign(size_t(cout), 0.0f);
-  if (!depthwise && kh == 1 && kw == 1 && s.h == 1 && s.w == 1 &&
+  if (!depthwise && groups == 1 && kh == 1 && kw == 1 && s.h == 1 && s.w == 1 &&
       pads.t + pads.l + pads.b + pads.r == 0)
     return fully_connected(name, in, std::move(w), std::move(bias), cout, act);
   Conv2DParams p;
@@ -125,6 +125,7 @@ int NetBuilder::conv(const std::string& name, int in, std::vector<float> w, std:
   p.kh = kh, p.kw = kw, p.sh = sh, p.sw = sw;
   p.pad_t = pads.t, p.pad_l = pads.l, p.pad_b = pads.b, p.pad_r = pads.r;
   p.depthwise = depthwise;
+  p.groups = groups;
   p.act = act;
   std::unique_ptr<Conv2D> c;
   try {

@@ -43,11 +43,12 @@ class NetBuilder {
   // Appends a layer reading `inputs` (node ids, -1 = network input); returns its id.
   int add(const std::string& name, std::unique_ptr<Layer> layer, std::vector<int> inputs);
   Shape shape(int id) const { return graph.shape_of(id); }
-  // Weights OHWI (depthwise [c][kh][kw][1]). A 1x1 convolution of a 1x1 map becomes a fully
-  // connected layer, so classifier heads stay in the host-only tail.
+  // Weights OHWI (depthwise [c][kh][kw][1], grouped [cout][kh][kw][cin/groups]). A dense 1x1
+  // convolution of a 1x1 map becomes a fully connected layer, so classifier heads stay in the
+  // host-only tail.
   int conv(const std::string& name, int in, std::vector<float> w, std::vector<float> bias,
            long cout, long kh, long kw, long sh, long sw, Pads pads, bool depthwise,
-           Activation act);
+           Activation act, long groups = 1);
   int fully_connected(const std::string& name, int in, std::vector<float> w,
                       std::vector<float> bias, long out, Activation act);
   // Max/average pooling; a VALID average pool over the whole map becomes global pooling.

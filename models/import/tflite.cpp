@@ -1,10 +1,12 @@
 // TFLite flatbuffers (schema.fbs): one subgraph, NHWC activations, OHWI conv weights,
 // [1,kh,kw,C] depthwise weights, uint8/int8 tensors dequantized with their scale and zero
 // point (per channel where the file has per-channel scales).
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "core/half.h"
+#include "core/layers/branch_ops.h"
 #include "core/layers/elementwise.h"
 #include "models/import/importers.h"
 
@@ -20,17 +22,23 @@ enum TensorType { kF32 = 0, kF16 = 1, kI32 = 2, kU8 = 3, kI64 = 4, kI8 = 9 };
 enum Builtin {
   kAdd = 0,
   kAvgPool = 1,
+  kConcat = 2,
   kConv = 3,
   kDepthwise = 4,
   kDequantize = 6,
   kFullyConnected = 9,
+  kLogistic = 14,
   kMaxPool = 17,
+  kMul = 18,
   kRelu = 19,
   kRelu6 = 21,
   kReshape = 22,
   kSoftmax = 25,
+  kPad = 34,
+  kMean = 40,
   kSqueeze = 43,
-  kQuantize = 114
+  kQuantize = 114,
+  kHardSwish = 117
 };
 
 const char* builtin_name(int op) {
@@ -39,6 +47,18 @@ const char* builtin_name(int op) {
       return "ADD";
     case kAvgPool:
       return "AVERAGE_POOL_2D";
+    case kConcat:
+      return "CONCATENATION";
+    case kLogistic:
+      return "LOGISTIC";
+    case kMul:
+      return "MUL";
+    case kPad:
+      return "PAD";
+    case kMean:
+      return "MEAN";
+    case kHardSwish:
+      return "HARD_SWISH";
     case kConv:
       return "CONV_2D";
     case kDepthwise:
@@ -173,6 +193,8 @@ class TfliteReader {
       zero = q.vec<int64_t>(3);
       qdim = q.scalar<int32_t>(6, 0);
     }
+    // int32 without quantization holds plain integers (PAD's paddings, MEAN's axes).
+    if (type == kI32 && scale.empty()) scale = {1.0f};
     c.data.resize(size_t(n));
     const bool quantized = type == kU8 || type == kI8 || type == kI32;
     if (quantized) {
@@ -327,14 +349,93 @@ class TfliteReader {
         out = b_.add(name, std::make_unique<Softmax>(), {input_node(ins[0], where)});
         break;
       }
-      case kAdd: {
-        if (ins.size() != 2 || is_const(ins[0]) || is_const(ins[1]))
-          throw ImportError(where + ": only the sum of two computed tensors is supported");
-        out = b_.add(name, std::make_unique<Add>(fused(ob(0, 0), where)),
-                     {input_node(ins[0], where), input_node(ins[1], where)});
+      case kAdd:
+      case kMul:
+        out = binary(builtin == kMul, ins, name, fused(ob(0, 0), where), where);
+        break;
+      case kConcat: {
+        const int axis = oi(0, 0);
+        if (axis != 3 && axis != -1)
+          throw ImportError(where + ": only concatenation along channels (axis 3) is supported");
+        out = concat(ins, name, fused(ob(1, 0), where), where);
         break;
       }
+      case kLogistic:
+      case kHardSwish:
+        out = b_.add(name,
+                     std::make_unique<Unary>(builtin == kLogistic ? UnaryOp::sigmoid : UnaryOp::hard_swish),
+                     {input_node(ins[0], where)});
+        break;
+      case kPad:
+        out = pad(ins, name, where);
+        break;
+      case kMean:
+        out = mean(ins, name, where);
+        break;
     }
+  }
+
+  // ADD/MUL of two maps (MUL: equal, or by a 1x1xC gate), or of a map and a per-channel or
+  // scalar constant (MobileNet-V3's hard-sigmoid: x + 3, ReLU6, x / 6).
+  int binary(bool mul, const std::vector<int32_t>& ins, const std::string& name, Activation act,
+             const std::string& where) {
+    if (ins.size() != 2 || (is_const(ins[0]) && is_const(ins[1])))
+      throw ImportError(where + ": needs two inputs, at most one of them constant");
+    int out;
+    if (is_const(ins[0]) || is_const(ins[1])) {
+      const bool first = is_const(ins[0]);
+      const int x = input_node(ins[first ? 1 : 0], where);
+      std::vector<float> k = constant(ins[first ? 0 : 1]).data;
+      if (k.size() != 1 && long(k.size()) != b_.shape(x).c)
+        throw ImportError(where + ": only per-channel or scalar constants are supported");
+      out = mul ? b_.affine(name, x, std::move(k), {}) : b_.affine(name, x, {}, std::move(k));
+    } else {
+      int x = input_node(ins[0], where), y = input_node(ins[1], where);
+      const Shape sx = b_.shape(x);
+      if (mul && sx != b_.shape(y) && sx.h == 1 && sx.w == 1) std::swap(x, y);  // gate second
+      out = mul ? b_.add(name, std::make_unique<Mul>(), {x, y})
+                : b_.add(name, std::make_unique<Add>(), {x, y});
+    }
+    return act == Activation::none ? out : b_.activation(name + "/act", out, act);
+  }
+
+  int concat(const std::vector<int32_t>& ins, const std::string& name, Activation act,
+             const std::string& where) {
+    std::vector<int> ids;
+    for (int32_t t : ins) ids.push_back(input_node(t, where));
+    if (ids.size() == 1) return ids[0];
+    std::unique_ptr<Layer> l;
+    try {
+      l = std::make_unique<Concat>(int(ids.size()));
+    } catch (const std::exception& e) {
+      throw ImportError(where + ": " + e.what());
+    }
+    const int out = b_.add(name, std::move(l), ids);
+    return act == Activation::none ? out : b_.activation(name + "/act", out, act);
+  }
+
+  // Zero padding of H and W: paddings are [[0,0],[top,bottom],[left,right],[0,0]].
+  int pad(const std::vector<int32_t>& ins, const std::string& name, const std::string& where) {
+    if (ins.size() != 2 || !is_const(ins[1]))
+      throw ImportError(where + ": needs the data and constant paddings");
+    const std::vector<float> p = constant(ins[1]).data;
+    if (p.size() != 8 || p[0] != 0 || p[1] != 0 || p[6] != 0 || p[7] != 0)
+      throw ImportError(where + ": only padding of H and W of an NHWC map is supported");
+    for (float v : p)
+      if (!(v >= 0 && v <= 1024)) throw ImportError(where + ": padding out of range 0..1024");
+    return b_.add(name, std::make_unique<ZeroPad>(long(p[2]), long(p[4]), long(p[3]), long(p[5])),
+                  {input_node(ins[0], where)});
+  }
+
+  // The mean over H and W (axes 1 and 2) is global average pooling, mid-network too.
+  int mean(const std::vector<int32_t>& ins, const std::string& name, const std::string& where) {
+    if (ins.size() != 2 || !is_const(ins[1])) throw ImportError(where + ": needs constant axes");
+    std::vector<float> axes = constant(ins[1]).data;
+    std::sort(axes.begin(), axes.end());
+    if (axes != std::vector<float>{1, 2} && axes != std::vector<float>{-3, -2})
+      throw ImportError(where + ": only the mean over H and W (axes 1, 2) is supported");
+    const int x = input_node(ins[0], where);
+    return b_.pool(name, x, false, b_.shape(x).h, b_.shape(x).w, 1, 1, Pads{});
   }
 
   NetBuilder& b_;
