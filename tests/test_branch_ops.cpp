@@ -442,9 +442,9 @@ std::string one_node_error(const test::Proto& node, const std::map<std::string, 
     t.bytes(9, std::string(reinterpret_cast<const char*>(v.data()), v.size() * 4));
     graph.msg(5, t);
   }
-  auto vi = [](const std::string& name, std::vector<int64_t> dims) {
+  auto vi = [](const std::string& name, std::vector<int64_t> shape_dims) {
     Proto shape;
-    for (int64_t d : dims) shape.msg(1, Proto().varint(1, uint64_t(d)));
+    for (int64_t d : shape_dims) shape.msg(1, Proto().varint(1, uint64_t(d)));
     return Proto().bytes(1, name).msg(2, Proto().msg(1, Proto().varint(1, 1).msg(2, shape)));
   };
   graph.msg(11, vi("x", {1, 2, 4, 4})).msg(12, vi("y", {1, 2, 4, 4}));
@@ -702,10 +702,10 @@ TEST_CASE("onnx: Split along channels; a channel-shuffle view used any other way
     return t.bytes(9, std::string(reinterpret_cast<const char*>(v.data()), v.size() * 8));
   };
   auto model = [](Proto graph) {
-    Proto shape;
-    for (int64_t d : {1, 6, 3, 2}) shape.msg(1, Proto().varint(1, uint64_t(d)));
+    Proto input_shape;
+    for (int64_t d : {1, 6, 3, 2}) input_shape.msg(1, Proto().varint(1, uint64_t(d)));
     auto vi = [&](const std::string& n) {
-      return Proto().bytes(1, n).msg(2, Proto().msg(1, Proto().varint(1, 1).msg(2, shape)));
+      return Proto().bytes(1, n).msg(2, Proto().msg(1, Proto().varint(1, 1).msg(2, input_shape)));
     };
     graph.msg(11, vi("x")).msg(12, vi("y"));
     Proto m;
