@@ -40,8 +40,11 @@ static bool cpu_runs(Isa isa) {
   switch (isa) {
     case Isa::scalar: return true;
 #if defined(__x86_64__) || defined(__i386__)
-    case Isa::avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    case Isa::avx512: return __builtin_cpu_supports("avx512f");
+    case Isa::avx2:  // and F16C (the fp16 wire), which every AVX2 CPU has
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+             __builtin_cpu_supports("f16c");
+    case Isa::avx512:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("f16c");
 #else
     case Isa::avx2:
     case Isa::avx512: return false;

@@ -2,6 +2,7 @@
 // twin in tests/. Operators (kernels/*.cpp drivers, core/layers) only pack weights and call these.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 
 namespace eb::kernels {
 
@@ -39,6 +40,10 @@ using PoolRowFn = void (*)(const float* const* rows, size_t nrows, size_t in_w, 
                            size_t kw, size_t stride, size_t pad_left, float* out, size_t out_w);
 // out[i] = clamp(a[i] + b[i]); mm may be nullptr.
 using AddFn = void (*)(const float* a, const float* b, float* out, size_t n, const MinMax* mm);
+// IEEE half <-> float over n values, round to nearest even: the fp16 wire format, identical on
+// every ISA (kernels/half.h is the scalar twin; only NaN payloads may differ).
+using F32ToF16Fn = void (*)(const float* x, uint16_t* y, size_t n);
+using F16ToF32Fn = void (*)(const uint16_t* x, float* y, size_t n);
 
 // The widest GEMM tile of any table: bounds KernelTable::gemm_rows.
 constexpr size_t kMaxGemmMr = 16;
@@ -64,6 +69,8 @@ struct KernelTable {
   PoolRowFn maxpool_row;
   PoolRowFn avgpool_row;
   AddFn add;
+  F32ToF16Fn f32_to_f16;
+  F16ToF32Fn f16_to_f32;
   // fma_probe(iters) does iters * fma_probe_flops FLOPs of pure FMAs at the GEMM's width: the
   // core's peak, against which bench --layers reports each layer.
   float (*fma_probe)(size_t iters);

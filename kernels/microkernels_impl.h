@@ -6,8 +6,16 @@
 #include <algorithm>
 #include <cstring>
 
+#include <type_traits>
+
+#include "kernels/half.h"
 #include "kernels/microkernels.h"
 #include "kernels/simd.h"
+#if defined(__F16C__)
+#include <immintrin.h>
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+#endif
 
 namespace eb::kernels {
 namespace {
@@ -15,6 +23,40 @@ namespace {
 // How far ahead (in k steps of NR weights) a streaming GEMM kernel prefetches its weights:
 // 32 steps (4 KB at NR 32) measured best on conv4/conv5 bands; 8 and 64 were within the noise.
 constexpr size_t kPrefetchK = 32;
+
+// fp16 conversions: the hardware's (F16C, AArch64 FCVT) round to nearest even like the scalar
+// twin; the scalar table keeps the twin so that tools without those instructions still run it.
+template <class Arch>
+constexpr bool kHardwareHalf = !std::is_same_v<Arch, simd::scalar_arch>;
+
+template <class Arch>
+void f32_to_f16(const float* x, uint16_t* y, size_t n) {
+  size_t i = 0;
+  if constexpr (kHardwareHalf<Arch>) {
+#if defined(__F16C__)
+    for (; i + 8 <= n; i += 8)
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i),
+                       _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#elif defined(__aarch64__)
+    for (; i + 4 <= n; i += 4) vst1_u16(y + i, vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(x + i))));
+#endif
+  }
+  for (; i < n; ++i) y[i] = float_to_half(x[i]);
+}
+
+template <class Arch>
+void f16_to_f32(const uint16_t* x, float* y, size_t n) {
+  size_t i = 0;
+  if constexpr (kHardwareHalf<Arch>) {
+#if defined(__F16C__)
+    for (; i + 8 <= n; i += 8)
+      _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))));
+#elif defined(__aarch64__)
+    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(x + i))));
+#endif
+  }
+  for (; i < n; ++i) y[i] = half_to_float(x[i]);
+}
 
 template <class Arch, size_t MR, size_t NV, bool Stream = false>
 void gemm_ukernel(size_t mr, size_t nc, size_t kc, const float* a, size_t a_stride, const float* w,
@@ -403,6 +445,8 @@ KernelTable make_table(Isa isa) {
   t.maxpool_row = &pool_row<SmallArch, true>;
   t.avgpool_row = &pool_row<SmallArch, false>;
   t.add = &add_vec<Arch>;
+  t.f32_to_f16 = &f32_to_f16<Arch>;
+  t.f16_to_f32 = &f16_to_f32<Arch>;
   t.fma_probe = &fma_probe<Arch>;
   t.fma_probe_flops = 12 * 2 * simd::Vec<Arch>::n;
   return t;

@@ -4,6 +4,8 @@
 # table's vector width. The project compiles with -ffp-contract=off, so an FMA only exists where a
 # kernel asks for it explicitly: a change that routes a kernel back through a plain a*b+c (as
 # xsimd 8's generic avx512f fma does) turns every FMA into a multiply and an add, and this fails.
+# The fp16 wire conversions are guarded the same way: hardware conversions (F16C, FCVTN/FCVTL),
+# not the scalar twin's bit twiddling.
 #
 # Usage: tests/check_fma.sh OBJDUMP OBJECT...   (objects named avx2*.o, avx512*.o, neon*.o)
 set -euo pipefail
@@ -15,11 +17,14 @@ for obj in "$@"; do
   # at the table's SmallArch, 8 floats on x86).
   case "$base" in
     avx512*) req="gemm_ukernel=vfmadd[0-9]*ps.*zmm gemv_panel=vfmadd[0-9]*ps.*zmm"
-             req="$req wino_(f43_input|input_chunk)=vfmadd[0-9]*ps.*ymm wino_(f43_output|output_chunk)=vfmadd[0-9]*ps.*ymm dwconv3x3_(row|pixel|4px)=vfmadd[0-9]*ps.*ymm" ;;
+             req="$req wino_(f43_input|input_chunk)=vfmadd[0-9]*ps.*ymm wino_(f43_output|output_chunk)=vfmadd[0-9]*ps.*ymm dwconv3x3_(row|pixel|4px)=vfmadd[0-9]*ps.*ymm"
+             req="$req f32_to_f16=vcvtps2ph f16_to_f32=vcvtph2ps" ;;
     avx2*)   req="gemm_ukernel=vfmadd[0-9]*ps.*ymm gemv_panel=vfmadd[0-9]*ps.*ymm"
-             req="$req wino_(f43_input|input_chunk)=vfmadd[0-9]*ps.*ymm wino_(f43_output|output_chunk)=vfmadd[0-9]*ps.*ymm dwconv3x3_(row|pixel|4px)=vfmadd[0-9]*ps.*ymm" ;;
+             req="$req wino_(f43_input|input_chunk)=vfmadd[0-9]*ps.*ymm wino_(f43_output|output_chunk)=vfmadd[0-9]*ps.*ymm dwconv3x3_(row|pixel|4px)=vfmadd[0-9]*ps.*ymm"
+             req="$req f32_to_f16=vcvtps2ph f16_to_f32=vcvtph2ps" ;;
     neon*)   req="gemm_ukernel=fmla.*4s gemv_panel=fmla.*4s"
-             req="$req wino_(f43_input|input_chunk)=fmla.*4s wino_(f43_output|output_chunk)=fmla.*4s dwconv3x3_(row|pixel|4px)=fmla.*4s" ;;
+             req="$req wino_(f43_input|input_chunk)=fmla.*4s wino_(f43_output|output_chunk)=fmla.*4s dwconv3x3_(row|pixel|4px)=fmla.*4s"
+             req="$req f32_to_f16=fcvtn f16_to_f32=fcvtl" ;;
     *) continue ;;
   esac
   dis=$("$objdump" -d -C --no-show-raw-insn "$obj")
@@ -32,9 +37,9 @@ for obj in "$@"; do
       END { print n + 0 }')
     checked=$((checked + 1))
     if [ "$counts" -gt 0 ]; then
-      echo "ok   $base $fam: $counts FMA instructions ($pat)"
+      echo "ok   $base $fam: $counts instructions matching $pat"
     else
-      echo "FAIL $base $fam: no FMA instruction matching '$pat'"; fail=1
+      echo "FAIL $base $fam: no instruction matching '$pat'"; fail=1
     fi
   done
 done

@@ -202,6 +202,11 @@ TEST_CASE("dist protocol: fp16 conversion is correctly rounded") {
   CHECK(std::isnan(half_to_float(float_to_half(NAN))));
   CHECK(half_to_float(float_to_half(5.96046448e-8f)) == 5.96046448e-8f);  // smallest subnormal
   CHECK(half_to_float(float_to_half(0.0f)) == 0.0f);
+  // Below half the smallest subnormal: signed zero (these once came out as garbage halves).
+  CHECK(float_to_half(2.41956e-11f) == 0x0000);
+  CHECK(float_to_half(-1.24496e-10f) == 0x8000);
+  CHECK(float_to_half(2.98023224e-8f) == 0x0000);           // 2^-25: a tie, to even
+  CHECK(float_to_half(2.98023259e-8f) == 0x0001);           // just above: the smallest subnormal
   for (uint32_t h = 0; h < 0x7C00; ++h)  // every finite half survives the round trip
     REQUIRE(float_to_half(half_to_float(uint16_t(h))) == h);
   std::mt19937 rng(5);

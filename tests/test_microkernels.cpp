@@ -6,11 +6,13 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <stdexcept>
 #include <vector>
 
+#include "kernels/half.h"
 #include "kernels/microkernels.h"
 #include "tests/helpers.h"
 
@@ -228,5 +230,57 @@ TEST_CASE("microkernels: depthwise, Winograd transforms, pooling and add stay in
         });
       }
     }
+  });
+}
+
+TEST_CASE("microkernels: fp16 conversions equal the scalar twin on every ISA, at every length") {
+  // Every half value, and floats around every rounding boundary: hardware (F16C, FCVT) and the
+  // scalar twin must agree bit for bit, or the fp16 wire would differ between x86-64 and
+  // aarch64 devices. NaNs only need to stay NaNs (payloads may be quieted).
+  std::vector<uint16_t> halves(65536);
+  for (size_t h = 0; h < halves.size(); ++h) halves[h] = uint16_t(h);
+  std::vector<float> floats;
+  std::mt19937 rng(41);
+  for (uint16_t h : halves) {
+    uint32_t bits;
+    const float f = half_to_float(h);
+    std::memcpy(&bits, &f, 4);
+    for (int32_t d : {-1, 0, 1, 0xFFF, 0x1000, 0x1001}) {  // the half's neighbours and midpoints
+      const uint32_t b = bits + uint32_t(d);
+      float x;
+      std::memcpy(&x, &b, 4);
+      floats.push_back(x);
+    }
+  }
+  for (int i = 0; i < 100000; ++i) {
+    const uint32_t b = uint32_t(rng());
+    float x;
+    std::memcpy(&x, &b, 4);
+    floats.push_back(x);
+  }
+  test::for_each_isa([&](kernels::Isa isa) {
+    CAPTURE(kernels::isa_name(isa));
+    const kernels::KernelTable& t = kernels::active();
+    for (size_t n : {size_t(0), size_t(1), size_t(7), size_t(9), size_t(33), floats.size()}) {
+      CAPTURE(n);
+      std::vector<uint16_t> got(n + 1, 0xBEEF);
+      t.f32_to_f16(floats.data(), got.data(), n);
+      CHECK(got[n] == 0xBEEF);  // nothing written past n
+      size_t bad = 0;
+      for (size_t i = 0; i < n; ++i) {
+        const uint16_t want = float_to_half(floats[i]);
+        const bool nan = std::isnan(floats[i]);
+        bad += nan ? !std::isnan(half_to_float(got[i])) : got[i] != want;
+      }
+      CHECK(bad == 0);
+    }
+    std::vector<float> wide(halves.size());
+    t.f16_to_f32(halves.data(), wide.data(), halves.size());
+    size_t bad = 0;
+    for (size_t h = 0; h < halves.size(); ++h) {
+      const float want = half_to_float(halves[h]);
+      bad += std::isnan(want) ? !std::isnan(wide[h]) : std::memcmp(&want, &wide[h], 4) != 0;
+    }
+    CHECK(bad == 0);
   });
 }

@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "core/compute_hook.h"
+#include "kernels/microkernels.h"
 #include "dist/runtime/sparse_wire.h"
 
 namespace eb::dist {
@@ -78,11 +79,8 @@ void FeatureStore::put_wire(uint64_t image, const Json& meta, const std::vector<
       std::memcpy(dst, data.data(), n * sizeof(float));
       return;
     }
-    for (size_t i = 0; i < n; ++i) {
-      uint16_t v;
-      std::memcpy(&v, data.data() + 2 * i, 2);
-      dst[i] = half_to_float(v);
-    }
+    // The payload starts a heap buffer: aligned for uint16_t.
+    kernels::active().f16_to_f32(reinterpret_cast<const uint16_t*>(data.data()), dst, n);
   };
   if (slice) {
     std::vector<float> values(n);
@@ -259,7 +257,7 @@ void send_values(Peer& to, uint64_t image, Json meta, std::shared_ptr<const void
   }
   meta["wire"] = "fp16";
   auto half = std::make_shared<std::vector<uint16_t>>(n);
-  for (size_t i = 0; i < n; ++i) (*half)[i] = float_to_half(src[i]);
+  kernels::active().f32_to_f16(src, half->data(), n);
   section.reset();
   to.send_async(MsgType::rows, image, meta, half, half->data(), n * 2, std::move(on_sent));
 }

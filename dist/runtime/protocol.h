@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "core/graph.h"
-#include "core/half.h"
+#include "kernels/half.h"
 #include "dist/runtime/crypto.h"
 #include "dist/plan/planner.h"
 

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <limits>
 
-#include "core/half.h"
+#include "kernels/half.h"
 #include "core/layers/branch_ops.h"
 #include "core/layers/elementwise.h"
 #include "models/import/importers.h"

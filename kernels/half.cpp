@@ -1,4 +1,4 @@
-#include "core/half.h"
+#include "kernels/half.h"
 
 #include <cstring>
 
@@ -11,9 +11,11 @@ uint16_t float_to_half(float f) {
   const uint32_t absx = x & 0x7FFFFFFFu;
   if (absx >= 0x7F800000u) return uint16_t(sign | (absx > 0x7F800000u ? 0x7E00u : 0x7C00u));
   if (absx >= 0x477FF000u) return uint16_t(sign | 0x7C00u);  // rounds to infinity
-  if (absx < 0x38800000u) {                                  // subnormal or zero
-    const uint32_t shift = 113 - (absx >> 23);
-    if (shift > 24) return uint16_t(sign);
+  // At most 2^-25 (half the smallest subnormal, a tie to even): zero. Checked first: the shifts
+  // below must stay under 32 bits (tiny values once came out as garbage through an over-wide shift).
+  if (absx <= 0x33000000u) return uint16_t(sign);
+  if (absx < 0x38800000u) {  // subnormal
+    const uint32_t shift = 113 - (absx >> 23);  // <= 11 here
     const uint32_t mant = (absx & 0x7FFFFFu) | 0x800000u;
     uint32_t r = mant >> (shift + 13);
     const uint32_t rem = mant & ((1u << (shift + 13)) - 1), half = 1u << (shift + 12);
