@@ -477,3 +477,42 @@ TEST_CASE("planner: a device that would slow the plan down is left idle and sent
   }
   CHECK(idle_seen > 0);
 }
+
+TEST_CASE("planner: frames are sized as the wire encodes them (zeros elided by the measured share)") {
+  const Graph g = models::build_synthetic("vgg16:32");
+  Cluster c = homogeneous(g, 3, "100mbit,2ms");
+  const Plan dense = make_plan(g, c, Scheme::modnn);
+  // Half of every layer's outputs zero: fp32 frames carry a bitmap and the non-zero values.
+  for (DeviceProfile& d : c.devices)
+    for (LayerCost& l : d.layers) l.nonzero = 0.5;
+  Plan sparse = dense;
+  simulate(g, c, sparse);
+  REQUIRE(sparse.transfers.size() == dense.transfers.size());
+  for (size_t k = 0; k < dense.transfers.size(); ++k) {
+    const Transfer& t = sparse.transfers[k];
+    const uint64_t values = uint64_t(t.rows.size()) * g.shape_of(t.node).row_size();
+    CAPTURE(t.node);
+    CHECK(dense.transfers[k].bytes == values * 4);
+    // The input image has no measured share (all values count); rows after ReLU do.
+    CHECK(t.bytes == (t.node < 0 ? values * 4 : (values + 63) / 64 * 8 + values * 2));
+  }
+  CHECK(sparse.predicted_ms < dense.predicted_ms);
+  // fp16 frames are never elided.
+  c.bytes_per_value = 2;
+  Plan half = dense;
+  simulate(g, c, half);
+  for (const Transfer& t : half.transfers)
+    CHECK(t.bytes == uint64_t(t.rows.size()) * g.shape_of(t.node).row_size() * 2);
+  // Measured: block outputs after ReLU have zeros; the share survives the profile's JSON.
+  const DeviceProfile m = measure_profile(g, "here", 1);
+  double least = 1;
+  for (const LayerCost& l : m.layers) least = std::min(least, l.nonzero);
+  CHECK(least < 0.9);
+  const DeviceProfile back = DeviceProfile::from_json(m.to_json());
+  for (size_t i = 0; i < m.layers.size(); ++i) CHECK(back.layers[i].nonzero == doctest::Approx(m.layers[i].nonzero));
+  DeviceProfile one;
+  one.name = "x", one.model = g.model, one.layers = {LayerCost{1, 0}};
+  std::string bad = one.to_json().dump();  // no "nonzero" key: the default, 1
+  bad.replace(bad.find("\"per_row_ms\""), 0, "\"nonzero\":1.5,");
+  CHECK_THROWS_AS(DeviceProfile::from_json(Json::parse(bad)), std::runtime_error);
+}

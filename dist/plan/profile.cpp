@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -48,6 +49,7 @@ Json DeviceProfile::to_json() const {
     Json l = Json::object();
     l["fixed_ms"] = c.fixed_ms;
     l["per_row_ms"] = c.per_row_ms;
+    if (c.nonzero < 1) l["nonzero"] = c.nonzero;
     ls.push_back(l);
   }
   j["layers"] = ls;
@@ -60,13 +62,36 @@ DeviceProfile DeviceProfile::from_json(const Json& j) {
   p.model = j.at("model").string("model");
   p.threads = int(j.at("threads").integer("threads"));
   for (const Json& l : j.at("layers").items("layers")) {
-    LayerCost c{l.at("fixed_ms").number("fixed_ms"), l.at("per_row_ms").number("per_row_ms")};
+    LayerCost c{l.at("fixed_ms").number("fixed_ms"), l.at("per_row_ms").number("per_row_ms"),
+                l.has("nonzero") ? l.at("nonzero").number("nonzero") : 1.0};
     if (!(c.fixed_ms >= 0) || !(c.per_row_ms >= 0) || c.fixed_ms > 1e7 || c.per_row_ms > 1e7)
       throw std::runtime_error("layer costs must be finite and non-negative");
+    if (!(c.nonzero >= 0 && c.nonzero <= 1)) throw std::runtime_error("a layer's nonzero share must be in [0, 1]");
     p.layers.push_back(c);
   }
   return p;
 }
+
+namespace {
+// The non-zero share of every block boundary's output (the tensors frames carry), from one
+// inference run block by block.
+void measure_nonzero(const Graph& g, const Tensor& input, DeviceProfile& p) {
+  Band at{input, 0};
+  int first = 0;
+  for (int n = 0; n < g.size(); ++n) {
+    if (n + 1 < g.size() && !g.is_cut(n + 1)) continue;
+    at = g.run_block(first, n + 1, at, {0, g.shape_of(n).h});
+    first = n + 1;
+    size_t nz = 0;  // by bits, as the wire counts: -0.0 travels
+    for (size_t i = 0; i < at.t.size(); ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, at.t.data() + i, 4);
+      nz += bits != 0;
+    }
+    p.layers[size_t(n)].nonzero = at.t.size() ? double(nz) / double(at.t.size()) : 1.0;
+  }
+}
+}  // namespace
 
 DeviceProfile measure_profile(const Graph& g, const std::string& name, int reps) {
   DeviceProfile p;
@@ -113,6 +138,7 @@ DeviceProfile measure_profile(const Graph& g, const std::string& name, int reps)
   }
   Tensor in(g.input);
   for (size_t i = 0; i < in.size(); ++i) in.data()[i] = float(int(i % 23) - 11) * 0.05f;
+  measure_nonzero(g, in, p);
   std::vector<double> whole;
   for (int r = 0; r < reps + 1; ++r) {
     const auto t0 = std::chrono::steady_clock::now();

@@ -14,6 +14,9 @@ namespace eb::dist {
 struct LayerCost {
   double fixed_ms = 0;
   double per_row_ms = 0;
+  // Share of the layer's output values that are not zero (measured on a whole inference where
+  // its output is a block boundary, else 1): fp32 frames elide zeros, so it sizes the frames.
+  double nonzero = 1;
 };
 
 struct DeviceProfile {
