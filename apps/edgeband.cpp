@@ -780,25 +780,27 @@ std::vector<eb::Tensor> request_images(const Args& a, const eb::dist::DeployedMo
 // bandwidth estimate, run the choice and feed its transfers back into the estimate. Whether
 // the measured latency met the deadline.
 bool serve_request(const Args& a, int r, std::vector<eb::dist::DeployedModel>& ms,
-                   eb::dist::Cluster shape, eb::dist::BandwidthEstimator& est, double deadline) {
+                   eb::dist::Cluster shape, eb::dist::BandwidthEstimator& est,
+                   eb::dist::PredictionMemo& memo, double deadline) {
   eb::dist::InferStats pings, st;
   std::vector<eb::dist::ModelOption> options;
   for (auto& m : ms) m.host->ping(&pings), options.push_back(m.option());
   shape.link.bits_per_s = est.bits_per_s();
   const double t0 = omp_get_wtime();
-  const eb::dist::Selection s =
-      eb::dist::select_model(options, shape, deadline, a.integer("batch", 1));
+  const eb::dist::Predictions& p = memo.predict(options, shape, a.integer("batch", 1));
+  const eb::dist::Choice ch = eb::dist::choose(p.candidates, deadline);
   const double select_ms = (omp_get_wtime() - t0) * 1e3;
-  eb::dist::DeployedModel& m = ms[s.choice.index];
-  const double ms_run = eb::dist::run_and_estimate(m, request_images(a, m), s.plan, est, &st);
+  const eb::dist::Plan& plan = p.plans[ch.index];
+  eb::dist::DeployedModel& m = ms[ch.index];
+  const double ms_run = eb::dist::run_and_estimate(m, request_images(a, m), plan, est, &st);
   const bool met = ms_run <= deadline;
-  const int used = plan_work(s.plan).devices_used;
+  const int used = plan_work(plan).devices_used;
   std::printf("request %d/%d: %s (%s, %d device%s): predicted %.1f ms, measured %.1f ms: %s the %g "
               "ms deadline (bandwidth estimate %.1f Mbit/s)\n",
-              r + 1, a.integer("runs", 3), m.name.c_str(), eb::dist::scheme_name(s.plan.scheme),
-              used, used == 1 ? "" : "s", s.candidate.predicted_ms, ms_run, met ? "met" : "MISSED",
+              r + 1, a.integer("runs", 3), m.name.c_str(), eb::dist::scheme_name(plan.scheme),
+              used, used == 1 ? "" : "s", plan.predicted_ms, ms_run, met ? "met" : "MISSED",
               deadline, shape.link.bits_per_s / 1e6);
-  std::printf("  why: %s (selected in %.1f ms)\n", s.choice.reason.c_str(), select_ms);
+  std::printf("  why: %s (selected in %.1f ms)\n", ch.reason.c_str(), select_ms);
   for (const auto* faults : {&pings.fault_messages, &st.fault_messages})
     for (const auto& f : *faults) std::printf("fault: %s (worker dropped)\n", f.c_str());
   return met;
@@ -829,7 +831,8 @@ int infer_deadline(const Args& a) {
   eb::cli::progress_done();
   const int runs = a.integer("runs", 3);
   int met = 0;
-  for (int r = 0; r < runs; ++r) met += serve_request(a, r, ms, shape, est, deadline) ? 1 : 0;
+  eb::dist::PredictionMemo memo;
+  for (int r = 0; r < runs; ++r) met += serve_request(a, r, ms, shape, est, memo, deadline) ? 1 : 0;
   std::printf("%d of %d requests met the %g ms deadline (%d warm-up run%s per candidate first)\n",
               met, runs, deadline, warmup, warmup == 1 ? "" : "s");
   return 0;

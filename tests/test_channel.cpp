@@ -152,6 +152,16 @@ TEST_CASE("selection: select_model plans every candidate on the cluster and the 
   shape.link = parse_link("1mbit,0.2ms");
   CHECK(predict(options, shape).candidates[1].predicted_ms >= b_ms);
   CHECK_THROWS(predict({ModelOption{"none", 1, nullptr, {}}}, shape));
+  // Memoised for a stream of requests: a rate within the same 10% step plans nothing new.
+  PredictionMemo memo;
+  shape.link = parse_link("100mbit,0.2ms");
+  const double at_100 = memo.predict(options, shape).candidates[1].predicted_ms;
+  shape.link.bits_per_s = 101e6;
+  CHECK(memo.predict(options, shape).candidates[1].predicted_ms == at_100);
+  CHECK(memo.plans_made() == 1);
+  shape.link.bits_per_s = 10e6;
+  CHECK(memo.predict(options, shape).candidates[1].predicted_ms >= at_100);
+  CHECK(memo.plans_made() == 2);
 }
 
 TEST_CASE("reliability: a deterministic log matches a hand computation") {

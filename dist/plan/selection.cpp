@@ -1,5 +1,7 @@
 #include "dist/plan/selection.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <stdexcept>
 
@@ -41,6 +43,17 @@ Predictions predict(const std::vector<ModelOption>& options, const Cluster& shap
     p.candidates.push_back({o.model, o.accuracy, plan.predicted_ms, plan.scheme});
   }
   return p;
+}
+
+const Predictions& PredictionMemo::predict(const std::vector<ModelOption>& options, Cluster shape,
+                                           int batch) {
+  const long step = std::lround(std::log(std::max(shape.link.bits_per_s, 1.0)) / std::log(1.1));
+  shape.link.bits_per_s = std::pow(1.1, double(step));
+  std::vector<long> key{step, batch};
+  for (const ModelOption& o : options) key.push_back(long(o.devices.size()));
+  auto it = memo_.find(key);
+  if (it == memo_.end()) it = memo_.emplace(key, dist::predict(options, shape, batch)).first;
+  return it->second;
 }
 
 namespace {

@@ -4,6 +4,7 @@
 // `infer --deadline` (a request at a time) and `reliability` (every deadline on a logged
 // request): predict, then choose.
 #pragma once
+#include <map>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,20 @@ struct Choice {
   std::string reason;
 };
 Choice choose(const std::vector<Candidate>& c, double deadline_ms);
+
+// predict, memoised for a stream of requests: planning a candidate (four schemes) takes a tenth
+// of a second or more, too long to repeat before every request for an estimate that moved by a
+// few percent. The link rate is rounded to a step of 10% (on a log scale) and the options are
+// planned at the rounded rate; a new rate step, device count or batch plans again. For one
+// list of options and one link latency and wire (those are not part of the key).
+class PredictionMemo {
+ public:
+  const Predictions& predict(const std::vector<ModelOption>& options, Cluster shape, int batch = 1);
+  size_t plans_made() const { return memo_.size(); }
+
+ private:
+  std::map<std::vector<long>, Predictions> memo_;
+};
 
 // One request's selection: predict every option now, choose, and the chosen one's plan.
 struct Selection {
