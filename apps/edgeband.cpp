@@ -36,6 +36,7 @@
 #include "dist/testbed/dilation.h"
 #include "dist/testbed/reliability.h"
 #include "kernels/microkernels.h"
+#include "models/catalog.h"
 #include "models/classify.h"
 #include "models/import/importers.h"
 #include "models/zoo.h"
@@ -658,7 +659,187 @@ void warn_if_cores_shared(const std::vector<std::string>& workers) {
                  local + 1, cores);
 }
 
+// infer's link and wire: --link RATE,DELAY emulates that link (and plans for it); --link measure
+// plans for the real network as measured (measure_links), emulating nothing.
+void infer_link_and_wire(const Args& a, eb::dist::Cluster& c) {
+  const bool measure_link = a.str("link", "") == "measure";
+  c.link = eb::dist::parse_link(measure_link ? "1gbit,0.2ms" : a.str("link", "1gbit,0.2ms"));
+  c.bytes_per_value = a.str("wire", "fp32") == "fp16" ? 2 : 4;
+  c.edge_first = a.has("edge-first");
+}
+
+eb::dist::RuntimeOptions infer_runtime_options(const Args& a, const eb::dist::LinkModel& link) {
+  eb::dist::RuntimeOptions ro;
+  ro.fp16 = a.str("wire", "fp32") == "fp16";
+  ro.timeout_ms = a.integer("timeout", 10000);
+  if (a.has("link") && a.str("link") != "measure")
+    ro.shaping.enabled = true, ro.shaping.link = link;
+  ro.creds = load_credentials(a, "worker-keys");
+  ro.insecure = a.has("insecure");
+  if (ro.insecure && !ro.creds.enabled()) warn_insecure("infer");
+  return ro;
+}
+
+// --link measure: every worker's link, printed, and the one link the planner assumes.
+eb::dist::LinkModel measure_links(eb::dist::HostRuntime& host,
+                                  const std::vector<std::string>& workers) {
+  eb::dist::InferStats probe;
+  const std::vector<eb::dist::MeasuredLink> links = host.measure_links(&probe);
+  for (size_t i = 0; i < links.size(); ++i)
+    if (links[i].mbit > 0)
+      std::printf("link to %s: %.1f Mbit/s, round trip %.2f ms\n", workers[i].c_str(),
+                  links[i].mbit, links[i].rtt_ms);
+  for (const auto& f : probe.fault_messages)
+    std::printf("fault: %s (worker dropped)\n", f.c_str());
+  const eb::dist::LinkModel l = eb::dist::planning_link(links);
+  std::printf("planning for link %.1fmbit,%.3fms (the slowest rate, half the longest round trip)\n",
+              l.bits_per_s / 1e6, l.latency_s * 1e3);
+  return l;
+}
+
+// --- infer --deadline: per request, the most accurate candidate predicted to finish in time ---
+
+// "NAME" (its top-1 from the catalogue) or "NAME=TOP1" (percent, for a model it does not list).
+struct NamedModel {
+  std::string name;
+  double top1;
+};
+NamedModel parse_candidate(const std::string& item) {
+  const size_t eq = item.find('=');
+  NamedModel m{eb::models::parse_model_name(item.substr(0, eq)).canonical(), -1};
+  if (eq == std::string::npos) {
+    m.top1 = eb::models::top1_accuracy(m.name);
+    if (m.top1 < 0)
+      throw std::invalid_argument(m.name + " has no top-1 in the catalogue; give it as " + m.name +
+                                  "=TOP1 (percent)");
+    return m;
+  }
+  char* end = nullptr;
+  const std::string acc = item.substr(eq + 1);
+  m.top1 = std::strtod(acc.c_str(), &end);
+  if (acc.empty() || *end != '\0' || !(m.top1 >= 0 && m.top1 <= 100))
+    throw std::invalid_argument("'" + item + "': TOP1 must be a percentage in [0, 100]");
+  return m;
+}
+std::vector<NamedModel> parse_candidates(const std::string& list) {
+  std::vector<NamedModel> ms;
+  for (const std::string& item : split_list(list)) {
+    ms.push_back(parse_candidate(item));
+    for (size_t i = 0; i + 1 < ms.size(); ++i)
+      if (ms[i].name == ms.back().name)
+        throw std::invalid_argument(ms.back().name + " is listed twice");
+  }
+  return ms;
+}
+
+// Options that describe one model or one scheme; --deadline chooses those per request.
+void check_deadline_flags(const Args& a) {
+  if (!a.has("deadline")) throw std::invalid_argument("--candidates needs --deadline MS");
+  if (a.has("weights"))
+    throw std::invalid_argument("--deadline chooses among built-in models, which workers build "
+                                "by name: it cannot take --weights");
+  if (a.has("model"))
+    throw std::invalid_argument("--deadline chooses the model: give --candidates M1,M2,..., not "
+                                "--model");
+  for (const char* o : {"scheme", "devices", "trace", "top"})
+    if (a.has(o))
+      throw std::invalid_argument(std::string("--") + o + " describes one model's run; "
+                                  "--deadline chooses the model and its scheme per request");
+}
+
+// Every candidate loaded on the host and the workers, profiled here; one line each.
+std::vector<eb::dist::DeployedModel> deploy_candidates(const Args& a,
+                                                       const std::vector<std::string>& workers,
+                                                       const eb::dist::RuntimeOptions& ro) {
+  std::vector<NamedModel> names;
+  if (a.has("candidates"))
+    names = parse_candidates(a.str("candidates"));
+  else
+    for (const std::string& n : eb::models::mobilenet_candidates())
+      names.push_back({n, eb::models::top1_accuracy(n)});
+  std::vector<eb::dist::DeployedModel> ms;
+  for (const NamedModel& n : names) {
+    eb::cli::progress("loading and profiling " + n.name);
+    ms.push_back(eb::dist::deploy_model(n.name, workers, ro));
+    ms.back().top1 = n.top1;
+  }
+  eb::cli::progress_done();
+  for (const auto& m : ms)
+    std::printf("candidate %s: %.1f%% top-1, %.2f ms for the whole model on this machine\n",
+                m.name.c_str(), m.top1, m.profile.full_ms(*m.g));
+  return ms;
+}
+
+// The batch a request sends: --image preprocessed for this model, or its synthetic input.
+std::vector<eb::Tensor> request_images(const Args& a, const eb::dist::DeployedModel& m) {
+  const eb::Tensor img = a.has("image") ? load_image_input(a.str("image"), *m.g) : m.input;
+  return std::vector<eb::Tensor>(size_t(a.integer("batch", 1)), img);
+}
+
+// One request: wake every candidate's workers (untimed, finds the dead), select on the current
+// bandwidth estimate, run the choice and feed its transfers back into the estimate. Whether
+// the measured latency met the deadline.
+bool serve_request(const Args& a, int r, std::vector<eb::dist::DeployedModel>& ms,
+                   eb::dist::Cluster shape, eb::dist::BandwidthEstimator& est,
+                   eb::dist::PredictionMemo& memo, double deadline) {
+  eb::dist::InferStats pings, st;
+  std::vector<eb::dist::ModelOption> options;
+  for (auto& m : ms) m.host->ping(&pings), options.push_back(m.option());
+  shape.link.bits_per_s = est.bits_per_s();
+  const double t0 = omp_get_wtime();
+  const eb::dist::Predictions& p = memo.predict(options, shape, a.integer("batch", 1));
+  const eb::dist::Choice ch = eb::dist::choose(p.candidates, deadline);
+  const double select_ms = (omp_get_wtime() - t0) * 1e3;
+  const eb::dist::Plan& plan = p.plans[ch.index];
+  eb::dist::DeployedModel& m = ms[ch.index];
+  const double ms_run = eb::dist::run_and_estimate(m, request_images(a, m), plan, est, &st);
+  const bool met = ms_run <= deadline;
+  const int used = plan_work(plan).devices_used;
+  std::printf("request %d/%d: %s (%s, %d device%s): predicted %.1f ms, measured %.1f ms: %s the %g "
+              "ms deadline (bandwidth estimate %.1f Mbit/s)\n",
+              r + 1, a.integer("runs", 3), m.name.c_str(), eb::dist::scheme_name(plan.scheme),
+              used, used == 1 ? "" : "s", plan.predicted_ms, ms_run, met ? "met" : "MISSED",
+              deadline, shape.link.bits_per_s / 1e6);
+  std::printf("  why: %s (selected in %.1f ms)\n", ch.reason.c_str(), select_ms);
+  for (const auto* faults : {&pings.fault_messages, &st.fault_messages})
+    for (const auto& f : *faults) std::printf("fault: %s (worker dropped)\n", f.c_str());
+  return met;
+}
+
+int infer_deadline(const Args& a) {
+  check_deadline_flags(a);
+  common(a);
+  dilation_turns(a);
+  const double deadline = a.number("deadline", 0);
+  const std::vector<std::string> workers =
+      a.has("workers") ? split_list(a.str("workers")) : std::vector<std::string>{};
+  eb::dist::Cluster shape;  // link and wire; each candidate brings its own device profiles
+  infer_link_and_wire(a, shape);
+  warn_if_cores_shared(workers);
+  std::vector<eb::dist::DeployedModel> ms =
+      deploy_candidates(a, workers, infer_runtime_options(a, shape.link));
+  if (a.str("link", "") == "measure") shape.link = measure_links(*ms[0].host, workers);
+  // The live estimate: starts at the planned link's rate, then follows the host's sends.
+  eb::dist::BandwidthEstimator est(shape.link.bits_per_s);
+  const int warmup = a.integer("warmup", eb::dist::default_warmup(eb::compute_dilation()));
+  for (auto& m : ms)  // first touch of weights and buffers on every device, for every candidate
+    for (int w = 0; w < warmup; ++w) {
+      eb::cli::progress("warm-up: " + m.name);
+      shape.devices = m.option().devices;
+      eb::dist::run_and_estimate(m, request_images(a, m), eb::dist::best_plan(*m.g, shape), est);
+    }
+  eb::cli::progress_done();
+  const int runs = a.integer("runs", 3);
+  int met = 0;
+  eb::dist::PredictionMemo memo;
+  for (int r = 0; r < runs; ++r) met += serve_request(a, r, ms, shape, est, memo, deadline) ? 1 : 0;
+  std::printf("%d of %d requests met the %g ms deadline (%d warm-up run%s per candidate first)\n",
+              met, runs, deadline, warmup, warmup == 1 ? "" : "s");
+  return 0;
+}
+
 int cmd_infer(const Args& a) {
+  if (a.has("deadline") || a.has("candidates")) return infer_deadline(a);
   common(a);
   dilation_turns(a);
   uint64_t hash = 0;
@@ -677,13 +858,9 @@ int cmd_infer(const Args& a) {
   }
   const std::vector<eb::Tensor> images(size_t(batch), img);
   eb::dist::Cluster c;
-  // --link RATE,DELAY emulates that link (and plans for it); --link measure plans for the real
-  // network as measured, emulating nothing.
   const bool measure_link = a.str("link", "") == "measure";
-  c.link = eb::dist::parse_link(measure_link ? "1gbit,0.2ms" : a.str("link", "1gbit,0.2ms"));
-  const bool fp16 = a.str("wire", "fp32") == "fp16";
-  c.bytes_per_value = fp16 ? 2 : 4;
-  c.edge_first = a.has("edge-first");
+  infer_link_and_wire(a, c);
+  const bool fp16 = c.bytes_per_value == 2;
   if (a.has("devices")) {
     for (const auto& f : split_list(a.str("devices")))
       c.devices.push_back(eb::dist::load_profile(f, *g));
@@ -694,29 +871,8 @@ int cmd_infer(const Args& a) {
     c.devices.assign(workers.size() + 1, p);
   }
   warn_if_cores_shared(workers);
-  eb::dist::RuntimeOptions ro;
-  ro.fp16 = fp16;
-  ro.timeout_ms = a.integer("timeout", 10000);
-  if (a.has("link") && !measure_link) ro.shaping.enabled = true, ro.shaping.link = c.link;
-  ro.creds = load_credentials(a, "worker-keys");
-  ro.insecure = a.has("insecure");
-  if (ro.insecure && !ro.creds.enabled()) warn_insecure("infer");
-  eb::dist::HostRuntime host(g, hash, workers, ro);
-  if (measure_link) {
-    eb::dist::InferStats probe;
-    const std::vector<eb::dist::MeasuredLink> links = host.measure_links(&probe);
-    for (size_t i = 0; i < links.size(); ++i)
-      if (links[i].mbit > 0)
-        std::printf("link to %s: %.1f Mbit/s, round trip %.2f ms\n", workers[i].c_str(),
-                    links[i].mbit, links[i].rtt_ms);
-    for (const auto& f : probe.fault_messages)
-      std::printf("fault: %s (worker dropped)\n", f.c_str());
-    c.link = eb::dist::planning_link(links);
-    std::printf(
-        "planning for link %.1fmbit,%.3fms (the slowest rate, half the longest round "
-        "trip)\n",
-        c.link.bits_per_s / 1e6, c.link.latency_s * 1e3);
-  }
+  eb::dist::HostRuntime host(g, hash, workers, infer_runtime_options(a, c.link));
+  if (measure_link) c.link = measure_links(host, workers);
   const auto scheme = eb::dist::parse_scheme(a.str("scheme", "halp"));
   // Warm-up runs (first touch of weights and buffers on every device, connections' slow start),
   // then R runs, each beside a local run of the same images: medians of both.
@@ -960,6 +1116,14 @@ void check_workers(const std::string& s) {
   }
 }
 
+void check_deadline(const std::string& s) {
+  char* end = nullptr;
+  const double v = std::strtod(s.c_str(), &end);
+  if (s.empty() || *end != '\0' || !(v > 0 && v < 1e9))
+    throw std::invalid_argument("'" + s + "' is not a positive number of ms");
+}
+void check_candidates(const std::string& s) { parse_candidates(s); }
+
 void opt_model(Args& a, bool weights = true) {
   a.text("model", "M",
          "model: vgg16[:RES], mobilenet_v1[:ALPHA[:RES]] (ALPHA 1.0|0.75|0.5|0.25, RES 32..1024); "
@@ -1071,6 +1235,13 @@ void declare_infer(Args& a) {
   opt_keys(a, "worker-keys", "public keys of the workers to trust, one a line");
   a.integer("runs", "timed runs, each beside a local run", 1, 1000);
   a.integer("warmup", "untimed runs first", 1, 1000);
+  a.text("deadline", "MS",
+         "per request, run the most accurate candidate predicted to take at most MS ms",
+         check_deadline);
+  a.text("candidates", "M[=TOP1],...",
+         "built-in models --deadline chooses among (default: the MobileNet-V1 family); TOP1: "
+         "accuracy in percent, for a model the catalogue does not list",
+         check_candidates);
   opt_cluster_shape(a, true, 256);
   opt_threads(a), opt_isa(a), opt_dilate(a, true), opt_quiet(a);
 }

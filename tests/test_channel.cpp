@@ -8,7 +8,9 @@
 #include "dist/plan/channel.h"
 #include "dist/testbed/reliability.h"
 #include "dist/plan/selection.h"
+#include "dist/plan/profile.h"
 #include "models/catalog.h"
+#include "models/zoo.h"
 
 using namespace eb;
 using namespace eb::dist;
@@ -94,6 +96,72 @@ TEST_CASE("selection: the most accurate candidate predicted to meet the deadline
   CHECK(models::top1_accuracy("mobilenet_v1:0.5:160") == doctest::Approx(59.1));
   CHECK(models::top1_accuracy("mobilenet_v1") == doctest::Approx(70.9));
   CHECK(models::top1_accuracy("vgg16:64") < 0);
+}
+
+TEST_CASE("selection: the choice says why (the pick, and the more accurate one predicted late)") {
+  const std::vector<Candidate> c{{"big", 70.9, 80, Scheme::halp},
+                                 {"mid", 67.2, 45, Scheme::dpfp},
+                                 {"small", 59.1, 20, Scheme::local}};
+  Choice ch = choose(c, 50);
+  CHECK(ch.index == 1);
+  CHECK(ch.meets);
+  CHECK(ch.reason ==
+        "mid: 67.2% top-1, predicted 45.0 ms (dpfp) <= 50 ms deadline; the more accurate big "
+        "predicted 80.0 ms (halp)");
+  ch = choose(c, 100);
+  CHECK(ch.index == 0);
+  CHECK(ch.reason.find("the most accurate candidate") != std::string::npos);
+  ch = choose(c, 10);  // none meets: the fastest, flagged
+  CHECK(ch.index == 2);
+  CHECK(!ch.meets);
+  CHECK(ch.reason ==
+        "no candidate is predicted to meet the 10 ms deadline: small predicted 20.0 ms (local) "
+        "is the fastest, 59.1% top-1");
+}
+
+TEST_CASE("selection: select_model plans every candidate on the cluster and the link it is given") {
+  // Two real graphs on two estimated (not measured) devices: the predictions are deterministic.
+  const Graph small = models::load_model("mobilenet_v1:0.25:64", "");
+  const Graph big = models::load_model("mobilenet_v1:0.5:128", "");
+  auto option = [](const std::string& name, double top1, const Graph& g) {
+    const DeviceProfile d = estimate_profile(g, "d", 2.0);
+    return ModelOption{name, top1, &g, std::vector<DeviceProfile>(2, d)};
+  };
+  const std::vector<ModelOption> options{option("small", 40, small), option("big", 56, big)};
+  Cluster shape;
+  shape.link = parse_link("1gbit,0.2ms");
+  const Predictions p = predict(options, shape);
+  REQUIRE(p.candidates.size() == 2);
+  Cluster c2 = shape;
+  c2.devices = options[1].devices;
+  CHECK(p.candidates[1].predicted_ms == doctest::Approx(best_plan(big, c2).predicted_ms));
+  CHECK(p.plans[1].predicted_ms == p.candidates[1].predicted_ms);
+  const double s_ms = p.candidates[0].predicted_ms, b_ms = p.candidates[1].predicted_ms;
+  REQUIRE(s_ms < b_ms);
+  Selection sel = select_model(options, shape, b_ms * 1.01);
+  CHECK(sel.candidate.model == "big");
+  CHECK(sel.choice.meets);
+  CHECK(sel.plan.predicted_ms == doctest::Approx(b_ms));
+  sel = select_model(options, shape, (s_ms + b_ms) / 2);
+  CHECK(sel.candidate.model == "small");
+  CHECK(sel.choice.reason.find("the more accurate big predicted") != std::string::npos);
+  sel = select_model(options, shape, s_ms / 2);
+  CHECK(sel.candidate.model == "small");
+  CHECK(!sel.choice.meets);
+  // A slower link (the live estimate falling) can only make the predictions longer.
+  shape.link = parse_link("1mbit,0.2ms");
+  CHECK(predict(options, shape).candidates[1].predicted_ms >= b_ms);
+  CHECK_THROWS(predict({ModelOption{"none", 1, nullptr, {}}}, shape));
+  // Memoised for a stream of requests: a rate within the same 10% step plans nothing new.
+  PredictionMemo memo;
+  shape.link = parse_link("100mbit,0.2ms");
+  const double at_100 = memo.predict(options, shape).candidates[1].predicted_ms;
+  shape.link.bits_per_s = 101e6;
+  CHECK(memo.predict(options, shape).candidates[1].predicted_ms == at_100);
+  CHECK(memo.plans_made() == 1);
+  shape.link.bits_per_s = 10e6;
+  CHECK(memo.predict(options, shape).candidates[1].predicted_ms >= at_100);
+  CHECK(memo.plans_made() == 2);
 }
 
 TEST_CASE("reliability: a deterministic log matches a hand computation") {

@@ -218,6 +218,13 @@ TEST_CASE("cli: flags are checked before any work, with one clear line and exit 
       {"run --model vgg16:32 --top 0 --input-tensor /nonexistent", "--top"},
       {"reliability --model mobilenet_v1 --channel rayleigh:mean=50 --latency abc", "--latency"},
       {"infer --model vgg16:32 --workers 127.0.0.1:9,127.0.0.1:9", "listed twice"},
+      {"infer --deadline 0", "--deadline"},
+      {"infer --deadline 50ms", "--deadline"},
+      {"infer --deadline 50 --candidates mobilenet_v1:0.5:128", "mobilenet_v1:0.5:128=TOP1"},
+      {"infer --deadline 50 --candidates mobilenet_v1:0.25:128,resnet50", "resnet50"},
+      {"infer --deadline 50 --candidates mobilenet_v1:0.25:96=130", "percentage"},
+      {"infer --deadline 50 --candidates mobilenet_v1:0.25:128,mobilenet_v1:0.25:128",
+       "listed twice"},
       {"plot-speedup --links 10mbit:1ms -o x.svg", "--links"},
       {"cluster --scheme halp,fastest", "--scheme"},
   };
@@ -237,6 +244,28 @@ TEST_CASE("cli: flags are checked before any work, with one clear line and exit 
   CHECK(v.code == 0);
   CHECK(v.out.find("edgeband 0.") != std::string::npos);
   CHECK(sh("").code == 2);
+}
+
+TEST_CASE("cli: infer --deadline refuses what describes one model, in one line, before any work") {
+  struct Bad {
+    const char* args;
+    const char* says;
+  };
+  const Bad bad[] = {
+      {"infer --candidates mobilenet_v1:0.25:128", "--candidates needs --deadline"},
+      {"infer --deadline 50 --model vgg16:32", "not --model"},
+      {"infer --deadline 50 --weights x.ebw", "--weights"},
+      {"infer --deadline 50 --scheme halp", "--scheme"},
+      {"infer --deadline 50 --devices a.json,b.json", "--devices"},
+  };
+  for (const Bad& b : bad) {
+    CAPTURE(b.args);
+    Result r = sh(b.args + std::string(" --workers 127.0.0.1:9"));  // never contacted
+    CHECK(r.code == 1);
+    CHECK(r.out.find(b.says) != std::string::npos);
+    CHECK(r.out.rfind("edgeband infer: error: ", 0) == 0);
+    CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 1);
+  }
 }
 
 TEST_CASE("cli: results explain themselves (synthetic weights, tiny images, wrote FILE, median)") {

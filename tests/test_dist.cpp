@@ -846,6 +846,36 @@ TEST_CASE(
   }
 }
 
+TEST_CASE("dist cli: infer --deadline picks a candidate per request, says why, and met or missed") {
+  WorkerProcess w(EDGEBAND_BIN, 1);  // builds each candidate by name
+  const std::string base = "infer --workers " + w.addr() +
+                           " --threads 1 --runs 2 --warmup 1 --candidates "
+                           "mobilenet_v1:0.25:96=30,mobilenet_v1:0.25:128 --deadline ";
+  // A deadline nothing misses: the most accurate candidate, every request.
+  const auto [code, out] = test::run_edgeband(base + "100000");
+  CAPTURE(out);
+  CHECK(code == 0);
+  CHECK(out.find("candidate mobilenet_v1:0.25:96: 30.0% top-1") != std::string::npos);
+  CHECK(out.find("candidate mobilenet_v1:0.25:128: 41.5% top-1") != std::string::npos);
+  for (const char* r : {"request 1/2: mobilenet_v1:0.25:128 (",
+                        "request 2/2: mobilenet_v1:0.25:128 ("})
+    CHECK(out.find(r) != std::string::npos);
+  CHECK(out.find("met the 100000 ms deadline (bandwidth estimate ") != std::string::npos);
+  CHECK(out.find("why: mobilenet_v1:0.25:128: 41.5% top-1, predicted ") != std::string::npos);
+  CHECK(out.find("the most accurate candidate") != std::string::npos);
+  CHECK(out.find("2 of 2 requests met the 100000 ms deadline") != std::string::npos);
+  CHECK(out.find("fault") == std::string::npos);
+  // A deadline nothing meets: the fastest, flagged, and the miss reported.
+  const auto [code2, out2] = test::run_edgeband(base + "0.001");
+  CAPTURE(out2);
+  CHECK(code2 == 0);
+  CHECK(out2.find("request 1/2: mobilenet_v1:0.25:96 (") != std::string::npos);
+  CHECK(out2.find("MISSED the 0.001 ms deadline") != std::string::npos);
+  CHECK(out2.find("why: no candidate is predicted to meet the 0.001 ms deadline: "
+                  "mobilenet_v1:0.25:96 predicted ") != std::string::npos);
+  CHECK(out2.find("0 of 2 requests met the 0.001 ms deadline") != std::string::npos);
+}
+
 TEST_CASE("dist faults: a worker killed mid-run; the host recomputes and keeps going") {
   auto g = shared_synthetic("vgg16:64");
   std::mt19937 rng(6);

@@ -48,7 +48,7 @@ std::vector<ReliabilityRow> reliability_table(const std::vector<RequestLog>& log
     ReliabilityRow sel{d, "halp+select", 0, 0, 0};
     for (const RequestLog& q : log) {
       if (q.candidates.empty()) continue;
-      const size_t i = select_candidate(q.candidates, d);
+      const size_t i = choose(q.candidates, d).index;
       const bool met = q.candidate_ms.at(i) <= d;
       sel.reliability += met ? 1 : 0;
       sel.mean_accuracy += q.candidates[i].accuracy;
@@ -60,16 +60,35 @@ std::vector<ReliabilityRow> reliability_table(const std::vector<RequestLog>& log
   return rows;
 }
 
-namespace {
-// One model loaded on the host and every worker, with its device profile.
-struct Deployed {
-  std::string name;
-  std::shared_ptr<Graph> g;
-  std::unique_ptr<HostRuntime> host;
-  DeviceProfile profile;
-  double top1 = 0;
-};
-}  // namespace
+ModelOption DeployedModel::option() const {
+  return {name, top1, g.get(), std::vector<DeviceProfile>(size_t(host->alive() + 1), profile)};
+}
+
+DeployedModel deploy_model(const std::string& name, const std::vector<std::string>& workers,
+                           const RuntimeOptions& ro) {
+  DeployedModel d;
+  d.name = models::parse_model_name(name).canonical();
+  uint64_t hash = 0;
+  // One build gives the graph and its identity.
+  d.g = std::make_shared<Graph>(models::load_model(name, "", &hash));
+  d.host = std::make_unique<HostRuntime>(d.g, hash, workers, ro);
+  d.profile = measure_profile(*d.g, "device", 3);
+  d.top1 = models::top1_accuracy(name);
+  d.input = Tensor(d.g->input);
+  for (size_t k = 0; k < d.input.size(); ++k)
+    d.input.data()[k] = float(int(k * 2654435761u % 255) - 127) / 127.0f;
+  return d;
+}
+
+double run_and_estimate(DeployedModel& d, const std::vector<Tensor>& images, const Plan& p,
+                        BandwidthEstimator& est, InferStats* st) {
+  InferStats own;
+  if (!st) st = &own;
+  d.host->infer(images, p, st);
+  for (const InferStats::Wire& w : st->wires)
+    if (w.src == 0) est.add(w.bytes, double(w.t1_us - w.t0_us) * 1e-6);
+  return st->ms;
+}
 
 ReliabilityReport run_reliability(const ReliabilityOptions& o) {
   if (o.devices < 2 || o.devices > 16) throw std::invalid_argument("--devices must be in [2, 16]");
@@ -94,20 +113,10 @@ ReliabilityReport run_reliability(const ReliabilityOptions& o) {
   ro.shaping.channel = std::make_shared<BandwidthTrace>(o.channel);
   ro.shaping.epoch = Clock::now();
   ro.timeout_ms = 30000;
-  auto deploy = [&](const std::string& name) {
-    Deployed d;
-    d.name = models::parse_model_name(name).canonical();
-    uint64_t hash = 0;
-    d.g = std::make_shared<Graph>(models::load_model(name, "", &hash));  // one build gives graph and identity
-    d.host = std::make_unique<HostRuntime>(d.g, hash, addrs, ro);
-    d.profile = measure_profile(*d.g, "device", 3);
-    d.top1 = models::top1_accuracy(name);
-    return d;
-  };
-  Deployed main = deploy(o.model);
-  std::vector<Deployed> cands;
+  DeployedModel main = deploy_model(o.model, addrs, ro);
+  std::vector<DeployedModel> cands;
   for (const std::string& c : o.candidates.empty() ? models::mobilenet_candidates() : o.candidates)
-    cands.push_back(deploy(c));
+    cands.push_back(deploy_model(c, addrs, ro));
 
   ReliabilityReport rep;
   const std::vector<Scheme> fixed{Scheme::local, Scheme::modnn, Scheme::dpfp, Scheme::halp};
@@ -115,25 +124,11 @@ ReliabilityReport run_reliability(const ReliabilityOptions& o) {
   // The host's live estimate: seeded with the trace's mean, then fed by measured transfers.
   BandwidthEstimator est(o.channel.mean_mbit() * 1e6);
   const double interval_s = o.channel.period_s / o.requests;
-  Tensor image(main.g->input);
-  for (size_t k = 0; k < image.size(); ++k)
-    image.data()[k] = float(int(k * 2654435761u % 255) - 127) / 127.0f;
-  auto cluster_for = [&](const Deployed& d) {
+  auto shape = [&] {  // the link as the host estimates it now
     Cluster c;
     c.link = ro.shaping.link;
     c.link.bits_per_s = est.bits_per_s();
-    c.devices.assign(size_t(d.host->alive() + 1), d.profile);
     return c;
-  };
-  auto run = [&](Deployed& d, const Plan& p) {
-    Tensor in(d.g->input);
-    for (size_t k = 0; k < in.size(); ++k) in.data()[k] = image.data()[k % image.size()];
-    InferStats st;
-    d.host->infer({in}, p, &st);
-    // Host sends only: their duration is the shaped link time; receipts carry no duration.
-    for (const InferStats::Wire& w : st.wires)
-      if (w.src == 0) est.add(w.bytes, double(w.t1_us - w.t0_us) * 1e-6);
-    return st.ms;
   };
   for (int r = 0; r < o.requests; ++r) {
     report_progress("request " + std::to_string(r + 1) + "/" + std::to_string(o.requests));
@@ -145,13 +140,19 @@ ReliabilityReport run_reliability(const ReliabilityOptions& o) {
     q.t_s = std::chrono::duration<double>(Clock::now() - ro.shaping.epoch).count();
     q.true_mbit = o.channel.rate_mbit_at(q.t_s);
     q.est_mbit = est.bits_per_s() / 1e6;
-    for (Scheme s : fixed)
-      q.scheme_ms.push_back(run(main, make_plan(*main.g, cluster_for(main), s)));
-    for (Deployed& c : cands) {
-      const Plan p = best_plan(*c.g, cluster_for(c));
-      q.candidates.push_back({c.name, c.top1, p.predicted_ms, p.scheme});
-      q.candidate_ms.push_back(run(c, p));
+    for (Scheme s : fixed) {
+      Cluster c = shape();
+      c.devices = main.option().devices;
+      q.scheme_ms.push_back(run_and_estimate(main, {main.input}, make_plan(*main.g, c, s), est));
     }
+    // Every candidate is predicted as infer --deadline predicts (select_model), then run, so
+    // that the table can score the selection at every deadline.
+    std::vector<ModelOption> options;
+    for (const DeployedModel& c : cands) options.push_back(c.option());
+    Predictions pred = predict(options, shape());
+    for (size_t i = 0; i < cands.size(); ++i)
+      q.candidate_ms.push_back(run_and_estimate(cands[i], {cands[i].input}, pred.plans[i], est));
+    q.candidates = std::move(pred.candidates);
     rep.requests.push_back(std::move(q));
   }
   rep.rows = reliability_table(rep.requests, rep.schemes, main.top1, o.deadlines_ms);

@@ -2,13 +2,38 @@
 // (worker processes, equal CPU shares, shaped links following the channel trace); for each
 // deadline, the fraction of requests each scheme finished in time and the accuracy delivered.
 #pragma once
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "dist/plan/channel.h"
 #include "dist/plan/selection.h"
+#include "dist/runtime/host.h"
 
 namespace eb::dist {
+
+// A built-in model loaded on the host and on every worker (a worker builds the model its HELLO
+// names), with its catalogue top-1 and this machine's profile of it: what `reliability` and
+// `infer --deadline` select among.
+struct DeployedModel {
+  std::string name;  // canonical
+  double top1 = 0;   // -1: not in the catalogue
+  std::shared_ptr<Graph> g;
+  std::unique_ptr<HostRuntime> host;
+  DeviceProfile profile;
+  Tensor input;  // a deterministic synthetic image of the model's input shape
+  // For select_model: every live device (the host and alive() workers) with `profile`.
+  ModelOption option() const;
+};
+DeployedModel deploy_model(const std::string& name, const std::vector<std::string>& workers,
+                           const RuntimeOptions& ro);
+
+// Runs `images` through `p` on d's host and feeds the host's sends into `est` (receipts carry no
+// duration): under shaping a send lasts as long as the emulated link takes to carry it; on a
+// real network, as long as the socket takes to accept it, which its buffer can shorten. The
+// measured ms.
+double run_and_estimate(DeployedModel& d, const std::vector<Tensor>& images, const Plan& p,
+                        BandwidthEstimator& est, InferStats* st = nullptr);
 
 // One request: the channel when it ran, the host's bandwidth estimate it planned with, the
 // measured latency of every fixed scheme, and of every selection candidate (each run with
