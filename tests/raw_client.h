@@ -25,9 +25,18 @@ class RawClient {
   };
 
   // Reads time out after `timeout_ms`: a worker that fails to answer or close fails the caller.
-  RawClient(const std::string& addr, int timeout_ms) {
+  // rcvbuf > 0: the receive buffer, set before connecting so that the window never exceeds it
+  // (shrunk after the handshake, the kernel had already promised a larger window: it then
+  // accepted a trickle beyond the buffer, and a worker writing to a client that never reads
+  // took minutes instead of its send timeout to give up).
+  RawClient(const std::string& addr, int timeout_ms, int rcvbuf = 0) {
     asio::error_code ec;
-    s.connect(dist::parse_endpoint(addr), ec);
+    const asio::ip::tcp::endpoint ep = dist::parse_endpoint(addr);
+    if (rcvbuf > 0) {
+      s.open(ep.protocol(), ec);
+      if (!ec) ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    }
+    s.connect(ep, ec);
     ok = !ec;
     timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     if (ok) ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);

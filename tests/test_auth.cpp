@@ -560,11 +560,9 @@ TEST_CASE("dist limits: claimed frame sizes commit no memory until the bytes arr
 // "a client that stops reading pins its slot for ever".
 TEST_CASE("dist limits: unread pings are bounded and a host that stops reading is dropped") {
   WorkerProcess worker(EDGEBAND_BIN, 1, "", {"--send-timeout", "1", "--max-conn", "1"});
-  RawClient c(worker.addr(), 10000);
+  RawClient c(worker.addr(), 10000, 4096);  // a small window: the worker's pongs back up soon
   REQUIRE(c.handshake(Credentials{}, kParams));
   const long before = rss_kb(worker.pid(), "VmRSS:");
-  const int small = 4096;
-  ::setsockopt(c.s.native_handle(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
   const timeval send_limit{5, 0};  // our writes fail rather than hang if the worker never drops us
   ::setsockopt(c.s.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &send_limit, sizeof send_limit);
   const auto one = c.frame(MsgType::ping, "{}");

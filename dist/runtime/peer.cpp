@@ -109,6 +109,7 @@ void Peer::set_limits(const FrameLimits& l) {
 }
 
 void Peer::set_send_timeout(std::chrono::milliseconds t) {
+  send_timeout_ms_ = t.count();
   timeval tv{long(t.count() / 1000), long((t.count() % 1000) * 1000)};
   ::setsockopt(sock_->s.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
@@ -222,7 +223,13 @@ void Peer::write_all(const void* const* parts, const size_t* lens, size_t n) {
   for (size_t i = 0; i < n && k < iov.size(); ++i)
     if (lens[i]) iov[k++] = {const_cast<void*>(parts[i]), lens[i]};
   iovec* at = iov.data();
+  size_t total = 0;
+  for (size_t i = 0; i < k; ++i) total += iov[i].iov_len;
+  const int64_t limit_ms = send_timeout_ms_.load();
+  const auto deadline = Clock::now() + std::chrono::milliseconds(limit_ms) + std::chrono::microseconds(total);
   while (k > 0) {
+    if (limit_ms > 0 && Clock::now() > deadline)
+      throw std::runtime_error("send to " + name_ + " timed out (it reads too slowly)");
     msghdr mh{};
     mh.msg_iov = at;
     mh.msg_iovlen = k;

@@ -90,8 +90,9 @@ class Peer {
 
   void set_shaping(const Shaping& s);
   void set_limits(const FrameLimits& l);
-  // A send that makes no progress for this long (the other end stopped reading) fails and
-  // breaks the connection. 0: wait for ever.
+  // A send that makes no progress for this long (the other end stopped reading), or a frame
+  // that takes longer than this plus 1 s per MB (it reads a trickle, keeping every single
+  // write just under the timeout), fails and breaks the connection. 0: wait for ever.
   void set_send_timeout(std::chrono::milliseconds t);
   // From now on every frame received must be sealed (dist/runtime/protocol.h) and open with
   // `key`; call before the other end may send sealed frames ...
@@ -155,6 +156,7 @@ class Peer {
   FrameLimits limits_;
   FrameCipher send_, recv_;         // send_: under send_mu_
   std::vector<uint8_t> sealed_buf_;  // one reusable buffer for sealed data (under send_mu_)
+  std::atomic<int64_t> send_timeout_ms_{0};
   Shaping shaping() const;
   Clock::time_point link_free_;
   std::thread reader_;
