@@ -681,7 +681,7 @@ TEST_CASE("onnx: ShuffleNet units (Slice, Concat, Reshape-Transpose-Reshape) con
   }
 }
 
-TEST_CASE("onnx: Split along channels; a channel-shuffle view used any other way is an error") {
+TEST_CASE("onnx: Split along channels; torch.chunk's opset-11 Slice bounds by shape arithmetic (Add, Mul of constants); a channel-shuffle view used any other way is an error") {
   using test::Proto;
   auto node = [](const std::string& op, const std::vector<std::string>& in,
                  const std::vector<std::string>& out) {
@@ -720,6 +720,25 @@ TEST_CASE("onnx: Split along channels; a channel-shuffle view used any other way
     graph.msg(1, node("Concat", {"b", "a"}, {"y"}).msg(5, Proto().bytes(1, "axis").varint(3, 1).varint(20, 2)));
     Graph g = import_onnx_bytes(model(graph));
     const Tensor want = ref::concat({ref::slice_channels(x, 2, 6), ref::slice_channels(x, 0, 2)});
+    CHECK(ref::bit_equal(g.forward(x), want));
+  }
+  {  // torch.chunk(x, 2, 1) as PyTorch 1.13 exports it at opset 11 (ShuffleNet-V2):
+     // half = (C + 1) / 2 from Shape/Gather/Add/Div, bounds half * 1 and half * 2.
+    auto scalar = [](const std::string& name, int64_t v) {
+      return Proto().varint(2, 7).bytes(8, name).bytes(9, std::string(reinterpret_cast<const char*>(&v), 8));
+    };
+    Proto graph;
+    graph.msg(5, scalar("i1", 1)).msg(5, scalar("one", 1)).msg(5, scalar("two", 2));
+    graph.msg(5, shape("k1", {1})).msg(5, shape("k2", {2})).msg(5, shape("zero", {0}));
+    graph.msg(5, shape("axis", {1}));
+    graph.msg(1, node("Shape", {"x"}, {"s"})).msg(1, node("Gather", {"s", "i1"}, {"c"}));
+    graph.msg(1, node("Add", {"c", "one"}, {"c1"})).msg(1, node("Div", {"c1", "two"}, {"half"}));
+    graph.msg(1, node("Mul", {"half", "k1"}, {"e0"})).msg(1, node("Mul", {"half", "k2"}, {"e1"}));
+    graph.msg(1, node("Slice", {"x", "zero", "e0", "axis"}, {"a"}));
+    graph.msg(1, node("Slice", {"x", "e0", "e1", "axis"}, {"b"}));
+    graph.msg(1, node("Concat", {"b", "a"}, {"y"}).msg(5, Proto().bytes(1, "axis").varint(3, 1).varint(20, 2)));
+    Graph g = import_onnx_bytes(model(graph));
+    const Tensor want = ref::concat({ref::slice_channels(x, 3, 6), ref::slice_channels(x, 0, 3)});
     CHECK(ref::bit_equal(g.forward(x), want));
   }
   {  // the 5-D view read by a Relu

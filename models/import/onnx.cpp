@@ -529,7 +529,10 @@ class OnnxReader {
   void convert_mul(const OnnxNode& n) {
     if (fuse_gate(n)) return;
     const Value &a = input(n, 0), &c = input(n, 1);
-    if (a.is_const && c.is_const) throw ImportError(n.where() + ": multiplying two constants");
+    if (a.is_const && c.is_const) {  // shape arithmetic (torch.chunk's slice bounds)
+      fold_arithmetic(n, a.c, c.c, [](float p, float q) { return p * q; });
+      return;
+    }
     if (a.flat || c.flat) throw ImportError(n.where() + ": multiplying flattened maps");
     if (a.is_const || c.is_const) {
       const int x = a.is_const ? c.node : a.node;
@@ -726,6 +729,22 @@ class OnnxReader {
 
   // Constant / constant is shape arithmetic: whole numbers divide as ONNX's int64 Div does
   // (truncating); the constants' integer type is not kept, so wholeness stands for it.
+  // Elementwise a OP b of two constants, either side possibly a scalar (shape arithmetic).
+  template <typename Op>
+  void fold_arithmetic(const OnnxNode& n, const ConstTensor& a, const ConstTensor& b, Op op) {
+    const bool bs = b.data.size() == 1, as = a.data.size() == 1;
+    if (!as && !bs && a.data.size() != b.data.size())
+      throw ImportError(n.where() + ": shapes do not broadcast");
+    Value r;
+    r.is_const = true;
+    const bool b_wider = b.data.size() > a.data.size() ||
+                         (b.data.size() == a.data.size() && b.dims.size() > a.dims.size());
+    r.c = b_wider ? b : a;  // a scalar times [1] is [1]
+    for (size_t i = 0; i < r.c.data.size(); ++i)
+      r.c.data[i] = op(a.data[as ? 0 : i], b.data[bs ? 0 : i]);
+    set(n, std::move(r));
+  }
+
   ConstTensor divide(const OnnxNode& n, const ConstTensor& a, const ConstTensor& b) {
     if (b.data.size() != 1 && b.data.size() != a.data.size())
       throw ImportError(n.where() + ": shapes do not broadcast");
@@ -920,8 +939,8 @@ class OnnxReader {
         if (k.size() != 1 && long(k.size()) != b_.shape(x).c)
           throw ImportError(n.where() + ": only per-channel or scalar constants can be added");
         set_node(n, b_.affine(name, x, {}, k));
-      } else {
-        throw ImportError(n.where() + ": adding two constants is not supported");
+      } else {  // shape arithmetic (torch.chunk's slice bounds)
+        fold_arithmetic(n, a.c, c.c, [](float p, float q) { return p + q; });
       }
     } else {
       throw ImportError(n.where() + ": operator '" + op + "' is not supported by the converter");
