@@ -84,9 +84,9 @@ std::vector<Fixture> load_fixtures() {
   for (const auto& [name, ops] : kFamilies) {
     const std::string base = kFixtures + name;
     bool complete = true;
-    for (const char* ext : {".onnx", ".input.f32", ".logits.f32"})
+    for (const std::string ext : {".onnx", ".input.f32", ".logits.f32"})
       if (!have(base + ext)) {
-        FAIL_CHECK("fixture file missing: " << base << ext
+        FAIL_CHECK("fixture file missing: " << base + ext
                                             << " (made by tests/fixtures/families/export.py)");
         complete = false;
       }
