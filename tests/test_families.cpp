@@ -2,6 +2,7 @@
 // export.py with torch 1.13 / torchvision 0.14; CI does not install torch) convert, match
 // PyTorch's logits, and run distributed over 3 in-process devices bit for bit equal to local.
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -11,9 +12,12 @@
 #include <vector>
 
 #include "core/graph.h"
+#include "core/weights_io.h"
 #include "dist/plan/local_executor.h"
 #include "dist/plan/planner.h"
 #include "dist/plan/profile.h"
+#include "dist/runtime/host.h"
+#include "dist/runtime/worker.h"
 #include "models/import/importers.h"
 #include "tests/reference.h"
 
@@ -158,5 +162,40 @@ TEST_CASE("families: every scheme's 3-device plan, executed in-process, equals l
       CHECK(!p.transfers.empty());
       CHECK(ref::bit_equal(dist::execute_locally(f.g, p, f.input), want));
     }
+  }
+}
+
+// The same over loopback workers (what `cluster --devices 3 --scheme all` runs): each family's
+// converted weights file, 2 workers and the host, every scheme, equal to local bit for bit.
+TEST_CASE("dist loopback: the PyTorch-exported families on 3 devices equal local inference") {
+  std::vector<Fixture> fx = load_fixtures();
+  for (Fixture& f : fx) {
+    CAPTURE(f.name);
+    auto g = std::make_shared<Graph>(std::move(f.g));
+    const std::string path =
+        "/tmp/edgeband_families_" + std::to_string(::getpid()) + "_" + f.name + ".ebw";
+    const uint64_t hash = save_weights(*g, path);
+    const Tensor want = g->forward(f.input);
+    std::vector<std::unique_ptr<dist::WorkerServer>> workers;
+    std::vector<std::string> addrs;
+    for (int i = 0; i < 2; ++i) {
+      dist::WorkerOptions o;
+      o.weights = path;
+      o.log = [](const std::string&) {};
+      workers.push_back(std::make_unique<dist::WorkerServer>(o));
+      workers.back()->start_background();
+      addrs.push_back("127.0.0.1:" + std::to_string(workers.back()->port()));
+    }
+    dist::HostRuntime host(g, hash, addrs, {});
+    dist::Cluster c;
+    c.link = dist::parse_link("10gbit,0.01ms");
+    for (int i = 0; i < 3; ++i) c.devices.push_back(dist::estimate_profile(*g, "d", 5));
+    for (dist::Scheme s : {dist::Scheme::modnn, dist::Scheme::dpfp, dist::Scheme::halp}) {
+      CAPTURE(dist::scheme_name(s));
+      dist::InferStats st;
+      CHECK(ref::bit_equal(host.infer({f.input}, dist::make_plan(*g, c, s), &st).at(0), want));
+      CHECK(st.faults == 0);
+    }
+    ::unlink(path.c_str());
   }
 }
