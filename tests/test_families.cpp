@@ -38,8 +38,8 @@ const std::vector<std::pair<std::string, std::string>> kFamilies = {
     {"efficientnet", "MBConv: SiLU (Sigmoid*x), SE (GAP, Sigmoid, Mul)"},
     {"mobilenetv3", "hard-swish, SE with HardSigmoid, FC hard-swish"},
     {"regnet", "grouped conv (width 8), SE"},
-    {"vgg_bn", "BN folding, flatten NCHW -> 3 FC"},
-    {"mobilenetv2", "depthwise, ReLU6 (Clip), Add"},
+    {"vgg_bn", "BN nodes folded, flatten NCHW -> 3 FC"},
+    {"mobilenetv2", "BN nodes folded, depthwise, ReLU6 (Clip), Add"},
 };
 
 // A raw float32 file, or empty when it cannot be read.
