@@ -110,7 +110,8 @@ std::vector<Fixture> load_fixtures() {
 
 }  // namespace
 
-TEST_CASE("families: PyTorch exports convert; top-5 equal, max |diff| <= 1e-4 of the largest logit") {
+TEST_CASE(
+    "families: PyTorch exports convert; top-5 equal, max |diff| <= 1e-4 of the largest logit") {
   const std::vector<Fixture> fx = load_fixtures();
   CHECK(fx.size() == kFamilies.size());
   for (const Fixture& f : fx) {
