@@ -1201,6 +1201,10 @@ TEST_CASE("dist loopback: dilation stretches a device's data path (encode, decod
   }
   set_compute_dilation(1);
   const DilationTotals t = dilation_totals();
+  // Each kind is stretched; the work outside layers together, and the layers, come out at F x
+  // their CPU time within 20%. A kind of tiny sections alone (hardware fp16 decodes a frame in
+  // ~30 us) can run over: a timer wakes ~50 us late, a section that is preempted ends late.
+  int64_t data_cpu = 0, data_wall = 0;
   for (Work w : {Work::layer, Work::encode, Work::decode, Work::seal, Work::open}) {
     const int k = int(w);
     const std::string name = work_name(w);
@@ -1209,8 +1213,14 @@ TEST_CASE("dist loopback: dilation stretches a device's data path (encode, decod
                          << t.wall_ns[k] / 1e6 << " ms stretched");
     REQUIRE(t.sections[k] > 0);
     REQUIRE(t.cpu_ns[k] > 1000000);  // a measurable share: over 1 ms
-    const double ratio = double(t.wall_ns[k]) / double(t.cpu_ns[k]);
-    CHECK(ratio >= 0.8 * factor);
-    CHECK(ratio <= 1.2 * factor);
+    CHECK(double(t.wall_ns[k]) >= 0.8 * factor * double(t.cpu_ns[k]));
+    if (w == Work::layer)
+      CHECK(double(t.wall_ns[k]) <= 1.2 * factor * double(t.cpu_ns[k]));
+    else
+      data_cpu += t.cpu_ns[k], data_wall += t.wall_ns[k];
   }
+  const double ratio = double(data_wall) / double(data_cpu);
+  MESSAGE("outside layers: " << data_cpu / 1e6 << " ms CPU stretched " << ratio << "x");
+  CHECK(ratio >= 0.8 * factor);
+  CHECK(ratio <= 1.2 * factor);
 }
