@@ -332,7 +332,10 @@ class OnnxReader {
     v.node = b_.add(name, std::make_unique<Unary>(v.gate, v.alpha, v.beta), {v.node});
     v.gated = false;
   }
-  const Value& input(const OnnxNode& n, size_t i) { return materialize(raw_input(n, i), n.inputs[i]); }
+  const Value& input(const OnnxNode& n, size_t i) {
+    Value& v = raw_input(n, i);  // first: it refuses a missing input before n.inputs[i] is read
+    return materialize(v, n.inputs[i]);
+  }
   Value& materialize(Value& v, const std::string& name) {
     if (v.view)
       throw ImportError("'" + name + "' is a 5-D view of a map, supported only inside a channel " +
