@@ -98,7 +98,7 @@ std::unique_ptr<Layer> make_layer(const std::string& type, const Json& a) {
   if (type == "channel_shuffle")
     return std::make_unique<ChannelShuffle>(a.at("groups").integer("groups"));
   if (type == "slice_channels")
-    return std::make_unique<ChannelSlice>(a.at("begin").integer("begin"), a.at("end").integer("end"));
+    return std::make_unique<SliceChannels>(a.at("begin").integer("begin"), a.at("end").integer("end"));
   if (type == "batchnorm")
     return std::make_unique<BatchNorm>(a.at("channels").integer("channels"),
                                        float(a.at("eps").number("eps")));

@@ -38,4 +38,7 @@ struct CliResult {
 };
 CliResult run_edgeband(const std::string& args);
 
+// A raw float32 file, or empty when it cannot be read.
+std::vector<float> read_floats(const std::string& path);
+
 }  // namespace eb::test

@@ -24,6 +24,7 @@
 #include "models/import/importers.h"
 #include "models/zoo.h"
 #include "tests/helpers.h"
+#include "tests/local_workers.h"
 #include "tests/onnx_export.h"
 #include "tests/proto_writer.h"
 #include "tests/tflite_export.h"
@@ -113,8 +114,8 @@ int squeeze_excite(Graph& g, const std::string& name, int in, UnaryOp gate) {
 // 3x3, 1x1; concatenated and shuffled in two groups.
 int shuffle_unit(Graph& g, const std::string& name, int in) {
   const long c = g.shape_of(in).c, h = c / 2;
-  const int a = add(g, name + "/keep", std::make_unique<ChannelSlice>(0, h), {in});
-  add(g, name + "/split", std::make_unique<ChannelSlice>(h, c), {in});
+  const int a = add(g, name + "/keep", std::make_unique<SliceChannels>(0, h), {in});
+  add(g, name + "/split", std::make_unique<SliceChannels>(h, c), {in});
   add(g, name + "/pw1", std::make_unique<Conv2D>(conv_p(h, h, 1, 1, 0)));
   add(g, name + "/pw1/relu", std::make_unique<ActivationLayer>(Activation::relu));
   Conv2DParams dw = conv_p(h, h, 3, 1, 1);
@@ -257,7 +258,7 @@ TEST_CASE("branch ops: concat, mul, unary and pad match the reference; every ban
       test::check_bands(shuffle, a, shuffled, rng);
     }
     const long c0 = rand_int(rng, 0, a.c() - 1), c1 = rand_int(rng, int(c0) + 1, a.c());
-    ChannelSlice slice(c0, c1);
+    SliceChannels slice(c0, c1);
     const Tensor sliced = run_layer(slice, {a});
     CHECK(ref::bit_equal(sliced, ref::slice_channels(a, c0, c1)));
     test::check_bands(slice, a, sliced, rng);
@@ -278,9 +279,9 @@ TEST_CASE("branch ops: invalid shapes and parameters are clear errors") {
   CHECK_THROWS_AS(ZeroPad(0, -1, 0, 0), std::invalid_argument);
   ChannelShuffle shuffle(4);
   CHECK_THROWS_AS(shuffle.configure({{2, 2, 6}}), std::invalid_argument);
-  ChannelSlice slice(2, 5);
+  SliceChannels slice(2, 5);
   CHECK_THROWS_AS(slice.configure({{2, 2, 4}}), std::invalid_argument);
-  CHECK_THROWS_AS(ChannelSlice(3, 3), std::invalid_argument);
+  CHECK_THROWS_AS(SliceChannels(3, 3), std::invalid_argument);
   CHECK_THROWS_AS(Unary(UnaryOp::hard_sigmoid, NAN, 0.5f), std::invalid_argument);
   CHECK_THROWS_AS(Conv2D(conv_p(6, 4, 3, 1, 1, 4)), std::invalid_argument);  // 4 does not divide 6
   CHECK_THROWS_AS(Conv2D(conv_p(6, 6, 3, 1, 1, 0)), std::invalid_argument);
@@ -591,17 +592,8 @@ TEST_CASE("dist loopback: converted fire-module/ShuffleNet and SE networks equal
     const uint64_t hash = save_weights(*g, path);
     const Tensor in = ref::random_tensor(g->input, rng);
     const Tensor want = g->forward(in);
-    std::vector<std::unique_ptr<dist::WorkerServer>> workers;
-    std::vector<std::string> addrs;
-    for (int i = 0; i < 2; ++i) {
-      dist::WorkerOptions o;
-      o.weights = path;
-      o.log = [](const std::string&) {};
-      workers.push_back(std::make_unique<dist::WorkerServer>(o));
-      workers.back()->start_background();
-      addrs.push_back("127.0.0.1:" + std::to_string(workers.back()->port()));
-    }
-    dist::HostRuntime host(g, hash, addrs, {});
+    const test::LocalWorkers workers(2, path);
+    dist::HostRuntime host(g, hash, workers.addrs, {});
     for (dist::Scheme s : {dist::Scheme::modnn, dist::Scheme::dpfp, dist::Scheme::halp}) {
       CAPTURE(dist::scheme_name(s));
       const dist::Plan p = dist::make_plan(*g, estimated_cluster(*g, 3), s);

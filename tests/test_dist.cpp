@@ -30,26 +30,14 @@
 #include "dist/testbed/dilation.h"
 #include "models/zoo.h"
 #include "tests/helpers.h"
+#include "tests/local_workers.h"
 
 using namespace eb;
 using namespace eb::dist;
 
 namespace {
 
-struct LocalWorkers {
-  std::vector<std::unique_ptr<WorkerServer>> servers;
-  std::vector<std::string> addrs;
-  explicit LocalWorkers(int n, const std::string& weights = "") {
-    for (int i = 0; i < n; ++i) {
-      WorkerOptions o;
-      o.weights = weights;
-      o.log = [](const std::string&) {};
-      servers.push_back(std::make_unique<WorkerServer>(o));
-      servers.back()->start_background();
-      addrs.push_back("127.0.0.1:" + std::to_string(servers.back()->port()));
-    }
-  }
-};
+using test::LocalWorkers;
 
 Cluster estimated(const Graph& g, int n, const std::string& link = "1gbit,0.1ms") {
   Cluster c;

@@ -19,6 +19,8 @@
 #include "dist/runtime/host.h"
 #include "dist/runtime/worker.h"
 #include "models/import/importers.h"
+#include "tests/helpers.h"
+#include "tests/local_workers.h"
 #include "tests/reference.h"
 
 using namespace eb;
@@ -42,14 +44,6 @@ const std::vector<std::pair<std::string, std::string>> kFamilies = {
     {"mobilenetv2", "BN nodes folded, depthwise, ReLU6 (Clip), Add"},
 };
 
-// A raw float32 file, or empty when it cannot be read.
-std::vector<float> read_floats(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::vector<float> v;
-  float x;
-  while (f.read(reinterpret_cast<char*>(&x), 4)) v.push_back(x);
-  return v;
-}
 
 bool have(const std::string& p) {
   std::ifstream f(p, std::ios::binary);
@@ -95,14 +89,14 @@ std::vector<Fixture> load_fixtures() {
         complete = false;
       }
     if (!complete) continue;
-    Fixture f{name, ops, {}, {}, read_floats(base + ".logits.f32")};
+    Fixture f{name, ops, {}, {}, test::read_floats(base + ".logits.f32")};
     try {
       f.g = import::import_model({base + ".onnx"}, {name, ""});
     } catch (const std::exception& e) {
       FAIL_CHECK(name << ": conversion failed: " << e.what());
       continue;
     }
-    f.input = nchw_to_nhwc(read_floats(base + ".input.f32"), f.g.input);
+    f.input = nchw_to_nhwc(test::read_floats(base + ".input.f32"), f.g.input);
     out.push_back(std::move(f));
   }
   return out;
@@ -177,17 +171,8 @@ TEST_CASE("dist loopback: the PyTorch-exported families on 3 devices equal local
         "/tmp/edgeband_families_" + std::to_string(::getpid()) + "_" + f.name + ".ebw";
     const uint64_t hash = save_weights(*g, path);
     const Tensor want = g->forward(f.input);
-    std::vector<std::unique_ptr<dist::WorkerServer>> workers;
-    std::vector<std::string> addrs;
-    for (int i = 0; i < 2; ++i) {
-      dist::WorkerOptions o;
-      o.weights = path;
-      o.log = [](const std::string&) {};
-      workers.push_back(std::make_unique<dist::WorkerServer>(o));
-      workers.back()->start_background();
-      addrs.push_back("127.0.0.1:" + std::to_string(workers.back()->port()));
-    }
-    dist::HostRuntime host(g, hash, addrs, {});
+    const test::LocalWorkers workers(2, path);
+    dist::HostRuntime host(g, hash, workers.addrs, {});
     dist::Cluster c;
     c.link = dist::parse_link("10gbit,0.01ms");
     for (int i = 0; i < 3; ++i) c.devices.push_back(dist::estimate_profile(*g, "d", 5));

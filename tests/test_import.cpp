@@ -332,13 +332,6 @@ bool have_shared() {
                         << "/reference/manifest.json is missing; real-weights checks not run");
   return bool(f);
 }
-std::vector<float> read_floats(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::vector<float> v;
-  float x;
-  while (f.read(reinterpret_cast<char*>(&x), 4)) v.push_back(x);
-  return v;
-}
 }  // namespace
 
 TEST_CASE("real weights: every reference case of ../shared/reference/manifest.json to 1e-4") {
@@ -362,7 +355,7 @@ TEST_CASE("real weights: every reference case of ../shared/reference/manifest.js
         kShared + "/" + c.at("input").string(),
         {int(shape[1].integer()), int(shape[2].integer()), int(shape[3].integer())});
     const Tensor out = g.forward(in);
-    const std::vector<float> want = read_floats(kShared + "/" + c.at("probs").string());
+    const std::vector<float> want = test::read_floats(kShared + "/" + c.at("probs").string());
     REQUIRE(out.size() == want.size());
     float dev = 0;
     for (size_t i = 0; i < want.size(); ++i)

@@ -150,7 +150,7 @@ std::unique_ptr<Layer> Unary::from_attrs(const Json& a) {
                                  float(a.at("beta").number("beta")));
 }
 
-// --- ChannelShuffle / ChannelSlice ------------------------------------------------------------
+// --- ChannelShuffle / SliceChannels ------------------------------------------------------------
 
 ChannelShuffle::ChannelShuffle(long groups) : groups_(groups) {
   if (groups < 1 || groups > (1 << 16))
@@ -186,12 +186,12 @@ Json ChannelShuffle::attrs() const {
   return a;
 }
 
-ChannelSlice::ChannelSlice(long begin, long end) : begin_(begin), end_(end) {
+SliceChannels::SliceChannels(long begin, long end) : begin_(begin), end_(end) {
   if (begin < 0 || end <= begin || end > (1L << 20))
     throw std::invalid_argument("slice_channels: needs 0 <= begin < end");
 }
 
-Shape ChannelSlice::configure(const std::vector<Shape>& in) {
+Shape SliceChannels::configure(const std::vector<Shape>& in) {
   if (in.size() != 1) throw std::invalid_argument("slice_channels takes one input");
   if (end_ > in[0].c)
     throw std::invalid_argument("slice_channels: [" + std::to_string(begin_) + ", " +
@@ -202,7 +202,7 @@ Shape ChannelSlice::configure(const std::vector<Shape>& in) {
   return out_shape_;
 }
 
-void ChannelSlice::forward(const std::vector<const Band*>& in, Band& out) const {
+void SliceChannels::forward(const std::vector<const Band*>& in, Band& out) const {
   check_inputs(in, out);
   const size_t w = size_t(out_shape_.w), ic = size_t(in_shapes_[0].c), oc = size_t(out_shape_.c);
   for (int y = out.row0; y < out.rows().end; ++y) {
@@ -212,7 +212,7 @@ void ChannelSlice::forward(const std::vector<const Band*>& in, Band& out) const 
   }
 }
 
-Json ChannelSlice::attrs() const {
+Json SliceChannels::attrs() const {
   Json a = Json::object();
   a["begin"] = begin_;
   a["end"] = end_;

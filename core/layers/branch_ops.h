@@ -86,9 +86,9 @@ class ChannelShuffle : public Layer {
 };
 
 // Channels [begin, end) of the input (ONNX Split and Slice along channels).
-class ChannelSlice : public Layer {
+class SliceChannels : public Layer {
  public:
-  ChannelSlice(long begin, long end);
+  SliceChannels(long begin, long end);
   std::string type() const override { return "slice_channels"; }
   Shape configure(const std::vector<Shape>& in) override;
   RowRange input_rows(RowRange out, int) const override { return out; }

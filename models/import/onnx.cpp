@@ -608,7 +608,7 @@ class OnnxReader {
 
   int slice_channels(const OnnxNode& n, const std::string& name, int x, long c0, long c1) {
     if (c0 == 0 && c1 == b_.shape(x).c) return x;
-    return b_.add(name, make<ChannelSlice>(n, c0, c1), {x});
+    return b_.add(name, make<SliceChannels>(n, c0, c1), {x});
   }
 
   // Split along channels: sizes from the attribute (opset < 13) or input 1, else equal parts.
