@@ -449,7 +449,11 @@ int cmd_profile(const Args& a) {
 eb::dist::Cluster cluster_from_args(const Args& a, const eb::Graph& g) {
   eb::dist::Cluster c;
   const std::string devs = a.str("devices", "3");
-  c.link = eb::dist::parse_link(a.str("link", "1gbit,0.2ms"));
+  const std::vector<eb::dist::LinkModel> links = eb::dist::parse_link_list(a.str("link", "1gbit,0.2ms"));
+  const size_t n_devices = devs.find_first_not_of("0123456789") == std::string::npos
+                               ? size_t(a.integer("devices", 3))
+                               : split_list(devs).size();
+  c.set_worker_links(links, n_devices - 1);  // before profiling: a wrong count fails at once
   const std::string wire = a.str("wire", "fp32");
   c.bytes_per_value = wire == "fp16" ? 2 : 4;
   c.edge_first = a.has("edge-first");
@@ -469,6 +473,12 @@ eb::dist::Cluster cluster_from_args(const Args& a, const eb::Graph& g) {
     c.devices.push_back(eb::dist::load_profile(f, g));
   }
   return c;
+}
+
+// The cluster's link as --link spells it: one for all, or one per worker.
+std::string link_spelling(const eb::dist::Cluster& c) {
+  if (c.links.empty()) return c.link.str();
+  return eb::dist::link_list_str({c.links.begin() + 1, c.links.end()});
 }
 
 void write_json_file(const std::string& path, const eb::Json& j, const char* what) {
@@ -507,12 +517,12 @@ int cmd_plan(const Args& a) {
     j["schemes"] = js;
     j["model"] = g.model;
     j["devices"] = int(c.devices.size());
-    j["link"] = c.link.str();
+    j["link"] = link_spelling(c);
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
   std::printf("model %s, %zu devices, link %s, batch %d, wire %s\n", g.model.c_str(),
-              c.devices.size(), c.link.str().c_str(), batch,
+              c.devices.size(), link_spelling(c).c_str(), batch,
               c.bytes_per_value == 2 ? "fp16" : "fp32");
   double local_ms = 0;
   for (const auto& p : plans)
@@ -659,30 +669,35 @@ void warn_if_cores_shared(const std::vector<std::string>& workers) {
                  local + 1, cores);
 }
 
-// infer's link and wire: --link RATE,DELAY emulates that link (and plans for it); --link measure
-// plans for the real network as measured (measure_links), emulating nothing.
-void infer_link_and_wire(const Args& a, eb::dist::Cluster& c) {
+// infer's link and wire: --link RATE,DELAY emulates that link (and plans for it), --link
+// L1/L2/... one per worker; --link measure plans for the real network as measured
+// (measure_links), emulating nothing.
+void infer_link_and_wire(const Args& a, eb::dist::Cluster& c, size_t workers) {
   const bool measure_link = a.str("link", "") == "measure";
-  c.link = eb::dist::parse_link(measure_link ? "1gbit,0.2ms" : a.str("link", "1gbit,0.2ms"));
+  c.set_worker_links(
+      eb::dist::parse_link_list(measure_link ? "1gbit,0.2ms" : a.str("link", "1gbit,0.2ms")),
+      workers);
   c.bytes_per_value = a.str("wire", "fp32") == "fp16" ? 2 : 4;
   c.edge_first = a.has("edge-first");
 }
 
-eb::dist::RuntimeOptions infer_runtime_options(const Args& a, const eb::dist::LinkModel& link) {
+eb::dist::RuntimeOptions infer_runtime_options(const Args& a, const eb::dist::Cluster& c) {
   eb::dist::RuntimeOptions ro;
   ro.fp16 = a.str("wire", "fp32") == "fp16";
   ro.timeout_ms = a.integer("timeout", 10000);
-  if (a.has("link") && a.str("link") != "measure")
-    ro.shaping.enabled = true, ro.shaping.link = link;
+  if (a.has("link") && a.str("link") != "measure") {
+    ro.shaping.enabled = true, ro.shaping.link = c.link;
+    if (!c.links.empty()) ro.worker_links.assign(c.links.begin() + 1, c.links.end());
+  }
   ro.creds = load_credentials(a, "worker-keys");
   ro.insecure = a.has("insecure");
   if (ro.insecure && !ro.creds.enabled()) warn_insecure("infer");
   return ro;
 }
 
-// --link measure: every worker's link, printed, and the one link the planner assumes.
-eb::dist::LinkModel measure_links(eb::dist::HostRuntime& host,
-                                  const std::vector<std::string>& workers) {
+// --link measure: every worker's link, printed, planned for per worker (into c).
+void measure_links(eb::dist::HostRuntime& host, const std::vector<std::string>& workers,
+                   eb::dist::Cluster& c) {
   eb::dist::InferStats probe;
   const std::vector<eb::dist::MeasuredLink> links = host.measure_links(&probe);
   for (size_t i = 0; i < links.size(); ++i)
@@ -691,10 +706,11 @@ eb::dist::LinkModel measure_links(eb::dist::HostRuntime& host,
                   links[i].mbit, links[i].rtt_ms);
   for (const auto& f : probe.fault_messages)
     std::printf("fault: %s (worker dropped)\n", f.c_str());
-  const eb::dist::LinkModel l = eb::dist::planning_link(links);
-  std::printf("planning for link %.1fmbit,%.3fms (the slowest rate, half the longest round trip)\n",
-              l.bits_per_s / 1e6, l.latency_s * 1e3);
-  return l;
+  c.set_worker_links(eb::dist::planning_links(links), workers.size());
+  std::vector<eb::dist::LinkModel> per_worker(c.links.begin() + (c.links.empty() ? 0 : 1), c.links.end());
+  if (per_worker.empty()) per_worker.push_back(c.link);
+  std::printf("planning for links %s (per worker: its rate, half its round trip)\n",
+              eb::dist::link_list_str(per_worker).c_str());
 }
 
 // --- infer --deadline: per request, the most accurate candidate predicted to finish in time ---
@@ -814,11 +830,11 @@ int infer_deadline(const Args& a) {
   const std::vector<std::string> workers =
       a.has("workers") ? split_list(a.str("workers")) : std::vector<std::string>{};
   eb::dist::Cluster shape;  // link and wire; each candidate brings its own device profiles
-  infer_link_and_wire(a, shape);
+  infer_link_and_wire(a, shape, workers.size());
   warn_if_cores_shared(workers);
   std::vector<eb::dist::DeployedModel> ms =
-      deploy_candidates(a, workers, infer_runtime_options(a, shape.link));
-  if (a.str("link", "") == "measure") shape.link = measure_links(*ms[0].host, workers);
+      deploy_candidates(a, workers, infer_runtime_options(a, shape));
+  if (a.str("link", "") == "measure") measure_links(*ms[0].host, workers, shape);
   // The live estimate: starts at the planned link's rate, then follows the host's sends.
   eb::dist::BandwidthEstimator est(shape.link.bits_per_s);
   const int warmup = a.integer("warmup", eb::dist::default_warmup(eb::compute_dilation()));
@@ -838,16 +854,31 @@ int infer_deadline(const Args& a) {
   return 0;
 }
 
+// Who got how much of the work: slow boards and slow links should get less.
+void print_row_shares(const eb::Graph& g, const eb::dist::Plan& plan,
+                      const std::vector<std::string>& workers) {
+  if (plan.blocks.empty() || plan.devices < 2) return;
+  const std::vector<double> share = eb::dist::row_shares(g, plan);
+  std::printf("rows per device (share of each block's rows, averaged over %zu blocks): host %.0f%%",
+              plan.blocks.size(), share[0] * 100);
+  for (size_t d = 1; d < share.size() && d <= workers.size(); ++d)
+    std::printf(", %s %.0f%%", workers[d - 1].c_str(), share[d] * 100);
+  std::printf("\n");
+}
+
 int cmd_infer(const Args& a) {
   if (a.has("deadline") || a.has("candidates")) return infer_deadline(a);
   common(a);
   dilation_turns(a);
+  const std::vector<std::string> workers =
+      a.has("workers") ? split_list(a.str("workers")) : std::vector<std::string>{};
+  eb::dist::Cluster c;
+  const bool measure_link = a.str("link", "") == "measure";
+  infer_link_and_wire(a, c, workers.size());  // before any work: --link's count
   uint64_t hash = 0;
   auto g =
       std::make_shared<eb::Graph>(eb::models::load_model(a.str("model"), a.str("weights"), &hash));
   warn_if_synthetic(a, *g);
-  const std::vector<std::string> workers =
-      a.has("workers") ? split_list(a.str("workers")) : std::vector<std::string>{};
   const int batch = a.integer("batch", 1);
   eb::Tensor img;
   if (a.has("image")) {
@@ -857,9 +888,6 @@ int cmd_infer(const Args& a) {
     for (size_t k = 0; k < img.size(); ++k) img.data()[k] = float(int(k % 251) - 125) / 125.0f;
   }
   const std::vector<eb::Tensor> images(size_t(batch), img);
-  eb::dist::Cluster c;
-  const bool measure_link = a.str("link", "") == "measure";
-  infer_link_and_wire(a, c);
   const bool fp16 = c.bytes_per_value == 2;
   if (a.has("devices")) {
     for (const auto& f : split_list(a.str("devices")))
@@ -871,8 +899,8 @@ int cmd_infer(const Args& a) {
     c.devices.assign(workers.size() + 1, p);
   }
   warn_if_cores_shared(workers);
-  eb::dist::HostRuntime host(g, hash, workers, infer_runtime_options(a, c.link));
-  if (measure_link) c.link = measure_links(host, workers);
+  eb::dist::HostRuntime host(g, hash, workers, infer_runtime_options(a, c));
+  if (measure_link) measure_links(host, workers, c);
   const auto scheme = eb::dist::parse_scheme(a.str("scheme", "halp"));
   // Warm-up runs (first touch of weights and buffers on every device, connections' slow start),
   // then R runs, each beside a local run of the same images: medians of both.
@@ -888,6 +916,7 @@ int cmd_infer(const Args& a) {
       "of %d runs after %d warm-up runs), %.1f KB moved, predicted %.2f ms\n",
       g->model.c_str(), eb::dist::scheme_name(plan.scheme), plan.devices, batch, dm, lm, lm / dm,
       runs, warmup, double(st.bytes_sent + st.bytes_received) / 1024.0, plan.predicted_ms);
+  print_row_shares(*g, plan, workers);
   if (!pr.ping_ms.empty())
     std::printf("slowest worker's round trip before each run (untimed): median %.2f ms\n",
                 eb::median(pr.ping_ms));
@@ -925,7 +954,10 @@ eb::dist::ClusterOptions cluster_options(const Args& a) {
   for (const std::string& s : split_list(sch == "all" ? "modnn,dpfp,halp" : sch))
     o.schemes.push_back(eb::dist::parse_scheme(s));
   o.link = a.str("link");
-  if (!o.link.empty()) eb::dist::parse_link(o.link);  // validate before spawning anything
+  if (!o.link.empty()) {  // validate before spawning anything
+    eb::dist::Cluster c;
+    c.set_worker_links(eb::dist::parse_link_list(o.link), size_t(o.devices - 1));
+  }
   o.batch = a.integer("batch", 1);
   o.runs = a.integer("runs", 3);
   o.warmup = a.integer("warmup", 0);
@@ -1070,8 +1102,8 @@ int cmd_keygen(const Args& a) {
 void check_model(const std::string& m) {
   if (m.empty()) throw std::invalid_argument("empty model name");
 }
-void check_link(const std::string& s) {
-  if (s != "measure") eb::dist::parse_link(s);
+void check_link(const std::string& s) {  // one link, one per worker (L1/L2/...), or measure
+  if (s != "measure") eb::dist::parse_link_list(s);
 }
 void check_schemes(const std::string& s) {  // a list, or all
   if (s == "all") return;
@@ -1084,7 +1116,7 @@ void check_scheme(const std::string& s) {  // exactly one distributed scheme
 void check_scheme_or_all(const std::string& s) {
   if (s != "all") eb::dist::parse_scheme(s);
 }
-void check_planned_link(const std::string& s) { eb::dist::parse_link(s); }
+void check_planned_link(const std::string& s) { eb::dist::parse_link_list(s); }
 void check_range(const std::string& s) { eb::dist::parse_range(s); }
 void check_dilate_list(const std::string& s) {  // positive numbers, comma-separated
   for (const std::string& x : split_list(s)) {
@@ -1186,8 +1218,10 @@ void declare_profile(Args& a) {
 // link, batch, wire, edge-first; infer's link may also be "measure".
 void opt_cluster_shape(Args& a, bool measured_link, long max_batch) {
   a.text("link", measured_link ? "RATE,DELAY|measure" : "RATE,DELAY",
-         measured_link ? "link to emulate and plan for, e.g. 1gbit,0.2ms; measure: the real one"
-                       : "link to plan for, e.g. 1gbit,0.2ms or 100mbit,2ms",
+         measured_link ? "link to emulate and plan for, e.g. 1gbit,0.2ms, or one per worker "
+                         "(1gbit,0.2ms/50mbit,2ms); measure: each worker's real one"
+                       : "link to plan for, e.g. 1gbit,0.2ms or 100mbit,2ms, or one per worker "
+                         "(1gbit,0.2ms/50mbit,2ms)",
          measured_link ? check_link : check_planned_link);
   a.integer("batch", "images per request", 1, max_batch);
   a.choice("wire", "value format on the wire", {"fp32", "fp16"});

@@ -46,9 +46,11 @@ if [ "$(id -u)" -eq 0 ] && command -v ip >/dev/null && command -v tc >/dev/null 
   ip netns add "ebprobe$$" 2>/dev/null; then
   ip netns del "ebprobe$$"
   # VGG-16 at 64x64 on emulated Pi-class devices (--dilate 4: about what `--board pi4`
-  # calibrates on this VM) splits at 100 Mbit/s; -c checks that --link measure finds the tbf
-  # rate on every link.
-  bash tests/testbed_netns.sh -b build/edgeband -m vgg16:64 -d 4 -n 3 -r 100mbit -k 1 -c -- --runs 2
+  # calibrates on this VM), a heterogeneous LAN: one board 2x slower (--dilate 8), one link at
+  # 50 Mbit/s. -c checks that --link measure finds each worker's tbf rate, that the output
+  # equals local, and that the slow board and the slow link get no more rows than the others.
+  bash tests/testbed_netns.sh -b build/edgeband -m vgg16:64 -n 4 -r 100mbit,100mbit,50mbit \
+    -d 4,4,8,4 -k 1 -c -- --runs 2
 else
   echo "testbed not run: it needs root, iproute2 (ip, tc) and network namespaces"
 fi

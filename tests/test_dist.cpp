@@ -816,8 +816,14 @@ TEST_CASE(
   CAPTURE(out2);
   CHECK(code2 == 0);
   CHECK(out2.find("link to " + w.addr() + ": ") != std::string::npos);
-  CHECK(out2.find("planning for link ") != std::string::npos);
+  CHECK(out2.find("planning for links ") != std::string::npos);
   CHECK(out2.find("speedup") != std::string::npos);
+  CHECK(out2.find("rows per device (share of each block's rows") != std::string::npos);
+  // One link per worker: the count is checked before any work.
+  const auto [bad_count, bad_count_msg] = run("infer --model mobilenet_v1:0.25:128 --workers " +
+                                              w.addr() + " --link 1gbit,0.2ms/50mbit,2ms");
+  CHECK(bad_count == 1);
+  CHECK(bad_count_msg.find("one per worker (1)") != std::string::npos);
   const auto [bad_link, bad_link_msg] =
       run("infer --model mobilenet_v1:0.25:128 --workers " + w.addr() + " --link measured");
   CHECK(bad_link == 1);
@@ -943,13 +949,15 @@ TEST_CASE("dist faults: ping times live workers and drops a dead one and a stopp
   CHECK(st2.faults == 0);
 }
 
-TEST_CASE("dist: measure_links finds an emulated link's rate and round trip, and drops the dead") {
+TEST_CASE("dist: measure_links finds each worker's emulated link, and drops the dead") {
   auto g = shared_synthetic("vgg16:32");
   LocalWorkers live(2);
   WorkerProcess dead(EDGEBAND_BIN, 1);
   RuntimeOptions ro;
-  // Emulated on both ends (the hello carries it to the workers): 100 Mbit/s, 2 ms each way.
+  // Emulated on both ends (the hello carries it to the workers): 100 Mbit/s, 2 ms each way, and
+  // 40 Mbit/s for the last worker.
   ro.shaping.enabled = true, ro.shaping.link = parse_link("100mbit,2ms");
+  ro.worker_links = parse_link_list("100mbit,2ms/100mbit,2ms/40mbit,2ms");
   ro.timeout_ms = 3000;
   HostRuntime host(g, synthetic_hash("vgg16:32"), {live.addrs[0], dead.addr(), live.addrs[1]}, ro);
   kill(dead.pid(), SIGKILL);
@@ -961,19 +969,26 @@ TEST_CASE("dist: measure_links finds an emulated link's rate and round trip, and
     CAPTURE(i);
     MESSAGE("measured " << links[i].mbit << " Mbit/s, round trip " << links[i].rtt_ms << " ms");
     // Loose bounds: the sanitizer builds add CPU time to every frame.
+    const double want = i == 0 ? 100 : 40;
     CHECK(links[i].rtt_ms >= 4.0);
     CHECK(links[i].rtt_ms < 40.0);
-    CHECK(links[i].mbit > 50.0);
-    CHECK(links[i].mbit < 110.0);
+    CHECK(links[i].mbit > 0.5 * want);
+    CHECK(links[i].mbit < 1.1 * want);
   }
   CHECK(links[1].mbit == -1.0);
   CHECK(links[1].rtt_ms == -1.0);
   CHECK(host.alive() == 2);
   CHECK(st.faults == 1);
-  const LinkModel l = planning_link(links);
-  CHECK(l.bits_per_s == doctest::Approx(std::min(links[0].mbit, links[2].mbit) * 1e6));
-  CHECK(l.latency_s == doctest::Approx(std::max(links[0].rtt_ms, links[2].rtt_ms) * 0.5e-3));
-  CHECK_THROWS_WITH_AS(planning_link({MeasuredLink{}, MeasuredLink{}}),
+  const std::vector<LinkModel> l = planning_links(links);
+  REQUIRE(l.size() == 3);
+  for (size_t i : {size_t(0), size_t(2)}) {
+    CHECK(l[i].bits_per_s == doctest::Approx(links[i].mbit * 1e6));
+    CHECK(l[i].latency_s == doctest::Approx(links[i].rtt_ms * 0.5e-3));
+  }
+  // The dead one: planned as the slowest of the others, with the longest delay.
+  CHECK(l[1].bits_per_s == doctest::Approx(std::min(links[0].mbit, links[2].mbit) * 1e6));
+  CHECK(l[1].latency_s == doctest::Approx(std::max(links[0].rtt_ms, links[2].rtt_ms) * 0.5e-3));
+  CHECK_THROWS_WITH_AS(planning_links({MeasuredLink{}, MeasuredLink{}}),
                        doctest::Contains("no worker's link could be measured"), std::runtime_error);
   // The probes leave nothing behind: the next call is exact.
   std::mt19937 rng(13);

@@ -449,6 +449,87 @@ TEST_CASE("planner: a profile calibrated to a whole-model time keeps its layers'
   CHECK(r.full_ms(g) == doctest::Approx(p.full_ms(g)));
 }
 
+namespace {
+// Rows of every block a device computes, over the whole plan.
+std::vector<int> rows_per_device(const Plan& p) {
+  std::vector<int> rows(size_t(p.devices), 0);
+  for (const BlockPlan& b : p.blocks)
+    for (size_t d = 0; d < rows.size(); ++d)
+      for (const RowRange& z : b.zones[d]) rows[d] += z.size();
+  return rows;
+}
+}  // namespace
+
+TEST_CASE("planner: per-worker links: parsed, simulated per link, and a slow link gets less") {
+  const std::vector<LinkModel> l = parse_link_list("1gbit,0.2ms/50mbit,2ms");
+  REQUIRE(l.size() == 2);
+  CHECK(l[1].bits_per_s == doctest::Approx(50e6));
+  CHECK(l[1].latency_s == doctest::Approx(2e-3));
+  CHECK(parse_link_list(link_list_str(l)).size() == 2);
+  CHECK_THROWS_AS(parse_link_list("1gbit,0.2ms/"), std::invalid_argument);
+  Cluster c3 = homogeneous(vgg16_64(), 3, "1gbit,0.2ms", 20);
+  CHECK_THROWS_WITH_AS(c3.set_worker_links(parse_link_list("1gbit/1gbit/1gbit"), 2),
+                       doctest::Contains("one per worker (2)"), std::invalid_argument);
+  c3.set_worker_links(l, 2);
+  CHECK(c3.link.bits_per_s == doctest::Approx(50e6));  // the slowest, for single-link estimates
+  CHECK(c3.link_of(0, 2).bits_per_s == doctest::Approx(50e6));
+  CHECK(c3.link_of(1, 0).bits_per_s == doctest::Approx(1e9));
+
+  // The same plan, simulated with one link slowed: only that link's transfers take longer.
+  const Graph& g = vgg16_64();
+  // Slow devices (2 GFLOP/s, a Pi-class core): every worker pays off on this small model.
+  Cluster even = homogeneous(g, 4, "1gbit,0.2ms", 2);
+  Plan p = make_plan(g, even, Scheme::halp);
+  REQUIRE(p.link_bytes[3] > 0);
+  Cluster uneven = even;
+  uneven.set_worker_links(parse_link_list("1gbit,0.2ms/1gbit,0.2ms/50mbit,0.2ms"), 3);
+  Plan q = p;
+  simulate(g, uneven, q);
+  CHECK(q.predicted_ms > p.predicted_ms);
+  auto send_ms = [](const Plan& x, int dev) {
+    double ms = 0;
+    for (const Event& e : x.timeline)
+      if (e.what == "send" && (e.device == dev || e.peer == dev) && e.image == 0)
+        ms += e.end_ms - e.start_ms;
+    return ms;
+  };
+  CHECK(send_ms(q, 1) == doctest::Approx(send_ms(p, 1)));
+  CHECK(send_ms(q, 3) == doctest::Approx(send_ms(p, 3) * 20).epsilon(0.01));
+
+  // Planned for the uneven links: the worker on the slow link gets fewer rows than the others
+  // (or none), and the plan is faster than the even plan on those links.
+  for (Scheme s : {Scheme::dpfp, Scheme::halp}) {
+    CAPTURE(std::string(scheme_name(s)));
+    const Plan r = make_plan(g, uneven, s);
+    check_plan_structure(g, r);
+    const std::vector<int> rows = rows_per_device(r);
+    CHECK(rows[3] < rows[1]);
+    CHECK(rows[3] < rows[2]);
+    CHECK(r.predicted_ms < q.predicted_ms);
+  }
+}
+
+TEST_CASE("planner: one device 2x slower and one link at 50 Mbit/s: both get less than the others") {
+  const Graph& g = vgg16_64();
+  Cluster c = homogeneous(g, 5, "1gbit,0.2ms", 2);
+  c.devices[2] = estimate_profile(g, "half-speed", 1);
+  c.set_worker_links(parse_link_list("1gbit,0.2ms/1gbit,0.2ms/1gbit,0.2ms/50mbit,0.2ms"), 4);
+  for (Scheme s : {Scheme::dpfp, Scheme::halp}) {
+    CAPTURE(std::string(scheme_name(s)));
+    const Plan p = make_plan(g, c, s);
+    check_plan_structure(g, p);
+    const std::vector<int> rows = rows_per_device(p);
+    CAPTURE(rows[1]);
+    CAPTURE(rows[2]);
+    CAPTURE(rows[3]);
+    CAPTURE(rows[4]);
+    CHECK(rows[2] < rows[1]);
+    CHECK(rows[2] < rows[3]);
+    CHECK(rows[4] < rows[1]);
+    CHECK(rows[4] < rows[3]);
+  }
+}
+
 TEST_CASE("planner: a device that would slow the plan down is left idle and sent nothing") {
   const Graph& g = vgg16_64();
   int idle_seen = 0;

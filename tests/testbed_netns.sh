@@ -16,8 +16,11 @@
 # usage: tests/testbed_netns.sh [-b BIN] [-r RATE] [-n DEVICES] [-m MODEL] [-s SCHEME]
 #                               [-k ROUNDS] [-d DILATE] [-c] [-- extra infer flags]
 #   defaults: build/edgeband, 100mbit, 3, vgg16:112, halp, 2 rounds, no dilation
-#   -c: check that every link measured 80-105% of RATE (TCP/IP headers take ~4%); exit 1 if not
+#   -r R1,R2,...: one rate per worker (the host's port gets the fastest), a heterogeneous LAN
+#   -d F0,F1,...: one dilation per device (the host first): boards of different speeds
+#   -c: check that every link measured 70-105% of its rate; exit 1 if not
 #   e.g. tests/testbed_netns.sh -m vgg16 -d 9 -r 100mbit -- --runs 5
+#        tests/testbed_netns.sh -m vgg16:64 -n 3 -r 100mbit,50mbit -d 4,8,4 -c
 set -euo pipefail
 bin=build/edgeband rate=100mbit devices=3 model=vgg16:112 scheme=halp rounds=2 dilate=1 check=0
 while getopts "b:r:n:m:s:k:d:ch" o; do
@@ -33,6 +36,29 @@ extra=("$@")
 bin=$(realpath "$bin")
 [ -x "$bin" ] || { echo "testbed_netns: no edgeband binary at $bin" >&2; exit 1; }
 [[ $devices =~ ^[2-9]$ ]] || { echo "testbed_netns: -n must be 2..9" >&2; exit 1; }
+mbit_of() {  # RATE (tc's spelling: 100mbit, 1gbit, 500kbit) in Mbit/s
+  awk -v r="$1" 'BEGIN { v = r + 0; u = substr(r, length(v "") + 1);
+    print v * (u == "gbit" ? 1000 : u == "kbit" ? 0.001 : 1) }'
+}
+# Per-port rates (index 0: the host's, the fastest of the workers') and per-device dilations.
+IFS=, read -r -a rate_list <<<"$rate"
+IFS=, read -r -a dilate_list <<<"$dilate"
+if [ "${#rate_list[@]}" -eq $((devices - 1)) ] && [ "$devices" -gt 2 ]; then
+  fastest=${rate_list[0]}
+  for r in "${rate_list[@]}"; do
+    awk -v a="$(mbit_of "$r")" -v b="$(mbit_of "$fastest")" 'BEGIN { exit !(a > b) }' && fastest=$r
+  done
+  rate_list=("$fastest" "${rate_list[@]}")
+elif [ "${#rate_list[@]}" -eq 1 ]; then
+  for _ in $(seq 2 "$devices"); do rate_list+=("$rate"); done
+else
+  echo "testbed_netns: -r: give one rate, or one per worker ($((devices - 1)))" >&2; exit 1
+fi
+if [ "${#dilate_list[@]}" -eq 1 ]; then
+  for _ in $(seq 2 "$devices"); do dilate_list+=("$dilate"); done
+elif [ "${#dilate_list[@]}" -ne "$devices" ]; then
+  echo "testbed_netns: -d: give one factor, or one per device ($devices)" >&2; exit 1
+fi
 
 tag=ebtb$$  # namespaces and files of this run
 work=$(mktemp -d)
@@ -47,8 +73,11 @@ cleanup() {
 trap cleanup EXIT
 
 # Dilated devices take turns on this machine's CPUs (see README, Slow-device emulation).
-dev_flags=(--threads 1)
-if [ "$dilate" != 1 ]; then dev_flags+=(--dilate "$dilate" --dilate-lock "$work/turns"); fi
+dev_flags() {  # DEVICE: its flags
+  local f=(--threads 1)
+  [ "${dilate_list[$1]}" = 1 ] || f+=(--dilate "${dilate_list[$1]}" --dilate-lock "$work/turns")
+  echo "${f[@]}"
+}
 
 # The switch: a bridge in its own namespace; device i is 10.77.0.(i+1) behind port p$i.
 ip netns add "$tag-sw"
@@ -65,15 +94,16 @@ for i in $(seq 0 $((devices - 1))); do
   ip -n "$tag-sw" link set "p$i" up
   # Uplink (device -> switch) and downlink (switch -> device), each a token bucket at the rate.
   # A burst of 64 KiB takes whole GSO segments of the veth; queueing is bounded at 50 ms.
-  tc -n "$ns" qdisc add dev eth0 root tbf rate "$rate" burst 64kb latency 50ms
-  tc -n "$tag-sw" qdisc add dev "p$i" root tbf rate "$rate" burst 64kb latency 50ms
+  tc -n "$ns" qdisc add dev eth0 root tbf rate "${rate_list[$i]}" burst 64kb latency 50ms
+  tc -n "$tag-sw" qdisc add dev "p$i" root tbf rate "${rate_list[$i]}" burst 64kb latency 50ms
 done
 
 # Starts a worker and waits for its "listening" line; prints its address.
-start_worker() {  # NS_OR_EMPTY LISTEN LOG
+start_worker() {  # NS_OR_EMPTY LISTEN LOG DEVICE
   local log=$3 in_ns=()
   [ -z "$1" ] || in_ns=(ip netns exec "$1")
-  "${in_ns[@]}" "$bin" worker --listen "$2" "${key_flags[@]}" "${dev_flags[@]}" >/dev/null 2>"$log" &
+  # shellcheck disable=SC2046
+  "${in_ns[@]}" "$bin" worker --listen "$2" "${key_flags[@]}" $(dev_flags "$4") >/dev/null 2>"$log" &
   pids+=($!)
   for _ in $(seq 1 200); do
     grep -q "listening on port" "$log" 2>/dev/null && return 0
@@ -91,46 +121,72 @@ start_worker() {  # NS_OR_EMPTY LISTEN LOG
 key_flags=(--secret-file "$work/psk")
 
 # One profile for every device and both runs, so that both plan from the same costs.
-prof_flags=(--threads 1)
-[ "$dilate" = 1 ] || prof_flags+=(--dilate "$dilate")
-"$bin" profile --model "$model" "${prof_flags[@]}" -o "$work/device.json" >/dev/null
-profiles=$work/device.json
-for _ in $(seq 2 "$devices"); do profiles+=",$work/device.json"; done
+# One profile per distinct dilation, measured at it.
+profiles=""
+for i in $(seq 0 $((devices - 1))); do
+  f=${dilate_list[$i]} prof=$work/device-${dilate_list[$i]}.json
+  prof_flags=(--threads 1)
+  [ "$f" = 1 ] || prof_flags+=(--dilate "$f")
+  [ -f "$prof" ] || "$bin" profile --model "$model" "${prof_flags[@]}" -o "$prof" >/dev/null
+  profiles+="${profiles:+,}$prof"
+done
 
 kernel_workers="" loop_workers=""
 for i in $(seq 1 $((devices - 1))); do
-  start_worker "$tag-$i" "10.77.0.$((i + 1)):7070" "$work/kw$i.log"
+  start_worker "$tag-$i" "10.77.0.$((i + 1)):7070" "$work/kw$i.log" "$i"
   kernel_workers+="${kernel_workers:+,}10.77.0.$((i + 1)):7070"
-  start_worker "" "127.0.0.1:0" "$work/lw$i.log"
+  start_worker "" "127.0.0.1:0" "$work/lw$i.log" "$i"
   port=$(sed -n 's/.*listening on port \([0-9]*\).*/\1/p' "$work/lw$i.log")
   loop_workers+="${loop_workers:+,}127.0.0.1:$port"
 done
 
+# -c: the output equals the local one, and on a heterogeneous cluster a worker with a slower
+# link or a slower board than the best worker (fastest link and board at once) gets no larger
+# a share of the rows than it (the planner's tests check "smaller" on fixed profiles; here the
+# plan follows measured link rates, which differ by a few percent between equal links).
+check_shares() {  # INFER_OUTPUT
+  local shares best="" i
+  shares=($(sed -n 's/^rows per device[^:]*: //p' <<<"$1" | tr ',' '\n' | sed 's/.* \([0-9]*\)%$/\1/'))
+  grep -q "^output equals local: yes" <<<"$1" || { echo "FAIL: the output differs from local"; exit 1; }
+  [ "${#shares[@]}" -eq "$devices" ] || { echo "FAIL: no rows-per-device line"; exit 1; }
+  for i in $(seq 1 $((devices - 1))); do
+    [ "${rate_list[$i]}" = "${rate_list[0]}" ] && [ "${dilate_list[$i]}" = "${dilate_list[0]}" ] && best=$i
+  done
+  [ -n "$best" ] || return 0
+  for i in $(seq 1 $((devices - 1))); do
+    [ "${rate_list[$i]}" = "${rate_list[0]}" ] && [ "${dilate_list[$i]}" = "${dilate_list[0]}" ] && continue
+    [ "${shares[$i]}" -le "${shares[$best]}" ] ||
+      { echo "FAIL: worker $i (rate ${rate_list[$i]}, dilation ${dilate_list[$i]}) got ${shares[$i]}% of the rows, more than worker $best's ${shares[$best]}%"; exit 1; }
+    echo "  check: worker $i (rate ${rate_list[$i]}, dilation ${dilate_list[$i]}) got ${shares[$i]}% of the rows, worker $best ${shares[$best]}%"
+  done
+}
+
 echo "testbed: $devices devices, $model, scheme $scheme, kernel links tbf $rate (no delay),"
 echo "         dilation $dilate, infer flags: ${extra[*]:-none}"
+read -r -a host_flags <<<"$(dev_flags 0)"
 for r in $(seq 1 "$rounds"); do
   out=$(ip netns exec "$tag-0" "$bin" infer --model "$model" --workers "$kernel_workers" \
-    --scheme "$scheme" --link measure --devices "$profiles" "${key_flags[@]}" "${dev_flags[@]}" "${extra[@]}")
+    --scheme "$scheme" --link measure --devices "$profiles" "${key_flags[@]}" "${host_flags[@]}" "${extra[@]}")
   echo "round $r, kernel-shaped:"
-  grep -E "^(link to|planning for|model|fault)" <<<"$out" | sed 's/^/  /'
+  grep -E "^(link to|planning for|model|rows per device|fault)" <<<"$out" | sed 's/^/  /'
   if [ "$check" = 1 ]; then
-    want=$(awk -v r="$rate" 'BEGIN { v = r + 0; u = substr(r, length(v "") + 1);
-      print v * (u == "gbit" ? 1000 : u == "kbit" ? 0.001 : 1) }')
-    got=$(sed -n 's/^link to [^ ]*: \([0-9.]*\) Mbit\/s.*/\1/p' <<<"$out")
-    [ "$(wc -l <<<"$got")" -eq $((devices - 1)) ] || { echo "FAIL: not every link measured"; exit 1; }
-    for m in $got; do
+    check_shares "$out"
+    got=($(sed -n 's/^link to [^ ]*: \([0-9.]*\) Mbit\/s.*/\1/p' <<<"$out"))
+    [ "${#got[@]}" -eq $((devices - 1)) ] || { echo "FAIL: not every link measured"; exit 1; }
+    for i in $(seq 1 $((devices - 1))); do
+      m=${got[$((i - 1))]} want=$(mbit_of "${rate_list[$i]}")
       # Dilated devices pay F x the frame checksum on both ends of the probe (an emulated board
       # is slower at it too): the rate a board reaches is below the wire's, by ~10% at F = 4.
       awk -v m="$m" -v w="$want" 'BEGIN { exit !(m >= 0.7 * w && m <= 1.05 * w) }' ||
-        { echo "FAIL: measured $m Mbit/s on a $rate link"; exit 1; }
+        { echo "FAIL: measured $m Mbit/s on a ${rate_list[$i]} link"; exit 1; }
     done
-    echo "  check: every link measured within 70-105% of $want Mbit/s"
+    echo "  check: every link measured within 70-105% of its rate"
   fi
-  # Emulate the link the kernel testbed measured (TCP's goodput, half the slowest round trip),
-  # so that both runs follow the same plan.
-  link=$(sed -n 's/^planning for link \([0-9.]*mbit,[0-9.]*ms\).*/\1/p' <<<"$out")
+  # Emulate the links the kernel testbed measured (TCP's goodput, half the round trip, per
+  # worker), so that both runs follow the same plan.
+  link=$(sed -n 's/^planning for links \([^ ]*\) .*/\1/p' <<<"$out")
   out=$("$bin" infer --model "$model" --workers "$loop_workers" --scheme "$scheme" \
-    --link "$link" --devices "$profiles" "${key_flags[@]}" "${dev_flags[@]}" "${extra[@]}")
+    --link "$link" --devices "$profiles" "${key_flags[@]}" "${host_flags[@]}" "${extra[@]}")
   echo "round $r, emulated on loopback (--link $link):"
-  grep -E "^(model|fault)" <<<"$out" | sed 's/^/  /'
+  grep -E "^(model|rows per device|fault)" <<<"$out" | sed 's/^/  /'
 done

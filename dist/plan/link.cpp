@@ -39,6 +39,23 @@ LinkModel parse_link(const std::string& spec) {
   return l;
 }
 
+std::vector<LinkModel> parse_link_list(const std::string& spec) {
+  std::vector<LinkModel> out;
+  size_t at = 0;
+  for (;;) {
+    const size_t slash = spec.find('/', at);
+    out.push_back(parse_link(spec.substr(at, slash == std::string::npos ? slash : slash - at)));
+    if (slash == std::string::npos) return out;
+    at = slash + 1;
+  }
+}
+
+std::string link_list_str(const std::vector<LinkModel>& links) {
+  std::string s;
+  for (const LinkModel& l : links) s += (s.empty() ? "" : "/") + l.str();
+  return s;
+}
+
 std::string LinkModel::str() const {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%gmbit,%gms", bits_per_s / 1e6, latency_s * 1e3);

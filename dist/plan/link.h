@@ -2,6 +2,7 @@
 // "1gbit,0.2ms", "100mbit,2ms", "500kbit,10ms", "1.5gbit,50us".
 #pragma once
 #include <string>
+#include <vector>
 
 namespace eb::dist {
 
@@ -13,5 +14,10 @@ struct LinkModel {
 };
 
 LinkModel parse_link(const std::string& spec);  // throws std::invalid_argument
+// "RATE,DELAY", or one per worker separated by '/' ("1gbit,0.2ms/50mbit,2ms"); throws
+// std::invalid_argument.
+std::vector<LinkModel> parse_link_list(const std::string& spec);
+// The list's own spelling (parse_link_list reads it back).
+std::string link_list_str(const std::vector<LinkModel>& links);
 
 }  // namespace eb::dist

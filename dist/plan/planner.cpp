@@ -70,6 +70,23 @@ std::vector<int> candidate_cuts(const Graph& g) {
   return c;
 }
 
+void Cluster::set_worker_links(const std::vector<LinkModel>& l, size_t workers) {
+  links.clear();
+  if (l.size() == 1) {
+    link = l[0];
+    return;
+  }
+  if (l.empty() || l.size() != workers)
+    throw std::invalid_argument("give one link, or one per worker (" + std::to_string(workers) +
+                                ") separated by '/'");
+  link = l[0];
+  for (const LinkModel& x : l)
+    link.bits_per_s = std::min(link.bits_per_s, x.bits_per_s),
+    link.latency_s = std::max(link.latency_s, x.latency_s);
+  links.push_back(link);  // the host's own entry: never used (no transfer stays on the host)
+  links.insert(links.end(), l.begin(), l.end());
+}
+
 namespace detail {
 
 void validate(const Graph& g, const Cluster& c) {
@@ -77,8 +94,11 @@ void validate(const Graph& g, const Cluster& c) {
   for (const DeviceProfile& d : c.devices)
     if (int(d.layers.size()) != g.size())
       throw std::invalid_argument("profile '" + d.name + "' does not match model " + g.model);
-  if (!(c.link.bits_per_s > 0) || !(c.link.latency_s >= 0))
-    throw std::invalid_argument("link rate must be positive and latency non-negative");
+  if (!c.links.empty() && c.links.size() != c.devices.size())
+    throw std::invalid_argument("give one link for all devices or one per device");
+  for (size_t d = 0; d < c.devices.size(); ++d)
+    if (!(c.link_to(int(d)).bits_per_s > 0) || !(c.link_to(int(d)).latency_s >= 0))
+      throw std::invalid_argument("link rate must be positive and latency non-negative");
   if (g.spatial_end() == 0) throw std::invalid_argument("model has no spatial layers to split");
 }
 
@@ -312,6 +332,18 @@ void split_tail(const Graph& g, const Cluster& c, Plan& p, int k) {
 }
 
 namespace {
+// The devices `keep` of c (keep[0] == 0: the host), with their links.
+Cluster sub_cluster(const Cluster& c, const std::vector<size_t>& keep) {
+  Cluster sub = c;
+  sub.devices.clear();
+  sub.links.clear();
+  for (size_t d : keep) {
+    sub.devices.push_back(c.devices[d]);
+    if (!c.links.empty()) sub.links.push_back(c.links[d]);
+  }
+  return sub;
+}
+
 // The best plan of a scheme that gives every device of c rows (or the host alone).
 Plan plan_all_devices(const Graph& g, const Cluster& c, Scheme s, int batch) {
   if (s == Scheme::local || c.devices.size() == 1) return plan_with_cuts(g, c, Scheme::local, {}, 1.0, batch);
@@ -364,25 +396,37 @@ Plan make_plan(const Graph& g, const Cluster& c, Scheme s, int batch) {
   Plan best = plan_all_devices(g, c, s, batch);
   if (s == Scheme::modnn || best.devices == 1) return best;
   // More devices are not always faster: in a star the host's link carries every halo and
-  // relay. Leave the slowest secondary idle while that predicts faster.
+  // relay, and a slow board or a slow link can cost more than its rows save. Leave idle the
+  // secondary whose absence predicts fastest (each is tried: slow compute and slow links both
+  // count), while that gains.
   std::vector<size_t> keep(c.devices.size());
-  std::vector<double> full_ms(c.devices.size());
-  for (size_t d = 0; d < keep.size(); ++d) keep[d] = d, full_ms[d] = c.devices[d].full_ms(g);
+  for (size_t d = 0; d < keep.size(); ++d) keep[d] = d;
   while (keep.size() > 2) {
-    size_t slowest = 1;
-    for (size_t i = 2; i < keep.size(); ++i)
-      if (full_ms[keep[i]] >= full_ms[keep[slowest]]) slowest = i;
-    keep.erase(keep.begin() + long(slowest));
-    Cluster sub = c;
-    sub.devices.clear();
-    for (size_t d : keep) sub.devices.push_back(c.devices[d]);
-    const Plan p = plan_all_devices(g, sub, s, batch);
-    if (p.devices == 1) break;
-    Plan q = embed_plan(g, c, p, keep);
-    if (q.predicted_ms >= best.predicted_ms) break;
-    best = std::move(q);
+    Plan round_best;
+    size_t drop = 0;
+    for (size_t i = 1; i < keep.size(); ++i) {
+      std::vector<size_t> k = keep;
+      k.erase(k.begin() + long(i));
+      const Plan p = plan_all_devices(g, sub_cluster(c, k), s, batch);
+      if (p.devices == 1) continue;
+      Plan q = embed_plan(g, c, p, k);
+      if (drop == 0 || q.predicted_ms < round_best.predicted_ms) round_best = std::move(q), drop = i;
+    }
+    if (drop == 0 || round_best.predicted_ms >= best.predicted_ms) break;
+    best = std::move(round_best);
+    keep.erase(keep.begin() + long(drop));
   }
   return best;
+}
+
+std::vector<double> row_shares(const Graph& g, const Plan& p) {
+  std::vector<double> share(size_t(p.devices), 0.0);
+  for (const BlockPlan& b : p.blocks) {
+    const double h = g.shape_of(b.last - 1).h;
+    for (size_t d = 0; d < share.size() && d < b.zones.size(); ++d)
+      for (const RowRange& z : b.zones[d]) share[d] += z.size() / h / double(p.blocks.size());
+  }
+  return share;
 }
 
 Json zones_to_json(const std::vector<std::vector<RowRange>>& zones) {

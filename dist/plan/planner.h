@@ -30,6 +30,17 @@ Scheme parse_scheme(const std::string& s);  // throws std::invalid_argument
 struct Cluster {
   std::vector<DeviceProfile> devices;  // [0] is the host
   LinkModel link;
+  // Per device d >= 1: its own link to the host (a star: every transfer has the host at one end).
+  // Empty: every device has `link`. Boards on one LAN differ (a Pi on Wi-Fi beside one on
+  // Ethernet); a plan for the slowest link would starve the fast ones.
+  std::vector<LinkModel> links;
+  const LinkModel& link_to(int d) const { return links.empty() ? link : links[size_t(d)]; }
+  // The link a transfer crosses.
+  const LinkModel& link_of(int src, int dst) const { return link_to(src == 0 ? dst : src); }
+  // One link per worker (devices 1..n, in order), or one for all; `link` becomes the slowest
+  // rate with the longest delay (what a single-link estimate assumes). Throws
+  // std::invalid_argument on another count.
+  void set_worker_links(const std::vector<LinkModel>& per_worker, size_t workers);
   int bytes_per_value = 4;  // 4: fp32 on the wire, 2: fp16
   // HALP only: compute the rows others need first and send them while the interior computes.
   // Off by default: a thin piece pushed through a fused block recomputes a wide receptive field
@@ -124,6 +135,10 @@ struct Plan {
     return s.index == 0 ? -1 : s.index <= nb ? blocks[size_t(s.index - 1)].last - 1 : tail_first + tail_layer(s) - 1;
   }
 };
+
+// Each device's share of the rows the plan's blocks compute, averaged over the blocks (0 for an
+// idle device): what a heterogeneous cluster's slow boards and slow links were given.
+std::vector<double> row_shares(const Graph& g, const Plan& p);
 
 // Per-device zones as JSON: [[[begin, end], ...], ...] (CLI output and the wire format).
 Json zones_to_json(const std::vector<std::vector<RowRange>>& zones);

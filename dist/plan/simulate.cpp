@@ -154,14 +154,15 @@ struct Sim {
 
   // Schedules a transfer ready at `ready`; returns its arrival time.
   double send(const Transfer& t, double ready) {
-    const double dur = c.link.transfer_s(double(t.bytes)) * 1e3;
+    const LinkModel& link = c.link_of(t.src, t.dst);
+    const double dur = link.transfer_s(double(t.bytes)) * 1e3;
     const double start = std::max({ready, up[size_t(t.src)], down[size_t(t.dst)]});
     const double end = start + dur;
     up[size_t(t.src)] = down[size_t(t.dst)] = end;
-    const double arrive = end + c.link.latency_s * 1e3;
+    const double arrive = end + link.latency_s * 1e3;
     p.timeline.push_back({t.src, img, t.stage.index, "send", t.dst, start, end, t.bytes});
     p.timeline.push_back(
-        {t.dst, img, t.stage.index, "recv", t.src, start + c.link.latency_s * 1e3, arrive, t.bytes});
+        {t.dst, img, t.stage.index, "recv", t.src, start + link.latency_s * 1e3, arrive, t.bytes});
     return arrive;
   }
 
@@ -316,13 +317,13 @@ void simulate(const Graph& g, const Cluster& c, Plan& p) {
 
 std::vector<double> stage_costs(const Graph& g, const Cluster& c, const Plan& p) {
   std::vector<double> out;
-  const double lat = c.link.latency_s * 1e3;
   for (size_t b = 0; b <= p.blocks.size(); ++b) {
     // Transfers of this stage: the host's uplink and downlink are the bottleneck of a star.
     std::vector<double> in_ms(size_t(p.devices), 0);
     double host_up = 0, host_down = 0;
     for (const Transfer& t : transfers_for(g, c, p, int(b))) {
-      const double ms = c.link.transfer_s(double(t.bytes)) * 1e3;
+      const LinkModel& link = c.link_of(t.src, t.dst);
+      const double ms = link.transfer_s(double(t.bytes)) * 1e3, lat = link.latency_s * 1e3;
       if (t.src == 0) {
         host_up += ms;
         in_ms[size_t(t.dst)] = std::max(in_ms[size_t(t.dst)], host_down + host_up + lat);

@@ -61,11 +61,17 @@ HostRuntime::HostRuntime(std::shared_ptr<const Graph> g, uint64_t model_hash,
   }
 }
 
-Json HostRuntime::hello_params() const {
+Shaping HostRuntime::shaping_of(size_t worker) const {
+  Shaping s = opt_.shaping;
+  if (worker < opt_.worker_links.size()) s.link = opt_.worker_links[worker];
+  return s;
+}
+
+Json HostRuntime::hello_params(size_t worker) const {
   Json p = Json::object();
   p["model"] = g_->model;
   p["wire"] = opt_.fp16 ? "fp16" : "fp32";
-  p["link"] = opt_.shaping.enabled ? Json(opt_.shaping.link.str()) : Json();
+  p["link"] = opt_.shaping.enabled ? Json(shaping_of(worker).link.str()) : Json();
   if (opt_.shaping.enabled && opt_.shaping.channel) {
     Json ch = Json::object(), t = Json::array(), r = Json::array();
     for (size_t k = 0; k < opt_.shaping.channel->t_s.size(); ++k)
@@ -88,12 +94,12 @@ void HostRuntime::connect(const std::string& addr, std::vector<Joining>& joining
   auto sock = std::make_unique<TcpSocket>(
       connect_to(io_->io, addr, std::chrono::milliseconds(opt_.timeout_ms)));
   auto p = std::make_unique<Peer>(std::move(sock), inbox_, int(peers_.size()), addr);
-  p->set_shaping(opt_.shaping);
+  p->set_shaping(shaping_of(peers_.size()));
   p->set_send_timeout(std::chrono::milliseconds(opt_.timeout_ms));
   p->start_reader();
   Joining j;
   j.hs = std::make_unique<Handshake>(opt_.creds, true);
-  const Json hello = j.hs->host_hello(hello_params());
+  const Json hello = j.hs->host_hello(hello_params(peers_.size()));
   j.hello_text = hello.dump();  // Peer::send dumps the same object to the same bytes
   p->send(MsgType::hello, 0, hello);
   peers_.push_back(std::move(p));
@@ -114,7 +120,7 @@ bool HostRuntime::joining_step(Joining& j, size_t k, Message& m, const std::stri
     throw std::runtime_error("worker " + name + " refused (" + error_text(m) + ")");
   try {
     if (m.type == MsgType::challenge && !j.challenged) {
-      const Json auth = j.hs->host_auth(j.hello_text, m.text, m.json, hello_params());
+      const Json auth = j.hs->host_auth(j.hello_text, m.text, m.json, hello_params(k));
       peers_[k]->enable_encryption(j.hs->keys());
       peers_[k]->send(MsgType::auth, 0, auth);
       j.challenged = true;
@@ -541,17 +547,23 @@ std::vector<MeasuredLink> HostRuntime::measure_links(InferStats* st) {
   return out;
 }
 
-LinkModel planning_link(const std::vector<MeasuredLink>& links) {
-  LinkModel l;
+std::vector<LinkModel> planning_links(const std::vector<MeasuredLink>& links) {
+  LinkModel slowest;
   bool any = false;
   for (const MeasuredLink& m : links) {
     if (m.mbit <= 0) continue;
-    l.bits_per_s = any ? std::min(l.bits_per_s, m.mbit * 1e6) : m.mbit * 1e6;
-    l.latency_s = any ? std::max(l.latency_s, m.rtt_ms * 0.5e-3) : m.rtt_ms * 0.5e-3;
+    slowest.bits_per_s = any ? std::min(slowest.bits_per_s, m.mbit * 1e6) : m.mbit * 1e6;
+    slowest.latency_s = any ? std::max(slowest.latency_s, m.rtt_ms * 0.5e-3) : m.rtt_ms * 0.5e-3;
     any = true;
   }
   if (!any) throw std::runtime_error("no worker's link could be measured");
-  return l;
+  std::vector<LinkModel> out;
+  for (const MeasuredLink& m : links) {
+    LinkModel l = slowest;
+    if (m.mbit > 0) l.bits_per_s = m.mbit * 1e6, l.latency_s = m.rtt_ms * 0.5e-3;
+    out.push_back(l);
+  }
+  return out;
 }
 
 Json chrome_trace(const InferStats& st, int devices) {

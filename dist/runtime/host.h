@@ -17,6 +17,9 @@ struct IoContext;
 
 struct RuntimeOptions {
   Shaping shaping;  // applied on both ends of every connection
+  // Per worker (in the order given): the link its connection emulates instead of shaping.link,
+  // when shaping is on. Empty: shaping.link for all.
+  std::vector<LinkModel> worker_links;
   bool fp16 = false;
   int timeout_ms = 10000;         // a worker silent for this long while we wait on it is dropped
   int hello_timeout_ms = 120000;  // connecting and loading the model (slow boards, big models)
@@ -71,7 +74,8 @@ class HostRuntime {
  private:
   struct Joining;  // a worker's handshake in progress (host.cpp)
   class Call;      // one call of infer (host.cpp)
-  Json hello_params() const;
+  Shaping shaping_of(size_t worker) const;
+  Json hello_params(size_t worker) const;
   void connect(const std::string& addr, std::vector<Joining>& j);
   // Handles one handshake message of worker k; true when that worker is ready.
   bool joining_step(Joining& j, size_t k, Message& m, const std::string& want_hash);
@@ -90,9 +94,10 @@ class HostRuntime {
   uint64_t next_ping_ = 1;
 };
 
-// The one link the planner assumes for every worker (LinkModel has no per-worker links): the
-// slowest measured rate and half the longest round trip. Throws if no link was measured.
-LinkModel planning_link(const std::vector<MeasuredLink>& links);
+// The link the planner assumes for each worker (Cluster::set_worker_links): its measured rate and
+// half its round trip; a worker that could not be measured gets the slowest rate and the longest
+// delay of the others. Throws if no link was measured.
+std::vector<LinkModel> planning_links(const std::vector<MeasuredLink>& links);
 
 // Chrome trace-event JSON (Perfetto / chrome://tracing): one track per device.
 Json chrome_trace(const InferStats& st, int devices);

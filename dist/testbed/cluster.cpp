@@ -245,7 +245,8 @@ void start_dilation(const ClusterOptions& o, Dilation& dl) {
 // Device d's profile: the host's (measured in this process at the host's factor) scaled to d's.
 Cluster cluster_of(const ClusterOptions& o, const Graph& g, const Dilation& dl) {
   Cluster cl;
-  cl.link = o.link.empty() ? parse_link("10gbit,0.05ms") : parse_link(o.link);
+  cl.set_worker_links(parse_link_list(o.link.empty() ? "10gbit,0.05ms" : o.link),
+                      size_t(o.devices - 1));
   cl.bytes_per_value = o.fp16 ? 2 : 4;
   cl.edge_first = o.edge_first;
   const DeviceProfile prof = measure_profile(g, "device", 3);
@@ -327,7 +328,10 @@ std::vector<SchemeResult> run_cluster(const ClusterOptions& o, std::vector<Slowd
   ro.fp16 = o.fp16;
   ro.timeout_ms = o.timeout_ms;
   if (!o.secret_file.empty()) ro.creds.psk = load_psk_file(o.secret_file);
-  if (!o.link.empty()) ro.shaping.enabled = true, ro.shaping.link = cl.link;
+  if (!o.link.empty()) {
+    ro.shaping.enabled = true, ro.shaping.link = cl.link;
+    if (!cl.links.empty()) ro.worker_links.assign(cl.links.begin() + 1, cl.links.end());
+  }
   std::vector<std::string> addrs;
   for (auto& w : workers) addrs.push_back(w->addr());
   HostRuntime host(g, hash, addrs, ro);
