@@ -72,10 +72,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Dilated devices take turns on this machine's CPUs (see README, Slow-device emulation).
+# Dilated devices take turns on this machine's CPUs while their sections fill at most half a
+# core, as `cluster` does (docs/DESIGN.md, Turns); side by side otherwise.
+turns=$(printf '%s\n' "${dilate_list[@]}" | awk '{ s += 1 / $1 } END { print (s <= 0.5) }')
 dev_flags() {  # DEVICE: its flags
   local f=(--threads 1)
-  [ "${dilate_list[$1]}" = 1 ] || f+=(--dilate "${dilate_list[$1]}" --dilate-lock "$work/turns")
+  [ "${dilate_list[$1]}" = 1 ] || f+=(--dilate "${dilate_list[$1]}")
+  [ "${dilate_list[$1]}" = 1 ] || [ "$turns" = 0 ] || f+=(--dilate-lock "$work/turns")
   echo "${f[@]}"
 }
 
