@@ -33,8 +33,10 @@ struct DeviceProfile {
 };
 
 // Times every layer at two band heights, then scales the fit to the time of whole inferences
-// (see calibrate).
-DeviceProfile measure_profile(const Graph& g, const std::string& name, int reps);
+// (see calibrate). Each time is the median of `reps`, or with `least` the fastest: what an
+// emulated slow device is charged (F x the least CPU time seen, dist/testbed/dilation.h).
+DeviceProfile measure_profile(const Graph& g, const std::string& name, int reps,
+                              bool least = false);
 // Scales every layer's cost so that the whole model costs whole_ms. Layer timings are short: a
 // device whose CPU is throttled (a cgroup CPU quota, as `edgeband cluster` gives each emulated
 // device; a hot board) runs them at burst speed, and predictions from them alone were half a

@@ -245,17 +245,25 @@ void start_dilation(const ClusterOptions& o, Dilation& dl) {
   set_dilation_turns(dl.turns);
 }
 
-// Device d's profile: the host's (measured in this process at the host's factor) scaled to d's.
+// Device d's profile: this machine's, scaled to d's slowdown.
 Cluster cluster_of(const ClusterOptions& o, const Graph& g, const Dilation& dl) {
   Cluster cl;
   cl.set_worker_links(parse_link_list(o.link.empty() ? "10gbit,0.05ms" : o.link),
                       size_t(o.devices - 1));
   cl.bytes_per_value = o.fp16 ? 2 : 4;
   cl.edge_first = o.edge_first;
-  const DeviceProfile prof = measure_profile(g, "device", 3);
+  // Dilated devices: undilated, the fastest of 5, then times each device's F: what the
+  // emulation charges (F x the least CPU time seen). Measured dilated, the profile also held late
+  // wake-ups and this VM's noise times F: the same 3-device HALP plan was predicted at 335-462 ms
+  // from one invocation to the next. Without dilation: the median under the device's CPU share.
+  const double f0 = compute_dilation();
+  const bool dilated = dl.on();
+  if (dilated) set_compute_dilation(1.0);
+  const DeviceProfile prof = measure_profile(g, "device", dilated ? 5 : 3, dilated);
+  if (dilated) set_compute_dilation(f0);
   for (int d = 0; d < o.devices; ++d) {
     DeviceProfile p = prof;
-    const double k = dl.factor[size_t(d)] / dl.factor[0];
+    const double k = dl.factor[size_t(d)];
     for (LayerCost& c : p.layers) c.fixed_ms *= k, c.per_row_ms *= k;
     cl.devices.push_back(p);
   }
