@@ -27,6 +27,7 @@
 #include "core/weights_io.h"
 #include "dist/plan/planner.h"
 #include "dist/plan/stats.h"
+#include "dist/runtime/data_path.h"
 #include "dist/runtime/host.h"
 #include "dist/runtime/crypto.h"
 #include "dist/runtime/handshake.h"
@@ -432,12 +433,19 @@ int cmd_plot_speedup(const Args& a) {
   return 0;
 }
 
+// Layers and the data path (frames' encode, decode, checksum, encryption), at this process's
+// --dilate like everything it measures.
+eb::dist::DeviceProfile profile_this_machine(const eb::Graph& g, const std::string& name, int reps) {
+  eb::dist::DeviceProfile p = eb::dist::measure_profile(g, name, reps);
+  p.data_path = eb::dist::measure_data_path().scaled(eb::compute_dilation());
+  return p;
+}
+
 int cmd_profile(const Args& a) {
   common(a);
   if (!a.has("o")) throw std::invalid_argument("profile needs -o FILE");
   const eb::Graph g = eb::models::load_model(a.str("model"), a.str("weights"));
-  const auto p =
-      eb::dist::measure_profile(g, a.str("name", "device"), a.integer("reps", 5));
+  const auto p = profile_this_machine(g, a.str("name", "device"), a.integer("reps", 5));
   eb::cli::progress_done();
   eb::dist::save_profile(p, a.str("o"));
   std::printf("wrote %s: %s, %d threads, %.2f ms for the whole model\n", a.str("o").c_str(),
@@ -459,7 +467,7 @@ eb::dist::Cluster cluster_from_args(const Args& a, const eb::Graph& g) {
   c.edge_first = a.has("edge-first");
   if (!devs.empty() && devs.find_first_not_of("0123456789") == std::string::npos) {
     const int n = a.integer("devices", 3);
-    const auto p = eb::dist::measure_profile(g, "this-machine", 3);
+    const auto p = profile_this_machine(g, "this-machine", 3);
     for (int i = 0; i < n; ++i) c.devices.push_back(p);
     eb::cli::progress_done();
     std::fprintf(stderr,
@@ -895,11 +903,13 @@ int cmd_infer(const Args& a) {
     if (c.devices.size() != workers.size() + 1)
       throw std::invalid_argument("--devices needs one profile for the host and one per worker");
   } else {
-    const auto p = eb::dist::measure_profile(*g, "this-machine", 3);
+    const auto p = profile_this_machine(*g, "this-machine", 3);
     c.devices.assign(workers.size() + 1, p);
   }
   warn_if_cores_shared(workers);
-  eb::dist::HostRuntime host(g, hash, workers, infer_runtime_options(a, c));
+  const eb::dist::RuntimeOptions ro = infer_runtime_options(a, c);
+  c.encrypted = ro.creds.enabled();
+  eb::dist::HostRuntime host(g, hash, workers, ro);
   if (measure_link) measure_links(host, workers, c);
   const auto scheme = eb::dist::parse_scheme(a.str("scheme", "halp"));
   // Warm-up runs (first touch of weights and buffers on every device, connections' slow start),

@@ -42,6 +42,7 @@ struct Cluster {
   // std::invalid_argument on another count.
   void set_worker_links(const std::vector<LinkModel>& per_worker, size_t workers);
   int bytes_per_value = 4;  // 4: fp32 on the wire, 2: fp16
+  bool encrypted = false;   // frames sealed (AEAD) rather than checksummed: DataPathCost
   // HALP only: compute the rows others need first and send them while the interior computes.
   // Off by default: a thin piece pushed through a fused block recomputes a wide receptive field
   // (widened further by Winograd tile alignment), which measured slower than it saved here.

@@ -53,6 +53,15 @@ Json DeviceProfile::to_json() const {
     ls.push_back(l);
   }
   j["layers"] = ls;
+  const DataPathCost& d = data_path;
+  if (d.encode_ns > 0 || d.decode_ns > 0 || d.checksum_ns > 0 || d.aead_ns > 0) {
+    Json dp = Json::object();
+    dp["encode_ns_per_byte"] = d.encode_ns;
+    dp["decode_ns_per_byte"] = d.decode_ns;
+    dp["checksum_ns_per_byte"] = d.checksum_ns;
+    dp["aead_ns_per_byte"] = d.aead_ns;
+    j["data_path"] = dp;
+  }
   return j;
 }
 
@@ -68,6 +77,16 @@ DeviceProfile DeviceProfile::from_json(const Json& j) {
       throw std::runtime_error("layer costs must be finite and non-negative");
     if (!(c.nonzero >= 0 && c.nonzero <= 1)) throw std::runtime_error("a layer's nonzero share must be in [0, 1]");
     p.layers.push_back(c);
+  }
+  if (j.has("data_path")) {
+    const Json& dp = j.at("data_path");
+    auto cost = [&](const char* key) {
+      const double v = dp.at(key).number(key);
+      if (!(v >= 0 && v <= 1e6)) throw std::runtime_error(std::string(key) + " must be in [0, 1e6]");
+      return v;
+    };
+    p.data_path = {cost("encode_ns_per_byte"), cost("decode_ns_per_byte"),
+                   cost("checksum_ns_per_byte"), cost("aead_ns_per_byte")};
   }
   return p;
 }

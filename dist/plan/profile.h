@@ -19,11 +19,23 @@ struct LayerCost {
   double nonzero = 1;
 };
 
+// CPU time per byte of a frame spent outside the layers (measured by the runtime:
+// dist/runtime/data_path.h). Encode (zero elision, fp16) and decode (into the feature map) run on
+// a device's compute thread; the checksum or the encryption on the connection's own thread, in
+// line with its wire, once at each end. All 0: not measured (an older profile), not charged.
+struct DataPathCost {
+  double encode_ns = 0, decode_ns = 0;
+  double checksum_ns = 0;  // an unencrypted link
+  double aead_ns = 0;      // an encrypted one (ChaCha20-Poly1305)
+  DataPathCost scaled(double k) const { return {encode_ns * k, decode_ns * k, checksum_ns * k, aead_ns * k}; }
+};
+
 struct DeviceProfile {
   std::string name;
   std::string model;
   int threads = 1;
   std::vector<LayerCost> layers;  // one per graph node
+  DataPathCost data_path;
   double layer_ms(int node, int rows) const;  // `rows` computed rows
   // Rows `rows` of node `node`, widened to the rows its kernel computes.
   double band_ms(const Graph& g, int node, RowRange rows) const;

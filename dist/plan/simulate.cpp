@@ -139,6 +139,18 @@ std::vector<Transfer> tail_transfers(const Graph& g, const Cluster& c, const Pla
   return out;
 }
 
+// A frame's CPU outside the layers (DataPathCost), in ms, at each end.
+struct FrameCpu {
+  double encode, seal, open, decode;
+  double total() const { return encode + seal + open + decode; }
+};
+FrameCpu frame_cpu(const Cluster& c, const Transfer& t) {
+  const DataPathCost &from = c.devices[size_t(t.src)].data_path, &to = c.devices[size_t(t.dst)].data_path;
+  const double mb = double(t.bytes) * 1e-6;  // ns per byte x MB = ms
+  return {mb * from.encode_ns, mb * (c.encrypted ? from.aead_ns : from.checksum_ns),
+          mb * (c.encrypted ? to.aead_ns : to.checksum_ns), mb * to.decode_ns};
+}
+
 // The timeline of a plan: every device's compute and both ends of every transfer, image after
 // image, each on the first free slot of the device's CPU, uplink and downlink.
 struct Sim {
@@ -152,14 +164,17 @@ struct Sim {
   // Per row of the current block's input: when it reached the host (rows the host relays).
   std::vector<double> relay_ready = {};
 
-  // Schedules a transfer ready at `ready`; returns its arrival time.
+  // Schedules a transfer ready at `ready`; returns when the receiver has decoded it. The data
+  // path (DataPathCost) runs in line with the frame: encode, then the checksum or encryption as
+  // the wire starts (the connection's thread), the same on receipt, then decode.
   double send(const Transfer& t, double ready) {
     const LinkModel& link = c.link_of(t.src, t.dst);
-    const double dur = link.transfer_s(double(t.bytes)) * 1e3;
-    const double start = std::max({ready, up[size_t(t.src)], down[size_t(t.dst)]});
+    const FrameCpu f = frame_cpu(c, t);
+    const double dur = link.transfer_s(double(t.bytes)) * 1e3 + f.seal;
+    const double start = std::max({ready + f.encode, up[size_t(t.src)], down[size_t(t.dst)]});
     const double end = start + dur;
     up[size_t(t.src)] = down[size_t(t.dst)] = end;
-    const double arrive = end + link.latency_s * 1e3;
+    const double arrive = end + link.latency_s * 1e3 + f.open + f.decode;
     p.timeline.push_back({t.src, img, t.stage.index, "send", t.dst, start, end, t.bytes});
     p.timeline.push_back(
         {t.dst, img, t.stage.index, "recv", t.src, start + link.latency_s * 1e3, arrive, t.bytes});
@@ -323,7 +338,8 @@ std::vector<double> stage_costs(const Graph& g, const Cluster& c, const Plan& p)
     double host_up = 0, host_down = 0;
     for (const Transfer& t : transfers_for(g, c, p, int(b))) {
       const LinkModel& link = c.link_of(t.src, t.dst);
-      const double ms = link.transfer_s(double(t.bytes)) * 1e3, lat = link.latency_s * 1e3;
+      const double ms = link.transfer_s(double(t.bytes)) * 1e3 + frame_cpu(c, t).total();
+      const double lat = link.latency_s * 1e3;
       if (t.src == 0) {
         host_up += ms;
         in_ms[size_t(t.dst)] = std::max(in_ms[size_t(t.dst)], host_down + host_up + lat);

@@ -19,6 +19,7 @@
 #include "models/classify.h"
 #include "dist/testbed/boards.h"
 #include "dist/testbed/dilation.h"
+#include "dist/runtime/data_path.h"
 #include "dist/runtime/host.h"
 #include "models/zoo.h"
 
@@ -259,12 +260,15 @@ Cluster cluster_of(const ClusterOptions& o, const Graph& g, const Dilation& dl) 
   const double f0 = compute_dilation();
   const bool dilated = dl.on();
   if (dilated) set_compute_dilation(1.0);
-  const DeviceProfile prof = measure_profile(g, "device", dilated ? 5 : 3, dilated);
+  DeviceProfile prof = measure_profile(g, "device", dilated ? 5 : 3, dilated);
+  prof.data_path = measure_data_path();
   if (dilated) set_compute_dilation(f0);
+  cl.encrypted = !o.secret_file.empty();
   for (int d = 0; d < o.devices; ++d) {
     DeviceProfile p = prof;
     const double k = dl.factor[size_t(d)];
     for (LayerCost& c : p.layers) c.fixed_ms *= k, c.per_row_ms *= k;
+    p.data_path = prof.data_path.scaled(k);
     cl.devices.push_back(p);
   }
   return cl;
