@@ -21,6 +21,7 @@
 #include "models/classify.h"
 #include "core/weights_io.h"
 #include "dist/testbed/cluster.h"
+#include "dist/runtime/data_path.h"
 #include "dist/runtime/executor.h"
 #include "dist/runtime/host.h"
 #include "dist/plan/local_executor.h"
@@ -947,6 +948,17 @@ TEST_CASE("dist faults: ping times live workers and drops a dead one and a stopp
       g->forward(im)));
   CHECK(host.ping(&st2)[0] > 0);
   CHECK(st2.faults == 0);
+}
+
+TEST_CASE("dist: measure_data_path times the runtime's own frame code, per wire byte") {
+  const DataPathCost c = measure_data_path();
+  for (double v : {c.encode_ns, c.decode_ns, c.checksum_ns, c.aead_ns}) {
+    CHECK(v > 0);
+    CHECK(v < 1000);  // 1 us per byte would be a broken measurement, not a slow machine
+  }
+  const DataPathCost k = c.scaled(3);
+  CHECK(k.decode_ns == doctest::Approx(3 * c.decode_ns));
+  CHECK(k.aead_ns == doctest::Approx(3 * c.aead_ns));
 }
 
 TEST_CASE("dist: measure_links finds each worker's emulated link, and drops the dead") {

@@ -530,6 +530,48 @@ TEST_CASE("planner: one device 2x slower and one link at 50 Mbit/s: both get les
   }
 }
 
+TEST_CASE("planner: a frame's data path (encode, checksum or encryption, decode) is charged in line") {
+  const Graph& g = vgg16_64();
+  const Cluster c = homogeneous(g, 3, "1gbit,0.2ms", 2);
+  const Plan p = make_plan(g, c, Scheme::halp);
+  REQUIRE(p.bytes > 0);
+  for (bool encrypted : {false, true}) {
+    CAPTURE(encrypted);
+    Cluster costly = c;
+    costly.encrypted = encrypted;
+    for (DeviceProfile& d : costly.devices) d.data_path = {1.0, 2.0, 0.5, 3.0};
+    Plan q = p;
+    simulate(g, costly, q);
+    CHECK(q.predicted_ms > p.predicted_ms);
+    // Every send holds the wire for the sender's checksum or encryption too.
+    REQUIRE(q.timeline.size() == p.timeline.size());
+    int sends = 0;
+    for (size_t i = 0; i < q.timeline.size(); ++i) {
+      const Event &a = p.timeline[i], &b = q.timeline[i];
+      if (a.what != "send") continue;
+      ++sends;
+      const double seal_ms = double(a.bytes) * 1e-6 * (encrypted ? 3.0 : 0.5);
+      CHECK((b.end_ms - b.start_ms) - (a.end_ms - a.start_ms) == doctest::Approx(seal_ms).epsilon(1e-6));
+    }
+    CHECK(sends > 0);
+  }
+  // Saved and read back; an older profile without it reads as zero (not charged).
+  DeviceProfile d = c.devices[0];
+  d.data_path = {1.5, 2.5, 0.25, 3.5};
+  const DeviceProfile back = DeviceProfile::from_json(d.to_json());
+  CHECK(back.data_path.encode_ns == 1.5);
+  CHECK(back.data_path.decode_ns == 2.5);
+  CHECK(back.data_path.checksum_ns == 0.25);
+  CHECK(back.data_path.aead_ns == 3.5);
+  CHECK(DeviceProfile::from_json(c.devices[0].to_json()).data_path.decode_ns == 0);
+  Json bad = d.to_json();
+  Json dp = bad.at("data_path");
+  dp["aead_ns_per_byte"] = -1.0;
+  bad["data_path"] = dp;
+  CHECK_THROWS_WITH_AS(DeviceProfile::from_json(bad), doctest::Contains("aead_ns_per_byte"),
+                       std::runtime_error);
+}
+
 TEST_CASE("planner: a device that would slow the plan down is left idle and sent nothing") {
   const Graph& g = vgg16_64();
   int idle_seen = 0;
