@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 secs=${1:-20}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(import weights frame handshake image json trace profile labels)
+[ ${#targets[@]} -gt 0 ] || targets=(import weights frame handshake image json trace profile labels hello)
 build=build-fuzz
 cmake -S . -B $build -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DEDGEBAND_FUZZ=ON -DEDGEBAND_SANITIZE=address,undefined -DEDGEBAND_STATIC=OFF -DEDGEBAND_TESTS=OFF \

@@ -6,7 +6,8 @@
 #include <cstdint>
 
 #define EB_FUZZ_TARGETS(X) \
-  X(import) X(weights) X(frame) X(handshake) X(image) X(json) X(trace) X(profile) X(labels)
+  X(import) X(weights) X(frame) X(handshake) X(image) X(json) X(trace) X(profile) X(labels) \
+  X(hello)
 
 #define EB_FUZZ_DECLARE(name) int eb_fuzz_##name(const uint8_t* data, size_t size);
 EB_FUZZ_TARGETS(EB_FUZZ_DECLARE)
