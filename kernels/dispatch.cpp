@@ -7,6 +7,10 @@
 
 #include "kernels/microkernels.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 namespace eb::kernels {
 
 #if !EB_HAVE_AVX2
@@ -36,15 +40,22 @@ Isa parse_isa(const char* name) {
                               "' (expected scalar, avx2, avx512 or neon)");
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+// F16C from CPUID leaf 1 (ECX bit 29): clang's __builtin_cpu_supports does not know "f16c".
+static bool cpu_has_f16c() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0;
+}
+#endif
+
 static bool cpu_runs(Isa isa) {
   switch (isa) {
     case Isa::scalar: return true;
 #if defined(__x86_64__) || defined(__i386__)
     case Isa::avx2:  // and F16C (the fp16 wire), which every AVX2 CPU has
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-             __builtin_cpu_supports("f16c");
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
     case Isa::avx512:
-      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("f16c");
+      return __builtin_cpu_supports("avx512f") && cpu_has_f16c();
 #else
     case Isa::avx2:
     case Isa::avx512: return false;
