@@ -25,6 +25,7 @@
 #include "core/image.h"
 #include "core/progress.h"
 #include "core/weights_io.h"
+#include "dist/plan/memory.h"
 #include "dist/plan/planner.h"
 #include "dist/plan/stats.h"
 #include "dist/runtime/data_path.h"
@@ -167,7 +168,7 @@ void explain_fallback(const eb::Graph& g, const eb::dist::Cluster& c, const eb::
 
 int cmd_run(const Args& a) {
   common(a);
-  eb::Graph g = eb::models::load_model(a.str("model"), a.str("weights"));
+  eb::Graph g = eb::models::load_model(a.str("model"), a.str("weights"), nullptr, eb::models::Hold::lean);
   eb::Tensor in;
   if (a.has("input-tensor") == a.has("image"))
     throw std::invalid_argument("give one of --image FILE or --input-tensor FILE");
@@ -195,7 +196,7 @@ int cmd_run(const Args& a) {
 
 int cmd_bench(const Args& a) {
   common(a);
-  const eb::Graph g = eb::models::load_model(a.str("model"), a.str("weights"));
+  const eb::Graph g = eb::models::load_model(a.str("model"), a.str("weights"), nullptr, eb::models::Hold::lean);
   const int runs = a.integer("runs", 10);
   // Eight warm-up runs, as ncnn's benchncnn does: the first runs after another large process
   // exits are slower on this VM for a second or so (the kernel is still reclaiming its memory).
@@ -444,7 +445,7 @@ eb::dist::DeviceProfile profile_this_machine(const eb::Graph& g, const std::stri
 int cmd_profile(const Args& a) {
   common(a);
   if (!a.has("o")) throw std::invalid_argument("profile needs -o FILE");
-  const eb::Graph g = eb::models::load_model(a.str("model"), a.str("weights"));
+  const eb::Graph g = eb::models::load_model(a.str("model"), a.str("weights"), nullptr, eb::models::Hold::lean);
   const auto p = profile_this_machine(g, a.str("name", "device"), a.integer("reps", 5));
   eb::cli::progress_done();
   eb::dist::save_profile(p, a.str("o"));
@@ -496,12 +497,21 @@ void write_json_file(const std::string& path, const eb::Json& j, const char* wha
   std::fprintf(stderr, "wrote %s (%s)\n", path.c_str(), what);
 }
 
+// Weights it holds + activations + the process's base, per device (dist/plan/memory.h).
+void print_predicted_memory(const eb::Graph& g, const eb::dist::Plan& p, const char* indent) {
+  std::printf("%speak memory (predicted):", indent);
+  const auto mem = eb::dist::predict_memory(g, p);
+  for (size_t d = 0; d < mem.size(); ++d)
+    std::printf("  dev%zu %.1f MB (weights %.1f)", d, mem[d].total_mb, mem[d].weights_mb);
+  std::printf("\n");
+}
+
 int cmd_plan(const Args& a) {
   if (a.has("trace") && (!a.has("scheme") || a.str("scheme") == "all" ||
                          a.str("scheme").find(',') != std::string::npos))
     throw std::invalid_argument("--trace needs one --scheme");
   common(a);
-  const eb::Graph g = eb::models::load_model(a.str("model"), a.str("weights"));
+  const eb::Graph g = eb::models::load_model(a.str("model"), a.str("weights"), nullptr, eb::models::Hold::lean);
   const eb::dist::Cluster c = cluster_from_args(a, g);
   const int batch = a.integer("batch", 1);
   std::vector<eb::dist::Scheme> schemes;
@@ -571,6 +581,7 @@ int cmd_plan(const Args& a) {
     }
     for (size_t d = 1; d < p.link_bytes.size(); ++d)
       std::printf("  link host<->dev%zu: %.1f KB\n", d, double(p.link_bytes[d]) / 1024.0);
+    print_predicted_memory(g, p, "  ");
   }
   std::printf("\n%-8s %12s %10s %12s\n", "scheme", "predicted_ms", "speedup", "KB/image");
   for (const auto& p : plans)
@@ -874,6 +885,17 @@ void print_row_shares(const eb::Graph& g, const eb::dist::Plan& plan,
   std::printf("\n");
 }
 
+// Measured peak resident memory per device: the host's own (this process, which also ran the
+// local comparison) and what each worker last reported (its process's high-water mark).
+void print_peak_rss(std::vector<long> kb, int devices) {
+  kb.resize(size_t(std::max(devices, 1)), 0);
+  kb[0] = eb::peak_rss_kb();
+  std::printf("peak RSS (measured):");
+  for (size_t d = 0; d < kb.size(); ++d)
+    kb[d] ? std::printf(" dev%zu %.1f MB", d, double(kb[d]) / 1024.0) : std::printf(" dev%zu -", d);
+  std::printf("\n");
+}
+
 int cmd_infer(const Args& a) {
   if (a.has("deadline") || a.has("candidates")) return infer_deadline(a);
   common(a);
@@ -885,7 +907,7 @@ int cmd_infer(const Args& a) {
   infer_link_and_wire(a, c, workers.size());  // before any work: --link's count
   uint64_t hash = 0;
   auto g =
-      std::make_shared<eb::Graph>(eb::models::load_model(a.str("model"), a.str("weights"), &hash));
+      std::make_shared<eb::Graph>(eb::models::load_model(a.str("model"), a.str("weights"), &hash, eb::models::Hold::lean));
   warn_if_synthetic(a, *g);
   const int batch = a.integer("batch", 1);
   eb::Tensor img;
@@ -933,6 +955,8 @@ int cmd_infer(const Args& a) {
   for (const auto& f : pr.fault_messages)
     std::printf("fault: %s (worker dropped; what it owed was recomputed on the host)\n", f.c_str());
   explain_fallback(*g, c, plan);
+  print_predicted_memory(*g, plan, "");  // unindented: indented lines are the top-K
+  print_peak_rss(st.peak_rss_kb, plan.devices);
   // The answer against this machine's own: bit for bit on an fp32 wire, top-1 on fp16.
   const eb::Tensor local = g->forward(img), &got = pr.warmup_out[0];
   const bool same_bits = got.size() == local.size() &&
@@ -1042,6 +1066,13 @@ void print_cluster_text(const eb::dist::ClusterOptions& o, const std::vector<eb:
     std::printf("%-7s %8d %12.2f %10.2f %8.2fx %13.2f %12llu %7s\n",
                 eb::dist::scheme_name(r.scheme), r.devices, r.latency_ms, r.local_ms, r.speedup,
                 r.predicted_ms, static_cast<unsigned long long>(r.bytes), r.equal ? "yes" : "NO");
+  for (const auto& r : results) {
+    std::printf("peak RSS %-6s", eb::dist::scheme_name(r.scheme));
+    for (size_t d = 0; d < r.peak_rss_kb.size(); ++d)
+      r.peak_rss_kb[d] ? std::printf(" dev%zu %.1f MB", d, double(r.peak_rss_kb[d]) / 1024.0)
+                       : std::printf(" dev%zu -", d);
+    std::printf("\n");
+  }
   if (slowdown.empty() || slowdown[0].factor <= 1) return;
   std::printf("host CPU outside layers, per run (planning: once), x %.3g on the board:\n", slowdown[0].factor);
   for (const auto& r : results) {

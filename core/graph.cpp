@@ -75,11 +75,30 @@ void Graph::finalize(bool pack_weights) {
     }
   }
   finalized_ = true;
+  for (Node& n : nodes_) n.layer->choose_kernels();
   if (pack_weights) prepare();
 }
 
 void Graph::prepare() {
-  for (Node& n : nodes_) n.layer->prepare();
+  for (Node& n : nodes_) keep_sources ? n.layer->prepare() : n.layer->pack_and_release();
+}
+
+void Graph::load(int i, RowRange channels) const {
+  std::lock_guard<std::mutex> lk(*load_mu_);
+  Node& n = const_cast<Node&>(node(i));  // the layer's weights, not the graph's structure
+  if (n.layer->ready(channels)) return;
+  if (!fill_)
+    throw std::logic_error("node '" + n.name + "' is not loaded and the graph has no weight source");
+  const RowRange want = n.layer->load_range(channels);
+  n.layer->reopen();
+  fill_(n, want);
+  n.layer->pack_and_release(want);
+}
+
+size_t Graph::weight_bytes() const {
+  size_t b = 0;
+  for (const Node& n : nodes_) b += n.layer->weight_bytes();
+  return b;
 }
 
 double Graph::flops() const {

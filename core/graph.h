@@ -4,6 +4,8 @@
 // backwards from the rows wanted at the end of a block.
 #pragma once
 #include <array>
+#include <functional>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <vector>
@@ -40,6 +42,24 @@ class Graph {
   // Repacks every layer's weights for the active kernel table.
   void prepare();
 
+  // --- weight memory (issue 27) ----------------------------------------------------------
+  // False: prepare() packs each layer and frees its untransformed weights, one layer after
+  // another, so the model is held once (params() then throw; set before finalize()). What run,
+  // bench, hosts and workers use; converters and tests keep the sources.
+  bool keep_sources = true;
+  // A lazy graph: finalize(false) chooses kernels only and load() fills (through `fill`, which
+  // writes a node's params(), or for a slice of output channels of a fully connected layer
+  // only those rows: FullyConnected::source_rows), packs and frees each node's weights when a
+  // plan needs them.
+  using WeightFill = std::function<void(Node&, RowRange channels)>;
+  void set_weight_fill(WeightFill fill) { fill_ = std::move(fill); }
+  bool lazy() const { return bool(fill_); }
+  // Makes node i ready for forward() (channels empty) or for forward_channels() over
+  // `channels`. Thread-safe (a worker's sessions share one graph); nothing to do when ready.
+  void load(int i, RowRange channels = {}) const;
+  // Bytes of weights the layers hold now.
+  size_t weight_bytes() const;
+
   int size() const { return int(nodes_.size()); }
   const Node& node(int i) const { return nodes_.at(size_t(i)); }
   Node& node(int i) { return nodes_.at(size_t(i)); }
@@ -66,6 +86,8 @@ class Graph {
  private:
   std::vector<Node> nodes_;
   bool finalized_ = false;
+  WeightFill fill_;
+  std::unique_ptr<std::mutex> load_mu_ = std::make_unique<std::mutex>();
 };
 
 }  // namespace eb

@@ -51,6 +51,40 @@ class Layer {
   virtual Json attrs() const { return Json::object(); }
   // Repack weights for the active kernels (after loading or an ISA change).
   virtual void prepare() {}
+  // --- weight memory (issue 27) ---------------------------------------------------------
+  // Chooses the kernels without packing: the rows a band needs depend on them (Winograd tiles).
+  virtual void choose_kernels() {}
+  // Packs like prepare(), then frees the untransformed weights, so a device holds each weight
+  // once; prepare() and params() throw afterwards. `channels` (non-empty): only the output
+  // channels forward_channels() will be asked for (a device's slice of a split FC layer).
+  virtual void pack_and_release(RowRange channels = {}) {
+    (void)channels;
+    prepare();
+  }
+  // Whether forward() (channels empty) or forward_channels() over `channels` can run now: a
+  // lazily loaded layer cannot until it is packed.
+  virtual bool ready(RowRange channels = {}) const {
+    (void)channels;
+    return true;
+  }
+  // The output channels to fill and pack so that `channels` become ready: a layer that holds a
+  // slice widens it to whole panels and to what it holds already (empty: the whole layer).
+  virtual RowRange load_range(RowRange channels) const { return channels; }
+  // Lets params() be filled again after pack_and_release (a lazy graph loading more of a layer).
+  virtual void reopen() {}
+  // Bytes the packed weights for `channels` (empty: all) take, computed from the shapes: what
+  // a device will hold for this layer once loaded (the planner's memory model).
+  virtual size_t packed_bytes(RowRange channels = {}) const {
+    (void)channels;
+    return 0;
+  }
+  // Bytes the untransformed weights for `channels` take while they are packed.
+  virtual size_t source_bytes(RowRange channels = {}) const {
+    (void)channels;
+    return 0;
+  }
+  // Bytes of weights held now, untransformed and packed (the memory model, tests).
+  virtual size_t weight_bytes() const { return 0; }
   // Absorb a following activation into the epilogue; false if this layer cannot.
   virtual bool fuse_activation(Activation) { return false; }
   // Absorb a following y = gamma * (x - mean) / sqrt(var + eps) + beta; false if it cannot.
@@ -76,6 +110,13 @@ class Layer {
 void fold_batchnorm_rows(std::vector<float>& w, std::vector<float>& b, const std::vector<float>& gamma,
                          const std::vector<float>& beta, const std::vector<float>& mean,
                          const std::vector<float>& var, float eps);
+
+// A BatchNorm folded before the weights it scales were loaded (a lazily loaded graph): applied
+// when they are.
+struct PendingFold {
+  std::vector<float> gamma, beta, mean, var;
+  float eps;
+};
 
 // Builds a layer from its type name and attributes (weights format, converters).
 std::unique_ptr<Layer> make_layer(const std::string& type, const Json& attrs);

@@ -6,7 +6,14 @@
 #include <new>
 #include <stdexcept>
 
+#include <sys/resource.h>
+
 namespace eb {
+
+long peak_rss_kb() {
+  struct rusage ru {};
+  return getrusage(RUSAGE_SELF, &ru) == 0 ? long(ru.ru_maxrss) : 0;
+}
 
 RowRange RowRange::clip(int h) const {
   RowRange r{std::max(begin, 0), std::min(end, h)};

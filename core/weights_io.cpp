@@ -113,7 +113,7 @@ uint64_t save_weights(Graph& g, const std::string& path) {
   return sum;
 }
 
-Graph load_weights(const std::string& path, uint64_t* checksum) {
+Graph load_weights(const std::string& path, uint64_t* checksum, bool keep_sources) {
   auto fail = [&](const std::string& why) -> WeightsError {
     return WeightsError("weights file '" + path + "': " + why);
   };
@@ -192,6 +192,8 @@ Graph load_weights(const std::string& path, uint64_t* checksum) {
       }
       g.add(name, std::move(layer), ins);
     }
+    std::vector<char>().swap(buf);  // the file's bytes are in the layers now
+    g.keep_sources = keep_sources;
     g.finalize();
   } catch (const WeightsError&) {
     throw;

@@ -28,6 +28,7 @@ uint64_t hash64(const void* data, size_t n, uint64_t seed = 0);
 // identity on the network. Writes to a temporary file and renames, so no partial file remains.
 uint64_t save_weights(Graph& g, const std::string& path);
 // Loads, verifies and finalizes a graph. checksum (optional) receives the model identity.
-Graph load_weights(const std::string& path, uint64_t* checksum = nullptr);
+// keep_sources false: each layer's untransformed weights are freed once packed (Graph::keep_sources).
+Graph load_weights(const std::string& path, uint64_t* checksum = nullptr, bool keep_sources = true);
 
 }  // namespace eb

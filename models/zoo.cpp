@@ -1,11 +1,14 @@
 #include "models/zoo.h"
 
+#include "core/layers/fully_connected.h"
+
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
 
 #include "core/layers/conv2d.h"
 #include "core/layers/elementwise.h"
+#include "core/layers/fully_connected.h"
 
 namespace eb::models {
 
@@ -86,33 +89,69 @@ uint64_t name_seed(const std::string& s, uint64_t seed) {
 }
 }  // namespace
 
-void fill_synthetic(Graph& g, uint64_t seed) {
-  for (int i = 0; i < g.size(); ++i) {
-    Node& n = g.node(i);
-    for (Param& p : n.layer->params()) {
-      Rng rng{name_seed(n.name + "." + p.name, seed)};
-      std::vector<float>& d = *p.data;
-      if (auto* bn = dynamic_cast<BatchNorm*>(n.layer.get())) {
-        (void)bn;
-        const bool is_var = p.name == "var", is_gamma = p.name == "gamma";
-        for (float& v : d)
-          v = (is_var || is_gamma) ? rng.uniform(0.5f, 1.5f) : rng.uniform(-0.1f, 0.1f);
-      } else if (p.name == "weight") {
-        long fan_in = 1;
-        for (size_t k = 1; k < p.dims.size(); ++k) fan_in *= p.dims[k];
-        const float a = std::sqrt(6.0f / float(fan_in));  // He-uniform keeps ReLU nets in range
-        for (float& v : d) v = rng.uniform(-a, a);
-      } else {
-        for (float& v : d) v = rng.uniform(-0.05f, 0.05f);
-      }
+namespace {
+void fill_node(Node& n, uint64_t seed) {
+  for (Param& p : n.layer->params()) {
+    Rng rng{name_seed(n.name + "." + p.name, seed)};
+    std::vector<float>& d = *p.data;
+    if (auto* bn = dynamic_cast<BatchNorm*>(n.layer.get())) {
+      (void)bn;
+      const bool is_var = p.name == "var", is_gamma = p.name == "gamma";
+      for (float& v : d)
+        v = (is_var || is_gamma) ? rng.uniform(0.5f, 1.5f) : rng.uniform(-0.1f, 0.1f);
+    } else if (p.name == "weight") {
+      long fan_in = 1;
+      for (size_t k = 1; k < p.dims.size(); ++k) fan_in *= p.dims[k];
+      const float a = std::sqrt(6.0f / float(fan_in));  // He-uniform keeps ReLU nets in range
+      for (float& v : d) v = rng.uniform(-a, a);
+    } else {
+      for (float& v : d) v = rng.uniform(-0.05f, 0.05f);
     }
   }
 }
 
-Graph build_synthetic(const std::string& name, uint64_t seed) {
+// Rows [r.begin, r.end) of an FC layer's weights: the generator is a counter (splitmix64), so
+// it starts at the slice's first value and the values equal those of a whole fill.
+void fill_fc_rows(Node& n, FullyConnected& fc, RowRange r, uint64_t seed) {
+  for (Param& p : fc.params_without_weight()) {
+    Rng rng{name_seed(n.name + "." + p.name, seed)};
+    for (float& v : *p.data) v = rng.uniform(-0.05f, 0.05f);
+  }
+  Rng rng{name_seed(n.name + ".weight", seed)};
+  rng.s += uint64_t(r.begin) * uint64_t(fc.inputs()) * 0x9E3779B97F4A7C15ull;
+  const float a = std::sqrt(6.0f / float(fc.inputs()));
+  float* w = fc.source_rows(r);
+  for (size_t i = 0; i < size_t(r.size()) * size_t(fc.inputs()); ++i) w[i] = rng.uniform(-a, a);
+}
+
+void fill_lazy(Node& n, RowRange channels, uint64_t seed) {
+  auto* fc = dynamic_cast<FullyConnected*>(n.layer.get());
+  if (fc && !channels.empty()) return fill_fc_rows(n, *fc, channels, seed);
+  fill_node(n, seed);
+}
+
+bool has_big_weights(const Layer& l) { return l.type() == "conv2d" || l.type() == "fully_connected"; }
+}  // namespace
+
+void fill_synthetic(Graph& g, uint64_t seed) {
+  for (int i = 0; i < g.size(); ++i) fill_node(g.node(i), seed);
+}
+
+// Lazy: BatchNorm statistics now (finalize folds them, as pending folds, into convolutions that
+// have no weights yet); every convolution and FC layer when Graph::load() asks. Each node's
+// values come from its own seed, so a node filled late equals the one filled first.
+Graph build_synthetic(const std::string& name, uint64_t seed, Hold hold) {
   Graph g = build_unfused(parse_model_name(name));
-  fill_synthetic(g, seed);
-  g.finalize();
+  g.keep_sources = hold == Hold::full;
+  if (hold != Hold::lazy) {
+    fill_synthetic(g, seed);
+    g.finalize();
+    return g;
+  }
+  for (int i = 0; i < g.size(); ++i)
+    if (!has_big_weights(*g.node(i).layer)) fill_node(g.node(i), seed);
+  g.finalize(false);
+  g.set_weight_fill([seed](Node& n, RowRange channels) { fill_lazy(n, channels, seed); });
   return g;
 }
 
@@ -122,15 +161,15 @@ Graph build_synthetic(const std::string& name, uint64_t seed) {
 
 namespace eb::models {
 
-Graph load_model(const std::string& name, const std::string& weights_path, uint64_t* hash) {
+Graph load_model(const std::string& name, const std::string& weights_path, uint64_t* hash, Hold hold) {
   if (weights_path.empty()) {
     if (name.empty()) throw std::invalid_argument("give --model or --weights");
     const ModelSpec spec = parse_model_name(name);
-    Graph g = build_synthetic(name);
+    Graph g = build_synthetic(name, 2022, hold);
     if (hash) *hash = name_seed("synthetic:" + spec.canonical(), 2022);
     return g;
   }
-  Graph g = load_weights(weights_path, hash);
+  Graph g = load_weights(weights_path, hash, hold == Hold::full);
   if (!name.empty() && name != g.model) {
     // Accept the short forms of the same model ("mobilenet_v1" == "mobilenet_v1:1:224").
     std::string want;

@@ -19,8 +19,13 @@ ModelSpec parse_model_name(const std::string& name);  // throws on unknown names
 Graph build_unfused(const ModelSpec& spec);
 // Deterministic synthetic weights (He-uniform convs, plausible BN statistics) from a seed.
 void fill_synthetic(Graph& g, uint64_t seed = 2022);
+// How a process holds a model's weights (issue 27): `full` keeps the untransformed weights
+// beside the packed ones (converters, tests); `lean` packs layer after layer and frees each
+// source, so each weight is held once (run, bench, hosts); `lazy` loads nothing until
+// Graph::load() asks for a node, or the slice of an FC layer, a plan gives this device (workers).
+enum class Hold { full, lean, lazy };
 // build_unfused + fill_synthetic + finalize.
-Graph build_synthetic(const std::string& name, uint64_t seed = 2022);
+Graph build_synthetic(const std::string& name, uint64_t seed = 2022, Hold hold = Hold::full);
 
 // TF "SAME" padding for one dimension: {before, after}.
 struct Pad {
@@ -34,5 +39,7 @@ namespace eb::models {
 // The model to run: from a weights file when one is given (its model must match `name` when a
 // name is given), else the built-in definition with synthetic weights. `hash` receives the
 // model identity (weights checksum; for synthetic models a hash of name and seed).
-Graph load_model(const std::string& name, const std::string& weights_path, uint64_t* hash = nullptr);
+// A weights file is never lazy (it is read whole and checked): `lazy` holds it as `lean`.
+Graph load_model(const std::string& name, const std::string& weights_path, uint64_t* hash = nullptr,
+                 Hold hold = Hold::full);
 }  // namespace eb::models

@@ -104,3 +104,48 @@ TEST_CASE("weights: a well-framed file with a hostile header is a clear error") 
   CHECK_THROWS_WITH_AS(load_weights(q), doctest::Contains("JSON"), WeightsError);
   std::remove(q.c_str());
 }
+
+// --- weight memory (issue 27) ----------------------------------------------------------------
+namespace {
+bool same_bits(const Tensor& a, const Tensor& b) {
+  return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+}  // namespace
+
+TEST_CASE("memory: a lean graph holds each weight once and computes what a full one does") {
+  for (const char* name : {"vgg16:32", "mobilenet_v1:0.25:64"}) {
+    CAPTURE(name);
+    Graph full = models::build_synthetic(name);
+    Graph lean = models::build_synthetic(name, 2022, models::Hold::lean);
+    std::mt19937 rng(5);
+    const Tensor in = ref::random_tensor(full.input, rng);
+    CHECK(same_bits(full.forward(in), lean.forward(in)));
+    CHECK(lean.weight_bytes() < full.weight_bytes());
+    CHECK_THROWS_AS(lean.node(0).layer->params(), std::logic_error);  // released, not zeros
+  }
+}
+
+TEST_CASE("memory: a lazy graph loads only what is asked, and then equals the full graph") {
+  for (const char* name : {"vgg16:32", "mobilenet_v1:0.25:64"}) {  // MobileNet: pending BN folds
+    CAPTURE(name);
+    Graph full = models::build_synthetic(name);
+    Graph lazy = models::build_synthetic(name, 2022, models::Hold::lazy);
+    CHECK(lazy.weight_bytes() < full.weight_bytes() / 50);  // biases and BN statistics only
+    const int fc = lazy.spatial_end() + (lazy.node(lazy.spatial_end()).layer->splits_channels() ? 0 : 1);
+    REQUIRE(lazy.node(fc).layer->splits_channels());
+    lazy.load(fc, {100, 200});
+    CHECK(lazy.node(fc).layer->ready({100, 200}));
+    CHECK_FALSE(lazy.node(fc).layer->ready({0, 200}));
+    CHECK(lazy.node(fc).layer->weight_bytes() < full.node(fc).layer->weight_bytes() / 4);
+    std::mt19937 rng(6);
+    const Band x{ref::random_tensor(full.shape_of(fc - 1), rng), 0};
+    std::vector<float> a(100), b(100);
+    full.node(fc).layer->forward_channels(x, 100, 200, a.data());
+    lazy.node(fc).layer->forward_channels(x, 100, 200, b.data());
+    CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+    CHECK_THROWS_AS(lazy.node(fc).layer->forward_channels(x, 0, 100, b.data()), std::logic_error);
+    for (int i = 0; i < lazy.size(); ++i) lazy.load(i);
+    const Tensor in = ref::random_tensor(full.input, rng);
+    CHECK(same_bits(full.forward(in), lazy.forward(in)));
+  }
+}

@@ -29,8 +29,13 @@ Conv2D::Conv2D(const Conv2DParams& p) : p_(p) {
     throw std::invalid_argument("conv2d: groups " + std::to_string(p.groups) +
                                 " must divide cin " + std::to_string(p.cin) + " and cout " +
                                 std::to_string(p.cout));
-  w_.assign(size_t(p.cout * p.kh * p.kw * cin_per_group()), 0.0f);
-  b_.assign(size_t(p.cout), 0.0f);
+  b_.assign(size_t(p.cout), 0.0f);  // w_: on first use (source())
+}
+
+std::vector<float>& Conv2D::source() {
+  if (released_) throw std::logic_error("conv2d: weights were released after packing");
+  if (w_.empty()) w_.assign(size_t(p_.cout * p_.kh * p_.kw * cin_per_group()), 0.0f);
+  return w_;
 }
 
 Shape Conv2D::configure(const std::vector<Shape>& in) {
@@ -66,8 +71,7 @@ kernels::ConvGeom Conv2D::geom() const {
           p_.pad_t, p_.pad_l, out_shape_.h, out_shape_.w};
 }
 
-void Conv2D::prepare() {
-  using kernels::pack_b_transposed;
+void Conv2D::choose_kernels() {
   const bool grouped = !p_.depthwise && p_.groups > 1;
   if (has_forced_) {
     algo_ = forced_;
@@ -83,9 +87,54 @@ void Conv2D::prepare() {
   } else {
     algo_ = Algo::im2col;
   }
-  const long kdim = p_.kh * p_.kw * cin_per_group();
   if (grouped != (algo_ == Algo::grouped))
     throw std::logic_error("the grouped algorithm is for, and only for, grouped convolutions");
+}
+
+void Conv2D::prepare() {
+  if (released_) throw std::logic_error("conv2d: weights were released after packing");
+  choose_kernels();
+  pack();
+}
+
+// Frees w_ unless the kernel reads it (depthwise_generic); b_ stays (dwconv3x3 reads it).
+void Conv2D::pack_and_release(RowRange) {
+  prepare();
+  if (algo_ != Algo::depthwise_generic) std::vector<float>().swap(w_);
+  released_ = algo_ != Algo::depthwise_generic;
+}
+
+size_t Conv2D::weight_bytes() const {
+  size_t n = w_.size() + b_.size() + dw9_.size() + wino_.bias.size();
+  auto panels = [](const kernels::PackedB& b) { return b.panels * b.nr * (b.k + 1); };
+  if (packed_.w) n += panels(packed_);
+  for (const auto& u : wino_.u) n += panels(u);
+  for (const auto& gp : group_packed_) n += panels(gp);
+  return n * sizeof(float);
+}
+
+// Mirrors pack(): panels of nr outputs, each k deep plus its bias.
+size_t Conv2D::packed_bytes(RowRange) const {
+  const size_t nr = kernels::active().gemm_nr, kdim = size_t(p_.kh * p_.kw * cin_per_group());
+  auto panels = [nr](size_t k, size_t n) { return (n + nr - 1) / nr * nr * (k + 1); };
+  size_t n = b_.size();
+  switch (algo_) {
+    case Algo::winograd_f43: n += 36 * panels(size_t(p_.cin), size_t(p_.cout)) + size_t(p_.cout); break;
+    case Algo::depthwise3x3: n += 9 * size_t(p_.cout); break;
+    case Algo::depthwise_generic: n += size_t(p_.cout * p_.kh * p_.kw); break;
+    case Algo::grouped: n += size_t(p_.groups) * panels(kdim, size_t(p_.cout / p_.groups)); break;
+    case Algo::gemm1x1:
+    case Algo::im2col: n += panels(kdim, size_t(p_.cout)); break;
+  }
+  return n * sizeof(float);
+}
+
+void Conv2D::pack() {
+  using kernels::pack_b_transposed;
+  source();
+  for (const PendingFold& f : pending_) fold_batchnorm_rows(w_, b_, f.gamma, f.beta, f.mean, f.var, f.eps);
+  pending_.clear();
+  const long kdim = p_.kh * p_.kw * cin_per_group();
   packed_ = {};
   group_packed_.clear();
   wino_ = {};
@@ -123,10 +172,12 @@ void Conv2D::prepare() {
       packed_ = pack_b_transposed(w_.data(), size_t(kdim), size_t(p_.cout), b_.data());
       break;
   }
+  packed_ready_ = true;
 }
 
 void Conv2D::forward(const std::vector<const Band*>& in, Band& out) const {
   check_inputs(in, out);
+  if (!packed_ready_) throw std::logic_error("conv2d: weights not loaded (a lazy graph's layer)");
   const kernels::ConvGeom g = geom();
   const Band& src = *in.at(0);
   kernels::InBand ib{src.t.data(), src.row0, src.t.h()};
@@ -186,7 +237,7 @@ void Conv2D::forward_grouped(const Band& src, Band& out, const kernels::MinMax* 
 }
 
 std::vector<Param> Conv2D::params() {
-  return {{"weight", {p_.cout, p_.kh, p_.kw, cin_per_group()}, &w_},
+  return {{"weight", {p_.cout, p_.kh, p_.kw, cin_per_group()}, &source()},
           {"bias", {p_.cout}, &b_}};
 }
 
@@ -214,6 +265,10 @@ bool Conv2D::fold_batchnorm(const std::vector<float>& gamma, const std::vector<f
                             const std::vector<float>& mean, const std::vector<float>& var,
                             float eps) {
   if (p_.act != Activation::none || long(gamma.size()) != p_.cout) return false;
+  if (w_.empty()) {  // not loaded yet: folded when it is (pack())
+    pending_.push_back({gamma, beta, mean, var, eps});
+    return true;
+  }
   fold_batchnorm_rows(w_, b_, gamma, beta, mean, var, eps);
   return true;
 }

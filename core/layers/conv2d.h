@@ -29,10 +29,21 @@ class Conv2D : public Layer {
   std::vector<Param> params() override;
   Json attrs() const override;
   void prepare() override;
+  void choose_kernels() override;
+  void pack_and_release(RowRange channels = {}) override;
+  bool ready(RowRange) const override { return packed_ready_; }
+  void reopen() override { released_ = false; }
+  size_t weight_bytes() const override;
+  size_t packed_bytes(RowRange channels = {}) const override;
+  size_t source_bytes(RowRange) const override {
+    return size_t(p_.cout * (p_.kh * p_.kw * cin_per_group() + 1)) * sizeof(float);
+  }
   bool fuse_activation(Activation a) override;
 
   const Conv2DParams& conv() const { return p_; }
-  std::vector<float>& weight() { return w_; }
+  // The untransformed weights, allocated (zeros) on first use: a lazily loaded graph holds none
+  // until a layer is packed.
+  std::vector<float>& weight() { return source(); }
   std::vector<float>& bias() { return b_; }
   Algo algo() const { return algo_; }
   // Force an algorithm (tests compare them all); prepare() must follow.
@@ -45,7 +56,11 @@ class Conv2D : public Layer {
   kernels::ConvGeom geom() const;
   long cin_per_group() const { return p_.cin / p_.groups; }
   void forward_grouped(const Band& src, Band& out, const kernels::MinMax* mm) const;
+  std::vector<float>& source();
+  void pack();
   Conv2DParams p_;
+  bool released_ = false, packed_ready_ = false;
+  std::vector<PendingFold> pending_;
   std::vector<float> w_, b_;
   Algo algo_ = Algo::im2col, forced_ = Algo::im2col;
   bool has_forced_ = false;

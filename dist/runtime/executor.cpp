@@ -219,6 +219,16 @@ bool compute_zones(const Graph& g, const Plan& p, int d, int b, uint64_t image, 
   return true;
 }
 
+void load_for_plan(const Graph& g, const Plan& p, int d) {
+  for (const BlockPlan& b : p.blocks)
+    if (!b.zones.at(size_t(d)).empty())
+      for (int n = b.first; n < b.last; ++n) g.load(n);
+  for (int j = 0; j < p.split_tail; ++j) {
+    const ChannelSlice sl = p.tail_slices.at(size_t(j)).at(size_t(d));
+    if (!sl.empty()) g.load(p.tail_first + j, {sl.begin, sl.end});
+  }
+}
+
 bool compute_tail_slice(const Graph& g, const Plan& p, int d, int j, uint64_t image,
                         const FeatureStore& s, std::vector<float>* out) {
   const int node = p.tail_first + j;

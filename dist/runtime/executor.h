@@ -53,6 +53,9 @@ struct ComputeSpan {
 // on_piece() runs after each piece, so the caller can send them while the interior computes.
 // An overlap block computes whatever part the rows held allow and returns false until the
 // whole zone is done (span is set only when something was computed).
+// Loads (Graph::load) what device d computes in plan p: every node of the blocks where it has
+// rows, and its slices of the split FC layers. Nothing else of a lazy graph is ever loaded.
+void load_for_plan(const Graph& g, const Plan& p, int d);
 bool compute_zones(const Graph& g, const Plan& p, int d, int b, uint64_t image, FeatureStore& s,
                    ComputeSpan* span, const std::function<void()>& on_piece = {});
 // Device d computes its channel slice of split tail layer j of the plan (input: the whole

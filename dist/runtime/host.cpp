@@ -318,6 +318,11 @@ void HostRuntime::Call::receive(const Message& m) {
   for (size_t d = 1; d < dev_peer_.size(); ++d)
     if (dev_peer_[d] == m.peer) src_dev = int(d);
   read_spans(m.json, src_dev, base_, base_ + images_.size(), &st_->spans);
+  if (m.json.has("peak_rss_kb") && m.json.at("peak_rss_kb").is_number()) {
+    std::vector<long>& peak = st_->peak_rss_kb;
+    if (peak.size() <= size_t(src_dev)) peak.resize(size_t(src_dev) + 1, 0);
+    peak[size_t(src_dev)] = std::max(peak[size_t(src_dev)], long(m.json.at("peak_rss_kb").number()));
+  }
   st_->wires.push_back({src_dev, 0, m.id, now_us(), now_us(), m.data.size()});
 }
 

@@ -35,6 +35,7 @@ struct InferStats {
   int faults = 0;
   std::vector<std::string> fault_messages;
   std::vector<ComputeSpan> spans;  // compute per device and block (workers report theirs)
+  std::vector<long> peak_rss_kb;   // per device as its frames report it (0: not heard; [0]: unset)
   struct Wire {
     int src, dst;
     uint64_t image;

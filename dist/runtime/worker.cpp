@@ -148,7 +148,7 @@ WorkerServer::Model WorkerServer::model_for(const std::string& name) {
   if (!opt_.weights.empty()) {
     if (models_.empty()) {
       uint64_t h = 0;
-      auto g = std::make_shared<Graph>(load_weights(opt_.weights, &h));
+      auto g = std::make_shared<Graph>(load_weights(opt_.weights, &h, false));
       models_.push_back({g->model, {g, h}});
     }
     const Model& m = models_.front().second;
@@ -169,7 +169,8 @@ WorkerServer::Model WorkerServer::model_for(const std::string& name) {
     uint64_t h = 0;
     std::shared_ptr<Graph> g;
     try {
-      g = std::make_shared<Graph>(models::load_model(name, "", &h));
+      // Lazy: a worker packs only the layers and FC slices its plans give it (on_plan).
+      g = std::make_shared<Graph>(models::load_model(name, "", &h, models::Hold::lazy));
     } catch (const std::invalid_argument& e) {  // a converted model: this worker needs its file
       throw std::runtime_error(std::string(e.what()) + "; this worker has no --weights: start it " +
                                "with --weights FILE, the .ebw the host runs");
@@ -404,6 +405,7 @@ void WorkerServer::Session::on_plan(const Message& m) {
   plan_ = plan_from_wire(m.json.at("plan"), *g_);
   me_ = int(m.json.at("device").integer("device"));
   if (me_ < 1 || me_ >= plan_.devices) throw ProtocolError("device index out of range");
+  load_for_plan(*g_, plan_, me_);
   have_plan_ = true;
   store_->clear();
   next_stage_.clear();
@@ -475,8 +477,10 @@ void WorkerServer::Session::add_span(Stage stage, uint64_t image, int64_t t0) {
   spans_.push_back(sp);
 }
 
+// The worker's peak resident memory rides along too: the host prints it per device.
 Json WorkerServer::Session::take_spans() {
   Json extra = Json::object();
+  extra["peak_rss_kb"] = double(peak_rss_kb());
   if (spans_.size() == 0) return extra;
   extra["spans"] = std::move(spans_);
   spans_ = Json::array();

@@ -298,7 +298,7 @@ std::vector<SchemeResult> run_cluster(const ClusterOptions& o, std::vector<Slowd
   if (o.devices < 1 || o.devices > 16) throw std::invalid_argument("--devices must be in [1, 16]");
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   uint64_t hash = 0;
-  auto g = std::make_shared<Graph>(models::load_model(o.model, o.weights, &hash));
+  auto g = std::make_shared<Graph>(models::load_model(o.model, o.weights, &hash, models::Hold::lean));
   const std::vector<Slowdown> slow = resolve_slowdowns(*g, o.devices, o.dilate, o.board, o.dilate_to, [&](const std::string& m) {
     report_progress("calibrating: timing " + (m.empty() ? g->model : m) + " here, 1 thread");
     if (m.empty()) return time_model_ms(*g);
@@ -366,6 +366,9 @@ std::vector<SchemeResult> run_cluster(const ClusterOptions& o, std::vector<Slowd
     r.devices = pr.first_plan.devices;
     r.predicted_ms = pr.first_plan.predicted_ms;
     r.faults = pr.faults;
+    r.peak_rss_kb = pr.last.peak_rss_kb;
+    r.peak_rss_kb.resize(size_t(std::max(pr.plan.devices, 1)), 0);
+    r.peak_rss_kb[0] = peak_rss_kb();
     compare_outputs(pr.warmup_out, want, o.fp16, r);
     r.bytes = pr.last.bytes_sent + pr.last.bytes_received;
     r.latency_ms = median(pr.dist_ms);

@@ -50,6 +50,9 @@ struct SchemeResult {
   float max_abs_dev = 0;
   uint64_t bytes = 0;  // per batch, all links, both directions
   int faults = 0;
+  // Measured peak RSS per device in KiB after this scheme's runs ([0]: the host process; a
+  // worker's is its process's high-water mark, so it includes the schemes run before).
+  std::vector<long> peak_rss_kb;
   std::string cpu_share;  // how the CPU was shared
   // Dilated runs: the host's CPU time per distributed run outside layers, per kind of work
   // (index: int(Work); dist/testbed/dilation.h; planning: in all, it plans before the runs); a

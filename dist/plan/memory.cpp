@@ -1,0 +1,92 @@
+#include "dist/plan/memory.h"
+
+#include <algorithm>
+
+#include "core/layers/fully_connected.h"
+
+namespace eb::dist {
+namespace {
+constexpr double kMb = 1024.0 * 1024.0;
+
+double band_mb(const Graph& g, int node, RowRange r) {
+  return double(r.size()) * double(g.shape_of(node).row_size()) * sizeof(float) / kMb;
+}
+
+// Graph::run_block frees each band after its last use: along a chain, a layer's input and
+// output are what is live at once.
+double block_peak_mb(const Graph& g, int first, int last, RowRange out) {
+  const std::vector<RowRange> need = g.block_needs(first, last, out);
+  double peak = 0;
+  for (int n = first; n < last; ++n)
+    peak = std::max(peak, band_mb(g, n - 1, need[size_t(n - first)]) + band_mb(g, n, need[size_t(n - first + 1)]));
+  return peak;
+}
+
+RowRange span(const std::vector<RowRange>& zones) {
+  RowRange r{0, 0};
+  for (const RowRange& z : zones)
+    if (!z.empty()) r = r.empty() ? z : r.unite(z);
+  return r;
+}
+
+// A worker loads layer after layer (Graph::load): while one is packed its untransformed
+// weights exist too, so the peak is every packed layer plus the largest source.
+DeviceMemory worker_memory(const Graph& g, const Plan& p, int d) {
+  DeviceMemory m;
+  double transient = 0;
+  auto hold = [&](int n, RowRange channels) {
+    m.weights_mb += double(g.node(n).layer->packed_bytes(channels)) / kMb;
+    transient = std::max(transient, double(g.node(n).layer->source_bytes(channels)) / kMb);
+  };
+  for (const BlockPlan& b : p.blocks) {
+    const RowRange zone = span(b.zones.at(size_t(d)));
+    if (zone.empty()) continue;
+    for (int n = b.first; n < b.last; ++n) hold(n, {});
+    m.activations_mb = std::max(m.activations_mb, block_peak_mb(g, b.first, b.last, zone));
+  }
+  for (int j = 0; j < p.split_tail; ++j) {
+    const ChannelSlice sl = p.tail_slices.at(size_t(j)).at(size_t(d));
+    if (!sl.empty()) hold(p.tail_first + j, {sl.begin, sl.end});
+  }
+  m.activations_mb = std::max(m.activations_mb, transient);  // loading comes before running
+  return m;
+}
+
+// The host fills every layer, then packs them in order (Graph::prepare, keep_sources false):
+// while layer i is packed, layers before it are packed, it and those after it are sources,
+// and its packed copy grows beside its source unless it packs in place.
+double host_load_peak_mb(const Graph& g) {
+  double packed = 0, sources = 0, peak = 0;
+  for (int n = 0; n < g.size(); ++n) sources += double(g.node(n).layer->source_bytes()) / kMb;
+  for (int n = 0; n < g.size(); ++n) {
+    const Layer& l = *g.node(n).layer;
+    const auto* fc = dynamic_cast<const FullyConnected*>(&l);
+    const double extra = fc && fc->packs_in_place() ? 0 : double(l.packed_bytes()) / kMb;
+    peak = std::max(peak, packed + sources + extra);
+    packed += double(l.packed_bytes()) / kMb;
+    sources -= double(l.source_bytes()) / kMb;
+  }
+  return peak;
+}
+
+DeviceMemory host_memory(const Graph& g) {
+  DeviceMemory m;
+  for (int n = 0; n < g.size(); ++n) m.weights_mb += double(g.node(n).layer->packed_bytes()) / kMb;
+  m.activations_mb = block_peak_mb(g, 0, g.spatial_end(), {0, g.shape_of(g.spatial_end() - 1).h});
+  // Loading can peak above running: report the higher, as activations (what is not weights).
+  m.activations_mb = std::max(m.activations_mb, host_load_peak_mb(g) - m.weights_mb);
+  return m;
+}
+}  // namespace
+
+std::vector<DeviceMemory> predict_memory(const Graph& g, const Plan& p) {
+  std::vector<DeviceMemory> out;
+  for (int d = 0; d < std::max(p.devices, 1); ++d) {
+    DeviceMemory m = d == 0 ? host_memory(g) : worker_memory(g, p, d);
+    m.total_mb = kBaseMb + m.weights_mb + m.activations_mb;
+    out.push_back(m);
+  }
+  return out;
+}
+
+}  // namespace eb::dist

@@ -1,0 +1,26 @@
+// Predicted peak memory per device (issue 27), so that a plan can be checked against each
+// board's memory before it runs.
+#pragma once
+#include <vector>
+
+#include "core/graph.h"
+#include "dist/plan/planner.h"
+
+namespace eb::dist {
+
+struct DeviceMemory {
+  double weights_mb = 0;      // packed weights it holds (Layer::packed_bytes)
+  double activations_mb = 0;  // its largest live bands, or a layer's source while it is packed
+  double total_mb = 0;        // both, plus kBaseMb
+};
+
+// What a process holds before any weights: the binary, the C++ and OpenMP runtimes, thread
+// stacks touched (measured: an idle `edgeband worker`, VmRSS 2.1 MB; a running one more).
+constexpr double kBaseMb = 4.0;
+
+// Device 0 (the host) holds the whole model: it runs the tail, recomputes what a dropped worker
+// owed and the local comparison. A worker holds the nodes of the blocks where it has rows and
+// its slices of the split FC layers (dist/runtime/executor.h, load_for_plan), nothing else.
+std::vector<DeviceMemory> predict_memory(const Graph& g, const Plan& p);
+
+}  // namespace eb::dist
