@@ -446,11 +446,13 @@ int cmd_profile(const Args& a) {
   common(a);
   if (!a.has("o")) throw std::invalid_argument("profile needs -o FILE");
   const eb::Graph g = eb::models::load_model(a.str("model"), a.str("weights"), nullptr, eb::models::Hold::lean);
-  const auto p = profile_this_machine(g, a.str("name", "device"), a.integer("reps", 5));
+  auto p = profile_this_machine(g, a.str("name", "device"), a.integer("reps", 5));
+  p.memory_mb = a.has("memory") ? eb::dist::parse_memory_mb(a.str("memory")) : eb::dist::available_memory_mb();
   eb::cli::progress_done();
   eb::dist::save_profile(p, a.str("o"));
-  std::printf("wrote %s: %s, %d threads, %.2f ms for the whole model\n", a.str("o").c_str(),
-              g.model.c_str(), p.threads, p.full_ms(g));
+  std::printf("wrote %s: %s, %d threads, %.2f ms for the whole model, %.0f MB of memory%s\n",
+              a.str("o").c_str(), g.model.c_str(), p.threads, p.full_ms(g), p.memory_mb,
+              a.has("memory") ? "" : " (available here now)");
   return 0;
 }
 
@@ -512,7 +514,8 @@ int cmd_plan(const Args& a) {
     throw std::invalid_argument("--trace needs one --scheme");
   common(a);
   const eb::Graph g = eb::models::load_model(a.str("model"), a.str("weights"), nullptr, eb::models::Hold::lean);
-  const eb::dist::Cluster c = cluster_from_args(a, g);
+  eb::dist::Cluster c = cluster_from_args(a, g);
+  if (a.has("memory")) c.set_memory(a.str("memory"));
   const int batch = a.integer("batch", 1);
   std::vector<eb::dist::Scheme> schemes;
   const std::string sch = a.str("scheme", "all");
@@ -1000,6 +1003,11 @@ eb::dist::ClusterOptions cluster_options(const Args& a) {
   o.pin = a.has("pin");
   o.dilate = a.str("dilate");
   o.board = a.str("board");
+  o.memory = a.str("memory");
+  if (!o.memory.empty() && split_list(o.memory).size() != 1 &&
+      split_list(o.memory).size() != size_t(o.devices))
+    throw std::invalid_argument("--memory: give one size, or one per device (" +
+                                std::to_string(o.devices) + ")");
   o.dilate_to = a.str("dilate-to");
   if (int(a.has("dilate")) + a.has("board") + a.has("dilate-to") > 1)
     throw std::invalid_argument("give one of --dilate, --board and --dilate-to");
@@ -1157,6 +1165,9 @@ void check_scheme(const std::string& s) {  // exactly one distributed scheme
 void check_scheme_or_all(const std::string& s) {
   if (s != "all") eb::dist::parse_scheme(s);
 }
+void check_memory_list(const std::string& s) {
+  for (const std::string& x : split_list(s)) eb::dist::parse_memory_mb(x);
+}
 void check_planned_link(const std::string& s) { eb::dist::parse_link_list(s); }
 void check_range(const std::string& s) { eb::dist::parse_range(s); }
 void check_dilate_list(const std::string& s) {  // positive numbers, comma-separated
@@ -1254,6 +1265,8 @@ void declare_profile(Args& a) {
   a.integer("reps", "timed runs per layer", 1, 1000);
   a.text("name", "NAME", "device name stored in the profile");
   a.text("o", "FILE", "the profile (.json) to write");
+  a.text("memory", "SIZE", "the board's usable memory, e.g. 900M or 1G (default: this machine's available memory)",
+         check_memory_list);
   opt_threads(a), opt_isa(a), opt_dilate(a, false), opt_quiet(a);
 }
 // link, batch, wire, edge-first; infer's link may also be "measure".
@@ -1268,6 +1281,12 @@ void opt_cluster_shape(Args& a, bool measured_link, long max_batch) {
   a.choice("wire", "value format on the wire", {"fp32", "fp16"});
   a.flag("edge-first", "HALP: compute the band edges the neighbours need first");
 }
+// Each board's memory, for the planner to keep within (overrides the profiles').
+void opt_memory(Args& a) {
+  a.text("memory", "SIZE|S0,S1,...",
+         "each board's usable memory, e.g. 512M (one for all, or one per device, host first; 0: no limit)",
+         check_memory_list);
+}
 void declare_plan(Args& a) {
   opt_model(a);
   a.text("devices", "N|a.json,...", "N devices like this machine, or one profile per device",
@@ -1276,6 +1295,7 @@ void declare_plan(Args& a) {
   a.text("scheme", "S", "local, modnn, dpfp, halp or all", check_scheme_or_all);
   a.flag("json", "the plans as JSON on stdout");
   a.text("trace", "FILE", "write the predicted timeline as a Chrome trace (one --scheme)");
+  opt_memory(a);
   opt_threads(a), opt_isa(a), opt_quiet(a);
 }
 void opt_keys(Args& a, const char* peers, const char* peers_help) {
@@ -1324,6 +1344,7 @@ void declare_cluster(Args& a) {
   opt_model(a);
   a.integer("devices", "devices (the host is one), each a local process", 1, 16);
   a.text("scheme", "S,...", "schemes to run in this order (all = modnn,dpfp,halp)", check_schemes);
+  opt_memory(a);
   a.integer("runs", "timed runs per scheme, each beside a local run", 1, 1000);
   a.integer("warmup", "untimed runs first (0: the default for the dilation)", 0, 1000);
   a.integer("threads", "threads per device (0: cores / devices)", 0, 256);

@@ -741,14 +741,14 @@ TEST_CASE("dist cli: cluster --dilate emulates slower devices; outputs still equ
     return n;
   };
   const int files_before = turn_files();
-  // 3 devices fit in turns at F = 3, not at F = 2; "none" turns them off. One factor per device
-  // makes a heterogeneous cluster.
+  // 3 devices take turns at F = 6 (a load of half a core), not at F = 3; "none" turns them off.
+  // One factor per device makes a heterogeneous cluster.
   for (const auto& [flags, how] : std::vector<std::pair<std::string, std::string>>{
-           {"--dilate 3", "3x, 3x, 3x slower than one core here, 1 thread, taking turns to compute"},
-           {"--dilate 2", "2x, 2x, 2x slower than one core here, 1 thread, computing side by side"},
-           {"--dilate 3 --dilate-lock none",
-            "3x, 3x, 3x slower than one core here, 1 thread, computing side by side"},
-           {"--dilate 3,3,6", "3x, 3x, 6x slower than one core here, 1 thread, taking turns to compute"}}) {
+           {"--dilate 6", "6x, 6x, 6x slower than one core here, 1 thread, taking turns to compute"},
+           {"--dilate 3", "3x, 3x, 3x slower than one core here, 1 thread, computing side by side"},
+           {"--dilate 6 --dilate-lock none",
+            "6x, 6x, 6x slower than one core here, 1 thread, computing side by side"},
+           {"--dilate 6,6,12", "6x, 6x, 12x slower than one core here, 1 thread, taking turns to compute"}}) {
     CAPTURE(flags);
     // VGG-16 at 32x32: enough compute that the plan splits on any machine (MobileNet-V1 0.25 at
     // 96x96 takes ~0.2 ms, and on a fast day its plan fell back to one device).

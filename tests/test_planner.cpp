@@ -8,6 +8,7 @@
 #include "core/layers/conv2d.h"
 #include "core/layers/pool2d.h"
 #include "dist/plan/local_executor.h"
+#include "dist/plan/memory.h"
 #include "dist/plan/planner.h"
 #include "models/zoo.h"
 #include "tests/helpers.h"
@@ -570,6 +571,40 @@ TEST_CASE("planner: a frame's data path (encode, checksum or encryption, decode)
   bad["data_path"] = dp;
   CHECK_THROWS_WITH_AS(DeviceProfile::from_json(bad), doctest::Contains("aead_ns_per_byte"),
                        std::runtime_error);
+}
+
+TEST_CASE("planner: every board is kept within its memory, or the plan is refused naming it") {
+  CHECK(parse_memory_mb("900M") == 900);
+  CHECK(parse_memory_mb("1G") == 1024);
+  CHECK(parse_memory_mb("512MiB") == 512);
+  CHECK(parse_memory_mb("2048K") == 2);
+  CHECK(parse_memory_mb("0") == 0);
+  for (const char* bad : {"abc", "-1M", "12 parsecs", "", "1T"})
+    CHECK_THROWS_WITH_AS(parse_memory_mb(bad), doctest::Contains("bad memory size"), std::invalid_argument);
+  const Graph& g = vgg16_64();
+  Cluster c = homogeneous(g, 3, "1gbit,0.2ms", 2);
+  CHECK_THROWS_WITH_AS(c.set_memory("1G,1G"), doctest::Contains("one per device (3)"),
+                       std::invalid_argument);
+  for (Scheme s : {Scheme::dpfp, Scheme::halp}) {
+    CAPTURE(std::string(scheme_name(s)));
+    const Plan free_plan = make_plan(g, c, s);
+    const std::vector<DeviceMemory> need = predict_memory(g, free_plan);
+    REQUIRE(need[2].total_mb > kBaseMb + 1);
+    // Worker 2 gets less memory than its unconstrained share needs: the plan changes so that
+    // it fits (fewer layers on it, or none), and is no faster than the free one.
+    Cluster tight = c;
+    tight.devices[2].memory_mb = kBaseMb + (need[2].total_mb - kBaseMb) * 0.5;
+    const Plan p = make_plan(g, tight, s);
+    check_plan_structure(g, p);
+    CHECK(memory_shortfall(g, tight, p).device == -1);
+    CHECK(predict_memory(g, p)[2].total_mb <= tight.devices[2].memory_mb);
+    CHECK(p.predicted_ms >= free_plan.predicted_ms - 1e-9);
+  }
+  // The host holds the whole model: with too little, every plan is refused in one line.
+  Cluster small_host = c;
+  small_host.set_memory("10M,0,0");
+  CHECK_THROWS_WITH_AS(make_plan(g, small_host, Scheme::halp),
+                       doctest::Contains("device 0 (dev0) would need"), std::invalid_argument);
 }
 
 TEST_CASE("planner: a device that would slow the plan down is left idle and sent nothing") {

@@ -1,6 +1,7 @@
 #include "dist/plan/memory.h"
 
 #include <algorithm>
+#include <cstdio>
 
 #include "core/layers/fully_connected.h"
 
@@ -78,6 +79,24 @@ DeviceMemory host_memory(const Graph& g) {
   return m;
 }
 }  // namespace
+
+MemoryShortfall memory_shortfall(const Graph& g, const Cluster& c, const Plan& p) {
+  const std::vector<DeviceMemory> m = predict_memory(g, p);
+  for (size_t d = 0; d < m.size() && d < c.devices.size(); ++d) {
+    const double have = c.devices[d].memory_mb;
+    if (have > 0 && m[d].total_mb > have) return {int(d), m[d].total_mb, have};
+  }
+  return {};
+}
+
+std::string MemoryShortfall::message(const Cluster& c) const {
+  char buf[320];
+  std::snprintf(buf, sizeof buf,
+                "device %d (%s) would need %.0f MB and has %.0f MB (%.0f MB short) in every plan "
+                "tried; give it more memory (profile --memory), or leave it out",
+                device, c.devices.at(size_t(device)).name.c_str(), need_mb, have_mb, need_mb - have_mb);
+  return buf;
+}
 
 std::vector<DeviceMemory> predict_memory(const Graph& g, const Plan& p) {
   std::vector<DeviceMemory> out;

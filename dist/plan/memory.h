@@ -1,6 +1,7 @@
 // Predicted peak memory per device (issue 27), so that a plan can be checked against each
 // board's memory before it runs.
 #pragma once
+#include <string>
 #include <vector>
 
 #include "core/graph.h"
@@ -22,5 +23,14 @@ constexpr double kBaseMb = 4.0;
 // owed and the local comparison. A worker holds the nodes of the blocks where it has rows and
 // its slices of the split FC layers (dist/runtime/executor.h, load_for_plan), nothing else.
 std::vector<DeviceMemory> predict_memory(const Graph& g, const Plan& p);
+
+// The first device whose predicted peak exceeds its board's memory (DeviceProfile::memory_mb;
+// 0: unknown, no limit), or device -1 when every device fits.
+struct MemoryShortfall {
+  int device = -1;
+  double need_mb = 0, have_mb = 0;
+  std::string message(const Cluster& c) const;  // one line naming the device and the shortfall
+};
+MemoryShortfall memory_shortfall(const Graph& g, const Cluster& c, const Plan& p);
 
 }  // namespace eb::dist

@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "core/compute_hook.h"
+#include "dist/plan/memory.h"
 #include "dist/plan/schedule.h"
 
 namespace eb::dist {
@@ -85,6 +86,21 @@ void Cluster::set_worker_links(const std::vector<LinkModel>& l, size_t workers) 
     link.latency_s = std::max(link.latency_s, x.latency_s);
   links.push_back(link);  // the host's own entry: never used (no transfer stays on the host)
   links.insert(links.end(), l.begin(), l.end());
+}
+
+void Cluster::set_memory(const std::string& spec) {
+  std::vector<double> mb;
+  size_t at = 0;
+  for (;;) {
+    const size_t comma = spec.find(',', at);
+    mb.push_back(parse_memory_mb(spec.substr(at, comma == std::string::npos ? comma : comma - at)));
+    if (comma == std::string::npos) break;
+    at = comma + 1;
+  }
+  if (mb.size() != 1 && mb.size() != devices.size())
+    throw std::invalid_argument("--memory: give one size, or one per device (" +
+                                std::to_string(devices.size()) + ")");
+  for (size_t d = 0; d < devices.size(); ++d) devices[d].memory_mb = mb[mb.size() == 1 ? 0 : d];
 }
 
 namespace detail {
@@ -394,14 +410,20 @@ Plan make_plan(const Graph& g, const Cluster& c, Scheme s, int batch) {
   const ComputeScope section(section_of(Work::plan));  // a board plans at its own speed
   validate(g, c);
   Plan best = plan_all_devices(g, c, s, batch);
-  if (s == Scheme::modnn || best.devices == 1) return best;
+  // A plan that keeps every board within its memory (memory_shortfall) beats one that does not;
+  // among those that fit, the faster.
+  auto fits = [&](const Plan& p) { return memory_shortfall(g, c, p).device < 0; };
+  auto preferred = [&](const Plan& q, const Plan& than) {
+    const bool qf = fits(q), tf = fits(than);
+    return qf != tf ? qf : q.predicted_ms < than.predicted_ms;
+  };
   // More devices are not always faster: in a star the host's link carries every halo and
   // relay, and a slow board or a slow link can cost more than its rows save. Leave idle the
   // secondary whose absence predicts fastest (each is tried: slow compute and slow links both
-  // count), while that gains.
+  // count), while that gains or until every board fits its memory.
   std::vector<size_t> keep(c.devices.size());
   for (size_t d = 0; d < keep.size(); ++d) keep[d] = d;
-  while (keep.size() > 2) {
+  while (s != Scheme::modnn && best.devices > 1 && keep.size() > 2) {
     Plan round_best;
     size_t drop = 0;
     for (size_t i = 1; i < keep.size(); ++i) {
@@ -410,12 +432,18 @@ Plan make_plan(const Graph& g, const Cluster& c, Scheme s, int batch) {
       const Plan p = plan_all_devices(g, sub_cluster(c, k), s, batch);
       if (p.devices == 1) continue;
       Plan q = embed_plan(g, c, p, k);
-      if (drop == 0 || q.predicted_ms < round_best.predicted_ms) round_best = std::move(q), drop = i;
+      if (drop == 0 || preferred(q, round_best)) round_best = std::move(q), drop = i;
     }
-    if (drop == 0 || round_best.predicted_ms >= best.predicted_ms) break;
+    if (drop == 0 || !(preferred(round_best, best) || (!fits(best) && !fits(round_best)))) break;
     best = std::move(round_best);
     keep.erase(keep.begin() + long(drop));
   }
+  if (!fits(best) && s != Scheme::modnn && c.devices.size() > 1) {  // the host alone, then
+    Plan alone = embed_plan(g, c, plan_all_devices(g, sub_cluster(c, {0}), s, batch), {0});
+    if (fits(alone)) best = std::move(alone);
+  }
+  const MemoryShortfall sf = memory_shortfall(g, c, best);
+  if (sf.device >= 0) throw std::invalid_argument(sf.message(c));
   return best;
 }
 

@@ -41,6 +41,9 @@ struct Cluster {
   // rate with the longest delay (what a single-link estimate assumes). Throws
   // std::invalid_argument on another count.
   void set_worker_links(const std::vector<LinkModel>& per_worker, size_t workers);
+  // Each board's memory (DeviceProfile::memory_mb) from "SIZE" for all or "S0,S1,..." one per
+  // device, host first (parse_memory_mb; 0: no limit). Throws std::invalid_argument.
+  void set_memory(const std::string& spec);
   int bytes_per_value = 4;  // 4: fp32 on the wire, 2: fp16
   bool encrypted = false;   // frames sealed (AEAD) rather than checksummed: DataPathCost
   // HALP only: compute the rows others need first and send them while the interior computes.

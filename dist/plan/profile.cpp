@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -53,6 +54,7 @@ Json DeviceProfile::to_json() const {
     ls.push_back(l);
   }
   j["layers"] = ls;
+  if (memory_mb > 0) j["memory_mb"] = memory_mb;
   const DataPathCost& d = data_path;
   if (d.encode_ns > 0 || d.decode_ns > 0 || d.checksum_ns > 0 || d.aead_ns > 0) {
     Json dp = Json::object();
@@ -77,6 +79,10 @@ DeviceProfile DeviceProfile::from_json(const Json& j) {
       throw std::runtime_error("layer costs must be finite and non-negative");
     if (!(c.nonzero >= 0 && c.nonzero <= 1)) throw std::runtime_error("a layer's nonzero share must be in [0, 1]");
     p.layers.push_back(c);
+  }
+  if (j.has("memory_mb")) {
+    p.memory_mb = j.at("memory_mb").number("memory_mb");
+    if (!(p.memory_mb >= 0 && p.memory_mb <= 1e9)) throw std::runtime_error("memory_mb must be in [0, 1e9]");
   }
   if (j.has("data_path")) {
     const Json& dp = j.at("data_path");
@@ -171,6 +177,29 @@ DeviceProfile measure_profile(const Graph& g, const std::string& name, int reps,
   }
   calibrate(p, g, pick(whole));
   return p;
+}
+
+double parse_memory_mb(const std::string& spec) {
+  char* end = nullptr;
+  const double v = std::strtod(spec.c_str(), &end);
+  const std::string unit = end ? std::string(end) : std::string();
+  double scale = -1;
+  if (unit.empty() || unit == "M" || unit == "MB" || unit == "MiB" || unit == "m") scale = 1.0;
+  if (unit == "G" || unit == "GB" || unit == "GiB" || unit == "g") scale = 1024.0;
+  if (unit == "K" || unit == "KB" || unit == "KiB" || unit == "k") scale = 1.0 / 1024;
+  if (end == spec.c_str() || scale < 0 || !(v >= 0 && v * scale <= 1e9))
+    throw std::invalid_argument("bad memory size '" + spec + "' (e.g. 900M, 1G, 512MiB; 0: no limit)");
+  return v * scale;
+}
+
+double available_memory_mb() {
+  std::ifstream f("/proc/meminfo");
+  std::string key;
+  double kb = 0;
+  std::string unit;
+  while (f >> key >> kb >> unit)
+    if (key == "MemAvailable:") return kb / 1024.0;
+  return 0;
 }
 
 void calibrate(DeviceProfile& p, const Graph& g, double whole_ms) {

@@ -36,6 +36,7 @@ struct DeviceProfile {
   int threads = 1;
   std::vector<LayerCost> layers;  // one per graph node
   DataPathCost data_path;
+  double memory_mb = 0;  // the board's usable memory (`profile --memory`); 0: unknown, no limit
   double layer_ms(int node, int rows) const;  // `rows` computed rows
   // Rows `rows` of node `node`, widened to the rows its kernel computes.
   double band_ms(const Graph& g, int node, RowRange rows) const;
@@ -49,6 +50,11 @@ struct DeviceProfile {
 // emulated slow device is charged (F x the least CPU time seen, dist/testbed/dilation.h).
 DeviceProfile measure_profile(const Graph& g, const std::string& name, int reps,
                               bool least = false);
+// "900M", "1G", "512MiB", "2GB", "0" (unknown: no limit) in MB (binary units); throws
+// std::invalid_argument naming the spelling.
+double parse_memory_mb(const std::string& spec);
+// This machine's usable memory (MemAvailable), in MB; 0 where it cannot be read.
+double available_memory_mb();
 // Scales every layer's cost so that the whole model costs whole_ms. Layer timings are short: a
 // device whose CPU is throttled (a cgroup CPU quota, as `edgeband cluster` gives each emulated
 // device; a hot board) runs them at burst speed, and predictions from them alone were half a

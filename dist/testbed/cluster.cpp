@@ -271,6 +271,7 @@ Cluster cluster_of(const ClusterOptions& o, const Graph& g, const Dilation& dl) 
     p.data_path = prof.data_path.scaled(k);
     cl.devices.push_back(p);
   }
+  if (!o.memory.empty()) cl.set_memory(o.memory);
   return cl;
 }
 

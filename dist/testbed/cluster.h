@@ -30,6 +30,7 @@ struct ClusterOptions {
   // lists with one item for all devices or one per device, host first; at most one is given
   // (dist/testbed/boards.h): factors, boards (calibrated here), or target times of the model.
   std::string dilate, board, dilate_to;
+  std::string memory;  // each board's memory (Cluster::set_memory), "" = no limit
   // Dilated devices take turns to compute (set_dilation_turns): "" = while their sections fill
   // at most half of one core (the sum of 1/F over the devices <= 0.5), through a lock file of
   // this run's own; "none" = never; else that lock file.
