@@ -125,6 +125,7 @@ void check_call_survives(HostRuntime& host, const Graph& g, const std::string& w
   CHECK(ref::bit_equal(got, g.forward(im)));
   CHECK(st.faults == 1);
   REQUIRE(!st.fault_messages.empty());
+  CAPTURE(st.fault_messages[0]);
   CHECK(st.fault_messages[0].find(why) != std::string::npos);
   CHECK(host.alive() == 0);
 }
@@ -1018,6 +1019,7 @@ TEST_CASE("dist faults: a stalled worker is dropped after the timeout") {
   FakeWorker fake(g->model, 1, [](Peer&, const Message&) { return true; });
   RuntimeOptions ro;
   ro.timeout_ms = 300;
+  ro.load_timeout_ms = 300;  // it does not answer the ping behind the plan either
   HostRuntime host(g, synthetic_hash(g->model), {fake.addr()}, ro);
   check_call_survives(host, *g, "stalled");
 }

@@ -16,6 +16,7 @@ namespace {
 struct WorkerFault {
   int peer;
   std::string why;
+  bool reported = false;  // already dropped and counted (await_pongs)
 };
 // What a worker's error frame says; a malformed one is reported, not thrown.
 std::string error_text(const Message& m) {
@@ -256,12 +257,30 @@ void HostRuntime::Call::run(std::vector<Tensor>& out) {
 void HostRuntime::Call::send_plan() {
   if (plan_.devices <= 1) return;
   const Json wire = plan_to_wire(plan_);
+  h_.plan_sent_.resize(h_.peers_.size());
+  std::vector<uint64_t> loading(h_.peers_.size(), 0);
   for (int d = 1; d < plan_.devices; ++d) {
+    const size_t k = size_t(dev_peer_[size_t(d)]);
     Json msg = Json::object();
     msg["plan"] = wire;
     msg["device"] = d;
     // Queued like the rows after it (same order): the host computes meanwhile.
-    h_.peers_[size_t(dev_peer_[size_t(d)])]->send_async(MsgType::plan, 0, msg, nullptr, nullptr, 0, {});
+    h_.peers_[k]->send_async(MsgType::plan, 0, msg, nullptr, nullptr, 0, {});
+    // A new plan may make the worker load and pack layers first (load_for_plan), which on a
+    // slow board takes longer than the compute timeout: a ping behind it, answered within the
+    // loading budget, ends that silence before any rows are waited for.
+    std::string text = msg.dump();
+    if (text != h_.plan_sent_[k]) {
+      loading[k] = h_.next_ping_++;
+      h_.peers_[k]->send_async(MsgType::ping, loading[k], Json::object(), nullptr, nullptr, 0, {});
+      h_.plan_sent_[k] = std::move(text);
+    }
+  }
+  if (std::any_of(loading.begin(), loading.end(), [](uint64_t id) { return id != 0; })) {
+    h_.await_pongs(loading, st_, h_.opt_.load_timeout_ms);
+    for (int d = 1; d < plan_.devices; ++d)
+      if (!h_.alive_[size_t(dev_peer_[size_t(d)])])
+        throw WorkerFault{dev_peer_[size_t(d)], "did not load the plan's layers in time", true};
   }
 }
 
@@ -424,7 +443,7 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
   try {
     call.run(out);
   } catch (const WorkerFault& f) {
-    fault(f.peer, f.why, st);
+    if (!f.reported) fault(f.peer, f.why, st);
     for (size_t i = call.done(); i < images.size(); ++i) out[i] = g_->forward(images[i]);  // recover
   }
   call.log_sends();
@@ -437,13 +456,14 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
 }
 
 std::vector<Clock::time_point> HostRuntime::await_pongs(const std::vector<uint64_t>& want,
-                                                        InferStats* st) {
+                                                        InferStats* st, int timeout_ms) {
   std::vector<Clock::time_point> got(peers_.size());
   std::vector<bool> waiting(peers_.size(), false);
   size_t left = 0;
   for (size_t i = 0; i < peers_.size(); ++i)
     if (alive_[i] && want[i] != 0) waiting[i] = true, ++left;
-  const auto deadline = Clock::now() + std::chrono::milliseconds(opt_.timeout_ms);
+  const auto deadline =
+      Clock::now() + std::chrono::milliseconds(timeout_ms >= 0 ? timeout_ms : opt_.timeout_ms);
   auto drop = [&](size_t k, const std::string& why) {
     fault(int(k), why, st);
     if (waiting[k]) waiting[k] = false, --left;

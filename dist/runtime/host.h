@@ -23,6 +23,7 @@ struct RuntimeOptions {
   bool fp16 = false;
   int timeout_ms = 10000;         // a worker silent for this long while we wait on it is dropped
   int hello_timeout_ms = 120000;  // connecting and loading the model (slow boards, big models)
+  int load_timeout_ms = 60000;    // a worker loading and packing a new plan's layers
   // A PSK or key pair (dist/runtime/handshake.h): every worker must authenticate and every frame
   // is encrypted. Without, workers must be on loopback addresses unless `insecure` is set.
   Credentials creds;
@@ -83,14 +84,16 @@ class HostRuntime {
   void fault(int peer, const std::string& why, InferStats* st);
   // Waits until each peer i with want[i] != 0 answers the pong of that id (pongs come in
   // order, so the last of a burst); when each did (a default time_point: dropped meanwhile).
+  // Silence beyond timeout_ms (default: RuntimeOptions::timeout_ms) drops a worker.
   std::vector<std::chrono::steady_clock::time_point> await_pongs(const std::vector<uint64_t>& want,
-                                                                 InferStats* st);
+                                                                 InferStats* st, int timeout_ms = -1);
   std::shared_ptr<const Graph> g_;
   RuntimeOptions opt_;
   std::unique_ptr<IoContext> io_;  // dist/runtime/tcp.h; outlives the peers' sockets (declared first)
   std::shared_ptr<Inbox> inbox_;
   std::vector<std::unique_ptr<Peer>> peers_;
   std::vector<bool> alive_;
+  std::vector<std::string> plan_sent_;  // per peer: the last PLAN message it was sent
   uint64_t next_image_ = 1;
   uint64_t next_ping_ = 1;
 };
