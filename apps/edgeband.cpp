@@ -489,7 +489,7 @@ eb::dist::Cluster cluster_from_args(const Args& a, const eb::Graph& g) {
 // The cluster's link as --link spells it: one for all, or one per worker.
 std::string link_spelling(const eb::dist::Cluster& c) {
   if (c.links.empty()) return c.link.str();
-  return eb::dist::link_list_str({c.links.begin() + 1, c.links.end()});
+  return eb::dist::link_list_str(c.worker_links());
 }
 
 void write_json_file(const std::string& path, const eb::Json& j, const char* what) {
@@ -709,7 +709,7 @@ eb::dist::RuntimeOptions infer_runtime_options(const Args& a, const eb::dist::Cl
   ro.timeout_ms = a.integer("timeout", 10000);
   if (a.has("link") && a.str("link") != "measure") {
     ro.shaping.enabled = true, ro.shaping.link = c.link;
-    if (!c.links.empty()) ro.worker_links.assign(c.links.begin() + 1, c.links.end());
+    ro.worker_links = c.worker_links();
   }
   ro.creds = load_credentials(a, "worker-keys");
   ro.insecure = a.has("insecure");
@@ -729,10 +729,8 @@ void measure_links(eb::dist::HostRuntime& host, const std::vector<std::string>& 
   for (const auto& f : probe.fault_messages)
     std::printf("fault: %s (worker dropped)\n", f.c_str());
   c.set_worker_links(eb::dist::planning_links(links), workers.size());
-  std::vector<eb::dist::LinkModel> per_worker(c.links.begin() + (c.links.empty() ? 0 : 1), c.links.end());
-  if (per_worker.empty()) per_worker.push_back(c.link);
   std::printf("planning for links %s (per worker: its rate, half its round trip)\n",
-              eb::dist::link_list_str(per_worker).c_str());
+              link_spelling(c).c_str());
 }
 
 // --- infer --deadline: per request, the most accurate candidate predicted to finish in time ---

@@ -41,6 +41,10 @@ struct Cluster {
   // rate with the longest delay (what a single-link estimate assumes). Throws
   // std::invalid_argument on another count.
   void set_worker_links(const std::vector<LinkModel>& per_worker, size_t workers);
+  // The per-worker links set above (devices 1..n), or empty: `link` for all.
+  std::vector<LinkModel> worker_links() const {
+    return links.empty() ? std::vector<LinkModel>() : std::vector<LinkModel>(links.begin() + 1, links.end());
+  }
   // Each board's memory (DeviceProfile::memory_mb) from "SIZE" for all or "S0,S1,..." one per
   // device, host first (parse_memory_mb; 0: no limit). Throws std::invalid_argument.
   void set_memory(const std::string& spec);

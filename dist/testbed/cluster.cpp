@@ -346,7 +346,7 @@ std::vector<SchemeResult> run_cluster(const ClusterOptions& o, std::vector<Slowd
   if (!o.secret_file.empty()) ro.creds.psk = load_psk_file(o.secret_file);
   if (!o.link.empty()) {
     ro.shaping.enabled = true, ro.shaping.link = cl.link;
-    if (!cl.links.empty()) ro.worker_links.assign(cl.links.begin() + 1, cl.links.end());
+    ro.worker_links = cl.worker_links();
   }
   std::vector<std::string> addrs;
   for (auto& w : workers) addrs.push_back(w->addr());
