@@ -24,6 +24,7 @@
 #include "dist/runtime/data_path.h"
 #include "dist/runtime/executor.h"
 #include "dist/runtime/host.h"
+#include "dist/runtime/reply.h"
 #include "dist/plan/local_executor.h"
 #include "dist/runtime/sparse_wire.h"
 #include "dist/runtime/tcp.h"
@@ -1242,4 +1243,24 @@ TEST_CASE("dist loopback: dilation stretches a device's data path (encode, decod
   MESSAGE("outside layers: " << data_cpu / 1e6 << " ms CPU stretched " << ratio << "x");
   CHECK(ratio >= 0.8 * factor);
   CHECK(ratio <= 1.2 * factor);
+}
+
+TEST_CASE("dist host: a worker's spans, peak memory and errors are read in range or dropped") {
+  using eb::Json;
+  const Json j = Json::parse(
+      R"({"spans":[[1,5,10,20],[1,5,1e300,2e300],[1,5,-1e300,0],[1,7,0,1],[1,4,0,1],)"
+      R"([2e6,5,0,1],[1,5,20,10],[1,5,"a",3],[1,5,3]],"peak_rss_kb":-1e19})");
+  std::vector<eb::dist::ComputeSpan> spans;
+  eb::dist::read_spans(j, 2, 5, 7, &spans);
+  REQUIRE(spans.size() == 1);  // only the first is a span of images [5, 7) with sane times
+  CHECK(spans[0].device == 2);
+  CHECK(spans[0].image == 5);
+  CHECK(spans[0].t1_us - spans[0].t0_us == 10);
+  CHECK(eb::dist::read_peak_rss_kb(j) == -1);
+  CHECK(eb::dist::read_peak_rss_kb(Json::parse(R"({"peak_rss_kb":1e300})")) == -1);
+  CHECK(eb::dist::read_peak_rss_kb(Json::parse(R"({"peak_rss_kb":2048})")) == 2048);
+  CHECK(eb::dist::read_peak_rss_kb(Json::parse("[1]")) == -1);
+  CHECK(eb::dist::error_text(Json::parse(R"({"message":"out of memory"})")) ==
+        "error: out of memory");
+  CHECK(eb::dist::error_text(Json::parse(R"({"message":3})")) == "error: (malformed error frame)");
 }

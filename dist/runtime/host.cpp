@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "dist/plan/stats.h"
+#include "dist/runtime/reply.h"
 #include "dist/runtime/tcp.h"
 
 namespace eb::dist {
@@ -18,11 +19,6 @@ struct WorkerFault {
   std::string why;
   bool reported = false;  // already dropped and counted (await_pongs)
 };
-// What a worker's error frame says; a malformed one is reported, not thrown.
-std::string error_text(const Message& m) {
-  const bool ok = m.json.is_object() && m.json.has("message") && m.json.at("message").is_string();
-  return "error: " + (ok ? m.json.at("message").string() : std::string("(malformed error frame)"));
-}
 // Sends leave on the peers' sender threads; they log their wire time here.
 struct WireLog {
   std::mutex mu;
@@ -118,7 +114,7 @@ bool HostRuntime::joining_step(Joining& j, size_t k, Message& m, const std::stri
     throw std::runtime_error("worker " + name + ": " + m.failure);
   }
   if (m.type == MsgType::error)
-    throw std::runtime_error("worker " + name + " refused (" + error_text(m) + ")");
+    throw std::runtime_error("worker " + name + " refused (" + error_text(m.json) + ")");
   try {
     if (m.type == MsgType::challenge && !j.challenged) {
       const Json auth = j.hs->host_auth(j.hello_text, m.text, m.json, hello_params(k));
@@ -171,24 +167,6 @@ void HostRuntime::fault(int peer, const std::string& why, InferStats* st) {
   }
 }
 
-namespace {
-// A worker's compute spans ride on its frames as [block, image, t0_us, t1_us]; they only feed
-// the trace, so malformed ones are dropped rather than failing the inference.
-void read_spans(const Json& j, int device, uint64_t first_image, uint64_t end_image,
-                std::vector<ComputeSpan>* out) {
-  if (!j.has("spans") || !j.at("spans").is_array()) return;
-  for (const Json& sp : j.at("spans").items()) {
-    if (!sp.is_array() || sp.size() != 4) continue;
-    bool numbers = true;
-    for (size_t k = 0; k < 4; ++k) numbers = numbers && sp[k].is_number();
-    if (!numbers || sp[0].number() < 0 || sp[0].number() > 1e6 || sp[3].number() < sp[2].number() ||
-        !(sp[1].number() >= double(first_image) && sp[1].number() < double(end_image)))
-      continue;  // malformed, or an image of an earlier call
-    out->push_back({device, int(sp[0].number()), uint64_t(sp[1].number()), int64_t(sp[2].number()),
-                    int64_t(sp[3].number())});
-  }
-}
-}  // namespace
 
 // One call of infer: the host's side of a plan for a batch of images, as device 0. Images run
 // in order; for each, blocks run in order, each after its input rows are here (sending what
@@ -319,7 +297,7 @@ void HostRuntime::Call::pump_until(size_t i, Stage s, const std::function<bool()
     if (!m->failure.empty()) throw WorkerFault{m->peer, m->failure};
     if (h_.opt_.creds.enabled() && !m->authenticated)
       throw WorkerFault{m->peer, "unauthenticated frame"};
-    if (m->type == MsgType::error) throw WorkerFault{m->peer, error_text(*m)};
+    if (m->type == MsgType::error) throw WorkerFault{m->peer, error_text(m->json)};
     if (m->type != MsgType::rows) throw WorkerFault{m->peer, "unexpected message"};
     if (m->id < base_ || m->id >= base_ + images_.size()) continue;  // stale, from an earlier call
     receive(*m);
@@ -337,10 +315,10 @@ void HostRuntime::Call::receive(const Message& m) {
   for (size_t d = 1; d < dev_peer_.size(); ++d)
     if (dev_peer_[d] == m.peer) src_dev = int(d);
   read_spans(m.json, src_dev, base_, base_ + images_.size(), &st_->spans);
-  if (m.json.has("peak_rss_kb") && m.json.at("peak_rss_kb").is_number()) {
+  if (const long kb = read_peak_rss_kb(m.json); kb >= 0) {
     std::vector<long>& peak = st_->peak_rss_kb;
     if (peak.size() <= size_t(src_dev)) peak.resize(size_t(src_dev) + 1, 0);
-    peak[size_t(src_dev)] = std::max(peak[size_t(src_dev)], long(m.json.at("peak_rss_kb").number()));
+    peak[size_t(src_dev)] = std::max(peak[size_t(src_dev)], kb);
   }
   st_->wires.push_back({src_dev, 0, m.id, now_us(), now_us(), m.data.size()});
 }
@@ -485,7 +463,7 @@ std::vector<Clock::time_point> HostRuntime::await_pongs(const std::vector<uint64
     } else if (opt_.creds.enabled() && !m->authenticated) {
       drop(k, "unauthenticated frame");
     } else if (m->type == MsgType::error) {
-      drop(k, error_text(*m));
+      drop(k, error_text(m->json));
     } else if (m->type == MsgType::pong) {
       if (m->id != want[k] || !waiting[k]) continue;  // pongs answer in order: wait for the last
       got[k] = Clock::now();

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 secs=${1:-20}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(import weights frame handshake image json trace profile labels hello)
+[ ${#targets[@]} -gt 0 ] || targets=(import weights frame handshake image json trace profile labels hello reply)
 build=build-fuzz
 cmake -S . -B $build -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DEDGEBAND_FUZZ=ON -DEDGEBAND_SANITIZE=address,undefined -DEDGEBAND_STATIC=OFF -DEDGEBAND_TESTS=OFF \
@@ -18,7 +18,7 @@ cmake -S . -B $build -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebI
 cmake --build $build -j2 --target edgeband $(printf 'fuzz_%s ' "${targets[@]}") >/dev/null
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work"/{import,weights,frame,handshake}
+mkdir -p "$work"/{import,weights,frame,handshake,reply}
 for t in "${targets[@]}"; do
   mkdir -p "$work/$t"
   [ -d tests/fuzz/seeds/$t ] && cp tests/fuzz/seeds/$t/* "$work/$t/"
@@ -39,6 +39,12 @@ zrows='{"image":1,"node":0,"row0":0,"rows":1,"wire":"fp32z"}'
 { printf 'EBND\2\0\5\0\0\0\0\0\0\0\0\0'; printf "\\x$(printf %02x ${#zrows})\0\0\0\0\0\0\0";
   printf '\x14\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0'; printf '%s' "$zrows";
   printf '\1\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x80\x3f'; } >"$work/frame/rows_fp32z"
+# A worker's reply: the same rows with spans and peak memory riding on them.
+rrows='{"image":1,"node":0,"row0":0,"rows":1,"wire":"fp32z","spans":[[0,0,5,9]],"peak_rss_kb":4096}'
+{ printf 'EBND\2\0\5\0\0\0\0\0\0\0\0\0'; printf "\\x$(printf %02x ${#rrows})\0\0\0\0\0\0\0";
+  printf '\x14\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0'; printf '%s' "$rrows";
+  printf '\1\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x80\x3f'; } >"$work/reply/rows"
+cp "$work/frame/seed" "$work/reply/header"
 # Handshake scripts: a correct handshake, then a signed PLAN and ROWS with plausible JSON.
 plan='{"device":1,"plan":{"scheme":"halp","devices":2,"tail_first":28,"edge_first":false,"blocks":[],"transfers":[]}}'
 rows='{"image":1,"node":-1,"row0":0,"rows":1,"wire":"fp32"}'

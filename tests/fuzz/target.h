@@ -7,7 +7,7 @@
 
 #define EB_FUZZ_TARGETS(X) \
   X(import) X(weights) X(frame) X(handshake) X(image) X(json) X(trace) X(profile) X(labels) \
-  X(hello)
+  X(hello) X(reply)
 
 #define EB_FUZZ_DECLARE(name) int eb_fuzz_##name(const uint8_t* data, size_t size);
 EB_FUZZ_TARGETS(EB_FUZZ_DECLARE)

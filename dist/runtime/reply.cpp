@@ -1,0 +1,41 @@
+#include "dist/runtime/reply.h"
+
+#include <cmath>
+
+namespace eb::dist {
+
+namespace {
+// A number within [lo, hi], so that the integer conversions below are defined.
+bool in_range(const Json& v, double lo, double hi) {
+  return v.is_number() && std::isfinite(v.number()) && v.number() >= lo && v.number() <= hi;
+}
+}  // namespace
+
+std::string error_text(const Json& j) {
+  const bool ok = j.is_object() && j.has("message") && j.at("message").is_string();
+  return "error: " + (ok ? j.at("message").string() : std::string("(malformed error frame)"));
+}
+
+void read_spans(const Json& j, int device, uint64_t first_image, uint64_t end_image,
+                std::vector<ComputeSpan>* out) {
+  if (!j.is_object() || !j.has("spans") || !j.at("spans").is_array()) return;
+  constexpr double kMaxUs = 9e15;  // ~285 years of steady clock: int64-safe, beyond any uptime
+  for (const Json& sp : j.at("spans").items()) {
+    if (!sp.is_array() || sp.size() != 4) continue;
+    if (!in_range(sp[0], 0, 1e6) || !in_range(sp[1], double(first_image), double(end_image)) ||
+        !in_range(sp[2], -kMaxUs, kMaxUs) || !in_range(sp[3], sp[2].number(), kMaxUs))
+      continue;  // malformed, or an image of an earlier call
+    const auto image = uint64_t(sp[1].number());
+    if (image >= end_image) continue;  // end_image itself passed the double comparison
+    out->push_back({device, int(sp[0].number()), image, int64_t(sp[2].number()),
+                    int64_t(sp[3].number())});
+  }
+}
+
+long read_peak_rss_kb(const Json& j) {
+  if (!j.is_object() || !j.has("peak_rss_kb") || !in_range(j.at("peak_rss_kb"), 0, 0x1p40))
+    return -1;
+  return long(j.at("peak_rss_kb").number());
+}
+
+}  // namespace eb::dist
