@@ -11,7 +11,9 @@
 #include "tests/fuzz/target.h"
 
 EB_FUZZ_TARGET(profile) {
-  static const eb::Graph g = eb::models::build_synthetic("vgg16:32");
+  // Shapes only (lazy: no weights are made), so that a smoke run is not spent building VGG-16.
+  static const eb::Graph g =
+      eb::models::build_synthetic("vgg16:32", 2022, eb::models::Hold::lazy);
   try {
     const eb::dist::DeviceProfile p = eb::dist::DeviceProfile::from_json(
         eb::Json::parse(std::string(reinterpret_cast<const char*>(data), size)));
