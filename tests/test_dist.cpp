@@ -1264,3 +1264,46 @@ TEST_CASE("dist host: a worker's spans, peak memory and errors are read in range
         "error: out of memory");
   CHECK(eb::dist::error_text(Json::parse(R"({"message":3})")) == "error: (malformed error frame)");
 }
+
+TEST_CASE("dist emulation: a device's connections share its port, as behind a switch") {
+  // Two connections of one host at 100 Mbit/s each send 1 MB at once: through one port the
+  // second frame waits for the first, so both are out after >= 2 x 80 ms; paced apart they were
+  // out after ~80 ms. (A busy machine only adds time, so the bound cannot pass by accident.)
+  asio::io_context io;
+  asio::ip::tcp::acceptor acc(io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  auto inbox = std::make_shared<Inbox>();
+  Shaping sh;
+  sh.enabled = true;
+  sh.link = eb::dist::parse_link("100mbit,0ms");
+  sh.port = std::make_shared<Port>();
+  std::vector<std::unique_ptr<Peer>> peers;
+  std::vector<std::thread> drains;
+  constexpr size_t kBytes = 1'000'000;
+  for (int k = 0; k < 2; ++k) {
+    asio::ip::tcp::socket c(io), s(io);
+    c.connect(acc.local_endpoint());
+    acc.accept(s);
+    peers.push_back(std::make_unique<Peer>(std::make_unique<TcpSocket>(std::move(c)), inbox, k,
+                                           "port-test"));
+    peers.back()->set_shaping(sh);
+    drains.emplace_back([sock = std::make_shared<asio::ip::tcp::socket>(std::move(s))] {
+      std::vector<uint8_t> buf(1 << 16);
+      asio::error_code ec;
+      while (!ec) sock->read_some(asio::buffer(buf), ec);
+    });
+  }
+  const std::vector<uint8_t> payload(kBytes, 7);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::thread> senders;
+  for (auto& p : peers)
+    senders.emplace_back([&p, &payload] {
+      p->send(MsgType::ping, 1, Json::object(), payload.data(), payload.size());
+    });
+  for (auto& t : senders) t.join();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  MESSAGE("two 1 MB frames through one 100 Mbit/s port: " << s * 1e3 << " ms");
+  CHECK(s >= 2 * kBytes * 8 / 100e6 * 0.98);
+  for (auto& p : peers) p->close();
+  peers.clear();
+  for (auto& t : drains) t.join();
+}

@@ -42,6 +42,8 @@ HostRuntime::HostRuntime(std::shared_ptr<const Graph> g, uint64_t model_hash,
       opt_(opt),
       io_(std::make_unique<IoContext>()),
       inbox_(std::make_shared<Inbox>()) {
+  // Emulated links: the host's connections share its port, as behind a real switch.
+  if (opt_.shaping.enabled && !opt_.shaping.port) opt_.shaping.port = std::make_shared<Port>();
   char want[32];
   std::snprintf(want, sizeof want, "%016llx", static_cast<unsigned long long>(model_hash));
   std::vector<Joining> joining;

@@ -146,14 +146,21 @@ void Peer::close() {
 void Peer::pace(size_t bytes) {
   const Shaping sh = shaping();
   if (!sh.enabled) return;
-  // Token bucket with an empty bucket: the link is busy until link_free_.
+  // Token bucket with an empty bucket: the link (or the device's port) is busy until `free`.
   const auto now = Clock::now();
-  if (link_free_ < now) link_free_ = now;
-  link_free_ += std::chrono::duration_cast<Clock::duration>(
+  const auto wire = std::chrono::duration_cast<Clock::duration>(
       std::chrono::duration<double>(double(bytes) * 8.0 / sh.bits_per_s(now)));
+  Clock::time_point until;
+  {
+    std::unique_lock<std::mutex> port_lk;
+    if (sh.port) port_lk = std::unique_lock<std::mutex>(sh.port->mu);
+    Clock::time_point& free = sh.port ? sh.port->up_free : link_free_;
+    free = std::max(free, now) + wire;
+    until = free;
+  }
   // Interruptible: close() must not wait for a slow emulated link to drain.
   std::unique_lock<std::mutex> lk(q_mu_);
-  q_cv_.wait_until(lk, link_free_, [&] { return closed_.load(); });
+  q_cv_.wait_until(lk, until, [&] { return closed_.load(); });
 }
 
 void Peer::send(MsgType t, uint64_t id, const Json& json, const void* data, size_t len) {
@@ -356,9 +363,16 @@ void Peer::read_loop() {
       Message m = read_frame();
       m.deliver_at = Clock::now();
       const Shaping sh = shaping();
-      if (sh.enabled)
+      if (sh.enabled) {
+        if (sh.port) {  // the frame holds the port's downlink for its wire time
+          const auto wire = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
+              double(m.data.size() + m.text.size() + kHeaderBytes) * 8.0 / sh.bits_per_s(m.deliver_at)));
+          std::lock_guard<std::mutex> port_lk(sh.port->mu);
+          m.deliver_at = sh.port->down_free = std::max(m.deliver_at, sh.port->down_free + wire);
+        }
         m.deliver_at += std::chrono::duration_cast<Clock::duration>(
             std::chrono::duration<double>(sh.link.latency_s));
+      }
       inbox_->push(std::move(m), &closed_);
       if (closed_) throw std::runtime_error("closed");
     }
