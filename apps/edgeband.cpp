@@ -1100,6 +1100,8 @@ int cmd_cluster(const Args& a) {
     print_cluster_json(o, results, slowdown);
   else
     print_cluster_text(o, results, slowdown);
+  if (!results.empty())  // the last scheme's: each scheme's run overwrites them
+    for (const std::string& w : results.back().wrote) std::fprintf(stderr, "wrote %s\n", w.c_str());
   for (const auto& r : results)
     if (!r.equal) {
       std::fprintf(stderr, "edgeband cluster: error: distributed output differs from local output\n");
@@ -1349,7 +1351,7 @@ void declare_cluster(Args& a) {
   a.number("cpu-share", "cores per device, by cgroup quota", 0.1, 64);
   a.flag("pin", "pin each device to its own cores (cpuset)");
   a.flag("no-cpu-share", "no CPU quotas");
-  a.text("trace", "FILE", "write the last run's timeline as a Chrome trace");
+  a.text("trace", "FILE", "write the last scheme's last run as a Chrome trace, and its predicted timeline as FILE.predicted.json");
   a.integer("timeout", "ms to wait for a worker", 10, 3600000);
   a.text("secret-file", "FILE", "pre-shared key of host and workers (edgeband keygen --psk)");
   a.flag("json", "results as JSON on stdout");

@@ -295,6 +295,19 @@ void compare_outputs(const std::vector<Tensor>& got, const std::vector<Tensor>& 
 }
 }  // namespace
 
+namespace {
+void write_trace(const std::string& path, const Json& trace) {
+  std::ofstream f(path);
+  if (!(f << trace.dump() << "\n") || !f.flush()) throw std::runtime_error("cannot write '" + path + "'");
+}
+}  // namespace
+
+std::string predicted_trace_path(const std::string& trace) {
+  const size_t dot = trace.rfind('.'), slash = trace.rfind('/');
+  const bool ext = dot != std::string::npos && (slash == std::string::npos || dot > slash);
+  return ext ? trace.substr(0, dot) + ".predicted" + trace.substr(dot) : trace + ".predicted";
+}
+
 std::vector<SchemeResult> run_cluster(const ClusterOptions& o, std::vector<Slowdown>* slowdown) {
   if (o.devices < 1 || o.devices > 16) throw std::invalid_argument("--devices must be in [1, 16]");
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
@@ -375,9 +388,12 @@ std::vector<SchemeResult> run_cluster(const ClusterOptions& o, std::vector<Slowd
     r.latency_ms = median(pr.dist_ms);
     r.local_ms = median(pr.local_ms);
     r.speedup = r.local_ms / r.latency_ms;
-    if (!o.trace.empty()) {
-      std::ofstream f(o.trace);
-      f << chrome_trace(pr.last, pr.plan.devices).dump() << "\n";
+    if (!o.trace.empty()) {  // the last run as measured, and the plan's prediction beside it
+      const std::string predicted = predicted_trace_path(o.trace);
+      write_trace(o.trace, chrome_trace(pr.last, pr.plan.devices));
+      write_trace(predicted, chrome_trace(pr.first_plan));
+      r.wrote = {o.trace + " (the last run's measured timeline)",
+                 predicted + " (the planner's predicted timeline)"};
     }
     results.push_back(r);
   }

@@ -59,7 +59,11 @@ struct SchemeResult {
   // (index: int(Work); dist/testbed/dilation.h; planning: in all, it plans before the runs); a
   // board spends F x that.
   double host_data_path_ms[kWorkKinds] = {};
+  std::vector<std::string> wrote;  // files written (--trace), each with what it holds
 };
+
+// Where `cluster --trace run.json` puts the predicted timeline: run.predicted.json.
+std::string predicted_trace_path(const std::string& trace);
 
 // `slowdown`, when given, receives each device's dilation and where it came from.
 std::vector<SchemeResult> run_cluster(const ClusterOptions& o, std::vector<Slowdown>* slowdown = nullptr);
