@@ -18,8 +18,11 @@ cmake -S . -B $build -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebI
   -DEDGEBAND_FUZZ=ON -DEDGEBAND_SANITIZE=address,undefined -DEDGEBAND_STATIC=OFF -DEDGEBAND_TESTS=OFF \
   -DEDGEBAND_WERROR=ON >/dev/null
 cmake --build $build -j2 --target edgeband $(printf 'fuzz_%s ' "${targets[@]}") >/dev/null
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# Corpora persist under $build/corpus, so that a campaign run in several sittings goes on
+# where it stopped; logs go to a temporary directory.
+work=$build/corpus
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
 mkdir -p "$work"/{import,weights,frame,handshake,reply}
 for t in "${targets[@]}"; do
   mkdir -p "$work/$t"
@@ -57,7 +60,7 @@ printf '\3' >"$work/handshake/hello"
 runs_flag=(); [ -n "${FUZZ_RUNS:-}" ] && runs_flag=(-runs="$FUZZ_RUNS")
 status=0
 for t in "${targets[@]}"; do
-  log="$work/$t.log"
+  log="$logs/$t.log"
   t0=$(date +%s)
   dict=(); [ -f tests/fuzz/dict/$t.dict ] && dict=(-dict=tests/fuzz/dict/$t.dict)
   if ASAN_OPTIONS=detect_leaks=1 ./$build/fuzz_$t "$work/$t" "${dict[@]}" -max_total_time="$secs" \
