@@ -674,3 +674,21 @@ TEST_CASE("planner: frames are sized as the wire encodes them (zeros elided by t
   bad.replace(bad.find("\"per_row_ms\""), 0, "\"nonzero\":1.5,");
   CHECK_THROWS_AS(DeviceProfile::from_json(Json::parse(bad)), std::runtime_error);
 }
+
+TEST_CASE("planner simulate: the host relays rows as they arrive, not in plan order") {
+  // MoDNN on three devices over a slow link: device 2's halo comes from device 1's rows. It
+  // must leave the host once those are in, not queue behind device 1's halo, which waits for
+  // device 2's own (later) gather; the runtime sends it then (2.1 s predicted for VGG-16 at
+  // 100 Mbit/s against 2.1 s measured; 2.5 s when relays went in plan order).
+  const Graph g = models::build_synthetic("vgg16:64");
+  const Plan p = make_plan(g, homogeneous(g, 3, "100mbit,2ms"), Scheme::modnn);
+  double gather_from_2 = 0, send_to_2 = 0;
+  for (const Event& e : p.timeline) {
+    if (e.image != 0 || e.block != 1 || e.device != 0 || e.peer != 2) continue;
+    if (e.what == "recv") gather_from_2 = e.end_ms;
+    if (e.what == "send") send_to_2 = e.start_ms;
+  }
+  REQUIRE(gather_from_2 > 0);
+  REQUIRE(send_to_2 > 0);
+  CHECK(send_to_2 < gather_from_2);
+}

@@ -182,11 +182,15 @@ struct Sim {
   }
 
   // Sends the rows block b needs (b == blocks.size(): the gather for the tail); returns when
-  // each device has all of its input.
+  // each device has all of its input. Frames leave a port in the order their rows are ready,
+  // as the runtime sends them, not in plan order: a relay waiting for one secondary's rows must
+  // not hold back another's rows that are here (MoDNN at 100 Mbit/s was predicted 18% slow).
+  // Rows bound for the host go first: what the host relays waits for them.
   std::vector<double> send_block_inputs(size_t b) {
     const size_t n = size_t(p.devices), nb = p.blocks.size();
     std::vector<double> arrive(n, 0);
     relay_ready.assign(size_t(g.shape_of(b == 0 ? -1 : p.blocks[b - 1].last - 1).h), 0);
+    std::vector<std::pair<double, const Transfer*>> direct, relayed;
     for (const Transfer& t : p.transfers) {
       if (t.stage != Stage{int(b)}) continue;
       // At the tail the host's sends are the first split layer's broadcast (it shares the
@@ -196,15 +200,23 @@ struct Sim {
       double ready = b == 0 ? 0 : end_prev[src];
       if (p.edge_first && b > 0 && zone_rows_prev[src] > 0)
         ready = detail::edge_first_ready(t, start_prev[src], end_prev[src], zone_rows_prev[src]);
-      if (t.src == 0 && t.dst != 0) {
-        // Rows the host relays wait for their arrival from the owning secondary.
-        for (int y = t.rows.begin; y < t.rows.end; ++y) ready = std::max(ready, relay_ready[size_t(y)]);
-      }
-      const double a = send(t, ready);
-      if (t.dst == 0)
-        for (int y = t.rows.begin; y < t.rows.end; ++y) relay_ready[size_t(y)] = a;
-      arrive[size_t(t.dst)] = std::max(arrive[size_t(t.dst)], a);
+      (t.src == 0 && t.dst != 0 ? relayed : direct).push_back({ready, &t});
     }
+    auto send_in_ready_order = [&](std::vector<std::pair<double, const Transfer*>>& list) {
+      std::stable_sort(list.begin(), list.end(),
+                       [](const auto& x, const auto& y) { return x.first < y.first; });
+      for (const auto& [ready, t] : list) {
+        const double a = send(*t, ready);
+        if (t->dst == 0)
+          for (int y = t->rows.begin; y < t->rows.end; ++y) relay_ready[size_t(y)] = a;
+        arrive[size_t(t->dst)] = std::max(arrive[size_t(t->dst)], a);
+      }
+    };
+    send_in_ready_order(direct);
+    // Rows the host relays wait for their arrival from the owning secondary.
+    for (auto& [ready, t] : relayed)
+      for (int y = t->rows.begin; y < t->rows.end; ++y) ready = std::max(ready, relay_ready[size_t(y)]);
+    send_in_ready_order(relayed);
     return arrive;
   }
 
