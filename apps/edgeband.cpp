@@ -1351,7 +1351,7 @@ void declare_cluster(Args& a) {
   a.number("cpu-share", "cores per device, by cgroup quota", 0.1, 64);
   a.flag("pin", "pin each device to its own cores (cpuset)");
   a.flag("no-cpu-share", "no CPU quotas");
-  a.text("trace", "FILE", "write the last scheme's last run as a Chrome trace, and its predicted timeline as FILE.predicted.json");
+  a.text("trace", "FILE", "write the last scheme's last run as a Chrome trace, and the plan's predicted timeline beside it (run.json: run.predicted.json)");
   a.integer("timeout", "ms to wait for a worker", 10, 3600000);
   a.text("secret-file", "FILE", "pre-shared key of host and workers (edgeband keygen --psk)");
   a.flag("json", "results as JSON on stdout");

@@ -1257,6 +1257,17 @@ TEST_CASE("dist host: a worker's spans, peak memory and errors are read in range
   CHECK(spans[0].image == 5);
   CHECK(spans[0].t1_us - spans[0].t0_us == 10);
   CHECK(eb::dist::read_peak_rss_kb(j) == -1);
+  // Image numbers beyond 2^53 compare exactly; non-integers and 2^64 are not images.
+  spans.clear();
+  const uint64_t big = (uint64_t(1) << 53) + 1;
+  eb::dist::read_spans(Json::parse(R"({"spans":[[0,9007199254740992,0,1],[0,9007199254740993,0,1],)"
+                                   R"([0,18446744073709551616,0,1],[0.5,9007199254740993,0,1]]})"),
+                       1, big, big + 1, &spans);
+  REQUIRE(spans.size() == 1);
+  CHECK(spans[0].image == big);
+  spans.clear();
+  eb::dist::read_spans(Json::parse(R"({"spans":[[0,5.5,0,1]]})"), 1, 5, 7, &spans);
+  CHECK(spans.empty());
   CHECK(eb::dist::read_peak_rss_kb(Json::parse(R"({"peak_rss_kb":1e300})")) == -1);
   CHECK(eb::dist::read_peak_rss_kb(Json::parse(R"({"peak_rss_kb":2048})")) == 2048);
   CHECK(eb::dist::read_peak_rss_kb(Json::parse("[1]")) == -1);
@@ -1266,44 +1277,58 @@ TEST_CASE("dist host: a worker's spans, peak memory and errors are read in range
 }
 
 TEST_CASE("dist emulation: a device's connections share its port, as behind a switch") {
-  // Two connections of one host at 100 Mbit/s each send 1 MB at once: through one port the
-  // second frame waits for the first, so both are out after >= 2 x 80 ms; paced apart they were
-  // out after ~80 ms. (A busy machine only adds time, so the bound cannot pass by accident.)
+  // Two connections of one host at 100 Mbit/s each send 1 MB at once, to two connections of
+  // one worker: through one port each way, the second frame is booked behind the first, on
+  // the way out (the port's up_free) and on the way in (the frames' deliver_at). Paced apart,
+  // both were booked ~80 ms from the start. The checks read the bookings, not a clock.
   asio::io_context io;
   asio::ip::tcp::acceptor acc(io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  auto inbox = std::make_shared<Inbox>();
-  Shaping sh;
-  sh.enabled = true;
-  sh.link = eb::dist::parse_link("100mbit,0ms");
-  sh.port = std::make_shared<Port>();
-  std::vector<std::unique_ptr<Peer>> peers;
-  std::vector<std::thread> drains;
+  auto inbox = std::make_shared<Inbox>(), sink = std::make_shared<Inbox>();
+  Shaping out, in;
+  out.enabled = in.enabled = true;
+  out.link = in.link = eb::dist::parse_link("100mbit,0ms");
+  out.port = std::make_shared<Port>();
+  in.port = std::make_shared<Port>();
+  std::vector<std::unique_ptr<Peer>> senders, receivers;
   constexpr size_t kBytes = 1'000'000;
   for (int k = 0; k < 2; ++k) {
     asio::ip::tcp::socket c(io), s(io);
     c.connect(acc.local_endpoint());
     acc.accept(s);
-    peers.push_back(std::make_unique<Peer>(std::make_unique<TcpSocket>(std::move(c)), inbox, k,
-                                           "port-test"));
-    peers.back()->set_shaping(sh);
-    drains.emplace_back([sock = std::make_shared<asio::ip::tcp::socket>(std::move(s))] {
-      std::vector<uint8_t> buf(1 << 16);
-      asio::error_code ec;
-      while (!ec) sock->read_some(asio::buffer(buf), ec);
-    });
+    senders.push_back(std::make_unique<Peer>(std::make_unique<TcpSocket>(std::move(c)), sink, k,
+                                             "port-out"));
+    senders.back()->set_shaping(out);
+    receivers.push_back(std::make_unique<Peer>(std::make_unique<TcpSocket>(std::move(s)), inbox,
+                                               k, "port-in"));
+    receivers.back()->set_shaping(in);
+    receivers.back()->start_reader();
   }
   const std::vector<uint8_t> payload(kBytes, 7);
-  const auto t0 = std::chrono::steady_clock::now();
-  std::vector<std::thread> senders;
-  for (auto& p : peers)
-    senders.emplace_back([&p, &payload] {
+  const auto t0 = Clock::now();
+  std::vector<std::thread> threads;
+  for (auto& p : senders)
+    threads.emplace_back([&p, &payload] {
       p->send(MsgType::ping, 1, Json::object(), payload.data(), payload.size());
     });
-  for (auto& t : senders) t.join();
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  MESSAGE("two 1 MB frames through one 100 Mbit/s port: " << s * 1e3 << " ms");
-  CHECK(s >= 2 * kBytes * 8 / 100e6 * 0.98);
-  for (auto& p : peers) p->close();
-  peers.clear();
-  for (auto& t : drains) t.join();
+  for (auto& t : threads) t.join();
+  const auto wire = std::chrono::duration<double>(double(kBytes) * 8 / 100e6);
+  CHECK(std::chrono::duration<double>(out.port->up_free - t0) >= 2 * wire);
+  std::vector<Clock::time_point> delivered;
+  for (int k = 0; k < 2; ++k) {
+    auto m = inbox->pop(std::chrono::seconds(10));
+    REQUIRE(m);
+    REQUIRE(m->failure.empty());
+    delivered.push_back(m->deliver_at);
+  }
+  const auto apart = delivered[1] > delivered[0] ? delivered[1] - delivered[0] : delivered[0] - delivered[1];
+  CHECK(std::chrono::duration<double>(apart) >= wire);
+  for (auto& p : senders) p->close();
+  for (auto& p : receivers) p->close();
+}
+
+TEST_CASE("dist cluster: --trace's predicted timeline goes beside the measured one") {
+  CHECK(predicted_trace_path("run.json") == "run.predicted.json");
+  CHECK(predicted_trace_path("out/run.v2.json") == "out/run.v2.predicted.json");
+  CHECK(predicted_trace_path("trace") == "trace.predicted");
+  CHECK(predicted_trace_path("./d.x/trace") == "./d.x/trace.predicted");
 }

@@ -147,6 +147,8 @@ void Peer::pace(size_t bytes) {
   const Shaping sh = shaping();
   if (!sh.enabled) return;
   // Token bucket with an empty bucket: the link (or the device's port) is busy until `free`.
+  // (A frame booked on a shared port and then dropped by close() keeps its booking: the
+  // emulation then charges the other connections for it, once.)
   const auto now = Clock::now();
   const auto wire = std::chrono::duration_cast<Clock::duration>(
       std::chrono::duration<double>(double(bytes) * 8.0 / sh.bits_per_s(now)));

@@ -22,12 +22,15 @@ void read_spans(const Json& j, int device, uint64_t first_image, uint64_t end_im
   constexpr double kMaxUs = 9e15;  // ~285 years of steady clock: int64-safe, beyond any uptime
   for (const Json& sp : j.at("spans").items()) {
     if (!sp.is_array() || sp.size() != 4) continue;
-    if (!in_range(sp[0], 0, 1e6) || !in_range(sp[1], double(first_image), double(end_image)) ||
-        !in_range(sp[2], -kMaxUs, kMaxUs) || !in_range(sp[3], sp[2].number(), kMaxUs))
-      continue;  // malformed, or an image of an earlier call
-    const auto image = uint64_t(sp[1].number());
-    if (image >= end_image) continue;  // end_image itself passed the double comparison
-    out->push_back({device, int(sp[0].number()), image, int64_t(sp[2].number()),
+    // Block and image are exact integers (Json keeps int64 exactly; compared as integers,
+    // since image numbers above 2^53 do not survive a double), times any number in range.
+    if (!sp[0].is_integer() || sp[0].integer() < 0 || sp[0].integer() > 1000000 ||
+        !sp[1].is_integer() || sp[1].integer() < 0 || !in_range(sp[2], -kMaxUs, kMaxUs) ||
+        !in_range(sp[3], sp[2].number(), kMaxUs))
+      continue;  // malformed
+    const auto image = uint64_t(sp[1].integer());
+    if (image < first_image || image >= end_image) continue;  // an image of an earlier call
+    out->push_back({device, int(sp[0].integer()), image, int64_t(sp[2].number()),
                     int64_t(sp[3].number())});
   }
 }

@@ -391,7 +391,7 @@ std::vector<SchemeResult> run_cluster(const ClusterOptions& o, std::vector<Slowd
     if (!o.trace.empty()) {  // the last run as measured, and the plan's prediction beside it
       const std::string predicted = predicted_trace_path(o.trace);
       write_trace(o.trace, chrome_trace(pr.last, pr.plan.devices));
-      write_trace(predicted, chrome_trace(pr.first_plan));
+      write_trace(predicted, chrome_trace(pr.plan));  // the plan the last run ran
       r.wrote = {o.trace + " (the last run's measured timeline)",
                  predicted + " (the planner's predicted timeline)"};
     }

@@ -68,7 +68,9 @@ for t in "${targets[@]}"; do
       -artifact_prefix=tests/fuzz/regressions/${t}- >"$log" 2>&1; then
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 || true)
-    echo "fuzz_$t: ${runs} executions in $(( $(date +%s) - t0 ))s, ${cov}, 0 crashes"
+    slow=$(grep -c 'slow-unit-' "$log" || true)
+    echo "fuzz_$t: ${runs} executions in $(( $(date +%s) - t0 ))s, ${cov}, 0 crashes" \
+         "$([ "$slow" -gt 0 ] && echo "($slow inputs over 10 s, in tests/fuzz/regressions/: replay them; a busy or paused machine makes these too)")"
   else
     echo "fuzz_$t: FAILED"
     tail -40 "$log"
