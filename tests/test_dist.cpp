@@ -1348,3 +1348,25 @@ TEST_CASE("dist cluster: --trace's predicted timeline goes beside the measured o
   CHECK(predicted_trace_path("trace") == "trace.predicted");
   CHECK(predicted_trace_path("./d.x/trace") == "./d.x/trace.predicted");
 }
+
+TEST_CASE("dist worker: a host naming model after model cannot grow a worker without bound") {
+  LocalWorkers w(1);
+  std::string refused;
+  for (int k = 0; k <= int(WorkerServer::kMaxModels); ++k) {
+    const std::string name = "mobilenet_v1:0.25:" + std::to_string(32 * (k + 1));
+    CAPTURE(name);
+    try {
+      HostRuntime host(shared_synthetic(name), synthetic_hash(name), w.addrs, RuntimeOptions{});
+      CHECK(k < int(WorkerServer::kMaxModels));
+    } catch (const std::runtime_error& e) {
+      refused = e.what();
+      CHECK(k == int(WorkerServer::kMaxModels));
+    }
+  }
+  CAPTURE(refused);
+  CHECK(refused.find("already holds 8 models built by name") != std::string::npos);
+  // A model it holds is still served.
+  HostRuntime again(shared_synthetic("mobilenet_v1:0.25:32"), synthetic_hash("mobilenet_v1:0.25:32"),
+                    w.addrs, RuntimeOptions{});
+  CHECK(again.alive() == 1);
+}

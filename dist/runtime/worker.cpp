@@ -159,6 +159,9 @@ WorkerServer::Model WorkerServer::model_for(const std::string& name) {
   }
   for (auto& kv : models_)
     if (kv.first == name) return kv.second;
+  if (models_.size() >= kMaxModels)
+    throw std::runtime_error("this worker already holds " + std::to_string(kMaxModels) +
+                             " models built by name; restart it to serve '" + name + "'");
   // A synthetic model is a function of its name alone: one copy per process, shared by every
   // server in it (the tests run many; a VGG-16 build takes seconds under the sanitizers).
   static std::mutex synthetic_mu;

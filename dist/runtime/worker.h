@@ -43,6 +43,10 @@ struct WorkerOptions {
 
 class WorkerServer {
  public:
+  // At most this many models by name: each host's HELLO may name one, and a worker keeps what
+  // it built (the deadline selector's candidates are ~5), so a host naming model after model
+  // cannot grow the worker's memory without bound.
+  static constexpr size_t kMaxModels = 8;
   explicit WorkerServer(WorkerOptions o);
   ~WorkerServer();
   uint16_t port() const { return port_; }
@@ -76,7 +80,7 @@ class WorkerServer {
   std::atomic<bool> stopping_{false};
   std::atomic<int> hosts_{0}, served_{0};
   std::mutex models_mu_;
-  std::vector<std::pair<std::string, Model>> models_;
+  std::vector<std::pair<std::string, Model>> models_;  // built by name, kept for later hosts
   std::thread bg_;
   std::mutex threads_mu_;
   std::vector<std::shared_ptr<Conn>> conns_;  // in accept order; finished ones are joined at the next accept
