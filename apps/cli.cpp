@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <stdexcept>
 
@@ -126,6 +127,13 @@ using Clock = std::chrono::steady_clock;
 bool g_quiet = false;
 bool g_open_line = false;
 Clock::time_point g_start = Clock::now(), g_last;
+// EDGEBAND_PROGRESS_AFTER=S moves the 2 s (the tests set 0 to see progress without waiting).
+Clock::duration progress_after() {
+  const char* s = std::getenv("EDGEBAND_PROGRESS_AFTER");
+  const double v = s ? std::atof(s) : 2.0;
+  return std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(v >= 0 && v < 1e6 ? v : 2.0));
+}
 }  // namespace
 
 void set_quiet(bool quiet) {
@@ -137,7 +145,8 @@ void set_quiet(bool quiet) {
 void progress(const std::string& what) {
   if (g_quiet) return;
   const auto now = Clock::now();
-  if (now - g_start < std::chrono::seconds(2)) return;
+  static const Clock::duration after = progress_after();
+  if (now - g_start < after) return;
   const bool tty = isatty(2);
   if (now - g_last < (tty ? std::chrono::milliseconds(100) : std::chrono::milliseconds(1000)))
     return;

@@ -308,3 +308,37 @@ TEST_CASE("cli: a worker without --weights asked for a converted model says to g
   CHECK(r.out.find("start it with --weights FILE") != std::string::npos);
   std::remove(w.c_str());
 }
+
+TEST_CASE("cli: progress goes to stderr for long work, and --quiet silences it") {
+  // The 2 s before the first progress line, moved to 0 so that the check does not depend on
+  // this machine's speed.
+  ::setenv("EDGEBAND_PROGRESS_AFTER", "0", 1);
+  const std::string svg = tmp("progress.svg");
+  const Result loud = sh("plot-speedup --model vgg16:32 --devices 1:2:1 -o " + svg);
+  const Result quiet = sh("plot-speedup --model vgg16:32 --devices 1:2:1 -q -o " + svg);
+  ::unsetenv("EDGEBAND_PROGRESS_AFTER");
+  CHECK(loud.code == 0);
+  CHECK(quiet.code == 0);
+  CAPTURE(loud.out);
+  CAPTURE(quiet.out);
+  CHECK(loud.out.find("planning: link") != std::string::npos);
+  CHECK(quiet.out.find("planning: link") == std::string::npos);
+  CHECK(quiet.out.find("wrote " + svg) != std::string::npos);  // results still say what they wrote
+  std::remove(svg.c_str());
+}
+
+TEST_CASE("cli: --isa is honoured by info, and cluster runs a weights file with no --model") {
+  const Result scalar = sh("info --isa scalar");
+  CHECK(scalar.code == 0);
+  CAPTURE(scalar.out);
+  CHECK(scalar.out.find("kernels: scalar") != std::string::npos);
+  const std::string ebw = tmp("m.ebw");
+  REQUIRE(sh("export --model mobilenet_v1:0.25:32 -o " + ebw).code == 0);
+  const Result c = sh("cluster --weights " + ebw + " --devices 2 --scheme dpfp --runs 1 -q");
+  CAPTURE(c.out);
+  CHECK(c.code == 0);
+  CHECK(c.out.find("model " + ebw + ", 2 devices") != std::string::npos);
+  CHECK(c.out.find("dpfp ") != std::string::npos);
+  CHECK(c.out.find("yes") != std::string::npos);  // equal to local
+  std::remove(ebw.c_str());
+}
