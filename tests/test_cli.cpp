@@ -340,5 +340,6 @@ TEST_CASE("cli: --isa is honoured by info, and cluster runs a weights file with 
   CHECK(c.out.find("model " + ebw + ", 2 devices") != std::string::npos);
   CHECK(c.out.find("dpfp ") != std::string::npos);
   CHECK(c.out.find("yes") != std::string::npos);  // equal to local
+  CHECK(c.out.find("Terminated") == std::string::npos);  // its workers stop without a word
   std::remove(ebw.c_str());
 }
