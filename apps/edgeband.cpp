@@ -950,6 +950,9 @@ int cmd_infer(const Args& a) {
       g->model.c_str(), eb::dist::scheme_name(plan.scheme), plan.devices, batch, dm, lm, lm / dm,
       runs, warmup, double(st.bytes_sent + st.bytes_received) / 1024.0, plan.predicted_ms);
   print_row_shares(*g, plan, workers);
+  for (const auto& l : pr.loads)  // the warm-up's, normally: a new plan is loaded once
+    std::printf("device %d loaded its share of the plan's layers in %.1f ms (before the runs)\n",
+                l.device, double(l.t1_us - l.t0_us) / 1e3);
   if (!pr.ping_ms.empty())
     std::printf("slowest worker's round trip before each run (untimed): median %.2f ms\n",
                 eb::median(pr.ping_ms));

@@ -488,6 +488,10 @@ TEST_CASE("dist loopback: HALP overlap blocks (compute what is here, the rest wh
       CHECK(st.faults == 0);
       CHECK(ref::bit_equal(got[0], want_a));
       CHECK(ref::bit_equal(got[1], want_b));
+      // A new plan: each worker's loading of its layers is in the call's timeline.
+      CHECK(st.loads.size() == size_t(devices - 1));
+      for (const InferStats::Load& l : st.loads) CHECK(l.t1_us >= l.t0_us);
+      CHECK(chrome_trace(st, devices).dump().find("loading the plan's layers") != std::string::npos);
       // The host computed some blocks in more than one call (a part, then the rest).
       std::map<std::pair<uint64_t, int>, int> calls;
       for (const ComputeSpan& sp : st.spans)
@@ -818,6 +822,7 @@ TEST_CASE(
   CHECK(out.find("medians of 2 runs after 2 warm-up runs") != std::string::npos);
   CHECK(out.find("speedup") != std::string::npos);
   CHECK(out.find("round trip before each run (untimed): median") != std::string::npos);
+  CHECK(out.find("device 1 loaded its share of the plan's layers in ") != std::string::npos);
   CHECK(out.find("fault") == std::string::npos);
   int topk_lines = 0;  // "  IDX  PROB  label"
   for (size_t i = out.find("\n  "); i != std::string::npos; i = out.find("\n  ", i + 1)) ++topk_lines;

@@ -236,6 +236,7 @@ void HostRuntime::Call::run(std::vector<Tensor>& out) {
 
 void HostRuntime::Call::send_plan() {
   if (plan_.devices <= 1) return;
+  const int64_t sent_us = now_us();
   const Json wire = plan_to_wire(plan_);
   h_.plan_sent_.resize(h_.peers_.size());
   std::vector<uint64_t> loading(h_.peers_.size(), 0);
@@ -257,10 +258,16 @@ void HostRuntime::Call::send_plan() {
     }
   }
   if (std::any_of(loading.begin(), loading.end(), [](uint64_t id) { return id != 0; })) {
-    h_.await_pongs(loading, st_, h_.opt_.load_timeout_ms);
-    for (int d = 1; d < plan_.devices; ++d)
-      if (!h_.alive_[size_t(dev_peer_[size_t(d)])])
-        throw WorkerFault{dev_peer_[size_t(d)], "did not load the plan's layers in time", true};
+    const std::vector<Clock::time_point> got = h_.await_pongs(loading, st_, h_.opt_.load_timeout_ms);
+    const auto at_us = [](Clock::time_point t) {
+      return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+    };
+    for (int d = 1; d < plan_.devices; ++d) {
+      const size_t k = size_t(dev_peer_[size_t(d)]);
+      if (!h_.alive_[k])
+        throw WorkerFault{int(k), "did not load the plan's layers in time", true};
+      if (loading[k] != 0) st_->loads.push_back({d, sent_us, at_us(got[k])});
+    }
   }
 }
 
@@ -576,6 +583,7 @@ Json chrome_trace(const InferStats& st, int devices) {
   int64_t origin = INT64_MAX;
   for (const auto& s : st.spans) origin = std::min(origin, s.t0_us);
   for (const auto& w : st.wires) origin = std::min(origin, w.t0_us);
+  for (const auto& l : st.loads) origin = std::min(origin, l.t0_us);
   if (origin == INT64_MAX) origin = 0;
   for (int d = 0; d < devices; ++d) {
     Json m = Json::object();
@@ -610,6 +618,9 @@ Json chrome_trace(const InferStats& st, int devices) {
   for (const auto& w : st.wires)
     span(w.src == 0 ? "send to " + std::to_string(w.dst) : "recv from " + std::to_string(w.src),
          "link", 0, w.t0_us, w.t1_us, "bytes", static_cast<unsigned long>(w.bytes));
+  for (const auto& l : st.loads)
+    span("loading the plan's layers", "load", l.device, l.t0_us, l.t1_us, "device",
+         static_cast<unsigned long>(l.device));
   Json j = Json::object();
   j["traceEvents"] = ev;
   j["displayTimeUnit"] = "ms";

@@ -44,6 +44,13 @@ struct InferStats {
     uint64_t bytes;
   };
   std::vector<Wire> wires;  // host-observed sends and receipts
+  // A new plan's loading on each worker that had to load (pack its layers and slices), from
+  // the plan's sending to the worker's answer: a cost of changing plans, not of inference.
+  struct Load {
+    int device;
+    int64_t t0_us, t1_us;
+  };
+  std::vector<Load> loads;
 };
 
 // A worker's link as measured (HostRuntime::measure_links); -1: the worker is not usable.

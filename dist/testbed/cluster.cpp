@@ -198,6 +198,7 @@ PairedRuns run_paired(HostRuntime& host, const Graph& g, Cluster c, Scheme s,
     pr.faults += pr.last.faults;
     pr.fault_messages.insert(pr.fault_messages.end(), pr.last.fault_messages.begin(),
                              pr.last.fault_messages.end());
+    pr.loads.insert(pr.loads.end(), pr.last.loads.begin(), pr.last.loads.end());
     if (run == 0)
       pr.warmup_out = std::move(out);
     else if (timed)

@@ -84,6 +84,7 @@ struct PairedRuns {
   std::vector<double> ping_ms;  // per timed run: the slowest worker's round trip before it
   int faults = 0;  // over every run, warm-up included
   std::vector<std::string> fault_messages;
+  std::vector<InferStats::Load> loads;  // every run's plan loading on the workers (new plans)
 };
 PairedRuns run_paired(HostRuntime& host, const Graph& g, Cluster c, Scheme s,
                       const std::vector<Tensor>& images, int runs, int warmup = 1);
