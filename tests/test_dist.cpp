@@ -767,10 +767,12 @@ TEST_CASE("dist cli: cluster --dilate emulates slower devices; outputs still equ
   // One factor per device makes a heterogeneous cluster.
   for (const auto& [flags, how] : std::vector<std::pair<std::string, std::string>>{
            {"--dilate 6", "6x, 6x, 6x slower than one core here, 1 thread, taking turns to compute"},
-           {"--dilate 3", "3x, 3x, 3x slower than one core here, 1 thread, computing side by side"},
+           {"--dilate 3", "3x, 3x, 3x slower than one core here, 1 thread, computing side by side, "
+                          "needing 1.00 of this machine's"},
            {"--dilate 6 --dilate-lock none",
             "6x, 6x, 6x slower than one core here, 1 thread, computing side by side"},
-           {"--dilate 6,6,12", "6x, 6x, 12x slower than one core here, 1 thread, taking turns to compute"}}) {
+           {"--dilate 6,6,12", "6x, 6x, 12x slower than one core here, 1 thread, taking turns to compute, "
+                               "needing 0.42 of this machine's"}}) {
     CAPTURE(flags);
     // VGG-16 at 32x32: enough compute that the plan splits on any machine (MobileNet-V1 0.25 at
     // 96x96 takes ~0.2 ms, and on a fast day its plan fell back to one device).

@@ -215,6 +215,7 @@ struct Dilation {
   std::vector<double> factor;  // per device, host first
   std::string turns;           // the lock file, "" = none
   std::string own_file;        // this run's own lock file, removed at the end
+  double load = 0;             // cores the devices' sections need together (sum of 1 / F)
   bool on() const { return *std::max_element(factor.begin(), factor.end()) > 1; }
   ~Dilation() {
     if (!on()) return;
@@ -229,13 +230,19 @@ struct Dilation {
       std::snprintf(buf, sizeof buf, "%s%.3gx", f.empty() ? "" : ", ", x);
       f += buf;
     }
+    const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+    char need[160];
+    std::snprintf(need, sizeof need, "needing %.2f of this machine's %u cores%s; ", load, cores,
+                  load > 0.7 * cores ? " (over 70%: devices will wait for the CPU and measure "
+                                       "slower than planned)" : "");
     return "time dilation: devices " + f + " slower than one core here, 1 thread, " +
-           (turns.empty() ? "computing side by side; " : "taking turns to compute; ");
+           (turns.empty() ? "computing side by side, " : "taking turns to compute, ") + need;
   }
 };
 
 void start_dilation(const ClusterOptions& o, Dilation& dl) {
-  double load = 0;  // the share of one core the devices' sections need together
+  double& load = dl.load;  // the share of one core the devices' sections need together
+  load = 0;
   for (double f : dl.factor) load += 1 / f;
   dl.turns = o.dilate_lock == "none" ? "" : o.dilate_lock;
   // One turn is a queue: at load rho a section waits rho / (2 (1 - rho)) sections on average
