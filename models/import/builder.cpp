@@ -87,6 +87,11 @@ std::vector<float> transpose2d(const std::vector<float>& a, long rows, long cols
 }
 
 Pads same_pads(const Shape& in, long kh, long kw, long sh, long sw) {
+  // Before the layer checks its own parameters: SAME padding divides by the stride.
+  if (sh < 1 || sw < 1 || kh < 1 || kw < 1)
+    throw ImportError("kernel " + std::to_string(kh) + "x" + std::to_string(kw) + ", stride " +
+                      std::to_string(sh) + "x" + std::to_string(sw) +
+                      ": kernels and strides must be at least 1");
   const models::Pad v = models::same_padding(in.h, kh, sh), h = models::same_padding(in.w, kw, sw);
   return {v.before, h.before, v.after, h.after};
 }
