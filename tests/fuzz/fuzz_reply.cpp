@@ -10,18 +10,16 @@
 #include "dist/runtime/protocol.h"
 #include "dist/runtime/reply.h"
 #include "models/zoo.h"
+#include "tests/fuzz/frame_input.h"
 #include "tests/fuzz/target.h"
 
 EB_FUZZ_TARGET(reply) {
   static const eb::Graph g = eb::models::build_synthetic("mobilenet_v1:0.25:32");
-  if (size < eb::dist::kHeaderBytes) return 0;
   try {
-    const eb::dist::FrameHeader h = eb::dist::decode_header(data);
-    const size_t rest = size - eb::dist::kHeaderBytes;
-    if (h.json_len > rest) return 0;
-    const std::string text(reinterpret_cast<const char*>(data) + eb::dist::kHeaderBytes,
-                           h.json_len);
-    const eb::Json j = eb::Json::parse(text);
+    const auto f = eb::test::split_frame(data, size);
+    if (!f) return 0;
+    const eb::dist::FrameHeader& h = f->h;
+    const eb::Json j = eb::Json::parse(f->json);
     if (h.type == eb::dist::MsgType::error) (void)eb::dist::error_text(j);
     if (h.type != eb::dist::MsgType::rows) return 0;
     std::vector<eb::dist::ComputeSpan> spans;
@@ -29,9 +27,8 @@ EB_FUZZ_TARGET(reply) {
     for (const eb::dist::ComputeSpan& s : spans)
       if (s.image < h.request_id || s.t1_us < s.t0_us) __builtin_trap();  // the reader's promise
     if (eb::dist::read_peak_rss_kb(j) < -1) __builtin_trap();
-    const uint8_t* payload = data + eb::dist::kHeaderBytes + h.json_len;
     eb::dist::FeatureStore s(g);
-    s.put_wire(h.request_id, j, std::vector<uint8_t>(payload, data + size));
+    s.put_wire(h.request_id, j, std::vector<uint8_t>(f->payload, f->payload + f->payload_len));
   } catch (const std::exception&) {
   }
   return 0;
