@@ -48,6 +48,16 @@ class Layer {
   virtual int row_granule() const { return 1; }
 
   virtual std::vector<Param> params() { return {}; }
+  // params()' names and shapes, data null, without allocating anything: a lazy loader checks a
+  // file's sections before any weight exists.
+  virtual std::vector<Param> param_shapes() {
+    std::vector<Param> ps = params();
+    for (Param& p : ps) p.data = nullptr;
+    return ps;
+  }
+  // Whether a lazy graph leaves this layer's params to Graph::load (the convolutions and FC
+  // layers, which hold the weights that matter); the others are filled when it is built.
+  virtual bool loads_lazily() const { return false; }
   virtual Json attrs() const { return Json::object(); }
   // Repack weights for the active kernels (after loading or an ISA change).
   virtual void prepare() {}

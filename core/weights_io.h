@@ -30,5 +30,10 @@ uint64_t save_weights(Graph& g, const std::string& path);
 // Loads, verifies and finalizes a graph. checksum (optional) receives the model identity.
 // keep_sources false: each layer's untransformed weights are freed once packed (Graph::keep_sources).
 Graph load_weights(const std::string& path, uint64_t* checksum = nullptr, bool keep_sources = true);
+// Checks the file as load_weights does (its checksum streamed: nothing of it stays in memory),
+// fills the small parameters, and leaves the convolution and FC weights to Graph::load, which
+// reads each layer's section (for a slice of an FC layer, only those rows) when a plan needs it.
+// What a worker serving a converted model holds: its share of the file, not the file.
+Graph load_weights_lazy(const std::string& path, uint64_t* checksum = nullptr);
 
 }  // namespace eb

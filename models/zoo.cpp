@@ -130,7 +130,6 @@ void fill_lazy(Node& n, RowRange channels, uint64_t seed) {
   fill_node(n, seed);
 }
 
-bool has_big_weights(const Layer& l) { return l.type() == "conv2d" || l.type() == "fully_connected"; }
 }  // namespace
 
 void fill_synthetic(Graph& g, uint64_t seed) {
@@ -149,7 +148,7 @@ Graph build_synthetic(const std::string& name, uint64_t seed, Hold hold) {
     return g;
   }
   for (int i = 0; i < g.size(); ++i)
-    if (!has_big_weights(*g.node(i).layer)) fill_node(g.node(i), seed);
+    if (!g.node(i).layer->loads_lazily()) fill_node(g.node(i), seed);
   g.finalize(false);
   g.set_weight_fill([seed](Node& n, RowRange channels) { fill_lazy(n, channels, seed); });
   return g;
@@ -169,7 +168,7 @@ Graph load_model(const std::string& name, const std::string& weights_path, uint6
     if (hash) *hash = name_seed("synthetic:" + spec.canonical(), 2022);
     return g;
   }
-  Graph g = load_weights(weights_path, hash, hold == Hold::full);
+  Graph g = hold == Hold::lazy ? load_weights_lazy(weights_path, hash) : load_weights(weights_path, hash, hold == Hold::full);
   if (!name.empty() && name != g.model) {
     // Accept the short forms of the same model ("mobilenet_v1" == "mobilenet_v1:1:224").
     std::string want;

@@ -39,7 +39,8 @@ namespace eb::models {
 // The model to run: from a weights file when one is given (its model must match `name` when a
 // name is given), else the built-in definition with synthetic weights. `hash` receives the
 // model identity (weights checksum; for synthetic models a hash of name and seed).
-// A weights file is never lazy (it is read whole and checked): `lazy` holds it as `lean`.
+// A weights file is checked whole at once either way; `lazy` then reads each layer's section
+// from it when Graph::load asks (load_weights_lazy).
 Graph load_model(const std::string& name, const std::string& weights_path, uint64_t* hash = nullptr,
                  Hold hold = Hold::full);
 }  // namespace eb::models

@@ -149,3 +149,40 @@ TEST_CASE("memory: a lazy graph loads only what is asked, and then equals the fu
     CHECK(same_bits(full.forward(in), lazy.forward(in)));
   }
 }
+
+TEST_CASE("memory: a lazy weights file reads only the sections asked for, and then equals the whole load") {
+  const std::string path = "/tmp/eb_lazy_" + std::to_string(::getpid()) + ".ebw";
+  for (const char* name : {"vgg16:32", "mobilenet_v1:0.25:64"}) {  // MobileNet: BN folded on save
+    CAPTURE(name);
+    Graph src = models::build_synthetic(name);
+    uint64_t saved = save_weights(src, path), got = 0;
+    const Graph whole = load_weights(path);
+    Graph lazy = load_weights_lazy(path, &got);
+    CHECK(got == saved);  // the streamed checksum is the file's
+    CHECK(lazy.weight_bytes() < whole.weight_bytes() / 50);  // biases and small layers only
+    const int fc = lazy.spatial_end() + (lazy.node(lazy.spatial_end()).layer->splits_channels() ? 0 : 1);
+    REQUIRE(lazy.node(fc).layer->splits_channels());
+    lazy.load(fc, {100, 200});  // a slice: only its panels' rows are read
+    CHECK(lazy.node(fc).layer->weight_bytes() < whole.node(fc).layer->weight_bytes() / 4);
+    std::mt19937 rng(7);
+    const Band x{ref::random_tensor(whole.shape_of(fc - 1), rng), 0};
+    std::vector<float> a(100), b(100);
+    whole.node(fc).layer->forward_channels(x, 100, 200, a.data());
+    lazy.node(fc).layer->forward_channels(x, 100, 200, b.data());
+    CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+    for (int i = 0; i < lazy.size(); ++i) lazy.load(i);
+    const Tensor in = ref::random_tensor(whole.input, rng);
+    CHECK(same_bits(whole.forward(in), lazy.forward(in)));
+  }
+  // A corrupt byte anywhere is found at open, before any section is read.
+  Graph src = models::build_synthetic("mobilenet_v1:0.25:32");
+  save_weights(src, path);
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-100, std::ios::end);
+    f.put('\x55');
+  }
+  CHECK_THROWS_WITH_AS(load_weights_lazy(path), doctest::Contains("checksum mismatch"), WeightsError);
+  CHECK_THROWS_WITH_AS(load_weights_lazy("/tmp"), doctest::Contains("not a regular file"), WeightsError);
+  std::remove(path.c_str());
+}

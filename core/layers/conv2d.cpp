@@ -236,9 +236,15 @@ void Conv2D::forward_grouped(const Band& src, Band& out, const kernels::MinMax* 
   }
 }
 
+std::vector<Param> Conv2D::param_shapes() {
+  return {{"weight", {p_.cout, p_.kh, p_.kw, cin_per_group()}, nullptr}, {"bias", {p_.cout}, nullptr}};
+}
+
 std::vector<Param> Conv2D::params() {
-  return {{"weight", {p_.cout, p_.kh, p_.kw, cin_per_group()}, &source()},
-          {"bias", {p_.cout}, &b_}};
+  std::vector<Param> ps = param_shapes();
+  ps[0].data = &source();
+  ps[1].data = &b_;
+  return ps;
 }
 
 Json Conv2D::attrs() const {

@@ -27,6 +27,8 @@ class Conv2D : public Layer {
   double flops(RowRange out) const override;
   void forward(const std::vector<const Band*>& in, Band& out) const override;
   std::vector<Param> params() override;
+  std::vector<Param> param_shapes() override;
+  bool loads_lazily() const override { return true; }
   Json attrs() const override;
   void prepare() override;
   void choose_kernels() override;

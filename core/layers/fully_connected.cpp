@@ -154,7 +154,10 @@ bool FullyConnected::forward_channels(const Band& in, int c0, int c1, float* out
 }
 
 std::vector<Param> FullyConnected::params() {
-  return {{"weight", {out_, in_}, &source()}, {"bias", {out_}, &b_}};
+  std::vector<Param> ps = param_shapes();
+  ps[0].data = &source();
+  ps[1].data = &b_;
+  return ps;
 }
 
 Json FullyConnected::attrs() const {

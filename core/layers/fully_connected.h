@@ -17,6 +17,10 @@ class FullyConnected : public Layer {
   bool forward_channels(const Band& in, int c0, int c1, float* out) const override;
   bool splits_channels() const override { return true; }
   std::vector<Param> params() override;
+  std::vector<Param> param_shapes() override {
+    return {{"weight", {out_, in_}, nullptr}, {"bias", {out_}, nullptr}};
+  }
+  bool loads_lazily() const override { return true; }
   Json attrs() const override;
   void prepare() override;
   void pack_and_release(RowRange channels = {}) override;

@@ -148,7 +148,8 @@ WorkerServer::Model WorkerServer::model_for(const std::string& name) {
   if (!opt_.weights.empty()) {
     if (models_.empty()) {
       uint64_t h = 0;
-      auto g = std::make_shared<Graph>(load_weights(opt_.weights, &h, false));
+      // Lazy: the worker reads from the file only the layers and FC slices its plans give it.
+      auto g = std::make_shared<Graph>(load_weights_lazy(opt_.weights, &h));
       models_.push_back({g->model, {g, h}});
     }
     const Model& m = models_.front().second;
