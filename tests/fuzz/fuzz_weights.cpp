@@ -1,4 +1,5 @@
-// libFuzzer target: the native .ebw loader (header, JSON, offsets, checksum, layer attributes).
+// libFuzzer target: the native .ebw loaders (header, JSON, offsets, checksum, layer attributes),
+// eager and lazy (sections read when each node is loaded).
 #include <unistd.h>
 
 #include <cstdint>
@@ -16,6 +17,11 @@ EB_FUZZ_TARGET(weights) {
   std::fclose(f);
   try {
     eb::load_weights(path);
+  } catch (const std::exception&) {
+  }
+  try {
+    const eb::Graph g = eb::load_weights_lazy(path);
+    for (int i = 0; i < g.size(); ++i) g.load(i);
   } catch (const std::exception&) {
   }
   return 0;
