@@ -33,7 +33,7 @@ struct Shape {
 };
 
 float* aligned_alloc_floats(size_t n, bool zero = true);  // 64-byte aligned
-// This process's peak resident memory in KiB (getrusage ru_maxrss; VmHWM on Linux).
+// This process's peak resident memory in KiB: VmHWM where /proc has it, else ru_maxrss.
 long peak_rss_kb();
 struct AlignedFree {
   void operator()(float* p) const;

@@ -607,6 +607,32 @@ TEST_CASE("planner: every board is kept within its memory, or the plan is refuse
                        doctest::Contains("device 0 (dev0) would need"), std::invalid_argument);
 }
 
+TEST_CASE("planner: a board short of memory by part of its FC slice keeps its rows and gives up channels") {
+  const Graph& g = vgg16_64();
+  const Cluster c = homogeneous(g, 3, "1gbit,0.2ms", 2);
+  const Plan free_plan = make_plan(g, c, Scheme::halp);
+  REQUIRE(free_plan.split_tail > 0);
+  double tail_mb = 0;
+  int channels = 0;
+  for (int j = 0; j < free_plan.split_tail; ++j) {
+    const ChannelSlice sl = free_plan.tail_slices[size_t(j)][2];
+    channels += sl.size();
+    if (!sl.empty()) tail_mb += double(g.node(free_plan.tail_first + j).layer->packed_bytes({sl.begin, sl.end})) / 1048576.0;
+  }
+  REQUIRE(tail_mb > 1);
+  Cluster tight = c;
+  tight.devices[2].memory_mb = predict_memory(g, free_plan)[2].total_mb - tail_mb / 2;
+  const Plan p = make_plan(g, tight, Scheme::halp);
+  check_plan_structure(g, p);
+  CHECK(memory_shortfall(g, tight, p).device == -1);
+  bool rows = false;  // not left idle: the channels moved, the rows stayed
+  for (const BlockPlan& b : p.blocks) rows = rows || !b.zones[2].empty();
+  CHECK(rows);
+  int now = 0;
+  for (int j = 0; j < p.split_tail; ++j) now += p.tail_slices[size_t(j)][2].size();
+  CHECK(now < channels);
+}
+
 TEST_CASE("planner: a device that would slow the plan down is left idle and sent nothing") {
   const Graph& g = vgg16_64();
   int idle_seen = 0;

@@ -406,10 +406,55 @@ Plan embed_plan(const Graph& g, const Cluster& c, Plan sub, const std::vector<si
   return sub;
 }
 
+namespace {
+// Moves channels of the split FC layers off the devices over their memory budget onto the one
+// with the most room (the host, when it has no limit): a slice of VGG-16's fc6 (411 MB in all)
+// decides whether a board fits, and shrinking it costs less than leaving the board idle.
+// Slices stay contiguous, in device order, in 64-channel units (split_tail's).
+Plan fit_tail_to_memory(const Graph& g, const Cluster& c, Plan p) {
+  constexpr double kMb = 1024.0 * 1024.0;
+  bool moved = false;
+  for (int round = 0; round < 8 && p.split_tail > 0; ++round) {
+    const std::vector<DeviceMemory> m = predict_memory(g, p);
+    auto room = [&](size_t d) {
+      const double have = c.devices.at(d).memory_mb;
+      return have > 0 ? have - m[d].total_mb : 1e30;
+    };
+    size_t over = m.size();
+    for (size_t d = 0; d < m.size() && d < c.devices.size(); ++d)
+      if (room(d) < 0) over = d;
+    if (over == m.size()) break;
+    size_t to = over;
+    for (size_t d = 0; d < m.size() && d < c.devices.size(); ++d)
+      if (d != over && (to == over || room(d) > room(to))) to = d;
+    if (to == over || room(to) <= 0) break;
+    double excess = -room(over);
+    bool step = false;
+    for (int j = 0; j < p.split_tail && excess > 0; ++j) {
+      std::vector<ChannelSlice>& sl = p.tail_slices[size_t(j)];
+      const double unit_mb = double(g.node(p.tail_first + j).layer->packed_bytes({0, 64})) / kMb;
+      const int units = int(std::min({double(sl[over].size() / 64), std::ceil(excess / unit_mb),
+                                      std::floor(room(to) / unit_mb)}));
+      if (units <= 0) continue;
+      std::vector<int> count(sl.size());
+      for (size_t d = 0; d < sl.size(); ++d) count[d] = sl[d].size();
+      count[over] -= units * 64, count[to] += units * 64;
+      for (size_t d = 0, at = 0; d < sl.size(); at += size_t(count[d]), ++d)
+        sl[d] = {int(at), int(at) + count[d]};
+      excess -= units * unit_mb;
+      step = moved = true;
+    }
+    if (!step) break;
+  }
+  if (moved) simulate(g, c, p);
+  return p;
+}
+}  // namespace
+
 Plan make_plan(const Graph& g, const Cluster& c, Scheme s, int batch) {
   const ComputeScope section(section_of(Work::plan));  // a board plans at its own speed
   validate(g, c);
-  Plan best = plan_all_devices(g, c, s, batch);
+  Plan best = fit_tail_to_memory(g, c, plan_all_devices(g, c, s, batch));
   // A plan that keeps every board within its memory (memory_shortfall) beats one that does not;
   // among those that fit, the faster.
   auto fits = [&](const Plan& p) { return memory_shortfall(g, c, p).device < 0; };
@@ -431,7 +476,7 @@ Plan make_plan(const Graph& g, const Cluster& c, Scheme s, int batch) {
       k.erase(k.begin() + long(i));
       const Plan p = plan_all_devices(g, sub_cluster(c, k), s, batch);
       if (p.devices == 1) continue;
-      Plan q = embed_plan(g, c, p, k);
+      Plan q = fit_tail_to_memory(g, c, embed_plan(g, c, p, k));
       if (drop == 0 || preferred(q, round_best)) round_best = std::move(q), drop = i;
     }
     if (drop == 0 || !(preferred(round_best, best) || (!fits(best) && !fits(round_best)))) break;
