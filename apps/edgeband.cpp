@@ -1038,6 +1038,11 @@ void print_cluster_json(const eb::dist::ClusterOptions& o, const std::vector<eb:
     x["max_abs_dev"] = double(r.max_abs_dev);
     x["bytes"] = static_cast<unsigned long>(r.bytes);
     x["faults"] = r.faults;
+    eb::Json rss = eb::Json::array(), pred = eb::Json::array();
+    for (long kb : r.peak_rss_kb) rss.push_back(double(kb) / 1024.0);  // 0: no report from it
+    for (double mb : r.predicted_peak_mb) pred.push_back(mb);
+    x["peak_rss_mb"] = rss;
+    x["predicted_peak_mb"] = pred;
     eb::Json dp = eb::Json::object();
     for (int k = 1; k < eb::kWorkKinds; ++k) dp[eb::work_name(eb::Work(k))] = r.host_data_path_ms[k];
     x["host_data_path_ms"] = dp;
@@ -1077,9 +1082,11 @@ void print_cluster_text(const eb::dist::ClusterOptions& o, const std::vector<eb:
                 r.predicted_ms, static_cast<unsigned long long>(r.bytes), r.equal ? "yes" : "NO");
   for (const auto& r : results) {
     std::printf("peak RSS %-6s", eb::dist::scheme_name(r.scheme));
-    for (size_t d = 0; d < r.peak_rss_kb.size(); ++d)
+    for (size_t d = 0; d < r.peak_rss_kb.size(); ++d) {
       r.peak_rss_kb[d] ? std::printf(" dev%zu %.1f MB", d, double(r.peak_rss_kb[d]) / 1024.0)
                        : std::printf(" dev%zu -", d);
+      if (d < r.predicted_peak_mb.size()) std::printf(" (predicted %.1f)", r.predicted_peak_mb[d]);
+    }
     std::printf("\n");
   }
   if (slowdown.empty() || slowdown[0].factor <= 1) return;

@@ -335,6 +335,31 @@ TEST_CASE("cli: --isa is honoured by info") {
 }
 
 // "dist": it spawns worker processes, which the aarch64 build's tests under qemu-user cannot.
+// Workers are spawned by a host that has loaded the model: each must report its own peak
+// (VmHWM), not the host's that Linux carries across exec in ru_maxrss. A worker served from a
+// weights file loads only its share of it (load_weights_lazy).
+TEST_CASE("dist cli: cluster reports each worker's own peak memory beside the prediction") {
+  const std::string ebw = tmp("vgg32.ebw");
+  REQUIRE(sh("export --model vgg16:32 -o " + ebw).code == 0);
+  const Result c = sh("cluster --weights " + ebw + " --devices 3 --scheme halp --runs 1 -q --json");
+  CAPTURE(c.out);
+  REQUIRE(c.code == 0);
+  const eb::Json r = eb::Json::parse(c.out).at("results")[0];
+  CHECK(r.at("equal").boolean());
+  const eb::Json& rss = r.at("peak_rss_mb");
+  const eb::Json& pred = r.at("predicted_peak_mb");
+  REQUIRE(rss.size() == 3);
+  REQUIRE(pred.size() == 3);
+  const double host = rss[0].number();
+  for (size_t d = 1; d < 3; ++d) {
+    CAPTURE(d);
+    if (rss[d].number() == 0) continue;  // a device the plan left idle sends nothing
+    CHECK(rss[d].number() < host / 2);  // VGG-16 32x32: 361 MB host, 53 MB workers measured
+    CHECK(pred[d].number() < pred[0].number() / 2);
+  }
+  std::remove(ebw.c_str());
+}
+
 TEST_CASE("dist cli: cluster runs a weights file with no --model") {
   const std::string ebw = tmp("m.ebw");
   REQUIRE(sh("export --model mobilenet_v1:0.25:32 -o " + ebw).code == 0);

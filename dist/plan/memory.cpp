@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 
 #include "core/layers/fully_connected.h"
 
@@ -30,6 +31,29 @@ RowRange span(const std::vector<RowRange>& zones) {
   return r;
 }
 
+// The rows a device keeps in its FeatureStore for an image until it is done: each block input it
+// receives or holds (with halos) and each zone it computes; the host also the image and the
+// gathered input of the tail. The store allocates whole maps uninitialised, so only the rows
+// written are resident.
+double store_mb(const Graph& g, const Plan& p, int d) {
+  std::map<int, RowRange> held;
+  auto add = [&](int node, RowRange r) {
+    if (r.empty()) return;
+    RowRange& h = held[node];
+    h = h.empty() ? r : h.unite(r);
+  };
+  for (const BlockPlan& b : p.blocks)
+    for (const RowRange& z : b.zones.at(size_t(d)))
+      if (!z.empty()) add(b.last - 1, z), add(b.first - 1, g.block_needs(b.first, b.last, z)[0]);
+  if (d == 0) {
+    add(-1, {0, g.input.h});
+    if (p.tail_first > 0) add(p.tail_first - 1, {0, g.shape_of(p.tail_first - 1).h});
+  }
+  double mb = 0;
+  for (const auto& [node, rows] : held) mb += band_mb(g, node, rows);
+  return mb;
+}
+
 // A worker loads layer after layer (Graph::load): while one is packed its untransformed
 // weights exist too, so the peak is every packed layer plus the largest source.
 DeviceMemory worker_memory(const Graph& g, const Plan& p, int d) {
@@ -45,6 +69,7 @@ DeviceMemory worker_memory(const Graph& g, const Plan& p, int d) {
     for (int n = b.first; n < b.last; ++n) hold(n, {});
     m.activations_mb = std::max(m.activations_mb, block_peak_mb(g, b.first, b.last, zone));
   }
+  m.activations_mb += store_mb(g, p, d);  // a block runs beside what the store holds
   for (int j = 0; j < p.split_tail; ++j) {
     const ChannelSlice sl = p.tail_slices.at(size_t(j)).at(size_t(d));
     if (!sl.empty()) hold(p.tail_first + j, {sl.begin, sl.end});
@@ -70,10 +95,17 @@ double host_load_peak_mb(const Graph& g) {
   return peak;
 }
 
-DeviceMemory host_memory(const Graph& g) {
+DeviceMemory host_memory(const Graph& g, const Plan& p) {
   DeviceMemory m;
   for (int n = 0; n < g.size(); ++n) m.weights_mb += double(g.node(n).layer->packed_bytes()) / kMb;
-  m.activations_mb = block_peak_mb(g, 0, g.spatial_end(), {0, g.shape_of(g.spatial_end() - 1).h});
+  // The local comparison runs the whole image; its share of a plan runs beside the store.
+  double own = 0;
+  for (const BlockPlan& b : p.blocks) {
+    const RowRange zone = span(b.zones.at(0));
+    if (!zone.empty()) own = std::max(own, block_peak_mb(g, b.first, b.last, zone));
+  }
+  m.activations_mb = std::max(block_peak_mb(g, 0, g.spatial_end(), {0, g.shape_of(g.spatial_end() - 1).h}),
+                              own + store_mb(g, p, 0));
   // Loading can peak above running: report the higher, as activations (what is not weights).
   m.activations_mb = std::max(m.activations_mb, host_load_peak_mb(g) - m.weights_mb);
   return m;
@@ -101,7 +133,7 @@ std::string MemoryShortfall::message(const Cluster& c) const {
 std::vector<DeviceMemory> predict_memory(const Graph& g, const Plan& p) {
   std::vector<DeviceMemory> out;
   for (int d = 0; d < std::max(p.devices, 1); ++d) {
-    DeviceMemory m = d == 0 ? host_memory(g) : worker_memory(g, p, d);
+    DeviceMemory m = d == 0 ? host_memory(g, p) : worker_memory(g, p, d);
     m.total_mb = kBaseMb + m.weights_mb + m.activations_mb;
     out.push_back(m);
   }
