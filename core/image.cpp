@@ -12,6 +12,22 @@ namespace eb {
 
 namespace {
 
+// An SOS header (after its length): the tables each component's decoding reads must exist. A
+// baseline scan reads both; a progressive one its DC table in a first DC pass, else its AC table.
+bool scan_tables_defined(const unsigned char* h, size_t len, const bool (&defined)[2][4], bool progressive) {
+  if (len < 1) return true;  // stb refuses the short header itself
+  const size_t ns = h[0];
+  if (len < 1 + 2 * ns + 3) return true;
+  const unsigned ss = h[1 + 2 * ns], ah = h[3 + 2 * ns] >> 4;
+  for (size_t c = 0; c < ns; ++c) {
+    const unsigned td = h[2 + 2 * c] >> 4, ta = h[2 + 2 * c] & 15;
+    if (td > 3 || ta > 3) continue;  // stb refuses these itself
+    const bool dc = !progressive || (ss == 0 && ah == 0), ac = !progressive || ss > 0;
+    if ((dc && !defined[0][td]) || (ac && !defined[1][ta])) return false;
+  }
+  return true;
+}
+
 // stb_image 2022-09 builds each JPEG Huffman table from its 16 code counts before it checks them
 // against the segment's length: counts summing past 256 symbols write past its 257-entry size
 // array (stb_image.h:1990), and tables read on past a short segment fed its decoder a symbol
@@ -19,7 +35,11 @@ namespace {
 // tests/fuzz/regressions/image-*. This walks the JPEG's segments as stb reads them, entropy-coded
 // data included, and refuses such tables before stb sees them. (The over-subscription test is
 // stb's own "bad code lengths" check, repeated here so that nothing is built from such a table.)
+// It also refuses a scan that uses a table no DHT defined: stb's decoder state is malloc'ed, not
+// zeroed, so such a table is whatever the heap held (stb_image.h:2120 again, found later).
 bool jpeg_huffman_tables_fit(const unsigned char* d, size_t n) {
+  bool defined[2][4] = {};  // [DC, AC][table id]
+  bool progressive = false;
   // stb takes any run of 0xFF bytes followed by the SOI code as the start of a JPEG.
   size_t i = 0;
   while (i < n && d[i] == 0xFF) ++i;
@@ -42,6 +62,9 @@ bool jpeg_huffman_tables_fit(const unsigned char* d, size_t n) {
     if (m == 0xD9) break;  // end of image
     const size_t len = size_t(d[i + 2]) << 8 | d[i + 3];
     if (len < 2) break;
+    if (m == 0xC2) progressive = true;
+    if (m == 0xDA && !scan_tables_defined(d + i + 4, std::min(len - 2, n - i - 4), defined, progressive))
+      return false;
     if (m == 0xC4) {  // DHT: tables of (class/id, 16 counts, symbols)
       // As stb reads them: a table's 17 header bytes are read whatever the segment length says
       // (past the file's end as zeros), and the table is built before the length is checked.
@@ -57,6 +80,8 @@ bool jpeg_huffman_tables_fit(const unsigned char* d, size_t n) {
           code <<= 1;
         }
         if (symbols > 256) return false;
+        const unsigned q = p < n ? d[p] : 0;
+        if ((q >> 4) <= 1 && (q & 15) <= 3) defined[q >> 4][q & 15] = true;
         p += 17 + symbols;
         left -= long(17 + symbols);
       }
@@ -74,7 +99,7 @@ RgbImage decode_image(const unsigned char* data, size_t size, const std::string&
     return ImageError("cannot read image '" + name + "': " + why);
   };
   if (size > kMaxImageFileBytes) throw fail("file larger than 256 MiB");
-  if (!jpeg_huffman_tables_fit(data, size)) throw fail("corrupt JPEG (bad Huffman table)");
+  if (!jpeg_huffman_tables_fit(data, size)) throw fail("corrupt JPEG (bad or missing Huffman table)");
   int w = 0, h = 0, n = 0;
   // Size first, from the header alone: the decoder then never allocates for a hostile size.
   if (!stbi_info_from_memory(data, int(size), &w, &h, &n))
