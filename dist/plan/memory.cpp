@@ -31,7 +31,8 @@ RowRange span(const std::vector<RowRange>& zones) {
   return r;
 }
 
-// The rows a device keeps in its FeatureStore for an image until it is done: each block input it
+// The rows a device keeps in its FeatureStore for an image until it is done (a batch's images
+// are all in flight at once): each block input it
 // receives or holds (with halos) and each zone it computes; the host also the image and the
 // gathered input of the tail. The store allocates whole maps uninitialised, so only the rows
 // written are resident.
@@ -69,7 +70,7 @@ DeviceMemory worker_memory(const Graph& g, const Plan& p, int d) {
     for (int n = b.first; n < b.last; ++n) hold(n, {});
     m.activations_mb = std::max(m.activations_mb, block_peak_mb(g, b.first, b.last, zone));
   }
-  m.activations_mb += store_mb(g, p, d);  // a block runs beside what the store holds
+  m.activations_mb += store_mb(g, p, d) * std::max(p.batch, 1);  // a block runs beside the store's images
   for (int j = 0; j < p.split_tail; ++j) {
     const ChannelSlice sl = p.tail_slices.at(size_t(j)).at(size_t(d));
     if (!sl.empty()) hold(p.tail_first + j, {sl.begin, sl.end});
@@ -105,7 +106,7 @@ DeviceMemory host_memory(const Graph& g, const Plan& p) {
     if (!zone.empty()) own = std::max(own, block_peak_mb(g, b.first, b.last, zone));
   }
   m.activations_mb = std::max(block_peak_mb(g, 0, g.spatial_end(), {0, g.shape_of(g.spatial_end() - 1).h}),
-                              own + store_mb(g, p, 0));
+                              own + store_mb(g, p, 0) * std::max(p.batch, 1));
   // Loading can peak above running: report the higher, as activations (what is not weights).
   m.activations_mb = std::max(m.activations_mb, host_load_peak_mb(g) - m.weights_mb);
   return m;
