@@ -12,15 +12,18 @@ namespace eb {
 
 namespace {
 
-// An SOS header (after its length): the tables each component's decoding reads must exist. A
-// baseline scan reads both; a progressive one its DC table in a first DC pass, else its AC table.
-bool scan_tables_defined(const unsigned char* h, size_t len, const bool (&defined)[2][4], bool progressive) {
-  if (len < 1) return true;  // stb refuses the short header itself
-  const size_t ns = h[0];
-  if (len < 1 + 2 * ns + 3) return true;
-  const unsigned ss = h[1 + 2 * ns], ah = h[3 + 2 * ns] >> 4;
+// The SOS header at d[at] (after its length), `len` bytes as it declares: the tables each
+// component's decoding reads must exist. A baseline scan reads both; a progressive one its DC
+// table in a first DC pass, else its AC table. Bytes past the file's end read as zeros, as stb
+// reads them (a truncated header is no refusal: it decodes as component 0 with tables 0).
+bool scan_tables_defined(const unsigned char* d, size_t n, size_t at, size_t len,
+                         const bool (&defined)[2][4], bool progressive) {
+  auto byte = [&](size_t k) -> unsigned { return at + k < n ? d[at + k] : 0; };
+  const size_t ns = len >= 1 ? byte(0) : 0;
+  if (ns < 1 || len != 4 + 2 * ns) return true;  // stb refuses a bad count or length itself
+  const unsigned ss = byte(1 + 2 * ns), ah = byte(3 + 2 * ns) >> 4;
   for (size_t c = 0; c < ns; ++c) {
-    const unsigned td = h[2 + 2 * c] >> 4, ta = h[2 + 2 * c] & 15;
+    const unsigned td = byte(2 + 2 * c) >> 4, ta = byte(2 + 2 * c) & 15;
     if (td > 3 || ta > 3) continue;  // stb refuses these itself
     const bool dc = !progressive || (ss == 0 && ah == 0), ac = !progressive || ss > 0;
     if ((dc && !defined[0][td]) || (ac && !defined[1][ta])) return false;
@@ -63,8 +66,7 @@ bool jpeg_huffman_tables_fit(const unsigned char* d, size_t n) {
     const size_t len = size_t(d[i + 2]) << 8 | d[i + 3];
     if (len < 2) break;
     if (m == 0xC2) progressive = true;
-    if (m == 0xDA && !scan_tables_defined(d + i + 4, std::min(len - 2, n - i - 4), defined, progressive))
-      return false;
+    if (m == 0xDA && !scan_tables_defined(d, n, i + 4, len - 2, defined, progressive)) return false;
     if (m == 0xC4) {  // DHT: tables of (class/id, 16 counts, symbols)
       // As stb reads them: a table's 17 header bytes are read whatever the segment length says
       // (past the file's end as zeros), and the table is built before the length is checked.

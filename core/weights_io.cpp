@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -39,6 +40,7 @@ class Hash64 {
  public:
   Hash64(size_t total, uint64_t seed) : h_(seed ^ (0x9E3779B97F4A7C15ull * (total + 1))) {}
   void words(const unsigned char* p, size_t n) {  // n a multiple of 8
+    assert(n % 8 == 0);
     for (size_t i = 0; i + 8 <= n; i += 8) {
       uint64_t w;
       std::memcpy(&w, p + i, 8);
@@ -138,21 +140,33 @@ namespace {
 // An open .ebw, read by offset (pread): the loader checks it, then copies each tensor straight
 // into its layer, so the file's bytes never sit in memory whole; a lazy graph keeps it open and
 // reads a section when Graph::load asks. Replacing the file (save_weights renames) is safe: the
-// descriptor keeps the old one; editing it in place under a running worker is not.
+// descriptor keeps the old one. Rewriting it in place (cp over it) would mix two models under
+// one checksum, so every section read first checks that its size and mtime are as checked.
+// (The eager load reads the file twice, to hash and to copy: from the page cache, or twice from
+// the card on a board whose memory cannot cache it.)
 class WeightsFile {
  public:
   explicit WeightsFile(const std::string& path) : path_(path) {
     struct stat st {};
-    // A directory opens as a stream of size 2^63 - 1, a FIFO blocks the open: check the kind first.
+    // Only a regular file: a directory would read as garbage, and opening a FIFO blocks.
     if (::stat(path.c_str(), &st) != 0) throw fail("cannot open (missing or unreadable)");
     if (!S_ISREG(st.st_mode)) throw fail("not a regular file");
-    fd_.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    fd_.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd_.fd < 0 || ::fstat(fd_.fd, &st) != 0) throw fail("cannot open (missing or unreadable)");
     if (!S_ISREG(st.st_mode)) throw fail("not a regular file");
     size_ = uint64_t(st.st_size);
+    mtime_ = st.st_mtim;
   }
+  WeightsFile(const WeightsFile&) = delete;
+  WeightsFile& operator=(const WeightsFile&) = delete;
   WeightsError fail(const std::string& why) const { return WeightsError("weights file '" + path_ + "': " + why); }
   uint64_t size() const { return size_; }
+  void check_unchanged() const {
+    struct stat st {};
+    if (::fstat(fd_.fd, &st) != 0 || uint64_t(st.st_size) != size_ || st.st_mtim.tv_sec != mtime_.tv_sec ||
+        st.st_mtim.tv_nsec != mtime_.tv_nsec)
+      throw fail("changed on disk since it was checked; restart with the new file");
+  }
   void read(uint64_t at, void* dst, size_t n) const {
     char* p = static_cast<char*>(dst);
     while (n > 0) {
@@ -172,12 +186,16 @@ class WeightsFile {
  private:
   struct Fd {
     int fd = -1;
+    Fd() = default;
+    Fd(const Fd&) = delete;
+    Fd& operator=(const Fd&) = delete;
     ~Fd() {
       if (fd >= 0) ::close(fd);
     }
   } fd_;
   std::string path_;
   uint64_t size_ = 0;
+  struct timespec mtime_ {};
 };
 
 // Checks magic, version, lengths, size and the checksum (streamed in 4 MB pieces); returns the
@@ -223,6 +241,7 @@ using Sections = std::map<const Layer*, std::vector<uint64_t>>;
 // rows of its [out][in] weights (FullyConnected::source_rows) and its bias.
 void read_sections(const WeightsFile& f, uint64_t data_at, const std::vector<uint64_t>& at, Layer& l,
                    RowRange channels) {
+  f.check_unchanged();
   auto* fc = dynamic_cast<FullyConnected*>(&l);
   if (fc && !channels.empty()) {
     std::vector<float>& bias = *fc->params_without_weight().at(0).data;
@@ -294,7 +313,10 @@ Graph load(const std::string& path, uint64_t* checksum, Load how) {
           throw std::runtime_error("node '" + name + "." + ps[k].name + "': offset out of range");
         at.push_back(uint64_t(off));
       }
-      if (how != Load::lazy || !layer->loads_lazily()) read_sections(*f, data_at, at, *layer, {});
+      if (how != Load::lazy || !layer->loads_lazily()) {
+        read_sections(*f, data_at, at, *layer, {});
+        sections->erase(layer.get());  // read: finalize may destroy it (folded), its key with it
+      }
       g.add(name, std::move(layer), ins);
     }
     g.keep_sources = how == Load::full;

@@ -351,12 +351,15 @@ TEST_CASE("dist cli: cluster reports each worker's own peak memory beside the pr
   REQUIRE(rss.size() == 3);
   REQUIRE(pred.size() == 3);
   const double host = rss[0].number();
+  int reported = 0;
   for (size_t d = 1; d < 3; ++d) {
     CAPTURE(d);
     if (rss[d].number() == 0) continue;  // a device the plan left idle sends nothing
+    ++reported;
     CHECK(rss[d].number() < host / 2);  // VGG-16 32x32: 361 MB host, 53 MB workers measured
     CHECK(pred[d].number() < pred[0].number() / 2);
   }
+  CHECK(reported > 0);
   std::remove(ebw.c_str());
 }
 

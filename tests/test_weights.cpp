@@ -4,6 +4,8 @@
 #include <cstring>
 #include <fstream>
 #include <random>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/weights_io.h"
@@ -174,6 +176,15 @@ TEST_CASE("memory: a lazy weights file reads only the sections asked for, and th
     const Tensor in = ref::random_tensor(whole.input, rng);
     CHECK(same_bits(whole.forward(in), lazy.forward(in)));
   }
+  // The checksum is streamed in whole words plus a tail: bodies of every length mod 8 (and below
+  // 8 bytes of data) hash as the one-shot hash64 did when the file was written, so the loader
+  // gets past the checksum to the header, which is not JSON.
+  for (size_t data = 0; data <= 20; ++data) {
+    CAPTURE(data);
+    write_with_header(path, "{not json", data);
+    CHECK_THROWS_WITH_AS(load_weights_lazy(path), doctest::Contains("JSON"), WeightsError);
+    CHECK_THROWS_WITH_AS(load_weights(path), doctest::Contains("JSON"), WeightsError);
+  }
   // A corrupt byte anywhere is found at open, before any section is read.
   Graph src = models::build_synthetic("mobilenet_v1:0.25:32");
   save_weights(src, path);
@@ -184,5 +195,21 @@ TEST_CASE("memory: a lazy weights file reads only the sections asked for, and th
   }
   CHECK_THROWS_WITH_AS(load_weights_lazy(path), doctest::Contains("checksum mismatch"), WeightsError);
   CHECK_THROWS_WITH_AS(load_weights_lazy("/tmp"), doctest::Contains("not a regular file"), WeightsError);
+  // Rewritten in place after the check (cp over it): the next section read refuses it rather
+  // than mixing two models under one checksum.
+  Graph other = models::build_synthetic("mobilenet_v1:0.25:32", 7);
+  save_weights(src, path);
+  Graph lazy = load_weights_lazy(path);
+  const std::string copy = path + ".other";
+  save_weights(other, copy);
+  {
+    std::ifstream in(copy, std::ios::binary);
+    std::ofstream out(path, std::ios::binary | std::ios::in | std::ios::out);
+    out << in.rdbuf();
+  }
+  struct timespec later[2] = {{0, UTIME_OMIT}, {2000000000, 0}};  // mtime moves even within a tick
+  REQUIRE(::utimensat(AT_FDCWD, path.c_str(), later, 0) == 0);
+  CHECK_THROWS_WITH_AS(lazy.load(0), doctest::Contains("changed on disk"), WeightsError);
+  std::remove(copy.c_str());
   std::remove(path.c_str());
 }

@@ -407,44 +407,41 @@ Plan embed_plan(const Graph& g, const Cluster& c, Plan sub, const std::vector<si
 }
 
 namespace {
-// Moves channels of the split FC layers off the devices over their memory budget onto the one
-// with the most room (the host, when it has no limit): a slice of VGG-16's fc6 (411 MB in all)
-// decides whether a board fits, and shrinking it costs less than leaving the board idle.
-// Slices stay contiguous, in device order, in 64-channel units (split_tail's).
+// Moves channels of the split FC layers off the workers over their memory budget onto the host:
+// a slice of VGG-16's fc6 (411 MB in all) decides whether a board fits, and shrinking it costs
+// less than leaving the board idle. The host holds the whole model anyway (dist/plan/memory.h),
+// so what it takes costs it no memory; devices a plan left idle stay idle. Slices stay
+// contiguous, in device order, in 64-channel units (split_tail's).
 Plan fit_tail_to_memory(const Graph& g, const Cluster& c, Plan p) {
   constexpr double kMb = 1024.0 * 1024.0;
   bool moved = false;
-  for (int round = 0; round < 8 && p.split_tail > 0; ++round) {
+  for (int round = 0; round < 4 * p.devices && p.split_tail > 0; ++round) {
     const std::vector<DeviceMemory> m = predict_memory(g, p);
-    auto room = [&](size_t d) {
-      const double have = c.devices.at(d).memory_mb;
-      return have > 0 ? have - m[d].total_mb : 1e30;
-    };
-    size_t over = m.size();
-    for (size_t d = 0; d < m.size() && d < c.devices.size(); ++d)
-      if (room(d) < 0) over = d;
-    if (over == m.size()) break;
-    size_t to = over;
-    for (size_t d = 0; d < m.size() && d < c.devices.size(); ++d)
-      if (d != over && (to == over || room(d) > room(to))) to = d;
-    if (to == over || room(to) <= 0) break;
-    double excess = -room(over);
-    bool step = false;
+    // The worker furthest over its budget that still holds channels to give.
+    size_t over = 0;
+    double excess = 0;
+    for (size_t d = 1; d < m.size() && d < c.devices.size(); ++d) {
+      const double have = c.devices[d].memory_mb, x = m[d].total_mb - have;
+      bool holds = false;
+      for (int j = 0; j < p.split_tail; ++j) holds = holds || p.tail_slices[size_t(j)][d].size() >= 64;
+      if (have > 0 && x > excess && holds) over = d, excess = x;
+    }
+    if (over == 0) break;
     for (int j = 0; j < p.split_tail && excess > 0; ++j) {
       std::vector<ChannelSlice>& sl = p.tail_slices[size_t(j)];
+      // A slice's packed panels, and its source while they are packed (memory.cpp): shrinking
+      // it saves at least the panels.
       const double unit_mb = double(g.node(p.tail_first + j).layer->packed_bytes({0, 64})) / kMb;
-      const int units = int(std::min({double(sl[over].size() / 64), std::ceil(excess / unit_mb),
-                                      std::floor(room(to) / unit_mb)}));
+      const int units = int(std::min(double(sl[over].size() / 64), std::ceil(excess / unit_mb)));
       if (units <= 0) continue;
       std::vector<int> count(sl.size());
       for (size_t d = 0; d < sl.size(); ++d) count[d] = sl[d].size();
-      count[over] -= units * 64, count[to] += units * 64;
+      count[over] -= units * 64, count[0] += units * 64;
       for (size_t d = 0, at = 0; d < sl.size(); at += size_t(count[d]), ++d)
         sl[d] = {int(at), int(at) + count[d]};
       excess -= units * unit_mb;
-      step = moved = true;
+      moved = true;
     }
-    if (!step) break;
   }
   if (moved) simulate(g, c, p);
   return p;

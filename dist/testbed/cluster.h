@@ -54,7 +54,7 @@ struct SchemeResult {
   // Measured peak RSS per device in KiB after this scheme's runs ([0]: the host process; a
   // worker's is its process's high-water mark, so it includes the schemes run before).
   std::vector<long> peak_rss_kb;
-  std::vector<double> predicted_peak_mb;  // per device, for the first plan (dist/plan/memory.h)
+  std::vector<double> predicted_peak_mb;  // per device, for the last plan, as peak_rss_kb (dist/plan/memory.h)
   std::string cpu_share;  // how the CPU was shared
   // Dilated runs: the host's CPU time per distributed run outside layers, per kind of work
   // (index: int(Work); dist/testbed/dilation.h; planning: in all, it plans before the runs); a
