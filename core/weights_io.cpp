@@ -30,9 +30,7 @@ template <class T>
 void put(std::vector<char>& b, size_t at, T v) {
   std::memcpy(b.data() + at, &v, sizeof(T));
 }
-}  // namespace
 
-namespace {
 // Word-at-a-time multiply-xorshift: fast enough for 500 MB of VGG weights, and any changed byte
 // changes the result. Streamed (a loader hashes a file it never holds whole): feed words, then
 // the tail; the value equals hash64's.

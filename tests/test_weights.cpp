@@ -127,28 +127,37 @@ TEST_CASE("memory: a lean graph holds each weight once and computes what a full 
   }
 }
 
+namespace {
+// A lazy graph against the same model held whole: it starts with next to no weights, a slice of
+// its first FC layer loads alone and computes that slice bit for bit, an unloaded slice refuses
+// to run, and once every node is loaded the whole network is bit-identical.
+void check_lazy_matches(Graph& lazy, const Graph& whole, unsigned seed) {
+  CHECK(lazy.weight_bytes() < whole.weight_bytes() / 50);  // biases and small layers only
+  const int fc = lazy.spatial_end() + (lazy.node(lazy.spatial_end()).layer->splits_channels() ? 0 : 1);
+  REQUIRE(lazy.node(fc).layer->splits_channels());
+  lazy.load(fc, {100, 200});  // a slice: only its panels are filled
+  CHECK(lazy.node(fc).layer->ready({100, 200}));
+  CHECK_FALSE(lazy.node(fc).layer->ready({0, 200}));
+  CHECK(lazy.node(fc).layer->weight_bytes() < whole.node(fc).layer->weight_bytes() / 4);
+  std::mt19937 rng(seed);
+  const Band x{ref::random_tensor(whole.shape_of(fc - 1), rng), 0};
+  std::vector<float> a(100), b(100);
+  whole.node(fc).layer->forward_channels(x, 100, 200, a.data());
+  lazy.node(fc).layer->forward_channels(x, 100, 200, b.data());
+  CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+  CHECK_THROWS_AS(lazy.node(fc).layer->forward_channels(x, 0, 100, b.data()), std::logic_error);
+  for (int i = 0; i < lazy.size(); ++i) lazy.load(i);
+  const Tensor in = ref::random_tensor(whole.input, rng);
+  CHECK(same_bits(whole.forward(in), lazy.forward(in)));
+}
+}  // namespace
+
 TEST_CASE("memory: a lazy graph loads only what is asked, and then equals the full graph") {
   for (const char* name : {"vgg16:32", "mobilenet_v1:0.25:64"}) {  // MobileNet: pending BN folds
     CAPTURE(name);
-    Graph full = models::build_synthetic(name);
+    const Graph full = models::build_synthetic(name);
     Graph lazy = models::build_synthetic(name, 2022, models::Hold::lazy);
-    CHECK(lazy.weight_bytes() < full.weight_bytes() / 50);  // biases and BN statistics only
-    const int fc = lazy.spatial_end() + (lazy.node(lazy.spatial_end()).layer->splits_channels() ? 0 : 1);
-    REQUIRE(lazy.node(fc).layer->splits_channels());
-    lazy.load(fc, {100, 200});
-    CHECK(lazy.node(fc).layer->ready({100, 200}));
-    CHECK_FALSE(lazy.node(fc).layer->ready({0, 200}));
-    CHECK(lazy.node(fc).layer->weight_bytes() < full.node(fc).layer->weight_bytes() / 4);
-    std::mt19937 rng(6);
-    const Band x{ref::random_tensor(full.shape_of(fc - 1), rng), 0};
-    std::vector<float> a(100), b(100);
-    full.node(fc).layer->forward_channels(x, 100, 200, a.data());
-    lazy.node(fc).layer->forward_channels(x, 100, 200, b.data());
-    CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
-    CHECK_THROWS_AS(lazy.node(fc).layer->forward_channels(x, 0, 100, b.data()), std::logic_error);
-    for (int i = 0; i < lazy.size(); ++i) lazy.load(i);
-    const Tensor in = ref::random_tensor(full.input, rng);
-    CHECK(same_bits(full.forward(in), lazy.forward(in)));
+    check_lazy_matches(lazy, full, 6);
   }
 }
 
@@ -161,20 +170,7 @@ TEST_CASE("memory: a lazy weights file reads only the sections asked for, and th
     const Graph whole = load_weights(path);
     Graph lazy = load_weights_lazy(path, &got);
     CHECK(got == saved);  // the streamed checksum is the file's
-    CHECK(lazy.weight_bytes() < whole.weight_bytes() / 50);  // biases and small layers only
-    const int fc = lazy.spatial_end() + (lazy.node(lazy.spatial_end()).layer->splits_channels() ? 0 : 1);
-    REQUIRE(lazy.node(fc).layer->splits_channels());
-    lazy.load(fc, {100, 200});  // a slice: only its panels' rows are read
-    CHECK(lazy.node(fc).layer->weight_bytes() < whole.node(fc).layer->weight_bytes() / 4);
-    std::mt19937 rng(7);
-    const Band x{ref::random_tensor(whole.shape_of(fc - 1), rng), 0};
-    std::vector<float> a(100), b(100);
-    whole.node(fc).layer->forward_channels(x, 100, 200, a.data());
-    lazy.node(fc).layer->forward_channels(x, 100, 200, b.data());
-    CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
-    for (int i = 0; i < lazy.size(); ++i) lazy.load(i);
-    const Tensor in = ref::random_tensor(whole.input, rng);
-    CHECK(same_bits(whole.forward(in), lazy.forward(in)));
+    check_lazy_matches(lazy, whole, 7);  // an FC slice reads only its rows of the file
   }
   // The checksum is streamed in whole words plus a tail: bodies of every length mod 8 (and below
   // 8 bytes of data) hash as the one-shot hash64 did when the file was written, so the loader
