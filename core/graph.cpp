@@ -2,7 +2,9 @@
 
 #include <malloc.h>
 
+#include <algorithm>
 #include <chrono>
+#include <numeric>
 #include <stdexcept>
 
 #include "core/compute_hook.h"
@@ -95,6 +97,66 @@ void Graph::load(int i, RowRange channels) const {
   n.layer->pack_and_release(want);
 }
 
+void Graph::unload(int i) const {
+  std::lock_guard<std::mutex> lk(*load_mu_);
+  const_cast<Node&>(node(i)).layer->unload();
+}
+
+namespace {
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+}  // namespace
+
+namespace {
+struct Release {  // unloads a node a lazy graph streams, also when its layer throws
+  const Graph& g;
+  int n;
+  ~Release() { g.unload(n); }
+};
+}  // namespace
+
+void Graph::for_each_slice(int n, const std::function<void(int c0, int c1)>& run) const {
+  const Layer& l = *nodes_.at(size_t(n)).layer;
+  const RowRange held = l.loaded_channels();  // this device's slice of the layer, if any
+  unload(n);
+  const int channels = l.output_shape().c;
+  const size_t channel_bytes = l.input_shapes().at(0).size() * sizeof(float);
+  const int step = int(std::max<size_t>(1, kStreamSliceBytes / channel_bytes));
+  for (int c0 = 0; c0 < channels;) {
+    load(n, {c0, std::min(channels, c0 + step)});
+    Release release{*this, n};
+    const int c1 = std::min(channels, l.loaded_channels().end);  // whole panels, or all of it
+    run(c0, c1);
+    c0 = c1;
+  }
+  if (!held.empty()) load(n, held);
+}
+
+double Graph::forward_streamed(int n, const std::vector<const Band*>& ins, Band& out) const {
+  const Layer& l = *nodes_[size_t(n)].layer;
+  double ms = 0;
+  auto timed = [&ms](const ComputeSection& s, const std::function<void()>& f) {
+    const auto t0 = std::chrono::steady_clock::now();
+    {
+      ComputeScope section(s);
+      f();
+    }
+    ms += ms_since(t0);
+  };
+  if (l.splits_channels()) {
+    for_each_slice(n, [&](int c0, int c1) {
+      timed({&l, ComputeSection::Axis::channels, c0, c1},
+            [&] { l.forward_channels(*ins.at(0), c0, c1, out.t.data() + c0); });
+    });
+    return ms;
+  }
+  load(n);
+  Release release{*this, n};
+  timed({&l, ComputeSection::Axis::rows, out.row0, out.row0 + out.t.h()}, [&] { l.forward(ins, out); });
+  return ms;
+}
+
 size_t Graph::weight_bytes() const {
   size_t b = 0;
   for (const Node& n : nodes_) b += n.layer->weight_bytes();
@@ -151,9 +213,11 @@ Band Graph::run_block(int first, int last, const Band& block_in, RowRange out,
                       std::vector<double>* layer_ms) const {
 #if defined(__GLIBC__)
   // Activation buffers are allocated and freed every inference; keep them in the heap instead of
-  // fresh mmaps, whose page faults cost more than a small layer (about 20% of MobileNet).
+  // fresh mmaps, whose page faults cost more than a small layer (about 20% of MobileNet). Above
+  // 32 MB (weights: an FC slice, a large Winograd panel set), mmaps, so that a layer a lazy
+  // graph frees goes back to the system whole, not into a heap that activations then split.
   static const bool heap_tuned = [] {
-    mallopt(M_MMAP_THRESHOLD, 512 << 20);
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
     mallopt(M_TRIM_THRESHOLD, 1024 << 20);
     return true;
   }();
@@ -169,6 +233,7 @@ Band Graph::run_block(int first, int last, const Band& block_in, RowRange out,
       if (i >= first) last_use[size_t(i - first)] = n;
   std::vector<Band> bands(size_t(last - first));
   if (layer_ms) layer_ms->assign(size_t(size()), 0.0);
+  bool streamed = false;
   for (int n = first; n < last; ++n) {
     const Node& node = nodes_[size_t(n)];
     const RowRange r = need[size_t(n - first + 1)];
@@ -179,22 +244,42 @@ Band Graph::run_block(int first, int last, const Band& block_in, RowRange out,
     if (r.empty()) continue;
     std::vector<const Band*> ins;
     for (int i : node.inputs) ins.push_back(i == first - 1 ? &block_in : &bands[size_t(i - first)]);
-    const auto t0 = std::chrono::steady_clock::now();
-    {
-      ComputeScope section({node.layer.get(), ComputeSection::Axis::rows, r.begin, r.end});
-      node.layer->forward(ins, ob);
+    double ms = 0;
+    if (fill_ && !node.layer->ready()) {
+      ms = forward_streamed(n, ins, ob);
+      streamed = true;
+    } else {
+      const auto t0 = std::chrono::steady_clock::now();
+      {
+        ComputeScope section({node.layer.get(), ComputeSection::Axis::rows, r.begin, r.end});
+        node.layer->forward(ins, ob);
+      }
+      ms = ms_since(t0);
     }
-    if (layer_ms)
-      (*layer_ms)[size_t(n)] =
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (layer_ms) (*layer_ms)[size_t(n)] = ms;
     for (int i : node.inputs)
       if (i >= first && last_use[size_t(i - first)] == n && i != last - 1)
         bands[size_t(i - first)].t = Tensor();
   }
+#if defined(__GLIBC__)
+  // The heap keeps what streamed layers freed (the trim threshold above), and what the device
+  // runs next would grow beside it: hand those pages back (malloc_trim also frees whole pages
+  // inside the heap), so that streaming costs no memory after it.
+  if (streamed) malloc_trim(0);
+#endif
   Band& result = bands.back();
   const RowRange want = out.clip(shape_of(last - 1).h);
   if (result.rows() == want) return result;
   return Band{result.t.rows({want.begin - result.row0, want.end - result.row0}), want.begin};
+}
+
+double timed_forward_ms(const Graph& g, const Tensor& in, Tensor* out) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<double> layer_ms;
+  Tensor y = g.forward(in, &layer_ms);
+  const double wall = ms_since(t0);
+  if (out) *out = std::move(y);
+  return g.lazy() ? std::accumulate(layer_ms.begin(), layer_ms.end(), 0.0) : wall;
 }
 
 }  // namespace eb

@@ -57,6 +57,17 @@ class Graph {
   // Makes node i ready for forward() (channels empty) or for forward_channels() over
   // `channels`. Thread-safe (a worker's sessions share one graph); nothing to do when ready.
   void load(int i, RowRange channels = {}) const;
+  // Frees node i's packed weights (Layer::unload); load() can fill them again.
+  void unload(int i) const;
+  // A lazy graph runs a node it does not hold by loading it, running it and releasing it (an
+  // FC layer in slices of about this many bytes of weights), and loads again what it held: the
+  // host holds only its plan's share, yet runs the whole model for the local comparison, a
+  // profile or a dropped worker's work. Only the computing is timed (layer_ms). Not for a graph
+  // that several threads run at once (a worker loads its share first and never streams).
+  static constexpr size_t kStreamSliceBytes = size_t(16) << 20;
+  // Node n of a lazy graph split by channels (an FC layer) in such slices: loads each, calls
+  // run(c0, c1), releases it; then loads again the slice the node held before.
+  void for_each_slice(int n, const std::function<void(int c0, int c1)>& run) const;
   // Bytes of weights the layers hold now.
   size_t weight_bytes() const;
 
@@ -84,10 +95,16 @@ class Graph {
                  std::vector<double>* layer_ms = nullptr) const;
 
  private:
+  double forward_streamed(int n, const std::vector<const Band*>& ins, Band& out) const;
   std::vector<Node> nodes_;
   bool finalized_ = false;
   WeightFill fill_;
   std::unique_ptr<std::mutex> load_mu_ = std::make_unique<std::mutex>();
 };
+
+// Milliseconds of one forward of `in`: wall time, or for a lazy graph that streams layers it
+// does not hold the sum of its layers' computing, loading excluded (what a device holding the
+// whole model would take). The output goes to `out` if given.
+double timed_forward_ms(const Graph& g, const Tensor& in, Tensor* out = nullptr);
 
 }  // namespace eb

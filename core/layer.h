@@ -82,13 +82,20 @@ class Layer {
   virtual RowRange load_range(RowRange channels) const { return channels; }
   // Lets params() be filled again after pack_and_release (a lazy graph loading more of a layer).
   virtual void reopen() {}
+  // Frees what loading packed, so that a lazy graph can load the layer again from its weight
+  // source (the host streams the layers it does not hold through memory, Graph::forward).
+  // BatchNorm folds applied at packing are applied again at the next load.
+  virtual void unload() {}
+  // Output channels held packed now for forward_channels(): a slice, all, or none (empty).
+  virtual RowRange loaded_channels() const { return {}; }
   // Bytes the packed weights for `channels` (empty: all) take, computed from the shapes: what
   // a device will hold for this layer once loaded (the planner's memory model).
   virtual size_t packed_bytes(RowRange channels = {}) const {
     (void)channels;
     return 0;
   }
-  // Bytes the untransformed weights for `channels` take while they are packed.
+  // Bytes that exist beside the packed weights for `channels` while they are packed: the
+  // untransformed weights, or where packing transposes them in place one panel of scratch.
   virtual size_t source_bytes(RowRange channels = {}) const {
     (void)channels;
     return 0;

@@ -335,9 +335,11 @@ TEST_CASE("cli: --isa is honoured by info") {
 }
 
 // "dist": it spawns worker processes, which the aarch64 build's tests under qemu-user cannot.
-// Workers are spawned by a host that has loaded the model: each must report its own peak
-// (VmHWM), not the host's that Linux carries across exec in ru_maxrss. A worker served from a
-// weights file loads only its share of it (load_weights_lazy).
+// Each worker must report its own peak (VmHWM), not what Linux carries across exec in
+// ru_maxrss from the process that spawned it. A worker served from a weights file loads only
+// its share of it (load_weights_lazy), and the host only its own (it streams the local run):
+// each device's measured peak is near its prediction (VGG-16 32x32, 2026-12-04: host 296 MB
+// against 292 predicted, workers 39 and 44 against 37 and 41).
 TEST_CASE("dist cli: cluster reports each worker's own peak memory beside the prediction") {
   const std::string ebw = tmp("vgg32.ebw");
   REQUIRE(sh("export --model vgg16:32 -o " + ebw).code == 0);
@@ -350,14 +352,15 @@ TEST_CASE("dist cli: cluster reports each worker's own peak memory beside the pr
   const eb::Json& pred = r.at("predicted_peak_mb");
   REQUIRE(rss.size() == 3);
   REQUIRE(pred.size() == 3);
-  const double host = rss[0].number();
   int reported = 0;
-  for (size_t d = 1; d < 3; ++d) {
+  for (size_t d = 0; d < 3; ++d) {
     CAPTURE(d);
     if (rss[d].number() == 0) continue;  // a device the plan left idle sends nothing
-    ++reported;
-    CHECK(rss[d].number() < host / 2);  // VGG-16 32x32: 361 MB host, 53 MB workers measured
-    CHECK(pred[d].number() < pred[0].number() / 2);
+    reported += d > 0;
+#ifndef EDGEBAND_SANITIZED  // AddressSanitizer's shadow memory and quarantine add their own
+    CHECK(rss[d].number() < 1.3 * pred[d].number() + 8);  // + 8: the process's fixed part
+    CHECK(rss[d].number() > 0.7 * pred[d].number());
+#endif
   }
   CHECK(reported > 0);
   std::remove(ebw.c_str());

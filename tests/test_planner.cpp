@@ -600,7 +600,7 @@ TEST_CASE("planner: every board is kept within its memory, or the plan is refuse
     CHECK(predict_memory(g, p)[2].total_mb <= tight.devices[2].memory_mb);
     CHECK(p.predicted_ms >= free_plan.predicted_ms - 1e-9);
   }
-  // The host holds the whole model: with too little, every plan is refused in one line.
+  // The host holds at least the rest of the tail: with too little, every plan is refused in one line.
   Cluster small_host = c;
   small_host.set_memory("10M,0,0");
   CHECK_THROWS_WITH_AS(make_plan(g, small_host, Scheme::halp),
@@ -631,6 +631,40 @@ TEST_CASE("planner: a board short of memory by part of its FC slice keeps its ro
   int now = 0;
   for (int j = 0; j < p.split_tail; ++j) now += p.tail_slices[size_t(j)][2].size();
   CHECK(now < channels);
+}
+
+TEST_CASE("planner: the host holds its share, and FC channels a board gives up go where there is room") {
+  const Graph& g = vgg16_64();
+  const Cluster c = homogeneous(g, 3, "1gbit,0.2ms", 2);
+  const Plan free_plan = make_plan(g, c, Scheme::halp);
+  REQUIRE(free_plan.split_tail > 0);
+  const std::vector<DeviceMemory> need = predict_memory(g, free_plan);
+  // Not the whole model: the workers' FC slices are theirs alone.
+  double all_mb = 0, workers_fc_mb = 0;
+  for (int n = 0; n < g.size(); ++n) all_mb += double(g.node(n).layer->packed_bytes()) / 1048576.0;
+  for (int j = 0; j < free_plan.split_tail; ++j)
+    for (int d = 1; d < 3; ++d) {
+      const ChannelSlice sl = free_plan.tail_slices[size_t(j)][size_t(d)];
+      if (!sl.empty()) workers_fc_mb += double(g.node(free_plan.tail_first + j).layer->packed_bytes({sl.begin, sl.end})) / 1048576.0;
+    }
+  REQUIRE(workers_fc_mb > 1);
+  CHECK(need[0].weights_mb < all_mb - 0.9 * workers_fc_mb);
+  // Worker 2 short by part of its slice, the host with no room to spare: worker 1 takes them.
+  Cluster tight = c;
+  tight.devices[0].memory_mb = need[0].total_mb + 0.5;
+  tight.devices[2].memory_mb = need[2].total_mb - 2;
+  const Plan p = make_plan(g, tight, Scheme::halp);
+  check_plan_structure(g, p);
+  CHECK(memory_shortfall(g, tight, p).device == -1);
+  int before[3] = {0, 0, 0}, after[3] = {0, 0, 0};
+  for (int j = 0; j < p.split_tail; ++j)
+    for (size_t d = 0; d < 3; ++d) {
+      before[d] += free_plan.tail_slices[size_t(j)][d].size();
+      after[d] += p.tail_slices[size_t(j)][d].size();
+    }
+  CHECK(after[2] < before[2]);
+  CHECK(after[1] > before[1]);
+  CHECK(after[0] <= before[0]);
 }
 
 TEST_CASE("planner: a device that would slow the plan down is left idle and sent nothing") {

@@ -161,6 +161,38 @@ TEST_CASE("memory: a lazy graph loads only what is asked, and then equals the fu
   }
 }
 
+TEST_CASE("memory: a lazy graph streams the layers it does not hold, keeps what it held, and equals the whole graph") {
+  for (const char* name : {"vgg16:32", "mobilenet_v1:0.25:64"}) {  // MobileNet: folds applied again
+    CAPTURE(name);
+    const Graph full = models::build_synthetic(name);
+    Graph lazy = models::build_synthetic(name, 2022, models::Hold::lazy);
+    std::mt19937 rng(8);
+    const Tensor in = ref::random_tensor(full.input, rng);
+    const Tensor want = full.forward(in);
+    const size_t none = lazy.weight_bytes();
+    CHECK(same_bits(lazy.forward(in), want));  // every layer streamed, FC layers in slices
+    CHECK(lazy.weight_bytes() == none);
+    // A host's share: the first conv, and a slice of the first FC layer.
+    const int fc = lazy.spatial_end() + (lazy.node(lazy.spatial_end()).layer->splits_channels() ? 0 : 1);
+    lazy.load(0);
+    lazy.load(fc, {32, 96});
+    const size_t share = lazy.weight_bytes();
+    for (int run = 0; run < 2; ++run) {  // streamed twice: a conv's BN folds apply to fresh weights
+      Tensor got;
+      CHECK(timed_forward_ms(lazy, in, &got) > 0);
+      CHECK(same_bits(got, want));
+      CHECK(lazy.weight_bytes() == share);
+      CHECK(lazy.node(0).layer->ready());
+      CHECK(lazy.node(fc).layer->ready({32, 96}));
+      CHECK_FALSE(lazy.node(fc).layer->ready({0, 200}));
+    }
+    // A slice of whole panels is transposed where it was read: nothing beside it but a panel.
+    const Layer& l = *lazy.node(fc).layer;
+    CHECK(l.source_bytes({0, 512}) * 8 < l.packed_bytes({0, 512}));
+    CHECK(l.weight_bytes() <= l.packed_bytes({32, 96}));
+  }
+}
+
 TEST_CASE("memory: a lazy weights file reads only the sections asked for, and then equals the whole load") {
   const std::string path = "/tmp/eb_lazy_" + std::to_string(::getpid()) + ".ebw";
   for (const char* name : {"vgg16:32", "mobilenet_v1:0.25:64"}) {  // MobileNet: BN folded on save

@@ -104,6 +104,19 @@ void Conv2D::pack_and_release(RowRange) {
   released_ = algo_ != Algo::depthwise_generic;
 }
 
+// The next load fills w_ and b_ afresh (the weight source's values), so the folds applied to
+// them are pending again.
+void Conv2D::unload() {
+  packed_ = {};
+  group_packed_.clear();
+  wino_ = {};
+  std::vector<float>().swap(dw9_);
+  std::vector<float>().swap(w_);
+  pending_ = std::move(applied_);
+  applied_.clear();
+  packed_ready_ = released_ = false;
+}
+
 size_t Conv2D::weight_bytes() const {
   size_t n = w_.size() + b_.size() + dw9_.size() + wino_.bias.size();
   auto panels = [](const kernels::PackedB& b) { return b.panels * b.nr * (b.k + 1); };
@@ -133,6 +146,7 @@ void Conv2D::pack() {
   using kernels::pack_b_transposed;
   source();
   for (const PendingFold& f : pending_) fold_batchnorm_rows(w_, b_, f.gamma, f.beta, f.mean, f.var, f.eps);
+  applied_.insert(applied_.end(), pending_.begin(), pending_.end());
   pending_.clear();
   const long kdim = p_.kh * p_.kw * cin_per_group();
   packed_ = {};

@@ -35,6 +35,7 @@ class Conv2D : public Layer {
   void pack_and_release(RowRange channels = {}) override;
   bool ready(RowRange) const override { return packed_ready_; }
   void reopen() override { released_ = false; }
+  void unload() override;
   size_t weight_bytes() const override;
   size_t packed_bytes(RowRange channels = {}) const override;
   size_t source_bytes(RowRange) const override {
@@ -62,7 +63,7 @@ class Conv2D : public Layer {
   void pack();
   Conv2DParams p_;
   bool released_ = false, packed_ready_ = false;
-  std::vector<PendingFold> pending_;
+  std::vector<PendingFold> pending_, applied_;  // applied_: again after unload()
   std::vector<float> w_, b_;
   Algo algo_ = Algo::im2col, forced_ = Algo::im2col;
   bool has_forced_ = false;

@@ -30,8 +30,9 @@ float* FullyConnected::source_rows(RowRange r) {
   return w_.data();
 }
 
+// A folded BatchNorm scales whole rows and the bias together: such a layer loads whole.
 RowRange FullyConnected::load_range(RowRange channels) const {
-  if (channels.empty()) return channels;
+  if (channels.empty() || !pending_.empty() || !applied_.empty()) return {};
   const int nr = int(kernels::active().gemm_nr);
   const auto old = std::atomic_load(&packed_);
   if (old) channels = channels.unite({old->first, old->first + int(old->b.n)});
@@ -52,6 +53,7 @@ Shape FullyConnected::configure(const std::vector<Shape>& in) {
 void FullyConnected::prepare() {
   source();
   for (const PendingFold& f : pending_) fold_batchnorm_rows(w_, b_, f.gamma, f.beta, f.mean, f.var, f.eps);
+  applied_.insert(applied_.end(), pending_.begin(), pending_.end());
   pending_.clear();
   auto p = std::make_shared<Packed>();
   p->b = kernels::pack_b_transposed(w_.data(), size_t(in_), size_t(out_), b_.data());
@@ -59,11 +61,12 @@ void FullyConnected::prepare() {
 }
 
 // gemv's panels are [panel][in][nr], panel p holding outputs [p * nr, (p + 1) * nr): the same
-// bytes as the source rows of those outputs ([out][in]). Where whole panels cover the outputs,
-// each panel is transposed where it lies (one panel of scratch), so the layer never exists
-// twice: for VGG-16's fc6 that is 411 MB at load.
-kernels::PackedB FullyConnected::packed_in_place() {
-  const size_t nr = kernels::active().gemm_nr, k = size_t(in_), n = size_t(out_);
+// bytes as the source rows of those outputs ([out][in]). Where whole panels cover the rows held
+// (w_: rows `r`, the whole layer or a device's slice), each panel is transposed where it lies
+// (one panel of scratch), so the layer never exists twice: for VGG-16's fc6 that is 411 MB at
+// load, and a third of it on each of three devices.
+kernels::PackedB FullyConnected::packed_in_place(RowRange r) {
+  const size_t nr = kernels::active().gemm_nr, k = size_t(in_), n = size_t(r.size());
   auto holder = std::make_shared<std::vector<float>>(std::move(w_));
   w_.clear();
   std::vector<float> panel(nr * k);
@@ -77,7 +80,7 @@ kernels::PackedB FullyConnected::packed_in_place() {
   b.k = k, b.n = n, b.nr = nr, b.panels = n / nr, b.isa = kernels::active().isa;
   b.w = std::shared_ptr<float>(holder, holder->data());
   b.bias = std::shared_ptr<float>(aligned_alloc_floats(n), AlignedFree());
-  std::copy(b_.begin(), b_.end(), b.bias.get());
+  std::copy(b_.begin() + r.begin, b_.begin() + r.end, b.bias.get());
   return b;
 }
 
@@ -97,15 +100,19 @@ void FullyConnected::pack_and_release(RowRange channels) {
   if (!pending_.empty() && src_first_ != 0)
     throw std::logic_error("fully_connected: a folded BatchNorm needs the whole layer");
   for (const PendingFold& f : pending_) fold_batchnorm_rows(w_, b_, f.gamma, f.beta, f.mean, f.var, f.eps);
+  applied_.insert(applied_.end(), pending_.begin(), pending_.end());
   pending_.clear();
   const size_t nr = kernels::active().gemm_nr;
   auto p = std::make_shared<Packed>();
-  if (!whole) {
+  const RowRange want = whole ? RowRange{0, int(out_)} : channels;  // whole panels (load_range)
+  if (packs_in_place(want) && src_first_ == want.begin && size_t(want.size()) * size_t(in_) == w_.size()) {
+    p->b = packed_in_place(want);
+    p->first = want.begin;
+  } else if (!whole) {
     p->b = packed_slice(channels);
     p->first = channels.begin / int(nr) * int(nr);
   } else {
-    p->b = size_t(out_) % nr == 0 ? packed_in_place()
-                                  : kernels::pack_b_transposed(w_.data(), size_t(in_), size_t(out_), b_.data());
+    p->b = kernels::pack_b_transposed(w_.data(), size_t(in_), size_t(out_), b_.data());
   }
   std::atomic_store(&packed_, std::shared_ptr<const Packed>(p));
   std::vector<float>().swap(w_);
@@ -114,6 +121,21 @@ void FullyConnected::pack_and_release(RowRange channels) {
 }
 
 void FullyConnected::reopen() { released_ = false; }
+
+// The next load fills the rows and the bias afresh, so the folds applied to them are pending again.
+void FullyConnected::unload() {
+  std::atomic_store(&packed_, std::shared_ptr<const Packed>());
+  std::vector<float>().swap(w_);
+  src_first_ = 0;
+  released_ = false;
+  pending_ = std::move(applied_);
+  applied_.clear();
+}
+
+RowRange FullyConnected::loaded_channels() const {
+  const auto p = std::atomic_load(&packed_);
+  return p ? RowRange{p->first, p->first + int(p->b.n)} : RowRange{};
+}
 
 bool FullyConnected::ready(RowRange channels) const {
   const auto p = std::atomic_load(&packed_);
@@ -127,6 +149,13 @@ size_t FullyConnected::packed_bytes(RowRange channels) const {
   if (channels.empty()) channels = {0, int(out_)};
   const size_t c0 = size_t(channels.begin) / nr * nr, c1 = (size_t(channels.end) + nr - 1) / nr * nr;
   return ((c1 - c0) * size_t(in_ + 1) + b_.size()) * sizeof(float);
+}
+
+size_t FullyConnected::source_bytes(RowRange channels) const {
+  const int nr = int(kernels::active().gemm_nr);
+  const RowRange r = channels.empty() ? RowRange{0, int(out_)}
+                                      : RowRange{channels.begin / nr * nr, (channels.end + nr - 1) / nr * nr}.clip(int(out_));
+  return size_t((packs_in_place(r) ? long(nr) : long(r.size())) * in_ + out_) * sizeof(float);
 }
 
 size_t FullyConnected::weight_bytes() const {

@@ -26,6 +26,8 @@ class FullyConnected : public Layer {
   void pack_and_release(RowRange channels = {}) override;
   bool ready(RowRange channels = {}) const override;
   void reopen() override;
+  void unload() override;
+  RowRange loaded_channels() const override;
   RowRange load_range(RowRange channels) const override;
   // Only rows [r.begin, r.end) of the untransformed weights ([out][in]), zeros, for
   // pack_and_release(r): a device computing a slice of fc6 never holds the rest.
@@ -34,12 +36,10 @@ class FullyConnected : public Layer {
   std::vector<Param> params_without_weight() { return {{"bias", {out_}, &b_}}; }
   size_t weight_bytes() const override;
   size_t packed_bytes(RowRange channels = {}) const override;
-  size_t source_bytes(RowRange channels = {}) const override {
-    const long rows = channels.empty() ? out_ : channels.size();
-    return size_t(rows * in_ + out_) * sizeof(float);
-  }
-  // Packing the whole layer transposes its panels where they lie (no second copy).
-  bool packs_in_place() const { return out_ % long(kernels::active().gemm_nr) == 0; }
+  size_t source_bytes(RowRange channels = {}) const override;
+  // Packing whole panels (the layer or a slice of it) transposes them where they lie: no
+  // second copy, one panel of scratch.
+  bool packs_in_place(RowRange rows) const { return rows.size() % int(kernels::active().gemm_nr) == 0; }
   bool fuse_activation(Activation a) override;
   bool fold_batchnorm(const std::vector<float>& gamma, const std::vector<float>& beta,
                       const std::vector<float>& mean, const std::vector<float>& var, float eps) override;
@@ -54,12 +54,12 @@ class FullyConnected : public Layer {
     kernels::PackedB b;
     int first = 0;
   };
-  kernels::PackedB packed_in_place();
+  kernels::PackedB packed_in_place(RowRange rows);
   kernels::PackedB packed_slice(RowRange channels) const;
   std::vector<float> w_, b_;  // w_: on first use (source()), rows [src_first_, ...)
   int src_first_ = 0;
   bool released_ = false;
-  std::vector<PendingFold> pending_;
+  std::vector<PendingFold> pending_, applied_;  // applied_: again after unload()
   // Replaced whole, atomically: a worker may widen a slice for a new plan while another host's
   // session reads it.
   std::shared_ptr<const Packed> packed_;

@@ -4,7 +4,6 @@
 #include <cstdio>
 #include <map>
 
-#include "core/layers/fully_connected.h"
 
 namespace eb::dist {
 namespace {
@@ -78,36 +77,34 @@ DeviceMemory worker_memory(const Graph& g, const Plan& p, int d) {
   return m;
 }
 
-// The host fills every layer, then packs them in order (Graph::prepare, keep_sources false):
-// while layer i is packed, layers before it are packed, it and those after it are sources,
-// and its packed copy grows beside its source unless it packs in place.
-double host_load_peak_mb(const Graph& g) {
-  double packed = 0, sources = 0, peak = 0;
-  for (int n = 0; n < g.size(); ++n) sources += double(g.node(n).layer->source_bytes()) / kMb;
+// The host holds its share like a worker, and the rest of the tail. When it runs the whole
+// model (the local comparison, a dropped worker's work) it streams what it lacks through memory
+// (Graph::forward): one such layer at a time, or one slice of an FC layer, with its source while
+// it is packed, beside a whole image's bands.
+DeviceMemory host_memory(const Graph& g, const Plan& p) {
+  DeviceMemory m = worker_memory(g, p, 0);
+  std::vector<bool> held(size_t(g.size()), false);
+  for (const BlockPlan& b : p.blocks)
+    if (!span(b.zones.at(0)).empty())
+      for (int n = b.first; n < b.last; ++n) held[size_t(n)] = true;
+  for (int n = std::max(0, p.tail_first + p.split_tail); n < g.size(); ++n) {
+    m.weights_mb += double(g.node(n).layer->packed_bytes()) / kMb;
+    held[size_t(n)] = true;
+  }
+  double stream = 0;
   for (int n = 0; n < g.size(); ++n) {
     const Layer& l = *g.node(n).layer;
-    const auto* fc = dynamic_cast<const FullyConnected*>(&l);
-    const double extra = fc && fc->packs_in_place() ? 0 : double(l.packed_bytes()) / kMb;
-    peak = std::max(peak, packed + sources + extra);
-    packed += double(l.packed_bytes()) / kMb;
-    sources -= double(l.source_bytes()) / kMb;
+    if (held[size_t(n)]) continue;
+    RowRange part{};  // the whole layer, or one slice of it
+    if (l.splits_channels()) {
+      const size_t per = l.input_shapes().at(0).size() * sizeof(float);
+      part = {0, int(std::max<size_t>(1, Graph::kStreamSliceBytes / per))};
+    }
+    stream = std::max(stream, double(l.packed_bytes(part) + l.source_bytes(part)) / kMb);
   }
-  return peak;
-}
-
-DeviceMemory host_memory(const Graph& g, const Plan& p) {
-  DeviceMemory m;
-  for (int n = 0; n < g.size(); ++n) m.weights_mb += double(g.node(n).layer->packed_bytes()) / kMb;
-  // The local comparison runs the whole image; its share of a plan runs beside the store.
-  double own = 0;
-  for (const BlockPlan& b : p.blocks) {
-    const RowRange zone = span(b.zones.at(0));
-    if (!zone.empty()) own = std::max(own, block_peak_mb(g, b.first, b.last, zone));
-  }
-  m.activations_mb = std::max(block_peak_mb(g, 0, g.spatial_end(), {0, g.shape_of(g.spatial_end() - 1).h}),
-                              own + store_mb(g, p, 0) * std::max(p.batch, 1));
-  // Loading can peak above running: report the higher, as activations (what is not weights).
-  m.activations_mb = std::max(m.activations_mb, host_load_peak_mb(g) - m.weights_mb);
+  const int end = g.spatial_end();
+  const double local = end > 0 ? block_peak_mb(g, 0, end, {0, g.shape_of(end - 1).h}) : 0;
+  m.activations_mb = std::max(m.activations_mb, local + stream);
   return m;
 }
 }  // namespace

@@ -19,9 +19,11 @@ struct DeviceMemory {
 // stacks touched (measured: an idle `edgeband worker`, VmRSS 2.1 MB; a running one more).
 constexpr double kBaseMb = 4.0;
 
-// Device 0 (the host) holds the whole model: it runs the tail, recomputes what a dropped worker
-// owed and the local comparison. A worker holds the nodes of the blocks where it has rows and
-// its slices of the split FC layers (dist/runtime/executor.h, load_for_plan), nothing else.
+// A device holds the nodes of the blocks where it has rows and its slices of the split FC
+// layers (dist/runtime/executor.h, load_for_plan); the host (device 0) also the rest of the
+// tail, and while it runs the whole model (the local comparison, a dropped worker's work) one
+// layer or FC slice it streams through memory (Graph::forward). For a host that loads its
+// graph lazily, as infer and cluster do; a library host (dist/api) holds the whole model.
 std::vector<DeviceMemory> predict_memory(const Graph& g, const Plan& p);
 
 // The first device whose predicted peak exceeds its board's memory (DeviceProfile::memory_mb;

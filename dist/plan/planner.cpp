@@ -407,10 +407,11 @@ Plan embed_plan(const Graph& g, const Cluster& c, Plan sub, const std::vector<si
 }
 
 namespace {
-// Moves channels of the split FC layers off the workers over their memory budget onto the host:
-// a slice of VGG-16's fc6 (411 MB in all) decides whether a board fits, and shrinking it costs
-// less than leaving the board idle. The host holds the whole model anyway (dist/plan/memory.h),
-// so what it takes costs it no memory; devices a plan left idle stay idle. Slices stay
+// Moves channels of the split FC layers off the workers over their memory budget: a slice of
+// VGG-16's fc6 (411 MB in all) decides whether a board fits, and shrinking it costs less than
+// leaving the board idle. They go to the device with the most room (no budget: unlimited; the
+// host first among equals) among the host and the devices that hold channels already, so that
+// a device the plan left idle stays idle, and never past its own budget. Slices stay
 // contiguous, in device order, in 64-channel units (split_tail's).
 Plan fit_tail_to_memory(const Graph& g, const Cluster& c, Plan p) {
   constexpr double kMb = 1024.0 * 1024.0;
@@ -427,16 +428,27 @@ Plan fit_tail_to_memory(const Graph& g, const Cluster& c, Plan p) {
       if (have > 0 && x > excess && holds) over = d, excess = x;
     }
     if (over == 0) break;
+    size_t to = 0;
+    double room = -1;
+    for (size_t d = 0; d < m.size() && d < c.devices.size(); ++d) {
+      bool holds = d == 0;
+      for (int j = 0; j < p.split_tail; ++j) holds = holds || !p.tail_slices[size_t(j)][d].empty();
+      const double have = c.devices[d].memory_mb, r = have > 0 ? have - m[d].total_mb : 1e300;
+      if (d != over && holds && r > room) to = d, room = r;
+    }
+    if (room <= 0) break;
     for (int j = 0; j < p.split_tail && excess > 0; ++j) {
       std::vector<ChannelSlice>& sl = p.tail_slices[size_t(j)];
       // A slice's packed panels, and its source while they are packed (memory.cpp): shrinking
-      // it saves at least the panels.
+      // it saves at least the panels; the receiver gains as much.
       const double unit_mb = double(g.node(p.tail_first + j).layer->packed_bytes({0, 64})) / kMb;
-      const int units = int(std::min(double(sl[over].size() / 64), std::ceil(excess / unit_mb)));
+      const int units = int(std::min({double(sl[over].size() / 64), std::ceil(excess / unit_mb),
+                                      std::floor(room / (2 * unit_mb))}));
       if (units <= 0) continue;
       std::vector<int> count(sl.size());
       for (size_t d = 0; d < sl.size(); ++d) count[d] = sl[d].size();
-      count[over] -= units * 64, count[0] += units * 64;
+      count[over] -= units * 64, count[to] += units * 64;
+      room -= 2 * units * unit_mb;
       for (size_t d = 0, at = 0; d < sl.size(); at += size_t(count[d]), ++d)
         sl[d] = {int(at), int(at) + count[d]};
       excess -= units * unit_mb;

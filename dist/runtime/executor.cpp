@@ -227,6 +227,8 @@ void load_for_plan(const Graph& g, const Plan& p, int d) {
     const ChannelSlice sl = p.tail_slices.at(size_t(j)).at(size_t(d));
     if (!sl.empty()) g.load(p.tail_first + j, {sl.begin, sl.end});
   }
+  if (d == 0)
+    for (int n = p.tail_first + p.split_tail; n < g.size(); ++n) g.load(n);
 }
 
 bool compute_tail_slice(const Graph& g, const Plan& p, int d, int j, uint64_t image,

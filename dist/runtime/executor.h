@@ -54,7 +54,9 @@ struct ComputeSpan {
 // An overlap block computes whatever part the rows held allow and returns false until the
 // whole zone is done (span is set only when something was computed).
 // Loads (Graph::load) what device d computes in plan p: every node of the blocks where it has
-// rows, and its slices of the split FC layers. Nothing else of a lazy graph is ever loaded.
+// rows, its slices of the split FC layers, and on the host (d 0) the rest of the tail. A
+// worker never loads anything else; the host streams the rest when it must run it
+// (Graph::forward).
 void load_for_plan(const Graph& g, const Plan& p, int d);
 bool compute_zones(const Graph& g, const Plan& p, int d, int b, uint64_t image, FeatureStore& s,
                    ComputeSpan* span, const std::function<void()>& on_piece = {});

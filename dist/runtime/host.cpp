@@ -184,6 +184,7 @@ class HostRuntime::Call {
 
  private:
   void send_plan();
+  void load_own_share();
   void send_ready(size_t i);  // every host transfer of image i whose rows are here
   bool host_sends_pending(size_t i, Stage s) const;
   // Stores messages (sending what is ready meanwhile) until finished() holds; `waiting_for`
@@ -234,8 +235,18 @@ void HostRuntime::Call::run(std::vector<Tensor>& out) {
   }
 }
 
+// A lazy graph (infer, cluster) holds only what the host computes: loaded here, while the
+// workers load theirs.
+void HostRuntime::Call::load_own_share() {
+  if (!h_.g_->lazy()) return;
+  const int64_t t0 = now_us();
+  const size_t before = h_.g_->weight_bytes();
+  load_for_plan(*h_.g_, plan_, 0);
+  if (h_.g_->weight_bytes() != before) st_->loads.push_back({0, t0, now_us()});
+}
+
 void HostRuntime::Call::send_plan() {
-  if (plan_.devices <= 1) return;
+  if (plan_.devices <= 1) return load_own_share();
   const int64_t sent_us = now_us();
   const Json wire = plan_to_wire(plan_);
   h_.plan_sent_.resize(h_.peers_.size());
@@ -257,6 +268,7 @@ void HostRuntime::Call::send_plan() {
       h_.plan_sent_[k] = std::move(text);
     }
   }
+  load_own_share();
   if (std::any_of(loading.begin(), loading.end(), [](uint64_t id) { return id != 0; })) {
     const std::vector<Clock::time_point> got = h_.await_pongs(loading, st_, h_.opt_.load_timeout_ms);
     const auto at_us = [](Clock::time_point t) {

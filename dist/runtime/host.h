@@ -44,8 +44,9 @@ struct InferStats {
     uint64_t bytes;
   };
   std::vector<Wire> wires;  // host-observed sends and receipts
-  // A new plan's loading on each worker that had to load (pack its layers and slices), from
-  // the plan's sending to the worker's answer: a cost of changing plans, not of inference.
+  // A new plan's loading on each device that had to load (pack its layers and slices): on a
+  // worker from the plan's sending to its answer, on a lazy host its own loading meanwhile. A
+  // cost of changing plans, not of inference.
   struct Load {
     int device;
     int64_t t0_us, t1_us;

@@ -95,11 +95,7 @@ double time_model_ms(const Graph& g, int runs) {
   for (size_t k = 0; k < x.size(); ++k) x.data()[k] = float(k % 255) / 255.0f;
   g.forward(x);  // warm-up: packing, first touches
   double best = 1e300;
-  for (int r = 0; r < runs; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    g.forward(x);
-    best = std::min(best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
+  for (int r = 0; r < runs; ++r) best = std::min(best, timed_forward_ms(g, x));
   set_compute_dilation(before);
   omp_set_num_threads(threads);
   return best;

@@ -177,9 +177,9 @@ PairedRuns run_paired(HostRuntime& host, const Graph& g, Cluster c, Scheme s,
                     (timed ? "run " + std::to_string(run - warmup + 1) + "/" + std::to_string(runs)
                            : "warm-up " + std::to_string(run + 1) + "/" + std::to_string(warmup)));
     if (timed) {
-      const auto t0 = Clock::now();
-      for (const Tensor& im : images) g.forward(im);
-      pr.local_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+      double ms = 0;
+      for (const Tensor& im : images) ms += timed_forward_ms(g, im);
+      pr.local_ms.push_back(ms);
     }
     if (pr.plan.devices > host.alive() + 1) {  // a worker was dropped: plan for the ones left
       c.devices.resize(size_t(host.alive() + 1));
@@ -321,7 +321,7 @@ std::vector<SchemeResult> run_cluster(const ClusterOptions& o, std::vector<Slowd
   if (o.devices < 1 || o.devices > 16) throw std::invalid_argument("--devices must be in [1, 16]");
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   uint64_t hash = 0;
-  auto g = std::make_shared<Graph>(models::load_model(o.model, o.weights, &hash, models::Hold::lean));
+  auto g = std::make_shared<Graph>(models::load_model(o.model, o.weights, &hash, models::Hold::lazy));
   const std::vector<Slowdown> slow = resolve_slowdowns(*g, o.devices, o.dilate, o.board, o.dilate_to, [&](const std::string& m) {
     report_progress("calibrating: timing " + (m.empty() ? g->model : m) + " here, 1 thread");
     if (m.empty()) return time_model_ms(*g);
