@@ -78,7 +78,8 @@ class Graph {
   Shape output_shape() const { return shape_of(size() - 1); }
   double flops() const;
 
-  // Full-image inference. layer_ms (optional) receives each node's wall time.
+  // Full-image inference. layer_ms (optional) receives each node's wall time (a streamed
+  // node's computing only, not its loading).
   Tensor forward(const Tensor& in, std::vector<double>* layer_ms = nullptr) const;
 
   // --- bands -----------------------------------------------------------------------------
@@ -102,8 +103,8 @@ class Graph {
   std::unique_ptr<std::mutex> load_mu_ = std::make_unique<std::mutex>();
 };
 
-// Milliseconds of one forward of `in`: wall time, or for a lazy graph that streams layers it
-// does not hold the sum of its layers' computing, loading excluded (what a device holding the
+// Milliseconds of one forward of `in`: wall time, or where a lazy graph streams layers it
+// does not hold, the sum of its layers' computing, loading excluded (what a device holding the
 // whole model would take). The output goes to `out` if given.
 double timed_forward_ms(const Graph& g, const Tensor& in, Tensor* out = nullptr);
 

@@ -21,8 +21,9 @@ Graph build_unfused(const ModelSpec& spec);
 void fill_synthetic(Graph& g, uint64_t seed = 2022);
 // How a process holds a model's weights (issue 27): `full` keeps the untransformed weights
 // beside the packed ones (converters, tests); `lean` packs layer after layer and frees each
-// source, so each weight is held once (run, bench, hosts); `lazy` loads nothing until
-// Graph::load() asks for a node, or the slice of an FC layer, a plan gives this device (workers).
+// source, so each weight is held once (run, bench, plan, the deadline path's hosts); `lazy`
+// loads nothing until Graph::load() asks for a node, or the slice of an FC layer, a plan gives
+// this device (workers, and the hosts of infer and cluster, which stream the rest).
 enum class Hold { full, lean, lazy };
 // build_unfused + fill_synthetic + finalize.
 Graph build_synthetic(const std::string& name, uint64_t seed = 2022, Hold hold = Hold::full);

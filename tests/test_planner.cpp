@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include <cstring>
 #include <limits>
 #include <random>
 #include <set>
@@ -10,6 +11,7 @@
 #include "dist/plan/local_executor.h"
 #include "dist/plan/memory.h"
 #include "dist/plan/planner.h"
+#include "dist/runtime/executor.h"
 #include "models/zoo.h"
 #include "tests/helpers.h"
 
@@ -665,6 +667,27 @@ TEST_CASE("planner: the host holds its share, and FC channels a board gives up g
   CHECK(after[2] < before[2]);
   CHECK(after[1] > before[1]);
   CHECK(after[0] <= before[0]);
+}
+
+TEST_CASE("memory: a host's lazy graph holds one plan's share, not the union of the plans it ran") {
+  Graph lazy = models::build_synthetic("vgg16:64", 2022, models::Hold::lazy);
+  const Cluster c = homogeneous(lazy, 3, "1gbit,0.2ms", 2);
+  const Plan modnn = make_plan(lazy, c, Scheme::modnn), halp = make_plan(lazy, c, Scheme::halp);
+  Graph fresh = models::build_synthetic("vgg16:64", 2022, models::Hold::lazy);
+  load_for_plan(fresh, modnn, 0);
+  const size_t modnn_bytes = fresh.weight_bytes();
+  load_for_plan(lazy, modnn, 0);
+  release_outside_plan(lazy, modnn, halp, 0);  // as HostRuntime does before a new plan
+  load_for_plan(lazy, halp, 0);
+  Graph only_halp = models::build_synthetic("vgg16:64", 2022, models::Hold::lazy);
+  load_for_plan(only_halp, halp, 0);
+  REQUIRE(only_halp.weight_bytes() != modnn_bytes);  // the two plans give the host different shares
+  CHECK(lazy.weight_bytes() == only_halp.weight_bytes());
+  std::mt19937 rng(3);
+  const Tensor in = ref::random_tensor(lazy.input, rng);
+  const Tensor want = models::build_synthetic("vgg16:64").forward(in);
+  const Tensor got = lazy.forward(in);  // streams what the share lacks
+  CHECK(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)) == 0);
 }
 
 TEST_CASE("planner: a device that would slow the plan down is left idle and sent nothing") {

@@ -112,7 +112,7 @@ void Conv2D::unload() {
   wino_ = {};
   std::vector<float>().swap(dw9_);
   std::vector<float>().swap(w_);
-  pending_ = std::move(applied_);
+  pending_.insert(pending_.begin(), applied_.begin(), applied_.end());  // nothing loaded: none
   applied_.clear();
   packed_ready_ = released_ = false;
 }
@@ -146,8 +146,6 @@ void Conv2D::pack() {
   using kernels::pack_b_transposed;
   source();
   for (const PendingFold& f : pending_) fold_batchnorm_rows(w_, b_, f.gamma, f.beta, f.mean, f.var, f.eps);
-  applied_.insert(applied_.end(), pending_.begin(), pending_.end());
-  pending_.clear();
   const long kdim = p_.kh * p_.kw * cin_per_group();
   packed_ = {};
   group_packed_.clear();
@@ -186,6 +184,9 @@ void Conv2D::pack() {
       packed_ = pack_b_transposed(w_.data(), size_t(kdim), size_t(p_.cout), b_.data());
       break;
   }
+  // Applied only once packed: a load that fails (out of memory) refills and folds again.
+  applied_.insert(applied_.end(), pending_.begin(), pending_.end());
+  pending_.clear();
   packed_ready_ = true;
 }
 

@@ -53,11 +53,11 @@ Shape FullyConnected::configure(const std::vector<Shape>& in) {
 void FullyConnected::prepare() {
   source();
   for (const PendingFold& f : pending_) fold_batchnorm_rows(w_, b_, f.gamma, f.beta, f.mean, f.var, f.eps);
-  applied_.insert(applied_.end(), pending_.begin(), pending_.end());
-  pending_.clear();
   auto p = std::make_shared<Packed>();
   p->b = kernels::pack_b_transposed(w_.data(), size_t(in_), size_t(out_), b_.data());
   std::atomic_store(&packed_, std::shared_ptr<const Packed>(p));
+  applied_.insert(applied_.end(), pending_.begin(), pending_.end());
+  pending_.clear();
 }
 
 // gemv's panels are [panel][in][nr], panel p holding outputs [p * nr, (p + 1) * nr): the same
@@ -100,8 +100,6 @@ void FullyConnected::pack_and_release(RowRange channels) {
   if (!pending_.empty() && src_first_ != 0)
     throw std::logic_error("fully_connected: a folded BatchNorm needs the whole layer");
   for (const PendingFold& f : pending_) fold_batchnorm_rows(w_, b_, f.gamma, f.beta, f.mean, f.var, f.eps);
-  applied_.insert(applied_.end(), pending_.begin(), pending_.end());
-  pending_.clear();
   const size_t nr = kernels::active().gemm_nr;
   auto p = std::make_shared<Packed>();
   const RowRange want = whole ? RowRange{0, int(out_)} : channels;  // whole panels (load_range)
@@ -115,6 +113,8 @@ void FullyConnected::pack_and_release(RowRange channels) {
     p->b = kernels::pack_b_transposed(w_.data(), size_t(in_), size_t(out_), b_.data());
   }
   std::atomic_store(&packed_, std::shared_ptr<const Packed>(p));
+  applied_.insert(applied_.end(), pending_.begin(), pending_.end());  // only once packed
+  pending_.clear();
   std::vector<float>().swap(w_);
   src_first_ = 0;
   released_ = true;
@@ -128,7 +128,7 @@ void FullyConnected::unload() {
   std::vector<float>().swap(w_);
   src_first_ = 0;
   released_ = false;
-  pending_ = std::move(applied_);
+  pending_.insert(pending_.begin(), applied_.begin(), applied_.end());  // nothing loaded: none
   applied_.clear();
 }
 

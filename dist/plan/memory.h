@@ -23,7 +23,8 @@ constexpr double kBaseMb = 4.0;
 // layers (dist/runtime/executor.h, load_for_plan); the host (device 0) also the rest of the
 // tail, and while it runs the whole model (the local comparison, a dropped worker's work) one
 // layer or FC slice it streams through memory (Graph::forward). For a host that loads its
-// graph lazily, as infer and cluster do; a library host (dist/api) holds the whole model.
+// graph lazily, as infer and cluster do; a library host (dist/api) and the deadline path's
+// hosts hold the whole model.
 std::vector<DeviceMemory> predict_memory(const Graph& g, const Plan& p);
 
 // The first device whose predicted peak exceeds its board's memory (DeviceProfile::memory_mb;

@@ -437,6 +437,7 @@ Plan fit_tail_to_memory(const Graph& g, const Cluster& c, Plan p) {
       if (d != over && holds && r > room) to = d, room = r;
     }
     if (room <= 0) break;
+    bool moved_now = false;
     for (int j = 0; j < p.split_tail && excess > 0; ++j) {
       std::vector<ChannelSlice>& sl = p.tail_slices[size_t(j)];
       // A slice's packed panels, and its source while they are packed (memory.cpp): shrinking
@@ -452,8 +453,9 @@ Plan fit_tail_to_memory(const Graph& g, const Cluster& c, Plan p) {
       for (size_t d = 0, at = 0; d < sl.size(); at += size_t(count[d]), ++d)
         sl[d] = {int(at), int(at) + count[d]};
       excess -= units * unit_mb;
-      moved = true;
+      moved = moved_now = true;
     }
+    if (!moved_now) break;  // no room for a whole unit anywhere
   }
   if (moved) simulate(g, c, p);
   return p;

@@ -219,16 +219,39 @@ bool compute_zones(const Graph& g, const Plan& p, int d, int b, uint64_t image, 
   return true;
 }
 
-void load_for_plan(const Graph& g, const Plan& p, int d) {
+namespace {
+// Per node, what device d computes in plan p: all of it, or channels of a split FC layer.
+struct NodeShare {
+  bool whole = false;
+  RowRange channels;
+  bool operator==(const NodeShare& o) const { return whole == o.whole && channels == o.channels; }
+};
+
+std::vector<NodeShare> share_of(const Graph& g, const Plan& p, int d) {
+  std::vector<NodeShare> s(size_t(g.size()));
   for (const BlockPlan& b : p.blocks)
     if (!b.zones.at(size_t(d)).empty())
-      for (int n = b.first; n < b.last; ++n) g.load(n);
+      for (int n = b.first; n < b.last; ++n) s[size_t(n)].whole = true;
   for (int j = 0; j < p.split_tail; ++j) {
     const ChannelSlice sl = p.tail_slices.at(size_t(j)).at(size_t(d));
-    if (!sl.empty()) g.load(p.tail_first + j, {sl.begin, sl.end});
+    if (!sl.empty()) s[size_t(p.tail_first + j)].channels = {sl.begin, sl.end};
   }
   if (d == 0)
-    for (int n = p.tail_first + p.split_tail; n < g.size(); ++n) g.load(n);
+    for (int n = std::max(0, p.tail_first + p.split_tail); n < g.size(); ++n) s[size_t(n)].whole = true;
+  return s;
+}
+}  // namespace
+
+void load_for_plan(const Graph& g, const Plan& p, int d) {
+  const std::vector<NodeShare> s = share_of(g, p, d);
+  for (int n = 0; n < g.size(); ++n)
+    if (s[size_t(n)].whole || !s[size_t(n)].channels.empty()) g.load(n, s[size_t(n)].channels);
+}
+
+void release_outside_plan(const Graph& g, const Plan& before, const Plan& now, int d) {
+  const std::vector<NodeShare> a = share_of(g, before, d), b = share_of(g, now, d);
+  for (int n = 0; n < g.size(); ++n)
+    if (!(a[size_t(n)] == b[size_t(n)])) g.unload(n);
 }
 
 bool compute_tail_slice(const Graph& g, const Plan& p, int d, int j, uint64_t image,

@@ -58,6 +58,10 @@ struct ComputeSpan {
 // worker never loads anything else; the host streams the rest when it must run it
 // (Graph::forward).
 void load_for_plan(const Graph& g, const Plan& p, int d);
+// Frees what device d loaded for plan `before` that plan `now` does not give it the same way
+// (another scheme's share, a share before a worker was dropped): a device that runs one call at
+// a time (the host) then holds one plan's share, as predict_memory says, not their union.
+void release_outside_plan(const Graph& g, const Plan& before, const Plan& now, int d);
 bool compute_zones(const Graph& g, const Plan& p, int d, int b, uint64_t image, FeatureStore& s,
                    ComputeSpan* span, const std::function<void()>& on_piece = {});
 // Device d computes its channel slice of split tail layer j of the plan (input: the whole

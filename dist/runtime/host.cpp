@@ -235,12 +235,14 @@ void HostRuntime::Call::run(std::vector<Tensor>& out) {
   }
 }
 
-// A lazy graph (infer, cluster) holds only what the host computes: loaded here, while the
-// workers load theirs.
+// A lazy graph (infer, cluster) holds only what the host computes for this plan: loaded here,
+// while the workers load theirs; what an earlier plan gave it and this one does not is freed.
 void HostRuntime::Call::load_own_share() {
   if (!h_.g_->lazy()) return;
   const int64_t t0 = now_us();
   const size_t before = h_.g_->weight_bytes();
+  if (h_.own_plan_) release_outside_plan(*h_.g_, *h_.own_plan_, plan_, 0);
+  h_.own_plan_ = std::make_unique<Plan>(plan_);
   load_for_plan(*h_.g_, plan_, 0);
   if (h_.g_->weight_bytes() != before) st_->loads.push_back({0, t0, now_us()});
 }

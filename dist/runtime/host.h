@@ -102,6 +102,7 @@ class HostRuntime {
   std::vector<std::unique_ptr<Peer>> peers_;
   std::vector<bool> alive_;
   std::vector<std::string> plan_sent_;  // per peer: the last PLAN message it was sent
+  std::unique_ptr<Plan> own_plan_;       // the plan whose share this host's lazy graph holds
   uint64_t next_image_ = 1;
   uint64_t next_ping_ = 1;
 };

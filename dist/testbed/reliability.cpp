@@ -70,7 +70,7 @@ DeployedModel deploy_model(const std::string& name, const std::vector<std::strin
   d.name = models::parse_model_name(name).canonical();
   uint64_t hash = 0;
   // One build gives the graph and its identity.
-  d.g = std::make_shared<Graph>(models::load_model(name, "", &hash));
+  d.g = std::make_shared<Graph>(models::load_model(name, "", &hash, models::Hold::lean));
   d.host = std::make_unique<HostRuntime>(d.g, hash, workers, ro);
   d.profile = measure_profile(*d.g, "device", 3, /*least=*/true);  // busy CPUs only add time
   d.top1 = models::top1_accuracy(name);
