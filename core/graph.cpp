@@ -1,7 +1,5 @@
 #include "core/graph.h"
 
-#include <malloc.h>
-
 #include <algorithm>
 #include <chrono>
 #include <numeric>
@@ -209,18 +207,6 @@ std::vector<RowRange> Graph::block_needs(int first, int last, RowRange out) cons
 
 Band Graph::run_block(int first, int last, const Band& block_in, RowRange out,
                       std::vector<double>* layer_ms) const {
-#if defined(__GLIBC__)
-  // Activation buffers are allocated and freed every inference; keep them in the heap instead of
-  // fresh mmaps, whose page faults cost more than a small layer (about 20% of MobileNet). Above
-  // 32 MB (weights: a device's slice of a large FC layer, a large Winograd panel set), mmaps,
-  // so that such a layer, freed, goes back to the system whole.
-  static const bool heap_tuned = [] {
-    mallopt(M_MMAP_THRESHOLD, 32 << 20);
-    mallopt(M_TRIM_THRESHOLD, 1024 << 20);
-    return true;
-  }();
-  (void)heap_tuned;
-#endif
   const std::vector<RowRange> need = block_needs(first, last, out);
   if (!block_in.rows().contains(need[0]))
     throw std::invalid_argument("block input band does not hold the rows it needs");
@@ -231,7 +217,6 @@ Band Graph::run_block(int first, int last, const Band& block_in, RowRange out,
       if (i >= first) last_use[size_t(i - first)] = n;
   std::vector<Band> bands(size_t(last - first));
   if (layer_ms) layer_ms->assign(size_t(size()), 0.0);
-  size_t streamed_bytes = 0;  // the largest layer streamed
   for (int n = first; n < last; ++n) {
     const Node& node = nodes_[size_t(n)];
     const RowRange r = need[size_t(n - first + 1)];
@@ -245,7 +230,6 @@ Band Graph::run_block(int first, int last, const Band& block_in, RowRange out,
     double ms = 0;
     if (fill_ && !node.layer->ready()) {
       ms = forward_streamed(n, ins, ob);
-      streamed_bytes = std::max(streamed_bytes, node.layer->packed_bytes());
     } else {
       const auto t0 = std::chrono::steady_clock::now();
       {
@@ -259,14 +243,6 @@ Band Graph::run_block(int first, int last, const Band& block_in, RowRange out,
       if (i >= first && last_use[size_t(i - first)] == n && i != last - 1)
         bands[size_t(i - first)].t = Tensor();
   }
-#if defined(__GLIBC__)
-  // The heap keeps what streamed layers freed (the trim threshold above), and what the device
-  // runs next would grow beside it: after a large layer (VGG-16's fc6 in 16 MB slices: 130 MB
-  // more at the host's peak) hand those pages back; malloc_trim also frees whole pages inside
-  // the heap. Not after small ones: their holes are reused, and trimming would make the next
-  // run fault its activations in again (a 64x64 ResNet's local run took twice as long).
-  if (streamed_bytes >= kStreamSliceBytes / 2) malloc_trim(0);
-#endif
   Band& result = bands.back();
   const RowRange want = out.clip(shape_of(last - 1).h);
   if (result.rows() == want) return result;

@@ -1,5 +1,7 @@
 #include "core/tensor.h"
 
+#include "core/buffer_cache.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -8,6 +10,9 @@
 #include <stdexcept>
 
 #include <sys/resource.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 namespace eb {
 
@@ -43,6 +48,17 @@ std::string Shape::str() const {
   return std::to_string(h) + "x" + std::to_string(w) + "x" + std::to_string(c);
 }
 
+void release_free_heap() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
+}
+
+void release_free_memory() {
+  release_cached_buffers();
+  release_free_heap();
+}
+
 float* aligned_alloc_floats(size_t n, bool zero) {
   size_t bytes = std::max<size_t>(64, (n * sizeof(float) + 63) / 64 * 64);
   void* p = std::aligned_alloc(64, bytes);
@@ -53,9 +69,19 @@ float* aligned_alloc_floats(size_t n, bool zero) {
 
 void AlignedFree::operator()(float* p) const { std::free(p); }
 
+namespace {
+// Large tensors come from the buffer cache (core/buffer_cache.h), small ones from the heap.
+std::shared_ptr<float> tensor_storage(size_t n, bool zero) {
+  const size_t bytes = n * sizeof(float);
+  if (!buffer_cached(bytes)) return std::shared_ptr<float>(aligned_alloc_floats(n, zero), AlignedFree{});
+  const MappedBuffer b = take_buffer(bytes, zero);
+  return std::shared_ptr<float>(static_cast<float*>(b.data), [b](float*) { give_buffer(b); });
+}
+}  // namespace
+
 Tensor::Tensor(Shape s) : shape_(s) {
   if (s.h < 0 || s.w < 0 || s.c < 0) throw std::invalid_argument("negative tensor shape " + s.str());
-  storage_.reset(aligned_alloc_floats(s.size()), AlignedFree{});
+  storage_ = tensor_storage(s.size(), true);
   ptr_ = storage_.get();
 }
 
@@ -63,7 +89,7 @@ Tensor Tensor::uninitialized(Shape s) {
   if (s.h < 0 || s.w < 0 || s.c < 0) throw std::invalid_argument("negative tensor shape " + s.str());
   Tensor t;
   t.shape_ = s;
-  t.storage_.reset(aligned_alloc_floats(s.size(), false), AlignedFree{});
+  t.storage_ = tensor_storage(s.size(), false);
   t.ptr_ = t.storage_.get();
   return t;
 }

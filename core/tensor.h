@@ -35,6 +35,13 @@ struct Shape {
 float* aligned_alloc_floats(size_t n, bool zero = true);  // 64-byte aligned
 // This process's peak resident memory in KiB: VmHWM where /proc has it, else ru_maxrss.
 long peak_rss_kb();
+// Hands the pages the heap holds free back to the system (glibc's malloc_trim; elsewhere
+// nothing): what whole-model runs streamed through the heap would otherwise stay resident
+// beside the share a device loads next.
+void release_free_heap();
+// That, and the large tensor buffers cached for reuse (core/buffer_cache.h): before a device
+// loads a plan's share.
+void release_free_memory();
 struct AlignedFree {
   void operator()(float* p) const;
 };

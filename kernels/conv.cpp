@@ -79,25 +79,24 @@ WinogradF43Weights pack_winograd_f43(const float* w, long cout, long cin, const 
                                  {1.0 / 24, 1.0 / 12, 1.0 / 6},
                                  {1.0 / 24, -1.0 / 12, 1.0 / 6},
                                  {0, 0, 1}};
-  // u[xi][ci][co] for xi = i*6 + j, U = G g G^T per (co, ci).
-  std::vector<float> u(size_t(36) * cin * cout);
-  for (long co = 0; co < cout; ++co)
-    for (long ci = 0; ci < cin; ++ci) {
-      double g[3][3], t[6][3];
-      for (int a = 0; a < 3; ++a)
-        for (int b = 0; b < 3; ++b) g[a][b] = w[((co * 3 + a) * 3 + b) * cin + ci];
-      for (int i = 0; i < 6; ++i)
-        for (int b = 0; b < 3; ++b)
-          t[i][b] = G[i][0] * g[0][b] + G[i][1] * g[1][b] + G[i][2] * g[2][b];
-      for (int i = 0; i < 6; ++i)
-        for (int j = 0; j < 6; ++j)
-          u[(size_t(i * 6 + j) * cin + ci) * cout + co] =
-              float(t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2]);
-    }
+  // U = G g G^T per (co, ci), as 36 matrices u_xi[ci][co], xi = i*6 + j, packed one row i of
+  // G at a time: six of them exist unpacked at once, not all 36 (for a 512x512 layer, 6 MB
+  // beside its packing instead of 38 MB).
   WinogradF43Weights out;
-  for (int xi = 0; xi < 36; ++xi)
-    out.u.push_back(pack_b(u.data() + size_t(xi) * cin * cout, size_t(cin), size_t(cout),
-                           size_t(cout), nullptr));
+  std::vector<float> u(size_t(6) * cin * cout);
+  for (int i = 0; i < 6; ++i) {
+    for (long co = 0; co < cout; ++co)
+      for (long ci = 0; ci < cin; ++ci) {
+        double t[3];  // row i of G g
+        for (int b = 0; b < 3; ++b)
+          t[b] = G[i][0] * w[((co * 3 + 0) * 3 + b) * cin + ci] + G[i][1] * w[((co * 3 + 1) * 3 + b) * cin + ci] +
+                 G[i][2] * w[((co * 3 + 2) * 3 + b) * cin + ci];
+        for (int j = 0; j < 6; ++j)
+          u[(size_t(j) * cin + ci) * cout + co] = float(t[0] * G[j][0] + t[1] * G[j][1] + t[2] * G[j][2]);
+      }
+    for (int j = 0; j < 6; ++j)
+      out.u.push_back(pack_b(u.data() + size_t(j) * cin * cout, size_t(cin), size_t(cout), size_t(cout), nullptr));
+  }
   out.bias.assign(bias, bias + cout);
   return out;
 }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <set>
@@ -340,29 +341,35 @@ TEST_CASE("cli: --isa is honoured by info") {
 // its share of it (load_weights_lazy), and the host only its own (it streams the local run):
 // each device's measured peak is near its prediction (VGG-16 32x32, 2026-12-04: host 296 MB
 // against 292 predicted, workers 39 and 44 against 37 and 41).
-TEST_CASE("dist cli: cluster reports each worker's own peak memory beside the prediction") {
+TEST_CASE("dist cli: cluster reports each device's own peak memory, within 15% of the prediction") {
   const std::string ebw = tmp("vgg32.ebw");
   REQUIRE(sh("export --model vgg16:32 -o " + ebw).code == 0);
-  const Result c = sh("cluster --weights " + ebw + " --devices 3 --scheme halp --runs 1 -q --json");
-  CAPTURE(c.out);
-  REQUIRE(c.code == 0);
-  const eb::Json r = eb::Json::parse(c.out).at("results")[0];
-  CHECK(r.at("equal").boolean());
-  const eb::Json& rss = r.at("peak_rss_mb");
-  const eb::Json& pred = r.at("predicted_peak_mb");
-  REQUIRE(rss.size() == 3);
-  REQUIRE(pred.size() == 3);
-  int reported = 0;
-  for (size_t d = 0; d < 3; ++d) {
-    CAPTURE(d);
-    if (rss[d].number() == 0) continue;  // a device the plan left idle sends nothing
-    reported += d > 0;
+  // VGG-16 (its FC layers split over the devices) and MobileNet-V1 (the host holds nearly
+  // every conv layer: a small model, where the allocator's leftovers weigh most).
+  for (const std::string& model : {"--weights " + ebw, std::string("--model mobilenet_v1")}) {
+    CAPTURE(model);
+    const Result c = sh("cluster " + model + " --devices 3 --scheme halp --runs 1 -q --json");
+    CAPTURE(c.out);
+    REQUIRE(c.code == 0);
+    const eb::Json r = eb::Json::parse(c.out).at("results")[0];
+    CHECK(r.at("equal").boolean());
+    const eb::Json& rss = r.at("peak_rss_mb");
+    const eb::Json& pred = r.at("predicted_peak_mb");
+    REQUIRE(rss.size() == 3);
+    REQUIRE(pred.size() == 3);
+    int reported = 0;
+    for (size_t d = 0; d < 3; ++d) {
+      CAPTURE(d);
+      if (rss[d].number() == 0) continue;  // a device the plan left idle sends nothing
+      reported += d > 0;
 #ifndef EDGEBAND_SANITIZED  // AddressSanitizer's shadow memory and quarantine add their own
-    CHECK(rss[d].number() < 1.3 * pred[d].number() + 8);  // + 8: the process's fixed part
-    CHECK(rss[d].number() > 0.7 * pred[d].number());
+      CAPTURE(rss[d].number());
+      CAPTURE(pred[d].number());
+      CHECK(std::abs(rss[d].number() - pred[d].number()) <= 0.15 * rss[d].number());
 #endif
+    }
+    CHECK(reported > 0);
   }
-  CHECK(reported > 0);
   std::remove(ebw.c_str());
 }
 

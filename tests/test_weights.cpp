@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -8,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/buffer_cache.h"
 #include "core/weights_io.h"
 #include "models/zoo.h"
 #include "tests/helpers.h"
@@ -191,6 +193,59 @@ TEST_CASE("memory: a lazy graph streams the layers it does not hold, keeps what 
     CHECK(l.source_bytes({0, 512}) * 8 < l.packed_bytes({0, 512}));
     CHECK(l.weight_bytes() <= l.packed_bytes({32, 96}));
   }
+}
+
+TEST_CASE("memory: the buffer cache hands freed buffers out again, zeroed when asked, and maps no more than the largest working set") {
+  release_cached_buffers();
+  auto bounded = [] {
+    const BufferCacheStats st = buffer_cache_stats();
+    return st.live_bytes + st.cached_bytes <= kCachedWorkingSets * st.live_peak;
+  };
+  const BufferCacheStats s0 = buffer_cache_stats();
+  MappedBuffer a = take_buffer(1 << 20, true);
+  REQUIRE(a.data != nullptr);
+  CHECK(a.size == size_t(1) << 20);
+  std::memset(a.data, 0xff, a.size);
+  give_buffer(a);
+  CHECK(buffer_cache_stats().cached_bytes == s0.cached_bytes + a.size);
+  MappedBuffer b = take_buffer((1 << 20) - 100, true);  // the same buffer, zeroed
+  CHECK(b.data == a.data);
+  CHECK(buffer_cache_stats().reused == s0.reused + 1);
+  const auto* bytes = static_cast<const unsigned char*>(b.data);
+  CHECK(std::all_of(bytes, bytes + b.size, [](unsigned char v) { return v == 0; }));
+  give_buffer(b);
+  // A larger request maps anew, and to stay within twice the largest working set (1 MB) the
+  // cached buffer goes first.
+  MappedBuffer c = take_buffer(3 << 19, false);
+  CHECK(buffer_cache_stats().mapped == s0.mapped + 2);
+  CHECK(buffer_cache_stats().cached_bytes == 0);
+  CHECK(bounded());
+  // A small request does not take a buffer over twice its size.
+  give_buffer(c);
+  MappedBuffer small = take_buffer(300 << 10, false);
+  CHECK(small.data != c.data);
+  give_buffer(small);
+  MappedBuffer d = take_buffer(2 << 20, false), e = take_buffer(256 << 10, false);
+  give_buffer(d), give_buffer(e);
+  CHECK(bounded());
+  MappedBuffer f = take_buffer(2 << 20, false);  // d again
+  CHECK(f.data == d.data);
+  give_buffer(f);
+  release_cached_buffers();
+  CHECK(buffer_cache_stats().cached_bytes == 0);
+  // Tensors use it above kCachedBufferMin, except under AddressSanitizer (its heap redzones).
+  if (buffer_cached(kCachedBufferMin)) {
+    const float* first = nullptr;
+    {
+      Tensor t(Shape{512, 512, 1});
+      first = t.data();
+      std::fill(t.data(), t.data() + t.size(), 3.0f);
+    }
+    Tensor again(Shape{512, 512, 1});
+    CHECK(again.data() == first);
+    CHECK(std::all_of(again.data(), again.data() + again.size(), [](float v) { return v == 0.0f; }));
+  }
+  CHECK_FALSE(buffer_cached(kCachedBufferMin - 1));
 }
 
 TEST_CASE("memory: a lazy weights file reads only the sections asked for, and then equals the whole load") {

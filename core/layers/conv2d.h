@@ -38,8 +38,9 @@ class Conv2D : public Layer {
   void unload() override;
   size_t weight_bytes() const override;
   size_t packed_bytes(RowRange channels = {}) const override;
-  size_t source_bytes(RowRange) const override {
-    return size_t(p_.cout * (p_.kh * p_.kw * cin_per_group() + 1)) * sizeof(float);
+  size_t source_bytes(RowRange) const override {  // Winograd: and six transformed matrices
+    const long wino = algo_ == Algo::winograd_f43 ? 6 * p_.cin * p_.cout : 0;
+    return size_t(p_.cout * (p_.kh * p_.kw * cin_per_group() + 1) + wino) * sizeof(float);
   }
   bool fuse_activation(Activation a) override;
 

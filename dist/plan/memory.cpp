@@ -4,10 +4,14 @@
 #include <cstdio>
 #include <map>
 
+#include "core/buffer_cache.h"
 
 namespace eb::dist {
 namespace {
 constexpr double kMb = 1024.0 * 1024.0;
+// Bands freed stay mapped for the next run (core/buffer_cache.h), up to this many times the
+// largest set live at once: what a device maps for its activations.
+constexpr double kCachedSets = double(kCachedWorkingSets);
 
 double band_mb(const Graph& g, int node, RowRange r) {
   return double(r.size()) * double(g.shape_of(node).row_size()) * sizeof(float) / kMb;
@@ -69,6 +73,7 @@ DeviceMemory worker_memory(const Graph& g, const Plan& p, int d) {
     m.activations_mb = std::max(m.activations_mb, block_peak_mb(g, b.first, b.last, zone));
   }
   m.activations_mb += store_mb(g, p, d) * std::max(p.batch, 1);  // a block runs beside the store's images
+  m.activations_mb *= kCachedSets;
   for (int j = 0; j < p.split_tail; ++j) {
     const ChannelSlice sl = p.tail_slices.at(size_t(j)).at(size_t(d));
     if (!sl.empty()) hold(p.tail_first + j, {sl.begin, sl.end});
@@ -104,7 +109,7 @@ DeviceMemory host_memory(const Graph& g, const Plan& p) {
   }
   const int end = g.spatial_end();
   const double local = end > 0 ? block_peak_mb(g, 0, end, {0, g.shape_of(end - 1).h}) : 0;
-  m.activations_mb = std::max(m.activations_mb, local + stream);
+  m.activations_mb = std::max(m.activations_mb, kCachedSets * local + stream);
   return m;
 }
 }  // namespace

@@ -11,7 +11,7 @@ namespace eb::dist {
 
 struct DeviceMemory {
   double weights_mb = 0;      // packed weights it holds (Layer::packed_bytes)
-  double activations_mb = 0;  // its largest live bands, or a layer's source while it is packed
+  double activations_mb = 0;  // its bands (live and cached), or a layer's source while it is packed
   double total_mb = 0;        // both, plus kBaseMb
 };
 

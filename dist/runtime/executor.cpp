@@ -244,8 +244,18 @@ std::vector<NodeShare> share_of(const Graph& g, const Plan& p, int d) {
 
 void load_for_plan(const Graph& g, const Plan& p, int d) {
   const std::vector<NodeShare> s = share_of(g, p, d);
+  std::vector<int> todo;
   for (int n = 0; n < g.size(); ++n)
-    if (s[size_t(n)].whole || !s[size_t(n)].channels.empty()) g.load(n, s[size_t(n)].channels);
+    if ((s[size_t(n)].whole || !s[size_t(n)].channels.empty()) &&
+        !g.node(n).layer->ready(s[size_t(n)].channels))
+      todo.push_back(n);
+  // The profile and the whole-model local runs streamed every layer through the heap; what
+  // they freed would stay resident beside the share (a MobileNet-V1 host: 16 MB more).
+  // Each layer's source weights, freed once packed, would stay too.
+  if (todo.empty()) return;
+  release_free_memory();
+  for (int n : todo) g.load(n, s[size_t(n)].channels);
+  release_free_heap();
 }
 
 void release_outside_plan(const Graph& g, const Plan& before, const Plan& now, int d) {
