@@ -96,7 +96,8 @@ bool jpeg_huffman_tables_fit(const unsigned char* d, size_t n) {
 
 }  // namespace
 
-RgbImage decode_image(const unsigned char* data, size_t size, const std::string& name) {
+RgbImage decode_image(const unsigned char* data, size_t size, const std::string& name,
+                     long max_pixels) {
   auto fail = [&](const std::string& why) {
     return ImageError("cannot read image '" + name + "': " + why);
   };
@@ -106,11 +107,12 @@ RgbImage decode_image(const unsigned char* data, size_t size, const std::string&
   // Size first, from the header alone: the decoder then never allocates for a hostile size.
   if (!stbi_info_from_memory(data, int(size), &w, &h, &n))
     throw fail(std::string(stbi_failure_reason()) + " (JPEG, PNG and BMP are supported)");
-  if (w <= 0 || h <= 0 || w > kMaxImageSide || h > kMaxImageSide ||
-      long(w) * long(h) > kMaxImagePixels)
-    throw fail(std::to_string(w) + "x" + std::to_string(h) + " is larger than the limit of " +
-               std::to_string(kMaxImagePixels / 1000000) + " megapixels (" +
-               std::to_string(kMaxImageSide) + " per side)");
+  if (w <= 0 || h <= 0 || w > kMaxImageSide || h > kMaxImageSide || long(w) * long(h) > max_pixels) {
+    const std::string limit = max_pixels >= 1000000 ? std::to_string(max_pixels / 1000000) + " megapixels"
+                                                    : std::to_string(max_pixels) + " pixels";
+    throw fail(std::to_string(w) + "x" + std::to_string(h) + " is larger than the limit of " + limit +
+               " (" + std::to_string(kMaxImageSide) + " per side)");
+  }
   unsigned char* p = stbi_load_from_memory(data, int(size), &w, &h, &n, 3);
   if (!p) throw fail(stbi_failure_reason());
   RgbImage img;

@@ -24,7 +24,10 @@ constexpr long kMaxImagePixels = 50'000'000;
 constexpr size_t kMaxImageFileBytes = size_t(256) << 20;
 
 RgbImage load_image(const std::string& path);  // throws ImageError with stb's reason
-RgbImage decode_image(const unsigned char* data, size_t size, const std::string& name);
+// max_pixels: a lower limit where the caller wants one (the fuzz target bounds its work per
+// input with it; the checks are the same).
+RgbImage decode_image(const unsigned char* data, size_t size, const std::string& name,
+                      long max_pixels = kMaxImagePixels);
 // Central crop keeping `fraction` of each side (TF-slim eval: 0.875), then bilinear resize to
 // size x size with half-pixel centres, then (x - mean) / std per channel.
 Tensor preprocess(const RgbImage& img, int size, const Normalization& norm, double fraction = 0.875);
