@@ -30,8 +30,16 @@ struct MappedBuffer {
 MappedBuffer take_buffer(size_t bytes, bool zero);
 // Caches it. Handed out and cached together stay within kCachedWorkingSets times the most ever
 // handed out at once: take_buffer() unmaps the oldest cached before it maps beyond that.
-void give_buffer(MappedBuffer b);
+void give_buffer(MappedBuffer b) noexcept;
 constexpr size_t kCachedWorkingSets = 2;
+// A fresh mapping outside the cache, for a buffer mostly left unwritten (a device's FeatureStore
+// holds whole maps and writes its rows): only pages written become resident, where a cached
+// buffer was written whole by its last user. unmap_buffer() it.
+MappedBuffer take_fresh_buffer(size_t bytes);
+void unmap_buffer(MappedBuffer b) noexcept;
+// Sets glibc's heap for a process that runs graphs (once; take_buffer and Graph's loading call
+// it): allocations from 256 KB up (weights) in their own mappings.
+void tune_heap_for_inference();
 // Unmaps every cached buffer (before a device loads a plan's share of the weights).
 void release_cached_buffers();
 BufferCacheStats buffer_cache_stats();

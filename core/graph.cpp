@@ -5,6 +5,7 @@
 #include <numeric>
 #include <stdexcept>
 
+#include "core/buffer_cache.h"
 #include "core/compute_hook.h"
 #include "core/layers/conv2d.h"
 #include "core/layers/elementwise.h"
@@ -80,10 +81,17 @@ void Graph::finalize(bool pack_weights) {
 }
 
 void Graph::prepare() {
+  tune_heap_for_inference();
   for (Node& n : nodes_) keep_sources ? n.layer->prepare() : n.layer->pack_and_release();
 }
 
+bool Graph::holds(int i, RowRange channels) const {
+  std::lock_guard<std::mutex> lk(*load_mu_);
+  return node(i).layer->ready(channels);
+}
+
 void Graph::load(int i, RowRange channels) const {
+  tune_heap_for_inference();
   std::lock_guard<std::mutex> lk(*load_mu_);
   Node& n = const_cast<Node&>(node(i));  // the layer's weights, not the graph's structure
   if (n.layer->ready(channels)) return;

@@ -57,6 +57,8 @@ class Graph {
   // Makes node i ready for forward() (channels empty) or for forward_channels() over
   // `channels`. Thread-safe (a worker's sessions share one graph); nothing to do when ready.
   void load(int i, RowRange channels = {}) const;
+  // Whether node i is ready for that (thread-safe, as load()).
+  bool holds(int i, RowRange channels = {}) const;
   // Frees node i's packed weights (Layer::unload); load() can fill them again.
   void unload(int i) const;
   // A lazy graph runs a node it does not hold by loading it, running it and releasing it (an

@@ -94,6 +94,18 @@ Tensor Tensor::uninitialized(Shape s) {
   return t;
 }
 
+Tensor Tensor::sparse(Shape s) {
+  if (s.h < 0 || s.w < 0 || s.c < 0) throw std::invalid_argument("negative tensor shape " + s.str());
+  const size_t bytes = s.size() * sizeof(float);
+  if (!buffer_cached(bytes)) return uninitialized(s);
+  Tensor t;
+  t.shape_ = s;
+  const MappedBuffer b = take_fresh_buffer(bytes);
+  t.storage_ = std::shared_ptr<float>(static_cast<float*>(b.data), [b](float*) { unmap_buffer(b); });
+  t.ptr_ = t.storage_.get();
+  return t;
+}
+
 Tensor Tensor::rows(RowRange r) const {
   if (r.begin < 0 || r.end > shape_.h || r.end < r.begin)
     throw std::out_of_range("row view out of range");

@@ -53,6 +53,9 @@ class Tensor {
   explicit Tensor(Shape s);
   // Storage left uninitialised: for outputs that a layer overwrites completely.
   static Tensor uninitialized(Shape s);
+  // Uninitialised too, and a large one freshly mapped rather than from the buffer cache: only
+  // the rows written become resident (a device's FeatureStore keeps whole maps, writes its rows).
+  static Tensor sparse(Shape s);
   Tensor(int h, int w, int c) : Tensor(Shape{h, w, c}) {}
 
   const Shape& shape() const { return shape_; }

@@ -83,6 +83,7 @@ WinogradF43Weights pack_winograd_f43(const float* w, long cout, long cin, const 
   // G at a time: six of them exist unpacked at once, not all 36 (for a 512x512 layer, 6 MB
   // beside its packing instead of 38 MB).
   WinogradF43Weights out;
+  out.u.reserve(36);
   std::vector<float> u(size_t(6) * cin * cout);
   for (int i = 0; i < 6; ++i) {
     for (long co = 0; co < cout; ++co)

@@ -41,14 +41,24 @@ out=$( (ulimit -v "$cap0_kb"; MALLOC_ARENA_MAX=1 exec "$EB" infer --model "$MODE
       --devices "$devs" --scheme halp --link "$LINK" --threads 1 --runs 1 --warmup 1) 2>&1 || true)
 echo "$out" | grep -E "peak RSS|output equals|error" || true
 echo "$out" | grep -q "output equals local: yes, bit for bit" || { echo "memory_cap: FAILED: distributed output differs from local (or a capped worker failed)"; echo "$out"; exit 1; }
+measured_workers=0
 for d in 0 1 2; do
   got=$(echo "$out" | sed -n "s/.*peak RSS (measured):.* dev$d \([0-9.]*\) MB.*/\1/p")
   cap_kb=$cap0_kb
   [ $d = 0 ] || cap_kb=${ports[$((d - 1))]#*:}
-  [ -n "$got" ] || { echo "memory_cap: FAILED: no measured peak for dev$d"; exit 1; }
+  if [ -z "$got" ]; then
+    # The plan comes from a timed profile, so now and then it leaves a device idle: such a
+    # worker loads nothing and sends nothing. Any other device without a peak is a failure.
+    if [ $d != 0 ] && ! echo "$plan" | grep -qE "dev$d \["; then
+      echo "memory_cap: dev$d idle in this plan (nothing to measure)"; continue
+    fi
+    echo "memory_cap: FAILED: no measured peak for dev$d"; echo "$plan"; echo "$out"; exit 1
+  fi
+  [ $d = 0 ] || measured_workers=$((measured_workers + 1))
   awk -v g="$got" -v c="$cap_kb" 'BEGIN { exit !(g * 1024 <= c) }' ||
     { echo "memory_cap: FAILED: dev$d peak $got MB over its cap $((cap_kb / 1024)) MB"; exit 1; }
   pred=$p0; [ $d = 1 ] && pred=$p1; [ $d = 2 ] && pred=$p2
   echo "memory_cap: dev$d predicted $pred MB, measured $got MB, capped at $((cap_kb / 1024)) MB"
 done
+[ $measured_workers -gt 0 ] || { echo "memory_cap: FAILED: the plan left every worker idle"; echo "$plan"; exit 1; }
 echo "memory_cap: ok"

@@ -36,8 +36,8 @@ RowRange span(const std::vector<RowRange>& zones) {
 
 // The rows a device keeps in its FeatureStore for an image until it is done (a batch's images
 // are all in flight at once): each block input it receives or holds (with halos) and each zone
-// it computes; the host also the image and the gathered input of the tail. The store allocates
-// whole maps uninitialised, so only the rows written are resident.
+// it computes; the host also the image and the gathered input of the tail. The store maps whole
+// maps afresh (Tensor::sparse, not from the buffer cache), so only the rows written are resident.
 double store_mb(const Graph& g, const Plan& p, int d) {
   std::map<int, RowRange> held;
   auto add = [&](int node, RowRange r) {

@@ -16,7 +16,7 @@ FeatureStore::Held& FeatureStore::get(uint64_t image, int node) {
   if (it != maps_.end()) return it->second;
   const Shape s = g_.shape_of(node);
   Held h;
-  h.t = Tensor::uninitialized(s);
+  h.t = Tensor::sparse(s);
   h.has.assign(size_t(s.h), false);
   return maps_[key] = std::move(h);
 }
@@ -246,8 +246,7 @@ void load_for_plan(const Graph& g, const Plan& p, int d) {
   const std::vector<NodeShare> s = share_of(g, p, d);
   std::vector<int> todo;
   for (int n = 0; n < g.size(); ++n)
-    if ((s[size_t(n)].whole || !s[size_t(n)].channels.empty()) &&
-        !g.node(n).layer->ready(s[size_t(n)].channels))
+    if ((s[size_t(n)].whole || !s[size_t(n)].channels.empty()) && !g.holds(n, s[size_t(n)].channels))
       todo.push_back(n);
   // The profile and the whole-model local runs streamed every layer through the heap; what
   // they freed would stay resident beside the share (a MobileNet-V1 host: 16 MB more).
