@@ -75,7 +75,7 @@ BandwidthTrace load_trace(const std::string& path) {
   return parse_trace(ss.str(), path);
 }
 
-BandwidthTrace make_channel(const std::string& spec) {
+BandwidthTrace make_channel(const std::string& spec, double max_steps) {
   const size_t colon = spec.find(':');
   const std::string kind = spec.substr(0, colon);
   std::map<std::string, double> p;
@@ -106,9 +106,10 @@ BandwidthTrace make_channel(const std::string& spec) {
   if (kind == "rayleigh") {
     const double mean = get("mean", 50), tc = get("coherence", 0.1),
                  snr = std::pow(10.0, get("snr_db", 10) / 10);
-    if (mean <= 0 || tc <= 0 || duration < tc || duration / tc > 1e6)
+    if (mean <= 0 || tc <= 0 || duration < tc || duration / tc > max_steps)
       throw std::invalid_argument("channel '" + spec +
-                                  "': mean, coherence > 0, duration >= coherence");
+                                  "': mean, coherence > 0, duration >= coherence, at most " +
+                                  std::to_string(long(max_steps)) + " steps");
     std::exponential_distribution<double> fade(1.0);
     for (long i = 0; i < long(std::llround(duration / tc)); ++i) {  // integer steps: no drift
       tr.t_s.push_back(double(i) * tc);
@@ -118,9 +119,10 @@ BandwidthTrace make_channel(const std::string& spec) {
     const double good = get("good", 100), bad = get("bad", 5), pgb = get("p_gb", 0.1),
                  pbg = get("p_bg", 0.3), step = get("step", 0.1);
     if (good <= 0 || bad <= 0 || step <= 0 || pgb < 0 || pgb > 1 || pbg < 0 || pbg > 1 ||
-        duration < step || duration / step > 1e6)
+        duration < step || duration / step > max_steps)
       throw std::invalid_argument("channel '" + spec +
-                                  "': rates and step > 0, probabilities in [0, 1]");
+                                  "': rates and step > 0, probabilities in [0, 1], at most " +
+                                  std::to_string(long(max_steps)) + " steps");
     std::uniform_real_distribution<double> u(0, 1);
     bool is_good = true;
     for (long i = 0; i < long(std::llround(duration / step)); ++i) {

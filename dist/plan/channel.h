@@ -28,7 +28,8 @@ BandwidthTrace load_trace(const std::string& path);
 //   coherence time, rate = mean * log2(1 + snr*|h|^2) / log2(1 + snr) with snr=10 (10 dB)
 //   unless given, so the mean rate is close to `mean` Mbit/s and deep fades are rare but real.
 // "markov:good=100,bad=5,p_gb=0.1,p_bg=0.3,step=0.1,duration=60,seed=1": on/off channel.
-BandwidthTrace make_channel(const std::string& spec);
+// A spec asking for more than max_steps steps is refused (the fuzzer lowers the bound).
+BandwidthTrace make_channel(const std::string& spec, double max_steps = 1e6);
 
 }  // namespace eb::dist
 namespace eb {
