@@ -394,18 +394,25 @@ TEST_CASE("planner: zones snapped to whole Winograd tiles, where that is predict
   Cluster aligned = c;
   aligned.tile_aligned_zones = true;
   // Snapped: every boundary of a block ending in a Winograd conv lies between whole tiles
-  // (4 rows of the conv; 2 of a 2x2 pool after it).
-  const Plan p = plan_with_cuts(g, aligned, Scheme::dpfp, candidate_cuts(g), 0);
-  int snapped = 0;
+  // (4 rows of the conv; 2 of a 2x2 pool fused after it).
+  std::vector<int> cuts;  // one block per conv, each pool fused with the conv before it
+  for (int x : candidate_cuts(g))
+    if (g.shape_of(x).h == g.shape_of(x - 1).h) cuts.push_back(x);
+  const Plan p = plan_with_cuts(g, aligned, Scheme::dpfp, cuts, 0);
+  int snapped = 0, pooled = 0;
   for (const BlockPlan& bp : p.blocks) {
-    const Layer& last = *g.node(bp.last - 1).layer;
-    const int gr = last.row_granule() > 1 ? 4 : bp.last - 2 >= bp.first && g.node(bp.last - 2).layer->row_granule() > 1 ? 2 : 1;
+    const int n = bp.last - 1;
+    const bool pool_after_wino = g.shape_of(n).h * 2 == g.shape_of(n - 1).h && n - 1 >= bp.first &&
+                                 g.node(n - 1).layer->row_granule() == 4;
+    const int gr = g.node(n).layer->row_granule() == 4 ? 4 : pool_after_wino ? 2 : 1;
     if (gr == 1) continue;
     ++snapped;
-    CAPTURE(g.node(bp.last - 1).name);
+    pooled += gr == 2;
+    CAPTURE(g.node(n).name);
     for (const auto& dz : bp.zones)
       for (const RowRange& z : dz) CHECK(z.begin % gr == 0);
   }
+  CHECK(pooled >= 3);
   CHECK(snapped >= 10);
   // It pays here (MoDNN recomputes every boundary's tiles), and make_plan takes it.
   const Plan loose = detail::plan_modnn(g, c, 1), tight = detail::plan_modnn(g, aligned, 1);

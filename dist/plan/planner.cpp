@@ -149,22 +149,26 @@ std::vector<std::vector<RowRange>> zones_for(Scheme s, int h, const std::vector<
   return detail::proportional_zones(h, speed);
 }
 
-// Rows of node last-1 in which a block [first, last) computes without waste: the first
-// Winograd layer from the end (4-row tiles at fixed positions, so that outputs equal the
-// local run's), divided by the pooling strides after it. A zone boundary between two tiles
-// makes both devices compute the whole tile.
+// Rows of node last-1 that cover whole tiles of the block's last Winograd layer (4-row tiles
+// at fixed positions, so that outputs equal the local run's): its granule divided by the
+// downsampling after it (2 after a 2x2 pool), or 1 where that does not divide. A zone boundary
+// inside a tile makes both devices compute the whole tile. A halo through an overlapping kernel
+// after it still costs a neighbour rows; the simulator judges the result.
 int block_granule(const Graph& g, int first, int last) {
-  int after = 1;  // rows of node n per row of node last-1
+  const int h_out = g.shape_of(last - 1).h;
   for (int n = last - 1; n >= first; --n) {
-    const int gr = std::max(1, g.node(n).layer->row_granule());
-    if (gr > 1) return gr % after == 0 ? gr / after : 1;
-    const int h = g.shape_of(n).h, hin = g.shape_of(n - 1).h;
-    if (h > 0 && hin % h == 0) after *= hin / h;
+    const int gr = g.node(n).layer->row_granule();
+    if (gr <= 1) continue;
+    const int h = g.shape_of(n).h;
+    if (h_out <= 0 || h % h_out != 0) return 1;
+    const int r = h / h_out;
+    return gr % r == 0 ? gr / r : 1;
   }
   return 1;
 }
 
-// Zone boundaries moved to the nearest multiple of `gr` where every zone keeps rows.
+// Every zone boundary of a block moved to the nearest multiple of `gr` (down where up would
+// reach the last row), or none where that would leave a segment empty.
 void snap_zones(std::vector<std::vector<RowRange>>& z, int h, int gr) {
   if (gr <= 1) return;
   std::vector<std::pair<size_t, RowRange>> seg;
@@ -173,7 +177,8 @@ void snap_zones(std::vector<std::vector<RowRange>>& z, int h, int gr) {
   std::sort(seg.begin(), seg.end(), [](auto& a, auto& b) { return a.second.begin < b.second.begin; });
   auto trial = seg;
   for (size_t i = 0; i + 1 < trial.size(); ++i) {
-    const int x = std::min(h, (trial[i].second.end + gr / 2) / gr * gr);
+    int x = (trial[i].second.end + gr / 2) / gr * gr;
+    if (x >= h) x = trial[i].second.end / gr * gr;
     trial[i].second.end = trial[i + 1].second.begin = x;
   }
   for (const auto& s : trial)
@@ -394,19 +399,23 @@ Cluster sub_cluster(const Cluster& c, const std::vector<size_t>& keep) {
   return sub;
 }
 
-// The scheme's plan from zones at the speed shares or, with c.tile_aligned_zones, snapped to
-// whole Winograd tiles, whichever is predicted faster: snapping saves recomputed tiles (VGG-16,
-// 3 devices, 100 Mbit/s: HALP 444 -> 421 ms, MoDNN 12% less), but on 4 devices the 14-row
-// maps leave too few tiles to balance.
+// The scheme's plan from zones at the speed shares and, where the model has Winograd layers,
+// from zones snapped to whole tiles, whichever is predicted faster. Snapping saves recomputed
+// tiles (VGG-16, 3 devices, predicted: DPFP -12% at 100 Mbit/s, MoDNN -12% at 1 Gbit/s), but
+// can leave too few tiles to balance (HALP on 4 devices keeps the speed shares).
 Plan plan_scheme(const Graph& g, const Cluster& c, Scheme s, int batch) {
   auto plan = [&](const Cluster& cl) {
     return s == Scheme::modnn ? detail::plan_modnn(g, cl, batch)
            : s == Scheme::dpfp ? detail::plan_dpfp(g, cl, batch)
                                : detail::plan_halp(g, cl, batch);
   };
-  Plan best = plan(c);
-  Cluster aligned = c;
+  Cluster loose = c, aligned = c;
+  loose.tile_aligned_zones = false;
   aligned.tile_aligned_zones = true;
+  Plan best = plan(loose);
+  bool tiles = false;
+  for (int n = 0; n < g.spatial_end() && !tiles; ++n) tiles = g.node(n).layer->row_granule() > 1;
+  if (!tiles) return best;
   Plan snapped = plan(aligned);
   if (snapped.predicted_ms < best.predicted_ms) best = std::move(snapped);
   return best;
