@@ -353,6 +353,14 @@ TEST_CASE("dist cli: cluster reports each device's own peak memory, within 15% o
     REQUIRE(c.code == 0);
     const eb::Json r = eb::Json::parse(c.out).at("results")[0];
     CHECK(r.at("equal").boolean());
+#ifdef EDGEBAND_SANITIZED
+    // Instrumented data paths cost more than small layers: under TSan the planner may rightly
+    // keep MobileNet on the host (seen in CI), and then no worker has a peak to report.
+    if (r.at("devices").number() == 1) {
+      MESSAGE("planned on the host alone under the sanitizer: " << model);
+      continue;
+    }
+#endif
     const eb::Json& rss = r.at("peak_rss_mb");
     const eb::Json& pred = r.at("predicted_peak_mb");
     REQUIRE(rss.size() == 3);
