@@ -129,6 +129,30 @@ std::vector<double> speeds(const Graph& g, const Cluster& c) {
   return s;
 }
 
+// A block's zones as segments in row order: (device, rows).
+std::vector<std::pair<int, RowRange>> segments_of(const BlockPlan& bp) {
+  std::vector<std::pair<int, RowRange>> seg;
+  for (size_t d = 0; d < bp.zones.size(); ++d)
+    for (const RowRange& r : bp.zones[d]) seg.push_back({int(d), r});
+  std::sort(seg.begin(), seg.end(),
+            [](const auto& a, const auto& b) { return a.second.begin < b.second.begin; });
+  return seg;
+}
+
+// The inverse: a block's zones from segments in row order, empty ones dropped and a device's
+// adjacent ones merged.
+void set_segments(BlockPlan& bp, const std::vector<std::pair<int, RowRange>>& seg) {
+  for (auto& dz : bp.zones) dz.clear();
+  for (const auto& [d, r] : seg) {
+    if (r.empty()) continue;
+    auto& dz = bp.zones[size_t(d)];
+    if (!dz.empty() && dz.back().end == r.begin)
+      dz.back().end = r.end;
+    else
+      dz.push_back(r);
+  }
+}
+
 }  // namespace detail
 
 using detail::refine;
@@ -169,22 +193,17 @@ int block_granule(const Graph& g, int first, int last) {
 
 // Every zone boundary of a block moved to the nearest multiple of `gr` (down where up would
 // reach the last row), or none where that would leave a segment empty.
-void snap_zones(std::vector<std::vector<RowRange>>& z, int h, int gr) {
+void snap_zones(BlockPlan& bp, int h, int gr) {
   if (gr <= 1) return;
-  std::vector<std::pair<size_t, RowRange>> seg;
-  for (size_t d = 0; d < z.size(); ++d)
-    for (const RowRange& r : z[d]) seg.push_back({d, r});
-  std::sort(seg.begin(), seg.end(), [](auto& a, auto& b) { return a.second.begin < b.second.begin; });
-  auto trial = seg;
-  for (size_t i = 0; i + 1 < trial.size(); ++i) {
-    int x = (trial[i].second.end + gr / 2) / gr * gr;
-    if (x >= h) x = trial[i].second.end / gr * gr;
-    trial[i].second.end = trial[i + 1].second.begin = x;
+  std::vector<std::pair<int, RowRange>> seg = detail::segments_of(bp);
+  for (size_t i = 0; i + 1 < seg.size(); ++i) {
+    int x = (seg[i].second.end + gr / 2) / gr * gr;
+    if (x >= h) x = seg[i].second.end / gr * gr;
+    seg[i].second.end = seg[i + 1].second.begin = x;
   }
-  for (const auto& s : trial)
+  for (const auto& s : seg)
     if (s.second.empty()) return;
-  for (auto& dz : z) dz.clear();
-  for (const auto& s : trial) z[s.first].push_back(s.second);
+  detail::set_segments(bp, seg);
 }
 
 // The blocks and zones of a plan, not yet simulated.
@@ -212,7 +231,7 @@ Plan plan_structure(const Graph& g, const Cluster& c, Scheme s, const std::vecto
     bp.first = first;
     bp.last = last;
     bp.zones = zones_for(s, g.shape_of(last - 1).h, used, host_share);
-    if (c.tile_aligned_zones) snap_zones(bp.zones, g.shape_of(last - 1).h, block_granule(g, first, last));
+    if (c.tile_aligned_zones) snap_zones(bp, g.shape_of(last - 1).h, block_granule(g, first, last));
     p.blocks.push_back(bp);
     first = last;
   }
@@ -265,16 +284,6 @@ Plan best_blocks(const Graph& g, const Cluster& c, Scheme s, double host_share, 
 }
 
 namespace detail {
-// A block's zones as segments in row order: (device, rows).
-std::vector<std::pair<int, RowRange>> segments_of(const BlockPlan& bp) {
-  std::vector<std::pair<int, RowRange>> seg;
-  for (size_t d = 0; d < bp.zones.size(); ++d)
-    for (const RowRange& r : bp.zones[d]) seg.push_back({int(d), r});
-  std::sort(seg.begin(), seg.end(),
-            [](const auto& a, const auto& b) { return a.second.begin < b.second.begin; });
-  return seg;
-}
-
 // Local search on the zone boundaries with the simulator as the judge. The share sweep places
 // every block's boundaries from one global host share, but the waits differ per block: a device
 // that would wait for halos anyway can give rows away, one on the critical path should. Moves
@@ -301,19 +310,9 @@ void refine_boundaries(const Graph& g, const Cluster& c, Plan& p, bool toggle_ov
           // the whole tile on each device that holds a part of it.
           if (x < lo.begin || x > hi.end || x == lo.end) continue;
           Plan trial = p;
-          auto& z = trial.blocks[b].zones;
-          for (auto& dz : z) dz.clear();
-          for (size_t k = 0; k < seg.size(); ++k) {
-            RowRange r = seg[k].second;
-            if (k == i) r.end = x;
-            if (k == i + 1) r.begin = x;
-            if (r.empty()) continue;
-            auto& dz = z[size_t(seg[k].first)];
-            if (!dz.empty() && dz.back().end == r.begin)
-              dz.back().end = r.end;
-            else
-              dz.push_back(r);
-          }
+          std::vector<std::pair<int, RowRange>> moved = seg;
+          moved[i].second.end = moved[i + 1].second.begin = x;
+          set_segments(trial.blocks[b], moved);
           if (keep_if_faster(trial)) break;
         }
       }
