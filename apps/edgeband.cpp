@@ -144,6 +144,18 @@ PlanWork plan_work(const eb::dist::Plan& p) {
   return w;
 }
 
+// A batch plan that runs images whole (Plan::image_plans): which device runs which image.
+void print_whole_images(const eb::dist::Plan& p) {
+  if (p.image_plans.empty()) return;
+  std::printf("  images:");
+  for (size_t i = 0; i < p.image_plans.size(); ++i) {
+    const int d = p.image_plans[i].sole_device();
+    if (d >= 0) std::printf("  %zu whole on dev%d", i, d);
+    else std::printf("  %zu split as below", i);
+  }
+  std::printf("\n");
+}
+
 // One line when a distributed scheme's plan keeps everything on the host, with the reason: the
 // best split over every device, forced, is predicted slower than one device.
 void explain_fallback(const eb::Graph& g, const eb::dist::Cluster& c, const eb::dist::Plan& p) {
@@ -558,6 +570,7 @@ int cmd_plan(const Args& a) {
                   plan_work(p).devices_used, int(c.devices.size()), plan_work(p).host_rows * 100);
     std::printf("\n");
     explain_fallback(g, c, p);
+    print_whole_images(p);
     for (size_t b = 0; b < p.blocks.size(); ++b) {
       const auto& bp = p.blocks[b];
       std::printf("  block %zu: %s..%s  rows of %s:", b, g.node(bp.first).name.c_str(),

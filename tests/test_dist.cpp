@@ -242,6 +242,29 @@ TEST_CASE("dist protocol: plans round-trip; hostile plans are rejected") {
   REQUIRE(pos != std::string::npos);
   text.insert(pos + 14, "0,0,1,-1,0,99999],[");
   CHECK_THROWS_AS(plan_from_wire(Json::parse(text), g), ProtocolError);
+  // Image plans: each checked as a plan, with the plan's blocks, none nested.
+  Plan bp = p;
+  bp.image_plans = {whole_image_plan(g, p, 1), p};
+  const Plan bq = plan_from_wire(Json::parse(plan_to_wire(bp).dump()), g);
+  REQUIRE(bq.image_plans.size() == 2);
+  CHECK(bq.for_image(0).sole_device() == 1);
+  CHECK(bq.for_image(2).sole_device() == 1);  // images cycle through them
+  CHECK(bq.for_image(1).transfers.size() == p.transfers.size());
+  w = plan_to_wire(bp);
+  Json nested = plan_to_wire(bp);
+  Json::Array inner = w.at("image_plans").items("image_plans");
+  inner[0] = nested;
+  w["image_plans"] = Json(inner);
+  CHECK_THROWS_WITH_AS(plan_from_wire(w, g), doctest::Contains("nested"), ProtocolError);
+  Plan other = make_plan(g, estimated(g, 2), Scheme::dpfp);
+  w = plan_to_wire(bp);
+  inner = w.at("image_plans").items("image_plans");
+  inner[1] = plan_to_wire(other);
+  w["image_plans"] = Json(inner);
+  CHECK_THROWS_AS(plan_from_wire(w, g), ProtocolError);
+  w = plan_to_wire(bp);
+  w["image_plans"] = Json::array();
+  CHECK_THROWS_AS(plan_from_wire(w, g), ProtocolError);
 }
 
 TEST_CASE("dist loopback: every scheme, 2 and 3 devices, batch 1 and 4 equal local inference") {
@@ -276,6 +299,37 @@ TEST_CASE("dist loopback: every scheme, 2 and 3 devices, batch 1 and 4 equal loc
           for (int i = 0; i < batch; ++i) CHECK(ref::bit_equal(got[size_t(i)], want[size_t(i)]));
         }
     }
+  }
+}
+
+TEST_CASE("dist loopback: a batch run with images whole on each device (image plans) equals local, call after call") {
+  auto g = shared_synthetic("vgg16:64");
+  std::mt19937 rng(33);
+  std::vector<Tensor> images, want;
+  for (int i = 0; i < 5; ++i) images.push_back(ref::random_tensor(g->input, rng));
+  for (const Tensor& im : images) want.push_back(g->forward(im));
+  const Cluster c = estimated(*g, 3, "10gbit,0.01ms");
+  Plan p = make_plan(*g, c, Scheme::halp, 1);
+  REQUIRE(p.devices == 3);
+  // Images 0-2 whole on devices 2, 0, 1 (the workers' before the host's), images 3-4 split.
+  p.batch = 5;
+  for (int d : {2, 0, 1}) p.image_plans.push_back(whole_image_plan(*g, p, d));
+  Plan split = p;
+  split.image_plans.clear();
+  split.batch = 1;
+  p.image_plans.push_back(split);
+  p.image_plans.push_back(split);
+  simulate(*g, c, p);
+  LocalWorkers w(2);
+  HostRuntime host(g, synthetic_hash("vgg16:64"), w.addrs, {});
+  for (int call = 0; call < 2; ++call) {  // a second call's images have other ids
+    CAPTURE(call);
+    InferStats st;
+    const auto got = host.infer(images, p, &st);
+    CHECK(st.faults == 0);
+    for (size_t i = 0; i < images.size(); ++i) CHECK(ref::bit_equal(got[i], want[i]));
+    // Each whole image's input went to its device alone, and the split ones to both workers.
+    CHECK(st.bytes_sent >= 3 * images[0].size() * sizeof(float) / 2);
   }
 }
 

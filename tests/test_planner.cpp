@@ -821,3 +821,34 @@ TEST_CASE("planner simulate: the host relays rows as they arrive, not in plan or
   REQUIRE(send_to_2 > 0);
   CHECK(send_to_2 < gather_from_2);
 }
+
+TEST_CASE("planner: a batch with an image per device runs images whole, where that is faster and fits") {
+  const Graph& g = vgg16_64();
+  const Cluster c = homogeneous(g, 3, "1gbit,0.2ms", 2);
+  const Plan one = make_plan(g, c, Scheme::halp, 1);
+  REQUIRE(one.devices == 3);
+  const Plan p = make_plan(g, c, Scheme::halp, 4);
+  // Three images whole, the host's first (it sends the others theirs, then computes), and the
+  // fourth split: each device computes a whole image, with no halos and no recomputed rows.
+  REQUIRE(p.image_plans.size() == 4);
+  for (int i = 0; i < 3; ++i) {
+    const Plan& w = p.for_image(size_t(i));
+    CHECK(w.sole_device() == i);
+    CHECK(w.split_tail == splittable_tail(g));  // its FC layers too
+    for (const Transfer& t : w.transfers) CHECK((t.src == i || t.dst == i));
+  }
+  CHECK(p.for_image(3).sole_device() == -1);
+  check_plan_structure(g, p.for_image(3));
+  // Faster than the same images split: four single-image plans back to back bound that.
+  CHECK(p.predicted_ms < 4 * one.predicted_ms);
+  // Too few images for every device: all split.
+  CHECK(make_plan(g, c, Scheme::halp, 2).image_plans.empty());
+  // A whole image needs the whole model on each board: with room for a split share only, the
+  // planner keeps every image split.
+  Cluster tight = c;
+  const std::vector<DeviceMemory> need = predict_memory(g, p);
+  for (auto& d : tight.devices) d.memory_mb = need[1].total_mb - 1;
+  const Plan q = make_plan(g, tight, Scheme::halp, 4);
+  CHECK(q.image_plans.empty());
+  CHECK(memory_shortfall(g, tight, q).device == -1);
+}

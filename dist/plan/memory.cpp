@@ -133,6 +133,21 @@ std::string MemoryShortfall::message(const Cluster& c) const {
 }
 
 std::vector<DeviceMemory> predict_memory(const Graph& g, const Plan& p) {
+  if (!p.image_plans.empty()) {
+    // Per device, the most any image's plan needs: a whole image's share holds every layer a
+    // split one does, and the store counts the batch's images in flight either way.
+    std::vector<DeviceMemory> out(size_t(std::max(p.devices, 1)));
+    for (Plan ip : p.image_plans) {
+      ip.batch = p.batch;
+      const std::vector<DeviceMemory> m = predict_memory(g, ip);
+      for (size_t d = 0; d < out.size(); ++d) {
+        out[d].weights_mb = std::max(out[d].weights_mb, m[d].weights_mb);
+        out[d].activations_mb = std::max(out[d].activations_mb, m[d].activations_mb);
+        out[d].total_mb = std::max(out[d].total_mb, m[d].total_mb);
+      }
+    }
+    return out;
+  }
   std::vector<DeviceMemory> out;
   for (int d = 0; d < std::max(p.devices, 1); ++d) {
     DeviceMemory m = d == 0 ? host_memory(g, p) : worker_memory(g, p, d);

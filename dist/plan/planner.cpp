@@ -420,6 +420,32 @@ Plan plan_scheme(const Graph& g, const Cluster& c, Scheme s, int batch) {
   return best;
 }
 
+// A batch with at least an image per device: `rounds` rounds of one whole image per device
+// (the host's first, so that it sends the others their images before it computes), then the
+// rest split as p. The split plan keeps p's pipelining of its own images.
+Plan with_whole_images(const Graph& g, const Cluster& c, Plan p, int rounds) {
+  const size_t n = size_t(p.devices);
+  Plan split = p;
+  split.batch = 1;
+  p.image_plans.clear();
+  for (size_t i = 0; i < size_t(p.batch); ++i)
+    p.image_plans.push_back(i < size_t(rounds) * n ? whole_image_plan(g, split, int(i % n)) : split);
+  simulate(g, c, p);
+  return p;
+}
+
+// The split plan p, or whole images and the rest split where that is predicted faster and
+// every board still fits its memory (a whole image needs the whole model on each device).
+Plan with_whole_images(const Graph& g, const Cluster& c, Plan p) {
+  if (p.devices < 2 || p.batch < p.devices) return p;
+  Plan best = p;
+  for (int r = 1; r <= p.batch / p.devices; ++r) {
+    Plan q = with_whole_images(g, c, p, r);
+    if (q.predicted_ms < best.predicted_ms && memory_shortfall(g, c, q).device < 0) best = std::move(q);
+  }
+  return best;
+}
+
 // The best plan of a scheme that gives every device of c rows (or the host alone).
 Plan plan_all_devices(const Graph& g, const Cluster& c, Scheme s, int batch) {
   if (s == Scheme::local || c.devices.size() == 1) return plan_with_cuts(g, c, Scheme::local, {}, 1.0, batch);
@@ -444,7 +470,7 @@ Plan plan_all_devices(const Graph& g, const Cluster& c, Scheme s, int batch) {
     local.scheme = s;
     return local;
   }
-  return best;
+  return with_whole_images(g, c, std::move(best));
 }
 
 }  // namespace
@@ -462,6 +488,7 @@ Plan embed_plan(const Graph& g, const Cluster& c, Plan sub, const std::vector<si
     sl = std::move(t);
   }
   sub.devices = int(n);
+  for (Plan& ip : sub.image_plans) ip = embed_plan(g, c, std::move(ip), keep);
   simulate(g, c, sub);
   return sub;
 }
@@ -563,6 +590,36 @@ Plan make_plan(const Graph& g, const Cluster& c, Scheme s, int batch) {
   return best;
 }
 
+Plan whole_image_plan(const Graph& g, const Plan& p, int d) {
+  Plan w = p;
+  w.image_plans.clear();
+  w.batch = 1;
+  for (BlockPlan& b : w.blocks) {
+    b.zones.assign(size_t(p.devices), {});
+    b.zones[size_t(d)] = {{0, g.shape_of(b.last - 1).h}};
+    b.overlap = false;
+  }
+  w.split_tail = splittable_tail(g);  // the FC layers too: the host runs only what cannot split
+  w.tail_slices.resize(size_t(w.split_tail));
+  for (int j = 0; j < w.split_tail; ++j) {
+    w.tail_slices[size_t(j)].assign(size_t(p.devices), {});
+    w.tail_slices[size_t(j)][size_t(d)] = {0, g.shape_of(w.tail_first + j).c};
+  }
+  w.transfers.clear();
+  return w;
+}
+
+int Plan::sole_device() const {
+  int who = -1;
+  for (const BlockPlan& b : blocks)
+    for (size_t d = 0; d < b.zones.size(); ++d)
+      if (!b.zones[d].empty()) {
+        if (who >= 0 && who != int(d)) return -1;
+        who = int(d);
+      }
+  return who;
+}
+
 std::vector<double> row_shares(const Graph& g, const Plan& p) {
   std::vector<double> share(size_t(p.devices), 0.0);
   for (const BlockPlan& b : p.blocks) {
@@ -623,6 +680,11 @@ Json Plan::to_json(const Graph& g) const {
   Json lb = Json::array();
   for (size_t d = 1; d < link_bytes.size(); ++d) lb.push_back(static_cast<unsigned long>(link_bytes[d]));
   j["link_bytes"] = lb;
+  if (!image_plans.empty()) {
+    Json who = Json::array();  // per image: the device that runs it whole, or -1: split
+    for (const Plan& ip : image_plans) who.push_back(ip.sole_device() >= 0 && devices > 1 ? ip.sole_device() : -1);
+    j["whole_images"] = who;
+  }
   return j;
 }
 

@@ -134,6 +134,17 @@ struct Plan {
   double predicted_ms = 0;          // until the last image's result
   uint64_t bytes = 0;               // per image, over all links
   std::vector<uint64_t> link_bytes; // per image, per device link (index 0 unused)
+  // A batch may run some of its images whole, each on one device: no halos and no recomputed
+  // rows, so once a batch has an image per device that is the fastest use of them, and the
+  // images left over are split. image_plans[i] is image i's plan (the same blocks as this one;
+  // its own zones, tail split, slices and transfers; no image_plans of its own); empty: every
+  // image runs this plan. This plan's own zones are the split images'.
+  std::vector<Plan> image_plans;
+  const Plan& for_image(size_t i) const {
+    return image_plans.empty() ? *this : image_plans[i % image_plans.size()];
+  }
+  // The device that computes every block of this plan alone (a whole image's plan), or -1.
+  int sole_device() const;
   Json to_json(const Graph& g) const;
 
   // Stages the devices run together; the rest of the tail is the host's alone.
@@ -147,6 +158,10 @@ struct Plan {
     return s.index == 0 ? -1 : s.index <= nb ? blocks[size_t(s.index - 1)].last - 1 : tail_first + tail_layer(s) - 1;
   }
 };
+
+// Plan p with every block's rows and every split tail slice given to device d: one image run
+// whole on d (its input sent there, its tail gathered back), not yet simulated.
+Plan whole_image_plan(const Graph& g, const Plan& p, int d);
 
 // Each device's share of the rows the plan's blocks compute, averaged over the blocks (0 for an
 // idle device): what a heterogeneous cluster's slow boards and slow links were given.

@@ -156,13 +156,17 @@ FrameCpu frame_cpu(const Cluster& c, const Transfer& t) {
 struct Sim {
   const Graph& g;
   const Cluster& c;
-  Plan& p;
+  Plan& p;  // the timeline goes here
   std::vector<double> cpu, up, down;  // per device: compute, uplink, downlink free times (ms)
   int img = 0;
   // Per device, of the block before the current one: its compute's start and end, and its rows.
   std::vector<double> start_prev = {}, end_prev = {}, zone_rows_prev = {};
   // Per row of the current block's input: when it reached the host (rows the host relays).
   std::vector<double> relay_ready = {};
+  const Plan* v = &p;  // the current image's plan (Plan::for_image): its zones, slices, transfers
+  // Per image, when each device has its block 0 input, where the host sends every image's
+  // input at the start (a batch plan with image plans: HostRuntime's Call::run); else empty.
+  std::vector<std::vector<double>> inputs_first = {};
 
   // Schedules a transfer ready at `ready`; returns when the receiver has decoded it. The data
   // path (DataPathCost) runs in line with the frame: encode, then the checksum or encryption as
@@ -187,11 +191,11 @@ struct Sim {
   // not hold back another's rows that are here (MoDNN at 100 Mbit/s was predicted 18% slow).
   // Rows bound for the host go first: what the host relays waits for them.
   std::vector<double> send_block_inputs(size_t b) {
-    const size_t n = size_t(p.devices), nb = p.blocks.size();
+    const size_t n = size_t(p.devices), nb = v->blocks.size();
     std::vector<double> arrive(n, 0);
-    relay_ready.assign(size_t(g.shape_of(b == 0 ? -1 : p.blocks[b - 1].last - 1).h), 0);
+    relay_ready.assign(size_t(g.shape_of(b == 0 ? -1 : v->blocks[b - 1].last - 1).h), 0);
     std::vector<std::pair<double, const Transfer*>> direct, relayed;
-    for (const Transfer& t : p.transfers) {
+    for (const Transfer& t : v->transfers) {
       if (t.stage != Stage{int(b)}) continue;
       // At the tail the host's sends are the first split layer's broadcast (it shares the
       // gather's block number): run_tail sends them, once.
@@ -222,8 +226,8 @@ struct Sim {
 
   // Every device computes block b once its input is here.
   void compute_block(size_t b, const std::vector<double>& arrive) {
-    const BlockPlan& bp = p.blocks[b];
-    const std::vector<int> own = bp.overlap ? detail::owners(p, g, int(b) - 1) : std::vector<int>();
+    const BlockPlan& bp = v->blocks[b];
+    const std::vector<int> own = bp.overlap ? detail::owners(*v, g, int(b) - 1) : std::vector<int>();
     for (size_t d = 0; d < size_t(p.devices); ++d) {
       if (bp.zones[d].empty()) {
         start_prev[d] = end_prev[d] = cpu[d];
@@ -248,14 +252,16 @@ struct Sim {
   // Split tail layer j from `st`: broadcast the layer's input, every device computes its slice,
   // slices come back. Returns when the host has them all.
   double split_tail_layer(int j, double st) {
-    const size_t n = size_t(p.devices), nb = p.blocks.size();
-    const int node = p.tail_first + j;
+    const size_t n = size_t(p.devices), nb = v->blocks.size();
+    const int node = v->tail_first + j;
     std::vector<double> in(n, st);
-    for (const Transfer& t : p.transfers) {
-      if (t.stage != p.tail_stage(j) || t.src != 0) continue;
+    // A device that ran the whole image holds the first layer's input once its blocks are done.
+    if (j == 0 && v->sole_device() > 0) in[size_t(v->sole_device())] = end_prev[size_t(v->sole_device())];
+    for (const Transfer& t : v->transfers) {
+      if (t.stage != v->tail_stage(j) || t.src != 0) continue;
       // The first layer's input leaves in pieces: the host's own rows once computed, relayed
       // rows once they are here.
-      double ready = st;
+      double ready = std::max(st, cpu[0]);  // the host's thread sends, once done with its own work
       if (j == 0) {
         ready = end_prev[0];
         for (int y = t.rows.begin; y < t.rows.end; ++y) ready = std::max(ready, relay_ready[size_t(y)]);
@@ -264,14 +270,14 @@ struct Sim {
     }
     double done = 0;
     for (size_t d = 0; d < n; ++d) {
-      const ChannelSlice sl = p.tail_slices[size_t(j)][d];
+      const ChannelSlice sl = v->tail_slices[size_t(j)][d];
       if (sl.empty()) continue;
       const double frac = double(sl.size()) / double(g.shape_of(node).c);
       const double cs = std::max(cpu[d], in[d]);
       const double ce = cs + frac * c.devices[d].layer_ms(node, 1);
       cpu[d] = ce;
       p.timeline.push_back({int(d), img, int(nb) + j, "compute", -1, cs, ce});
-      const Transfer back{p.tail_stage(j + 1), int(d), 0, node, {0, 1},
+      const Transfer back{v->tail_stage(j + 1), int(d), 0, node, {0, 1},
                           wire_bytes(c, node, uint64_t(sl.size()))};
       done = std::max(done, d == 0 ? ce : send(back, ce));
     }
@@ -281,30 +287,56 @@ struct Sim {
   // The tail once the gather is here: split layers, then the host's part. Returns its end.
   double run_tail(const std::vector<double>& arrive) {
     double st = std::max(cpu[0], arrive[0]);
-    for (int j = 0; j < p.split_tail; ++j) st = split_tail_layer(j, st);
-    const double en = st + tail_ms(g, p, c);
+    for (int j = 0; j < v->split_tail; ++j) st = split_tail_layer(j, st);
+    const double en = st + tail_ms(g, *v, c);
     cpu[0] = en;
-    p.timeline.push_back({0, img, int(p.blocks.size()), "compute", -1, st, en});
+    p.timeline.push_back({0, img, int(v->blocks.size()), "compute", -1, st, en});
     return en;
+  }
+
+  // A batch plan with image plans: the host sends every image's input at once, so that the
+  // devices running images whole start together.
+  void send_inputs_first() {
+    for (int i = 0; i < p.batch; ++i) {
+      img = i;
+      v = &p.for_image(size_t(i));
+      inputs_first.push_back(send_block_inputs(0));
+    }
   }
 
   // One image through every block and the tail; returns when its result is ready.
   double run_image(int image) {
     const size_t n = size_t(p.devices);
     img = image;
+    v = &p.for_image(size_t(image));
     start_prev.assign(n, 0);
     end_prev.assign(n, 0);
     zone_rows_prev.assign(n, 1);
     for (size_t b = 0;; ++b) {
-      const std::vector<double> arrive = send_block_inputs(b);
-      if (b == p.blocks.size()) return run_tail(arrive);
+      const std::vector<double> arrive =
+          b == 0 && !inputs_first.empty() ? inputs_first[size_t(image)] : send_block_inputs(b);
+      if (b == v->blocks.size()) return run_tail(arrive);
       compute_block(b, arrive);
     }
   }
 };
 
-// Every transfer of one image, in order, and the bytes over each link.
+// Every transfer of one image, in order, and the bytes over each link (per image plan, and
+// their mean over the batch).
 void collect_transfers(const Graph& g, const Cluster& c, Plan& p) {
+  if (!p.image_plans.empty()) {
+    std::vector<Plan> per = std::move(p.image_plans);
+    collect_transfers(g, c, p);  // the split images' own
+    p.bytes = 0;
+    p.link_bytes.assign(size_t(p.devices), 0);
+    for (Plan& ip : per) {
+      collect_transfers(g, c, ip);
+      p.bytes += ip.bytes / per.size();
+      for (size_t d = 0; d < p.link_bytes.size(); ++d) p.link_bytes[d] += ip.link_bytes.at(d) / per.size();
+    }
+    p.image_plans = std::move(per);
+    return;
+  }
   const size_t n = size_t(p.devices), nb = p.blocks.size();
   p.transfers.clear();
   for (size_t b = 0; b <= nb; ++b) {
@@ -338,6 +370,7 @@ void simulate(const Graph& g, const Cluster& c, Plan& p) {
   p.timeline.clear();
   Sim s{g, c, p, std::vector<double>(n, 0), std::vector<double>(n, 0), std::vector<double>(n, 0)};
   double finish = 0;
+  if (!p.image_plans.empty()) s.send_inputs_first();
   for (int img = 0; img < p.batch; ++img) finish = std::max(finish, s.run_image(img));
   p.predicted_ms = finish;
 }

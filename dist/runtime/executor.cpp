@@ -229,6 +229,17 @@ struct NodeShare {
 
 std::vector<NodeShare> share_of(const Graph& g, const Plan& p, int d) {
   std::vector<NodeShare> s(size_t(g.size()));
+  if (!p.image_plans.empty()) {  // what any image's plan gives it (a whole image: everything)
+    for (const Plan& ip : p.image_plans) {
+      const std::vector<NodeShare> one = share_of(g, ip, d);
+      for (size_t n = 0; n < s.size(); ++n) {
+        s[n].whole = s[n].whole || one[n].whole;
+        if (!one[n].channels.empty())
+          s[n].channels = s[n].channels.empty() ? one[n].channels : s[n].channels.unite(one[n].channels);
+      }
+    }
+    return s;
+  }
   for (const BlockPlan& b : p.blocks)
     if (!b.zones.at(size_t(d)).empty())
       for (int n = b.first; n < b.last; ++n) s[size_t(n)].whole = true;

@@ -214,7 +214,8 @@ class HostRuntime::Call {
 HostRuntime::Call::Call(HostRuntime& h, const std::vector<Tensor>& images, const Plan& plan,
                         InferStats* st)
     : h_(h), images_(images), plan_(plan), st_(st), store_(*h.g_), base_(h.next_image_),
-      sent_(images.size(), std::vector<bool>(plan.transfers.size(), false)) {
+      sent_(images.size()) {
+  for (size_t i = 0; i < images.size(); ++i) sent_[i].assign(plan.for_image(i).transfers.size(), false);
   for (size_t i = 0; i < h_.peers_.size(); ++i)
     if (h_.alive_[i]) dev_peer_.push_back(int(i));
   if (plan.devices != int(dev_peer_.size()) && plan.devices != 1)
@@ -229,6 +230,9 @@ void HostRuntime::Call::run(std::vector<Tensor>& out) {
   send_plan();
   for (size_t i = 0; i < images_.size(); ++i)
     store_.put(base_ + i, -1, {0, images_[i].h()}, images_[i].data());
+  // Images that run whole on a worker get theirs at once: the host computes its own meanwhile.
+  if (!plan_.image_plans.empty())
+    for (size_t i = 0; i < images_.size(); ++i) send_ready(i);
   for (; done_ < images_.size(); ++done_) {
     out[done_] = run_image(done_);
     store_.drop(base_ + done_);
@@ -286,12 +290,15 @@ void HostRuntime::Call::send_plan() {
 }
 
 void HostRuntime::Call::send_ready(size_t i) {
-  for (size_t k = 0; k < plan_.transfers.size(); ++k) {
-    const Transfer& t = plan_.transfers[k];
+  const Plan& p = plan_.for_image(i);
+  Json tag = Json::object();  // which of a batch plan's image plans the image follows (the worker's plan_of)
+  if (!plan_.image_plans.empty()) tag["plan_image"] = static_cast<unsigned long>(i % plan_.image_plans.size());
+  for (size_t k = 0; k < p.transfers.size(); ++k) {
+    const Transfer& t = p.transfers[k];
     if (sent_[i][k] || t.src != 0 || !store_.holds(base_ + i, t.node, t.rows)) continue;
     InferStats::Wire w{0, t.dst, base_ + i, 0, 0, t.bytes};
     send_rows(*h_.peers_[size_t(dev_peer_[size_t(t.dst)])], base_ + i, t, store_, h_.opt_.fp16,
-              Json(), [log = sent_log_, w](int64_t t0, int64_t t1) mutable {
+              tag, [log = sent_log_, w](int64_t t0, int64_t t1) mutable {
                 w.t0_us = t0, w.t1_us = t1;
                 log->add(w);
               });
@@ -300,8 +307,9 @@ void HostRuntime::Call::send_ready(size_t i) {
 }
 
 bool HostRuntime::Call::host_sends_pending(size_t i, Stage s) const {
-  for (size_t k = 0; k < plan_.transfers.size(); ++k)
-    if (!sent_[i][k] && plan_.transfers[k].src == 0 && plan_.transfers[k].stage <= s) return true;
+  const Plan& p = plan_.for_image(i);
+  for (size_t k = 0; k < p.transfers.size(); ++k)
+    if (!sent_[i][k] && p.transfers[k].src == 0 && p.transfers[k].stage <= s) return true;
   return false;
 }
 
@@ -347,22 +355,24 @@ void HostRuntime::Call::receive(const Message& m) {
 }
 
 bool HostRuntime::Call::input_ready(uint64_t img, Stage s) const {
-  const int in = plan_.input_node(s);
-  if (plan_.is_tail(s)) return store_.holds(img, in, {0, h_.g_->shape_of(in).h});
-  const BlockPlan& bp = plan_.blocks[size_t(s.index)];
+  const Plan& plan = plan_.for_image(img - base_);
+  const int in = plan.input_node(s);
+  if (plan.is_tail(s)) return store_.holds(img, in, {0, h_.g_->shape_of(in).h});
+  const BlockPlan& bp = plan.blocks[size_t(s.index)];
   for (const RowRange& z : bp.zones[0])
     if (!store_.holds(img, in, h_.g_->block_needs(bp.first, bp.last, z)[0])) return false;
   return true;
 }
 
 int HostRuntime::Call::rows_culprit(uint64_t img, Stage s) const {
-  for (const Transfer& t : plan_.transfers)
+  for (const Transfer& t : plan_.for_image(img - base_).transfers)
     if (t.dst == 0 && t.stage <= s && !store_.holds(img, t.node, t.rows)) return t.src;
   return -1;
 }
 
 Tensor HostRuntime::Call::run_image(size_t i) {
   const uint64_t img = base_ + i;
+  const Plan& plan = plan_.for_image(i);
   if (plan_.devices > 1) {
     send_ready(i);
     if (i + 1 < images_.size()) send_ready(i + 1);  // next image's scatter overlaps this one
@@ -371,24 +381,24 @@ Tensor HostRuntime::Call::run_image(size_t i) {
     pump_until(i, s, [&] { return input_ready(img, s); }, [&] { return rows_culprit(img, s); });
   };
   Stage s;
-  for (; s.index < plan_.stages(); s = s.next()) {  // blocks, split tail layers, then the rest
+  for (; s.index < plan.stages(); s = s.next()) {  // blocks, split tail layers, then the rest
     const int b = s.index;
-    if (plan_.is_tail(s)) {
+    if (plan.is_tail(s)) {
       wait_for_input(s);
-      run_tail_layer(i, plan_.tail_layer(s));
-    } else if (plan_.blocks[size_t(b)].overlap) {
+      run_tail_layer(i, plan.tail_layer(s));
+    } else if (plan.blocks[size_t(b)].overlap) {
       run_overlap_block(i, b);
     } else {
       wait_for_input(s);
       ComputeSpan span{};
-      if (!plan_.blocks[size_t(b)].zones[0].empty()) {
-        compute_zones(*h_.g_, plan_, 0, b, img, store_, &span, [&] { send_ready(i); });
+      if (!plan.blocks[size_t(b)].zones[0].empty()) {
+        compute_zones(*h_.g_, plan, 0, b, img, store_, &span, [&] { send_ready(i); });
         st_->spans.push_back(span);
       }
     }
   }
   wait_for_input(s);  // the host-only rest of the tail
-  const int in = plan_.input_node(s), first = plan_.tail_first + plan_.split_tail;
+  const int in = plan.input_node(s), first = plan.tail_first + plan.split_tail;
   const Band all = store_.band(img, in, {0, h_.g_->shape_of(in).h});
   return first >= h_.g_->size() ? all.t.clone() : h_.g_->run_block(first, h_.g_->size(), all, {0, 1}).t.clone();
 }
@@ -396,9 +406,10 @@ Tensor HostRuntime::Call::run_image(size_t i) {
 // Compute what the rows here allow, then wait for more rows, until the zone is done.
 void HostRuntime::Call::run_overlap_block(size_t i, int b) {
   const uint64_t img = base_ + i;
-  while (!plan_.blocks[size_t(b)].zones[0].empty()) {
+  const Plan& plan = plan_.for_image(i);
+  while (!plan.blocks[size_t(b)].zones[0].empty()) {
     ComputeSpan span{};
-    const bool whole = compute_zones(*h_.g_, plan_, 0, b, img, store_, &span, [&] { send_ready(i); });
+    const bool whole = compute_zones(*h_.g_, plan, 0, b, img, store_, &span, [&] { send_ready(i); });
     if (span.t1_us) st_->spans.push_back(span);
     if (whole) break;
     const size_t seen = rows_in_;
@@ -409,19 +420,20 @@ void HostRuntime::Call::run_overlap_block(size_t i, int b) {
 // Split tail layer j: our channel slice, then everyone's.
 void HostRuntime::Call::run_tail_layer(size_t i, int j) {
   const uint64_t img = base_ + i;
-  const int node = plan_.tail_first + j;
-  const Stage s = plan_.tail_stage(j);
+  const Plan& plan = plan_.for_image(i);
+  const int node = plan.tail_first + j;
+  const Stage s = plan.tail_stage(j);
   std::vector<float> mine;
   ComputeSpan span{0, s.index, img, now_us(), 0};
-  compute_tail_slice(*h_.g_, plan_, 0, j, img, store_, &mine);
-  const ChannelSlice sl = plan_.tail_slices[size_t(j)][0];
+  compute_tail_slice(*h_.g_, plan, 0, j, img, store_, &mine);
+  const ChannelSlice sl = plan.tail_slices[size_t(j)][0];
   if (!sl.empty()) store_.put_channels(img, node, sl, mine.data());
   span.t1_us = now_us();
   st_->spans.push_back(span);
   pump_until(i, s, [&] { return store_.holds(img, node, {0, 1}); },
              [&] {
-               for (int d = 1; d < plan_.devices; ++d)
-                 if (!store_.holds_channels(img, node, plan_.tail_slices[size_t(j)][size_t(d)]))
+               for (int d = 1; d < plan.devices; ++d)
+                 if (!store_.holds_channels(img, node, plan.tail_slices[size_t(j)][size_t(d)]))
                    return d;
                return -1;
              });

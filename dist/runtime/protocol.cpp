@@ -106,6 +106,11 @@ Json plan_to_wire(const Plan& p) {
   for (const Transfer& t : p.transfers)
     ts.push_back(Json(Json::Array{t.stage.index, t.src, t.dst, t.node, t.rows.begin, t.rows.end}));
   j["transfers"] = ts;
+  if (!p.image_plans.empty()) {
+    Json per = Json::array();
+    for (const Plan& ip : p.image_plans) per.push_back(plan_to_wire(ip));
+    j["image_plans"] = per;
+  }
   return j;
 }
 
@@ -186,6 +191,24 @@ void transfers_from_wire(const Json& j, const Graph& g, Plan& p) {
 }
 }  // namespace
 
+namespace {
+// A batch's per-image plans (Plan::image_plans): the same devices and blocks as the plan (the
+// tail may be split further), none of their own.
+void image_plans_from_wire(const Json& j, const Graph& g, Plan& p) {
+  const Json::Array& per = j.items("image_plans");
+  if (per.empty() || per.size() > 1024) throw ProtocolError("image plans out of range");
+  for (const Json& jp : per) {
+    if (jp.has("image_plans")) throw ProtocolError("nested image plans");
+    Plan ip = plan_from_wire(jp, g);
+    bool same = ip.devices == p.devices && ip.blocks.size() == p.blocks.size();
+    for (size_t b = 0; same && b < ip.blocks.size(); ++b)
+      same = ip.blocks[b].first == p.blocks[b].first && ip.blocks[b].last == p.blocks[b].last;
+    if (!same) throw ProtocolError("an image plan does not match the plan's blocks");
+    p.image_plans.push_back(std::move(ip));
+  }
+}
+}  // namespace
+
 Plan plan_from_wire(const Json& j, const Graph& g) {
   Plan p;
   try {
@@ -198,6 +221,7 @@ Plan plan_from_wire(const Json& j, const Graph& g) {
     blocks_from_wire(j, g, p);
     tail_from_wire(j, g, p);
     transfers_from_wire(j, g, p);
+    if (j.has("image_plans")) image_plans_from_wire(j.at("image_plans"), g, p);
   } catch (const ProtocolError&) {
     throw;
   } catch (const std::exception& e) {

@@ -53,8 +53,9 @@ class WorkerServer::Session {
   bool serve(Message& m);  // false: BYE
   void on_plan(const Message& m);
   void on_rows(const Message& m);
-  bool run_block(uint64_t image, int b);       // false: an input row is missing
-  bool run_tail_layer(uint64_t image, int j);  // the same, for split tail layer j
+  const Plan& plan_of(uint64_t image, const Json& meta);  // the image's plan (Plan::for_image)
+  bool run_block(const Plan& p, uint64_t image, int b);       // false: an input row is missing
+  bool run_tail_layer(const Plan& p, uint64_t image, int j);  // the same, for split tail layer j
   void add_span(Stage stage, uint64_t image, int64_t t0);
   Json take_spans();
 
@@ -69,6 +70,7 @@ class WorkerServer::Session {
   int me_ = -1;
   std::map<uint64_t, Stage> next_stage_;  // per image: the next stage to run
   std::map<uint64_t, std::vector<bool>> sent_;  // plan transfers already queued, per image
+  std::map<uint64_t, size_t> image_plan_;  // per image: its Plan::image_plans index, as the host says
   // Compute spans not yet reported: each rides on the next frame out, whichever it is, so a
   // block that sends nothing still appears in the host's trace (bounded: a trace, not state).
   Json spans_ = Json::array();
@@ -414,6 +416,7 @@ void WorkerServer::Session::on_plan(const Message& m) {
   store_->clear();
   next_stage_.clear();
   sent_.clear();
+  image_plan_.clear();
   spans_ = Json::array();
 }
 
@@ -422,26 +425,46 @@ void WorkerServer::Session::on_rows(const Message& m) {
   const uint64_t image = m.id;
   if (!next_stage_.count(image) && next_stage_.size() >= kMaxImagesInFlight)
     throw ProtocolError("too many images in flight");
+  const Plan& p = plan_of(image, m.json);
   store_->put_wire(image, m.json, m.data);
   Stage& s = next_stage_[image];
-  while (s.index < plan_.stages() &&
-         (plan_.is_tail(s) ? run_tail_layer(image, plan_.tail_layer(s)) : run_block(image, s.index)))
+  while (s.index < p.stages() &&
+         (p.is_tail(s) ? run_tail_layer(p, image, p.tail_layer(s)) : run_block(p, image, s.index)))
     s = s.next();
-  if (s.index == plan_.stages()) {
+  if (s.index == p.stages()) {
     store_->drop(image);
     next_stage_.erase(image);
     sent_.erase(image);
+    image_plan_.erase(image);
   }
 }
 
+// A batch plan that runs some images whole (Plan::image_plans): the host's frames of an image
+// say which of its plans the image follows; the first one decides.
+const Plan& WorkerServer::Session::plan_of(uint64_t image, const Json& meta) {
+  if (plan_.image_plans.empty()) return plan_;
+  auto it = image_plan_.find(image);
+  if (it == image_plan_.end()) {
+    long k = -1;
+    try {
+      k = meta.at("plan_image").integer("plan_image");
+    } catch (const std::exception& e) {
+      throw ProtocolError(std::string("rows of a batch plan without its image plan: ") + e.what());
+    }
+    if (k < 0 || size_t(k) >= plan_.image_plans.size()) throw ProtocolError("image plan out of range");
+    it = image_plan_.emplace(image, size_t(k)).first;
+  }
+  return plan_.image_plans[it->second];
+}
+
 // Our channel slice of split tail layer j, once its input is here.
-bool WorkerServer::Session::run_tail_layer(uint64_t image, int j) {
+bool WorkerServer::Session::run_tail_layer(const Plan& p, uint64_t image, int j) {
   auto slice = std::make_shared<std::vector<float>>();
   const int64_t t0 = now_us();
-  if (!compute_tail_slice(*g_, plan_, me_, j, image, *store_, slice.get())) return false;
+  if (!compute_tail_slice(*g_, p, me_, j, image, *store_, slice.get())) return false;
   if (!slice->empty()) {
-    add_span(plan_.tail_stage(j), image, t0);
-    send_slice(peer_, image, plan_.tail_first + j, plan_.tail_slices[size_t(j)][size_t(me_)],
+    add_span(p.tail_stage(j), image, t0);
+    send_slice(peer_, image, p.tail_first + j, p.tail_slices[size_t(j)][size_t(me_)],
                slice, fp16_, take_spans());
   }
   return true;
@@ -450,16 +473,16 @@ bool WorkerServer::Session::run_tail_layer(uint64_t image, int j) {
 // Our zones of block b. Each outgoing transfer leaves as soon as its rows exist (edge-first
 // plans make that before the interior of the zone is computed); each piece computed is a span,
 // sent with the next frame out (usually its own rows).
-bool WorkerServer::Session::run_block(uint64_t image, int b) {
-  if (plan_.blocks[size_t(b)].zones[size_t(me_)].empty()) return true;
+bool WorkerServer::Session::run_block(const Plan& p, uint64_t image, int b) {
+  if (p.blocks[size_t(b)].zones[size_t(me_)].empty()) return true;
   // Per image, not per attempt: an overlap block is computed over several calls.
   std::vector<bool>& sent = sent_[image];
-  sent.resize(plan_.transfers.size(), false);
+  sent.resize(p.transfers.size(), false);
   int64_t piece_start = now_us();
   auto flush = [&] {
     add_span(Stage{b}, image, piece_start);
-    for (size_t k = 0; k < plan_.transfers.size(); ++k) {
-      const Transfer& t = plan_.transfers[k];
+    for (size_t k = 0; k < p.transfers.size(); ++k) {
+      const Transfer& t = p.transfers[k];
       if (sent[k] || t.stage != Stage{b + 1} || t.src != me_ || !store_->holds(image, t.node, t.rows))
         continue;
       send_rows(peer_, image, t, *store_, fp16_, take_spans());
@@ -468,7 +491,7 @@ bool WorkerServer::Session::run_block(uint64_t image, int b) {
     piece_start = now_us();
   };
   ComputeSpan span{};
-  return compute_zones(*g_, plan_, me_, b, image, *store_, &span, flush);
+  return compute_zones(*g_, p, me_, b, image, *store_, &span, flush);
 }
 
 void WorkerServer::Session::add_span(Stage stage, uint64_t image, int64_t t0) {
