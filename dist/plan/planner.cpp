@@ -609,6 +609,11 @@ Plan whole_image_plan(const Graph& g, const Plan& p, int d) {
   return w;
 }
 
+bool holds_whole_slice(const Graph& g, const Plan& p, int j, int d) {
+  return j >= 0 && j < p.split_tail &&
+         p.tail_slices.at(size_t(j)).at(size_t(d)).size() == g.shape_of(p.tail_first + j).c;
+}
+
 int Plan::sole_device() const {
   int who = -1;
   for (const BlockPlan& b : blocks)

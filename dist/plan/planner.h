@@ -167,6 +167,10 @@ Plan whole_image_plan(const Graph& g, const Plan& p, int d);
 // idle device): what a heterogeneous cluster's slow boards and slow links were given.
 std::vector<double> row_shares(const Graph& g, const Plan& p);
 
+// Whether device d computes all of split tail layer j's channels: it then keeps the layer's
+// output and computes layer j + 1 from it, with nothing sent to it (a whole image's worker).
+bool holds_whole_slice(const Graph& g, const Plan& p, int j, int d);
+
 // Per-device zones as JSON: [[[begin, end], ...], ...] (CLI output and the wire format).
 Json zones_to_json(const std::vector<std::vector<RowRange>>& zones);
 // Per-device channel slices of one split tail layer in the same form: [] or [[c0, c1]] each.

@@ -123,8 +123,9 @@ double tail_ms(const Graph& g, const Plan& p, const Cluster& c) {
   return t;
 }
 
-// Split tail layer j: the host sends each secondary the layer's input rows it lacks (all of
-// them after the first split layer: a secondary keeps no slices).
+// Split tail layer j: the host sends each secondary the layer's input rows it lacks (after the
+// first split layer, all of them unless it computed the whole previous layer itself: a
+// secondary keeps only a whole layer, as a whole image's worker has).
 std::vector<Transfer> tail_transfers(const Graph& g, const Cluster& c, const Plan& p, int j) {
   const int node = p.tail_first + j - 1, h = g.shape_of(node).h;
   const int nb = int(p.blocks.size());
@@ -132,6 +133,7 @@ std::vector<Transfer> tail_transfers(const Graph& g, const Cluster& c, const Pla
   std::vector<Transfer> out;
   for (int d = 1; d < p.devices; ++d) {
     if (p.tail_slices.at(size_t(j)).at(size_t(d)).empty()) continue;  // computes no slice
+    if (j > 0 && holds_whole_slice(g, p, j - 1, d)) continue;
     for (const RowRange r : runs(
              h, [&](int y) { return j > 0 || own[size_t(y)] != d; }, j == 0 ? &own : nullptr))
       out.push_back({p.tail_stage(j), 0, d, node, r, rows_bytes(g, c, node, r.size())});
@@ -255,8 +257,11 @@ struct Sim {
     const size_t n = size_t(p.devices), nb = v->blocks.size();
     const int node = v->tail_first + j;
     std::vector<double> in(n, st);
-    // A device that ran the whole image holds the first layer's input once its blocks are done.
+    // A device that ran the whole image holds the first layer's input once its blocks are done,
+    // and one that computed a whole layer holds the next one's.
     if (j == 0 && v->sole_device() > 0) in[size_t(v->sole_device())] = end_prev[size_t(v->sole_device())];
+    for (size_t d = 1; j > 0 && d < n; ++d)
+      if (holds_whole_slice(g, *v, j - 1, int(d))) in[d] = cpu[d];
     for (const Transfer& t : v->transfers) {
       if (t.stage != v->tail_stage(j) || t.src != 0) continue;
       // The first layer's input leaves in pieces: the host's own rows once computed, relayed
