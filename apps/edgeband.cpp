@@ -125,6 +125,18 @@ struct PlanWork {
   double host_rows = 0;
 };
 PlanWork plan_work(const eb::dist::Plan& p) {
+  if (!p.image_plans.empty()) {  // a batch's whole and split images together
+    std::vector<bool> used(size_t(std::max(1, p.devices)), false);
+    PlanWork w;
+    for (const auto& ip : p.image_plans) {
+      const PlanWork one = plan_work(ip);
+      w.host_rows += one.host_rows / double(p.image_plans.size());
+      for (int d = 0; d < ip.devices; ++d) used[size_t(d)] = used[size_t(d)] || ip.sole_device() == d;
+      if (ip.sole_device() < 0) w.devices_used = std::max(w.devices_used, one.devices_used);
+    }
+    w.devices_used = std::max(w.devices_used, int(std::count(used.begin(), used.end(), true)));
+    return w;
+  }
   std::vector<bool> used(size_t(std::max(1, p.devices)), false);
   double host = 0, all = 0;
   for (const auto& b : p.blocks)

@@ -137,7 +137,8 @@ std::vector<DeviceMemory> predict_memory(const Graph& g, const Plan& p) {
     // Per device, the most any image's plan needs: a whole image's share holds every layer a
     // split one does, and the store counts the batch's images in flight either way.
     std::vector<DeviceMemory> out(size_t(std::max(p.devices, 1)));
-    for (Plan ip : p.image_plans) {
+    for (const Plan& one : p.image_plans) {
+      Plan ip = one;  // small: image plans hold no timeline
       ip.batch = p.batch;
       const std::vector<DeviceMemory> m = predict_memory(g, ip);
       for (size_t d = 0; d < out.size(); ++d) {

@@ -427,6 +427,7 @@ Plan with_whole_images(const Graph& g, const Cluster& c, Plan p, int rounds) {
   const size_t n = size_t(p.devices);
   Plan split = p;
   split.batch = 1;
+  split.timeline.clear();  // the batch's timeline is p's; each image plan holds its structure only
   p.image_plans.clear();
   for (size_t i = 0; i < size_t(p.batch); ++i)
     p.image_plans.push_back(i < size_t(rounds) * n ? whole_image_plan(g, split, int(i % n)) : split);
@@ -439,7 +440,9 @@ Plan with_whole_images(const Graph& g, const Cluster& c, Plan p, int rounds) {
 Plan with_whole_images(const Graph& g, const Cluster& c, Plan p) {
   if (p.devices < 2 || p.batch < p.devices) return p;
   Plan best = p;
-  for (int r = 1; r <= p.batch / p.devices; ++r) {
+  // A worker holds at most kMaxWholeImages inputs at once (they leave the host together), well
+  // inside its in-flight limit (worker.cpp).
+  for (int r = 1; r <= std::min(p.batch / p.devices, kMaxWholeImages); ++r) {
     Plan q = with_whole_images(g, c, p, r);
     if (q.predicted_ms < best.predicted_ms && memory_shortfall(g, c, q).device < 0) best = std::move(q);
   }
@@ -466,11 +469,13 @@ Plan plan_all_devices(const Graph& g, const Cluster& c, Scheme s, int batch) {
       if (one.predicted_ms < best.predicted_ms) best = std::move(one);
     }
   }
+  // Before the fallback: on a link too slow to split over, whole images may still pay.
+  best = with_whole_images(g, c, std::move(best));
   if (local.predicted_ms <= best.predicted_ms || best.bytes == 0) {
     local.scheme = s;
     return local;
   }
-  return with_whole_images(g, c, std::move(best));
+  return best;
 }
 
 }  // namespace
@@ -488,7 +493,10 @@ Plan embed_plan(const Graph& g, const Cluster& c, Plan sub, const std::vector<si
     sl = std::move(t);
   }
   sub.devices = int(n);
-  for (Plan& ip : sub.image_plans) ip = embed_plan(g, c, std::move(ip), keep);
+  for (Plan& ip : sub.image_plans) {
+    ip = embed_plan(g, c, std::move(ip), keep);
+    ip.timeline.clear();
+  }
   simulate(g, c, sub);
   return sub;
 }
@@ -502,6 +510,7 @@ namespace {
 // contiguous, in device order, in 64-channel units (split_tail's).
 Plan fit_tail_to_memory(const Graph& g, const Cluster& c, Plan p) {
   constexpr double kMb = 1024.0 * 1024.0;
+  if (!p.image_plans.empty()) return p;  // kept only where every board fits (with_whole_images)
   bool moved = false;
   for (int round = 0; round < 4 * p.devices && p.split_tail > 0; ++round) {
     const std::vector<DeviceMemory> m = predict_memory(g, p);
@@ -606,6 +615,7 @@ Plan whole_image_plan(const Graph& g, const Plan& p, int d) {
     w.tail_slices[size_t(j)][size_t(d)] = {0, g.shape_of(w.tail_first + j).c};
   }
   w.transfers.clear();
+  w.timeline.clear();
   return w;
 }
 

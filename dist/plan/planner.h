@@ -133,12 +133,13 @@ struct Plan {
   std::vector<Event> timeline;      // all images
   double predicted_ms = 0;          // until the last image's result
   uint64_t bytes = 0;               // per image, over all links
-  std::vector<uint64_t> link_bytes; // per image, per device link (index 0 unused)
+  std::vector<uint64_t> link_bytes; // per image, per device link (index 0 unused); both the
+                                    // mean over a batch's image plans
   // A batch may run some of its images whole, each on one device: no halos and no recomputed
   // rows, so once a batch has an image per device that is the fastest use of them, and the
   // images left over are split. image_plans[i] is image i's plan (the same blocks as this one;
   // its own zones, tail split, slices and transfers; no image_plans of its own); empty: every
-  // image runs this plan. This plan's own zones are the split images'.
+  // image runs this plan. This plan's own zones are those a split image gets.
   std::vector<Plan> image_plans;
   const Plan& for_image(size_t i) const {
     return image_plans.empty() ? *this : image_plans[i % image_plans.size()];
@@ -158,6 +159,9 @@ struct Plan {
     return s.index == 0 ? -1 : s.index <= nb ? blocks[size_t(s.index - 1)].last - 1 : tail_first + tail_layer(s) - 1;
   }
 };
+
+// Whole images per device at most in a batch plan (Plan::image_plans).
+constexpr int kMaxWholeImages = 8;
 
 // Plan p with every block's rows and every split tail slice given to device d: one image run
 // whole on d (its input sent there, its tail gathered back), not yet simulated.

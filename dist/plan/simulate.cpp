@@ -166,8 +166,8 @@ struct Sim {
   // Per row of the current block's input: when it reached the host (rows the host relays).
   std::vector<double> relay_ready = {};
   const Plan* v = &p;  // the current image's plan (Plan::for_image): its zones, slices, transfers
-  // Per image, when each device has its block 0 input, where the host sends every image's
-  // input at the start (a batch plan with image plans: HostRuntime's Call::run); else empty.
+  // Per image, when each device has its block 0 input where the host sent it at the start (an
+  // image a worker runs whole: send_inputs_first); else empty.
   std::vector<std::vector<double>> inputs_first = {};
 
   // Schedules a transfer ready at `ready`; returns when the receiver has decoded it. The data
@@ -299,13 +299,14 @@ struct Sim {
     return en;
   }
 
-  // A batch plan with image plans: the host sends every image's input at once, so that the
-  // devices running images whole start together.
+  // A batch plan with image plans: the host sends the input of every image a worker runs whole
+  // at once, so that those devices start together (HostRuntime's Call::run).
   void send_inputs_first() {
+    inputs_first.resize(size_t(p.batch));
     for (int i = 0; i < p.batch; ++i) {
       img = i;
       v = &p.for_image(size_t(i));
-      inputs_first.push_back(send_block_inputs(0));
+      if (v->sole_device() > 0) inputs_first[size_t(i)] = send_block_inputs(0);
     }
   }
 
@@ -319,7 +320,9 @@ struct Sim {
     zone_rows_prev.assign(n, 1);
     for (size_t b = 0;; ++b) {
       const std::vector<double> arrive =
-          b == 0 && !inputs_first.empty() ? inputs_first[size_t(image)] : send_block_inputs(b);
+          b == 0 && !inputs_first.empty() && !inputs_first[size_t(image)].empty()
+              ? inputs_first[size_t(image)]
+              : send_block_inputs(b);
       if (b == v->blocks.size()) return run_tail(arrive);
       compute_block(b, arrive);
     }

@@ -279,6 +279,8 @@ bool compute_tail_slice(const Graph& g, const Plan& p, int d, int j, uint64_t im
   const int node = p.tail_first + j;
   const ChannelSlice sl = p.tail_slices.at(size_t(j)).at(size_t(d));
   const RowRange all{0, g.shape_of(node - 1).h};
+  out->clear();
+  if (sl.empty()) return true;  // nothing to compute, and no input is sent to it
   if (!s.holds(image, node - 1, all)) return false;
   out->resize(size_t(sl.size()));
   ComputeScope section({g.node(node).layer.get(), ComputeSection::Axis::channels, sl.begin, sl.end});

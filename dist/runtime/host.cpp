@@ -223,6 +223,9 @@ HostRuntime::Call::Call(HostRuntime& h, const std::vector<Tensor>& images, const
                                 std::to_string(dev_peer_.size()) + " are available");
   for (const Tensor& im : images)
     if (im.shape() != h_.g_->input) throw std::invalid_argument("image shape does not match the model");
+  for (const Plan& ip : plan.image_plans)
+    if (ip.devices != plan.devices || ip.blocks.size() != plan.blocks.size() || !ip.image_plans.empty())
+      throw std::invalid_argument("an image plan does not match the plan's devices and blocks");
   h_.next_image_ += images.size();
 }
 
@@ -230,9 +233,10 @@ void HostRuntime::Call::run(std::vector<Tensor>& out) {
   send_plan();
   for (size_t i = 0; i < images_.size(); ++i)
     store_.put(base_ + i, -1, {0, images_[i].h()}, images_[i].data());
-  // Images that run whole on a worker get theirs at once: the host computes its own meanwhile.
-  if (!plan_.image_plans.empty())
-    for (size_t i = 0; i < images_.size(); ++i) send_ready(i);
+  // Images that run whole on a worker get theirs at once (at most kMaxWholeImages each): the
+  // host computes its own meanwhile. Split images' rows go out one image ahead, as ever.
+  for (size_t i = 0; i < images_.size(); ++i)
+    if (plan_.for_image(i).sole_device() > 0) send_ready(i);
   for (; done_ < images_.size(); ++done_) {
     out[done_] = run_image(done_);
     store_.drop(base_ + done_);
