@@ -152,9 +152,9 @@ TEST_CASE("dist protocol: frames round-trip; corrupt, oversize and unknown frame
   bad[4] = 9;
   CHECK_THROWS_WITH_AS(decode_header(bad.data()), doctest::Contains("version"), ProtocolError);
   bad = h;
-  bad[4] = 3;  // a worker of the version before encryption names both versions
+  bad[4] = 4;  // a worker of the version before image plans names both versions
   CHECK_THROWS_WITH_AS(decode_header(bad.data()),
-                       doctest::Contains("protocol version 3 not supported (this is 4)"),
+                       doctest::Contains("protocol version 4 not supported (this is 5)"),
                        ProtocolError);
   bad = h;
   bad[6] = 77;
