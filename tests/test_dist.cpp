@@ -1324,7 +1324,13 @@ TEST_CASE("dist loopback: dilation stretches a device's data path (encode, decod
   const double ratio = double(data_wall) / double(data_cpu);
   MESSAGE("outside layers: " << data_cpu / 1e6 << " ms CPU stretched " << ratio << "x");
   CHECK(ratio >= 0.8 * factor);
+#ifdef EDGEBAND_SANITIZED
+  // Instrumented, on a machine running the other test groups beside it, a section is preempted
+  // more often and ends late (CI's ASan stage read 5.34x): the upper bound is the Release run's.
+  CHECK(ratio <= 1.5 * factor);
+#else
   CHECK(ratio <= 1.2 * factor);
+#endif
 }
 
 TEST_CASE("dist host: a worker's spans, peak memory and errors are read in range or dropped") {
