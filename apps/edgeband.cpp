@@ -125,35 +125,28 @@ struct PlanWork {
   double host_rows = 0;
 };
 PlanWork plan_work(const eb::dist::Plan& p) {
-  if (!p.image_plans.empty()) {  // a batch's whole and split images together
-    std::vector<bool> used(size_t(std::max(1, p.devices)), false);
-    PlanWork w;
-    for (const auto& ip : p.image_plans) {
-      const PlanWork one = plan_work(ip);
-      w.host_rows += one.host_rows / double(p.image_plans.size());
-      for (int d = 0; d < ip.devices; ++d) used[size_t(d)] = used[size_t(d)] || ip.sole_device() == d;
-      if (ip.sole_device() < 0) w.devices_used = std::max(w.devices_used, one.devices_used);
-    }
-    w.devices_used = std::max(w.devices_used, int(std::count(used.begin(), used.end(), true)));
-    return w;
-  }
   std::vector<bool> used(size_t(std::max(1, p.devices)), false);
-  double host = 0, all = 0;
-  for (const auto& b : p.blocks)
-    for (size_t d = 0; d < b.zones.size(); ++d)
-      for (const auto& r : b.zones[d]) {
-        if (!r.empty()) used[d] = true;
-        all += r.size();
-        if (d == 0) host += r.size();
-      }
-  for (const auto& t : p.tail_slices)
-    for (size_t d = 0; d < t.size(); ++d)
-      if (!t[d].empty()) used[d] = true;
   used[0] = true;
-  PlanWork w;
-  w.devices_used = int(std::count(used.begin(), used.end(), true));
-  w.host_rows = all > 0 ? host / all : 1.0;
-  return w;
+  double host_share = 0;
+  // A batch's image plans (whole and split images): the union of their devices, the mean share.
+  std::vector<const eb::dist::Plan*> plans{&p};
+  if (!p.image_plans.empty()) plans.clear();
+  for (const auto& ip : p.image_plans) plans.push_back(&ip);
+  for (const eb::dist::Plan* ip : plans) {
+    double host = 0, all = 0;
+    for (const auto& b : ip->blocks)
+      for (size_t d = 0; d < b.zones.size(); ++d)
+        for (const auto& r : b.zones[d]) {
+          if (!r.empty()) used[d] = true;
+          all += r.size();
+          if (d == 0) host += r.size();
+        }
+    for (const auto& t : ip->tail_slices)
+      for (size_t d = 0; d < t.size(); ++d)
+        if (!t[d].empty()) used[d] = true;
+    host_share += (all > 0 ? host / all : 1.0) / double(plans.size());
+  }
+  return {int(std::count(used.begin(), used.end(), true)), host_share};
 }
 
 // A batch plan that runs images whole (Plan::image_plans): which device runs which image.

@@ -333,6 +333,30 @@ TEST_CASE("dist loopback: a batch run with images whole on each device (image pl
   }
 }
 
+TEST_CASE("dist loopback: a worker computing whole images is waited for beyond the timeout (it sends nothing until done)") {
+  auto g = shared_synthetic("vgg16:64");
+  std::mt19937 rng(34);
+  std::vector<Tensor> images;
+  for (int i = 0; i < 4; ++i) images.push_back(ref::random_tensor(g->input, rng));
+  const Cluster c = estimated(*g, 2, "10gbit,0.01ms");
+  Plan p = make_plan(*g, c, Scheme::halp, 1);
+  REQUIRE(p.devices == 2);
+  // Three images whole on the worker, queued there at once, the last on the host: the host waits
+  // for image 0 first, then 1 and 2, each a whole inference with nothing sent meanwhile.
+  p.batch = 4;
+  for (int d : {1, 1, 1, 0}) p.image_plans.push_back(whole_image_plan(*g, p, d));
+  simulate(*g, c, p);
+  REQUIRE(p.whole_image_silence_ms(0) > 10);
+  LocalWorkers w(1);
+  RuntimeOptions ro;
+  ro.timeout_ms = 2;  // far below one inference here: without the plan's allowance, a fault
+  HostRuntime host(g, synthetic_hash("vgg16:64"), w.addrs, ro);
+  InferStats st;
+  const auto got = host.infer(images, p, &st);
+  CHECK(st.faults == 0);
+  for (size_t i = 0; i < images.size(); ++i) CHECK(ref::bit_equal(got[i], g->forward(images[i])));
+}
+
 TEST_CASE("dist loopback: a split FC tail (every device a slice of fc6..fc8) is exact, fp32 and fp16") {
   auto g = shared_synthetic("vgg16:64");
   std::mt19937 rng(15);

@@ -839,6 +839,13 @@ TEST_CASE("planner: a batch with an image per device runs images whole, where th
   }
   CHECK(p.for_image(3).sole_device() == -1);
   check_plan_structure(g, p.for_image(3));
+  // The host waits longer for a worker's whole image (it sends nothing until done): the batch's
+  // predicted span; not for its own image or a split one, whose rows come block by block.
+  CHECK(p.whole_image_silence_ms(1) == p.predicted_ms);
+  CHECK(p.whole_image_silence_ms(2) == p.predicted_ms);
+  CHECK(p.whole_image_silence_ms(0) == 0);
+  CHECK(p.whole_image_silence_ms(3) == 0);
+  CHECK(one.whole_image_silence_ms(0) == 0);
   // Faster than the same images split: four single-image plans back to back bound that.
   CHECK(p.predicted_ms < 4 * one.predicted_ms);
   // Too few images for every device: all split.

@@ -635,6 +635,15 @@ int Plan::sole_device() const {
   return who;
 }
 
+bool Plan::image_plans_match() const {
+  for (const Plan& ip : image_plans) {
+    if (ip.devices != devices || ip.blocks.size() != blocks.size() || !ip.image_plans.empty()) return false;
+    for (size_t b = 0; b < blocks.size(); ++b)
+      if (ip.blocks[b].first != blocks[b].first || ip.blocks[b].last != blocks[b].last) return false;
+  }
+  return true;
+}
+
 std::vector<double> row_shares(const Graph& g, const Plan& p) {
   std::vector<double> share(size_t(p.devices), 0.0);
   for (const BlockPlan& b : p.blocks) {

@@ -146,6 +146,13 @@ struct Plan {
   }
   // The device that computes every block of this plan alone (a whole image's plan), or -1.
   int sole_device() const;
+  // Whether every image plan has this plan's devices and blocks and no image plans of its own
+  // (what the host and the wire parser both require).
+  bool image_plans_match() const;
+  // How long image i's device may predictably send nothing: a worker computing the image whole
+  // sends only its result, perhaps after whole images of its own before it, so within the
+  // batch's predicted span (0 where devices exchange rows block by block, or the host computes).
+  double whole_image_silence_ms(size_t i) const { return for_image(i).sole_device() > 0 ? predicted_ms : 0; }
   Json to_json(const Graph& g) const;
 
   // Stages the devices run together; the rest of the tail is the host's alone.

@@ -223,9 +223,8 @@ HostRuntime::Call::Call(HostRuntime& h, const std::vector<Tensor>& images, const
                                 std::to_string(dev_peer_.size()) + " are available");
   for (const Tensor& im : images)
     if (im.shape() != h_.g_->input) throw std::invalid_argument("image shape does not match the model");
-  for (const Plan& ip : plan.image_plans)
-    if (ip.devices != plan.devices || ip.blocks.size() != plan.blocks.size() || !ip.image_plans.empty())
-      throw std::invalid_argument("an image plan does not match the plan's devices and blocks");
+  if (!plan.image_plans_match())
+    throw std::invalid_argument("an image plan does not match the plan's devices and blocks");
   h_.next_image_ += images.size();
 }
 
@@ -322,7 +321,9 @@ void HostRuntime::Call::pump_until(size_t i, Stage s, const std::function<bool()
   while (true) {
     send_ready(i);
     if (!host_sends_pending(i, s) && finished()) return;
-    auto m = h_.inbox_->pop(std::chrono::milliseconds(h_.opt_.timeout_ms));
+    // A worker computing image i whole is given the plan's predicted silence twice over.
+    const double silence_ms = std::min(2 * plan_.whole_image_silence_ms(i), 3.6e6);
+    auto m = h_.inbox_->pop(std::chrono::milliseconds(h_.opt_.timeout_ms + int64_t(silence_ms)));
     if (!m) {
       const int culprit = waiting_for();
       throw WorkerFault{culprit < 0 ? -1 : dev_peer_[size_t(culprit)],

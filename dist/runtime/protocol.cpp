@@ -198,14 +198,10 @@ void image_plans_from_wire(const Json& j, const Graph& g, Plan& p) {
   const Json::Array& per = j.items("image_plans");
   if (per.empty() || per.size() > 1024) throw ProtocolError("image plans out of range");
   for (const Json& jp : per) {
-    if (jp.has("image_plans")) throw ProtocolError("nested image plans");
-    Plan ip = plan_from_wire(jp, g);
-    bool same = ip.devices == p.devices && ip.blocks.size() == p.blocks.size();
-    for (size_t b = 0; same && b < ip.blocks.size(); ++b)
-      same = ip.blocks[b].first == p.blocks[b].first && ip.blocks[b].last == p.blocks[b].last;
-    if (!same) throw ProtocolError("an image plan does not match the plan's blocks");
-    p.image_plans.push_back(std::move(ip));
+    if (jp.has("image_plans")) throw ProtocolError("nested image plans");  // also bounds the recursion
+    p.image_plans.push_back(plan_from_wire(jp, g));
   }
+  if (!p.image_plans_match()) throw ProtocolError("an image plan does not match the plan's blocks");
 }
 }  // namespace
 
