@@ -835,7 +835,11 @@ TEST_CASE("planner: a batch with an image per device runs images whole, where th
     const Plan& w = p.for_image(size_t(i));
     CHECK(w.sole_device() == i);
     CHECK(w.split_tail == splittable_tail(g));  // its FC layers too
-    for (const Transfer& t : w.transfers) CHECK((t.src == i || t.dst == i));
+    for (const Transfer& t : w.transfers) {
+      CHECK((t.src == i || t.dst == i));
+      // A worker keeps its last block's output for the FC layers it computes: not gathered.
+      if (i > 0) CHECK(t.node != w.blocks.back().last - 1);
+    }
   }
   CHECK(p.for_image(3).sole_device() == -1);
   check_plan_structure(g, p.for_image(3));

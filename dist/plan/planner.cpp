@@ -624,6 +624,11 @@ bool holds_whole_slice(const Graph& g, const Plan& p, int j, int d) {
          p.tail_slices.at(size_t(j)).at(size_t(d)).size() == g.shape_of(p.tail_first + j).c;
 }
 
+bool host_gathers_tail_input(const Graph& g, const Plan& p) {
+  const int d = p.sole_device();
+  return !(d > 0 && holds_whole_slice(g, p, 0, d));
+}
+
 int Plan::sole_device() const {
   int who = -1;
   for (const BlockPlan& b : blocks)

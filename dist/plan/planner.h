@@ -182,6 +182,11 @@ std::vector<double> row_shares(const Graph& g, const Plan& p);
 // output and computes layer j + 1 from it, with nothing sent to it (a whole image's worker).
 bool holds_whole_slice(const Graph& g, const Plan& p, int j, int d);
 
+// Whether the host gathers the last block's output (to compute the tail, or to send it on to
+// the devices with a slice of the first split layer): not where one secondary computed every
+// row and computes that whole layer too (a whole image's worker), which needs nothing from it.
+bool host_gathers_tail_input(const Graph& g, const Plan& p);
+
 // Per-device zones as JSON: [[[begin, end], ...], ...] (CLI output and the wire format).
 Json zones_to_json(const std::vector<std::vector<RowRange>>& zones);
 // Per-device channel slices of one split tail layer in the same form: [] or [[c0, c1]] each.

@@ -92,7 +92,7 @@ std::vector<Transfer> transfers_for(const Graph& g, const Cluster& c, const Plan
   std::vector<std::vector<bool>> need;
   if (b == int(p.blocks.size())) {
     need.assign(n, std::vector<bool>(size_t(h), false));
-    need[0].assign(size_t(h), true);
+    need[0].assign(size_t(h), host_gathers_tail_input(g, p));
   } else {
     need = block_input_needs(g, p.blocks[size_t(b)], h);
     if (p.gather_every_block && b > 0) need[0].assign(size_t(h), true);  // MoDNN gathers it all
