@@ -1357,7 +1357,7 @@ void declare_infer(Args& a) {
   a.text("scheme", "S", "modnn, dpfp or halp", check_scheme);
   a.text("image", "FILE", "image to classify (default: a synthetic input)");
   a.text("devices", "a.json,...", "one profile for the host and one per worker", check_profiles);
-  a.integer("timeout", "ms to wait for a worker before dropping it", 10, 3600000);
+  a.integer("timeout", "ms to wait for a worker before dropping it (plus twice the predicted batch time for an image it computes whole)", 10, 3600000);
   a.text("trace", "FILE", "write the last run's measured timeline as a Chrome trace");
   a.integer("top", "classes to print", 1, 1000);
   opt_keys(a, "worker-keys", "public keys of the workers to trust, one a line");
@@ -1385,7 +1385,7 @@ void declare_cluster(Args& a) {
   a.flag("pin", "pin each device to its own cores (cpuset)");
   a.flag("no-cpu-share", "no CPU quotas");
   a.text("trace", "FILE", "write the last scheme's last run as a Chrome trace, and the plan's predicted timeline beside it (run.json: run.predicted.json)");
-  a.integer("timeout", "ms to wait for a worker", 10, 3600000);
+  a.integer("timeout", "ms to wait for a worker (plus twice the predicted batch time for an image it computes whole)", 10, 3600000);
   a.text("secret-file", "FILE", "pre-shared key of host and workers (edgeband keygen --psk)");
   a.flag("json", "results as JSON on stdout");
   opt_cluster_shape(a, false, 64);

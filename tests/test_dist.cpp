@@ -349,7 +349,7 @@ TEST_CASE("dist loopback: a worker computing whole images is waited for beyond t
   REQUIRE(p.whole_image_silence_ms(0) > 10);
   LocalWorkers w(1);
   RuntimeOptions ro;
-  ro.timeout_ms = 2;  // far below one inference here: without the plan's allowance, a fault
+  ro.timeout_ms = 10;  // below one inference here (~20 ms, 2 threads): without the plan's allowance, a fault
   HostRuntime host(g, synthetic_hash("vgg16:64"), w.addrs, ro);
   InferStats st;
   const auto got = host.infer(images, p, &st);

@@ -50,7 +50,7 @@ double store_mb(const Graph& g, const Plan& p, int d) {
       if (!z.empty()) add(b.last - 1, z), add(b.first - 1, g.block_needs(b.first, b.last, z)[0]);
   if (d == 0) {
     add(-1, {0, g.input.h});
-    if (p.tail_first > 0) add(p.tail_first - 1, {0, g.shape_of(p.tail_first - 1).h});
+    if (p.tail_first > 0 && host_gathers_tail_input(g, p)) add(p.tail_first - 1, {0, g.shape_of(p.tail_first - 1).h});
   }
   double mb = 0;
   for (const auto& [node, rows] : held) mb += band_mb(g, node, rows);

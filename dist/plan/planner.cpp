@@ -626,7 +626,7 @@ bool holds_whole_slice(const Graph& g, const Plan& p, int j, int d) {
 
 bool host_gathers_tail_input(const Graph& g, const Plan& p) {
   const int d = p.sole_device();
-  return !(d > 0 && holds_whole_slice(g, p, 0, d));
+  return p.gather_every_block || !(d > 0 && holds_whole_slice(g, p, 0, d));
 }
 
 int Plan::sole_device() const {

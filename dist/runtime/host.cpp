@@ -321,9 +321,11 @@ void HostRuntime::Call::pump_until(size_t i, Stage s, const std::function<bool()
   while (true) {
     send_ready(i);
     if (!host_sends_pending(i, s) && finished()) return;
-    // A worker computing image i whole is given the plan's predicted silence twice over.
-    const double silence_ms = std::min(2 * plan_.whole_image_silence_ms(i), 3.6e6);
-    auto m = h_.inbox_->pop(std::chrono::milliseconds(h_.opt_.timeout_ms + int64_t(silence_ms)));
+    // A worker computing image i whole is given the plan's predicted silence twice over (at most
+    // an hour: a plan predicted longer is not a plan for these boards).
+    const double silence_ms = 2 * plan_.whole_image_silence_ms(i);
+    const int64_t extra_ms = silence_ms > 0 ? int64_t(std::min(silence_ms, 3.6e6)) : 0;
+    auto m = h_.inbox_->pop(std::chrono::milliseconds(h_.opt_.timeout_ms + extra_ms));
     if (!m) {
       const int culprit = waiting_for();
       throw WorkerFault{culprit < 0 ? -1 : dev_peer_[size_t(culprit)],

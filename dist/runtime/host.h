@@ -22,6 +22,7 @@ struct RuntimeOptions {
   std::vector<LinkModel> worker_links;
   bool fp16 = false;
   int timeout_ms = 10000;         // a worker silent for this long while we wait on it is dropped
+                                  // (plus, for an image it computes whole, twice the plan's predicted span)
   int hello_timeout_ms = 120000;  // connecting and loading the model (slow boards, big models)
   int load_timeout_ms = 60000;    // a worker loading and packing a new plan's layers
   // A PSK or key pair (dist/runtime/handshake.h): every worker must authenticate and every frame
