@@ -4,6 +4,7 @@
 #include <cstring>
 #include <random>
 
+#include "kernels/cache.h"
 #include "kernels/gemm.h"
 #include "tests/helpers.h"
 
@@ -122,4 +123,17 @@ TEST_CASE("kernel dispatch picks the best ISA this CPU runs") {
   CHECK(want == kernels::Isa::neon);
 #endif
   CHECK_THROWS(kernels::parse_isa("sse9"));
+}
+
+TEST_CASE("evict_from_caches leaves every byte as it was, at any alignment and length") {
+  std::mt19937 rng(5);
+  std::vector<uint8_t> buf(1 << 16);
+  for (auto& b : buf) b = uint8_t(rng());
+  const std::vector<uint8_t> want = buf;
+  for (int t = 0; t < 200; ++t) {
+    const size_t at = rng() % buf.size(), n = rng() % (buf.size() - at + 1);
+    eb::kernels::evict_from_caches(buf.data() + at, n);
+  }
+  eb::kernels::evict_from_caches(nullptr, 100);
+  CHECK(buf == want);
 }

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "core/layers/conv2d.h"
+#include "kernels/cache.h"
 
 namespace eb {
 
@@ -180,6 +181,13 @@ bool FullyConnected::forward_channels(const Band& in, int c0, int c1, float* out
   kernels::gemv_range(in.row(0), p->b, size_t(c0 - p->first), size_t(c1 - p->first), out,
                       act_ == Activation::none ? nullptr : &mm);
   return true;
+}
+
+void FullyConnected::evict_weights() const {
+  const auto p = std::atomic_load(&packed_);
+  if (!p) return;
+  kernels::evict_from_caches(p->b.w.get(), p->b.panels * p->b.nr * p->b.k * sizeof(float));
+  kernels::evict_from_caches(p->b.bias.get(), p->b.n * sizeof(float));
 }
 
 std::vector<Param> FullyConnected::params() {

@@ -15,6 +15,7 @@ class FullyConnected : public Layer {
   double flops(RowRange) const override { return 2.0 * in_ * out_; }
   void forward(const std::vector<const Band*>& in, Band& out) const override;
   bool forward_channels(const Band& in, int c0, int c1, float* out) const override;
+  void evict_weights() const override;
   bool splits_channels() const override { return true; }
   std::vector<Param> params() override;
   std::vector<Param> param_shapes() override {

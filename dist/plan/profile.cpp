@@ -147,6 +147,7 @@ DeviceProfile measure_profile(const Graph& g, const std::string& name, int reps,
       g.for_each_slice(n, [&](int c0, int c1) {
         std::vector<double> t;
         for (int r = 0; r < reps + 1; ++r) {
+          node.layer->evict_weights();  // from memory, as in a plan (Layer::evict_weights)
           const auto t0 = std::chrono::steady_clock::now();
           node.layer->forward_channels(*in_ptrs[0], c0, c1, o.data() + c0);
           if (r) t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
@@ -168,6 +169,7 @@ DeviceProfile measure_profile(const Graph& g, const std::string& name, int reps,
       Band ob{Tensor::uninitialized({rows, out.w, out.c}), 0};
       std::vector<double> t;
       for (int r = 0; r < reps + 1; ++r) {
+        node.layer->evict_weights();
         const auto t0 = std::chrono::steady_clock::now();
         node.layer->forward(in_ptrs, ob);
         if (r) t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
