@@ -1133,6 +1133,39 @@ TEST_CASE("dist faults: a stalled worker is dropped after the timeout") {
   check_call_survives(host, *g, "stalled");
 }
 
+TEST_CASE("dist faults: a worker stalled in a whole image is dropped after the timeout plus the plan's allowance") {
+  auto g = shared_synthetic("vgg16:64");
+  // A fake worker: answers the ping behind the plan (its layers are "loaded"), then sends no row.
+  FakeWorker fake(g->model, 1, [](Peer& peer, const Message& m) {
+    if (m.type == MsgType::ping) peer.send(MsgType::pong, m.id, Json::object());
+    return true;
+  });
+  const Cluster c = estimated(*g, 2, "10gbit,0.01ms");
+  Plan p = make_plan(*g, c, Scheme::halp, 1);
+  REQUIRE(p.devices == 2);
+  p.batch = 2;  // image 0 whole on the worker, image 1 on the host
+  for (int d : {1, 0}) p.image_plans.push_back(whole_image_plan(*g, p, d));
+  simulate(*g, c, p);
+  p.predicted_ms = 300;  // the worker may be silent 600 ms beyond the timeout
+  RuntimeOptions ro;
+  ro.timeout_ms = 100;
+  HostRuntime host(g, synthetic_hash(g->model), {fake.addr()}, ro);
+  std::mt19937 rng(35);
+  const std::vector<Tensor> images{ref::random_tensor(g->input, rng), ref::random_tensor(g->input, rng)};
+  InferStats st;
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto got = host.infer(images, p, &st);
+  const double waited_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  CHECK(waited_ms >= 700);  // not dropped at the bare timeout
+  CHECK(st.faults == 1);
+  REQUIRE(!st.fault_messages.empty());
+  CAPTURE(st.fault_messages[0]);
+  CHECK(st.fault_messages[0].find("stalled") != std::string::npos);
+  CHECK(st.fault_messages[0].find(fake.addr()) != std::string::npos);  // the culprit, named
+  for (size_t i = 0; i < images.size(); ++i) CHECK(ref::bit_equal(got[i], g->forward(images[i])));
+  CHECK(host.alive() == 0);
+}
+
 TEST_CASE(
     "dist faults: a malformed error frame from a worker is a fault, in a call and in a ping") {
   auto g = shared_synthetic("mobilenet_v1:0.25:128");
