@@ -129,22 +129,21 @@ PlanWork plan_work(const eb::dist::Plan& p) {
   used[0] = true;
   double host_share = 0;
   // A batch's image plans (whole and split images): the union of their devices, the mean share.
-  std::vector<const eb::dist::Plan*> plans{&p};
-  if (!p.image_plans.empty()) plans.clear();
-  for (const auto& ip : p.image_plans) plans.push_back(&ip);
-  for (const eb::dist::Plan* ip : plans) {
+  const size_t plans = std::max<size_t>(1, p.image_plans.size());
+  for (size_t i = 0; i < plans; ++i) {
+    const eb::dist::Plan& ip = p.for_image(i);
     double host = 0, all = 0;
-    for (const auto& b : ip->blocks)
+    for (const auto& b : ip.blocks)
       for (size_t d = 0; d < b.zones.size(); ++d)
         for (const auto& r : b.zones[d]) {
           if (!r.empty()) used[d] = true;
           all += r.size();
           if (d == 0) host += r.size();
         }
-    for (const auto& t : ip->tail_slices)
+    for (const auto& t : ip.tail_slices)
       for (size_t d = 0; d < t.size(); ++d)
         if (!t[d].empty()) used[d] = true;
-    host_share += (all > 0 ? host / all : 1.0) / double(plans.size());
+    host_share += (all > 0 ? host / all : 1.0) / double(plans);
   }
   return {int(std::count(used.begin(), used.end(), true)), host_share};
 }

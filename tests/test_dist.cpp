@@ -48,6 +48,16 @@ Cluster estimated(const Graph& g, int n, const std::string& link = "1gbit,0.1ms"
   return c;
 }
 
+// A batch plan with image i whole on device devices[i] (the host is 0), simulated.
+Plan whole_images_plan(const Graph& g, const Cluster& c, const std::vector<int>& devices) {
+  Plan p = make_plan(g, c, Scheme::halp, 1);
+  REQUIRE(p.devices == int(c.devices.size()));
+  p.batch = int(devices.size());
+  for (int d : devices) p.image_plans.push_back(whole_image_plan(g, p, d));
+  simulate(g, c, p);
+  return p;
+}
+
 std::vector<uint8_t> with_json(std::vector<uint8_t> frame, const std::string& json) {
   const size_t at = frame.size();
   frame.resize(at + json.size());
@@ -338,14 +348,9 @@ TEST_CASE("dist loopback: a worker computing whole images is waited for beyond t
   std::mt19937 rng(34);
   std::vector<Tensor> images;
   for (int i = 0; i < 4; ++i) images.push_back(ref::random_tensor(g->input, rng));
-  const Cluster c = estimated(*g, 2, "10gbit,0.01ms");
-  Plan p = make_plan(*g, c, Scheme::halp, 1);
-  REQUIRE(p.devices == 2);
   // Three images whole on the worker, queued there at once, the last on the host: the host waits
   // for image 0 first, then 1 and 2, each a whole inference with nothing sent meanwhile.
-  p.batch = 4;
-  for (int d : {1, 1, 1, 0}) p.image_plans.push_back(whole_image_plan(*g, p, d));
-  simulate(*g, c, p);
+  const Plan p = whole_images_plan(*g, estimated(*g, 2, "10gbit,0.01ms"), {1, 1, 1, 0});
   REQUIRE(p.whole_image_silence_ms(0) > 10);
   LocalWorkers w(1);
   RuntimeOptions ro;
@@ -1140,12 +1145,8 @@ TEST_CASE("dist faults: a worker stalled in a whole image is dropped after the t
     if (m.type == MsgType::ping) peer.send(MsgType::pong, m.id, Json::object());
     return true;
   });
-  const Cluster c = estimated(*g, 2, "10gbit,0.01ms");
-  Plan p = make_plan(*g, c, Scheme::halp, 1);
-  REQUIRE(p.devices == 2);
-  p.batch = 2;  // image 0 whole on the worker, image 1 on the host
-  for (int d : {1, 0}) p.image_plans.push_back(whole_image_plan(*g, p, d));
-  simulate(*g, c, p);
+  // Image 0 whole on the worker, image 1 on the host.
+  Plan p = whole_images_plan(*g, estimated(*g, 2, "10gbit,0.01ms"), {1, 0});
   p.predicted_ms = 300;  // the worker may be silent 600 ms beyond the timeout
   RuntimeOptions ro;
   ro.timeout_ms = 100;

@@ -88,8 +88,9 @@ RowRange computable_rows(const Graph& g, int first, int last, RowRange want,
 
 // One step of a plan's execution, in order: stage b < blocks.size() is block b; stage
 // blocks.size() + j is tail layer j (its input is gathered to the host and, for a split tail
-// layer, sent on to the secondaries; not where one worker computes the image whole). A type of its own, so that a stage is never taken for a
-// block or a tail layer index: Plan converts between them.
+// layer, sent on to the secondaries; not where one worker computes the image whole). A type of
+// its own, so that a stage is never taken for a block or a tail layer index: Plan converts
+// between them.
 struct Stage {
   int index = 0;
   bool operator==(Stage o) const { return index == o.index; }

@@ -364,8 +364,9 @@ void HostRuntime::Call::receive(const Message& m) {
 bool HostRuntime::Call::input_ready(uint64_t img, Stage s) const {
   const Plan& plan = plan_.for_image(img - base_);
   const int in = plan.input_node(s);
-  if (plan.is_tail(s) && plan.tail_layer(s) == 0 && !host_gathers_tail_input(*h_.g_, plan)) return true;
-  if (plan.is_tail(s)) return store_.holds(img, in, {0, h_.g_->shape_of(in).h});
+  if (plan.is_tail(s))  // the whole input, unless a whole image's worker keeps the first layer's
+    return (plan.tail_layer(s) == 0 && !host_gathers_tail_input(*h_.g_, plan)) ||
+           store_.holds(img, in, {0, h_.g_->shape_of(in).h});
   const BlockPlan& bp = plan.blocks[size_t(s.index)];
   for (const RowRange& z : bp.zones[0])
     if (!store_.holds(img, in, h_.g_->block_needs(bp.first, bp.last, z)[0])) return false;
