@@ -625,8 +625,8 @@ bool holds_whole_slice(const Graph& g, const Plan& p, int j, int d) {
 }
 
 bool host_gathers_tail_input(const Graph& g, const Plan& p) {
-  const int d = p.sole_device();
-  return p.gather_every_block || !(d > 0 && holds_whole_slice(g, p, 0, d));
+  const int w = p.whole_image_worker();
+  return p.gather_every_block || !(w && holds_whole_slice(g, p, 0, w));
 }
 
 int Plan::sole_device() const {

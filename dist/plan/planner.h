@@ -13,6 +13,7 @@
 //            optionally (Cluster::edge_first) rows others need are computed first so transfers
 //            overlap compute, and the host share is optimised. Blocks by the same DP.
 #pragma once
+#include <algorithm>
 #include <functional>
 #include <string>
 #include <vector>
@@ -147,13 +148,16 @@ struct Plan {
   }
   // The device that computes every block of this plan alone (a whole image's plan), or -1.
   int sole_device() const;
+  // The worker (device >= 1) that computes this plan's image whole, or 0: none (the image is
+  // split, or the host's own). Such a worker sends nothing until its result.
+  int whole_image_worker() const { return std::max(sole_device(), 0); }
   // Whether every image plan has this plan's devices and blocks and no image plans of its own
   // (what the host and the wire parser both require).
   bool image_plans_match() const;
   // How long image i's device may predictably send nothing: a worker computing the image whole
   // sends only its result, perhaps after whole images of its own before it, so within the
   // batch's predicted span (0 where devices exchange rows block by block, or the host computes).
-  double whole_image_silence_ms(size_t i) const { return for_image(i).sole_device() > 0 ? predicted_ms : 0; }
+  double whole_image_silence_ms(size_t i) const { return for_image(i).whole_image_worker() ? predicted_ms : 0; }
   Json to_json(const Graph& g) const;
 
   // Stages the devices run together; the rest of the tail is the host's alone.

@@ -259,7 +259,7 @@ struct Sim {
     std::vector<double> in(n, st);
     // A device that ran the whole image holds the first layer's input once its blocks are done,
     // and one that computed a whole layer holds the next one's.
-    if (j == 0 && v->sole_device() > 0) in[size_t(v->sole_device())] = end_prev[size_t(v->sole_device())];
+    if (const size_t w = size_t(v->whole_image_worker()); j == 0 && w) in[w] = end_prev[w];
     for (size_t d = 1; j > 0 && d < n; ++d)
       if (holds_whole_slice(g, *v, j - 1, int(d))) in[d] = cpu[d];
     for (const Transfer& t : v->transfers) {
@@ -306,7 +306,7 @@ struct Sim {
     for (int i = 0; i < p.batch; ++i) {
       img = i;
       v = &p.for_image(size_t(i));
-      if (v->sole_device() > 0) inputs_first[size_t(i)] = send_block_inputs(0);
+      if (v->whole_image_worker()) inputs_first[size_t(i)] = send_block_inputs(0);
     }
   }
 

@@ -235,7 +235,7 @@ void HostRuntime::Call::run(std::vector<Tensor>& out) {
   // Images that run whole on a worker get theirs at once (at most kMaxWholeImages each): the
   // host computes its own meanwhile. Split images' rows go out one image ahead, as ever.
   for (size_t i = 0; i < images_.size(); ++i)
-    if (plan_.for_image(i).sole_device() > 0) send_ready(i);
+    if (plan_.for_image(i).whole_image_worker()) send_ready(i);
   for (; done_ < images_.size(); ++done_) {
     out[done_] = run_image(done_);
     store_.drop(base_ + done_);
