@@ -1,10 +1,14 @@
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
+#include <future>
 #include <mutex>
 #include <random>
 #include <stdexcept>
@@ -277,6 +281,41 @@ TEST_CASE("compute dilation: devices taking turns never compute at once, and sti
   CHECK(dilation_turns() == lock);
   // Waiting for the turn is part of the stretch: still at least factor x the CPU time.
   CHECK(ratio >= factor);
+  std::remove(lock.c_str());
+}
+
+TEST_CASE("compute dilation: only layers wait for the turn, not a frame's data-path work") {
+  DilationGuard restore;
+  struct TurnsGuard {
+    ~TurnsGuard() { set_dilation_turns(""); }
+  } turns_off;
+  const std::string lock = "/tmp/edgeband_turns_dp_test_" + std::to_string(::getpid()) + ".lock";
+  set_compute_dilation(2.0);
+  set_dilation_turns(lock);
+  // Another device holds the turn (its own open file description, as another process's).
+  const int other = ::open(lock.c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(other >= 0);
+  REQUIRE(::flock(other, LOCK_EX) == 0);
+  auto section = [](Work w) {
+    return std::async(std::launch::async, [w] {
+      DilatedSection s(section_of(w));
+      volatile double sink = 0;
+      for (int i = 0; i < 100000; ++i) sink = sink + std::sqrt(double(i));
+    });
+  };
+  // A frame's checksum, encryption and encoding run meanwhile (on a board, on another core).
+  // (Every future is joined only after the turn is released, so a failure cannot hang.)
+  std::vector<std::future<void>> data_path;
+  for (Work w : {Work::seal, Work::open, Work::encode, Work::decode}) {
+    data_path.push_back(section(w));
+    CHECK(data_path.back().wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+  }
+  // A layer waits until the turn is released: it cannot finish while it is held.
+  std::future<void> layer = section(Work::layer);
+  CHECK(layer.wait_for(std::chrono::milliseconds(300)) == std::future_status::timeout);
+  ::flock(other, LOCK_UN);
+  CHECK(layer.wait_for(std::chrono::seconds(20)) == std::future_status::ready);
+  ::close(other);
   std::remove(lock.c_str());
 }
 
