@@ -228,15 +228,23 @@ HostRuntime::Call::Call(HostRuntime& h, const std::vector<Tensor>& images, const
   h_.next_image_ += images.size();
 }
 
+std::vector<size_t> whole_images_leaving_at(const Plan& p, size_t images, size_t i) {
+  const size_t round = std::max<size_t>(1, p.image_plans.size());
+  std::vector<size_t> leaving;
+  for (size_t j = i; i % round == 0 && j < std::min(images, i + round); ++j)
+    if (p.for_image(j).whole_image_worker()) leaving.push_back(j);
+  return leaving;
+}
+
 void HostRuntime::Call::run(std::vector<Tensor>& out) {
   send_plan();
   for (size_t i = 0; i < images_.size(); ++i)
     store_.put(base_ + i, -1, {0, images_[i].h()}, images_[i].data());
-  // Images that run whole on a worker get theirs at once (at most kMaxWholeImages each): the
-  // host computes its own meanwhile. Split images' rows go out one image ahead, as ever.
-  for (size_t i = 0; i < images_.size(); ++i)
-    if (plan_.for_image(i).whole_image_worker()) send_ready(i);
+  // Images that run whole on a worker get theirs at the start of their round (at most
+  // kMaxWholeImages each): the host computes its own meanwhile. Split images' rows go out one
+  // image ahead, as ever.
   for (; done_ < images_.size(); ++done_) {
+    for (size_t i : whole_images_leaving_at(plan_, images_.size(), done_)) send_ready(i);
     out[done_] = run_image(done_);
     store_.drop(base_ + done_);
   }

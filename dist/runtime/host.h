@@ -113,6 +113,13 @@ class HostRuntime {
 // delay of the others. Throws if no link was measured.
 std::vector<LinkModel> planning_links(const std::vector<MeasuredLink>& links);
 
+// The images of a call of `images` that leave whole for their workers as the host starts image
+// i: at the start of each round of the batch plan (its image_plans, whole images first), that
+// round's whole images on workers; none otherwise. Not every round's at once: a worker computes
+// in the order frames arrive, so a later round's whole image would run before this round's split
+// image, whose rows the host waits for with the bare timeout.
+std::vector<size_t> whole_images_leaving_at(const Plan& p, size_t images, size_t i);
+
 // Chrome trace-event JSON (Perfetto / chrome://tracing): one track per device.
 Json chrome_trace(const InferStats& st, int devices);
 // The same for a plan's simulated timeline, so predicted and measured runs open side by side.
