@@ -365,29 +365,31 @@ TEST_CASE("dist loopback: a worker computing whole images is waited for beyond t
 TEST_CASE("dist: whole images leave for their workers a round of the batch plan at a time") {
   auto g = shared_synthetic("vgg16:64");
   const Cluster c = estimated(*g, 3, "10gbit,0.01ms");
-  // A round: image 0 whole on the host, 1 and 2 on the workers, 3 split.
+  // A pass: image 0 whole on the host, 1 and 2 on the workers, 3 split.
   Plan p = whole_images_plan(*g, c, {0, 1, 2});
   p.image_plans.push_back(make_plan(*g, c, Scheme::halp, 1));
   p.batch = 4;
+  simulate(*g, c, p);
   REQUIRE(p.image_plans_match());
   using V = std::vector<size_t>;
-  // Nine images: two whole rounds and one image of a third. Workers' whole images leave as their
-  // round starts, never a later round's before this round's split image is done.
+  // Nine images: two whole passes and one image of a third. Workers' whole images leave as their
+  // pass starts, never a later pass's before this pass's split image is done.
   CHECK(whole_images_leaving_at(p, 9, 0) == V{1, 2});
   for (size_t i : {1, 2, 3, 5, 6, 7}) CHECK(whole_images_leaving_at(p, 9, i).empty());
   CHECK(whole_images_leaving_at(p, 9, 4) == V{5, 6});
   CHECK(whole_images_leaving_at(p, 9, 8).empty());  // image 8 is the host's own
-  CHECK(whole_images_leaving_at(p, 6, 4) == V{5});  // a short last round
+  CHECK(whole_images_leaving_at(p, 6, 4) == V{5});  // a short last pass
   // A plan without image plans runs every image split: nothing leaves whole.
   CHECK(whole_images_leaving_at(make_plan(*g, c, Scheme::halp, 1), 3, 0).empty());
 }
 
-TEST_CASE("dist loopback: more images than the batch plan run round after round, equal to local") {
+TEST_CASE("dist loopback: more images than the batch plan run pass after pass, equal to local") {
   auto g = shared_synthetic("vgg16:64");
   const Cluster c = estimated(*g, 3, "10gbit,0.01ms");
   Plan p = whole_images_plan(*g, c, {0, 1, 2});  // and a split fourth image
   p.image_plans.push_back(make_plan(*g, c, Scheme::halp, 1));
   p.batch = 4;
+  simulate(*g, c, p);
   std::mt19937 rng(36);
   std::vector<Tensor> images;
   for (int i = 0; i < 6; ++i) images.push_back(ref::random_tensor(g->input, rng));
@@ -397,6 +399,19 @@ TEST_CASE("dist loopback: more images than the batch plan run round after round,
   const auto got = host.infer(images, p, &st);
   CHECK(st.faults == 0);
   for (size_t i = 0; i < images.size(); ++i) CHECK(ref::bit_equal(got[i], g->forward(images[i])));
+  // The second pass's first worker image (5) left only after the first pass's split image (3)
+  // was back: sent at the start, it would have run on worker 1 before image 3's rows.
+  uint64_t first = ~0ull;  // image 1: the first with a frame (image 0 is the host's own)
+  for (const InferStats::Wire& w : st.wires) first = std::min(first, w.image);
+  const uint64_t split = first + 2, next = first + 4;
+  int64_t split_back = 0, next_out = INT64_MAX;
+  for (const InferStats::Wire& w : st.wires) {
+    if (w.image == split && w.dst == 0) split_back = std::max(split_back, w.t0_us);
+    if (w.image == next && w.src == 0) next_out = std::min(next_out, w.t0_us);
+  }
+  REQUIRE(split_back > 0);
+  REQUIRE(next_out < INT64_MAX);
+  CHECK(next_out >= split_back);
 }
 
 TEST_CASE("dist loopback: a split FC tail (every device a slice of fc6..fc8) is exact, fp32 and fp16") {

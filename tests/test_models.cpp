@@ -310,11 +310,13 @@ TEST_CASE("compute dilation: only layers wait for the turn, not a frame's data-p
     data_path.push_back(section(w));
     CHECK(data_path.back().wait_for(std::chrono::seconds(10)) == std::future_status::ready);
   }
-  // A layer waits until the turn is released: it cannot finish while it is held.
-  std::future<void> layer = section(Work::layer);
+  // A layer, or the planner, waits until the turn is released: neither finishes while it is held.
+  std::future<void> layer = section(Work::layer), plan = section(Work::plan);
   CHECK(layer.wait_for(std::chrono::milliseconds(300)) == std::future_status::timeout);
+  CHECK(plan.wait_for(std::chrono::milliseconds(1)) == std::future_status::timeout);
   ::flock(other, LOCK_UN);
   CHECK(layer.wait_for(std::chrono::seconds(20)) == std::future_status::ready);
+  CHECK(plan.wait_for(std::chrono::seconds(20)) == std::future_status::ready);
   ::close(other);
   std::remove(lock.c_str());
 }

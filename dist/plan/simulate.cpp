@@ -300,7 +300,8 @@ struct Sim {
   }
 
   // A batch plan with image plans: the host sends the input of every image a worker runs whole
-  // at once, so that those devices start together (HostRuntime's Call::run).
+  // in this pass through them at once, so that those devices start together (HostRuntime's
+  // Call::run, whole_images_leaving_at).
   void send_inputs_first() {
     inputs_first.resize(size_t(p.batch));
     for (int i = 0; i < p.batch; ++i) {

@@ -229,9 +229,9 @@ HostRuntime::Call::Call(HostRuntime& h, const std::vector<Tensor>& images, const
 }
 
 std::vector<size_t> whole_images_leaving_at(const Plan& p, size_t images, size_t i) {
-  const size_t round = std::max<size_t>(1, p.image_plans.size());
+  const size_t pass = std::max<size_t>(1, p.image_plans.size());
   std::vector<size_t> leaving;
-  for (size_t j = i; i % round == 0 && j < std::min(images, i + round); ++j)
+  for (size_t j = i; i % pass == 0 && j < std::min(images, i + pass); ++j)
     if (p.for_image(j).whole_image_worker()) leaving.push_back(j);
   return leaving;
 }
@@ -240,9 +240,9 @@ void HostRuntime::Call::run(std::vector<Tensor>& out) {
   send_plan();
   for (size_t i = 0; i < images_.size(); ++i)
     store_.put(base_ + i, -1, {0, images_[i].h()}, images_[i].data());
-  // Images that run whole on a worker get theirs at the start of their round (at most
-  // kMaxWholeImages each): the host computes its own meanwhile. Split images' rows go out one
-  // image ahead, as ever.
+  // Images that run whole on a worker get theirs at the start of their pass through the image
+  // plans (at most kMaxWholeImages each): the host computes its own meanwhile. Split images'
+  // rows go out one image ahead, as ever.
   for (; done_ < images_.size(); ++done_) {
     for (size_t i : whole_images_leaving_at(plan_, images_.size(), done_)) send_ready(i);
     out[done_] = run_image(done_);
@@ -392,7 +392,9 @@ Tensor HostRuntime::Call::run_image(size_t i) {
   const Plan& plan = plan_.for_image(i);
   if (plan_.devices > 1) {
     send_ready(i);
-    if (i + 1 < images_.size()) send_ready(i + 1);  // next image's scatter overlaps this one
+    // The next image's scatter overlaps this one; not a worker's whole image, which leaves at the
+    // start of its pass (whole_images_leaving_at).
+    if (i + 1 < images_.size() && !plan_.for_image(i + 1).whole_image_worker()) send_ready(i + 1);
   }
   auto wait_for_input = [&](Stage s) {
     pump_until(i, s, [&] { return input_ready(img, s); }, [&] { return rows_culprit(img, s); });

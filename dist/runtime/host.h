@@ -114,10 +114,12 @@ class HostRuntime {
 std::vector<LinkModel> planning_links(const std::vector<MeasuredLink>& links);
 
 // The images of a call of `images` that leave whole for their workers as the host starts image
-// i: at the start of each round of the batch plan (its image_plans, whole images first), that
-// round's whole images on workers; none otherwise. Not every round's at once: a worker computes
-// in the order frames arrive, so a later round's whole image would run before this round's split
-// image, whose rows the host waits for with the bare timeout.
+// i: at the start of each pass through the batch plan's image plans, that pass's whole images on
+// workers; none otherwise (nor does an earlier image send them on ahead). Not every pass's at
+// once: a worker computes in the order frames arrive, so a later pass's whole image would run
+// before this pass's split image, whose rows the host waits for with the bare timeout. (Within a
+// pass the planner puts the whole images first: a split image before a worker's whole one would
+// wait behind it.)
 std::vector<size_t> whole_images_leaving_at(const Plan& p, size_t images, size_t i);
 
 // Chrome trace-event JSON (Perfetto / chrome://tracing): one track per device.

@@ -159,11 +159,12 @@ void reset_dilation_totals() {
 DilatedSection::DilatedSection(const ComputeSection& work) : factor_(g_factor.load()), work_(work) {
   if (factor_ <= 1.0) return;
   wall0_ns_ = clock_ns(CLOCK_MONOTONIC);
-  // The outermost layer section of this thread takes the turn; the wait is part of the stretch.
-  // Data-path work (a frame's checksum, encryption, encoding) does not: on a board it runs on
-  // another core beside the compute thread, and waiting here for another device's layer held
-  // every frame back by up to a layer's CPU time (VGG-16 HALP, 3 devices: 2.13x -> 2.28x).
-  if (!t_turns.held && work_.work == Work::layer) {
+  // The outermost heavy section of this thread (a layer, the planner) takes the turn; the wait is
+  // part of the stretch. A frame's work does not: its checksum or encryption runs on the
+  // connection's thread, on a core of its own on a board, and its encoding and decoding are short
+  // copies on the compute thread. Waiting for another device's layer held every frame back by up
+  // to that layer's CPU time (VGG-16 HALP, 3 devices: median 2.13x -> 2.28x).
+  if (!t_turns.held && (work_.work == Work::layer || work_.work == Work::plan)) {
     const int fd = t_turns.get();
     if (fd >= 0) {
       while (::flock(fd, LOCK_EX) != 0 && errno == EINTR) {

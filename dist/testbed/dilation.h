@@ -23,8 +23,9 @@ void set_compute_dilation(double factor);
 double compute_dilation();
 
 // Emulated devices sharing one machine take turns to compute: a section holds an exclusive
-// flock on `lock_file` while it computes a layer (not while it sleeps; data-path work, small and
-// on its own core on a board, never waits for a turn). Without turns, devices whose
+// flock on `lock_file` while it computes a layer or plans (not while it sleeps; a frame's
+// checksum, encryption, encoding and decoding, small and partly on a core of their own on a
+// board, never wait for a turn). Without turns, devices whose
 // sections coincide (every device of a HALP block starts together) share this machine's caches
 // and memory bus, which separate boards do not: a fully connected layer's channel slices,
 // streamed by two devices at once, took 1.5x their CPU time alone. Waiting for the turn counts
