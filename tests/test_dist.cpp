@@ -402,12 +402,12 @@ TEST_CASE("dist loopback: more images than the batch plan run pass after pass, e
   // The second pass's first worker image (5) left only after the first pass's split image (3)
   // was back: sent at the start, it would have run on worker 1 before image 3's rows.
   uint64_t first = ~0ull;  // image 1: the first with a frame (image 0 is the host's own)
-  for (const InferStats::Wire& w : st.wires) first = std::min(first, w.image);
+  for (const InferStats::Wire& wire : st.wires) first = std::min(first, wire.image);
   const uint64_t split = first + 2, next = first + 4;
   int64_t split_back = 0, next_out = INT64_MAX;
-  for (const InferStats::Wire& w : st.wires) {
-    if (w.image == split && w.dst == 0) split_back = std::max(split_back, w.t0_us);
-    if (w.image == next && w.src == 0) next_out = std::min(next_out, w.t0_us);
+  for (const InferStats::Wire& wire : st.wires) {
+    if (wire.image == split && wire.dst == 0) split_back = std::max(split_back, wire.t0_us);
+    if (wire.image == next && wire.src == 0) next_out = std::min(next_out, wire.t0_us);
   }
   REQUIRE(split_back > 0);
   REQUIRE(next_out < INT64_MAX);
