@@ -48,12 +48,14 @@ Cluster estimated(const Graph& g, int n, const std::string& link = "1gbit,0.1ms"
   return c;
 }
 
-// A batch plan with image i whole on device devices[i] (the host is 0), simulated.
+// A batch plan with image i whole on device devices[i] (the host is 0), or split by the
+// single-image HALP plan where devices[i] is -1, simulated.
 Plan whole_images_plan(const Graph& g, const Cluster& c, const std::vector<int>& devices) {
   Plan p = make_plan(g, c, Scheme::halp, 1);
   REQUIRE(p.devices == int(c.devices.size()));
+  const Plan split = p;
   p.batch = int(devices.size());
-  for (int d : devices) p.image_plans.push_back(whole_image_plan(g, p, d));
+  for (int d : devices) p.image_plans.push_back(d < 0 ? split : whole_image_plan(g, split, d));
   simulate(g, c, p);
   return p;
 }
@@ -318,18 +320,8 @@ TEST_CASE("dist loopback: a batch run with images whole on each device (image pl
   std::vector<Tensor> images, want;
   for (int i = 0; i < 5; ++i) images.push_back(ref::random_tensor(g->input, rng));
   for (const Tensor& im : images) want.push_back(g->forward(im));
-  const Cluster c = estimated(*g, 3, "10gbit,0.01ms");
-  Plan p = make_plan(*g, c, Scheme::halp, 1);
-  REQUIRE(p.devices == 3);
   // Images 0-2 whole on devices 2, 0, 1 (the workers' before the host's), images 3-4 split.
-  p.batch = 5;
-  for (int d : {2, 0, 1}) p.image_plans.push_back(whole_image_plan(*g, p, d));
-  Plan split = p;
-  split.image_plans.clear();
-  split.batch = 1;
-  p.image_plans.push_back(split);
-  p.image_plans.push_back(split);
-  simulate(*g, c, p);
+  const Plan p = whole_images_plan(*g, estimated(*g, 3, "10gbit,0.01ms"), {2, 0, 1, -1, -1});
   LocalWorkers w(2);
   HostRuntime host(g, synthetic_hash("vgg16:64"), w.addrs, {});
   for (int call = 0; call < 2; ++call) {  // a second call's images have other ids
@@ -362,14 +354,11 @@ TEST_CASE("dist loopback: a worker computing whole images is waited for beyond t
   for (size_t i = 0; i < images.size(); ++i) CHECK(ref::bit_equal(got[i], g->forward(images[i])));
 }
 
-TEST_CASE("dist: whole images leave for their workers a round of the batch plan at a time") {
+TEST_CASE("dist: whole images leave for their workers a pass of the batch plan at a time") {
   auto g = shared_synthetic("vgg16:64");
   const Cluster c = estimated(*g, 3, "10gbit,0.01ms");
   // A pass: image 0 whole on the host, 1 and 2 on the workers, 3 split.
-  Plan p = whole_images_plan(*g, c, {0, 1, 2});
-  p.image_plans.push_back(make_plan(*g, c, Scheme::halp, 1));
-  p.batch = 4;
-  simulate(*g, c, p);
+  const Plan p = whole_images_plan(*g, c, {0, 1, 2, -1});
   REQUIRE(p.image_plans_match());
   using V = std::vector<size_t>;
   // Nine images: two whole passes and one image of a third. Workers' whole images leave as their
@@ -385,11 +374,7 @@ TEST_CASE("dist: whole images leave for their workers a round of the batch plan 
 
 TEST_CASE("dist loopback: more images than the batch plan run pass after pass, equal to local") {
   auto g = shared_synthetic("vgg16:64");
-  const Cluster c = estimated(*g, 3, "10gbit,0.01ms");
-  Plan p = whole_images_plan(*g, c, {0, 1, 2});  // and a split fourth image
-  p.image_plans.push_back(make_plan(*g, c, Scheme::halp, 1));
-  p.batch = 4;
-  simulate(*g, c, p);
+  const Plan p = whole_images_plan(*g, estimated(*g, 3, "10gbit,0.01ms"), {0, 1, 2, -1});
   std::mt19937 rng(36);
   std::vector<Tensor> images;
   for (int i = 0; i < 6; ++i) images.push_back(ref::random_tensor(g->input, rng));

@@ -178,7 +178,10 @@ int64_t clock_ns(clockid_t id) {
   clock_gettime(id, &ts);
   return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
 }
-// Restores the process-wide dilation however the test case ends.
+// Restore the process-wide dilation, and turn its turns off, however the test case ends.
+struct TurnsOff {
+  ~TurnsOff() { set_dilation_turns(""); }
+};
 struct DilationGuard {
   ~DilationGuard() { set_compute_dilation(1.0); }
 };
@@ -228,9 +231,7 @@ TEST_CASE("compute dilation: sections last at least factor x their CPU time, tin
 
 TEST_CASE("compute dilation: devices taking turns never compute at once, and still stretch") {
   DilationGuard restore;
-  struct TurnsGuard {
-    ~TurnsGuard() { set_dilation_turns(""); }
-  } turns_off;
+  TurnsOff turns_off;
   CHECK_THROWS_WITH_AS(set_dilation_turns("/nonexistent-dir/turns.lock"),
                        doctest::Contains("/nonexistent-dir/turns.lock"), std::runtime_error);
   CHECK(dilation_turns().empty());
@@ -286,9 +287,7 @@ TEST_CASE("compute dilation: devices taking turns never compute at once, and sti
 
 TEST_CASE("compute dilation: only layers wait for the turn, not a frame's data-path work") {
   DilationGuard restore;
-  struct TurnsGuard {
-    ~TurnsGuard() { set_dilation_turns(""); }
-  } turns_off;
+  TurnsOff turns_off;
   const std::string lock = "/tmp/edgeband_turns_dp_test_" + std::to_string(::getpid()) + ".lock";
   set_compute_dilation(2.0);
   set_dilation_turns(lock);

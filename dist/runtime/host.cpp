@@ -231,7 +231,8 @@ HostRuntime::Call::Call(HostRuntime& h, const std::vector<Tensor>& images, const
 std::vector<size_t> whole_images_leaving_at(const Plan& p, size_t images, size_t i) {
   const size_t pass = std::max<size_t>(1, p.image_plans.size());
   std::vector<size_t> leaving;
-  for (size_t j = i; i % pass == 0 && j < std::min(images, i + pass); ++j)
+  if (i % pass != 0) return leaving;  // not the start of a pass
+  for (size_t j = i; j < std::min(images, i + pass); ++j)
     if (p.for_image(j).whole_image_worker()) leaving.push_back(j);
   return leaving;
 }
