@@ -26,6 +26,7 @@
 #include "dist/runtime/host.h"
 #include "dist/runtime/reply.h"
 #include "dist/plan/local_executor.h"
+#include "dist/runtime/palette_wire.h"
 #include "dist/runtime/sparse_wire.h"
 #include "dist/runtime/tcp.h"
 #include "dist/runtime/worker.h"
@@ -164,9 +165,9 @@ TEST_CASE("dist protocol: frames round-trip; corrupt, oversize and unknown frame
   bad[4] = 9;
   CHECK_THROWS_WITH_AS(decode_header(bad.data()), doctest::Contains("version"), ProtocolError);
   bad = h;
-  bad[4] = 4;  // a worker of the version before image plans names both versions
+  bad[4] = 5;  // a worker of the version before palette rows names both versions
   CHECK_THROWS_WITH_AS(decode_header(bad.data()),
-                       doctest::Contains("protocol version 4 not supported (this is 5)"),
+                       doctest::Contains("protocol version 5 not supported (this is 6)"),
                        ProtocolError);
   bad = h;
   bad[6] = 77;
@@ -528,6 +529,110 @@ TEST_CASE(
   CHECK_THROWS_AS(s.put_wire(2, m, z), ProtocolError);
 }
 
+TEST_CASE("dist protocol: palette rows (an image's) round-trip bit for bit; malformed ones are refused") {
+  std::mt19937 rng(39);
+  auto bits = [](float f) {
+    uint32_t b;
+    std::memcpy(&b, &f, 4);
+    return b;
+  };
+  auto from_bits = [](uint32_t b) {
+    float f;
+    std::memcpy(&f, &b, 4);
+    return f;
+  };
+  int encoded = 0, refused_levels = 0, refused = 0;
+  for (int ch = 1; ch <= kPaletteMaxChannels; ++ch)
+    for (size_t pixels : {size_t(1), size_t(2), size_t(63), size_t(1000), size_t(3000)})
+      for (size_t levels : {size_t(1), size_t(2), size_t(200), size_t(256), size_t(257)}) {
+        CAPTURE(ch);
+        CAPTURE(pixels);
+        CAPTURE(levels);
+        // Each channel its own levels: per-channel normalisation of 8-bit values, with -0.0 and
+        // NaN payloads among them (distinct by bits).
+        std::vector<std::vector<float>> lv(static_cast<size_t>(ch));
+        for (int c = 0; c < ch; ++c)
+          for (size_t k = 0; k < levels; ++k)
+            lv[size_t(c)].push_back(k == 0 ? -0.0f
+                                    : k == 1 ? from_bits(0x7fc00000u + uint32_t(c))
+                                             : (float(k) - 127.5f - float(c)) / (57.0f + float(c)));
+        const size_t n = pixels * size_t(ch);
+        std::vector<float> v(n);
+        std::vector<std::vector<bool>> used(size_t(ch), std::vector<bool>(levels, false));
+        for (size_t i = 0; i < n; ++i) {
+          const size_t c = i % size_t(ch), k = i / size_t(ch) < levels ? i / size_t(ch) : rng() % levels;
+          v[i] = lv[c][k];
+          used[c][k] = true;
+        }
+        size_t distinct = 0;
+        bool over = false;
+        for (int c = 0; c < ch; ++c) {
+          size_t u = 0;
+          for (bool b : used[size_t(c)]) u += b;
+          distinct += u;
+          over = over || u > 256;
+        }
+        const auto z = palette_encode(v.data(), n, ch);
+        if (over) {
+          CHECK_FALSE(z.has_value());
+          ++refused_levels;
+          continue;
+        }
+        REQUIRE(z.has_value());
+        CHECK(z->size() == 2 + size_t(ch) * 2 + 4 * distinct + n);
+        CHECK(z->size() <= palette_bytes(n, ch, 256));
+        std::vector<float> back(n, 7.0f);
+        palette_decode(z->data(), z->size(), back.data(), n, ch);
+        for (size_t i = 0; i < n; ++i) REQUIRE(bits(back[i]) == bits(v[i]));
+        ++encoded;
+        // Malformed forms are refused and leave the destination as it was.
+        const std::vector<float> sentinel(n, 3.0f);
+        auto refuse = [&](const std::vector<uint8_t>& bad, int channels) {
+          std::vector<float> dst = sentinel;
+          CHECK_THROWS_AS(palette_decode(bad.data(), bad.size(), dst.data(), n, channels), ProtocolError);
+          CHECK(dst == sentinel);
+          ++refused;
+        };
+        refuse(std::vector<uint8_t>(z->begin(), z->end() - 1), ch);  // truncated
+        std::vector<uint8_t> longer = *z;
+        longer.push_back(0);
+        refuse(longer, ch);  // a value too many
+        if (ch < kPaletteMaxChannels && n % size_t(ch + 1) == 0) refuse(*z, ch + 1);  // other channels
+        std::vector<uint8_t> empty = *z;  // channel 0's palette: 0 values
+        empty[2] = empty[3] = 0;
+        refuse(empty, ch);
+        std::vector<uint8_t> huge = *z;  // 257 values
+        huge[2] = 1, huge[3] = 1;
+        refuse(huge, ch);
+        const size_t k0 = size_t((*z)[2]) | size_t((*z)[3]) << 8;
+        if (k0 < 256) {  // an index past channel 0's palette
+          std::vector<uint8_t> past = *z;
+          past[z->size() - n] = uint8_t(k0);
+          refuse(past, ch);
+        }
+      }
+  CHECK(encoded == 4 * 5 * 5 - 8);  // 257 levels in 1000 or 3000 pixels: 4 x 2 refused
+  CHECK(refused_levels == 8);
+  CHECK(refused > 4 * encoded);
+  // The store takes palettes for the image's rows only: not a feature map's, not a slice.
+  const Graph& g = *shared_synthetic("vgg16:64");
+  FeatureStore s(g);
+  Json m = Json::object();
+  m["node"] = -1;
+  m["row0"] = 2;
+  m["rows"] = 1;
+  m["wire"] = "fp32p";
+  std::vector<float> row(g.input.row_size());
+  for (size_t i = 0; i < row.size(); ++i) row[i] = float(int(i % 251) - 125) / 127.0f;
+  const auto z = palette_encode(row.data(), row.size(), g.input.c);
+  REQUIRE(z.has_value());
+  CHECK_NOTHROW(s.put_wire(1, m, *z));
+  REQUIRE(s.holds(1, -1, {2, 3}));
+  CHECK(std::memcmp(s.row(1, -1, 2), row.data(), row.size() * 4) == 0);
+  m["node"] = 0;  // 64 channels
+  CHECK_THROWS_AS(s.put_wire(2, m, *z), ProtocolError);
+}
+
 TEST_CASE("dist protocol: channel slices are validated (range, overlap, size)") {
   const Graph& g = *shared_synthetic("vgg16:64");
   const int fc6 = g.spatial_end();
@@ -759,8 +864,11 @@ TEST_CASE("dist loopback: fp16 wire halves the bytes and keeps top-1") {
   MESSAGE("fp16 wire: max |prob difference| = " << dev);
   CHECK(dev < 1e-2f);
   CHECK(top_k(got, 1)[0].index == top_k(want, 1)[0].index);
-  // Against the plan's raw fp32 bytes (fp32 frames themselves elide zeros): half, plus headers.
-  CHECK(double(s16.bytes_sent + s16.bytes_received) < 0.6 * double(p32.bytes));
+  // Against the plan's raw fp32 bytes, twice its fp16 bytes (fp32 frames themselves elide zeros,
+  // and the plan sizes the input rows as an 8-bit image's palettes): half, plus headers.
+  Plan p16 = p32;
+  simulate(*g, c16, p16);
+  CHECK(double(s16.bytes_sent + s16.bytes_received) < 0.6 * 2.0 * double(p16.bytes));
 }
 
 TEST_CASE("dist loopback: fp32 frames elide zeros: exact, and fewer bytes than raw rows") {
@@ -783,6 +891,48 @@ TEST_CASE("dist loopback: fp32 frames elide zeros: exact, and fewer bytes than r
     // About half of every ReLU output is zero; the input image is sent raw.
     CHECK(ratio < 0.85);
   }
+}
+
+TEST_CASE("dist loopback: an 8-bit image's rows travel as palettes, a quarter of the bytes, exact") {
+  auto g = shared_synthetic("vgg16:64");
+  const int ch = g->input.c;
+  std::mt19937 rng(40);
+  Tensor image(g->input);  // 8-bit levels, normalised per channel
+  for (size_t i = 0; i < image.size(); ++i)
+    image.data()[i] = (float(rng() % 256) - 120.0f - 3.0f * float(i % size_t(ch))) / (58.0f + float(i % size_t(ch)));
+  // The same image with every other pixel one ulp up: over 256 values per channel in any band,
+  // so its rows go as plain fp32, while every feature map keeps its zeros (its frames their size).
+  Tensor nudged = image.clone();
+  for (size_t i = 0; i < nudged.size(); i += 2 * size_t(ch))
+    for (int c = 0; c < ch; ++c) nudged.data()[i + size_t(c)] = std::nextafter(nudged.data()[i + size_t(c)], 10.0f);
+  LocalWorkers w(2);
+  const Plan p = make_plan(*g, estimated(*g, 3, "1gbit,0.2ms"), Scheme::halp);
+  REQUIRE(p.devices == 3);
+  HostRuntime h(g, synthetic_hash("vgg16:64"), w.addrs, RuntimeOptions{});
+  auto sent = [&](const Tensor& im) {
+    InferStats st;
+    const Tensor got = h.infer({im}, p, &st)[0];
+    CHECK(st.faults == 0);
+    CHECK(ref::bit_equal(got, g->forward(im)));
+    return double(st.bytes_sent);
+  };
+  // What the palettes save on the input rows the host sends.
+  double raw = 0, saved = 0;
+  for (const Transfer& t : p.transfers) {
+    if (t.node != -1 || t.src != 0) continue;
+    const size_t n = size_t(t.rows.size()) * g->input.row_size();
+    const auto z = palette_encode(image.row(t.rows.begin), n, ch);
+    REQUIRE(z.has_value());
+    REQUIRE_FALSE(palette_encode(nudged.row(t.rows.begin), n, ch).has_value());
+    raw += double(n * 4);
+    saved += double(n * 4 - z->size());
+  }
+  REQUIRE(raw > 0);
+  CHECK(saved > 0.5 * raw);
+  const double as_palettes = sent(image), as_fp32 = sent(nudged);
+  MESSAGE("host sent " << as_fp32 << " bytes with its input rows as fp32, " << as_palettes << " as palettes; the palettes save "
+                       << saved << " of the input's " << raw);
+  CHECK(as_fp32 - as_palettes == doctest::Approx(saved).epsilon(0.05));
 }
 
 // The JSON line of `edgeband cluster --json` (workers log their shutdown beside it).

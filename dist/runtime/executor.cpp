@@ -6,6 +6,7 @@
 
 #include "core/compute_hook.h"
 #include "kernels/microkernels.h"
+#include "dist/runtime/palette_wire.h"
 #include "dist/runtime/sparse_wire.h"
 
 namespace eb::dist {
@@ -57,22 +58,27 @@ void FeatureStore::put_wire(uint64_t image, const Json& meta, const std::vector<
   if (node < -1 || node >= g_.size()) throw ProtocolError("rows for an unknown node");
   const Shape s = g_.shape_of(int(node));
   if (row0 < 0 || rows <= 0 || row0 + rows > s.h) throw ProtocolError("rows outside the feature map");
-  if (wire != "fp32" && wire != "fp32z" && wire != "fp16")
+  if (wire != "fp32" && wire != "fp32z" && wire != "fp32p" && wire != "fp16")
     throw ProtocolError("unknown wire format");
   const bool slice = c0 != -1 || c1 != -1;
   if (slice && (node < 0 || s.h != 1 || c0 < 0 || c0 >= c1 || c1 > long(s.row_size())))
     throw ProtocolError("channel slice out of range");
   const size_t n = slice ? size_t(c1 - c0) : size_t(rows) * s.row_size();
-  const bool sparse = wire == "fp32z";
+  const bool sparse = wire == "fp32z", palette = wire == "fp32p";
+  if (palette && slice) throw ProtocolError("a channel slice in palette form");
   const size_t bpv = wire == "fp16" ? 2 : 4;
-  if (!sparse && data.size() != n * bpv)
+  if (!sparse && !palette && data.size() != n * bpv)
     throw ProtocolError("rows frame has the wrong number of bytes");
-  // fp32 is copied, fp32z expanded, fp16 widened, straight into the store (a slice: into a small
-  // buffer first, as put_channels checks it against the slices already here).
+  // fp32 is copied, fp32z expanded, fp32p looked up, fp16 widened, straight into the store (a
+  // slice: into a small buffer first, as put_channels checks it against the slices already here).
   auto decode = [&](float* dst) {
     const ComputeScope section(section_of(Work::decode));
     if (sparse) {
       sparse_decode(data.data(), data.size(), dst, n);  // checks the size before writing
+      return;
+    }
+    if (palette) {
+      palette_decode(data.data(), data.size(), dst, n, s.c);  // checks everything before writing
       return;
     }
     if (bpv == 4) {
@@ -291,13 +297,24 @@ bool compute_tail_slice(const Graph& g, const Plan& p, int d, int j, uint64_t im
 }
 
 namespace {
-// Queues n values as a ROWS frame: fp16, or exact fp32 either with its zeros elided
-// (dist/runtime/sparse_wire.h) where that saves at least an eighth of the bytes, or straight from `src`
-// (kept alive by `keep`).
+// Queues n values as a ROWS frame: fp16, or exact fp32 either as palettes
+// (dist/runtime/palette_wire.h: an image's rows, `channels` 1-4; 0: not rows) or with its zeros
+// elided (dist/runtime/sparse_wire.h) where that saves at least an eighth of the bytes, or
+// straight from `src` (kept alive by `keep`).
 void send_values(Peer& to, uint64_t image, Json meta, std::shared_ptr<const void> keep,
-                 const float* src, size_t n, bool fp16, Peer::SentFn on_sent) {
+                 const float* src, size_t n, int channels, bool fp16, Peer::SentFn on_sent) {
   meta["image"] = static_cast<unsigned long>(image);
   std::optional<ComputeScope> section(std::in_place, section_of(Work::encode));
+  if (!fp16 && channels >= 1 && channels <= kPaletteMaxChannels) {
+    auto p = palette_encode(src, n, channels);
+    if (p && p->size() * 8 <= n * sizeof(float) * 7) {
+      meta["wire"] = "fp32p";
+      auto z = std::make_shared<std::vector<uint8_t>>(std::move(*p));
+      section.reset();
+      to.send_async(MsgType::rows, image, meta, z, z->data(), z->size(), std::move(on_sent));
+      return;
+    }
+  }
   if (!fp16) {
     const size_t sent = count_sent_values(src, n);
     if (sparse_bytes(n, sent) * 8 <= n * sizeof(float) * 7) {
@@ -327,8 +344,8 @@ void send_rows(Peer& to, uint64_t image, const Transfer& t, const FeatureStore& 
   meta["row0"] = t.rows.begin;
   meta["rows"] = t.rows.size();
   const Band band = s.band(image, t.node, t.rows);
-  send_values(to, image, std::move(meta), band.t.storage(), band.t.data(), band.t.size(), fp16,
-              std::move(on_sent));
+  send_values(to, image, std::move(meta), band.t.storage(), band.t.data(), band.t.size(), band.t.c(),
+              fp16, std::move(on_sent));
 }
 
 void send_slice(Peer& to, uint64_t image, int node, ChannelSlice channels,
@@ -341,7 +358,7 @@ void send_slice(Peer& to, uint64_t image, int node, ChannelSlice channels,
   meta["c1"] = channels.end;
   const float* src = values->data();
   const size_t n = values->size();
-  send_values(to, image, std::move(meta), std::move(values), src, n, fp16, {});
+  send_values(to, image, std::move(meta), std::move(values), src, n, 0, fp16, {});
 }
 
 }  // namespace eb::dist

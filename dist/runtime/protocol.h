@@ -45,7 +45,7 @@ constexpr uint16_t kMaxMsgType = 10;
 const char* msg_name(MsgType t);
 
 constexpr uint32_t kFrameMagic = 0x444E4245;  // "EBND"
-constexpr uint16_t kProtocolVersion = 5;  // 4: the libsodium handshake and sealed frames, 5: image plans
+constexpr uint16_t kProtocolVersion = 6;  // 4: the libsodium handshake and sealed frames, 5: image plans, 6: palette rows
 constexpr size_t kHeaderBytes = 40;
 constexpr size_t kTagBytes = 16;
 constexpr uint32_t kFlagSealed = 1;
