@@ -15,8 +15,8 @@ class Layer;
 // What a section spends its CPU on. Not a layer: `layer` is nullptr.
 enum class Work : uint8_t {
   layer,   // a layer's rows or channel slice
-  encode,  // feature rows to a ROWS frame's payload (fp16, zero elision)
-  decode,  // a ROWS payload into a feature map (copy, widen, expand)
+  encode,  // feature rows to a ROWS frame's payload (fp16, zero elision, palettes)
+  decode,  // a ROWS payload into a feature map (copy, widen, expand, look up)
   seal,    // authenticated encryption of a frame (or its checksum, unsealed)
   open,    // decryption and authentication of a frame (or its checksum check)
   plan,    // the planner, when a host plans or re-plans

@@ -777,12 +777,10 @@ TEST_CASE("planner: frames are sized as the wire encodes them (zeros elided by t
     const Transfer& t = sparse.transfers[k];
     const uint64_t values = uint64_t(t.rows.size()) * g.shape_of(t.node).row_size();
     CAPTURE(t.node);
-    // The input image's rows go as palettes of an 8-bit image where that is smaller (3 channels
-    // of 256 values, a byte per value); rows after ReLU have their zeros elided.
-    const uint64_t palette = 2 + 3 * (2 + 4 * 256) + values;
-    const uint64_t input = palette * 8 <= values * 4 * 7 ? palette : values * 4;
-    CHECK(dense.transfers[k].bytes == (t.node < 0 ? input : values * 4));
-    CHECK(t.bytes == (t.node < 0 ? input : (values + 63) / 64 * 8 + values * 2));
+    CHECK(dense.transfers[k].bytes == values * 4);
+    // The input image has no measured share (all values count, and palettes are not predicted:
+    // a resized photo has too many values per channel); rows after ReLU do.
+    CHECK(t.bytes == (t.node < 0 ? values * 4 : (values + 63) / 64 * 8 + values * 2));
   }
   CHECK(sparse.predicted_ms < dense.predicted_ms);
   // fp16 frames are never elided.

@@ -50,16 +50,11 @@ uint64_t wire_bytes(const Cluster& c, int node, uint64_t values) {
   return sparse * 8 <= dense * 7 ? sparse : dense;
 }
 
-// Rows of the input travel as palettes where they have 1-4 channels (runtime/palette_wire.h),
-// predicted for an 8-bit image: 256 levels per channel and a byte per value.
+// Input rows are predicted as plain fp32: the runtime sends them as palettes
+// (runtime/palette_wire.h) only when a band has at most 256 values per channel, which a photo
+// resized to the model (bilinear: blends of pixels) does not; such a frame just arrives early.
 uint64_t rows_bytes(const Graph& g, const Cluster& c, int node, int rows) {
-  const Shape s = g.shape_of(node);
-  const uint64_t values = uint64_t(rows) * s.row_size();
-  if (node < 0 && c.bytes_per_value == 4 && s.c >= 1 && s.c <= 4) {
-    const uint64_t palette = 2 + uint64_t(s.c) * (2 + 4 * 256) + values;
-    if (palette * 8 <= values * 4 * 7) return palette;
-  }
-  return wire_bytes(c, node, values);
+  return wire_bytes(c, node, uint64_t(rows) * g.shape_of(node).row_size());
 }
 
 // Rows of the block input each device needs (bool per row).

@@ -65,7 +65,7 @@ void FeatureStore::put_wire(uint64_t image, const Json& meta, const std::vector<
     throw ProtocolError("channel slice out of range");
   const size_t n = slice ? size_t(c1 - c0) : size_t(rows) * s.row_size();
   const bool sparse = wire == "fp32z", palette = wire == "fp32p";
-  if (palette && slice) throw ProtocolError("a channel slice in palette form");
+  if (palette && (slice || node != -1)) throw ProtocolError("palette rows other than the input's");
   const size_t bpv = wire == "fp16" ? 2 : 4;
   if (!sparse && !palette && data.size() != n * bpv)
     throw ProtocolError("rows frame has the wrong number of bytes");
@@ -298,7 +298,7 @@ bool compute_tail_slice(const Graph& g, const Plan& p, int d, int j, uint64_t im
 
 namespace {
 // Queues n values as a ROWS frame: fp16, or exact fp32 either as palettes
-// (dist/runtime/palette_wire.h: an image's rows, `channels` 1-4; 0: not rows) or with its zeros
+// (dist/runtime/palette_wire.h: the input's rows, `channels` 1-4; 0: not the input) or with its zeros
 // elided (dist/runtime/sparse_wire.h) where that saves at least an eighth of the bytes, or
 // straight from `src` (kept alive by `keep`).
 void send_values(Peer& to, uint64_t image, Json meta, std::shared_ptr<const void> keep,
@@ -344,7 +344,8 @@ void send_rows(Peer& to, uint64_t image, const Transfer& t, const FeatureStore& 
   meta["row0"] = t.rows.begin;
   meta["rows"] = t.rows.size();
   const Band band = s.band(image, t.node, t.rows);
-  send_values(to, image, std::move(meta), band.t.storage(), band.t.data(), band.t.size(), band.t.c(),
+  send_values(to, image, std::move(meta), band.t.storage(), band.t.data(), band.t.size(),
+              t.node == -1 ? band.t.c() : 0,
               fp16, std::move(on_sent));
 }
 

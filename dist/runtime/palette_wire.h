@@ -1,10 +1,11 @@
-// Lossless palette form for fp32 rows with few distinct values per channel: an image. A camera
-// frame or a decoded PNG/JPEG has at most 256 levels per channel, and its normalisation maps
-// each level to one float, so every value is one of 256 per channel. The form sends each
-// channel's distinct values once and a byte per value: a 224x224x3 input moves 151 KB instead
-// of 602 KB (the first frames of every plan: they hold back every worker's first block), with
-// every bit of every value kept. Tried only for bands of at most kPaletteMaxChannels channels:
-// feature maps have thousands of distinct values.
+// Lossless palette form for the input's rows where they have few distinct values per channel.
+// An 8-bit image already at the model's size (a camera set to it, a crop, a synthetic image)
+// has at most 256 levels per channel, and normalisation maps each level to one float; a photo
+// resized to the model (bilinear blends of pixels) has more, and goes as plain fp32. The form
+// sends each channel's distinct values once and a byte per value: a 224x224x3 input moves 154 KB
+// instead of 602 KB (the first frames of every plan: they hold back every worker's first block),
+// with every bit of every value kept. Only the input's rows of 1-kPaletteMaxChannels channels
+// try it: feature maps have thousands of distinct values.
 //
 // Layout (little-endian): u16 channel count C (that of the rows), then per channel a u16 count
 // K (1..256) and K raw fp32 values, then one byte per value (value i of the rows is entry

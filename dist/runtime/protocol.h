@@ -1,10 +1,11 @@
 // Wire protocol between a host and its workers. Every message is one frame, little-endian:
-//    0 u32 magic "EBND"     4 u16 version (4)     6 u16 type
+//    0 u32 magic "EBND"     4 u16 version (6)     6 u16 type
 //    8 u64 request id      16 u32 JSON length    20 u32 flags (bit 0: sealed)
 //   24 u64 data length     32 u64 checksum (hash64 of bytes 0..31, then JSON, then data;
 //                                 0 in a sealed frame, whose tags cover everything)
-//   40 JSON (UTF-8, <= 1 MiB), then data (<= 512 MiB): the rows of a band, fp32 (raw or with
-//      its zeros elided, dist/runtime/sparse_wire.h) or fp16; in a ping, probe bytes the worker
+//   40 JSON (UTF-8, <= 1 MiB), then data (<= 512 MiB): the rows of a band, fp32 (raw, with
+//      its zeros elided, dist/runtime/sparse_wire.h, or the input's as palettes,
+//      dist/runtime/palette_wire.h) or fp16; in a ping, probe bytes the worker
 //      ignores (HostRuntime::measure_links).
 // A sealed frame (after the handshake, dist/runtime/handshake.h) carries the JSON encrypted and
 // its 16-byte tag, then the data encrypted and its tag: two messages of the direction's

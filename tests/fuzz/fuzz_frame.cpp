@@ -1,5 +1,5 @@
 // libFuzzer target: the wire protocol decoder - frame header, checksum, JSON, a plan validated
-// against a model, and rows (fp32, zero-elided fp32, fp16) put into a feature store. The checksum
+// against a model, and rows (fp32, zero-elided fp32, palettes, fp16) put into a feature store. The checksum
 // is checked but not required to pass, so the fuzzer also reaches the JSON and plan validation
 // behind it.
 #include <cstdint>
@@ -22,7 +22,7 @@ EB_FUZZ_TARGET(frame) {
     }
     const eb::Json j = eb::Json::parse(f->json);
     if (f->h.type == eb::dist::MsgType::plan) eb::dist::plan_from_wire(j, g);
-    if (f->h.type == eb::dist::MsgType::rows) {  // rows into a store: fp32, zero-elided, fp16
+    if (f->h.type == eb::dist::MsgType::rows) {  // rows into a store: fp32, zero-elided, palettes, fp16
       eb::dist::FeatureStore s(g);
       s.put_wire(1, j, std::vector<uint8_t>(f->payload, f->payload + f->payload_len));
     }
