@@ -42,6 +42,18 @@ namespace {
 
 using test::LocalWorkers;
 
+// A float's bits and back: the exact wire forms keep -0.0 and NaN payloads, which == cannot see.
+uint32_t bits(float f) {
+  uint32_t b;
+  std::memcpy(&b, &f, 4);
+  return b;
+}
+float from_bits(uint32_t b) {
+  float f;
+  std::memcpy(&f, &b, 4);
+  return f;
+}
+
 Cluster estimated(const Graph& g, int n, const std::string& link = "1gbit,0.1ms") {
   Cluster c;
   c.link = parse_link(link);
@@ -438,16 +450,6 @@ TEST_CASE("dist loopback: a split FC tail (every device a slice of fc6..fc8) is 
 TEST_CASE(
     "dist protocol: zero-elided fp32 rows round-trip bit for bit; malformed ones are refused") {
   std::mt19937 rng(12);
-  auto bits = [](float f) {
-    uint32_t b;
-    std::memcpy(&b, &f, 4);
-    return b;
-  };
-  auto from_bits = [](uint32_t b) {
-    float f;
-    std::memcpy(&f, &b, 4);
-    return f;
-  };
   // Values a zero test by comparison would get wrong: -0.0 must travel, NaN payloads too.
   const float specials[] = {-0.0f,
                             from_bits(0x7fc00001u),
@@ -531,16 +533,6 @@ TEST_CASE(
 
 TEST_CASE("dist protocol: palette rows (an image's) round-trip bit for bit; malformed ones are refused") {
   std::mt19937 rng(39);
-  auto bits = [](float f) {
-    uint32_t b;
-    std::memcpy(&b, &f, 4);
-    return b;
-  };
-  auto from_bits = [](uint32_t b) {
-    float f;
-    std::memcpy(&f, &b, 4);
-    return f;
-  };
   int encoded = 0, refused_levels = 0, refused = 0;
   for (int ch = 1; ch <= kPaletteMaxChannels; ++ch)
     for (size_t pixels : {size_t(1), size_t(2), size_t(63), size_t(1000), size_t(3000)})

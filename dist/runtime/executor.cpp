@@ -305,25 +305,20 @@ void send_values(Peer& to, uint64_t image, Json meta, std::shared_ptr<const void
                  const float* src, size_t n, int channels, bool fp16, Peer::SentFn on_sent) {
   meta["image"] = static_cast<unsigned long>(image);
   std::optional<ComputeScope> section(std::in_place, section_of(Work::encode));
+  auto send_encoded = [&](const char* wire, std::vector<uint8_t> bytes) {
+    meta["wire"] = wire;
+    auto z = std::make_shared<std::vector<uint8_t>>(std::move(bytes));
+    section.reset();
+    to.send_async(MsgType::rows, image, meta, z, z->data(), z->size(), std::move(on_sent));
+  };
   if (!fp16 && channels >= 1 && channels <= kPaletteMaxChannels) {
     auto p = palette_encode(src, n, channels);
-    if (p && p->size() * 8 <= n * sizeof(float) * 7) {
-      meta["wire"] = "fp32p";
-      auto z = std::make_shared<std::vector<uint8_t>>(std::move(*p));
-      section.reset();
-      to.send_async(MsgType::rows, image, meta, z, z->data(), z->size(), std::move(on_sent));
-      return;
-    }
+    if (p && p->size() * 8 <= n * sizeof(float) * 7) return send_encoded("fp32p", std::move(*p));
   }
   if (!fp16) {
     const size_t sent = count_sent_values(src, n);
-    if (sparse_bytes(n, sent) * 8 <= n * sizeof(float) * 7) {
-      meta["wire"] = "fp32z";
-      auto z = std::make_shared<std::vector<uint8_t>>(sparse_encode(src, n, sent));
-      section.reset();
-      to.send_async(MsgType::rows, image, meta, z, z->data(), z->size(), std::move(on_sent));
-      return;
-    }
+    if (sparse_bytes(n, sent) * 8 <= n * sizeof(float) * 7)
+      return send_encoded("fp32z", sparse_encode(src, n, sent));
     meta["wire"] = "fp32";
     section.reset();
     to.send_async(MsgType::rows, image, meta, std::move(keep), src, n * sizeof(float), std::move(on_sent));

@@ -75,7 +75,7 @@ void palette_decode(const uint8_t* in, size_t bytes, float* dst, size_t n, int c
   if (channels < 1 || channels > kPaletteMaxChannels || n % size_t(channels))
     throw ProtocolError("palette rows for a band of more than 4 channels");
   if (bytes < 2 || get_u16(in) != size_t(channels)) throw ProtocolError("palette rows for other channels");
-  // Every channel's palette, as floats, checked against the length before anything is written.
+  // Every channel's palette (the values' bits), checked against the length before anything is written.
   std::vector<std::array<uint32_t, kPaletteMaxLevels>> pal(static_cast<size_t>(channels));
   std::vector<size_t> count(static_cast<size_t>(channels));
   size_t at = 2;
