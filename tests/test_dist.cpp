@@ -383,6 +383,14 @@ TEST_CASE("dist: whole images leave for their workers a pass of the batch plan a
   CHECK(whole_images_leaving_at(p, 6, 4) == V{5});  // a short last pass
   // A plan without image plans runs every image split: nothing leaves whole.
   CHECK(whole_images_leaving_at(make_plan(*g, c, Scheme::halp, 1), 3, 0).empty());
+  // Within a pass the host runs its own and the split image first, then takes the workers'
+  // results; a short last pass the same way.
+  CHECK(host_order(p, 0, 4) == V{0, 3, 1, 2});
+  CHECK(host_order(p, 4, 8) == V{4, 7, 5, 6});
+  CHECK(host_order(p, 8, 9) == V{8});
+  const Plan q = whole_images_plan(*g, c, {1, 1, 0, -1});  // the worker's two first
+  CHECK(host_order(q, 0, 4) == V{2, 3, 0, 1});
+  CHECK(host_order(make_plan(*g, c, Scheme::halp, 1), 0, 1) == V{0});
 }
 
 TEST_CASE("dist loopback: more images than the batch plan run pass after pass, equal to local") {

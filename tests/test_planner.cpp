@@ -844,13 +844,23 @@ TEST_CASE("planner: a batch with an image per device runs images whole, where th
   }
   CHECK(p.for_image(3).sole_device() == -1);
   check_plan_structure(g, p.for_image(3));
-  // The host waits longer for a worker's whole image (it sends nothing until done): the batch's
-  // predicted span; not for its own image or a split one, whose rows come block by block.
+  // The host waits longer for a worker's whole image (it sends nothing until done), and for the
+  // split one, whose rows wait at each worker behind its whole image: the batch's predicted
+  // span; not for its own image, nor where no image runs whole (rows come block by block).
   CHECK(p.whole_image_silence_ms(1) == p.predicted_ms);
   CHECK(p.whole_image_silence_ms(2) == p.predicted_ms);
+  CHECK(p.whole_image_silence_ms(3) == p.predicted_ms);
   CHECK(p.whole_image_silence_ms(0) == 0);
-  CHECK(p.whole_image_silence_ms(3) == 0);
   CHECK(one.whole_image_silence_ms(0) == 0);
+  // The host computes its share of the split image before it takes the workers' results: in the
+  // predicted timeline its first compute for image 3 starts before its parts of images 1 and 2.
+  double split_start = 1e18, whole_parts = 0;
+  for (const Event& e : p.timeline)
+    if (e.device == 0 && e.what == "compute") {
+      if (e.image == 3) split_start = std::min(split_start, e.start_ms);
+      if (e.image == 1 || e.image == 2) whole_parts = std::max(whole_parts, e.start_ms);
+    }
+  CHECK(split_start < whole_parts);
   // Faster than the same images split: four single-image plans back to back bound that.
   CHECK(p.predicted_ms < 4 * one.predicted_ms);
   // Too few images for every device: all split.

@@ -640,6 +640,12 @@ int Plan::sole_device() const {
   return who;
 }
 
+double Plan::whole_image_silence_ms(size_t i) const {
+  const bool workers_whole = std::any_of(image_plans.begin(), image_plans.end(),
+                                         [](const Plan& q) { return q.whole_image_worker() != 0; });
+  return workers_whole && for_image(i).sole_device() != 0 ? predicted_ms : 0;
+}
+
 bool Plan::image_plans_match() const {
   for (const Plan& ip : image_plans) {
     if (ip.devices != devices || ip.blocks.size() != blocks.size() || !ip.image_plans.empty()) return false;

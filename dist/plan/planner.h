@@ -154,10 +154,12 @@ struct Plan {
   // Whether every image plan has this plan's devices and blocks and no image plans of its own
   // (what the host and the wire parser both require).
   bool image_plans_match() const;
-  // How long image i's device may predictably send nothing: a worker computing the image whole
-  // sends only its result, perhaps after whole images of its own before it, so within the
-  // batch's predicted span (0 where devices exchange rows block by block, or the host computes).
-  double whole_image_silence_ms(size_t i) const { return for_image(i).whole_image_worker() ? predicted_ms : 0; }
+  // How long the host may predictably hear nothing while it waits for image i: a worker
+  // computing the image whole sends only its result, perhaps after whole images of its own
+  // before it, and a split image's rows wait at each worker behind its whole images; so within
+  // the batch's predicted span. 0 where devices exchange rows block by block (no image runs
+  // whole on a worker), and for the host's own whole image.
+  double whole_image_silence_ms(size_t i) const;
   Json to_json(const Graph& g) const;
 
   // Stages the devices run together; the rest of the tail is the host's alone.

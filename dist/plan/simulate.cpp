@@ -293,25 +293,50 @@ struct Sim {
   }
 
   // The tail once the gather is here: split layers, then the host's part. Returns its end.
+  // The host runs a worker's whole image last in its pass (HostRuntime's host_order): its part
+  // of that image waits in `deferred` for run_deferred, and it is free for the split ones.
   double run_tail(const std::vector<double>& arrive) {
-    double st = std::max(cpu[0], arrive[0]);
+    const bool defer = v->whole_image_worker() != 0;
+    double st = defer ? arrive[0] : std::max(cpu[0], arrive[0]);
     for (int j = 0; j < v->split_tail; ++j) st = split_tail_layer(j, st);
-    const double en = st + tail_ms(g, *v, c);
+    if (defer) {
+      deferred.push_back({img, st, tail_ms(g, *v, c)});
+      return st;
+    }
+    return host_compute(img, st, tail_ms(g, *v, c));
+  }
+  double host_compute(int image, double ready, double ms) {
+    const double st = std::max(cpu[0], ready), en = st + ms;
     cpu[0] = en;
-    p.timeline.push_back({0, img, int(v->blocks.size()), "compute", -1, st, en});
+    p.timeline.push_back({0, image, int(v->blocks.size()), "compute", -1, st, en});
     return en;
+  }
+  struct HostPart {
+    int image;
+    double ready, ms;
+  };
+  std::vector<HostPart> deferred = {};
+  // The host's parts of the workers' whole images of a pass, in order; returns the last end.
+  double run_deferred() {
+    double end = 0;
+    for (const HostPart& h : deferred) end = std::max(end, host_compute(h.image, h.ready, h.ms));
+    deferred.clear();
+    return end;
   }
 
   // A batch plan with image plans: the host sends the input of every image a worker runs whole
-  // in this pass through them at once, so that those devices start together (HostRuntime's
-  // Call::run, whole_images_leaving_at).
+  // in this pass through them at once, so that those devices start together, then the split
+  // images' rows, which wait at each worker behind its whole images (HostRuntime's Call::run,
+  // whole_images_leaving_at).
   void send_inputs_first() {
     inputs_first.resize(size_t(p.batch));
-    for (int i = 0; i < p.batch; ++i) {
-      img = i;
-      v = &p.for_image(size_t(i));
-      if (v->whole_image_worker()) inputs_first[size_t(i)] = send_block_inputs(0);
-    }
+    for (int split = 0; split < 2; ++split)
+      for (int i = 0; i < p.batch; ++i) {
+        img = i;
+        v = &p.for_image(size_t(i));
+        if (split ? v->sole_device() < 0 : v->whole_image_worker() != 0)
+          inputs_first[size_t(i)] = send_block_inputs(0);
+      }
   }
 
   // One image through every block and the tail; returns when its result is ready.
@@ -383,7 +408,14 @@ void simulate(const Graph& g, const Cluster& c, Plan& p) {
   Sim s{g, c, p, std::vector<double>(n, 0), std::vector<double>(n, 0), std::vector<double>(n, 0)};
   double finish = 0;
   if (!p.image_plans.empty()) s.send_inputs_first();
-  for (int img = 0; img < p.batch; ++img) finish = std::max(finish, s.run_image(img));
+  const int pass = std::max(1, int(p.image_plans.size()));
+  for (int start = 0; start < p.batch; start += pass) {
+    // Index order puts each worker's whole images before the split ones on its CPU, as their
+    // frames reach it; the host's parts of those come last (run_tail).
+    for (int img = start; img < std::min(p.batch, start + pass); ++img)
+      finish = std::max(finish, s.run_image(img));
+    finish = std::max(finish, s.run_deferred());
+  }
   p.predicted_ms = finish;
 }
 

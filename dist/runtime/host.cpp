@@ -177,9 +177,9 @@ void HostRuntime::fault(int peer, const std::string& why, InferStats* st) {
 class HostRuntime::Call {
  public:
   Call(HostRuntime& h, const std::vector<Tensor>& images, const Plan& plan, InferStats* st);
-  // Runs images [done(), end); throws WorkerFault.
+  // Runs every image; throws WorkerFault, after which the images not finished() are left.
   void run(std::vector<Tensor>& out);
-  size_t done() const { return done_; }
+  bool finished(size_t i) const { return finished_[i]; }
   void log_sends();
 
  private:
@@ -208,13 +208,13 @@ class HostRuntime::Call {
   std::vector<std::vector<bool>> sent_;  // per image and transfer
   std::shared_ptr<WireLog> sent_log_ = std::make_shared<WireLog>();
   size_t rows_in_ = 0;  // frames of rows stored so far
-  size_t done_ = 0;
+  std::vector<bool> finished_;  // per image: its result is in out
 };
 
 HostRuntime::Call::Call(HostRuntime& h, const std::vector<Tensor>& images, const Plan& plan,
                         InferStats* st)
     : h_(h), images_(images), plan_(plan), st_(st), store_(*h.g_), base_(h.next_image_),
-      sent_(images.size()) {
+      sent_(images.size()), finished_(images.size(), false) {
   for (size_t i = 0; i < images.size(); ++i) sent_[i].assign(plan.for_image(i).transfers.size(), false);
   for (size_t i = 0; i < h_.peers_.size(); ++i)
     if (h_.alive_[i]) dev_peer_.push_back(int(i));
@@ -237,17 +237,32 @@ std::vector<size_t> whole_images_leaving_at(const Plan& p, size_t images, size_t
   return leaving;
 }
 
+std::vector<size_t> host_order(const Plan& p, size_t begin, size_t end) {
+  std::vector<size_t> order;
+  for (int worker_whole = 0; worker_whole < 2; ++worker_whole)
+    for (size_t i = begin; i < end; ++i)
+      if ((p.for_image(i).whole_image_worker() != 0) == bool(worker_whole)) order.push_back(i);
+  return order;
+}
+
 void HostRuntime::Call::run(std::vector<Tensor>& out) {
   send_plan();
-  for (size_t i = 0; i < images_.size(); ++i)
-    store_.put(base_ + i, -1, {0, images_[i].h()}, images_[i].data());
-  // Images that run whole on a worker get theirs at the start of their pass through the image
-  // plans (at most kMaxWholeImages each): the host computes its own meanwhile. Split images'
-  // rows go out one image ahead, as ever.
-  for (; done_ < images_.size(); ++done_) {
-    for (size_t i : whole_images_leaving_at(plan_, images_.size(), done_)) send_ready(i);
-    out[done_] = run_image(done_);
-    store_.drop(base_ + done_);
+  const size_t n = images_.size(), pass = std::max<size_t>(1, plan_.image_plans.size());
+  for (size_t i = 0; i < n; ++i) store_.put(base_ + i, -1, {0, images_[i].h()}, images_[i].data());
+  for (size_t start = 0; start < n; start += pass) {
+    // Images that run whole on a worker get theirs at the start of their pass through the image
+    // plans (at most kMaxWholeImages each): the host computes its own meanwhile. A batch plan's
+    // split images' rows follow at once, to wait at each worker behind its whole images; a
+    // single image's go out one image ahead (run_image).
+    for (size_t i : whole_images_leaving_at(plan_, n, start)) send_ready(i);
+    const std::vector<size_t> order = host_order(plan_, start, std::min(n, start + pass));
+    if (!plan_.image_plans.empty())
+      for (size_t i : order) send_ready(i);
+    for (size_t i : order) {
+      out[i] = run_image(i);
+      store_.drop(base_ + i);
+      finished_[i] = true;
+    }
   }
 }
 
@@ -477,7 +492,8 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
     call.run(out);
   } catch (const WorkerFault& f) {
     if (!f.reported) fault(f.peer, f.why, st);
-    for (size_t i = call.done(); i < images.size(); ++i) out[i] = g_->forward(images[i]);  // recover
+    for (size_t i = 0; i < images.size(); ++i)  // recover
+      if (!call.finished(i)) out[i] = g_->forward(images[i]);
   }
   call.log_sends();
   uint64_t sent1 = 0, recv1 = 0;

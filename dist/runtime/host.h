@@ -121,6 +121,11 @@ std::vector<LinkModel> planning_links(const std::vector<MeasuredLink>& links);
 // pass the planner puts the whole images first: a split image before a worker's whole one would
 // wait behind it.)
 std::vector<size_t> whole_images_leaving_at(const Plan& p, size_t images, size_t i);
+// The order in which the host runs images [begin, end) of one pass: its own and the split ones
+// first, then those workers compute whole (it only receives their results). A split image's
+// zones thus start once the host is free, not after the slowest worker's whole image (the
+// simulator's Sim::run_tail mirrors it).
+std::vector<size_t> host_order(const Plan& p, size_t begin, size_t end);
 
 // Chrome trace-event JSON (Perfetto / chrome://tracing): one track per device.
 Json chrome_trace(const InferStats& st, int devices);
