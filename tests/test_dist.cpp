@@ -365,6 +365,15 @@ TEST_CASE("dist loopback: a worker computing whole images is waited for beyond t
   const auto got = host.infer(images, p, &st);
   CHECK(st.faults == 0);
   for (size_t i = 0; i < images.size(); ++i) CHECK(ref::bit_equal(got[i], g->forward(images[i])));
+  // Two images whole on the worker, one on the host, one split: the host, done with its own,
+  // computes its share of the split image and then waits for the worker's, which come after the
+  // worker's two whole images: a silence the plan predicts too.
+  const Plan q = whole_images_plan(*g, estimated(*g, 2, "10gbit,0.01ms"), {1, 1, 0, -1});
+  REQUIRE(q.whole_image_silence_ms(3) > 10);
+  InferStats sq;
+  const auto split = host.infer(images, q, &sq);
+  CHECK(sq.faults == 0);
+  for (size_t i = 0; i < images.size(); ++i) CHECK(ref::bit_equal(split[i], g->forward(images[i])));
 }
 
 TEST_CASE("dist: whole images leave for their workers a pass of the batch plan at a time") {
