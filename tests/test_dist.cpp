@@ -376,6 +376,24 @@ TEST_CASE("dist loopback: a worker computing whole images is waited for beyond t
   for (size_t i = 0; i < images.size(); ++i) CHECK(ref::bit_equal(split[i], g->forward(images[i])));
 }
 
+TEST_CASE("dist loopback: a pass with more split images than a worker holds at once runs them one ahead") {
+  auto g = shared_synthetic("vgg16:32");
+  std::mt19937 rng(35);
+  // One whole image on the worker, one on the host, then 18 split: more than the worker's 16
+  // images in flight, were they all sent at the start of the pass.
+  std::vector<int> who = {1, 0};
+  who.resize(20, -1);
+  const Plan p = whole_images_plan(*g, estimated(*g, 2, "10gbit,0.01ms"), who);
+  std::vector<Tensor> images;
+  for (size_t i = 0; i < who.size(); ++i) images.push_back(ref::random_tensor(g->input, rng));
+  LocalWorkers w(1);
+  HostRuntime host(g, synthetic_hash("vgg16:32"), w.addrs, RuntimeOptions{});
+  InferStats st;
+  const auto got = host.infer(images, p, &st);
+  CHECK(st.faults == 0);
+  for (size_t i = 0; i < images.size(); ++i) CHECK(ref::bit_equal(got[i], g->forward(images[i])));
+}
+
 TEST_CASE("dist: whole images leave for their workers a pass of the batch plan at a time") {
   auto g = shared_synthetic("vgg16:64");
   const Cluster c = estimated(*g, 3, "10gbit,0.01ms");

@@ -440,8 +440,8 @@ Plan with_whole_images(const Graph& g, const Cluster& c, Plan p, int rounds) {
 Plan with_whole_images(const Graph& g, const Cluster& c, Plan p) {
   if (p.devices < 2 || p.batch < p.devices) return p;
   Plan best = p;
-  // A worker holds at most kMaxWholeImages inputs at once (they leave the host together), well
-  // inside its in-flight limit (worker.cpp).
+  // A worker holds at most kMaxWholeImages inputs at once (they leave the host together), and
+  // two split images (one ahead), well inside its in-flight limit (worker.cpp).
   for (int r = 1; r <= std::min(p.batch / p.devices, kMaxWholeImages); ++r) {
     Plan q = with_whole_images(g, c, p, r);
     if (q.predicted_ms < best.predicted_ms && memory_shortfall(g, c, q).device < 0) best = std::move(q);
@@ -641,9 +641,8 @@ int Plan::sole_device() const {
 }
 
 double Plan::whole_image_silence_ms(size_t i) const {
-  const bool workers_whole = std::any_of(image_plans.begin(), image_plans.end(),
-                                         [](const Plan& q) { return q.whole_image_worker() != 0; });
-  return workers_whole && for_image(i).sole_device() != 0 ? predicted_ms : 0;
+  if (image_plans.empty()) return whole_image_worker() ? predicted_ms : 0;
+  return for_image(i).transfers.empty() ? 0 : predicted_ms;  // the host's own whole image: none
 }
 
 bool Plan::image_plans_match() const {

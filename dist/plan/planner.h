@@ -156,9 +156,9 @@ struct Plan {
   bool image_plans_match() const;
   // How long the host may predictably hear nothing while it waits for image i: a worker
   // computing the image whole sends only its result, perhaps after whole images of its own
-  // before it, and a split image's rows wait at each worker behind its whole images; so within
-  // the batch's predicted span. 0 where devices exchange rows block by block (no image runs
-  // whole on a worker), and for the host's own whole image.
+  // before it, and a batch's split image waits at each worker behind its whole images; so
+  // within the batch's predicted span. 0 where devices exchange rows block by block (no image
+  // runs whole), and for the host's own whole image.
   double whole_image_silence_ms(size_t i) const;
   Json to_json(const Graph& g) const;
 

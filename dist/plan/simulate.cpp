@@ -170,7 +170,7 @@ struct Sim {
   std::vector<double> relay_ready = {};
   const Plan* v = &p;  // the current image's plan (Plan::for_image): its zones, slices, transfers
   // Per image, when each device has its block 0 input where the host sent it at the start (an
-  // image a worker runs whole: send_inputs_first); else empty.
+  // image a worker runs whole, or a pass's first split image: send_inputs_first); else empty.
   std::vector<std::vector<double>> inputs_first = {};
 
   // Schedules a transfer ready at `ready`; returns when the receiver has decoded it. The data
@@ -296,7 +296,7 @@ struct Sim {
   // The host runs a worker's whole image last in its pass (HostRuntime's host_order): its part
   // of that image waits in `deferred` for run_deferred, and it is free for the split ones.
   double run_tail(const std::vector<double>& arrive) {
-    const bool defer = v->whole_image_worker() != 0;
+    const bool defer = !p.image_plans.empty() && v->whole_image_worker() != 0;
     double st = defer ? arrive[0] : std::max(cpu[0], arrive[0]);
     for (int j = 0; j < v->split_tail; ++j) st = split_tail_layer(j, st);
     if (defer) {
@@ -325,18 +325,21 @@ struct Sim {
   }
 
   // A batch plan with image plans: the host sends the input of every image a worker runs whole
-  // in this pass through them at once, so that those devices start together, then the split
-  // images' rows, which wait at each worker behind its whole images (HostRuntime's Call::run,
+  // in a pass through them at once, so that those devices start together, then the first split
+  // image's rows, which wait at each worker behind its whole images (HostRuntime's Call::run,
   // whole_images_leaving_at).
   void send_inputs_first() {
     inputs_first.resize(size_t(p.batch));
+    const int pass = int(p.image_plans.size());
     for (int split = 0; split < 2; ++split)
-      for (int i = 0; i < p.batch; ++i) {
-        img = i;
-        v = &p.for_image(size_t(i));
-        if (split ? v->sole_device() < 0 : v->whole_image_worker() != 0)
+      for (int start = 0; start < p.batch; start += pass)
+        for (int i = start; i < std::min(p.batch, start + pass); ++i) {
+          img = i;
+          v = &p.for_image(size_t(i));
+          if (split ? v->sole_device() >= 0 : v->whole_image_worker() == 0) continue;
           inputs_first[size_t(i)] = send_block_inputs(0);
-      }
+          if (split) break;  // the pass's first split image only
+        }
   }
 
   // One image through every block and the tail; returns when its result is ready.
@@ -410,8 +413,8 @@ void simulate(const Graph& g, const Cluster& c, Plan& p) {
   if (!p.image_plans.empty()) s.send_inputs_first();
   const int pass = std::max(1, int(p.image_plans.size()));
   for (int start = 0; start < p.batch; start += pass) {
-    // Index order puts each worker's whole images before the split ones on its CPU, as their
-    // frames reach it; the host's parts of those come last (run_tail).
+    // Each worker's whole images before the split ones on its CPU, as their frames reach it (the
+    // planner lists them first in a pass); the host's parts of those come last (run_tail).
     for (int img = start; img < std::min(p.batch, start + pass); ++img)
       finish = std::max(finish, s.run_image(img));
     finish = std::max(finish, s.run_deferred());

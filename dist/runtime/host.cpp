@@ -171,7 +171,7 @@ void HostRuntime::fault(int peer, const std::string& why, InferStats* st) {
 
 
 // One call of infer: the host's side of a plan for a batch of images, as device 0. Images run
-// in order; for each, blocks run in order, each after its input rows are here (sending what
+// pass by pass through the batch plan's image plans, in host_order; for each, blocks run in order, each after its input rows are here (sending what
 // other devices need as soon as it exists), then the split tail layers, then the rest of the
 // model on the host. A misbehaving worker throws WorkerFault.
 class HostRuntime::Call {
@@ -251,14 +251,23 @@ void HostRuntime::Call::run(std::vector<Tensor>& out) {
   for (size_t i = 0; i < n; ++i) store_.put(base_ + i, -1, {0, images_[i].h()}, images_[i].data());
   for (size_t start = 0; start < n; start += pass) {
     // Images that run whole on a worker get theirs at the start of their pass through the image
-    // plans (at most kMaxWholeImages each): the host computes its own meanwhile. A batch plan's
-    // split images' rows follow at once, to wait at each worker behind its whole images; a
-    // single image's go out one image ahead (run_image).
+    // plans (at most kMaxWholeImages each): the host computes its own meanwhile. Split images'
+    // rows go out one image ahead: a batch plan's first split image's at the start of the pass,
+    // to wait at each worker behind its whole images; a plan without image plans', run_image.
+    // Not more: a worker holds a split image until its last rows (kMaxImagesInFlight).
     for (size_t i : whole_images_leaving_at(plan_, n, start)) send_ready(i);
     const std::vector<size_t> order = host_order(plan_, start, std::min(n, start + pass));
-    if (!plan_.image_plans.empty())
-      for (size_t i : order) send_ready(i);
-    for (size_t i : order) {
+    auto split = [&](size_t k) { return k < order.size() && plan_.for_image(order[k]).sole_device() < 0; };
+    const bool batch = !plan_.image_plans.empty();
+    for (size_t k = 0; k < order.size(); ++k) {
+      if (batch && k == 0)
+        for (size_t f = 0; f < order.size(); ++f)
+          if (split(f)) {
+            send_ready(order[f]);
+            break;
+          }
+      if (batch && split(k + 1)) send_ready(order[k + 1]);
+      const size_t i = order[k];
       out[i] = run_image(i);
       store_.drop(base_ + i);
       finished_[i] = true;
@@ -408,9 +417,8 @@ Tensor HostRuntime::Call::run_image(size_t i) {
   const Plan& plan = plan_.for_image(i);
   if (plan_.devices > 1) {
     send_ready(i);
-    // The next image's scatter overlaps this one; not a worker's whole image, which leaves at the
-    // start of its pass (whole_images_leaving_at).
-    if (i + 1 < images_.size() && !plan_.for_image(i + 1).whole_image_worker()) send_ready(i + 1);
+    // The next image's scatter overlaps this one (a batch plan's: Call::run, in host_order).
+    if (plan_.image_plans.empty() && i + 1 < images_.size()) send_ready(i + 1);
   }
   auto wait_for_input = [&](Stage s) {
     pump_until(i, s, [&] { return input_ready(img, s); }, [&] { return rows_culprit(img, s); });

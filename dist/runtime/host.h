@@ -22,7 +22,8 @@ struct RuntimeOptions {
   std::vector<LinkModel> worker_links;
   bool fp16 = false;
   int timeout_ms = 10000;         // a worker silent for this long while we wait on it is dropped
-                                  // (plus, for an image it computes whole, twice the plan's predicted span)
+                                  // (plus twice the plan's predicted span for an image it computes
+                                  // whole, or one of a batch whose rows wait behind such images)
   int hello_timeout_ms = 120000;  // connecting and loading the model (slow boards, big models)
   int load_timeout_ms = 60000;    // a worker loading and packing a new plan's layers
   // A PSK or key pair (dist/runtime/handshake.h): every worker must authenticate and every frame
@@ -117,9 +118,7 @@ std::vector<LinkModel> planning_links(const std::vector<MeasuredLink>& links);
 // i: at the start of each pass through the batch plan's image plans, that pass's whole images on
 // workers; none otherwise (nor does an earlier image send them on ahead). Not every pass's at
 // once: a worker computes in the order frames arrive, so a later pass's whole image would run
-// before this pass's split image, whose rows the host waits for with the bare timeout. (Within a
-// pass the planner puts the whole images first: a split image before a worker's whole one would
-// wait behind it.)
+// before this pass's split image, which the host needs now.
 std::vector<size_t> whole_images_leaving_at(const Plan& p, size_t images, size_t i);
 // The order in which the host runs images [begin, end) of one pass: its own and the split ones
 // first, then those workers compute whole (it only receives their results). A split image's
