@@ -70,41 +70,50 @@ void conv_1x1(const ConvGeom& g, InBand in, OutBand out, const PackedB& w, const
   gemm(size_t(out.rows * g.out_w), a, w, out.data, size_t(g.cout), mm);
 }
 
-// --- Winograd F(4x4,3x3) ---------------------------------------------------------------
+// --- Winograd F(4x4,3x3) and F(2x2,3x3) --------------------------------------------------
 
-WinogradF43Weights pack_winograd_f43(const float* w, long cout, long cin, const float* bias) {
-  static const double G[6][3] = {{1.0 / 4, 0, 0},
-                                 {-1.0 / 6, -1.0 / 6, -1.0 / 6},
-                                 {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-                                 {1.0 / 24, 1.0 / 12, 1.0 / 6},
-                                 {1.0 / 24, -1.0 / 12, 1.0 / 6},
-                                 {0, 0, 1}};
-  // U = G g G^T per (co, ci), as 36 matrices u_xi[ci][co], xi = i*6 + j, packed one row i of
-  // G at a time: six of them exist unpacked at once, not all 36 (for a 512x512 layer, 6 MB
-  // beside its packing instead of 38 MB).
-  WinogradF43Weights out;
-  out.u.reserve(36);
-  std::vector<float> u(size_t(6) * cin * cout);
-  for (int i = 0; i < 6; ++i) {
+namespace {
+int positions(int tile) { return (tile + 2) * (tile + 2); }
+}  // namespace
+
+WinogradWeights pack_winograd(int tile, const float* w, long cout, long cin, const float* bias) {
+  static const double G4[6][3] = {{1.0 / 4, 0, 0},
+                                  {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                  {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                  {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                  {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                  {0, 0, 1}};
+  static const double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+  if (tile != 4 && tile != 2) throw std::logic_error("Winograd tiles are 4 or 2 rows");
+  const int a = tile + 2;
+  auto G = [tile](int i, int k) { return tile == 4 ? G4[i][k] : G2[i][k]; };
+  // U = G g G^T per (co, ci), as a*a matrices u_xi[ci][co], xi = i*a + j, packed one row i of
+  // G at a time: a of them exist unpacked at once, not all (for a 512x512 layer at F(4x4),
+  // 6 MB beside its packing instead of 38 MB).
+  WinogradWeights out;
+  out.tile = tile;
+  out.u.reserve(size_t(a * a));
+  std::vector<float> u(size_t(a) * cin * cout);
+  for (int i = 0; i < a; ++i) {
     for (long co = 0; co < cout; ++co)
       for (long ci = 0; ci < cin; ++ci) {
         double t[3];  // row i of G g
         for (int b = 0; b < 3; ++b)
-          t[b] = G[i][0] * w[((co * 3 + 0) * 3 + b) * cin + ci] + G[i][1] * w[((co * 3 + 1) * 3 + b) * cin + ci] +
-                 G[i][2] * w[((co * 3 + 2) * 3 + b) * cin + ci];
-        for (int j = 0; j < 6; ++j)
-          u[(size_t(j) * cin + ci) * cout + co] = float(t[0] * G[j][0] + t[1] * G[j][1] + t[2] * G[j][2]);
+          t[b] = G(i, 0) * w[((co * 3 + 0) * 3 + b) * cin + ci] + G(i, 1) * w[((co * 3 + 1) * 3 + b) * cin + ci] +
+                 G(i, 2) * w[((co * 3 + 2) * 3 + b) * cin + ci];
+        for (int j = 0; j < a; ++j)
+          u[(size_t(j) * cin + ci) * cout + co] = float(t[0] * G(j, 0) + t[1] * G(j, 1) + t[2] * G(j, 2));
       }
-    for (int j = 0; j < 6; ++j)
+    for (int j = 0; j < a; ++j)
       out.u.push_back(pack_b(u.data() + size_t(j) * cin * cout, size_t(cin), size_t(cout), size_t(cout), nullptr));
   }
   out.bias.assign(bias, bias + cout);
   return out;
 }
 
-void winograd_f43_tile_rows(long r0, long r1, long* first, long* last) {
-  *first = r0 / 4 * 4;
-  *last = (r1 + 3) / 4 * 4;
+void winograd_tile_rows(int tile, long r0, long r1, long* first, long* last) {
+  *first = r0 / tile * tile;
+  *last = (r1 + tile - 1) / tile * tile;
 }
 
 namespace {
@@ -114,7 +123,7 @@ struct WinoTiles {
   const ConvGeom& g;
   const InBand& in;
   const OutBand& out;
-  const WinogradF43Weights& w;
+  const WinogradWeights& w;
   const MinMax* mm;
   long t0, ntx;  // first absolute tile row, tiles per row
 };
@@ -122,12 +131,13 @@ struct WinoTiles {
 void wino_input_tiles(const KernelTable& kt, const WinoTiles& L, long b0, long t_begin, long t_end,
                       float* v, size_t v_stride) {
   const size_t rf = size_t(L.g.in_w * L.g.cin);
+  const int m = L.w.tile;
+  const WinoInputFn fn = m == 4 ? kt.wino_f43_input : kt.wino_f23_input;
   for (long t = t_begin; t < t_end; ++t) {
     const long ty = (b0 + t) / L.ntx, tx = (b0 + t) % L.ntx;
     const float* rows[6];
-    for (int i = 0; i < 6; ++i) rows[i] = L.in.row(L.t0 + ty * 4 - L.g.pad_t + i, L.g.in_h, rf);
-    kt.wino_f43_input(rows, tx * 4 - L.g.pad_l, size_t(L.g.in_w), size_t(L.g.cin),
-                      v + size_t(t) * size_t(L.g.cin), v_stride);
+    for (int i = 0; i < m + 2; ++i) rows[i] = L.in.row(L.t0 + ty * m - L.g.pad_t + i, L.g.in_h, rf);
+    fn(rows, tx * m - L.g.pad_l, size_t(L.g.in_w), size_t(L.g.cin), v + size_t(t) * size_t(L.g.cin), v_stride);
   }
 }
 
@@ -135,15 +145,17 @@ void wino_output_tiles(const KernelTable& kt, const WinoTiles& L, long b0, long 
                        const float* m, size_t m_stride) {
   const size_t K = size_t(L.g.cout);
   const long r0 = L.out.row0, r1 = L.out.row0 + L.out.rows;
+  const int tm = L.w.tile;
+  const WinoOutputFn fn = tm == 4 ? kt.wino_f43_output : kt.wino_f23_output;
   for (long t = t_begin; t < t_end; ++t) {
     const long ty = (b0 + t) / L.ntx, tx = (b0 + t) % L.ntx;
-    float* orow[4];
-    for (int p = 0; p < 4; ++p) {
-      const long y = L.t0 + ty * 4 + p;
+    float* orow[4] = {nullptr, nullptr, nullptr, nullptr};
+    for (int p = 0; p < tm; ++p) {
+      const long y = L.t0 + ty * tm + p;
       orow[p] = (y >= r0 && y < r1) ? L.out.data + size_t(y - r0) * L.g.out_w * K : nullptr;
     }
-    kt.wino_f43_output(m + size_t(t) * K, m_stride, K, L.w.bias.data(), L.mm, orow, size_t(tx * 4),
-                       size_t(std::min<long>(4, L.g.out_w - tx * 4)));
+    fn(m + size_t(t) * K, m_stride, K, L.w.bias.data(), L.mm, orow, size_t(tx * tm),
+       size_t(std::min<long>(tm, L.g.out_w - tx * tm)));
   }
 }
 
@@ -158,8 +170,9 @@ thread_local std::vector<float> t_wino_v, t_wino_m;
 
 }  // namespace
 
-WinoSchedule winograd_f43_schedule(size_t ntiles, size_t C, size_t K, size_t mr, int threads) {
-  // Each block of tiles streams all 36 weight matrices once; a block needs at least
+WinoSchedule winograd_schedule(int tile, size_t ntiles, size_t C, size_t K, size_t mr, int threads) {
+  const size_t P = size_t(positions(tile));
+  // Each block of tiles streams all P weight matrices once; a block needs at least
   // C*K / (2 (C + K)) tiles for that to cost less than half its transform buffers' traffic.
   const size_t reuse_tiles = C * K / (2 * (C + K));
   const size_t nt = size_t(std::max(1, threads));
@@ -169,42 +182,44 @@ WinoSchedule winograd_f43_schedule(size_t ntiles, size_t C, size_t K, size_t mr,
   // about 1 MB of buffers, and their count is a multiple of the threads, so each thread gets as
   // many tiles.
   if (nt > 1 && ntiles >= nt * std::max(mr, reuse_tiles / 2)) {
-    const size_t tile_bytes = 36 * sizeof(float) * (C + K);
+    const size_t tile_bytes = P * sizeof(float) * (C + K);
     const size_t want = std::max({mr, (size_t(1) << 20) / tile_bytes, reuse_tiles});
     const size_t blocks = (ntiles + nt * want - 1) / (nt * want) * nt;
     return {true, (ntiles + blocks - 1) / blocks, long(blocks)};
   }
   // Few tiles (deep layers, thin bands): the threads share each block, stage by stage, and split
-  // its 36 GEMMs over weight panels too. Blocks of about 2 MB of buffers, or more where the
+  // its GEMMs over weight panels too. Blocks of about 2 MB of buffers, or more where the
   // weights would then cost more traffic per tile than the buffers (a 28x28x512 layer took three
   // weight passes and spent a quarter of its time on them).
-  size_t tb = std::max((size_t(2) << 20) / (36 * sizeof(float) * std::max(C, K)), reuse_tiles);
+  size_t tb = std::max((size_t(2) << 20) / (P * sizeof(float) * std::max(C, K)), reuse_tiles);
   tb = std::max(mr, tb / mr * mr);
   tb = std::min(tb, (ntiles + mr - 1) / mr * mr);
   return {false, tb, long((ntiles + tb - 1) / tb)};
 }
 
-void conv3x3_winograd_f43(const ConvGeom& g, InBand in, OutBand out, const WinogradF43Weights& w,
-                          const MinMax* mm) {
+void conv3x3_winograd(const ConvGeom& g, InBand in, OutBand out, const WinogradWeights& w,
+                      const MinMax* mm) {
   if (out.rows <= 0) return;
   const KernelTable& kt = active();
+  const int tm = w.tile;
+  const size_t P = size_t(positions(tm));
   long t0, t1;
-  winograd_f43_tile_rows(out.row0, out.row0 + out.rows, &t0, &t1);
-  const WinoTiles L{g, in, out, w, mm, t0, (g.out_w + 3) / 4};
-  const long ntiles = (t1 - t0) / 4 * L.ntx;
+  winograd_tile_rows(tm, out.row0, out.row0 + out.rows, &t0, &t1);
+  const WinoTiles L{g, in, out, w, mm, t0, (g.out_w + tm - 1) / tm};
+  const long ntiles = (t1 - t0) / tm * L.ntx;
   const size_t C = size_t(g.cin), K = size_t(g.cout);
   const WinoSchedule ws =
-      winograd_f43_schedule(size_t(ntiles), C, K, kt.gemm_mr, omp_get_max_threads());
+      winograd_schedule(tm, size_t(ntiles), C, K, kt.gemm_mr, omp_get_max_threads());
   const size_t tb = ws.tiles_per_block;
   if (ws.per_thread) {
 #pragma omp parallel for schedule(dynamic, 1)
     for (long bi = 0; bi < ws.blocks; ++bi) {
       const long b0 = bi * long(tb), nb = std::min(long(tb), ntiles - b0);
       if (nb <= 0) continue;
-      float* v = wino_buffer(t_wino_v, 36 * tb * C);
-      float* m = wino_buffer(t_wino_m, 36 * tb * K);
+      float* v = wino_buffer(t_wino_v, P * tb * C);
+      float* m = wino_buffer(t_wino_m, P * tb * K);
       wino_input_tiles(kt, L, b0, 0, nb, v, tb * C);
-      for (size_t xi = 0; xi < 36; ++xi) {
+      for (size_t xi = 0; xi < P; ++xi) {
         StridedA a(v + xi * tb * C, C);
         gemm_panels(size_t(nb), a, w.u[xi], 0, w.u[xi].panels, m + xi * tb * K, K, nullptr);
       }
@@ -214,8 +229,8 @@ void conv3x3_winograd_f43(const ConvGeom& g, InBand in, OutBand out, const Winog
   }
   // Pointers, not the thread_local names: inside the parallel region those would name each
   // OpenMP thread's own (empty) buffers.
-  float* const v = wino_buffer(t_wino_v, 36 * tb * C);
-  float* const m = wino_buffer(t_wino_m, 36 * tb * K);
+  float* const v = wino_buffer(t_wino_v, P * tb * C);
+  float* const m = wino_buffer(t_wino_m, P * tb * K);
   for (long b0 = 0; b0 < ntiles; b0 += long(tb)) {
     const long nb = std::min(long(tb), ntiles - b0);
 #pragma omp parallel
@@ -227,7 +242,7 @@ void conv3x3_winograd_f43(const ConvGeom& g, InBand in, OutBand out, const Winog
       const size_t split = std::min<size_t>(u0.panels, 4);
       const size_t per = (u0.panels + split - 1) / split;
 #pragma omp for schedule(dynamic, 1)
-      for (long job = 0; job < long(36 * split); ++job) {
+      for (long job = 0; job < long(P * split); ++job) {
         const size_t xi = size_t(job) / split, p0 = (size_t(job) % split) * per;
         const size_t p1 = std::min(u0.panels, p0 + per);
         if (p0 >= p1) continue;

@@ -34,17 +34,21 @@ void conv_im2col(const ConvGeom& g, InBand in, OutBand out, const PackedB& w, co
 // 1x1, stride 1, no padding: the input rows are the GEMM's A directly.
 void conv_1x1(const ConvGeom& g, InBand in, OutBand out, const PackedB& w, const MinMax* mm);
 
-// Winograd F(4x4,3x3), stride 1. Output tiles are aligned to absolute multiples of 4 rows so
-// that a band computes bit-identical values to the full image; winograd_f43_input_rows says
-// which input rows that needs.
-struct WinogradF43Weights {
-  std::vector<PackedB> u;  // 36 matrices [cin x cout], U = G g G^T
+// Winograd F(m x m,3x3), stride 1, m = tile: 4 (36 transform positions, 4x fewer multiplies
+// than direct) or 2 (16 positions, 2.25x fewer, and 16/36 of the transformed weights to read a
+// call: for small maps, where F(4x4) pads 14 rows to 16 and each call of a thin band streams
+// 38 MB of a 512x512 layer's matrices for a few tiles). Output tiles are aligned to absolute
+// multiples of m rows so that a band computes bit-identical values to the full image;
+// winograd_tile_rows says which rows that needs.
+struct WinogradWeights {
+  int tile = 4;            // m: output rows (and columns) per tile
+  std::vector<PackedB> u;  // (m+2)^2 matrices [cin x cout], U = G g G^T
   std::vector<float> bias;
 };
-WinogradF43Weights pack_winograd_f43(const float* w_ohwi, long cout, long cin, const float* bias);
-void conv3x3_winograd_f43(const ConvGeom& g, InBand in, OutBand out, const WinogradF43Weights& w,
-                          const MinMax* mm);
-// How conv3x3_winograd_f43 splits one call's tiles: per-thread blocks (each thread transforms,
+WinogradWeights pack_winograd(int tile, const float* w_ohwi, long cout, long cin, const float* bias);
+void conv3x3_winograd(const ConvGeom& g, InBand in, OutBand out, const WinogradWeights& w,
+                      const MinMax* mm);
+// How conv3x3_winograd splits one call's tiles: per-thread blocks (each thread transforms,
 // multiplies and inverse-transforms its own tiles) or shared blocks (the threads split each
 // stage). Either way every output gets the same value.
 struct WinoSchedule {
@@ -52,9 +56,9 @@ struct WinoSchedule {
   size_t tiles_per_block;
   long blocks;
 };
-WinoSchedule winograd_f43_schedule(size_t ntiles, size_t cin, size_t cout, size_t mr, int threads);
+WinoSchedule winograd_schedule(int tile, size_t ntiles, size_t cin, size_t cout, size_t mr, int threads);
 // Output tile rows covering [r0, r1), as absolute rows [first, last).
-void winograd_f43_tile_rows(long r0, long r1, long* first, long* last);
+void winograd_tile_rows(int tile, long r0, long r1, long* first, long* last);
 
 // Depthwise 3x3 (cin == cout), any stride; w is [9][c].
 void dwconv3x3(const ConvGeom& g, InBand in, OutBand out, const float* w9c, const float* bias,

@@ -32,7 +32,8 @@ using Dwconv3x3RowFn = void (*)(const float* const rows[3], size_t in_w, size_t 
 using WinoInputFn = void (*)(const float* const rows[6], long x0, size_t in_w, size_t channels,
                              float* v, size_t v_stride);
 // Inverse transform of one tile: m[xi * m_stride + c] -> out_rows[p][(x0 + q) * channels + c]
-// for q < ncols, skipping rows whose pointer is nullptr.
+// for q < ncols, skipping rows whose pointer is nullptr. The F(2x2,3x3) pair has the same
+// types: a 4x4 tile from rows[0..3], 16 positions, out_rows[0..1].
 using WinoOutputFn = void (*)(const float* m, size_t m_stride, size_t channels, const float* bias,
                               const MinMax* mm, float* const out_rows[4], size_t x0, size_t ncols);
 // One output row of max/avg pooling over nrows input rows (padding excluded from the window).
@@ -66,6 +67,8 @@ struct KernelTable {
   Dwconv3x3RowFn dwconv3x3;
   WinoInputFn wino_f43_input;
   WinoOutputFn wino_f43_output;
+  WinoInputFn wino_f23_input;
+  WinoOutputFn wino_f23_output;
   PoolRowFn maxpool_row;
   PoolRowFn avgpool_row;
   AddFn add;

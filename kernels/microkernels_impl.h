@@ -350,6 +350,80 @@ void wino_f43_output(const float* m, size_t m_stride, size_t C, const float* bia
     wino_output_chunk<simd::scalar_arch>(m, m_stride, C, bias, mm, out_rows, x0, ncols, c);
 }
 
+// F(2x2,3x3) (Lavin & Gray): V = B^T d B, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1].
+template <class B>
+inline void wino_bt4(const B* d, B* u, size_t s) {
+  const B d0 = d[0], d1 = d[s], d2 = d[2 * s], d3 = d[3 * s];
+  u[0] = d0 - d2;
+  u[s] = d1 + d2;
+  u[2 * s] = d2 - d1;
+  u[3 * s] = d1 - d3;
+}
+
+template <class Arch>
+inline void wino23_input_chunk(const float* const rows[4], long x0, size_t in_w, size_t C, float* v,
+                               size_t v_stride, size_t c) {
+  using V = simd::Vec<Arch>;
+  using B = typename V::B;
+  B d[16], t[16];
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 4; ++j) {
+      long x = x0 + j;
+      d[i * 4 + j] =
+          (rows[i] && x >= 0 && x < long(in_w)) ? V::load(rows[i] + size_t(x) * C + c) : V::zero();
+    }
+  for (int i = 0; i < 4; ++i) wino_bt4<B>(d + i * 4, t + i * 4, 1);  // along columns
+  for (int j = 0; j < 4; ++j) wino_bt4<B>(t + j, d + j, 4);          // along rows
+  for (int xi = 0; xi < 16; ++xi) V::store(v + xi * v_stride + c, d[xi]);
+}
+
+template <class Arch>
+void wino_f23_input(const float* const rows[4], long x0, size_t in_w, size_t C, float* v,
+                    size_t v_stride) {
+  constexpr size_t W = simd::Vec<Arch>::n;
+  size_t c = 0;
+  for (; c + W <= C; c += W) wino23_input_chunk<Arch>(rows, x0, in_w, C, v, v_stride, c);
+  for (; c < C; ++c) wino23_input_chunk<simd::scalar_arch>(rows, x0, in_w, C, v, v_stride, c);
+}
+
+// Y = A^T m A with A^T = [1 1 1 0; 0 1 -1 -1].
+template <class B>
+inline void wino_at2(const B* m, B* o, size_t s) {
+  const B m1 = m[s], m2 = m[2 * s];
+  o[0] = m[0] + m1 + m2;
+  o[s] = (m1 - m2) - m[3 * s];
+}
+
+template <class Arch>
+inline void wino23_output_chunk(const float* m, size_t m_stride, size_t C, const float* bias,
+                                const MinMax* mm, float* const out_rows[2], size_t x0, size_t ncols,
+                                size_t c) {
+  using V = simd::Vec<Arch>;
+  using B = typename V::B;
+  B t[16], r[8], y[4];
+  for (int xi = 0; xi < 16; ++xi) t[xi] = V::load(m + xi * m_stride + c);
+  for (int i = 0; i < 4; ++i) wino_at2<B>(t + i * 4, r + i * 2, 1);  // along columns
+  for (int q = 0; q < 2; ++q) wino_at2<B>(r + q, y + q, 2);          // along rows
+  const B b = V::load(bias + c);
+  const B lo = V::set1(mm ? mm->lo : -3.4e38f), hi = V::set1(mm ? mm->hi : 3.4e38f);
+  for (int p = 0; p < 2; ++p) {
+    if (!out_rows[p]) continue;
+    for (size_t q = 0; q < ncols; ++q)
+      V::store(out_rows[p] + (x0 + q) * C + c, V::min(V::max(y[p * 2 + q] + b, lo), hi));
+  }
+}
+
+template <class Arch>
+void wino_f23_output(const float* m, size_t m_stride, size_t C, const float* bias, const MinMax* mm,
+                     float* const out_rows[4], size_t x0, size_t ncols) {
+  constexpr size_t W = simd::Vec<Arch>::n;
+  size_t c = 0;
+  for (; c + W <= C; c += W)
+    wino23_output_chunk<Arch>(m, m_stride, C, bias, mm, out_rows, x0, ncols, c);
+  for (; c < C; ++c)
+    wino23_output_chunk<simd::scalar_arch>(m, m_stride, C, bias, mm, out_rows, x0, ncols, c);
+}
+
 template <class Arch, bool kMax>
 inline void pool_chunk(const float* const* rows, size_t nrows, size_t in_w, size_t C, size_t kw,
                        size_t stride, size_t pad_left, float* out, size_t out_w, size_t c) {
@@ -442,6 +516,8 @@ KernelTable make_table(Isa isa) {
   t.dwconv3x3 = &dwconv3x3_row<SmallArch>;
   t.wino_f43_input = &wino_f43_input<SmallArch>;
   t.wino_f43_output = &wino_f43_output<SmallArch>;
+  t.wino_f23_input = &wino_f23_input<SmallArch>;
+  t.wino_f23_output = &wino_f23_output<SmallArch>;
   t.maxpool_row = &pool_row<SmallArch, true>;
   t.avgpool_row = &pool_row<SmallArch, false>;
   t.add = &add_vec<Arch>;

@@ -35,7 +35,7 @@ void run_conv_case(const Case& c, Conv2D::Algo algo, std::mt19937& rng) {
   INFO("algo " << int(algo) << " in " << c.h << "x" << c.w << "x" << c.p.cin << " cout " << c.p.cout
                << " k " << c.p.kh << "x" << c.p.kw << " s " << c.p.sh << " pad " << c.p.pad_t << ","
                << c.p.pad_l << "," << c.p.pad_b << "," << c.p.pad_r);
-  REQUIRE(ref::max_abs_diff(full.t, want) <= 2e-5f * (1 + ref::max_abs(want)) * (algo == Conv2D::Algo::winograd_f43 ? 20 : 1));
+  REQUIRE(ref::max_abs_diff(full.t, want) <= 2e-5f * (1 + ref::max_abs(want)) * (algo == Conv2D::Algo::winograd_f43 || algo == Conv2D::Algo::winograd_f23 ? 20 : 1));
   test::check_bands(conv, in, full.t, rng);
 }
 
@@ -65,6 +65,7 @@ TEST_CASE("conv2d: every algorithm and ISA matches the reference; every band spl
     CAPTURE(kernels::isa_name(isa));
     for (int t = 0; t < 6; ++t) {
       run_conv_case(random_case(rng, false, 3, 1), Conv2D::Algo::winograd_f43, rng);
+      run_conv_case(random_case(rng, false, 3, 1), Conv2D::Algo::winograd_f23, rng);
       run_conv_case(random_case(rng, false, 3, 1 + t % 2), Conv2D::Algo::im2col, rng);
       run_conv_case(random_case(rng, false, 1 + 2 * (t % 3), 1 + t % 2), Conv2D::Algo::im2col, rng);
       Case one = random_case(rng, false, 1, 1);
@@ -86,6 +87,7 @@ TEST_CASE("conv2d: wide channel counts exercise full vector widths and Winograd 
   c.h = 29;
   c.w = 31;
   run_conv_case(c, Conv2D::Algo::winograd_f43, rng);
+  run_conv_case(c, Conv2D::Algo::winograd_f23, rng);
   run_conv_case(c, Conv2D::Algo::im2col, rng);
   Case d = c;
   d.p.depthwise = true;
@@ -96,9 +98,9 @@ TEST_CASE("conv2d: wide channel counts exercise full vector widths and Winograd 
 }
 
 TEST_CASE("conv2d: prepare() picks the expected algorithm") {
-  auto algo_of = [](Conv2DParams p) {
+  auto algo_of = [](Conv2DParams p, int hw = 16) {
     Conv2D c(p);
-    c.configure({{16, 16, int(p.cin)}});
+    c.configure({{hw, hw, int(p.cin)}});
     c.prepare();
     return c.algo();
   };
@@ -106,6 +108,11 @@ TEST_CASE("conv2d: prepare() picks the expected algorithm") {
   p.cin = p.cout = 32;
   p.pad_t = p.pad_l = p.pad_b = p.pad_r = 1;
   CHECK(algo_of(p) == Conv2D::Algo::winograd_f43);
+  // A small map (VGG-16's conv5 is 14x14) takes F(2x2): 2-row tiles, 16/36 of the weights.
+  CHECK(algo_of(p, 14) == Conv2D::Algo::winograd_f23);
+  CHECK(algo_of(p, 9) == Conv2D::Algo::winograd_f23);
+  CHECK(algo_of(p, 8) == Conv2D::Algo::winograd_f43);
+  CHECK(algo_of(p, 15) == Conv2D::Algo::winograd_f43);
   p.cin = 3;
   CHECK(algo_of(p) == Conv2D::Algo::im2col);
   p.cin = 32;

@@ -30,12 +30,12 @@ TEST_CASE(
     for (const L& l : layers) {
       CAPTURE(mr);
       CAPTURE(l.tiles);
-      const kernels::WinoSchedule s = kernels::winograd_f43_schedule(l.tiles, l.c, l.k, mr, 2);
+      const kernels::WinoSchedule s = kernels::winograd_schedule(4, l.tiles, l.c, l.k, mr, 2);
       CHECK(s.per_thread == l.per_thread);
       CHECK(size_t(s.blocks) * s.tiles_per_block >= l.tiles);  // every tile in some block
       if (s.per_thread) CHECK(s.blocks % 2 == 0);              // as many blocks per thread
       // One thread never needs the per-thread path (it is the shared one without barriers).
-      CHECK_FALSE(kernels::winograd_f43_schedule(l.tiles, l.c, l.k, mr, 1).per_thread);
+      CHECK_FALSE(kernels::winograd_schedule(4, l.tiles, l.c, l.k, mr, 1).per_thread);
     }
 }
 

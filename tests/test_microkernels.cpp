@@ -155,47 +155,51 @@ TEST_CASE("microkernels: depthwise, Winograd transforms, pooling and add stay in
           });
         }
       }
-      {  // Winograd input transform: a 6x6 tile starting anywhere from 2 left of the row
+      for (int tile : {4, 2}) {  // Winograd input transform: a (tile+2)^2 tile from 2 left of the row
+        CAPTURE(tile);
+        const int a = tile + 2;
+        const kernels::WinoInputFn fn = tile == 4 ? kt.wino_f43_input : kt.wino_f23_input;
         const long x0 = long(pick(rng, 0, in_w + 1)) - 2;
         const size_t v_stride = C + pick(rng, 0, 5);
-        std::vector<float> want(35 * v_stride + C);
+        std::vector<float> want(size_t(a * a - 1) * v_stride + C);
         const float* rp[6];
-        for (int i = 0; i < 6; ++i)
-          rp[i] = (i == 5 && rng() % 2) ? nullptr : rows[size_t(i)].data();
-        kt.wino_f43_input(rp, x0, in_w, C, want.data(), v_stride);
+        for (int i = 0; i < a; ++i)
+          rp[i] = (i == a - 1 && rng() % 2) ? nullptr : rows[size_t(i)].data();
+        fn(rp, x0, in_w, C, want.data(), v_stride);
         both_sides([&](Flush f) {
           std::vector<std::unique_ptr<Guarded>> g;
           const float* gp[6];
-          for (int i = 0; i < 6; ++i) {
+          for (int i = 0; i < a; ++i) {
             g.push_back(std::make_unique<Guarded>(rows[size_t(i)], f));
             gp[i] = rp[i] ? g.back()->data() : nullptr;
           }
           Guarded gv(std::vector<float>(want.size()), f);
-          kt.wino_f43_input(gp, x0, in_w, C, gv.data(), v_stride);
+          fn(gp, x0, in_w, C, gv.data(), v_stride);
           CHECK(gv.values() == want);
         });
       }
-      {  // Winograd output transform: up to 4 columns into rows that end at the last column
-        const size_t m_stride = C + pick(rng, 0, 5), x0 = pick(rng, 0, 3), ncols = pick(rng, 1, 4);
-        const auto m = ref::random_vec(35 * m_stride + C, rng), bias = ref::random_vec(C, rng);
+      for (int tile : {4, 2}) {  // Winograd output transform: up to `tile` columns into rows that end at the last column
+        CAPTURE(tile);
+        const int a = tile + 2;
+        const kernels::WinoOutputFn fn = tile == 4 ? kt.wino_f43_output : kt.wino_f23_output;
+        const size_t m_stride = C + pick(rng, 0, 5), x0 = pick(rng, 0, 3), ncols = pick(rng, 1, size_t(tile));
+        const auto m = ref::random_vec(size_t(a * a - 1) * m_stride + C, rng), bias = ref::random_vec(C, rng);
         const size_t row_len = (x0 + ncols) * C;
-        std::vector<std::vector<float>> want(4, std::vector<float>(row_len));
+        std::vector<std::vector<float>> want(static_cast<size_t>(tile), std::vector<float>(row_len));
         const bool skip = rng() % 2;
-        float* op[4];
-        for (int p = 0; p < 4; ++p) op[p] = (skip && p == 3) ? nullptr : want[size_t(p)].data();
-        kt.wino_f43_output(m.data(), m_stride, C, bias.data(), clamp ? &mm : nullptr, op, x0,
-                           ncols);
+        float* op[4] = {nullptr, nullptr, nullptr, nullptr};
+        for (int p = 0; p < tile; ++p) op[p] = (skip && p == tile - 1) ? nullptr : want[size_t(p)].data();
+        fn(m.data(), m_stride, C, bias.data(), clamp ? &mm : nullptr, op, x0, ncols);
         both_sides([&](Flush f) {
           Guarded gm(m, f), gb(bias, f);
           std::vector<std::unique_ptr<Guarded>> g;
-          float* gp[4];
-          for (int p = 0; p < 4; ++p) {
+          float* gp[4] = {nullptr, nullptr, nullptr, nullptr};
+          for (int p = 0; p < tile; ++p) {
             g.push_back(std::make_unique<Guarded>(std::vector<float>(row_len), f));
             gp[p] = op[p] ? g.back()->data() : nullptr;
           }
-          kt.wino_f43_output(gm.data(), m_stride, C, gb.data(), clamp ? &mm : nullptr, gp, x0,
-                             ncols);
-          for (int p = 0; p < 4; ++p) CHECK(g[size_t(p)]->values() == want[size_t(p)]);
+          fn(gm.data(), m_stride, C, gb.data(), clamp ? &mm : nullptr, gp, x0, ncols);
+          for (int p = 0; p < tile; ++p) CHECK(g[size_t(p)]->values() == want[size_t(p)]);
         });
       }
       {  // max and average pooling: kw 1..3, stride 1..3, pad < kw

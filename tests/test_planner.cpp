@@ -394,7 +394,7 @@ TEST_CASE("planner: zones snapped to whole Winograd tiles, where that is predict
   Cluster aligned = c;
   aligned.tile_aligned_zones = true;
   // Snapped: every boundary of a block ending in a Winograd conv lies between whole tiles
-  // (4 rows of the conv; 2 of a 2x2 pool fused after it).
+  // (4 rows of an F(4x4) conv, 2 of an F(2x2) one; half that of a 2x2 pool fused after it).
   std::vector<int> cuts;  // one block per conv, each pool fused with the conv before it
   for (int x : candidate_cuts(g))
     if (g.shape_of(x).h == g.shape_of(x - 1).h) cuts.push_back(x);
@@ -403,11 +403,11 @@ TEST_CASE("planner: zones snapped to whole Winograd tiles, where that is predict
   for (const BlockPlan& bp : p.blocks) {
     const int n = bp.last - 1;
     const bool pool_after_wino = g.shape_of(n).h * 2 == g.shape_of(n - 1).h && n - 1 >= bp.first &&
-                                 g.node(n - 1).layer->row_granule() == 4;
-    const int gr = g.node(n).layer->row_granule() == 4 ? 4 : pool_after_wino ? 2 : 1;
+                                 g.node(n - 1).layer->row_granule() > 1;
+    const int gr = pool_after_wino ? g.node(n - 1).layer->row_granule() / 2 : g.node(n).layer->row_granule();
     if (gr == 1) continue;
     ++snapped;
-    pooled += gr == 2;
+    pooled += pool_after_wino;
     CAPTURE(g.node(n).name);
     for (const auto& dz : bp.zones)
       for (const RowRange& z : dz) CHECK(z.begin % gr == 0);

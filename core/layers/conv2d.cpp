@@ -56,7 +56,7 @@ RowRange Conv2D::input_rows(RowRange out, int) const {
   long r0 = out.begin, r1 = out.end;
   // Winograd tiles are aligned to absolute rows: the band reads whole tiles so its values match
   // the full-image computation bit for bit.
-  if (algo_ == Algo::winograd_f43) kernels::winograd_f43_tile_rows(out.begin, out.end, &r0, &r1);
+  if (winograd_tile() > 1) kernels::winograd_tile_rows(winograd_tile(), out.begin, out.end, &r0, &r1);
   return {int(r0 * p_.sh - p_.pad_t), int((r1 - 1) * p_.sh - p_.pad_t + p_.kh)};
 }
 
@@ -83,7 +83,13 @@ void Conv2D::choose_kernels() {
              p_.pad_l == 0 && p_.pad_b == 0 && p_.pad_r == 0) {
     algo_ = Algo::gemm1x1;
   } else if (p_.kh == 3 && p_.kw == 3 && p_.sh == 1 && p_.sw == 1 && p_.cin >= 8 && p_.cout >= 8) {
-    algo_ = Algo::winograd_f43;  // 2.25x fewer multiplies than direct; tiny cin stays im2col
+    // 4x fewer multiplies than direct at F(4x4); tiny cin stays im2col. Small maps (VGG-16's
+    // conv5, 14x14) take F(2x2): F(4x4) pads them to 16 rows and columns, and its 38 MB of
+    // matrices per 512x512 layer, read once a call, dominate the thin bands a cluster gives
+    // each device. Not maps of 8 rows or fewer: untried on a board, and the planner's tests on
+    // VGG-16 at 64x64 (8x8 and 4x4 maps) then gave a 50 Mbit/s worker as many rows as the rest.
+    const bool small = out_shape_.h > 8 && long(out_shape_.h) * out_shape_.w <= kSmallWinogradMap;
+    algo_ = small ? Algo::winograd_f23 : Algo::winograd_f43;
   } else {
     algo_ = Algo::im2col;
   }
@@ -132,7 +138,12 @@ size_t Conv2D::packed_bytes(RowRange) const {
   auto panels = [nr](size_t k, size_t n) { return (n + nr - 1) / nr * nr * (k + 1); };
   size_t n = b_.size();
   switch (algo_) {
-    case Algo::winograd_f43: n += 36 * panels(size_t(p_.cin), size_t(p_.cout)) + size_t(p_.cout); break;
+    case Algo::winograd_f43:
+    case Algo::winograd_f23: {
+      const size_t a = size_t(winograd_tile() + 2);
+      n += a * a * panels(size_t(p_.cin), size_t(p_.cout)) + size_t(p_.cout);
+      break;
+    }
     case Algo::depthwise3x3: n += 9 * size_t(p_.cout); break;
     case Algo::depthwise_generic: n += size_t(p_.cout * p_.kh * p_.kw); break;
     case Algo::grouped: n += size_t(p_.groups) * panels(kdim, size_t(p_.cout / p_.groups)); break;
@@ -153,9 +164,10 @@ void Conv2D::pack() {
   dw9_.clear();
   switch (algo_) {
     case Algo::winograd_f43:
+    case Algo::winograd_f23:
       if (p_.kh != 3 || p_.kw != 3 || p_.sh != 1 || p_.sw != 1 || p_.depthwise)
-        throw std::logic_error("winograd_f43 needs a dense 3x3 stride-1 conv");
-      wino_ = kernels::pack_winograd_f43(w_.data(), p_.cout, p_.cin, b_.data());
+        throw std::logic_error("Winograd needs a dense 3x3 stride-1 conv");
+      wino_ = kernels::pack_winograd(winograd_tile(), w_.data(), p_.cout, p_.cin, b_.data());
       break;
     case Algo::depthwise3x3:
       if (p_.kh != 3 || p_.kw != 3 || !p_.depthwise)
@@ -200,7 +212,8 @@ void Conv2D::forward(const std::vector<const Band*>& in, Band& out) const {
   const kernels::MinMax mm = activation_range(p_.act);
   const kernels::MinMax* mmp = p_.act == Activation::none ? nullptr : &mm;
   switch (algo_) {
-    case Algo::winograd_f43: kernels::conv3x3_winograd_f43(g, ib, ob, wino_, mmp); break;
+    case Algo::winograd_f43:
+    case Algo::winograd_f23: kernels::conv3x3_winograd(g, ib, ob, wino_, mmp); break;
     case Algo::gemm1x1: kernels::conv_1x1(g, ib, ob, packed_, mmp); break;
     case Algo::im2col: kernels::conv_im2col(g, ib, ob, packed_, mmp); break;
     case Algo::depthwise3x3: kernels::dwconv3x3(g, ib, ob, dw9_.data(), b_.data(), mmp); break;

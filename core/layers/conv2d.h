@@ -18,12 +18,14 @@ struct Conv2DParams {
 
 class Conv2D : public Layer {
  public:
-  enum class Algo { im2col, gemm1x1, winograd_f43, depthwise3x3, depthwise_generic, grouped };
+  // Output maps of at most this many pixels take Winograd F(2x2,3x3) (choose_kernels).
+  static constexpr long kSmallWinogradMap = 14 * 14;
+  enum class Algo { im2col, gemm1x1, winograd_f43, winograd_f23, depthwise3x3, depthwise_generic, grouped };
   explicit Conv2D(const Conv2DParams& p);
   std::string type() const override { return "conv2d"; }
   Shape configure(const std::vector<Shape>& in) override;
   RowRange input_rows(RowRange out, int i) const override;
-  int row_granule() const override { return algo_ == Algo::winograd_f43 ? 4 : 1; }
+  int row_granule() const override { return winograd_tile(); }
   double flops(RowRange out) const override;
   void forward(const std::vector<const Band*>& in, Band& out) const override;
   std::vector<Param> params() override;
@@ -39,7 +41,7 @@ class Conv2D : public Layer {
   size_t weight_bytes() const override;
   size_t packed_bytes(RowRange channels = {}) const override;
   size_t source_bytes(RowRange) const override {  // Winograd: and six transformed matrices
-    const long wino = algo_ == Algo::winograd_f43 ? 6 * p_.cin * p_.cout : 0;
+    const long wino = winograd_tile() > 1 ? (winograd_tile() + 2) * p_.cin * p_.cout : 0;
     return size_t(p_.cout * (p_.kh * p_.kw * cin_per_group() + 1) + wino) * sizeof(float);
   }
   bool fuse_activation(Activation a) override;
@@ -50,6 +52,8 @@ class Conv2D : public Layer {
   std::vector<float>& weight() { return source(); }
   std::vector<float>& bias() { return b_; }
   Algo algo() const { return algo_; }
+  // Output rows (and columns) of the Winograd algorithm's tiles; 1 for the others.
+  int winograd_tile() const { return algo_ == Algo::winograd_f43 ? 4 : algo_ == Algo::winograd_f23 ? 2 : 1; }
   // Force an algorithm (tests compare them all); prepare() must follow.
   void force_algo(Algo a) { forced_ = a, has_forced_ = true; }
   // Folds y = gamma * (x - mean) / sqrt(var + eps) + beta into the weights and bias.
@@ -70,7 +74,7 @@ class Conv2D : public Layer {
   bool has_forced_ = false;
   kernels::PackedB packed_;
   std::vector<kernels::PackedB> group_packed_;  // grouped: one GEMM operand per group
-  kernels::WinogradF43Weights wino_;
+  kernels::WinogradWeights wino_;
   std::vector<float> dw9_;  // depthwise weights as [9][c]
 };
 
