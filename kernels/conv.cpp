@@ -135,7 +135,7 @@ void wino_input_tiles(const KernelTable& kt, const WinoTiles& L, long b0, long t
   const WinoInputFn fn = m == 4 ? kt.wino_f43_input : kt.wino_f23_input;
   for (long t = t_begin; t < t_end; ++t) {
     const long ty = (b0 + t) / L.ntx, tx = (b0 + t) % L.ntx;
-    const float* rows[6];
+    const float* rows[6] = {};
     for (int i = 0; i < m + 2; ++i) rows[i] = L.in.row(L.t0 + ty * m - L.g.pad_t + i, L.g.in_h, rf);
     fn(rows, tx * m - L.g.pad_l, size_t(L.g.in_w), size_t(L.g.cin), v + size_t(t) * size_t(L.g.cin), v_stride);
   }

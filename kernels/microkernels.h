@@ -26,7 +26,8 @@ using GemvPanelFn = void (*)(size_t k, const float* x, const float* w, const flo
 using Dwconv3x3RowFn = void (*)(const float* const rows[3], size_t in_w, size_t channels,
                                 size_t stride, size_t pad_left, const float* w, const float* bias,
                                 float* out, size_t out_w, const MinMax* mm);
-// Winograd F(4x4,3x3) input transform of one 6x6 tile, all channels. rows[i] is nullptr where
+// Winograd F(4x4,3x3) input transform of one 6x6 tile, all channels (36 positions; the F(2x2)
+// one: a 4x4 tile from rows[0..3], 16 positions). rows[i] is nullptr where
 // the tile row lies outside the available input; columns outside [0,in_w) read as zero.
 // Writes v[xi * v_stride + c] for the 36 transform positions xi.
 using WinoInputFn = void (*)(const float* const rows[6], long x0, size_t in_w, size_t channels,

@@ -98,9 +98,9 @@ TEST_CASE("conv2d: wide channel counts exercise full vector widths and Winograd 
 }
 
 TEST_CASE("conv2d: prepare() picks the expected algorithm") {
-  auto algo_of = [](Conv2DParams p, int hw = 16) {
+  auto algo_of = [](Conv2DParams p, int hw = 16, int w = 0) {
     Conv2D c(p);
-    c.configure({{hw, hw, int(p.cin)}});
+    c.configure({{hw, w ? w : hw, int(p.cin)}});
     c.prepare();
     return c.algo();
   };
@@ -112,6 +112,8 @@ TEST_CASE("conv2d: prepare() picks the expected algorithm") {
   CHECK(algo_of(p, 14) == Conv2D::Algo::winograd_f23);
   CHECK(algo_of(p, 9) == Conv2D::Algo::winograd_f23);
   CHECK(algo_of(p, 8) == Conv2D::Algo::winograd_f43);
+  CHECK(algo_of(p, 28, 7) == Conv2D::Algo::winograd_f23);  // 196 pixels, 28 rows
+  CHECK(algo_of(p, 28, 8) == Conv2D::Algo::winograd_f43);  // 224 pixels
   CHECK(algo_of(p, 15) == Conv2D::Algo::winograd_f43);
   p.cin = 3;
   CHECK(algo_of(p) == Conv2D::Algo::im2col);

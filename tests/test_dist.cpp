@@ -348,6 +348,27 @@ TEST_CASE("dist loopback: a batch run with images whole on each device (image pl
   }
 }
 
+TEST_CASE("dist loopback: F(2x2) Winograd layers split in 2-row tiles across devices equal local") {
+  auto g = shared_synthetic("vgg16:96");  // conv4 is 12x12: Winograd F(2x2)
+  std::mt19937 rng(36);
+  const Tensor image = ref::random_tensor(g->input, rng);
+  // Two devices: 12 rows split in halves, a boundary inside a 4-row tile.
+  const Plan p = make_plan(*g, estimated(*g, 2, "10gbit,0.01ms"), Scheme::dpfp);
+  // Some F(2x2) layer's rows are cut between devices at a 2-row boundary, not a 4-row one.
+  bool cut = false;
+  for (const BlockPlan& bp : p.blocks)
+    if (g->node(bp.last - 1).layer->row_granule() == 2)
+      for (const auto& dz : bp.zones)
+        for (const RowRange& z : dz) cut = cut || (z.begin % 4 == 2);
+  CHECK(cut);
+  LocalWorkers w(1);
+  HostRuntime host(g, synthetic_hash("vgg16:96"), w.addrs, RuntimeOptions{});
+  InferStats st;
+  const auto got = host.infer({image}, p, &st);
+  CHECK(st.faults == 0);
+  CHECK(ref::bit_equal(got[0], g->forward(image)));
+}
+
 TEST_CASE("dist loopback: a worker computing whole images is waited for beyond the timeout (it sends nothing until done)") {
   auto g = shared_synthetic("vgg16:64");
   std::mt19937 rng(34);

@@ -25,7 +25,7 @@ TEST_CASE(
   };
   const L layers[] = {{56 * 56, 64, 64, true},   {28 * 28, 64, 128, true},
                       {28 * 28, 128, 128, true}, {14 * 14, 256, 256, true},
-                      {7 * 7, 512, 512, false},  {4 * 4, 512, 512, false}};
+                      {7 * 7, 512, 512, false},  {4 * 4, 512, 512, false}};  // conv4, conv5 at F(4x4)
   for (size_t mr : {size_t(6), size_t(8), size_t(12)})
     for (const L& l : layers) {
       CAPTURE(mr);
@@ -37,6 +37,9 @@ TEST_CASE(
       // One thread never needs the per-thread path (it is the shared one without barriers).
       CHECK_FALSE(kernels::winograd_schedule(4, l.tiles, l.c, l.k, mr, 1).per_thread);
     }
+  // VGG-16's conv5 at F(2x2): 7x7 tiles of 512x512, the shared path.
+  for (size_t mr : {size_t(6), size_t(8), size_t(12)})
+    CHECK_FALSE(kernels::winograd_schedule(2, 7 * 7, 512, 512, mr, 2).per_thread);
 }
 
 TEST_CASE("dist threads: workers wait passively between layers unless the user chose a policy") {

@@ -162,7 +162,7 @@ TEST_CASE("microkernels: depthwise, Winograd transforms, pooling and add stay in
         const long x0 = long(pick(rng, 0, in_w + 1)) - 2;
         const size_t v_stride = C + pick(rng, 0, 5);
         std::vector<float> want(size_t(a * a - 1) * v_stride + C);
-        const float* rp[6];
+        const float* rp[6] = {};
         for (int i = 0; i < a; ++i)
           rp[i] = (i == a - 1 && rng() % 2) ? nullptr : rows[size_t(i)].data();
         fn(rp, x0, in_w, C, want.data(), v_stride);

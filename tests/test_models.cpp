@@ -104,8 +104,12 @@ TEST_CASE("model names parse and reject nonsense") {
 
 TEST_CASE("band execution: 1..8 devices, uneven splits, 1-3 fused blocks equal the full image") {
   std::mt19937 rng(8);
-  for (const char* name : {"vgg16:64", "mobilenet_v1:0.5:128"}) {
+  // vgg16:96: conv4 is 12x12, which runs Winograd F(2x2) (2-row tiles).
+  for (const char* name : {"vgg16:64", "mobilenet_v1:0.5:128", "vgg16:96"}) {
     const Graph g = models::build_synthetic(name);
+    int f23 = 0;
+    for (int n = 0; n < g.size(); ++n) f23 += g.node(n).layer->row_granule() == 2;
+    if (std::string(name) == "vgg16:96") REQUIRE(f23 == 3);
     const Tensor in = ref::random_tensor(g.input, rng);
     const Tensor full = g.forward(in);
     const int se = g.spatial_end();

@@ -381,7 +381,7 @@ TEST_CASE("planner: a Winograd band is charged for the whole tiles it computes")
   }
   CHECK(wino >= 6);
   CHECK(plain >= 2);
-  // A 14-row layer computes 16 rows whole: the full-layer cost includes them too.
+  // A 15-row F(4x4) layer computes 16 rows whole: the full-layer cost includes them too.
   const DeviceProfile q = estimate_profile(g, "d", 10, 0);
   double full = 0;
   for (int n = 0; n < g.size(); ++n) full += q.band_ms(g, n, {0, g.shape_of(n).h});

@@ -18,7 +18,8 @@ struct Conv2DParams {
 
 class Conv2D : public Layer {
  public:
-  // Output maps of at most this many pixels take Winograd F(2x2,3x3) (choose_kernels).
+  // Output maps of more than 8 rows and at most this many pixels take Winograd F(2x2,3x3)
+  // (choose_kernels).
   static constexpr long kSmallWinogradMap = 14 * 14;
   enum class Algo { im2col, gemm1x1, winograd_f43, winograd_f23, depthwise3x3, depthwise_generic, grouped };
   explicit Conv2D(const Conv2DParams& p);
@@ -40,7 +41,7 @@ class Conv2D : public Layer {
   void unload() override;
   size_t weight_bytes() const override;
   size_t packed_bytes(RowRange channels = {}) const override;
-  size_t source_bytes(RowRange) const override {  // Winograd: and six transformed matrices
+  size_t source_bytes(RowRange) const override {  // Winograd: and tile + 2 transformed matrices
     const long wino = winograd_tile() > 1 ? (winograd_tile() + 2) * p_.cin * p_.cout : 0;
     return size_t(p_.cout * (p_.kh * p_.kw * cin_per_group() + 1) + wino) * sizeof(float);
   }
