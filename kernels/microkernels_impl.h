@@ -283,32 +283,6 @@ inline void wino_bt6(const B* d, B* u, size_t s) {
   u[5 * s] = V::fma(f4, d1, d5) - f5 * d3;
 }
 
-template <class Arch>
-inline void wino_input_chunk(const float* const rows[6], long x0, size_t in_w, size_t C, float* v,
-                             size_t v_stride, size_t c) {
-  using V = simd::Vec<Arch>;
-  using B = typename V::B;
-  B d[36], t[36];
-  for (int i = 0; i < 6; ++i)
-    for (int j = 0; j < 6; ++j) {
-      long x = x0 + j;
-      d[i * 6 + j] =
-          (rows[i] && x >= 0 && x < long(in_w)) ? V::load(rows[i] + size_t(x) * C + c) : V::zero();
-    }
-  for (int i = 0; i < 6; ++i) wino_bt6<B, V>(d + i * 6, t + i * 6, 1);  // along columns
-  for (int j = 0; j < 6; ++j) wino_bt6<B, V>(t + j, d + j, 6);          // along rows
-  for (int xi = 0; xi < 36; ++xi) V::store(v + xi * v_stride + c, d[xi]);
-}
-
-template <class Arch>
-void wino_f43_input(const float* const rows[6], long x0, size_t in_w, size_t C, float* v,
-                    size_t v_stride) {
-  constexpr size_t W = simd::Vec<Arch>::n;
-  size_t c = 0;
-  for (; c + W <= C; c += W) wino_input_chunk<Arch>(rows, x0, in_w, C, v, v_stride, c);
-  for (; c < C; ++c) wino_input_chunk<simd::scalar_arch>(rows, x0, in_w, C, v, v_stride, c);
-}
-
 // Y = A^T m A with A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
 template <class B, class V>
 inline void wino_at4(const B* m, B* o, size_t s) {
@@ -318,36 +292,6 @@ inline void wino_at4(const B* m, B* o, size_t s) {
   o[s] = V::fma(V::set1(2.f), d, b);
   o[2 * s] = V::fma(V::set1(4.f), c, a);
   o[3 * s] = V::fma(V::set1(8.f), d, b) + m5;
-}
-
-template <class Arch>
-inline void wino_output_chunk(const float* m, size_t m_stride, size_t C, const float* bias,
-                              const MinMax* mm, float* const out_rows[4], size_t x0, size_t ncols,
-                              size_t c) {
-  using V = simd::Vec<Arch>;
-  using B = typename V::B;
-  B t[36], r[24], y[16];
-  for (int xi = 0; xi < 36; ++xi) t[xi] = V::load(m + xi * m_stride + c);
-  for (int i = 0; i < 6; ++i) wino_at4<B, V>(t + i * 6, r + i * 4, 1);  // along columns
-  for (int q = 0; q < 4; ++q) wino_at4<B, V>(r + q, y + q, 4);          // along rows
-  const B b = V::load(bias + c);
-  const B lo = V::set1(mm ? mm->lo : -3.4e38f), hi = V::set1(mm ? mm->hi : 3.4e38f);
-  for (int p = 0; p < 4; ++p) {
-    if (!out_rows[p]) continue;
-    for (size_t q = 0; q < ncols; ++q)
-      V::store(out_rows[p] + (x0 + q) * C + c, V::min(V::max(y[p * 4 + q] + b, lo), hi));
-  }
-}
-
-template <class Arch>
-void wino_f43_output(const float* m, size_t m_stride, size_t C, const float* bias, const MinMax* mm,
-                     float* const out_rows[4], size_t x0, size_t ncols) {
-  constexpr size_t W = simd::Vec<Arch>::n;
-  size_t c = 0;
-  for (; c + W <= C; c += W)
-    wino_output_chunk<Arch>(m, m_stride, C, bias, mm, out_rows, x0, ncols, c);
-  for (; c < C; ++c)
-    wino_output_chunk<simd::scalar_arch>(m, m_stride, C, bias, mm, out_rows, x0, ncols, c);
 }
 
 // F(2x2,3x3) (Lavin & Gray): V = B^T d B, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1].
@@ -360,32 +304,6 @@ inline void wino_bt4(const B* d, B* u, size_t s) {
   u[3 * s] = d1 - d3;
 }
 
-template <class Arch>
-inline void wino23_input_chunk(const float* const rows[4], long x0, size_t in_w, size_t C, float* v,
-                               size_t v_stride, size_t c) {
-  using V = simd::Vec<Arch>;
-  using B = typename V::B;
-  B d[16], t[16];
-  for (int i = 0; i < 4; ++i)
-    for (int j = 0; j < 4; ++j) {
-      long x = x0 + j;
-      d[i * 4 + j] =
-          (rows[i] && x >= 0 && x < long(in_w)) ? V::load(rows[i] + size_t(x) * C + c) : V::zero();
-    }
-  for (int i = 0; i < 4; ++i) wino_bt4<B>(d + i * 4, t + i * 4, 1);  // along columns
-  for (int j = 0; j < 4; ++j) wino_bt4<B>(t + j, d + j, 4);          // along rows
-  for (int xi = 0; xi < 16; ++xi) V::store(v + xi * v_stride + c, d[xi]);
-}
-
-template <class Arch>
-void wino_f23_input(const float* const rows[4], long x0, size_t in_w, size_t C, float* v,
-                    size_t v_stride) {
-  constexpr size_t W = simd::Vec<Arch>::n;
-  size_t c = 0;
-  for (; c + W <= C; c += W) wino23_input_chunk<Arch>(rows, x0, in_w, C, v, v_stride, c);
-  for (; c < C; ++c) wino23_input_chunk<simd::scalar_arch>(rows, x0, in_w, C, v, v_stride, c);
-}
-
 // Y = A^T m A with A^T = [1 1 1 0; 0 1 -1 -1].
 template <class B>
 inline void wino_at2(const B* m, B* o, size_t s) {
@@ -394,34 +312,75 @@ inline void wino_at2(const B* m, B* o, size_t s) {
   o[s] = (m1 - m2) - m[3 * s];
 }
 
-template <class Arch>
-inline void wino23_output_chunk(const float* m, size_t m_stride, size_t C, const float* bias,
-                                const MinMax* mm, float* const out_rows[2], size_t x0, size_t ncols,
-                                size_t c) {
+// F(M x M,3x3) for a tile of M output rows, M = 4 (6-point transforms, 36 positions) or 2
+// (4-point, 16): the 1-D transforms above, applied along columns, then along rows.
+template <int M, class B, class V>
+inline void wino_bt(const B* d, B* u, size_t s) {
+  if constexpr (M == 4) wino_bt6<B, V>(d, u, s);
+  else wino_bt4<B>(d, u, s);
+}
+template <int M, class B, class V>
+inline void wino_at(const B* m, B* o, size_t s) {
+  if constexpr (M == 4) wino_at4<B, V>(m, o, s);
+  else wino_at2<B>(m, o, s);
+}
+
+template <class Arch, int M>
+inline void wino_input_chunk(const float* const rows[], long x0, size_t in_w, size_t C, float* v,
+                             size_t v_stride, size_t c) {
   using V = simd::Vec<Arch>;
   using B = typename V::B;
-  B t[16], r[8], y[4];
-  for (int xi = 0; xi < 16; ++xi) t[xi] = V::load(m + xi * m_stride + c);
-  for (int i = 0; i < 4; ++i) wino_at2<B>(t + i * 4, r + i * 2, 1);  // along columns
-  for (int q = 0; q < 2; ++q) wino_at2<B>(r + q, y + q, 2);          // along rows
+  constexpr int A = M + 2;
+  B d[A * A], t[A * A];
+  for (int i = 0; i < A; ++i)
+    for (int j = 0; j < A; ++j) {
+      long x = x0 + j;
+      d[i * A + j] =
+          (rows[i] && x >= 0 && x < long(in_w)) ? V::load(rows[i] + size_t(x) * C + c) : V::zero();
+    }
+  for (int i = 0; i < A; ++i) wino_bt<M, B, V>(d + i * A, t + i * A, 1);  // along columns
+  for (int j = 0; j < A; ++j) wino_bt<M, B, V>(t + j, d + j, A);          // along rows
+  for (int xi = 0; xi < A * A; ++xi) V::store(v + xi * v_stride + c, d[xi]);
+}
+
+template <class Arch, int M>
+void wino_input(const float* const rows[6], long x0, size_t in_w, size_t C, float* v,
+                size_t v_stride) {
+  constexpr size_t W = simd::Vec<Arch>::n;
+  size_t c = 0;
+  for (; c + W <= C; c += W) wino_input_chunk<Arch, M>(rows, x0, in_w, C, v, v_stride, c);
+  for (; c < C; ++c) wino_input_chunk<simd::scalar_arch, M>(rows, x0, in_w, C, v, v_stride, c);
+}
+
+template <class Arch, int M>
+inline void wino_output_chunk(const float* m, size_t m_stride, size_t C, const float* bias,
+                              const MinMax* mm, float* const out_rows[], size_t x0, size_t ncols,
+                              size_t c) {
+  using V = simd::Vec<Arch>;
+  using B = typename V::B;
+  constexpr int A = M + 2;
+  B t[A * A], r[A * M], y[M * M];
+  for (int xi = 0; xi < A * A; ++xi) t[xi] = V::load(m + xi * m_stride + c);
+  for (int i = 0; i < A; ++i) wino_at<M, B, V>(t + i * A, r + i * M, 1);  // along columns
+  for (int q = 0; q < M; ++q) wino_at<M, B, V>(r + q, y + q, M);          // along rows
   const B b = V::load(bias + c);
   const B lo = V::set1(mm ? mm->lo : -3.4e38f), hi = V::set1(mm ? mm->hi : 3.4e38f);
-  for (int p = 0; p < 2; ++p) {
+  for (int p = 0; p < M; ++p) {
     if (!out_rows[p]) continue;
     for (size_t q = 0; q < ncols; ++q)
-      V::store(out_rows[p] + (x0 + q) * C + c, V::min(V::max(y[p * 2 + q] + b, lo), hi));
+      V::store(out_rows[p] + (x0 + q) * C + c, V::min(V::max(y[p * M + q] + b, lo), hi));
   }
 }
 
-template <class Arch>
-void wino_f23_output(const float* m, size_t m_stride, size_t C, const float* bias, const MinMax* mm,
-                     float* const out_rows[4], size_t x0, size_t ncols) {
+template <class Arch, int M>
+void wino_output(const float* m, size_t m_stride, size_t C, const float* bias, const MinMax* mm,
+                 float* const out_rows[4], size_t x0, size_t ncols) {
   constexpr size_t W = simd::Vec<Arch>::n;
   size_t c = 0;
   for (; c + W <= C; c += W)
-    wino23_output_chunk<Arch>(m, m_stride, C, bias, mm, out_rows, x0, ncols, c);
+    wino_output_chunk<Arch, M>(m, m_stride, C, bias, mm, out_rows, x0, ncols, c);
   for (; c < C; ++c)
-    wino23_output_chunk<simd::scalar_arch>(m, m_stride, C, bias, mm, out_rows, x0, ncols, c);
+    wino_output_chunk<simd::scalar_arch, M>(m, m_stride, C, bias, mm, out_rows, x0, ncols, c);
 }
 
 template <class Arch, bool kMax>
@@ -514,10 +473,10 @@ KernelTable make_table(Isa isa) {
   }
   t.gemv_panel = &gemv_panel<Arch, NV>;
   t.dwconv3x3 = &dwconv3x3_row<SmallArch>;
-  t.wino_f43_input = &wino_f43_input<SmallArch>;
-  t.wino_f43_output = &wino_f43_output<SmallArch>;
-  t.wino_f23_input = &wino_f23_input<SmallArch>;
-  t.wino_f23_output = &wino_f23_output<SmallArch>;
+  t.wino_f43_input = &wino_input<SmallArch, 4>;
+  t.wino_f43_output = &wino_output<SmallArch, 4>;
+  t.wino_f23_input = &wino_input<SmallArch, 2>;
+  t.wino_f23_output = &wino_output<SmallArch, 2>;
   t.maxpool_row = &pool_row<SmallArch, true>;
   t.avgpool_row = &pool_row<SmallArch, false>;
   t.add = &add_vec<Arch>;
