@@ -257,16 +257,12 @@ void HostRuntime::Call::run(std::vector<Tensor>& out) {
     // Not more: a worker holds a split image until its last rows (kMaxImagesInFlight).
     for (size_t i : whole_images_leaving_at(plan_, n, start)) send_ready(i);
     const std::vector<size_t> order = host_order(plan_, start, std::min(n, start + pass));
-    auto split = [&](size_t k) { return k < order.size() && plan_.for_image(order[k]).sole_device() < 0; };
+    auto split = [&](size_t i) { return plan_.for_image(i).sole_device() < 0; };
     const bool batch = !plan_.image_plans.empty();
+    if (const auto first = std::find_if(order.begin(), order.end(), split); batch && first != order.end())
+      send_ready(*first);
     for (size_t k = 0; k < order.size(); ++k) {
-      if (batch && k == 0)
-        for (size_t f = 0; f < order.size(); ++f)
-          if (split(f)) {
-            send_ready(order[f]);
-            break;
-          }
-      if (batch && split(k + 1)) send_ready(order[k + 1]);
+      if (batch && k + 1 < order.size() && split(order[k + 1])) send_ready(order[k + 1]);
       const size_t i = order[k];
       out[i] = run_image(i);
       store_.drop(base_ + i);
