@@ -47,6 +47,19 @@ using AddFn = void (*)(const float* a, const float* b, float* out, size_t n, con
 using F32ToF16Fn = void (*)(const float* x, uint16_t* y, size_t n);
 using F16ToF32Fn = void (*)(const uint16_t* x, float* y, size_t n);
 
+// Zero elision, the exact fp32 wire (dist/runtime/sparse_wire.h): a value is elided when all its
+// bits are zero (+0.0; -0.0 and NaNs are sent). Values go in groups of 64 (the last may be
+// shorter); bit i of mask word g is set where value 64g + i is sent.
+// How many of x[0, n) are sent.
+using CountSentFn = size_t (*)(const float* x, size_t n);
+// Writes masks[0, ceil(n / 64)) and the sent values of x[0, n), in order, to vals; returns their
+// count. vals needs room for kElideSlack floats past that count: vector stores write past it.
+using ElideZerosFn = size_t (*)(const float* x, size_t n, uint64_t* masks, float* vals);
+// The inverse: y[i] is the next of vals[0, sent) where bit i is set, else +0.0. sent must be the
+// masks' population count; nothing past vals[sent) is read.
+using ExpandZerosFn = void (*)(const uint64_t* masks, const float* vals, size_t sent, float* y, size_t n);
+constexpr size_t kElideSlack = 8;
+
 // The widest GEMM tile of any table: bounds KernelTable::gemm_rows.
 constexpr size_t kMaxGemmMr = 16;
 
@@ -75,6 +88,9 @@ struct KernelTable {
   AddFn add;
   F32ToF16Fn f32_to_f16;
   F16ToF32Fn f16_to_f32;
+  CountSentFn count_sent;
+  ElideZerosFn elide_zeros;
+  ExpandZerosFn expand_zeros;
   // fma_probe(iters) does iters * fma_probe_flops FLOPs of pure FMAs at the GEMM's width: the
   // core's peak, against which bench --layers reports each layer.
   float (*fma_probe)(size_t iters);

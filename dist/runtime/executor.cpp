@@ -317,8 +317,13 @@ void send_values(Peer& to, uint64_t image, Json meta, std::shared_ptr<const void
   }
   if (!fp16) {
     const size_t sent = count_sent_values(src, n);
-    if (sparse_bytes(n, sent) * 8 <= n * sizeof(float) * 7)
-      return send_encoded("fp32z", sparse_encode(src, n, sent));
+    if (sparse_bytes(n, sent) * 8 <= n * sizeof(float) * 7) {
+      auto z = std::make_shared<SparseFrame>(src, n, sent);
+      meta["wire"] = "fp32z";
+      section.reset();
+      to.send_async(MsgType::rows, image, meta, z, z->data(), z->size(), std::move(on_sent));
+      return;
+    }
     meta["wire"] = "fp32";
     section.reset();
     to.send_async(MsgType::rows, image, meta, std::move(keep), src, n * sizeof(float), std::move(on_sent));

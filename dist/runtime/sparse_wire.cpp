@@ -1,86 +1,93 @@
 #include "dist/runtime/sparse_wire.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <stdexcept>
 
 #include "dist/runtime/protocol.h"
+#include "kernels/microkernels.h"
 
 namespace eb::dist {
 namespace {
-uint32_t bits_of(const float* v) {
-  uint32_t b;
-  std::memcpy(&b, v, sizeof b);
-  return b;
-}
 size_t mask_words(size_t n) {
   return (n + 63) / 64;
 }
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "mask words are little-endian on the wire and in memory");
 }  // namespace
 
+// The loops are microkernels (KernelTable::count_sent, elide_zeros, expand_zeros): vector code
+// per ISA, checked against a plain twin in tests/test_microkernels.cpp.
 size_t count_sent_values(const float* v, size_t n) {
-  size_t k = 0;
-  for (size_t i = 0; i < n; ++i) k += bits_of(v + i) != 0;
-  return k;
+  return kernels::active().count_sent(v, n);
 }
 
 size_t sparse_bytes(size_t n, size_t sent) {
   return mask_words(n) * 8 + sent * sizeof(float);
 }
 
-std::vector<uint8_t> sparse_encode(const float* v, size_t n, size_t sent) {
-  const size_t words = mask_words(n);
-  // One spare value: the branch-free loop stores every value and advances past it only when
-  // it is sent, so the store after the last sent value lands in the spare.
-  std::vector<uint8_t> out(sparse_bytes(n, sent) + sizeof(float));
-  uint8_t* vals = out.data() + words * 8;
-  size_t j = 0;
-  for (size_t w = 0; w < words; ++w) {
-    uint64_t m = 0;
-    const size_t end = std::min<size_t>(64, n - w * 64);
-    for (size_t i = 0; i < end; ++i) {
-      const uint32_t b = bits_of(v + w * 64 + i);
-      const size_t nz = b != 0;
-      m |= uint64_t(nz) << i;
-      std::memcpy(vals + std::min(j, sent) * sizeof(float), &b, sizeof b);
-      j += nz;
-    }
-    for (int k = 0; k < 8; ++k) out[w * 8 + size_t(k)] = uint8_t(m >> (8 * k));
-  }
+namespace {
+// Room for the sparse form plus the slack past its last value, where the kernel's vector stores
+// write (garbage).
+size_t encode_room(size_t n, size_t sent) {
+  return sparse_bytes(n, sent) + kernels::kElideSlack * sizeof(float);
+}
+// Writes the sparse form to out (encode_room bytes, 8-byte aligned: for the mask words, and so
+// for the values after them).
+void encode_into(const float* v, size_t n, size_t sent, uint8_t* out) {
+  const size_t j = kernels::active().elide_zeros(v, n, reinterpret_cast<uint64_t*>(out),
+                                                 reinterpret_cast<float*>(out + mask_words(n) * 8));
   if (j != sent) throw std::logic_error("sparse_encode: sent count does not match the values");
-  out.resize(out.size() - sizeof(float));
+}
+}  // namespace
+
+std::vector<uint8_t> sparse_encode(const float* v, size_t n, size_t sent) {
+  std::vector<uint8_t> out(encode_room(n, sent));
+  encode_into(v, n, sent, out.data());
+  out.resize(sparse_bytes(n, sent));
   return out;
+}
+
+SparseFrame::SparseFrame(const float* v, size_t n, size_t sent) : size_(sparse_bytes(n, sent)) {
+  const size_t room = encode_room(n, sent);
+  if (buffer_cached(room)) {
+    mapped_ = take_buffer(room, false);
+    p_ = static_cast<uint8_t*>(mapped_.data);
+  } else {
+    heap_.reset(new uint8_t[room]);  // not value-initialised: no zero fill
+    p_ = heap_.get();
+  }
+  try {
+    encode_into(v, n, sent, p_);
+  } catch (...) {
+    if (mapped_.data) give_buffer(mapped_);
+    throw;
+  }
+}
+
+SparseFrame::~SparseFrame() {
+  if (mapped_.data) give_buffer(mapped_);
 }
 
 void sparse_decode(const uint8_t* in, size_t bytes, float* dst, size_t n) {
   const size_t words = mask_words(n);
   if (bytes < words * 8) throw ProtocolError("sparse rows shorter than their masks");
   std::vector<uint64_t> masks(words);
+  if (words) std::memcpy(masks.data(), in, words * 8);
   size_t sent = 0;
-  for (size_t w = 0; w < words; ++w) {
-    uint64_t m = 0;
-    for (int k = 0; k < 8; ++k) m |= uint64_t(in[w * 8 + size_t(k)]) << (8 * k);
-    masks[w] = m;
-    sent += size_t(__builtin_popcountll(m));
-  }
+  for (uint64_t m : masks) sent += size_t(__builtin_popcountll(m));
   if (n % 64 && (masks.back() >> (n % 64)) != 0)
     throw ProtocolError("sparse mask bits past the rows");
   if (bytes != sparse_bytes(n, sent)) throw ProtocolError("sparse rows do not match their masks");
   const uint8_t* vals = in + words * 8;
-  size_t j = 0;
-  for (size_t w = 0; w < words; ++w) {
-    const uint64_t m = masks[w];
-    const size_t end = std::min<size_t>(64, n - w * 64);
-    for (size_t i = 0; i < end; ++i) {
-      const size_t nz = (m >> i) & 1;
-      // Branch-free: read the next sent value (clamped: none may be left), keep it if sent.
-      uint32_t b = 0;
-      if (sent) std::memcpy(&b, vals + std::min(j, sent - 1) * sizeof(float), sizeof b);
-      b = nz ? b : 0;
-      std::memcpy(dst + w * 64 + i, &b, sizeof b);
-      j += nz;
-    }
+  std::vector<float> aligned;  // a frame's payload is a heap buffer; a caller's bytes may not be
+  if (reinterpret_cast<uintptr_t>(vals) % alignof(float) != 0) {
+    aligned.resize(sent);
+    if (sent) std::memcpy(aligned.data(), vals, sent * sizeof(float));
+    vals = reinterpret_cast<const uint8_t*>(aligned.data());
   }
+  kernels::active().expand_zeros(masks.data(), reinterpret_cast<const float*>(vals), sent, dst, n);
 }
 
 }  // namespace eb::dist
