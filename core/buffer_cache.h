@@ -1,5 +1,6 @@
-// Large tensor buffers (a layer's output band, which lives one inference) in their own
-// mappings, kept after they are freed and handed out again, as ncnn's pool allocator does.
+// Large tensor buffers (a layer's output band, which lives one inference; also a large wire
+// frame while it is in flight, dist/runtime/sparse_wire.h) in their own mappings, kept after
+// they are freed and handed out again, as ncnn's pool allocator does.
 // In the heap, each inference's differently sized bands, with the weights that loading and
 // streaming put between them, left holes the next run grew around: a MobileNet-V1 host read
 // 38 MB for 26 MB in use. Fresh mappings each time avoid that, but their page faults made

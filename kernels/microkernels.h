@@ -91,6 +91,7 @@ struct KernelTable {
   CountSentFn count_sent;
   ElideZerosFn elide_zeros;
   ExpandZerosFn expand_zeros;
+  size_t elide_lanes;  // values those three take per step (1: the plain loop)
   // fma_probe(iters) does iters * fma_probe_flops FLOPs of pure FMAs at the GEMM's width: the
   // core's peak, against which bench --layers reports each layer.
   float (*fma_probe)(size_t iters);

@@ -11,7 +11,7 @@
 #include "kernels/half.h"
 #include "kernels/microkernels.h"
 #include "kernels/simd.h"
-#if defined(__F16C__)
+#if defined(__F16C__) || defined(__AVX2__)
 #include <immintrin.h>
 #elif defined(__aarch64__)
 #include <arm_neon.h>
@@ -488,7 +488,7 @@ inline uint32_t bits_of(float f) {
 
 template <class Arch>
 constexpr bool kAvx2Elide =
-#if defined(__AVX2__)
+#if defined(__AVX2__) && !defined(EB_SCALAR_ONLY)
     std::is_same_v<Arch, xsimd::fma3<xsimd::avx2>>;
 #else
     false;
@@ -533,7 +533,7 @@ template <class Arch>
 size_t count_sent(const float* x, size_t n) {
   size_t i = 0, k = 0;
   if constexpr (kAvx2Elide<Arch>) {
-#if defined(__AVX2__)
+#if defined(__AVX2__) && !defined(EB_SCALAR_ONLY)
     const __m256i zero = _mm256_setzero_si256();
     for (; i + 8 <= n; i += 8) {
       const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i));
@@ -561,7 +561,7 @@ size_t elide_zeros(const float* x, size_t n, uint64_t* masks, float* vals) {
     uint64_t m = 0;
     size_t i = 0;
     if constexpr (kAvx2Elide<Arch>) {
-#if defined(__AVX2__)
+#if defined(__AVX2__) && !defined(EB_SCALAR_ONLY) && !defined(EB_SCALAR_ONLY)
       const __m256i zero = _mm256_setzero_si256();
       for (; i + 8 <= len; i += 8) {
         const __m256 v = _mm256_loadu_ps(xg + i);
@@ -606,7 +606,7 @@ void expand_zeros(const uint64_t* masks, const float* vals, size_t sent, float* 
     const uint64_t m = masks[g];
     size_t i = 0;
     if constexpr (kAvx2Elide<Arch>) {
-#if defined(__AVX2__)
+#if defined(__AVX2__) && !defined(EB_SCALAR_ONLY) && !defined(EB_SCALAR_ONLY)
       const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
       for (; i + 8 <= len && j + 8 <= sent; i += 8) {  // never reads past vals[sent)
         const unsigned bits = unsigned(m >> i) & 0xFF;
@@ -665,6 +665,7 @@ KernelTable make_table(Isa isa) {
   t.count_sent = &count_sent<SmallArch>;
   t.elide_zeros = &elide_zeros<SmallArch>;
   t.expand_zeros = &expand_zeros<SmallArch>;
+  t.elide_lanes = kAvx2Elide<SmallArch> ? 8 : kNeonElide<SmallArch> ? 4 : 1;
   t.fma_probe = &fma_probe<Arch>;
   t.fma_probe_flops = 12 * 2 * simd::Vec<Arch>::n;
   return t;

@@ -587,6 +587,38 @@ TEST_CASE(
   CHECK_THROWS_AS(s.put_wire(2, m, z), ProtocolError);
 }
 
+TEST_CASE("dist protocol: a sparse frame equals sparse_encode, in a reused buffer too; a misaligned one decodes") {
+  // SparseFrame (what the runtime sends) takes a large frame's buffer from the tensor buffer
+  // cache unfilled: a buffer another frame left behind must not leak into this one's bytes.
+  std::mt19937 rng(9);
+  auto band = [&](size_t n, double zeros) {
+    std::vector<float> v(n);
+    for (float& x : v) x = std::bernoulli_distribution(zeros)(rng) ? 0.0f : float(rng() % 1000) + 0.5f;
+    return v;
+  };
+  for (size_t n : {size_t(1), size_t(100), size_t(70000), size_t(300000)}) {
+    CAPTURE(n);
+    {
+      const std::vector<float> dirty = band(n, 0.0);  // every value sent: fills its buffer
+      const SparseFrame f(dirty.data(), n, count_sent_values(dirty.data(), n));
+    }
+    const std::vector<float> v = band(n, 0.6);
+    const size_t sent = count_sent_values(v.data(), n);
+    const SparseFrame f(v.data(), n, sent);
+    const std::vector<uint8_t> want = sparse_encode(v.data(), n, sent);
+    REQUIRE(f.size() == want.size());
+    CHECK(std::memcmp(f.data(), want.data(), want.size()) == 0);
+    // A wrong count is refused before anything is written.
+    CHECK_THROWS_AS(SparseFrame(v.data(), n, sent - 1 + (sent == 0 ? 2 : 0)), std::logic_error);
+    // Decoding from an address that is not a float's.
+    std::vector<uint8_t> shifted(want.size() + 1);
+    std::memcpy(shifted.data() + 1, want.data(), want.size());
+    std::vector<float> back(n, 7.0f);
+    sparse_decode(shifted.data() + 1, want.size(), back.data(), n);
+    CHECK(std::memcmp(back.data(), v.data(), n * sizeof(float)) == 0);
+  }
+}
+
 TEST_CASE("dist protocol: palette rows (an image's) round-trip bit for bit; malformed ones are refused") {
   std::mt19937 rng(39);
   int encoded = 0, refused_levels = 0, refused = 0;
