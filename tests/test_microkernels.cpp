@@ -348,15 +348,16 @@ TEST_CASE("microkernels: zero elision equals its plain twin on every ISA, inside
           CHECK(masks.back() == 0xABCDu);  // no mask word past ceil(n / 64)
           masks.pop_back();
           CHECK(masks == want_masks);
-          CHECK(std::memcmp(out.data(), want_vals.data(), sent * 4) == 0);
+          // (memcmp and memcpy only where there are bytes: an empty vector's data() may be null)
+          if (sent) CHECK(std::memcmp(out.data(), want_vals.data(), sent * 4) == 0);
           // Expand from values that end at a guard page, into n floats that end at one.
           std::vector<float> packed(sent);
-          std::memcpy(packed.data(), want_vals.data(), sent * 4);
+          if (sent) std::memcpy(packed.data(), want_vals.data(), sent * 4);
           Guarded vals(packed, f);
           Guarded y(std::vector<float>(n, 7.0f), f);
           t.expand_zeros(want_masks.data(), vals.data(), sent, y.data(), n);
           const std::vector<float> back = y.values();
-          CHECK(std::memcmp(back.data(), x.data(), n * 4) == 0);  // every bit, -0.0 and NaNs too
+          if (n) CHECK(std::memcmp(back.data(), x.data(), n * 4) == 0);  // every bit, -0.0 and NaNs too
         });
       }
   });
