@@ -561,7 +561,7 @@ size_t elide_zeros(const float* x, size_t n, uint64_t* masks, float* vals) {
     uint64_t m = 0;
     size_t i = 0;
     if constexpr (kAvx2Elide<Arch>) {
-#if defined(__AVX2__) && !defined(EB_SCALAR_ONLY) && !defined(EB_SCALAR_ONLY)
+#if defined(__AVX2__) && !defined(EB_SCALAR_ONLY)
       const __m256i zero = _mm256_setzero_si256();
       for (; i + 8 <= len; i += 8) {
         const __m256 v = _mm256_loadu_ps(xg + i);
@@ -606,7 +606,7 @@ void expand_zeros(const uint64_t* masks, const float* vals, size_t sent, float* 
     const uint64_t m = masks[g];
     size_t i = 0;
     if constexpr (kAvx2Elide<Arch>) {
-#if defined(__AVX2__) && !defined(EB_SCALAR_ONLY) && !defined(EB_SCALAR_ONLY)
+#if defined(__AVX2__) && !defined(EB_SCALAR_ONLY)
       const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
       for (; i + 8 <= len && j + 8 <= sent; i += 8) {  // never reads past vals[sent)
         const unsigned bits = unsigned(m >> i) & 0xFF;

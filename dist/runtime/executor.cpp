@@ -305,35 +305,30 @@ void send_values(Peer& to, uint64_t image, Json meta, std::shared_ptr<const void
                  const float* src, size_t n, int channels, bool fp16, Peer::SentFn on_sent) {
   meta["image"] = static_cast<unsigned long>(image);
   std::optional<ComputeScope> section(std::in_place, section_of(Work::encode));
-  auto send_encoded = [&](const char* wire, std::vector<uint8_t> bytes) {
+  // Every form leaves the same way: `hold` keeps `data` alive until the frame is written.
+  auto send_frame = [&](const char* wire, std::shared_ptr<const void> hold, const void* data, size_t bytes) {
     meta["wire"] = wire;
-    auto z = std::make_shared<std::vector<uint8_t>>(std::move(bytes));
     section.reset();
-    to.send_async(MsgType::rows, image, meta, z, z->data(), z->size(), std::move(on_sent));
+    to.send_async(MsgType::rows, image, meta, std::move(hold), data, bytes, std::move(on_sent));
   };
   if (!fp16 && channels >= 1 && channels <= kPaletteMaxChannels) {
     auto p = palette_encode(src, n, channels);
-    if (p && p->size() * 8 <= n * sizeof(float) * 7) return send_encoded("fp32p", std::move(*p));
+    if (p && p->size() * 8 <= n * sizeof(float) * 7) {
+      auto z = std::make_shared<std::vector<uint8_t>>(std::move(*p));
+      return send_frame("fp32p", z, z->data(), z->size());
+    }
   }
   if (!fp16) {
     const size_t sent = count_sent_values(src, n);
     if (sparse_bytes(n, sent) * 8 <= n * sizeof(float) * 7) {
       auto z = std::make_shared<SparseFrame>(src, n, sent);
-      meta["wire"] = "fp32z";
-      section.reset();
-      to.send_async(MsgType::rows, image, meta, z, z->data(), z->size(), std::move(on_sent));
-      return;
+      return send_frame("fp32z", z, z->data(), z->size());
     }
-    meta["wire"] = "fp32";
-    section.reset();
-    to.send_async(MsgType::rows, image, meta, std::move(keep), src, n * sizeof(float), std::move(on_sent));
-    return;
+    return send_frame("fp32", std::move(keep), src, n * sizeof(float));
   }
-  meta["wire"] = "fp16";
   auto half = std::make_shared<std::vector<uint16_t>>(n);
   kernels::active().f32_to_f16(src, half->data(), n);
-  section.reset();
-  to.send_async(MsgType::rows, image, meta, half, half->data(), n * 2, std::move(on_sent));
+  send_frame("fp16", half, half->data(), n * 2);
 }
 }  // namespace
 
