@@ -319,11 +319,8 @@ void send_values(Peer& to, uint64_t image, Json meta, std::shared_ptr<const void
     }
   }
   if (!fp16) {
-    const size_t sent = count_sent_values(src, n);
-    if (sparse_bytes(n, sent) * 8 <= n * sizeof(float) * 7) {
-      auto z = std::make_shared<SparseFrame>(src, n, sent);
+    if (std::shared_ptr<SparseFrame> z = SparseFrame::encode_if_smaller(src, n))
       return send_frame("fp32z", z, z->data(), z->size());
-    }
     return send_frame("fp32", std::move(keep), src, n * sizeof(float));
   }
   auto half = std::make_shared<std::vector<uint16_t>>(n);

@@ -4,7 +4,6 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
-#include <stdexcept>
 
 #include "dist/runtime/protocol.h"
 #include "kernels/microkernels.h"
@@ -34,22 +33,27 @@ namespace {
 size_t encode_room(size_t n, size_t sent) {
   return sparse_bytes(n, sent) + kernels::kElideSlack * sizeof(float);
 }
-// Writes the sparse form to out (encode_room bytes, 8-byte aligned: for the mask words, and so
-// for the values after them). The kernel writes as many values as it finds: a `sent` too small
-// would overrun out, so it is checked first (a count costs a fifth of the encoding).
-void encode_into(const float* v, size_t n, size_t sent, uint8_t* out) {
-  const kernels::KernelTable& k = kernels::active();
-  if (k.count_sent(v, n) != sent)
-    throw std::logic_error("sparse_encode: sent count does not match the values");
-  k.elide_zeros(v, n, reinterpret_cast<uint64_t*>(out), reinterpret_cast<float*>(out + mask_words(n) * 8));
+// Writes the sparse form of v[0, n), of which `sent` are not +0.0, to out (encode_room bytes,
+// 8-byte aligned: for the mask words, and so for the values after them). The kernel writes as
+// many values as it finds: only counts taken here, from the same values, reach it.
+void encode_into(const float* v, size_t n, uint8_t* out) {
+  kernels::active().elide_zeros(v, n, reinterpret_cast<uint64_t*>(out),
+                                reinterpret_cast<float*>(out + mask_words(n) * 8));
 }
 }  // namespace
 
-std::vector<uint8_t> sparse_encode(const float* v, size_t n, size_t sent) {
+std::vector<uint8_t> sparse_encode(const float* v, size_t n) {
+  const size_t sent = count_sent_values(v, n);
   std::vector<uint8_t> out(encode_room(n, sent));
-  encode_into(v, n, sent, out.data());
+  encode_into(v, n, out.data());
   out.resize(sparse_bytes(n, sent));
   return out;
+}
+
+std::unique_ptr<SparseFrame> SparseFrame::encode_if_smaller(const float* v, size_t n) {
+  const size_t sent = count_sent_values(v, n);
+  if (sparse_bytes(n, sent) * 8 > n * sizeof(float) * 7) return nullptr;
+  return std::unique_ptr<SparseFrame>(new SparseFrame(v, n, sent));
 }
 
 SparseFrame::SparseFrame(const float* v, size_t n, size_t sent) : size_(sparse_bytes(n, sent)) {
@@ -61,12 +65,7 @@ SparseFrame::SparseFrame(const float* v, size_t n, size_t sent) : size_(sparse_b
     heap_.reset(new uint8_t[room]);  // not value-initialised: no zero fill
     p_ = heap_.get();
   }
-  try {
-    encode_into(v, n, sent, p_);
-  } catch (...) {
-    if (mapped_.data) give_buffer(mapped_);
-    throw;
-  }
+  encode_into(v, n, p_);
 }
 
 SparseFrame::~SparseFrame() {

@@ -19,14 +19,18 @@ namespace eb::dist {
 size_t count_sent_values(const float* v, size_t n);
 // Bytes of the sparse form of n values of which `sent` are not +0.0.
 size_t sparse_bytes(size_t n, size_t sent);
-// The sparse form of v[0, n) (sent = count_sent_values(v, n)): sparse_bytes(n, sent) bytes.
-std::vector<uint8_t> sparse_encode(const float* v, size_t n, size_t sent);
-// The same in a buffer of its own, for a frame in flight: a large one from the tensor buffer
-// cache (core/buffer_cache.h), a small one from the heap, neither zero-filled first. A fresh
-// mapping per frame cost more than the encoding: 0.70 against 0.15 ns per byte for a 1 MiB band.
+// The sparse form of v[0, n): sparse_bytes(n, count_sent_values(v, n)) bytes.
+std::vector<uint8_t> sparse_encode(const float* v, size_t n);
+// The sparse form in a buffer of its own, for a frame in flight: a large one from the tensor
+// buffer cache (core/buffer_cache.h), a small one from the heap, neither zero-filled first. A
+// fresh mapping per frame cost more than the encoding: 0.70 against 0.15 ns per byte for a
+// 1 MiB band.
 class SparseFrame {
  public:
-  SparseFrame(const float* v, size_t n, size_t sent);
+  // The frame, or null where the sparse form would not save an eighth of the raw fp32 bytes:
+  // raw rows then cost nothing to encode or decode. Counts the values once, itself, so no count
+  // from a caller can disagree with what the kernel writes.
+  static std::unique_ptr<SparseFrame> encode_if_smaller(const float* v, size_t n);
   ~SparseFrame();
   SparseFrame(const SparseFrame&) = delete;
   SparseFrame& operator=(const SparseFrame&) = delete;
@@ -34,6 +38,7 @@ class SparseFrame {
   size_t size() const { return size_; }
 
  private:
+  SparseFrame(const float* v, size_t n, size_t sent);
   MappedBuffer mapped_;
   std::unique_ptr<uint8_t[]> heap_;
   uint8_t* p_ = nullptr;
