@@ -94,6 +94,14 @@ Tensor Tensor::uninitialized(Shape s) {
   return t;
 }
 
+bool Tensor::sole_owner() const {
+  // Copying the pointer is an acquire-release on its count (libstdc++), so the last other
+  // owner's reads, before it let go on its thread, happen before the caller's writes. A bare
+  // use_count() is a relaxed read and orders nothing (nor would ThreadSanitizer see a fence).
+  const std::shared_ptr<float> probe = storage_;
+  return probe.use_count() == 2;
+}
+
 Tensor Tensor::sparse(Shape s) {
   if (s.h < 0 || s.w < 0 || s.c < 0) throw std::invalid_argument("negative tensor shape " + s.str());
   const size_t bytes = s.size() * sizeof(float);

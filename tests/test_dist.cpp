@@ -345,7 +345,51 @@ TEST_CASE("dist loopback: a batch run with images whole on each device (image pl
     for (size_t i = 0; i < images.size(); ++i) CHECK(ref::bit_equal(got[i], want[i]));
     // Each whole image's input went to its device alone, and the split ones to both workers.
     CHECK(st.bytes_sent >= 3 * images[0].size() * sizeof(float) / 2);
+    // The second call writes the first call's maps, whose pages are resident: none afresh.
+    if (call == 0) CHECK(st.host_maps_mapped >= images.size());
+    if (call == 1) CHECK(st.host_maps_mapped == 0);
   }
+  // Another plan starts afresh: its rows differ, and the old maps' pages would add up.
+  InferStats st;
+  const Plan halp = make_plan(*g, estimated(*g, 3, "1gbit,0.2ms"), Scheme::halp, 1);
+  CHECK(ref::bit_equal(host.infer({images[0]}, halp, &st)[0], want[0]));
+  CHECK(st.host_maps_mapped > 0);
+}
+
+TEST_CASE("dist store: a finished image's maps serve the next images, never while viewed elsewhere") {
+  const Graph& g = *shared_synthetic("vgg16:64");
+  const int node = 0;
+  const size_t row = g.shape_of(node).row_size();
+  auto values = [&](float v) { return std::vector<float>(2 * row, v); };
+  FeatureStore s(g);
+  s.put(1, node, {0, 2}, values(1).data());
+  s.put(2, node, {0, 2}, values(2).data());  // two images held at once
+  const float* map1 = s.row(1, node, 0);
+  const Band in_flight = s.band(2, node, {0, 2});  // a raw fp32 frame of image 2, not yet written
+  s.drop(1);
+  s.drop(2);
+  CHECK(s.maps_mapped() == 2);
+  s.put(3, node, {1, 2}, values(3).data());
+  CHECK(s.row(3, node, 1) == map1 + row);  // image 1's map, written again
+  CHECK_FALSE(s.holds(3, node, {0, 1}));   // its stale row is not held
+  s.put(4, node, {0, 2}, values(4).data());
+  CHECK(s.maps_mapped() == 3);  // image 2's map is still viewed: a fresh one
+  CHECK(s.row(4, node, 0) != in_flight.t.data());
+  CHECK(in_flight.t.data()[0] == 2.0f);
+  CHECK(in_flight.t.data()[2 * row - 1] == 2.0f);
+  // No node keeps more spares than images were held at once (two).
+  s.drop(3);
+  s.drop(4);
+  SpareMaps spares = s.take_spares();
+  CHECK(spares.most_images == 2);
+  CHECK(spares.by_node[node].size() == 2);
+  // A store of the same plan takes them over; clear() (a new plan) drops them.
+  FeatureStore next(g, std::move(spares));
+  next.put(5, node, {0, 1}, values(5).data());
+  CHECK(next.maps_mapped() == 0);
+  next.clear();
+  next.put(6, node, {0, 1}, values(6).data());
+  CHECK(next.maps_mapped() == 1);
 }
 
 TEST_CASE("dist loopback: F(2x2) Winograd layers split in 2-row tiles across devices equal local") {

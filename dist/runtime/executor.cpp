@@ -17,7 +17,17 @@ FeatureStore::Held& FeatureStore::get(uint64_t image, int node) {
   if (it != maps_.end()) return it->second;
   const Shape s = g_.shape_of(node);
   Held h;
-  h.t = Tensor::sparse(s);
+  // A spare still viewed elsewhere (a raw fp32 frame in flight, a result) is not written.
+  std::vector<Tensor>& spare = spares_.by_node[node];
+  const auto free = std::find_if(spare.begin(), spare.end(),
+                                 [&](const Tensor& t) { return t.shape() == s && t.sole_owner(); });
+  if (free != spare.end()) {
+    h.t = std::move(*free);  // its rows are stale: `has` says none is held
+    spare.erase(free);
+  } else {
+    h.t = Tensor::sparse(s);
+    ++mapped_;
+  }
   h.has.assign(size_t(s.h), false);
   return maps_[key] = std::move(h);
 }
@@ -126,8 +136,16 @@ Band FeatureStore::band(uint64_t image, int node, RowRange r) const {
 }
 
 void FeatureStore::drop(uint64_t image) {
-  for (auto it = maps_.begin(); it != maps_.end();)
-    it = it->first.first == image ? maps_.erase(it) : std::next(it);
+  spares_.most_images = std::max(spares_.most_images, images());
+  for (auto it = maps_.begin(); it != maps_.end();) {
+    if (it->first.first != image) {
+      ++it;
+      continue;
+    }
+    std::vector<Tensor>& spare = spares_.by_node[it->first.second];
+    if (spare.size() < spares_.most_images) spare.push_back(std::move(it->second.t));
+    it = maps_.erase(it);
+  }
 }
 
 size_t FeatureStore::images() const {

@@ -5,15 +5,26 @@
 #include <functional>
 #include <map>
 #include <utility>
+#include <vector>
 
 #include "dist/runtime/peer.h"
 #include "dist/plan/planner.h"
 
 namespace eb::dist {
 
+// Feature maps of finished images, by node, that the next images of the same plan take instead
+// of fresh mappings. A plan writes the same rows of a node for every image, so their pages are
+// resident already: a fresh mapping had the kernel fault in and zero every page again per image,
+// inside the decode and copies of each frame.
+struct SpareMaps {
+  std::map<int, std::vector<Tensor>> by_node;
+  size_t most_images = 0;  // the most images held at once: no node keeps more spares than that
+};
+
 class FeatureStore {
  public:
-  explicit FeatureStore(const Graph& g) : g_(g) {}
+  // `spares`: maps a store of the same plan left (take_spares), or none.
+  explicit FeatureStore(const Graph& g, SpareMaps spares = {}) : g_(g), spares_(std::move(spares)) {}
   void put(uint64_t image, int node, RowRange r, const float* src);
   // Channels [c0, c1) of a one-row node (a split tail layer's slice); the row counts as held
   // once slices cover all its channels. Throws ProtocolError on overlapping slices.
@@ -25,8 +36,14 @@ class FeatureStore {
   bool holds_channels(uint64_t image, int node, ChannelSlice channels) const;  // of row 0
   const float* row(uint64_t image, int node, int y) const;
   Band band(uint64_t image, int node, RowRange r) const;  // view of held rows
-  void drop(uint64_t image);
-  void clear() { maps_.clear(); }
+  void drop(uint64_t image);  // its maps become spares for the next images
+  // Drops every image and spare (a new plan writes other rows: its pages would add up).
+  void clear() {
+    maps_.clear();
+    spares_ = SpareMaps{};
+  }
+  SpareMaps take_spares() { return std::move(spares_); }
+  size_t maps_mapped() const { return mapped_; }  // afresh, not a spare
   size_t images() const;
 
  private:
@@ -39,6 +56,8 @@ class FeatureStore {
   Held& get(uint64_t image, int node);
   const Graph& g_;
   std::map<std::pair<uint64_t, int>, Held> maps_;
+  SpareMaps spares_;
+  size_t mapped_ = 0;
 };
 
 // Timing of one device's compute of one block (steady clock, microseconds).

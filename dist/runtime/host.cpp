@@ -176,7 +176,11 @@ void HostRuntime::fault(int peer, const std::string& why, InferStats* st) {
 // model on the host. A misbehaving worker throws WorkerFault.
 class HostRuntime::Call {
  public:
-  Call(HostRuntime& h, const std::vector<Tensor>& images, const Plan& plan, InferStats* st);
+  // `spares`: feature maps the last call of this plan left (FeatureStore).
+  Call(HostRuntime& h, const std::vector<Tensor>& images, const Plan& plan, InferStats* st,
+       SpareMaps spares);
+  SpareMaps take_spares() { return store_.take_spares(); }
+  size_t maps_mapped() const { return store_.maps_mapped(); }
   // Runs every image; throws WorkerFault, after which the images not finished() are left.
   void run(std::vector<Tensor>& out);
   bool finished(size_t i) const { return finished_[i]; }
@@ -212,8 +216,8 @@ class HostRuntime::Call {
 };
 
 HostRuntime::Call::Call(HostRuntime& h, const std::vector<Tensor>& images, const Plan& plan,
-                        InferStats* st)
-    : h_(h), images_(images), plan_(plan), st_(st), store_(*h.g_), base_(h.next_image_),
+                        InferStats* st, SpareMaps spares)
+    : h_(h), images_(images), plan_(plan), st_(st), store_(*h.g_, std::move(spares)), base_(h.next_image_),
       sent_(images.size()), finished_(images.size(), false) {
   for (size_t i = 0; i < images.size(); ++i) sent_[i].assign(plan.for_image(i).transfers.size(), false);
   for (size_t i = 0; i < h_.peers_.size(); ++i)
@@ -491,7 +495,10 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
   uint64_t sent0 = 0, recv0 = 0;
   for (auto& p : peers_) sent0 += p->bytes_sent(), recv0 += p->bytes_received();
   std::vector<Tensor> out(images.size());
-  Call call(*this, images, plan, st);
+  // Another plan writes other rows: the last call's maps would add their pages to this one's.
+  std::string plan_key = plan_to_wire(plan).dump();
+  if (plan_key != spares_plan_) spares_ = SpareMaps{}, spares_plan_ = std::move(plan_key);
+  Call call(*this, images, plan, st, std::move(spares_));
   try {
     call.run(out);
   } catch (const WorkerFault& f) {
@@ -499,6 +506,8 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
     for (size_t i = 0; i < images.size(); ++i)  // recover
       if (!call.finished(i)) out[i] = g_->forward(images[i]);
   }
+  st->host_maps_mapped = call.maps_mapped();
+  spares_ = call.take_spares();
   call.log_sends();
   uint64_t sent1 = 0, recv1 = 0;
   for (auto& p : peers_) sent1 += p->bytes_sent(), recv1 += p->bytes_received();

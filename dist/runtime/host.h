@@ -54,6 +54,7 @@ struct InferStats {
     int64_t t0_us, t1_us;
   };
   std::vector<Load> loads;
+  size_t host_maps_mapped = 0;  // feature maps the host mapped afresh (not the last call's)
 };
 
 // A worker's link as measured (HostRuntime::measure_links); -1: the worker is not usable.
@@ -105,6 +106,8 @@ class HostRuntime {
   std::vector<bool> alive_;
   std::vector<std::string> plan_sent_;  // per peer: the last PLAN message it was sent
   std::unique_ptr<Plan> own_plan_;       // the plan whose share this host's lazy graph holds
+  SpareMaps spares_;                     // the last call's feature maps, for the next call
+  std::string spares_plan_;              // of this plan (its wire form)
   uint64_t next_image_ = 1;
   uint64_t next_ping_ = 1;
 };
