@@ -77,7 +77,7 @@ class Tensor {
   // The buffer this tensor (or view) lives in: holding it keeps data() valid.
   std::shared_ptr<const float> storage() const { return storage_; }
   // No view, copy or storage() holder of this buffer is left elsewhere: writing it changes
-  // nothing another owner reads (a frame in flight, a result handed out).
+  // nothing another owner reads (a frame in flight).
   bool sole_owner() const;
   // Reinterpret with a new shape of the same element count (shares storage).
   Tensor reshaped(Shape s) const;

@@ -37,7 +37,9 @@ RowRange span(const std::vector<RowRange>& zones) {
 // The rows a device keeps in its FeatureStore for an image until it is done (a batch's images
 // are all in flight at once): each block input it receives or holds (with halos) and each zone
 // it computes; the host also the image and the gathered input of the tail. The store maps whole
-// maps afresh (Tensor::sparse, not from the buffer cache), so only the rows written are resident.
+// maps afresh (Tensor::sparse, not from the buffer cache), so only the rows written are resident;
+// the next image of the plan reuses them, writing the same rows (a batch plan: rows its
+// whole-image plan covers, planner.cpp), so what stays resident is within this.
 double store_mb(const Graph& g, const Plan& p, int d) {
   std::map<int, RowRange> held;
   auto add = [&](int node, RowRange r) {

@@ -17,7 +17,7 @@ FeatureStore::Held& FeatureStore::get(uint64_t image, int node) {
   if (it != maps_.end()) return it->second;
   const Shape s = g_.shape_of(node);
   Held h;
-  // A spare still viewed elsewhere (a raw fp32 frame in flight, a result) is not written.
+  // A spare still viewed elsewhere (a raw fp32 frame in flight) is not written.
   std::vector<Tensor>& spare = spares_.by_node[node];
   const auto free = std::find_if(spare.begin(), spare.end(),
                                  [&](const Tensor& t) { return t.shape() == s && t.sole_owner(); });
@@ -146,6 +146,10 @@ void FeatureStore::drop(uint64_t image) {
     if (spare.size() < spares_.most_images) spare.push_back(std::move(it->second.t));
     it = maps_.erase(it);
   }
+}
+
+void FeatureStore::drop_all() {
+  while (!maps_.empty()) drop(maps_.begin()->first.first);
 }
 
 size_t FeatureStore::images() const {

@@ -13,9 +13,9 @@
 namespace eb::dist {
 
 // Feature maps of finished images, by node, that the next images of the same plan take instead
-// of fresh mappings. A plan writes the same rows of a node for every image, so their pages are
-// resident already: a fresh mapping had the kernel fault in and zero every page again per image,
-// inside the decode and copies of each frame.
+// of fresh mappings. A plan writes the same rows of a node for every image (a batch plan: rows
+// its whole-image plan covers), so their pages are resident already: a fresh mapping had the
+// kernel fault in and zero every page again per image, inside the decode and copies of each frame.
 struct SpareMaps {
   std::map<int, std::vector<Tensor>> by_node;
   size_t most_images = 0;  // the most images held at once: no node keeps more spares than that
@@ -42,8 +42,9 @@ class FeatureStore {
     maps_.clear();
     spares_ = SpareMaps{};
   }
+  void drop_all();  // every image, as drop() does
   SpareMaps take_spares() { return std::move(spares_); }
-  size_t maps_mapped() const { return mapped_; }  // afresh, not a spare
+  size_t maps_mapped() const { return mapped_; }  // afresh, not a spare, since made
   size_t images() const;
 
  private:

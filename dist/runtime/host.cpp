@@ -391,6 +391,11 @@ void HostRuntime::Call::receive(const Message& m) {
     if (peak.size() <= size_t(src_dev)) peak.resize(size_t(src_dev) + 1, 0);
     peak[size_t(src_dev)] = std::max(peak[size_t(src_dev)], kb);
   }
+  if (const long maps = read_maps_mapped(m.json); maps >= 0) {
+    std::vector<long>& mapped = st_->maps_mapped;
+    if (mapped.size() <= size_t(src_dev)) mapped.resize(size_t(src_dev) + 1, -1);
+    mapped[size_t(src_dev)] = maps;
+  }
   st_->wires.push_back({src_dev, 0, m.id, now_us(), now_us(), m.data.size()});
 }
 
@@ -503,10 +508,12 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
     call.run(out);
   } catch (const WorkerFault& f) {
     if (!f.reported) fault(f.peer, f.why, st);
+    call.take_spares();  // freed before the host streams the whole model
     for (size_t i = 0; i < images.size(); ++i)  // recover
       if (!call.finished(i)) out[i] = g_->forward(images[i]);
   }
-  st->host_maps_mapped = call.maps_mapped();
+  if (st->maps_mapped.empty()) st->maps_mapped.resize(1);
+  st->maps_mapped[0] = long(call.maps_mapped());
   spares_ = call.take_spares();
   call.log_sends();
   uint64_t sent1 = 0, recv1 = 0;

@@ -54,7 +54,9 @@ struct InferStats {
     int64_t t0_us, t1_us;
   };
   std::vector<Load> loads;
-  size_t host_maps_mapped = 0;  // feature maps the host mapped afresh (not the last call's)
+  // Per device, feature maps mapped afresh rather than reused: [0] by the host in this call, a
+  // worker's in its session so far (as its frames report it; -1: not heard).
+  std::vector<long> maps_mapped;
 };
 
 // A worker's link as measured (HostRuntime::measure_links); -1: the worker is not usable.

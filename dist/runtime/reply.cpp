@@ -35,10 +35,19 @@ void read_spans(const Json& j, int device, uint64_t first_image, uint64_t end_im
   }
 }
 
+namespace {
+long read_count(const Json& j, const char* key) {
+  if (!j.is_object() || !j.has(key) || !in_range(j.at(key), 0, 0x1p40)) return -1;
+  return long(j.at(key).number());
+}
+}  // namespace
+
 long read_peak_rss_kb(const Json& j) {
-  if (!j.is_object() || !j.has("peak_rss_kb") || !in_range(j.at("peak_rss_kb"), 0, 0x1p40))
-    return -1;
-  return long(j.at("peak_rss_kb").number());
+  return read_count(j, "peak_rss_kb");
+}
+
+long read_maps_mapped(const Json& j) {
+  return read_count(j, "maps_mapped");
 }
 
 }  // namespace eb::dist
