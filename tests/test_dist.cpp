@@ -1222,6 +1222,14 @@ TEST_CASE("dist cli: cluster --dilate emulates slower devices; outputs still equ
     CHECK(r.at("devices").integer() >= 2);
 #endif
   }
+  // Four devices at F = 6 (a load of 0.67 core: a mean wait of one section, within a quarter of
+  // the five sections each one sleeps) take turns too.
+  const auto [code4, out4] = test::run_edgeband(
+      "cluster --model vgg16:32 --devices 4 --scheme halp --runs 1 --warmup 1 --dilate 6 --json");
+  CAPTURE(out4);
+  REQUIRE(code4 == 0);
+  CHECK(cluster_json(out4).at("cpu_share").string().rfind(
+            "time dilation: devices 6x, 6x, 6x, 6x slower than one core here, 1 thread, taking turns", 0) == 0);
   CHECK(turn_files() == files_before);  // the run's lock file is removed
   const auto [bad_lock, lock_msg] = test::run_edgeband(
       "worker --listen 127.0.0.1:0 --dilate 2 --dilate-lock /nonexistent-dir/turns.lock");
