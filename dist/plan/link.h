@@ -1,6 +1,7 @@
 // Link model between the host and each secondary: rate + one-way latency, parsed from
 // "1gbit,0.2ms", "100mbit,2ms", "500kbit,10ms", "1.5gbit,50us".
 #pragma once
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -19,5 +20,12 @@ LinkModel parse_link(const std::string& spec);  // throws std::invalid_argument
 std::vector<LinkModel> parse_link_list(const std::string& spec);
 // The list's own spelling (parse_link_list reads it back).
 std::string link_list_str(const std::vector<LinkModel>& links);
+
+// Whether fp32 rows go on the link in a compact form (zeros elided, palettes) of `bytes` rather
+// than raw: only where it saves at least an eighth of the raw bytes, as a smaller saving does not
+// pay for the decoding. The runtime chooses by it and the planner predicts by it.
+constexpr bool compact_form_pays(uint64_t bytes, uint64_t raw_bytes) {
+  return bytes * 8 <= raw_bytes * 7;
+}
 
 }  // namespace eb::dist

@@ -47,7 +47,7 @@ uint64_t wire_bytes(const Cluster& c, int node, uint64_t values) {
   if (c.bytes_per_value != 4) return values * uint64_t(c.bytes_per_value);
   const double nonzero = node < 0 || c.devices.empty() ? 1.0 : c.devices[0].layers.at(size_t(node)).nonzero;
   const uint64_t dense = values * 4, sparse = (values + 63) / 64 * 8 + uint64_t(nonzero * double(dense));
-  return sparse * 8 <= dense * 7 ? sparse : dense;
+  return compact_form_pays(sparse, dense) ? sparse : dense;
 }
 
 // Input rows are predicted as plain fp32: the runtime sends them as palettes

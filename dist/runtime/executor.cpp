@@ -335,7 +335,7 @@ void send_values(Peer& to, uint64_t image, Json meta, std::shared_ptr<const void
   };
   if (!fp16 && channels >= 1 && channels <= kPaletteMaxChannels) {
     auto p = palette_encode(src, n, channels);
-    if (p && p->size() * 8 <= n * sizeof(float) * 7) {
+    if (p && compact_form_pays(p->size(), n * sizeof(float))) {
       auto z = std::make_shared<std::vector<uint8_t>>(std::move(*p));
       return send_frame("fp32p", z, z->data(), z->size());
     }

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <memory>
 
+#include "dist/plan/link.h"
 #include "dist/runtime/protocol.h"
 #include "kernels/microkernels.h"
 
@@ -52,7 +53,7 @@ std::vector<uint8_t> sparse_encode(const float* v, size_t n) {
 
 std::unique_ptr<SparseFrame> SparseFrame::encode_if_smaller(const float* v, size_t n) {
   const size_t sent = count_sent_values(v, n);
-  if (sparse_bytes(n, sent) * 8 > n * sizeof(float) * 7) return nullptr;
+  if (!compact_form_pays(sparse_bytes(n, sent), n * sizeof(float))) return nullptr;
   return std::unique_ptr<SparseFrame>(new SparseFrame(v, n, sent));
 }
 
