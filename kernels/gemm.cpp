@@ -1,4 +1,5 @@
 #include "kernels/gemm.h"
+#include "kernels/cache.h"
 
 #include <omp.h>
 
@@ -52,6 +53,11 @@ void check_isa(const PackedB& b) {
 
 thread_local std::vector<float> t_scratch;
 }  // namespace
+
+void evict_from_caches(const PackedB& b) {
+  evict_from_caches(b.w.get(), b.panels * b.nr * b.k * sizeof(float));
+  evict_from_caches(b.bias.get(), b.panels * b.nr * sizeof(float));
+}
 
 PackedB pack_b(const float* b, size_t k, size_t n, size_t ldb, const float* bias) {
   return pack(k, n, bias, [&](size_t kk, size_t col) { return b[kk * ldb + col]; });

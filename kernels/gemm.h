@@ -18,6 +18,9 @@ struct PackedB {
   const float* panel_bias(size_t p) const { return bias.get() + p * nr; }
 };
 
+// Drops a packed operand (panels and bias) from every cache level (kernels/cache.h).
+void evict_from_caches(const PackedB& b);
+
 // B given row-major [k][n] (ldb floats apart) or, transposed, as [n][k] (OHWI weights).
 PackedB pack_b(const float* b, size_t k, size_t n, size_t ldb, const float* bias);
 PackedB pack_b_transposed(const float* bt, size_t k, size_t n, const float* bias);

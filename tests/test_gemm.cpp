@@ -130,10 +130,14 @@ TEST_CASE("evict_from_caches leaves every byte as it was, at any alignment and l
   std::vector<uint8_t> buf(1 << 16);
   for (auto& b : buf) b = uint8_t(rng());
   const std::vector<uint8_t> want = buf;
+  const size_t evicted = eb::kernels::evicted_bytes();
+  size_t asked = 0;
   for (int t = 0; t < 200; ++t) {
     const size_t at = rng() % buf.size(), n = rng() % (buf.size() - at + 1);
     eb::kernels::evict_from_caches(buf.data() + at, n);
+    asked += n;
   }
   eb::kernels::evict_from_caches(nullptr, 100);
   CHECK(buf == want);
+  CHECK(eb::kernels::evicted_bytes() - evicted == asked);  // null pointers drop nothing
 }

@@ -1,4 +1,5 @@
 #include "core/layers/conv2d.h"
+#include "kernels/cache.h"
 
 #include <cmath>
 #include <cstring>
@@ -121,6 +122,20 @@ void Conv2D::unload() {
   pending_.insert(pending_.begin(), applied_.begin(), applied_.end());  // nothing loaded: none
   applied_.clear();
   packed_ready_ = released_ = false;
+}
+
+// Everything weight_bytes() counts. Timed warm (a profile repeats a layer), VGG-16's conv4 kept
+// its 38 MB of Winograd matrices in this host's L3, which a Pi 4 (1 MB L2, no L3) streams from
+// memory every call: 2-8 row bands then cost 1.3-2.7x their profile in a cluster, whose other
+// layers and devices evict them, and the planner split those layers as if for free.
+void Conv2D::evict_weights() const {
+  auto floats = [](const std::vector<float>& v) {
+    kernels::evict_from_caches(v.data(), v.size() * sizeof(float));
+  };
+  floats(w_), floats(b_), floats(dw9_), floats(wino_.bias);
+  if (packed_.w) kernels::evict_from_caches(packed_);
+  for (const auto& u : wino_.u) kernels::evict_from_caches(u);
+  for (const auto& gp : group_packed_) kernels::evict_from_caches(gp);
 }
 
 size_t Conv2D::weight_bytes() const {

@@ -40,6 +40,7 @@ class Conv2D : public Layer {
   void reopen() override { released_ = false; }
   void unload() override;
   size_t weight_bytes() const override;
+  void evict_weights() const override;
   size_t packed_bytes(RowRange channels = {}) const override;
   size_t source_bytes(RowRange) const override {  // Winograd: and tile + 2 transformed matrices
     const long wino = winograd_tile() > 1 ? (winograd_tile() + 2) * p_.cin * p_.cout : 0;

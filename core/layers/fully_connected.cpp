@@ -186,8 +186,7 @@ bool FullyConnected::forward_channels(const Band& in, int c0, int c1, float* out
 void FullyConnected::evict_weights() const {
   const auto p = std::atomic_load(&packed_);
   if (!p) return;
-  kernels::evict_from_caches(p->b.w.get(), p->b.panels * p->b.nr * p->b.k * sizeof(float));
-  kernels::evict_from_caches(p->b.bias.get(), p->b.n * sizeof(float));
+  kernels::evict_from_caches(p->b);
 }
 
 std::vector<Param> FullyConnected::params() {
