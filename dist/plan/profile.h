@@ -46,9 +46,11 @@ struct DeviceProfile {
   static DeviceProfile from_json(const Json& j);  // validates; throws std::runtime_error
 };
 
-// Times every layer at two band heights, then scales the fit to the time of whole inferences
-// (see calibrate). Each time is the median of `reps`, or with `least` the fastest: what an
-// emulated slow device is charged (F x the least CPU time seen, dist/testbed/dilation.h).
+// Times every layer at two band heights (the whole map and one row granule), each time with its
+// weights evicted from the caches (Layer::evict_weights), then scales the fit to the time of
+// whole inferences (see calibrate). Each time is the median of `reps`, or with `least` the
+// fastest: what an emulated slow device is charged (F x the least CPU time seen,
+// dist/testbed/dilation.h).
 DeviceProfile measure_profile(const Graph& g, const std::string& name, int reps,
                               bool least = false);
 // "900M", "1G", "512MiB", "2GB", "0" (unknown: no limit) in MB (binary units); throws
