@@ -18,7 +18,8 @@ struct PackedB {
   const float* panel_bias(size_t p) const { return bias.get() + p * nr; }
 };
 
-// Drops a packed operand (panels and bias) from every cache level (kernels/cache.h).
+// Drops a packed operand (its panels, and its bias of panels * nr floats) from every cache level
+// (kernels/cache.h).
 void evict_from_caches(const PackedB& b);
 
 // B given row-major [k][n] (ldb floats apart) or, transposed, as [n][k] (OHWI weights).

@@ -43,6 +43,10 @@ void run_conv_case(const Case& c, Conv2D::Algo algo, std::mt19937& rng) {
                << c.p.pad_l << "," << c.p.pad_b << "," << c.p.pad_r);
   REQUIRE(ref::max_abs_diff(full.t, want) <= 2e-5f * (1 + ref::max_abs(want)) * (algo == Conv2D::Algo::winograd_f43 || algo == Conv2D::Algo::winograd_f23 ? 20 : 1));
   test::check_bands(conv, in, full.t, rng);
+  conv.pack_and_release();  // as a device holds it: only what the kernel reads
+  const size_t before = kernels::evicted_bytes();
+  conv.evict_weights();
+  CHECK(kernels::evicted_bytes() - before == conv.weight_bytes());
 }
 
 Case random_case(std::mt19937& rng, bool depthwise, long k, long stride) {
@@ -101,6 +105,23 @@ TEST_CASE("conv2d: wide channel counts exercise full vector widths and Winograd 
   d.p.sh = d.p.sw = 2;
   d.p.pad_t = d.p.pad_l = 0;
   run_conv_case(d, Conv2D::Algo::depthwise3x3, rng);
+}
+
+TEST_CASE("conv2d: a grouped convolution evicts exactly the weights it holds") {
+  Conv2DParams p;
+  p.cin = 8, p.cout = 12, p.groups = 4;
+  p.pad_t = p.pad_l = p.pad_b = p.pad_r = 1;
+  Conv2D conv(p);
+  conv.configure({{9, 9, 8}});
+  conv.prepare();
+  REQUIRE(conv.algo() == Conv2D::Algo::grouped);
+  for (bool released : {false, true}) {
+    if (released) conv.pack_and_release();
+    const size_t before = kernels::evicted_bytes();
+    conv.evict_weights();
+    CHECK(conv.weight_bytes() > 0);
+    CHECK(kernels::evicted_bytes() - before == conv.weight_bytes());
+  }
 }
 
 TEST_CASE("conv2d: prepare() picks the expected algorithm") {

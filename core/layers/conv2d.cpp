@@ -124,10 +124,10 @@ void Conv2D::unload() {
   packed_ready_ = released_ = false;
 }
 
-// Everything weight_bytes() counts. Timed warm (a profile repeats a layer), VGG-16's conv4 kept
-// its 38 MB of Winograd matrices in this host's L3, which a Pi 4 (1 MB L2, no L3) streams from
-// memory every call: 2-8 row bands then cost 1.3-2.7x their profile in a cluster, whose other
-// layers and devices evict them, and the planner split those layers as if for free.
+// Everything weight_bytes() counts. A profile repeats a layer: timed warm, much of VGG-16's conv4
+// Winograd matrices (38 MB) stayed in this host's L3, which a Pi 4 (1 MB L2, no L3) reads from
+// memory every call, and thin bands cost up to 2.7x their profile in a cluster
+// (docs/PERFORMANCE.md).
 void Conv2D::evict_weights() const {
   auto floats = [](const std::vector<float>& v) {
     kernels::evict_from_caches(v.data(), v.size() * sizeof(float));

@@ -165,8 +165,10 @@ DeviceProfile measure_profile(const Graph& g, const std::string& name, int reps,
       bool on;
       ~Release() { if (on) g.unload(n); }
     } release{g, n, borrowed};
-    auto time_rows = [&](int rows) {
-      Band ob{Tensor::uninitialized({rows, out.w, out.c}), 0};
+    const int gr = std::max(1, node.layer->row_granule());
+    auto time_rows = [&](int rows) {  // an interior band where it is not the whole map: no padding
+      const int row0 = rows < out.h ? std::min(out.h - rows, out.h / 2) / gr * gr : 0;
+      Band ob{Tensor::uninitialized({rows, out.w, out.c}), row0};
       std::vector<double> t;
       for (int r = 0; r < reps + 1; ++r) {
         node.layer->evict_weights();
@@ -178,15 +180,13 @@ DeviceProfile measure_profile(const Graph& g, const std::string& name, int reps,
     };
     LayerCost c;
     const int h = out.h;
-    const int gr = std::max(1, node.layer->row_granule());
     const int full = computed_rows(*node.layer, {0, h});
     if (!node.layer->spatial() || h < 4 || full < 2 * gr) {
       c.fixed_ms = time_rows(h);
     } else {
       // Two band heights that are whole granules: the fit is in computed rows. The small one is
-      // one granule, the thinnest band a plan gives (HALP's overlap zones): fitted from a
-      // quarter of the map, VGG-16's conv3 (56 rows) read no fixed cost and its 4-row bands
-      // cost 1.3x their profile; the bands between stay within ~4%.
+      // one granule, the thinnest band a plan gives (HALP's overlap zones), so that the fixed
+      // cost (the weights read from memory) is measured, not extrapolated.
       const int small = gr;
       const double t_full = time_rows(h), t_small = time_rows(small);
       c.per_row_ms = std::max(0.0, (t_full - t_small) / (full - small));
@@ -199,6 +199,7 @@ DeviceProfile measure_profile(const Graph& g, const std::string& name, int reps,
   measure_nonzero(g, in, p);
   std::vector<double> whole;
   for (int r = 0; r < reps + 1; ++r) {
+    for (int n = 0; n < g.size(); ++n) g.node(n).layer->evict_weights();  // as the layers were timed
     const double ms = timed_forward_ms(g, in);
     if (r) whole.push_back(ms);
   }
