@@ -55,8 +55,8 @@ thread_local std::vector<float> t_scratch;
 }  // namespace
 
 void evict_from_caches(const PackedB& b) {
-  evict_from_caches(b.w.get(), b.panels * b.nr * b.k * sizeof(float));
-  evict_from_caches(b.bias.get(), b.panels * b.nr * sizeof(float));
+  evict_from_caches(b.w.get(), b.weight_floats() * sizeof(float));
+  evict_from_caches(b.bias.get(), b.bias_floats() * sizeof(float));
 }
 
 PackedB pack_b(const float* b, size_t k, size_t n, size_t ldb, const float* bias) {

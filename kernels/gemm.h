@@ -16,6 +16,8 @@ struct PackedB {
   std::shared_ptr<float> bias;  // [panels * nr], zero padded
   const float* panel(size_t p) const { return w.get() + p * k * nr; }
   const float* panel_bias(size_t p) const { return bias.get() + p * nr; }
+  size_t weight_floats() const { return panels * nr * k; }  // what `w` holds
+  size_t bias_floats() const { return panels * nr; }        // what `bias` holds
 };
 
 // Drops a packed operand (its panels, and its bias of panels * nr floats) from every cache level

@@ -124,26 +124,28 @@ void Conv2D::unload() {
   packed_ready_ = released_ = false;
 }
 
+template <class Vec, class Packed>
+void Conv2D::for_each_weight(Vec vec, Packed packed) const {
+  for (const std::vector<float>* v : {&w_, &b_, &dw9_, &wino_.bias}) vec(*v);
+  if (packed_.w) packed(packed_);
+  for (const auto& u : wino_.u) packed(u);
+  for (const auto& gp : group_packed_) packed(gp);
+}
+
 // Everything weight_bytes() counts. A profile repeats a layer: timed warm, much of VGG-16's conv4
 // Winograd matrices (38 MB) stayed in this host's L3, which a Pi 4 (1 MB L2, no L3) reads from
 // memory every call, and thin bands cost up to 2.7x their profile in a cluster
 // (docs/PERFORMANCE.md).
 void Conv2D::evict_weights() const {
-  auto floats = [](const std::vector<float>& v) {
-    kernels::evict_from_caches(v.data(), v.size() * sizeof(float));
-  };
-  floats(w_), floats(b_), floats(dw9_), floats(wino_.bias);
-  if (packed_.w) kernels::evict_from_caches(packed_);
-  for (const auto& u : wino_.u) kernels::evict_from_caches(u);
-  for (const auto& gp : group_packed_) kernels::evict_from_caches(gp);
+  for_each_weight(
+      [](const std::vector<float>& v) { kernels::evict_from_caches(v.data(), v.size() * sizeof(float)); },
+      [](const kernels::PackedB& b) { kernels::evict_from_caches(b); });
 }
 
 size_t Conv2D::weight_bytes() const {
-  size_t n = w_.size() + b_.size() + dw9_.size() + wino_.bias.size();
-  auto panels = [](const kernels::PackedB& b) { return b.panels * b.nr * (b.k + 1); };
-  if (packed_.w) n += panels(packed_);
-  for (const auto& u : wino_.u) n += panels(u);
-  for (const auto& gp : group_packed_) n += panels(gp);
+  size_t n = 0;
+  for_each_weight([&n](const std::vector<float>& v) { n += v.size(); },
+                  [&n](const kernels::PackedB& b) { n += b.weight_floats() + b.bias_floats(); });
   return n * sizeof(float);
 }
 

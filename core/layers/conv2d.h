@@ -65,6 +65,10 @@ class Conv2D : public Layer {
  private:
   kernels::ConvGeom geom() const;
   long cin_per_group() const { return p_.cin / p_.groups; }
+  // Calls vec(v) on each weight vector and packed(b) on each packed operand the layer holds: the
+  // one list weight_bytes() counts and evict_weights() drops.
+  template <class Vec, class Packed>
+  void for_each_weight(Vec vec, Packed packed) const;
   void forward_grouped(const Band& src, Band& out, const kernels::MinMax* mm) const;
   std::vector<float>& source();
   void pack();

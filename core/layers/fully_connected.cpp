@@ -161,7 +161,7 @@ size_t FullyConnected::source_bytes(RowRange channels) const {
 
 size_t FullyConnected::weight_bytes() const {
   const auto p = std::atomic_load(&packed_);
-  const size_t packed = p ? p->b.panels * p->b.nr * (p->b.k + 1) : 0;
+  const size_t packed = p ? p->b.weight_floats() + p->b.bias_floats() : 0;
   return (w_.size() + b_.size() + packed) * sizeof(float);
 }
 
