@@ -30,6 +30,7 @@
 #include "dist/plan/stats.h"
 #include "dist/runtime/data_path.h"
 #include "dist/runtime/host.h"
+#include "dist/runtime/palette_wire.h"
 #include "dist/runtime/crypto.h"
 #include "dist/runtime/handshake.h"
 #include "dist/runtime/tcp.h"
@@ -837,8 +838,13 @@ bool serve_request(const Args& a, int r, std::vector<eb::dist::DeployedModel>& m
                    eb::dist::PredictionMemo& memo, double deadline) {
   eb::dist::InferStats pings, st;
   std::vector<eb::dist::ModelOption> options;
-  for (auto& m : ms) m.host->ping(&pings), options.push_back(m.option());
+  std::vector<eb::Tensor> inputs;  // every candidate's: palettes only where all of them go so
+  for (auto& m : ms) {
+    m.host->ping(&pings), options.push_back(m.option());
+    for (eb::Tensor& im : request_images(a, m)) inputs.push_back(std::move(im));
+  }
   shape.link.bits_per_s = est.bits_per_s();
+  shape.input_levels = eb::dist::palette_levels(inputs);
   const double t0 = omp_get_wtime();
   const eb::dist::Predictions& p = memo.predict(options, shape, a.integer("batch", 1));
   const eb::dist::Choice ch = eb::dist::choose(p.candidates, deadline);

@@ -1091,6 +1091,43 @@ TEST_CASE("dist loopback: an 8-bit image's rows travel as palettes, a quarter of
   MESSAGE("host sent " << as_fp32 << " bytes with its input rows as fp32, " << as_palettes << " as palettes; the palettes save "
                        << saved << " of the input's " << raw);
   CHECK(as_fp32 - as_palettes == doctest::Approx(saved).epsilon(0.05));
+
+  // The planner predicts those frames: told the image's levels, each input transfer's bytes are
+  // its palette form with full palettes (a band may use fewer levels), where that pays.
+  CHECK(palette_levels({nudged}) == 0);
+  CHECK(palette_levels({image, nudged}) == 0);
+  Cluster c = estimated(*g, 3, "100mbit,2ms");
+  c.input_levels = palette_levels({image});
+  REQUIRE(c.input_levels == 256);
+  const Plan pp = make_plan(*g, c, Scheme::halp);
+  int input_transfers = 0;
+  for (const Transfer& t : pp.transfers) {
+    if (t.node != -1) continue;
+    const size_t n = size_t(t.rows.size()) * g->input.row_size();
+    const auto z = palette_encode(image.row(t.rows.begin), n, ch);
+    REQUIRE(z.has_value());
+    CHECK(t.bytes >= z->size());
+    CHECK(t.bytes == palette_bytes(n, ch, 256));
+    CHECK(t.bytes * 8 <= n * 4 * 7);
+    ++input_transfers;
+  }
+  CHECK(input_transfers >= 1);
+  c.input_levels = 0;
+  for (const Transfer& t : make_plan(*g, c, Scheme::halp).transfers)
+    if (t.node == -1) CHECK(t.bytes == size_t(t.rows.size()) * g->input.row_size() * 4);
+  c.input_levels = 257;
+  CHECK_THROWS_AS(make_plan(*g, c, Scheme::halp), std::invalid_argument);
+  // cluster and infer plan through run_paired, which looks at the images it is given.
+  c.input_levels = 0;
+  for (const Tensor* im : {&image, &nudged}) {
+    const PairedRuns pr = run_paired(h, *g, c, Scheme::halp, {*im}, 1, 1);
+    REQUIRE(pr.dist_ms.size() == 1);
+    CHECK(ref::bit_equal(pr.warmup_out[0], g->forward(*im)));
+    for (const Transfer& t : pr.plan.transfers)
+      if (t.node == -1)
+        CHECK(t.bytes == (im == &image ? palette_bytes(size_t(t.rows.size()) * g->input.row_size(), ch, 256)
+                                       : size_t(t.rows.size()) * g->input.row_size() * 4));
+  }
 }
 
 // The JSON line of `edgeband cluster --json` (workers log their shutdown beside it).

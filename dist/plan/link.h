@@ -28,4 +28,14 @@ constexpr bool compact_form_pays(uint64_t bytes, uint64_t raw_bytes) {
   return bytes * 8 <= raw_bytes * 7;
 }
 
+// The palette form of the input's rows (dist/runtime/palette_wire.h): rows of 1 to 4 channels
+// with at most 256 distinct values in each channel go as each channel's values once and a byte
+// per value. Its size is here so that the planner predicts what the runtime sends.
+constexpr int kPaletteMaxChannels = 4;
+constexpr uint64_t kPaletteMaxLevels = 256;
+// Bytes of the palette form of n values of `channels` channels with `levels` values each.
+constexpr uint64_t palette_bytes(uint64_t n, int channels, uint64_t levels) {
+  return 2 + uint64_t(channels) * (2 + 4 * levels) + n;
+}
+
 }  // namespace eb::dist

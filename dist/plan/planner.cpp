@@ -115,6 +115,8 @@ void validate(const Graph& g, const Cluster& c) {
   for (size_t d = 0; d < c.devices.size(); ++d)
     if (!(c.link_to(int(d)).bits_per_s > 0) || !(c.link_to(int(d)).latency_s >= 0))
       throw std::invalid_argument("link rate must be positive and latency non-negative");
+  if (c.input_levels < 0 || uint64_t(c.input_levels) > kPaletteMaxLevels)
+    throw std::invalid_argument("input levels must be in [0, 256]");
   if (g.spatial_end() == 0) throw std::invalid_argument("model has no spatial layers to split");
 }
 

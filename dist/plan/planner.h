@@ -50,6 +50,10 @@ struct Cluster {
   // device, host first (parse_memory_mb; 0: no limit). Throws std::invalid_argument.
   void set_memory(const std::string& spec);
   int bytes_per_value = 4;  // 4: fp32 on the wire, 2: fp16
+  // The most distinct values per channel in the images to plan for, where at most 256 (an 8-bit
+  // image at the model's size: the runtime sends its rows as palettes, a byte per value, and the
+  // secondaries start a quarter of the link time earlier); 0: more, or not known: plain fp32.
+  int input_levels = 0;
   bool encrypted = false;   // frames sealed (AEAD) rather than checksummed: DataPathCost
   // HALP only: compute the rows others need first and send them while the interior computes.
   // Off by default: a thin piece pushed through a fused block recomputes a wide receptive field

@@ -49,7 +49,7 @@ const Predictions& PredictionMemo::predict(const std::vector<ModelOption>& optio
                                            int batch) {
   const long step = std::lround(std::log(std::max(shape.link.bits_per_s, 1.0)) / std::log(1.1));
   shape.link.bits_per_s = std::pow(1.1, double(step));
-  std::vector<long> key{step, batch};
+  std::vector<long> key{step, batch, shape.input_levels};
   for (const ModelOption& o : options) key.push_back(long(o.devices.size()));
   auto it = memo_.find(key);
   if (it == memo_.end()) it = memo_.emplace(key, dist::predict(options, shape, batch)).first;

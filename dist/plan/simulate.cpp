@@ -50,11 +50,17 @@ uint64_t wire_bytes(const Cluster& c, int node, uint64_t values) {
   return compact_form_pays(sparse, dense) ? sparse : dense;
 }
 
-// Input rows are predicted as plain fp32: the runtime sends them as palettes
-// (runtime/palette_wire.h) only when a band has at most 256 values per channel, which a photo
-// resized to the model (bilinear: blends of pixels) does not; such a frame just arrives early.
+// Input rows go as palettes (runtime/palette_wire.h) where the images to plan for have at most
+// 256 values per channel (Cluster::input_levels), else as plain fp32: a photo resized to the
+// model (bilinear: blends of pixels) has more.
 uint64_t rows_bytes(const Graph& g, const Cluster& c, int node, int rows) {
-  return wire_bytes(c, node, uint64_t(rows) * g.shape_of(node).row_size());
+  const Shape s = g.shape_of(node);
+  const uint64_t values = uint64_t(rows) * s.row_size();
+  if (node == -1 && c.bytes_per_value == 4 && c.input_levels > 0 && s.c <= kPaletteMaxChannels) {
+    const uint64_t palette = palette_bytes(values, s.c, uint64_t(c.input_levels));
+    if (compact_form_pays(palette, values * 4)) return palette;
+  }
+  return wire_bytes(c, node, values);
 }
 
 // Rows of the block input each device needs (bool per row).

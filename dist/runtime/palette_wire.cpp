@@ -1,5 +1,6 @@
 #include "dist/runtime/palette_wire.h"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <stdexcept>
@@ -42,8 +43,28 @@ class Levels {
 };
 }  // namespace
 
-size_t palette_bytes(size_t n, int channels, size_t levels) {
-  return 2 + size_t(channels) * (2 + 4 * levels) + n;
+size_t palette_levels(const float* v, size_t n, int channels) {
+  if (channels < 1 || channels > kPaletteMaxChannels || n % size_t(channels)) return 0;
+  std::vector<Levels> levels(static_cast<size_t>(channels));
+  for (size_t i = 0; i < n;)
+    for (int c = 0; c < channels; ++c, ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, v + i, sizeof bits);
+      if (levels[size_t(c)].index(bits) < 0) return 0;
+    }
+  size_t most = 0;
+  for (const Levels& l : levels) most = std::max(most, l.values().size());
+  return most;
+}
+
+int palette_levels(const std::vector<Tensor>& images) {
+  size_t most = 0;
+  for (const Tensor& im : images) {
+    const size_t k = palette_levels(im.data(), im.size(), im.c());
+    if (k == 0) return 0;
+    most = std::max(most, k);
+  }
+  return int(most);
 }
 
 std::optional<std::vector<uint8_t>> palette_encode(const float* v, size_t n, int channels) {

@@ -16,16 +16,21 @@
 #include <optional>
 #include <vector>
 
-namespace eb::dist {
+#include "core/tensor.h"
+#include "dist/plan/link.h"  // kPaletteMaxChannels, kPaletteMaxLevels, palette_bytes: the planner's too
 
-constexpr int kPaletteMaxChannels = 4;
-constexpr size_t kPaletteMaxLevels = 256;
+namespace eb::dist {
 
 // The palette form of v[0, n) (n a multiple of `channels`, in [1, kPaletteMaxChannels]), or none
 // where a channel has more than 256 distinct values (by bits: -0.0 and each NaN are their own).
 std::optional<std::vector<uint8_t>> palette_encode(const float* v, size_t n, int channels);
-// Bytes of the palette form of n values of `channels` channels with `levels` values each.
-size_t palette_bytes(size_t n, int channels, size_t levels);
+// The most distinct values (by bits) a channel of v[0, n) has, or 0 where one has more than 256
+// (its rows go as plain fp32) or `channels` is outside [1, kPaletteMaxChannels]: what the planner
+// needs to predict the input's frames (Cluster::input_levels).
+size_t palette_levels(const float* v, size_t n, int channels);
+// The same over a batch of input images (Cluster::input_levels): the most of any image, or 0
+// where one goes as plain fp32.
+int palette_levels(const std::vector<Tensor>& images);
 // Decodes a palette form of n values of `channels` channels into dst; throws ProtocolError
 // (dist/runtime/protocol.h) when its channel count, palette sizes, length or any byte does not
 // fit. dst is untouched then.
