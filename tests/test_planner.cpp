@@ -779,8 +779,8 @@ TEST_CASE("planner: frames are sized as the wire encodes them (zeros elided by t
     const uint64_t values = uint64_t(t.rows.size()) * g.shape_of(t.node).row_size();
     CAPTURE(t.node);
     CHECK(dense.transfers[k].bytes == values * 4);
-    // The input image has no measured share (all values count, and palettes are not predicted:
-    // a resized photo has too many values per channel); rows after ReLU do.
+    // The input image has no measured share (all values count, and no palettes: the cluster
+    // was not told its images' levels, Cluster::input_levels); rows after ReLU do.
     CHECK(t.bytes == (t.node < 0 ? values * 4 : (values + 63) / 64 * 8 + values * 2));
   }
   CHECK(sparse.predicted_ms < dense.predicted_ms);
