@@ -816,6 +816,7 @@ std::vector<eb::dist::DeployedModel> deploy_candidates(const Args& a,
     eb::cli::progress("loading and profiling " + n.name);
     ms.push_back(eb::dist::deploy_model(n.name, workers, ro));
     ms.back().top1 = n.top1;
+    if (a.has("image")) ms.back().set_input(load_image_input(a.str("image"), *ms.back().g));
   }
   eb::cli::progress_done();
   for (const auto& m : ms)
@@ -824,10 +825,10 @@ std::vector<eb::dist::DeployedModel> deploy_candidates(const Args& a,
   return ms;
 }
 
-// The batch a request sends: --image preprocessed for this model, or its synthetic input.
+// The batch a request sends: the model's input (--image preprocessed for it by
+// deploy_candidates, or its synthetic input).
 std::vector<eb::Tensor> request_images(const Args& a, const eb::dist::DeployedModel& m) {
-  const eb::Tensor img = a.has("image") ? load_image_input(a.str("image"), *m.g) : m.input;
-  return std::vector<eb::Tensor>(size_t(a.integer("batch", 1)), img);
+  return std::vector<eb::Tensor>(size_t(a.integer("batch", 1)), m.input);
 }
 
 // One request: wake every candidate's workers (untimed, finds the dead), select on the current
@@ -838,13 +839,8 @@ bool serve_request(const Args& a, int r, std::vector<eb::dist::DeployedModel>& m
                    eb::dist::PredictionMemo& memo, double deadline) {
   eb::dist::InferStats pings, st;
   std::vector<eb::dist::ModelOption> options;
-  std::vector<eb::Tensor> inputs;  // every candidate's: palettes only where all of them go so
-  for (auto& m : ms) {
-    m.host->ping(&pings), options.push_back(m.option());
-    for (eb::Tensor& im : request_images(a, m)) inputs.push_back(std::move(im));
-  }
+  for (auto& m : ms) m.host->ping(&pings), options.push_back(m.option());
   shape.link.bits_per_s = est.bits_per_s();
-  shape.input_levels = eb::dist::palette_levels(inputs);
   const double t0 = omp_get_wtime();
   const eb::dist::Predictions& p = memo.predict(options, shape, a.integer("batch", 1));
   const eb::dist::Choice ch = eb::dist::choose(p.candidates, deadline);
@@ -885,6 +881,7 @@ int infer_deadline(const Args& a) {
     for (int w = 0; w < warmup; ++w) {
       eb::cli::progress("warm-up: " + m.name);
       shape.devices = m.option().devices;
+      shape.input_levels = m.input_levels;
       eb::dist::run_and_estimate(m, request_images(a, m), eb::dist::best_plan(*m.g, shape), est);
     }
   eb::cli::progress_done();
@@ -942,6 +939,7 @@ int cmd_infer(const Args& a) {
     for (size_t k = 0; k < img.size(); ++k) img.data()[k] = float(int(k % 251) - 125) / 125.0f;
   }
   const std::vector<eb::Tensor> images(size_t(batch), img);
+  c.input_levels = eb::dist::images_palette_levels(images);  // as run_paired plans (explain_fallback)
   const bool fp16 = c.bytes_per_value == 2;
   if (a.has("devices")) {
     for (const auto& f : split_list(a.str("devices")))

@@ -162,6 +162,14 @@ TEST_CASE("selection: select_model plans every candidate on the cluster and the 
   shape.link.bits_per_s = 10e6;
   CHECK(memo.predict(options, shape).candidates[1].predicted_ms >= at_100);
   CHECK(memo.plans_made() == 2);
+  // An option's input levels are its own (predict ignores shape's) and part of the key.
+  shape.input_levels = 200;
+  CHECK(memo.predict(options, shape).candidates[1].predicted_ms >= at_100);
+  CHECK(memo.plans_made() == 2);
+  std::vector<ModelOption> eight_bit = options;
+  eight_bit[1].input_levels = 200;
+  memo.predict(eight_bit, shape);
+  CHECK(memo.plans_made() == 3);
 }
 
 TEST_CASE("reliability: a deterministic log matches a hand computation") {

@@ -26,6 +26,7 @@
 #include "dist/runtime/host.h"
 #include "dist/runtime/reply.h"
 #include "dist/plan/local_executor.h"
+#include "dist/plan/schedule.h"
 #include "dist/runtime/palette_wire.h"
 #include "dist/runtime/sparse_wire.h"
 #include "dist/runtime/tcp.h"
@@ -1092,12 +1093,13 @@ TEST_CASE("dist loopback: an 8-bit image's rows travel as palettes, a quarter of
                        << saved << " of the input's " << raw);
   CHECK(as_fp32 - as_palettes == doctest::Approx(saved).epsilon(0.05));
 
-  // The planner predicts those frames: told the image's levels, each input transfer's bytes are
-  // its palette form with full palettes (a band may use fewer levels), where that pays.
-  CHECK(palette_levels({nudged}) == 0);
-  CHECK(palette_levels({image, nudged}) == 0);
+  // The planner predicts those frames: told the image's levels, each input transfer is its
+  // palette form with full palettes (a band of m pixels: at most m each) where that pays, and
+  // never smaller than what the runtime encodes.
+  CHECK(images_palette_levels({nudged}) == 0);
+  CHECK(images_palette_levels({image, nudged}) == 0);
   Cluster c = estimated(*g, 3, "100mbit,2ms");
-  c.input_levels = palette_levels({image});
+  c.input_levels = images_palette_levels({image});
   REQUIRE(c.input_levels == 256);
   const Plan pp = make_plan(*g, c, Scheme::halp);
   int input_transfers = 0;
@@ -1106,15 +1108,38 @@ TEST_CASE("dist loopback: an 8-bit image's rows travel as palettes, a quarter of
     const size_t n = size_t(t.rows.size()) * g->input.row_size();
     const auto z = palette_encode(image.row(t.rows.begin), n, ch);
     REQUIRE(z.has_value());
-    CHECK(t.bytes >= z->size());
-    CHECK(t.bytes == palette_bytes(n, ch, 256));
-    CHECK(t.bytes * 8 <= n * 4 * 7);
+    const size_t pal = palette_bytes(n, ch, std::min<size_t>(256, n / size_t(ch)));
+    CHECK(t.bytes == (compact_form_pays(pal, n * 4) ? pal : n * 4));
+    CHECK(t.bytes >= (compact_form_pays(z->size(), n * 4) ? z->size() : n * 4));
     ++input_transfers;
   }
   CHECK(input_transfers >= 1);
+  // Over a batch: the most of any image; none past 4 channels.
+  Tensor ten(g->input), twenty(g->input);
+  for (size_t i = 0; i < ten.size(); ++i) ten.data()[i] = float(i % 10), twenty.data()[i] = float(i % 20);
+  CHECK(images_palette_levels({ten}) == 10);
+  CHECK(images_palette_levels({ten, twenty, ten}) == 20);
+  CHECK(images_palette_levels({}) == 0);
+  Tensor wide(Shape{2, 2, 5});
+  CHECK(images_palette_levels({wide}) == 0);
+  // The same plan's frames without levels, on fp16, and bands too short to pay.
+  Plan same = pp;
   c.input_levels = 0;
-  for (const Transfer& t : make_plan(*g, c, Scheme::halp).transfers)
+  simulate(*g, c, same);
+  for (const Transfer& t : same.transfers)
     if (t.node == -1) CHECK(t.bytes == size_t(t.rows.size()) * g->input.row_size() * 4);
+  c.input_levels = 256;
+  c.bytes_per_value = 2;
+  simulate(*g, c, same);
+  for (const Transfer& t : same.transfers)
+    if (t.node == -1) CHECK(t.bytes == size_t(t.rows.size()) * g->input.row_size() * 2);
+  c.bytes_per_value = 4;
+  for (int rows : {1, 2, 8}) {
+    CAPTURE(rows);
+    const size_t n = size_t(rows) * g->input.row_size(), pal = palette_bytes(n, ch, std::min<size_t>(256, n / size_t(ch)));
+    CHECK(detail::rows_bytes(*g, c, -1, rows) == (compact_form_pays(pal, n * 4) ? pal : n * 4));
+    CHECK(compact_form_pays(pal, n * 4) == (rows >= 8));  // both branches: 64 pixels a row
+  }
   c.input_levels = 257;
   CHECK_THROWS_AS(make_plan(*g, c, Scheme::halp), std::invalid_argument);
   // cluster and infer plan through run_paired, which looks at the images it is given.

@@ -9,6 +9,7 @@
 #include "dist/plan/planner.h"
 #include "dist/runtime/handshake.h"
 #include "dist/runtime/host.h"
+#include "dist/runtime/palette_wire.h"
 #include "models/classify.h"
 #include "models/zoo.h"
 
@@ -121,9 +122,11 @@ DistributedResult Host::classify(const std::string& image_path, Scheme scheme, i
   eb::dist::Cluster c;
   c.link = eb::dist::parse_link(impl_->options.link);
   c.devices.assign(size_t(impl_->runtime.alive() + 1), impl_->profile);
+  const std::vector<eb::Tensor> in{input_of(g, image_path)};
+  c.input_levels = eb::dist::images_palette_levels(in);  // an image at the model's size: palettes
   const eb::dist::Plan p = eb::dist::make_plan(g, c, internal(scheme));
   eb::dist::InferStats st;
-  const std::vector<eb::Tensor> out = impl_->runtime.infer({input_of(g, image_path)}, p, &st);
+  const std::vector<eb::Tensor> out = impl_->runtime.infer(in, p, &st);
   DistributedResult r;
   r.top = predictions(g, out.at(0), top);
   r.ms = st.ms;

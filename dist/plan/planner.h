@@ -51,8 +51,8 @@ struct Cluster {
   void set_memory(const std::string& spec);
   int bytes_per_value = 4;  // 4: fp32 on the wire, 2: fp16
   // The most distinct values per channel in the images to plan for, where at most 256 (an 8-bit
-  // image at the model's size: the runtime sends its rows as palettes, a byte per value, and the
-  // secondaries start a quarter of the link time earlier); 0: more, or not known: plain fp32.
+  // image at the model's size: the runtime sends its rows as palettes, a byte per value, a
+  // quarter of fp32's link time); 0: more, or not known: plain fp32.
   int input_levels = 0;
   bool encrypted = false;   // frames sealed (AEAD) rather than checksummed: DataPathCost
   // HALP only: compute the rows others need first and send them while the interior computes.

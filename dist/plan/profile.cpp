@@ -122,6 +122,7 @@ DeviceProfile measure_profile(const Graph& g, const std::string& name, int reps,
   auto pick = [least](const std::vector<double>& t) {
     return least ? *std::min_element(t.begin(), t.end()) : median(t);
   };
+  if (reps < 1) throw std::invalid_argument("a profile needs at least one timed run per layer");
   DeviceProfile p;
   p.name = name;
   p.model = g.model;

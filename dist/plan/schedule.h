@@ -20,6 +20,9 @@ void refine(const Graph& g, const Cluster& c, Plan& p);
 // --- simulate.cpp -------------------------------------------------------------------------------
 // Owner of each row of node `node`'s output after block b (or the input, all host's).
 std::vector<int> owners(const Plan& p, const Graph& g, int b);
+// Bytes on the wire for `rows` rows of node `node`'s output (-1: the input), in the form the
+// runtime sends them: fp16, palettes (the input), zeros elided or raw fp32.
+uint64_t rows_bytes(const Graph& g, const Cluster& c, int node, int rows);
 // Predicted time of one device computing `zones` of block bp.
 double zone_compute_ms(const Graph& g, const DeviceProfile& prof, const BlockPlan& bp,
                        const std::vector<RowRange>& zones);

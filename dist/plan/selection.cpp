@@ -38,6 +38,7 @@ Predictions predict(const std::vector<ModelOption>& options, const Cluster& shap
       throw std::invalid_argument("candidate " + o.model + ": no graph or no device profile");
     Cluster c = shape;
     c.devices = o.devices;
+    c.input_levels = o.input_levels;
     p.plans.push_back(best_plan(*o.graph, c, batch));
     const Plan& plan = p.plans.back();
     p.candidates.push_back({o.model, o.accuracy, plan.predicted_ms, plan.scheme});
@@ -49,8 +50,8 @@ const Predictions& PredictionMemo::predict(const std::vector<ModelOption>& optio
                                            int batch) {
   const long step = std::lround(std::log(std::max(shape.link.bits_per_s, 1.0)) / std::log(1.1));
   shape.link.bits_per_s = std::pow(1.1, double(step));
-  std::vector<long> key{step, batch, shape.input_levels};
-  for (const ModelOption& o : options) key.push_back(long(o.devices.size()));
+  std::vector<long> key{step, batch};
+  for (const ModelOption& o : options) key.insert(key.end(), {long(o.devices.size()), long(o.input_levels)});
   auto it = memo_.find(key);
   if (it == memo_.end()) it = memo_.emplace(key, dist::predict(options, shape, batch)).first;
   return it->second;

@@ -31,10 +31,11 @@ struct ModelOption {
   double accuracy = 0;
   const Graph* graph = nullptr;
   std::vector<DeviceProfile> devices;  // this model's profile on the host, then on each worker
+  int input_levels = 0;  // Cluster::input_levels of the images this model is sent
 };
 
-// Every option planned with best_plan on `shape`'s link, wire and edge_first (its devices are
-// ignored: each option brings its own); plans[i] is the plan of candidates[i].
+// Every option planned with best_plan on `shape`'s link, wire and edge_first (its devices and
+// input levels are ignored: each option brings its own); plans[i] is the plan of candidates[i].
 struct Predictions {
   std::vector<Candidate> candidates;
   std::vector<Plan> plans;
@@ -54,7 +55,7 @@ Choice choose(const std::vector<Candidate>& c, double deadline_ms);
 // predict, memoised for a stream of requests: planning a candidate (four schemes) takes a tenth
 // of a second or more, too long to repeat before every request for an estimate that moved by a
 // few percent. The link rate is rounded to a step of 10% (on a log scale) and the options are
-// planned at the rounded rate; a new rate step, device count or batch plans again. For one
+// planned at the rounded rate; a new rate step, device count, input levels or batch plans again. For one
 // list of options and one link latency and wire (those are not part of the key).
 class PredictionMemo {
  public:

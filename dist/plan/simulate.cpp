@@ -49,19 +49,26 @@ uint64_t wire_bytes(const Cluster& c, int node, uint64_t values) {
   const uint64_t dense = values * 4, sparse = (values + 63) / 64 * 8 + uint64_t(nonzero * double(dense));
   return compact_form_pays(sparse, dense) ? sparse : dense;
 }
+}  // namespace
 
 // Input rows go as palettes (runtime/palette_wire.h) where the images to plan for have at most
 // 256 values per channel (Cluster::input_levels), else as plain fp32: a photo resized to the
 // model (bilinear: blends of pixels) has more.
-uint64_t rows_bytes(const Graph& g, const Cluster& c, int node, int rows) {
+uint64_t detail::rows_bytes(const Graph& g, const Cluster& c, int node, int rows) {
   const Shape s = g.shape_of(node);
   const uint64_t values = uint64_t(rows) * s.row_size();
   if (node == -1 && c.bytes_per_value == 4 && c.input_levels > 0 && s.c <= kPaletteMaxChannels) {
-    const uint64_t palette = palette_bytes(values, s.c, uint64_t(c.input_levels));
+    // A band of m pixels has at most m values per channel.
+    const uint64_t levels = std::min(uint64_t(c.input_levels), values / uint64_t(s.c));
+    const uint64_t palette = palette_bytes(values, s.c, levels);
     if (compact_form_pays(palette, values * 4)) return palette;
   }
   return wire_bytes(c, node, values);
 }
+
+using detail::rows_bytes;
+
+namespace {
 
 // Rows of the block input each device needs (bool per row).
 std::vector<std::vector<bool>> block_input_needs(const Graph& g, const BlockPlan& bp, int h_in) {

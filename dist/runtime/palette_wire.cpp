@@ -41,23 +41,33 @@ class Levels {
   std::array<bool, 1024> used_{};
   std::vector<uint32_t> values_;
 };
+
+// Each channel's distinct values of v[0, n) into `levels` (one per channel), and each value's
+// index into index[0, n) where given; false where a channel has more than 256.
+bool scan_levels(const float* v, size_t n, std::vector<Levels>& levels, uint8_t* index) {
+  const size_t channels = levels.size();
+  for (size_t i = 0; i < n;)
+    for (size_t c = 0; c < channels; ++c, ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, v + i, sizeof bits);
+      const int k = levels[c].index(bits);
+      if (k < 0) return false;
+      if (index) index[i] = uint8_t(k);
+    }
+  return true;
+}
 }  // namespace
 
 size_t palette_levels(const float* v, size_t n, int channels) {
   if (channels < 1 || channels > kPaletteMaxChannels || n % size_t(channels)) return 0;
   std::vector<Levels> levels(static_cast<size_t>(channels));
-  for (size_t i = 0; i < n;)
-    for (int c = 0; c < channels; ++c, ++i) {
-      uint32_t bits;
-      std::memcpy(&bits, v + i, sizeof bits);
-      if (levels[size_t(c)].index(bits) < 0) return 0;
-    }
+  if (!scan_levels(v, n, levels, nullptr)) return 0;
   size_t most = 0;
   for (const Levels& l : levels) most = std::max(most, l.values().size());
   return most;
 }
 
-int palette_levels(const std::vector<Tensor>& images) {
+int images_palette_levels(const std::vector<Tensor>& images) {
   size_t most = 0;
   for (const Tensor& im : images) {
     const size_t k = palette_levels(im.data(), im.size(), im.c());
@@ -72,14 +82,7 @@ std::optional<std::vector<uint8_t>> palette_encode(const float* v, size_t n, int
     throw std::logic_error("palette_encode: 1 to 4 channels, whole pixels");
   std::vector<Levels> levels(static_cast<size_t>(channels));
   std::vector<uint8_t> index(n);
-  for (size_t i = 0; i < n;)
-    for (int c = 0; c < channels; ++c, ++i) {
-      uint32_t bits;
-      std::memcpy(&bits, v + i, sizeof bits);
-      const int k = levels[size_t(c)].index(bits);
-      if (k < 0) return std::nullopt;
-      index[i] = uint8_t(k);
-    }
+  if (!scan_levels(v, n, levels, index.data())) return std::nullopt;
   std::vector<uint8_t> out;
   out.reserve(palette_bytes(n, channels, kPaletteMaxLevels));
   put_u16(out, size_t(channels));

@@ -30,7 +30,7 @@ std::optional<std::vector<uint8_t>> palette_encode(const float* v, size_t n, int
 size_t palette_levels(const float* v, size_t n, int channels);
 // The same over a batch of input images (Cluster::input_levels): the most of any image, or 0
 // where one goes as plain fp32.
-int palette_levels(const std::vector<Tensor>& images);
+int images_palette_levels(const std::vector<Tensor>& images);
 // Decodes a palette form of n values of `channels` channels into dst; throws ProtocolError
 // (dist/runtime/protocol.h) when its channel count, palette sizes, length or any byte does not
 // fit. dst is untouched then.

@@ -170,7 +170,7 @@ PairedRuns run_paired(HostRuntime& host, const Graph& g, Cluster c, Scheme s,
   warmup = std::max(1, warmup);
   PairedRuns pr;
   const int batch = int(images.size());
-  c.input_levels = palette_levels(images);  // the frames the runtime will send for them
+  c.input_levels = images_palette_levels(images);  // the frames the runtime will send for them
   pr.plan = make_plan(g, c, s, batch);
   pr.first_plan = pr.plan;
   for (int run = 0; run < warmup + runs; ++run) {

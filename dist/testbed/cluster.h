@@ -69,6 +69,7 @@ std::string predicted_trace_path(const std::string& trace);
 // `slowdown`, when given, receives each device's dilation and where it came from.
 std::vector<SchemeResult> run_cluster(const ClusterOptions& o, std::vector<Slowdown>* slowdown = nullptr);
 
+// Plans for `images` (c.input_levels is set from them: images_palette_levels).
 // `warmup` untimed distributed runs (at least one), then `runs` distributed runs of `images`, each
 // paired with a local run of the same images in this process, so that a machine whose speed
 // drifts moves both sides of the ratio alike (`cluster` and `infer` both measure this way). A

@@ -12,6 +12,7 @@
 
 #include "dist/testbed/cluster.h"
 #include "dist/runtime/host.h"
+#include "dist/runtime/palette_wire.h"
 #include "dist/plan/profile.h"
 #include "models/catalog.h"
 #include "models/zoo.h"
@@ -61,7 +62,13 @@ std::vector<ReliabilityRow> reliability_table(const std::vector<RequestLog>& log
 }
 
 ModelOption DeployedModel::option() const {
-  return {name, top1, g.get(), std::vector<DeviceProfile>(size_t(host->alive() + 1), profile)};
+  return {name, top1, g.get(), std::vector<DeviceProfile>(size_t(host->alive() + 1), profile),
+          input_levels};
+}
+
+void DeployedModel::set_input(Tensor image) {
+  input_levels = images_palette_levels({image});
+  input = std::move(image);
 }
 
 DeployedModel deploy_model(const std::string& name, const std::vector<std::string>& workers,
@@ -74,9 +81,9 @@ DeployedModel deploy_model(const std::string& name, const std::vector<std::strin
   d.host = std::make_unique<HostRuntime>(d.g, hash, workers, ro);
   d.profile = measure_profile(*d.g, "device", 3, /*least=*/true);  // busy CPUs only add time
   d.top1 = models::top1_accuracy(name);
-  d.input = Tensor(d.g->input);
-  for (size_t k = 0; k < d.input.size(); ++k)
-    d.input.data()[k] = float(int(k * 2654435761u % 255) - 127) / 127.0f;
+  Tensor in(d.g->input);
+  for (size_t k = 0; k < in.size(); ++k) in.data()[k] = float(int(k * 2654435761u % 255) - 127) / 127.0f;
+  d.set_input(std::move(in));
   return d;
 }
 
@@ -143,6 +150,7 @@ ReliabilityReport run_reliability(const ReliabilityOptions& o) {
     for (Scheme s : fixed) {
       Cluster c = shape();
       c.devices = main.option().devices;
+      c.input_levels = main.input_levels;
       q.scheme_ms.push_back(run_and_estimate(main, {main.input}, make_plan(*main.g, c, s), est));
     }
     // Every candidate is predicted as infer --deadline predicts (select_model), then run, so

@@ -22,6 +22,9 @@ struct DeployedModel {
   std::unique_ptr<HostRuntime> host;
   DeviceProfile profile;
   Tensor input;  // a deterministic synthetic image of the model's input shape
+  int input_levels = 0;  // of `input` (images_palette_levels): how its rows go on the wire
+  // Sends `image` as the model's input from now on.
+  void set_input(Tensor image);
   // For select_model: every live device (the host and alive() workers) with `profile`.
   ModelOption option() const;
 };
