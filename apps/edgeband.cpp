@@ -880,9 +880,8 @@ int infer_deadline(const Args& a) {
   for (auto& m : ms)  // first touch of weights and buffers on every device, for every candidate
     for (int w = 0; w < warmup; ++w) {
       eb::cli::progress("warm-up: " + m.name);
-      shape.devices = m.option().devices;
-      shape.input_levels = m.input_levels;
-      eb::dist::run_and_estimate(m, request_images(a, m), eb::dist::best_plan(*m.g, shape), est);
+      eb::dist::run_and_estimate(m, request_images(a, m), eb::dist::best_plan(*m.g, m.option().on(shape)),
+                                 est);
     }
   eb::cli::progress_done();
   const int runs = a.integer("runs", 3);

@@ -36,10 +36,7 @@ Predictions predict(const std::vector<ModelOption>& options, const Cluster& shap
   for (const ModelOption& o : options) {
     if (!o.graph || o.devices.empty())
       throw std::invalid_argument("candidate " + o.model + ": no graph or no device profile");
-    Cluster c = shape;
-    c.devices = o.devices;
-    c.input_levels = o.input_levels;
-    p.plans.push_back(best_plan(*o.graph, c, batch));
+    p.plans.push_back(best_plan(*o.graph, o.on(shape), batch));
     const Plan& plan = p.plans.back();
     p.candidates.push_back({o.model, o.accuracy, plan.predicted_ms, plan.scheme});
   }

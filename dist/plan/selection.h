@@ -32,6 +32,13 @@ struct ModelOption {
   const Graph* graph = nullptr;
   std::vector<DeviceProfile> devices;  // this model's profile on the host, then on each worker
   int input_levels = 0;  // Cluster::input_levels of the images this model is sent
+  // `shape` (its link, wire and edge_first) with this option's devices and input levels: the
+  // cluster every plan of this model is made on.
+  Cluster on(Cluster shape) const {
+    shape.devices = devices;
+    shape.input_levels = input_levels;
+    return shape;
+  }
 };
 
 // Every option planned with best_plan on `shape`'s link, wire and edge_first (its devices and

@@ -148,9 +148,7 @@ ReliabilityReport run_reliability(const ReliabilityOptions& o) {
     q.true_mbit = o.channel.rate_mbit_at(q.t_s);
     q.est_mbit = est.bits_per_s() / 1e6;
     for (Scheme s : fixed) {
-      Cluster c = shape();
-      c.devices = main.option().devices;
-      c.input_levels = main.input_levels;
+      const Cluster c = main.option().on(shape());
       q.scheme_ms.push_back(run_and_estimate(main, {main.input}, make_plan(*main.g, c, s), est));
     }
     // Every candidate is predicted as infer --deadline predicts (select_model), then run, so
