@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <limits>
+#include <map>
 #include <random>
 #include <set>
 #include <stdexcept>
@@ -495,6 +496,56 @@ TEST_CASE("planner: a profile calibrated to a whole-model time keeps its layers'
   DeviceProfile r = p;
   calibrate(r, g, 0);
   CHECK(r.full_ms(g) == doctest::Approx(p.full_ms(g)));
+}
+
+namespace {
+// A layer that passes its input through and logs every band it computes: (its id, rows).
+class LoggedCopy final : public Layer {
+ public:
+  LoggedCopy(int id, std::vector<std::pair<int, int>>* log) : id_(id), log_(log) {}
+  std::string type() const override { return "logged_copy"; }
+  Shape configure(const std::vector<Shape>& in) override {
+    in_shapes_ = in;
+    return out_shape_ = in.at(0);
+  }
+  RowRange input_rows(RowRange out, int) const override { return out; }
+  double flops(RowRange out) const override { return out.size(); }
+  void forward(const std::vector<const Band*>& in, Band& out) const override {
+    log_->push_back({id_, out.rows().size()});
+    for (int y = out.rows().begin; y < out.rows().end; ++y)
+      std::memcpy(out.row(y), in[0]->row(y), size_t(out_shape_.row_size()) * sizeof(float));
+  }
+
+ private:
+  int id_;
+  std::vector<std::pair<int, int>>* log_;
+};
+}  // namespace
+
+TEST_CASE("planner: a profile times its layers in rounds, not each layer's repetitions together") {
+  // The machine's speed changes from second to second: each layer must sample every phase, or
+  // the plan's proportions move with the phase a layer happened to be timed in.
+  std::vector<std::pair<int, int>> log;
+  Graph g;
+  g.model = "logged";
+  g.input = {8, 3, 2};
+  for (int i = 0; i < 3; ++i) g.add("copy" + std::to_string(i), std::make_unique<LoggedCopy>(i, &log));
+  g.finalize();
+  log.clear();
+  const int reps = 3;
+  const DeviceProfile p = measure_profile(g, "here", reps);
+  REQUIRE(p.layers.size() == 3);
+  // Every (layer, height) timing is followed by another one: no layer is timed twice in a row
+  // at one height, and every layer is timed in each of reps + 1 rounds (the first warms up).
+  std::map<std::pair<int, int>, int> timings;
+  for (size_t i = 0; i < log.size(); ++i) {
+    ++timings[log[i]];
+    if (i > 0) CHECK(log[i] != log[i - 1]);
+  }
+  for (int id = 0; id < 3; ++id) {
+    CHECK(timings[{id, 1}] == reps + 1);        // one row: the thin band
+    CHECK(timings[{id, 8}] >= 2 * (reps + 1));  // the whole map, and the whole inferences
+  }
 }
 
 namespace {

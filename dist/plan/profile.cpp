@@ -118,6 +118,94 @@ void measure_nonzero(const Graph& g, const Tensor& input, DeviceProfile& p) {
 }
 }  // namespace
 
+namespace {
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Node n's inputs for timing it alone, filled with a fixed pattern.
+std::vector<Band> probe_inputs(const Layer& l) {
+  std::vector<Band> ins;
+  for (const Shape& s : l.input_shapes()) {
+    Tensor t(s);
+    for (size_t i = 0; i < t.size(); ++i) t.data()[i] = float(int(i % 17) - 8) * 0.05f;
+    ins.push_back({t, 0});
+  }
+  return ins;
+}
+
+// One timing of `rows` output rows of a layer (an interior band where it is not the whole map:
+// no padding), its weights first evicted from the caches, as a plan meets them.
+double time_rows(const Layer& l, const std::vector<Band>& ins, int rows) {
+  const Shape out = l.output_shape();
+  const int gr = std::max(1, l.row_granule());
+  const int row0 = rows < out.h ? std::min(out.h - rows, out.h / 2) / gr * gr : 0;
+  Band ob{Tensor(Shape{rows, out.w, out.c}), row0};  // its pages touched here, not in the timing
+  std::vector<const Band*> in_ptrs;
+  for (const Band& b : ins) in_ptrs.push_back(&b);
+  l.evict_weights();
+  const auto t0 = std::chrono::steady_clock::now();
+  l.forward(in_ptrs, ob);
+  return ms_since(t0);
+}
+
+// A layer a lazy graph (a host) does not hold, in the slices it streams (an FC layer): timing r
+// of the layer is the sum of every slice's timing r. (The sum of each slice's least time read
+// fc6 ~20% faster than any pass over it ran.)
+std::vector<double> time_slices(const Graph& g, int n, int reps) {
+  const Layer& l = *g.node(n).layer;
+  const std::vector<Band> ins = probe_inputs(l);
+  std::vector<float> o(size_t(l.output_shape().c));
+  std::vector<double> t(size_t(reps), 0.0);
+  g.for_each_slice(n, [&](int c0, int c1) {
+    for (int r = 0; r < reps + 1; ++r) {
+      l.evict_weights();  // from memory, as in a plan (Layer::evict_weights)
+      const auto t0 = std::chrono::steady_clock::now();
+      l.forward_channels(ins[0], c0, c1, o.data() + c0);
+      if (r) t[size_t(r - 1)] += ms_since(t0);
+    }
+  });
+  return t;
+}
+
+// What measure_profile times for one node, and the timings so far: the whole map, and for a
+// spatial layer tall enough also one row granule, so that the fixed cost (the weights read
+// from memory) is measured, not extrapolated; the fit is in computed rows.
+struct LayerProbe {
+  int node = 0;
+  int small = 0;  // rows of the thin band; 0: the whole map only
+  std::vector<double> full_ms, small_ms;
+};
+
+// One round: every held layer timed once at each of its heights. A layer the graph lends
+// (lazy) is loaded for its turn and released after.
+void time_round(const Graph& g, std::vector<LayerProbe>& probes, bool keep) {
+  for (LayerProbe& pr : probes) {
+    const Layer& l = *g.node(pr.node).layer;
+    const bool borrowed = g.lazy() && !l.ready();
+    if (borrowed) g.load(pr.node);
+    struct Release {
+      const Graph& g;
+      int n;
+      bool on;
+      ~Release() { if (on) g.unload(n); }
+    } release{g, pr.node, borrowed};
+    const std::vector<Band> ins = probe_inputs(l);
+    const double full = time_rows(l, ins, l.output_shape().h);
+    const double small = pr.small ? time_rows(l, ins, pr.small) : 0;
+    if (!keep) continue;
+    pr.full_ms.push_back(full);
+    if (pr.small) pr.small_ms.push_back(small);
+  }
+}
+}  // namespace
+
+// In rounds over all layers, not each layer's repetitions back to back: a machine's speed moves
+// by the second (a VM's neighbours and memory bandwidth, a board's clock as it heats), and a
+// layer timed within one such phase kept it. Back to back, `cluster`'s profile put conv4_2 at
+// 11.7 ms in one invocation and 15.1 in the next, while its pieces ran at the same speed in both;
+// four back-to-back profiles of VGG-16 varied 11.7% per layer in their proportions, three in
+// rounds 3.8%. Every layer now samples every phase, as the layers of a run do.
 DeviceProfile measure_profile(const Graph& g, const std::string& name, int reps, bool least) {
   auto pick = [least](const std::vector<double>& t) {
     return least ? *std::min_element(t.begin(), t.end()) : median(t);
@@ -127,85 +215,44 @@ DeviceProfile measure_profile(const Graph& g, const std::string& name, int reps,
   p.name = name;
   p.model = g.model;
   p.threads = omp_get_max_threads();
+  p.layers.resize(size_t(g.size()));
+  std::vector<LayerProbe> probes;
   for (int n = 0; n < g.size(); ++n) {
-    const Node& node = g.node(n);
-    report_progress("profiling " + g.model + ": layer " + std::to_string(n + 1) + "/" +
-                    std::to_string(g.size()));
-    const Shape out = node.layer->output_shape();
-    std::vector<Band> ins;
-    for (const Shape& s : node.layer->input_shapes()) {
-      Tensor t(s);
-      for (size_t i = 0; i < t.size(); ++i) t.data()[i] = float(int(i % 17) - 8) * 0.05f;
-      ins.push_back({t, 0});
-    }
-    std::vector<const Band*> in_ptrs;
-    for (const Band& b : ins) in_ptrs.push_back(&b);
-    // A lazy graph (a host) holds only its plan's share: a layer it lacks is loaded to be
-    // timed and released after, an FC layer in slices whose times add up. Timing r of the
-    // layer is the sum of every slice's timing r: the least of such sums, as for any layer.
-    // (The sum of each slice's least time read fc6 ~20% faster than any pass over it ran.)
-    if (g.lazy() && !node.layer->ready() && node.layer->splits_channels()) {
-      std::vector<float> o(size_t(out.c));
-      std::vector<double> t(size_t(reps), 0.0);
-      g.for_each_slice(n, [&](int c0, int c1) {
-        for (int r = 0; r < reps + 1; ++r) {
-          node.layer->evict_weights();  // from memory, as in a plan (Layer::evict_weights)
-          const auto t0 = std::chrono::steady_clock::now();
-          node.layer->forward_channels(*in_ptrs[0], c0, c1, o.data() + c0);
-          if (r) t[size_t(r - 1)] += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-        }
-      });
-      LayerCost c;
-      c.fixed_ms = pick(t);
-      p.layers.push_back(c);
+    const Layer& l = *g.node(n).layer;
+    if (g.lazy() && !l.ready() && l.splits_channels()) {
+      report_progress("profiling " + g.model + ": layer " + std::to_string(n + 1) + "/" +
+                      std::to_string(g.size()) + " (streamed)");
+      p.layers[size_t(n)].fixed_ms = pick(time_slices(g, n, reps));
       continue;
     }
-    const bool borrowed = g.lazy() && !node.layer->ready();
-    if (borrowed) g.load(n);
-    struct Release {
-      const Graph& g;
-      int n;
-      bool on;
-      ~Release() { if (on) g.unload(n); }
-    } release{g, n, borrowed};
-    const int gr = std::max(1, node.layer->row_granule());
-    auto time_rows = [&](int rows) {  // an interior band where it is not the whole map: no padding
-      const int row0 = rows < out.h ? std::min(out.h - rows, out.h / 2) / gr * gr : 0;
-      Band ob{Tensor::uninitialized({rows, out.w, out.c}), row0};
-      std::vector<double> t;
-      for (int r = 0; r < reps + 1; ++r) {
-        node.layer->evict_weights();
-        const auto t0 = std::chrono::steady_clock::now();
-        node.layer->forward(in_ptrs, ob);
-        if (r) t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-      }
-      return pick(t);
-    };
-    LayerCost c;
-    const int h = out.h;
-    const int full = computed_rows(*node.layer, {0, h});
-    if (!node.layer->spatial() || h < 4 || full < 2 * gr) {
-      c.fixed_ms = time_rows(h);
-    } else {
-      // Two band heights that are whole granules: the fit is in computed rows. The small one is
-      // one granule, the thinnest band a plan gives (HALP's overlap zones), so that the fixed
-      // cost (the weights read from memory) is measured, not extrapolated.
-      const int small = gr;
-      const double t_full = time_rows(h), t_small = time_rows(small);
-      c.per_row_ms = std::max(0.0, (t_full - t_small) / (full - small));
-      c.fixed_ms = std::max(0.0, t_full - c.per_row_ms * full);
-    }
-    p.layers.push_back(c);
+    const int gr = std::max(1, l.row_granule()), h = l.output_shape().h;
+    const bool two = l.spatial() && h >= 4 && computed_rows(l, {0, h}) >= 2 * gr;
+    probes.push_back({n, two ? gr : 0, {}, {}});
   }
   Tensor in(g.input);
   for (size_t i = 0; i < in.size(); ++i) in.data()[i] = float(int(i % 23) - 11) * 0.05f;
-  measure_nonzero(g, in, p);
   std::vector<double> whole;
-  for (int r = 0; r < reps + 1; ++r) {
+  for (int r = 0; r < reps + 1; ++r) {  // round 0 warms up
+    report_progress("profiling " + g.model + ": round " + std::to_string(r + 1) + "/" +
+                    std::to_string(reps + 1));
+    time_round(g, probes, r > 0);
     for (int n = 0; n < g.size(); ++n) g.node(n).layer->evict_weights();  // as the layers were timed
     const double ms = timed_forward_ms(g, in);
     if (r) whole.push_back(ms);
   }
+  for (const LayerProbe& pr : probes) {
+    LayerCost& c = p.layers[size_t(pr.node)];
+    const Layer& l = *g.node(pr.node).layer;
+    const double t_full = pick(pr.full_ms);
+    if (!pr.small) {
+      c.fixed_ms = t_full;
+      continue;
+    }
+    const int full = computed_rows(l, {0, l.output_shape().h});
+    c.per_row_ms = std::max(0.0, (t_full - pick(pr.small_ms)) / (full - pr.small));
+    c.fixed_ms = std::max(0.0, t_full - c.per_row_ms * full);
+  }
+  measure_nonzero(g, in, p);
   calibrate(p, g, pick(whole));
   return p;
 }

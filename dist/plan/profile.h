@@ -47,8 +47,9 @@ struct DeviceProfile {
 };
 
 // Times every layer at two band heights (the whole map and one row granule), each time with its
-// weights evicted from the caches (Layer::evict_weights), then scales the fit to the time of
-// whole inferences (see calibrate). Each time is the median of `reps`, or with `least` the
+// weights evicted from the caches (Layer::evict_weights), in reps + 1 rounds over all layers (the
+// first warms up) each with a whole inference, then scales the fit to the time of the whole
+// inferences (see calibrate). Each time is the median of `reps`, or with `least` the
 // fastest: what an emulated slow device is charged (F x the least CPU time seen,
 // dist/testbed/dilation.h).
 DeviceProfile measure_profile(const Graph& g, const std::string& name, int reps,
