@@ -533,6 +533,7 @@ int cmd_plan(const Args& a) {
   const eb::Graph g = eb::models::load_model(a.str("model"), a.str("weights"), nullptr, eb::models::Hold::lean);
   eb::dist::Cluster c = cluster_from_args(a, g);
   if (a.has("memory")) c.set_memory(a.str("memory"));
+  c.input_levels = a.integer("input-levels", 0);
   const int batch = a.integer("batch", 1);
   std::vector<eb::dist::Scheme> schemes;
   const std::string sch = a.str("scheme", "all");
@@ -1330,6 +1331,7 @@ void declare_plan(Args& a) {
   a.text("scheme", "S", "local, modnn, dpfp, halp or all", check_scheme_or_all);
   a.flag("json", "the plans as JSON on stdout");
   a.text("trace", "FILE", "write the predicted timeline as a Chrome trace (one --scheme)");
+  a.integer("input-levels", "most distinct values per channel in the images to plan for: an 8-bit image's rows go as palettes (infer and cluster count them; default 0: fp32 rows)", 0, 256);
   opt_memory(a);
   opt_threads(a), opt_isa(a), opt_quiet(a);
 }

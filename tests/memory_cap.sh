@@ -20,7 +20,9 @@ MARGIN_MB=160
 tmp=$(mktemp -d)
 "$EB" profile --model "$MODEL" --threads 1 --reps 2 -o "$tmp/dev.json" >/dev/null 2>&1
 devs="$tmp/dev.json,$tmp/dev.json,$tmp/dev.json"
-plan=$("$EB" plan --model "$MODEL" --devices "$devs" --link "$LINK" --scheme halp 2>/dev/null)
+# infer without --image sends a synthetic image with 251 values per channel (cmd_infer) and plans
+# its rows as palettes: plan for the same input, or the two plans (and their memory) differ.
+plan=$("$EB" plan --model "$MODEL" --devices "$devs" --link "$LINK" --scheme halp --input-levels 251 2>/dev/null)
 predicted() { echo "$plan" | sed -n "s/.*peak memory (predicted):.* dev$1 \([0-9.]*\) MB.*/\1/p" | head -1; }
 p0=$(predicted 0); p1=$(predicted 1); p2=$(predicted 2)
 [ -n "$p0" ] && [ -n "$p1" ] && [ -n "$p2" ] || { echo "memory_cap: no predicted peak memory in 'plan' output:"; echo "$plan"; exit 1; }

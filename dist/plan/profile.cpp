@@ -116,9 +116,7 @@ void measure_nonzero(const Graph& g, const Tensor& input, DeviceProfile& p) {
     p.layers[size_t(n)].nonzero = at.t.size() ? double(nz) / double(at.t.size()) : 1.0;
   }
 }
-}  // namespace
 
-namespace {
 double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -140,7 +138,8 @@ double time_rows(const Layer& l, const std::vector<Band>& ins, int rows) {
   const Shape out = l.output_shape();
   const int gr = std::max(1, l.row_granule());
   const int row0 = rows < out.h ? std::min(out.h - rows, out.h / 2) / gr * gr : 0;
-  Band ob{Tensor(Shape{rows, out.w, out.c}), row0};  // its pages touched here, not in the timing
+  Band ob{Tensor::uninitialized({rows, out.w, out.c}), row0};
+  std::fill_n(ob.t.data(), ob.t.size(), 0.0f);  // its pages faulted in here, not in the timing
   std::vector<const Band*> in_ptrs;
   for (const Band& b : ins) in_ptrs.push_back(&b);
   l.evict_weights();
@@ -151,7 +150,8 @@ double time_rows(const Layer& l, const std::vector<Band>& ins, int rows) {
 
 // A layer a lazy graph (a host) does not hold, in the slices it streams (an FC layer): timing r
 // of the layer is the sum of every slice's timing r. (The sum of each slice's least time read
-// fc6 ~20% faster than any pass over it ran.)
+// fc6 ~20% faster than any pass over it ran.) Before the rounds, slice by slice: loading a
+// slice per round would multiply the loads.
 std::vector<double> time_slices(const Graph& g, int n, int reps) {
   const Layer& l = *g.node(n).layer;
   const std::vector<Band> ins = probe_inputs(l);
@@ -177,8 +177,9 @@ struct LayerProbe {
   std::vector<double> full_ms, small_ms;
 };
 
-// One round: every held layer timed once at each of its heights. A layer the graph lends
-// (lazy) is loaded for its turn and released after.
+// One round: every probed layer timed once at each of its heights. One a lazy graph lacks is
+// loaded for its turn, run once untimed (its first pass after a load, as the discarded first
+// timing of the round-free profile was), and released after.
 void time_round(const Graph& g, std::vector<LayerProbe>& probes, bool keep) {
   for (LayerProbe& pr : probes) {
     const Layer& l = *g.node(pr.node).layer;
@@ -191,6 +192,7 @@ void time_round(const Graph& g, std::vector<LayerProbe>& probes, bool keep) {
       ~Release() { if (on) g.unload(n); }
     } release{g, pr.node, borrowed};
     const std::vector<Band> ins = probe_inputs(l);
+    if (borrowed) time_rows(l, ins, pr.small ? pr.small : l.output_shape().h);
     const double full = time_rows(l, ins, l.output_shape().h);
     const double small = pr.small ? time_rows(l, ins, pr.small) : 0;
     if (!keep) continue;
@@ -202,10 +204,8 @@ void time_round(const Graph& g, std::vector<LayerProbe>& probes, bool keep) {
 
 // In rounds over all layers, not each layer's repetitions back to back: a machine's speed moves
 // by the second (a VM's neighbours and memory bandwidth, a board's clock as it heats), and a
-// layer timed within one such phase kept it. Back to back, `cluster`'s profile put conv4_2 at
-// 11.7 ms in one invocation and 15.1 in the next, while its pieces ran at the same speed in both;
-// four back-to-back profiles of VGG-16 varied 11.7% per layer in their proportions, three in
-// rounds 3.8%. Every layer now samples every phase, as the layers of a run do.
+// layer timed within one such phase kept it, skewing the plans' proportions (docs/PERFORMANCE.md,
+// "Profiles timed in rounds"). Every layer samples every phase, as the layers of a run do.
 DeviceProfile measure_profile(const Graph& g, const std::string& name, int reps, bool least) {
   auto pick = [least](const std::vector<double>& t) {
     return least ? *std::min_element(t.begin(), t.end()) : median(t);

@@ -46,10 +46,11 @@ struct DeviceProfile {
   static DeviceProfile from_json(const Json& j);  // validates; throws std::runtime_error
 };
 
-// Times every layer at two band heights (the whole map and one row granule), each time with its
-// weights evicted from the caches (Layer::evict_weights), in reps + 1 rounds over all layers (the
-// first warms up) each with a whole inference, then scales the fit to the time of the whole
-// inferences (see calibrate). Each time is the median of `reps`, or with `least` the
+// Times every layer on the whole map and, where the map is tall enough, on one row granule, each
+// time with its weights evicted from the caches (Layer::evict_weights), in reps + 1 rounds over
+// the layers (the first warms up) each with a whole inference (a lazy host's streamed FC layers:
+// slice by slice before the rounds), then scales the fit to the time of the whole inferences
+// (see calibrate). Each time is the median of `reps`, or with `least` the
 // fastest: what an emulated slow device is charged (F x the least CPU time seen,
 // dist/testbed/dilation.h).
 DeviceProfile measure_profile(const Graph& g, const std::string& name, int reps,
