@@ -13,6 +13,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <map>
 #include <random>
 #include <thread>
@@ -1088,7 +1089,15 @@ TEST_CASE("dist loopback: an 8-bit image's rows travel as palettes, a quarter of
   }
   REQUIRE(raw > 0);
   CHECK(saved > 0.5 * raw);
-  const double as_palettes = sent(image), as_fp32 = sent(nudged);
+  // The least of three calls each, after one that loads the plan: under TSan a call's bytes
+  // varied with its timing (the palettes once "saved" 10.2 KB of 19.2 KB in a clean-clone CI).
+  auto least_sent = [&](const Tensor& im) {
+    double least = std::numeric_limits<double>::infinity();
+    for (int r = 0; r < 3; ++r) least = std::min(least, sent(im));
+    return least;
+  };
+  sent(image);
+  const double as_palettes = least_sent(image), as_fp32 = least_sent(nudged);
   MESSAGE("host sent " << as_fp32 << " bytes with its input rows as fp32, " << as_palettes << " as palettes; the palettes save "
                        << saved << " of the input's " << raw);
   CHECK(as_fp32 - as_palettes == doctest::Approx(saved).epsilon(0.05));
