@@ -178,8 +178,8 @@ struct LayerProbe {
 };
 
 // One round: every probed layer timed once at each of its heights. One a lazy graph lacks is
-// loaded for its turn, run once untimed (its first pass after a load, as the discarded first
-// timing of the round-free profile was), and released after.
+// loaded for its turn, run once untimed (its first pass after a load, which the back-to-back
+// profile discarded too), and released after.
 void time_round(const Graph& g, std::vector<LayerProbe>& probes, bool keep) {
   for (LayerProbe& pr : probes) {
     const Layer& l = *g.node(pr.node).layer;
