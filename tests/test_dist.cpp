@@ -1786,33 +1786,40 @@ TEST_CASE("dist loopback: dilation stretches a device's data path (encode, decod
   set_compute_dilation(1);
   const DilationTotals t = dilation_totals();
   // Each kind is stretched; the work outside layers together, and the layers, come out at F x
-  // their CPU time within 20%. A kind of tiny sections alone (hardware fp16 decodes a frame in
-  // ~30 us) can run over: a timer wakes ~50 us late, a section that is preempted ends late.
-  int64_t data_cpu = 0, data_wall = 0;
+  // the CPU time they were charged within 20%. A layer is charged the least CPU time seen for
+  // its rows (a board's time does not vary run to run; this machine's does: under TSan, beside
+  // another test group, a second run's layers used 2x the first's CPU). A kind of tiny sections
+  // alone (hardware fp16 decodes a frame in ~30 us) can run over: a timer wakes ~50 us late, a
+  // section that is preempted ends late.
+#ifdef EDGEBAND_SANITIZED
+  // Instrumented, on a machine running the other test groups beside it, a section is preempted
+  // more often and ends late (CI's ASan stage read 5.34x): the upper bounds are looser.
+  const double over = 1.5;
+#else
+  const double over = 1.2;
+#endif
+  int64_t data_charged = 0, data_wall = 0;
   for (Work w : {Work::layer, Work::encode, Work::decode, Work::seal, Work::open}) {
     const int k = int(w);
     const std::string name = work_name(w);
     CAPTURE(name);
     MESSAGE(name << ": " << t.sections[k] << " sections, " << t.cpu_ns[k] / 1e6 << " ms CPU, "
-                         << t.wall_ns[k] / 1e6 << " ms stretched");
+                         << t.charged_ns[k] / 1e6 << " ms charged, " << t.wall_ns[k] / 1e6
+                         << " ms stretched");
     REQUIRE(t.sections[k] > 0);
-    REQUIRE(t.cpu_ns[k] > 1000000);  // a measurable share: over 1 ms
-    CHECK(double(t.wall_ns[k]) >= 0.8 * factor * double(t.cpu_ns[k]));
+    REQUIRE(t.charged_ns[k] > 1000000);  // a measurable share: over 1 ms
+    CHECK(t.charged_ns[k] <= t.cpu_ns[k]);
+    if (w != Work::layer) CHECK(t.charged_ns[k] == t.cpu_ns[k]);  // unnamed work: what it used
+    CHECK(double(t.wall_ns[k]) >= 0.8 * factor * double(t.charged_ns[k]));
     if (w == Work::layer)
-      CHECK(double(t.wall_ns[k]) <= 1.2 * factor * double(t.cpu_ns[k]));
+      CHECK(double(t.wall_ns[k]) <= over * factor * double(t.charged_ns[k]));
     else
-      data_cpu += t.cpu_ns[k], data_wall += t.wall_ns[k];
+      data_charged += t.charged_ns[k], data_wall += t.wall_ns[k];
   }
-  const double ratio = double(data_wall) / double(data_cpu);
-  MESSAGE("outside layers: " << data_cpu / 1e6 << " ms CPU stretched " << ratio << "x");
+  const double ratio = double(data_wall) / double(data_charged);
+  MESSAGE("outside layers: " << data_charged / 1e6 << " ms CPU stretched " << ratio << "x");
   CHECK(ratio >= 0.8 * factor);
-#ifdef EDGEBAND_SANITIZED
-  // Instrumented, on a machine running the other test groups beside it, a section is preempted
-  // more often and ends late (CI's ASan stage read 5.34x): the upper bound is the Release run's.
-  CHECK(ratio <= 1.5 * factor);
-#else
-  CHECK(ratio <= 1.2 * factor);
-#endif
+  CHECK(ratio <= over * factor);
 }
 
 TEST_CASE("dist host: a worker's spans, peak memory and errors are read in range or dropped") {

@@ -28,9 +28,10 @@ thread_local int64_t t_debt_ns[kWorkKinds] = {};
 std::mutex g_totals_mu;
 DilationTotals g_totals;  // guarded by g_totals_mu
 
-void add_to_totals(Work w, int64_t cpu, int64_t wall) {
+void add_to_totals(Work w, int64_t cpu, int64_t charged, int64_t wall) {
   std::lock_guard<std::mutex> lk(g_totals_mu);
   g_totals.cpu_ns[int(w)] += cpu;
+  g_totals.charged_ns[int(w)] += charged;
   g_totals.wall_ns[int(w)] += wall;
   ++g_totals.sections[int(w)];
 }
@@ -190,7 +191,7 @@ DilatedSection::~DilatedSection() {
   int64_t owe = int64_t(double(cpu) * factor_) - (start - wall0_ns_) + debt;
   if (owe < 100000) {
     debt = std::max<int64_t>(owe, -1000000);
-    add_to_totals(work_.work, used, start - wall0_ns_);
+    add_to_totals(work_.work, used, cpu, start - wall0_ns_);
     return;
   }
   const int64_t until = start + owe;
@@ -201,7 +202,7 @@ DilatedSection::~DilatedSection() {
   // stall (a descheduled VM) is not paid back as a burst of full-speed compute.
   const int64_t end = clock_ns(CLOCK_MONOTONIC), late = end - until;
   debt = late > 1000000 ? -1000000 : -late;
-  add_to_totals(work_.work, used, end - wall0_ns_);
+  add_to_totals(work_.work, used, cpu, end - wall0_ns_);
 }
 
 }  // namespace eb

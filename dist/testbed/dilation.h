@@ -36,11 +36,12 @@ double compute_dilation();
 void set_dilation_turns(const std::string& lock_file);
 std::string dilation_turns();
 
-// What this process's stretched sections used, per kind of work (index: int(Work)): CPU time,
-// and wall time from entering a section to the end of its stretch. wall / cpu is the factor
-// a board pays for that kind of work.
+// What this process's stretched sections used, per kind of work (index: int(Work)): CPU time;
+// the CPU time the stretch was computed from (`charged`: the least seen for named work, see
+// DilatedSection); and wall time from entering a section to the end of its stretch.
+// wall / charged is the factor a board pays for that kind of work.
 struct DilationTotals {
-  int64_t cpu_ns[kWorkKinds] = {}, wall_ns[kWorkKinds] = {};
+  int64_t cpu_ns[kWorkKinds] = {}, charged_ns[kWorkKinds] = {}, wall_ns[kWorkKinds] = {};
   long sections[kWorkKinds] = {};
 };
 DilationTotals dilation_totals();
