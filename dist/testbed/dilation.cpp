@@ -184,14 +184,14 @@ DilatedSection::~DilatedSection() {
     ::flock(turn_fd_, LOCK_UN);
     t_turns.held = false;
   }
-  const int64_t cpu = least_cpu_ns(work_, used);
+  const int64_t charged = least_cpu_ns(work_, used);
   const int64_t start = clock_ns(CLOCK_MONOTONIC);
   int64_t& debt = t_debt_ns[int(work_.work)];
   // Time lost to preemption counts as part of the stretch: the emulated device was busy then.
-  int64_t owe = int64_t(double(cpu) * factor_) - (start - wall0_ns_) + debt;
+  int64_t owe = int64_t(double(charged) * factor_) - (start - wall0_ns_) + debt;
   if (owe < 100000) {
     debt = std::max<int64_t>(owe, -1000000);
-    add_to_totals(work_.work, used, cpu, start - wall0_ns_);
+    add_to_totals(work_.work, used, charged, start - wall0_ns_);
     return;
   }
   const int64_t until = start + owe;
@@ -202,7 +202,7 @@ DilatedSection::~DilatedSection() {
   // stall (a descheduled VM) is not paid back as a burst of full-speed compute.
   const int64_t end = clock_ns(CLOCK_MONOTONIC), late = end - until;
   debt = late > 1000000 ? -1000000 : -late;
-  add_to_totals(work_.work, used, cpu, end - wall0_ns_);
+  add_to_totals(work_.work, used, charged, end - wall0_ns_);
 }
 
 }  // namespace eb
