@@ -18,7 +18,7 @@
 #   defaults: build/edgeband, 100mbit, 3, vgg16:112, halp, 2 rounds, no dilation
 #   -r R1,R2,...: one rate per worker (the host's port gets the fastest), a heterogeneous LAN
 #   -d F0,F1,...: one dilation per device (the host first): boards of different speeds
-#   -c: check that every link measured 70-105% of its rate; exit 1 if not
+#   -c: check that every link measured 70-100% of its rate; exit 1 if not
 #   e.g. tests/testbed_netns.sh -m vgg16 -d 9 -r 100mbit -- --runs 5
 #        tests/testbed_netns.sh -m vgg16:64 -n 3 -r 100mbit,50mbit -d 4,8,4 -c
 set -euo pipefail
@@ -180,10 +180,12 @@ for r in $(seq 1 "$rounds"); do
       m=${got[$((i - 1))]} want=$(mbit_of "${rate_list[$i]}")
       # Dilated devices pay F x the frame checksum on both ends of the probe (an emulated board
       # is slower at it too): the rate a board reaches is below the wire's, by ~10% at F = 4.
-      awk -v m="$m" -v w="$want" 'BEGIN { exit !(m >= 0.7 * w && m <= 1.05 * w) }' ||
+      # TCP's goodput through tbf is at most ~96% of its rate (headers), so a reading above the
+      # rate is the shaper's burst counted as rate (as single probes once read 109%).
+      awk -v m="$m" -v w="$want" 'BEGIN { exit !(m >= 0.7 * w && m <= 1.0 * w) }' ||
         { echo "FAIL: measured $m Mbit/s on a ${rate_list[$i]} link"; exit 1; }
     done
-    echo "  check: every link measured within 70-105% of its rate"
+    echo "  check: every link measured within 70-100% of its rate"
   fi
   # Emulate the links the kernel testbed measured (TCP's goodput, half the round trip, per
   # worker), so that both runs follow the same plan.

@@ -62,7 +62,7 @@ struct InferStats {
 // A worker's link as measured (HostRuntime::measure_links); -1: the worker is not usable.
 struct MeasuredLink {
   double rtt_ms = -1;  // round trip of an empty frame
-  double mbit = -1;    // throughput of a bulk transfer to the worker
+  double mbit = -1;    // sustained throughput of a bulk transfer to the worker
 };
 
 class HostRuntime {
@@ -79,11 +79,12 @@ class HostRuntime {
   // workers that have been idle before a call whose latency is measured.
   std::vector<double> ping(InferStats* st = nullptr);
   // Measures the real network to every usable worker, one worker at a time (they would share
-  // the host's link otherwise): the median round trip of five empty pings (after two untimed
+  // the host's link otherwise): the least round trip of five empty pings (after two untimed
   // ones that wake the worker), then the rate of a bulk probe (pings carrying data, which
-  // workers ignore) grown from 16 KiB x4 until it takes 30 ms more than the round trip, the
-  // median of three at that size. Includes whatever the rows will pay too: checksums, MACs,
-  // the built-in shaping if on. Faults as in ping.
+  // workers ignore) grown from 16 KiB x4 until it takes 30 ms more than the round trip, then
+  // timed at twice that size (the median of five): the sustained rate, a shaper's burst
+  // allowance spent by the first half. Includes whatever the rows will pay too: checksums,
+  // MACs, the built-in shaping if on. Faults as in ping.
   std::vector<MeasuredLink> measure_links(InferStats* st = nullptr);
 
  private:
