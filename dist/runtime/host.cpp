@@ -618,27 +618,30 @@ std::vector<MeasuredLink> HostRuntime::measure_links(InferStats* st) {
     for (int k = 0; k < 5 && alive_[i]; ++k) rtts.push_back(round_trip_ms(i, 0));
     if (!alive_[i]) continue;
     const double rtt = *std::min_element(rtts.begin(), rtts.end());
-    // Grow the probe until it takes long enough to dwarf the round trip and the timer, then
-    // probe at that size. The growth also opens the TCP window.
+    // Grow the probe until it takes long enough to dwarf the round trip and the timer; the
+    // growth also opens the TCP window.
     size_t bytes = 16 << 10;
+    double grown_ms = 0;
     for (;;) {
-      const double t = round_trip_ms(i, bytes);
-      if (t < 0 || t >= rtt + 30 || bytes >= (size_t(64) << 20)) break;
+      grown_ms = round_trip_ms(i, bytes);
+      if (grown_ms < 0 || grown_ms >= rtt + 30 || bytes >= (size_t(64) << 20)) break;
       bytes *= 4;
     }
-    // Timed at twice that size, the median of five: the first half drains a shaper's burst
-    // allowance (a tbf bucket refilled while the link idled), so the rest reads the sustained
-    // rate. The fastest of five single probes picked one that a refilled bucket had sped up:
-    // 54.7 Mbit/s on a 50 Mbit/s tbf link in CI.
-    bytes *= 2;
+    // Five probes of twice that size (not where one already takes seconds: the timeout), and
+    // the second fastest. A busy CPU or a late wake-up only
+    // adds time (a median of three once read 57.4 Mbit/s on a 100 Mbit/s tbf link in CI), but
+    // a shaper's burst subtracts it: after an idle moment tbf lets its bucket through at the
+    // upstream rate, and the fastest of five single probes read 54.7 Mbit/s on a 50 Mbit/s
+    // link. The doubled size dilutes a burst; the second fastest skips one probe it sped up.
+    if (grown_ms < 500) bytes *= 2;
     std::vector<double> times;
     for (int k = 0; k < 5 && alive_[i]; ++k) {
       const double t = round_trip_ms(i, bytes);
       if (t >= 0) times.push_back(t);
     }
     if (!alive_[i] || times.empty()) continue;
-    std::nth_element(times.begin(), times.begin() + times.size() / 2, times.end());
-    const double wire_ms = std::max(times[times.size() / 2] - rtt, 1e-3);
+    std::sort(times.begin(), times.end());
+    const double wire_ms = std::max(times[std::min<size_t>(1, times.size() - 1)] - rtt, 1e-3);
     out[i] = {rtt, double(bytes) * 8.0 / (wire_ms * 1e3)};
   }
   return out;

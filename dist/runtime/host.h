@@ -82,9 +82,9 @@ class HostRuntime {
   // the host's link otherwise): the least round trip of five empty pings (after two untimed
   // ones that wake the worker), then the rate of a bulk probe (pings carrying data, which
   // workers ignore) grown from 16 KiB x4 until it takes 30 ms more than the round trip, then
-  // timed at twice that size (the median of five): the sustained rate, a shaper's burst
-  // allowance spent by the first half. Includes whatever the rows will pay too: checksums,
-  // MACs, the built-in shaping if on. Faults as in ping.
+  // the second fastest of five at twice that size (noise adds time; a shaper's burst after an
+  // idle moment subtracts it from one probe). Includes whatever the rows will pay too:
+  // checksums, MACs, the built-in shaping if on. Faults as in ping.
   std::vector<MeasuredLink> measure_links(InferStats* st = nullptr);
 
  private:
