@@ -627,8 +627,8 @@ std::vector<MeasuredLink> HostRuntime::measure_links(InferStats* st) {
       if (grown_ms < 0 || grown_ms >= rtt + 30 || bytes >= (size_t(64) << 20)) break;
       bytes *= 4;
     }
-    // Five probes of twice that size (not where one already takes seconds: the timeout), and
-    // the second fastest. A busy CPU or a late wake-up only
+    // Five probes of twice that size (not where one already takes half a second: a slow link
+    // would meet the timeout), and the second fastest. A busy CPU or a late wake-up only
     // adds time (a median of three once read 57.4 Mbit/s on a 100 Mbit/s tbf link in CI), but
     // a shaper's burst subtracts it: after an idle moment tbf lets its bucket through at the
     // upstream rate, and the fastest of five single probes read 54.7 Mbit/s on a 50 Mbit/s
