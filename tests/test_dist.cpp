@@ -1089,15 +1089,19 @@ TEST_CASE("dist loopback: an 8-bit image's rows travel as palettes, a quarter of
   }
   REQUIRE(raw > 0);
   CHECK(saved > 0.5 * raw);
-  // The least of three calls each, after one that loads the plan: under TSan a call's bytes
-  // varied with its timing (the palettes once "saved" 10.2 KB of 19.2 KB in a clean-clone CI).
-  auto least_sent = [&](const Tensor& im) {
-    double least = std::numeric_limits<double>::infinity();
-    for (int r = 0; r < 3; ++r) least = std::min(least, sent(im));
-    return least;
+  // The median of five calls each, after one that loads the plan. A call's count can likely
+  // miss a frame that the sender thread counts only after the worker has answered it, and the
+  // next call then counts it: one call low, the next high (a least of three read 28.1 KB saved
+  // for 19.2 KB in a Release ctest, a call 8.9 KB low; under TSan the palettes once "saved"
+  // 10.2 KB).
+  auto median_sent = [&](const Tensor& im) {
+    std::vector<double> v;
+    for (int r = 0; r < 5; ++r) v.push_back(sent(im));
+    std::nth_element(v.begin(), v.begin() + 2, v.end());
+    return v[2];
   };
   sent(image);
-  const double as_palettes = least_sent(image), as_fp32 = least_sent(nudged);
+  const double as_palettes = median_sent(image), as_fp32 = median_sent(nudged);
   MESSAGE("host sent " << as_fp32 << " bytes with its input rows as fp32, " << as_palettes << " as palettes; the palettes save "
                        << saved << " of the input's " << raw);
   CHECK(as_fp32 - as_palettes == doctest::Approx(saved).epsilon(0.05));
