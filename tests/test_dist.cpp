@@ -13,7 +13,6 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
-#include <limits>
 #include <map>
 #include <random>
 #include <thread>
@@ -28,6 +27,7 @@
 #include "dist/runtime/reply.h"
 #include "dist/plan/local_executor.h"
 #include "dist/plan/schedule.h"
+#include "dist/plan/stats.h"
 #include "dist/runtime/palette_wire.h"
 #include "dist/runtime/sparse_wire.h"
 #include "dist/runtime/tcp.h"
@@ -1097,8 +1097,7 @@ TEST_CASE("dist loopback: an 8-bit image's rows travel as palettes, a quarter of
   auto median_sent = [&](const Tensor& im) {
     std::vector<double> v;
     for (int r = 0; r < 5; ++r) v.push_back(sent(im));
-    std::nth_element(v.begin(), v.begin() + 2, v.end());
-    return v[2];
+    return eb::median(v);
   };
   sent(image);
   const double as_palettes = median_sent(image), as_fp32 = median_sent(nudged);

@@ -1,5 +1,6 @@
-// Summary statistics of repeated timings: the planner's profiles, the runtime's link
-// measurement, the testbed's and the CLI's reports all take medians.
+// Summary statistics of repeated timings: the planner's profiles, the runtime's data-path
+// timing, the testbed's and the CLI's reports take medians (the link probe takes its second
+// fastest instead: HostRuntime::measure_links says why).
 #pragma once
 #include <algorithm>
 #include <vector>

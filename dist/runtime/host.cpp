@@ -635,13 +635,10 @@ std::vector<MeasuredLink> HostRuntime::measure_links(InferStats* st) {
     // link. The doubled size dilutes a burst; the second fastest skips one probe it sped up.
     if (grown_ms < 500) bytes *= 2;
     std::vector<double> times;
-    for (int k = 0; k < 5 && alive_[i]; ++k) {
-      const double t = round_trip_ms(i, bytes);
-      if (t >= 0) times.push_back(t);
-    }
-    if (!alive_[i] || times.empty()) continue;
+    for (int k = 0; k < 5 && alive_[i]; ++k) times.push_back(round_trip_ms(i, bytes));
+    if (!alive_[i]) continue;  // else all five are in
     std::sort(times.begin(), times.end());
-    const double wire_ms = std::max(times[std::min<size_t>(1, times.size() - 1)] - rtt, 1e-3);
+    const double wire_ms = std::max(times[1] - rtt, 1e-3);
     out[i] = {rtt, double(bytes) * 8.0 / (wire_ms * 1e3)};
   }
   return out;
