@@ -515,6 +515,11 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
   if (st->maps_mapped.empty()) st->maps_mapped.resize(1);
   st->maps_mapped[0] = long(call.maps_mapped());
   spares_ = call.take_spares();
+  // A worker can answer a frame before the sender thread that wrote it has counted it: wait
+  // for the counts, or a frame of this call is counted in the next. Microseconds after a call
+  // that finished (every frame was read); bounded for one cut short by a fault.
+  const auto counted_by = Clock::now() + std::chrono::milliseconds(200);
+  for (auto& p : peers_) p->wait_sends_done(counted_by);
   call.log_sends();
   uint64_t sent1 = 0, recv1 = 0;
   for (auto& p : peers_) sent1 += p->bytes_sent(), recv1 += p->bytes_received();
