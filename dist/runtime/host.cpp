@@ -5,6 +5,7 @@
 #include <functional>
 #include <mutex>
 #include <stdexcept>
+#include <utility>
 
 #include "dist/plan/stats.h"
 #include "dist/runtime/reply.h"
@@ -497,8 +498,17 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
   InferStats local_stats;
   if (!st) st = &local_stats;
   const auto t_start = Clock::now();
-  uint64_t sent0 = 0, recv0 = 0;
-  for (auto& p : peers_) sent0 += p->bytes_sent(), recv0 += p->bytes_received();
+  // A worker can answer a frame before the sender thread that wrote it has counted it: the
+  // counts are read once every peer's sender is idle, or a frame (a link probe's too) counts in
+  // the wrong call. Microseconds where every queued frame fed a reply the host has had; at
+  // most 200 ms where a fault cut the call short.
+  auto counts = [&] {
+    const auto by = Clock::now() + std::chrono::milliseconds(200);
+    uint64_t sent = 0, recv = 0;
+    for (auto& p : peers_) p->wait_sends_done(by), sent += p->bytes_sent(), recv += p->bytes_received();
+    return std::make_pair(sent, recv);
+  };
+  const auto [sent0, recv0] = counts();
   std::vector<Tensor> out(images.size());
   // Another plan writes other rows: the last call's maps would add their pages to this one's.
   std::string plan_key = plan_to_wire(plan).dump();
@@ -515,14 +525,8 @@ std::vector<Tensor> HostRuntime::infer(const std::vector<Tensor>& images, const 
   if (st->maps_mapped.empty()) st->maps_mapped.resize(1);
   st->maps_mapped[0] = long(call.maps_mapped());
   spares_ = call.take_spares();
-  // A worker can answer a frame before the sender thread that wrote it has counted it: wait
-  // for the counts, or a frame of this call is counted in the next. Microseconds after a call
-  // that finished (every frame was read); bounded for one cut short by a fault.
-  const auto counted_by = Clock::now() + std::chrono::milliseconds(200);
-  for (auto& p : peers_) p->wait_sends_done(counted_by);
-  call.log_sends();
-  uint64_t sent1 = 0, recv1 = 0;
-  for (auto& p : peers_) sent1 += p->bytes_sent(), recv1 += p->bytes_received();
+  const auto [sent1, recv1] = counts();
+  call.log_sends();  // after counts(): the sender threads have logged every frame
   st->bytes_sent = sent1 - sent0;
   st->bytes_received = recv1 - recv0;
   st->ms = std::chrono::duration<double, std::milli>(Clock::now() - t_start).count();

@@ -174,10 +174,9 @@ void Peer::send(MsgType t, uint64_t id, const Json& json, const void* data, size
   write_frame(t, id, std::move(text), data, len);
 }
 
-bool Peer::wait_sends_done(Clock::time_point deadline) {
+void Peer::wait_sends_done(Clock::time_point deadline) {
   std::unique_lock<std::mutex> lk(q_mu_);
-  return q_cv_.wait_until(lk, deadline, [&] { return (q_.empty() && !busy_) || closed_ || broken_; }) &&
-         !closed_ && !broken_;
+  q_cv_.wait_until(lk, deadline, [&] { return (q_.empty() && !busy_) || closed_ || broken_; });
 }
 
 void Peer::send_async(MsgType t, uint64_t id, const Json& json, std::shared_ptr<const void> keep,

@@ -123,9 +123,9 @@ class Peer {
   using SentFn = std::function<void(int64_t t0_us, int64_t t1_us)>;
   void send_async(MsgType t, uint64_t id, const Json& json, std::shared_ptr<const void> keep,
                   const void* data, size_t len, SentFn on_sent = {});
-  // Waits until every frame queued by send_async has been written and counted in bytes_sent
-  // (true), or the connection is closed or broken, or `deadline` passes (false).
-  bool wait_sends_done(Clock::time_point deadline);
+  // Waits until every frame queued by send_async has been written and counted in bytes_sent,
+  // or the connection is closed or broken, or `deadline` passes.
+  void wait_sends_done(Clock::time_point deadline);
   void close();  // unblocks the reader; idempotent
   bool closed() const { return closed_; }
   const std::string& name() const { return name_; }
