@@ -165,18 +165,21 @@ void Peer::pace(size_t bytes) {
   q_cv_.wait_until(lk, until, [&] { return closed_.load(); });
 }
 
+// Under q_mu_: every queued frame written and counted, or none ever will be.
+bool Peer::sends_settled() const { return (q_.empty() && !busy_) || closed_ || broken_; }
+
 void Peer::send(MsgType t, uint64_t id, const Json& json, const void* data, size_t len) {
   std::string text = json.dump();
   {
     std::unique_lock<std::mutex> lk(q_mu_);
-    q_cv_.wait(lk, [&] { return (q_.empty() && !busy_) || closed_ || broken_; });
+    q_cv_.wait(lk, [&] { return sends_settled(); });
   }
   write_frame(t, id, std::move(text), data, len);
 }
 
 void Peer::wait_sends_done(Clock::time_point deadline) {
   std::unique_lock<std::mutex> lk(q_mu_);
-  q_cv_.wait_until(lk, deadline, [&] { return (q_.empty() && !busy_) || closed_ || broken_; });
+  q_cv_.wait_until(lk, deadline, [&] { return sends_settled(); });
 }
 
 void Peer::send_async(MsgType t, uint64_t id, const Json& json, std::shared_ptr<const void> keep,

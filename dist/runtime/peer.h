@@ -144,6 +144,7 @@ class Peer {
   };
   void read_loop();
   void send_loop();
+  bool sends_settled() const;  // under q_mu_: what send and wait_sends_done wait for
   void write_frame(MsgType t, uint64_t id, std::string text, const void* data, size_t len);
   const void* seal_frame(const std::vector<uint8_t>& header, std::string& text, const void* data,
                          size_t len, uint8_t (&tags)[2][kTagBytes]);
