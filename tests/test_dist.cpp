@@ -1266,17 +1266,18 @@ TEST_CASE("dist cli: cluster --dilate emulates slower devices; outputs still equ
     return n;
   };
   const int files_before = turn_files();
-#ifdef __SANITIZE_THREAD__
-  // TSan instruments the SIMD layers' every access too, and a device's compute is then
-  // stretched 6x: the smallest model keeps every thread's path at a fraction of the time, and
-  // MoDNN, which never keeps a model on the host alone, makes the workers compute and send.
-  const std::string model = "mobilenet_v1:0.25:96 --scheme modnn";
+#ifdef EDGEBAND_SANITIZED
+  // Each section a sanitizer slows is stretched 6x too (TSan's SIMD layers, ASan's data path:
+  // 332 s under ASan with the model below). The smallest model keeps every thread's path at a
+  // fraction of the time, and MoDNN, which never keeps a model on the host alone, makes the
+  // workers compute and send.
+  const std::string model_and_scheme = "mobilenet_v1:0.25:96 --scheme modnn";
 #else
   // Enough compute that the plan splits on any machine (MobileNet-V1 0.25 at 96x96 takes
   // ~0.2 ms, and on a fast day its plan fell back to one device), as much as VGG-16 at 32x32
   // but a ninth of its weights, which every process makes and the profile reads from memory
   // round after round (VGG-16 took 77 of the group's 90 s in Release).
-  const std::string model = "mobilenet_v1:1.0:160 --scheme halp";
+  const std::string model_and_scheme = "mobilenet_v1:1.0:160 --scheme halp";
 #endif
   // 3 devices take turns at F = 6 (a load of half a core), not at F = 3; "none" turns them off.
   // One factor per device makes a heterogeneous cluster.
@@ -1290,7 +1291,7 @@ TEST_CASE("dist cli: cluster --dilate emulates slower devices; outputs still equ
                                "needing 0.42 of this machine's"}}) {
     CAPTURE(flags);
     const auto [code, out] = test::run_edgeband(
-        "cluster --model " + model + " --devices 3 --runs 1 --warmup 1 " + flags +
+        "cluster --model " + model_and_scheme + " --devices 3 --runs 1 --warmup 1 " + flags +
         " --json");
     CAPTURE(out);
     REQUIRE(code == 0);
@@ -1305,7 +1306,7 @@ TEST_CASE("dist cli: cluster --dilate emulates slower devices; outputs still equ
   // Four devices at F = 6 (a load of 0.67 core: a mean wait of one section, within a quarter of
   // the five sections each one sleeps) take turns too.
   const auto [code4, out4] = test::run_edgeband(
-      "cluster --model " + model + " --devices 4 --runs 1 --warmup 1 --dilate 6 --json");
+      "cluster --model " + model_and_scheme + " --devices 4 --runs 1 --warmup 1 --dilate 6 --json");
   CAPTURE(out4);
   REQUIRE(code4 == 0);
   CHECK(cluster_json(out4).at("cpu_share").string().rfind(
