@@ -1267,8 +1267,8 @@ TEST_CASE("dist cli: cluster --dilate emulates slower devices; outputs still equ
   };
   const int files_before = turn_files();
 #ifdef EDGEBAND_SANITIZED
-  // Each section a sanitizer slows is stretched 6x too (TSan's SIMD layers, ASan's data path:
-  // 332 s under ASan with the model below). The smallest model keeps every thread's path at a
+  // Each section a sanitizer slows is stretched 6x too (TSan instruments the SIMD layers, ASan
+  // all the rest: 332 s under ASan with the Release model below). The smallest model keeps every thread's path at a
   // fraction of the time, and MoDNN, which never keeps a model on the host alone, makes the
   // workers compute and send.
   const std::string model_and_scheme = "mobilenet_v1:0.25:96 --scheme modnn";
