@@ -197,8 +197,20 @@ int Graph::spatial_end() const {
 }
 
 std::vector<RowRange> Graph::block_needs(int first, int last, RowRange out) const {
+  std::vector<RowRange> need;
+  block_needs(first, last, out, need);
+  return need;
+}
+
+RowRange Graph::block_input_rows(int first, int last, RowRange out) const {
+  thread_local std::vector<RowRange> need;
+  block_needs(first, last, out, need);
+  return need[0];
+}
+
+void Graph::block_needs(int first, int last, RowRange out, std::vector<RowRange>& need) const {
   if (first < 0 || last > size() || first >= last) throw std::out_of_range("bad block range");
-  std::vector<RowRange> need(size_t(last - first + 1));
+  need.assign(size_t(last - first + 1), RowRange{});
   need.back() = out.clip(shape_of(last - 1).h);
   for (int n = last - 1; n >= first; --n) {
     const RowRange mine = need[size_t(n - first + 1)];
@@ -212,7 +224,6 @@ std::vector<RowRange> Graph::block_needs(int first, int last, RowRange out) cons
       slot = slot.unite(r);
     }
   }
-  return need;
 }
 
 Band Graph::run_block(int first, int last, const Band& block_in, RowRange out,

@@ -93,6 +93,11 @@ class Graph {
   // Rows each node of block [first, last) must produce so that node last-1 yields `out`;
   // element 0 is the block input (node first-1 or the network input), element k+1 node first+k.
   std::vector<RowRange> block_needs(int first, int last, RowRange out) const;
+  // The same into `need`, whose storage is reused: the planner asks this for every zone of
+  // every plan it simulates.
+  void block_needs(int first, int last, RowRange out, std::vector<RowRange>& need) const;
+  // Element 0 alone: the rows of the block input that `out` needs.
+  RowRange block_input_rows(int first, int last, RowRange out) const;
   // Runs block [first, last) on a band of its input and returns rows `out` of its last node.
   Band run_block(int first, int last, const Band& input, RowRange out,
                  std::vector<double>* layer_ms = nullptr) const;

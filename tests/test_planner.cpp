@@ -159,7 +159,7 @@ TEST_CASE(
 }
 
 TEST_CASE("planner: VGG-16's FC tail is split across devices when it pays, not on slow links") {
-  const Graph g = models::build_synthetic("vgg16:64");
+  const Graph& g = vgg16_64();
   CHECK(splittable_tail(g) == 3);  // fc6, fc7, fc8; softmax stays on the host
   CHECK(splittable_tail(models::build_synthetic("mobilenet_v1:0.25:96")) == 0);  // avg pool first
   // Slow compute (FC6 reads 400 MB of weights on a real board), fast link: split.
@@ -223,7 +223,7 @@ TEST_CASE("planner: DP block choice is optimal: brute force over every set of cu
 }
 
 TEST_CASE("planner: very slow links collapse gracefully to local; fast links split") {
-  const Graph g = models::build_synthetic("vgg16:64");
+  const Graph& g = vgg16_64();
   const Plan local = make_plan(g, homogeneous(g, 3, "1kbit,10ms"), Scheme::local);
   for (Scheme s : {Scheme::dpfp, Scheme::halp}) {
     const Plan slow = make_plan(g, homogeneous(g, 3, "1kbit,10ms"), s);
@@ -242,7 +242,7 @@ TEST_CASE("planner: very slow links collapse gracefully to local; fast links spl
 
 TEST_CASE(
     "planner: HALP beats MoDNN and DPFP on a slow-compute, 1 Gbit cluster; batches pipeline") {
-  const Graph g = models::build_synthetic("vgg16");
+  const Graph& g = vgg16_224_plan_only();
   const Cluster c = homogeneous(g, 3, "1gbit,0.2ms", 10);  // Raspberry-Pi-class devices
   const Plan local = make_plan(g, c, Scheme::local), modnn = make_plan(g, c, Scheme::modnn);
   const Plan dpfp = make_plan(g, c, Scheme::dpfp), halp = make_plan(g, c, Scheme::halp);
@@ -258,7 +258,7 @@ TEST_CASE(
 }
 
 TEST_CASE("planner: heterogeneous devices: the faster device gets more rows") {
-  const Graph g = models::build_synthetic("vgg16:64");
+  const Graph& g = vgg16_64();
   Cluster c = homogeneous(g, 3, "10gbit,0.01ms", 2);
   c.devices[2] = estimate_profile(g, "fast", 6);
   const Plan p = make_plan(g, c, Scheme::dpfp);

@@ -67,7 +67,7 @@ namespace {
 // the layers' fixed costs again (Winograd weight streaming), hiding the halo wait saves time.
 void choose_overlap(const Graph& g, const Cluster& c, Plan& p) {
   for (size_t b = 0; b < p.blocks.size(); ++b) {
-    Plan trial = p;
+    Plan trial = trial_of(p);
     trial.blocks[b].overlap = true;
     simulate(g, c, trial);
     if (trial.predicted_ms < p.predicted_ms) p = std::move(trial);

@@ -42,7 +42,7 @@ Tensor execute_locally(const Graph& g, const Plan& p, const Tensor& input) {
     for (size_t d = 0; d < n; ++d) {
       next[d] = {Tensor(os), std::vector<bool>(size_t(os.h), false)};
       for (const RowRange& z : bp.zones[d]) {
-        const RowRange need = g.block_needs(bp.first, bp.last, z)[0];
+        const RowRange need = g.block_input_rows(bp.first, bp.last, z);
         if (!cur[d].holds(need))
           throw std::logic_error("device " + std::to_string(d) + " lacks input rows for block " + std::to_string(b));
         const Band in{cur[d].t.rows(need), need.begin};

@@ -49,7 +49,7 @@ double store_mb(const Graph& g, const Plan& p, int d) {
   };
   for (const BlockPlan& b : p.blocks)
     for (const RowRange& z : b.zones.at(size_t(d)))
-      if (!z.empty()) add(b.last - 1, z), add(b.first - 1, g.block_needs(b.first, b.last, z)[0]);
+      if (!z.empty()) add(b.last - 1, z), add(b.first - 1, g.block_input_rows(b.first, b.last, z));
   if (d == 0) {
     add(-1, {0, g.input.h});
     if (p.tail_first > 0 && host_gathers_tail_input(g, p)) add(p.tail_first - 1, {0, g.shape_of(p.tail_first - 1).h});

@@ -50,7 +50,7 @@ RowRange computable_rows(const Graph& g, int first, int last, RowRange want,
                          const std::function<bool(RowRange)>& have) {
   RowRange q = want;
   while (!q.empty()) {
-    const RowRange need = g.block_needs(first, last, q)[0];
+    const RowRange need = g.block_input_rows(first, last, q);
     if (need.empty() || have(need)) break;
     const bool lo = have({need.begin, need.begin + 1}), hi = have({need.end - 1, need.end});
     if (lo && hi) return {want.begin, want.begin};  // a hole inside: wait for everything
@@ -66,7 +66,7 @@ RowRange computable_rows(const Graph& g, int first, int last, RowRange want,
 
 std::vector<int> candidate_cuts(const Graph& g) {
   std::vector<int> c;
-  for (int i = 1; i < g.spatial_end(); ++i)
+  for (int i = 1, end = g.spatial_end(); i < end; ++i)
     if (g.is_cut(i)) c.push_back(i);
   return c;
 }
@@ -125,7 +125,7 @@ std::vector<double> speeds(const Graph& g, const Cluster& c) {
   std::vector<double> s;
   for (const DeviceProfile& d : c.devices) {
     double t = 0;
-    for (int i = 0; i < g.spatial_end(); ++i) t += d.band_ms(g, i, {0, g.shape_of(i).h});
+    for (int i = 0, end = g.spatial_end(); i < end; ++i) t += d.band_ms(g, i, {0, g.shape_of(i).h});
     s.push_back(1.0 / std::max(t, 1e-9));
   }
   return s;
@@ -208,9 +208,10 @@ void snap_zones(BlockPlan& bp, int h, int gr) {
   detail::set_segments(bp, seg);
 }
 
-// The blocks and zones of a plan, not yet simulated.
+// The blocks and zones of a plan, not yet simulated. `sp`: speeds(g, c), which the DP
+// computes once for its thousands of candidates.
 Plan plan_structure(const Graph& g, const Cluster& c, Scheme s, const std::vector<int>& cuts,
-                    double host_share, int batch) {
+                    double host_share, int batch, const std::vector<double>& sp) {
   validate(g, c);
   if (batch < 1) throw std::invalid_argument("batch must be at least 1");
   Plan p;
@@ -221,7 +222,6 @@ Plan plan_structure(const Graph& g, const Cluster& c, Scheme s, const std::vecto
   p.edge_first = s == Scheme::halp && c.edge_first;
   p.host_share = s == Scheme::halp ? host_share : 0;
   p.tail_first = g.spatial_end();
-  const std::vector<double> sp = speeds(g, c);
   const std::vector<double> used(sp.begin(), sp.begin() + p.devices);
   int first = 0;
   std::vector<int> all = cuts;
@@ -243,7 +243,8 @@ Plan plan_structure(const Graph& g, const Cluster& c, Scheme s, const std::vecto
 
 Plan plan_with_cuts(const Graph& g, const Cluster& c, Scheme s, const std::vector<int>& cuts,
                     double host_share, int batch) {
-  Plan p = plan_structure(g, c, s, cuts, host_share, batch);
+  validate(g, c);  // before speeds(), which reads every profile
+  Plan p = plan_structure(g, c, s, cuts, host_share, batch, speeds(g, c));
   simulate(g, c, p);
   return p;
 }
@@ -255,6 +256,8 @@ Plan best_blocks(const Graph& g, const Cluster& c, Scheme s, double host_share, 
   for (int x : candidate_cuts(g)) pos.push_back(x);
   pos.push_back(g.spatial_end());
   const size_t m = pos.size();
+  validate(g, c);
+  const std::vector<double> sp = speeds(g, c);
   // Cost of block [pos[i], pos[j]) (plus the gather and tail when it is the last block):
   // a plan whose first block only places the rows of node pos[i]-1.
   auto block_cost = [&](size_t i, size_t j) {
@@ -262,10 +265,9 @@ Plan best_blocks(const Graph& g, const Cluster& c, Scheme s, double host_share, 
     if (i > 0) cuts.push_back(pos[i]);
     if (j + 1 < m) cuts.push_back(pos[j]);
     // Only its stage costs matter here: no timeline simulation.
-    const Plan p = plan_structure(g, c, s, cuts, host_share, 1);
-    const std::vector<double> st = stage_costs(g, c, p);
-    double v = st[i > 0 ? 1 : 0];
-    if (j + 1 == m) v += st.back();
+    const Plan p = plan_structure(g, c, s, cuts, host_share, 1, sp);
+    double v = stage_cost(g, c, p, i > 0 ? 1 : 0);
+    if (j + 1 == m) v += stage_cost(g, c, p, p.blocks.size());
     return v;
   };
   std::vector<double> best(m, std::numeric_limits<double>::infinity());
@@ -311,7 +313,7 @@ void refine_boundaries(const Graph& g, const Cluster& c, Plan& p, bool toggle_ov
           // Also either segment's whole removal: a band thinner than a Winograd tile costs
           // the whole tile on each device that holds a part of it.
           if (x < lo.begin || x > hi.end || x == lo.end) continue;
-          Plan trial = p;
+          Plan trial = trial_of(p);
           std::vector<std::pair<int, RowRange>> moved = seg;
           moved[i].second.end = moved[i + 1].second.begin = x;
           set_segments(trial.blocks[b], moved);
@@ -321,7 +323,7 @@ void refine_boundaries(const Graph& g, const Cluster& c, Plan& p, bool toggle_ov
     }
     // HALP's overlap per block (its gain depends on the boundaries).
     for (size_t b = 0; toggle_overlap && p.scheme == Scheme::halp && b < p.blocks.size(); ++b) {
-      Plan trial = p;
+      Plan trial = trial_of(p);
       trial.blocks[b].overlap = !trial.blocks[b].overlap;
       keep_if_faster(trial);
     }
@@ -332,7 +334,7 @@ void refine_boundaries(const Graph& g, const Cluster& c, Plan& p, bool toggle_ov
           const ChannelSlice a = p.tail_slices[j][d], b = p.tail_slices[j][d + 1];
           const int x = a.end + step;
           if (a.empty() || b.empty() || x <= a.begin || x >= b.end) continue;
-          Plan trial = p;
+          Plan trial = trial_of(p);
           trial.tail_slices[j][d].end = trial.tail_slices[j][d + 1].begin = x;
           if (keep_if_faster(trial)) break;
         }
@@ -415,7 +417,7 @@ Plan plan_scheme(const Graph& g, const Cluster& c, Scheme s, int batch) {
   aligned.tile_aligned_zones = true;
   Plan best = plan(loose);
   bool tiles = false;
-  for (int n = 0; n < g.spatial_end() && !tiles; ++n) tiles = g.node(n).layer->row_granule() > 1;
+  for (int n = 0, end = g.spatial_end(); n < end && !tiles; ++n) tiles = g.node(n).layer->row_granule() > 1;
   if (!tiles) return best;
   Plan snapped = plan(aligned);
   if (snapped.predicted_ms < best.predicted_ms) best = std::move(snapped);

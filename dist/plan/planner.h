@@ -221,6 +221,9 @@ void simulate(const Graph& g, const Cluster& c, Plan& p);
 double staged_cost(const Graph& g, const Cluster& c, const Plan& p);
 // The same per stage: one entry per block, then the gather + tail.
 std::vector<double> stage_costs(const Graph& g, const Cluster& c, const Plan& p);
+// Stage b's alone (b == blocks.size(): the gather and the tail): the DP asks for one or two
+// stages of each candidate, and the others cost as much to compute again.
+double stage_cost(const Graph& g, const Cluster& c, const Plan& p, size_t b);
 
 // A plan for the devices `keep` of c (keep[0] == 0: the host; `sub` was planned for those,
 // in that order) as a plan for all of c's devices: the others get no rows and no FC slices,

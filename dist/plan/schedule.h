@@ -26,6 +26,10 @@ uint64_t rows_bytes(const Graph& g, const Cluster& c, int node, int rows);
 // Predicted time of one device computing `zones` of block bp.
 double zone_compute_ms(const Graph& g, const DeviceProfile& prof, const BlockPlan& bp,
                        const std::vector<RowRange>& zones);
+// A copy of p for a local-search trial to change and simulate: the decisions only, not what
+// simulate() remakes (transfers, timeline), whose copies were most of a trial's cost. p is
+// left as it was.
+Plan trial_of(Plan& p);
 
 // --- modnn_dpfp.cpp -----------------------------------------------------------------------------
 // MoDNN's and DPFP's zones: one band per device, in device order, rows in proportion to speed.

@@ -23,12 +23,22 @@ std::vector<int> owners(const Plan& p, const Graph& g, int b) {
 double zone_compute_ms(const Graph& g, const DeviceProfile& prof, const BlockPlan& bp,
                        const std::vector<RowRange>& zones) {
   double t = 0;
+  thread_local std::vector<RowRange> need;
   for (const RowRange& z : zones) {
-    const std::vector<RowRange> need = g.block_needs(bp.first, bp.last, z);
+    g.block_needs(bp.first, bp.last, z, need);
     for (int n = bp.first; n < bp.last; ++n)
       t += prof.band_ms(g, n, need[size_t(n - bp.first + 1)]);
   }
   return t;
+}
+
+Plan trial_of(Plan& p) {
+  std::vector<Transfer> transfers = std::move(p.transfers);
+  std::vector<Event> timeline = std::move(p.timeline);
+  Plan trial = p;
+  p.transfers = std::move(transfers);
+  p.timeline = std::move(timeline);
+  return trial;
 }
 
 }  // namespace detail
@@ -70,13 +80,19 @@ using detail::rows_bytes;
 
 namespace {
 
-// Rows of the block input each device needs (bool per row).
-std::vector<std::vector<bool>> block_input_needs(const Graph& g, const BlockPlan& bp, int h_in) {
-  std::vector<std::vector<bool>> need(bp.zones.size(), std::vector<bool>(size_t(h_in), false));
+// Per row of the block input, the devices that need it: bit d for device d (at most 64 devices,
+// as the command line allows). One word per row, not a vector<bool> per device: the planner's
+// local search simulates thousands of plans, and this ran in every one.
+using DeviceSet = uint64_t;
+DeviceSet device_bit(size_t d) { return DeviceSet{1} << d; }
+
+std::vector<DeviceSet> block_input_needs(const Graph& g, const BlockPlan& bp, int h_in) {
+  if (bp.zones.size() > 64) throw std::invalid_argument("a plan for more than 64 devices");
+  std::vector<DeviceSet> need(size_t(h_in), 0);
   for (size_t d = 0; d < bp.zones.size(); ++d)
     for (const RowRange& z : bp.zones[d]) {
-      const RowRange r = g.block_needs(bp.first, bp.last, z)[0];
-      for (int y = r.begin; y < r.end; ++y) need[d][size_t(y)] = true;
+      const RowRange r = g.block_input_rows(bp.first, bp.last, z);
+      for (int y = r.begin; y < r.end; ++y) need[size_t(y)] |= device_bit(d);
     }
   return need;
 }
@@ -105,28 +121,25 @@ std::vector<Transfer> transfers_for(const Graph& g, const Cluster& c, const Plan
   const int h = g.shape_of(node).h;
   const std::vector<int> own = owners(p, g, b - 1);
   const size_t n = size_t(p.devices);
-  std::vector<std::vector<bool>> need;
+  std::vector<DeviceSet> need;
   if (b == int(p.blocks.size())) {
-    need.assign(n, std::vector<bool>(size_t(h), false));
-    need[0].assign(size_t(h), host_gathers_tail_input(g, p));
+    need.assign(size_t(h), host_gathers_tail_input(g, p) ? device_bit(0) : 0);
   } else {
     need = block_input_needs(g, p.blocks[size_t(b)], h);
-    if (p.gather_every_block && b > 0) need[0].assign(size_t(h), true);  // MoDNN gathers it all
+    if (p.gather_every_block && b > 0)  // MoDNN gathers it all
+      for (DeviceSet& m : need) m |= device_bit(0);
   }
   std::vector<Transfer> out;
   // Secondary -> host: rows the host needs itself or relays to another secondary.
   for (size_t s = 1; s < n; ++s)
     for (const RowRange r : runs(h, [&](int y) {
-           if (own[size_t(y)] != int(s)) return false;
-           for (size_t d = 0; d < n; ++d)
-             if (d != s && need[d][size_t(y)]) return true;
-           return false;
+           return own[size_t(y)] == int(s) && (need[size_t(y)] & ~device_bit(s)) != 0;
          }))
       out.push_back({Stage{b}, int(s), 0, node, r, rows_bytes(g, c, node, r.size())});
   // Host -> secondary: every row the secondary needs and does not own.
   for (size_t d = 1; d < n; ++d)
     for (const RowRange r : runs(
-             h, [&](int y) { return need[d][size_t(y)] && own[size_t(y)] != int(d); }, &own))
+             h, [&](int y) { return (need[size_t(y)] & device_bit(d)) && own[size_t(y)] != int(d); }, &own))
       out.push_back({Stage{b}, 0, int(d), node, r, rows_bytes(g, c, node, r.size())});
   return out;
 }
@@ -435,34 +448,33 @@ void simulate(const Graph& g, const Cluster& c, Plan& p) {
   p.predicted_ms = finish;
 }
 
+double stage_cost(const Graph& g, const Cluster& c, const Plan& p, size_t b) {
+  // Transfers of this stage: the host's uplink and downlink are the bottleneck of a star.
+  std::vector<double> in_ms(size_t(p.devices), 0);
+  double host_up = 0, host_down = 0;
+  for (const Transfer& t : transfers_for(g, c, p, int(b))) {
+    const LinkModel& link = c.link_of(t.src, t.dst);
+    const double ms = link.transfer_s(double(t.bytes)) * 1e3 + frame_cpu(c, t).total();
+    const double lat = link.latency_s * 1e3;
+    if (t.src == 0) {
+      host_up += ms;
+      in_ms[size_t(t.dst)] = std::max(in_ms[size_t(t.dst)], host_down + host_up + lat);
+    } else {
+      host_down += ms;
+      in_ms[0] = std::max(in_ms[0], host_down + lat);
+    }
+  }
+  if (b == p.blocks.size()) return in_ms[0] + tail_ms(g, p, c);
+  double stage = 0;
+  for (size_t d = 0; d < size_t(p.devices); ++d)
+    if (!p.blocks[b].zones[d].empty())
+      stage = std::max(stage, in_ms[d] + zone_compute_ms(g, c.devices[d], p.blocks[b], p.blocks[b].zones[d]));
+  return stage;
+}
+
 std::vector<double> stage_costs(const Graph& g, const Cluster& c, const Plan& p) {
   std::vector<double> out;
-  for (size_t b = 0; b <= p.blocks.size(); ++b) {
-    // Transfers of this stage: the host's uplink and downlink are the bottleneck of a star.
-    std::vector<double> in_ms(size_t(p.devices), 0);
-    double host_up = 0, host_down = 0;
-    for (const Transfer& t : transfers_for(g, c, p, int(b))) {
-      const LinkModel& link = c.link_of(t.src, t.dst);
-      const double ms = link.transfer_s(double(t.bytes)) * 1e3 + frame_cpu(c, t).total();
-      const double lat = link.latency_s * 1e3;
-      if (t.src == 0) {
-        host_up += ms;
-        in_ms[size_t(t.dst)] = std::max(in_ms[size_t(t.dst)], host_down + host_up + lat);
-      } else {
-        host_down += ms;
-        in_ms[0] = std::max(in_ms[0], host_down + lat);
-      }
-    }
-    if (b == p.blocks.size()) {
-      out.push_back(in_ms[0] + tail_ms(g, p, c));
-      break;
-    }
-    double stage = 0;
-    for (size_t d = 0; d < size_t(p.devices); ++d)
-      if (!p.blocks[b].zones[d].empty())
-        stage = std::max(stage, in_ms[d] + zone_compute_ms(g, c.devices[d], p.blocks[b], p.blocks[b].zones[d]));
-    out.push_back(stage);
-  }
+  for (size_t b = 0; b <= p.blocks.size(); ++b) out.push_back(stage_cost(g, c, p, b));
   return out;
 }
 

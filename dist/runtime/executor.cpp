@@ -203,7 +203,7 @@ bool compute_zones(const Graph& g, const Plan& p, int d, int b, uint64_t image, 
   const BlockPlan& bp = p.blocks[size_t(b)];
   const int in_node = bp.first - 1, out_node = bp.last - 1;
   auto compute = [&](RowRange rows) {
-    const RowRange need = g.block_needs(bp.first, bp.last, rows)[0];
+    const RowRange need = g.block_input_rows(bp.first, bp.last, rows);
     const Band out = g.run_block(bp.first, bp.last, s.band(image, in_node, need), rows);
     s.put(image, out_node, out.rows(), out.t.data());
     if (on_piece) on_piece();
@@ -240,7 +240,7 @@ bool compute_zones(const Graph& g, const Plan& p, int d, int b, uint64_t image, 
     return true;
   }
   for (const RowRange& z : bp.zones[size_t(d)])
-    if (!s.holds(image, in_node, g.block_needs(bp.first, bp.last, z)[0])) return false;
+    if (!s.holds(image, in_node, g.block_input_rows(bp.first, bp.last, z))) return false;
   const int64_t t0 = now_us();
   for (const RowRange& piece : order) compute(piece);
   if (span) *span = {d, b, image, t0, now_us()};

@@ -408,7 +408,7 @@ bool HostRuntime::Call::input_ready(uint64_t img, Stage s) const {
            store_.holds(img, in, {0, h_.g_->shape_of(in).h});
   const BlockPlan& bp = plan.blocks[size_t(s.index)];
   for (const RowRange& z : bp.zones[0])
-    if (!store_.holds(img, in, h_.g_->block_needs(bp.first, bp.last, z)[0])) return false;
+    if (!store_.holds(img, in, h_.g_->block_input_rows(bp.first, bp.last, z))) return false;
   return true;
 }
 
