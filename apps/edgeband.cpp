@@ -473,12 +473,13 @@ int cmd_profile(const Args& a) {
   return 0;
 }
 
-// Device profiles from "N" (N copies of a fresh profile of this machine) or a list of files.
 // --devices N (or none): every device is this machine, profiled now; else one profile file each.
 bool devices_profiled_here(const Args& a) {
   const std::string devs = a.str("devices", "3");
   return !devs.empty() && devs.find_first_not_of("0123456789") == std::string::npos;
 }
+
+// Device profiles from "N" (N copies of a fresh profile of this machine) or a list of files.
 
 eb::dist::Cluster cluster_from_args(const Args& a, const eb::Graph& g) {
   eb::dist::Cluster c;
@@ -534,8 +535,8 @@ int cmd_plan(const Args& a) {
                          a.str("scheme").find(',') != std::string::npos))
     throw std::invalid_argument("--trace needs one --scheme");
   common(a);
-  // From profile files, planning needs the model's shapes, not its weights (VGG-16: 0.7 GB made
-  // and packed for nothing). Profiling this machine (--devices N) times every layer 4 times:
+  // From profile files, planning needs the model's shapes, not its weights (VGG-16: 0.5 GB made
+  // and packed for nothing, 672 MB at its peak). Profiling this machine (--devices N) times every layer 4 times:
   // the weights are made once, not streamed in for each turn.
   const eb::models::Hold hold = devices_profiled_here(a) ? eb::models::Hold::lean : eb::models::Hold::lazy;
   const eb::Graph g = eb::models::load_model(a.str("model"), a.str("weights"), nullptr, hold);
@@ -1223,13 +1224,19 @@ void check_dilate_list(const std::string& s) {  // positive numbers, comma-separ
   }
 }
 void check_profiles(const std::string& s) {
-  for (const std::string& f : split_list(s))
+  const std::vector<std::string> files = split_list(s);
+  for (const std::string& f : files)
     if (f.empty()) throw std::invalid_argument("empty profile file name in '" + s + "'");
+  if (files.size() > eb::dist::kMaxPlanDevices)
+    throw std::invalid_argument("at most " + std::to_string(eb::dist::kMaxPlanDevices) +
+                                " devices, host included; " + std::to_string(files.size()) + " profiles given");
 }
 void check_devices(const std::string& s) {
   if (!s.empty() && s.find_first_not_of("0123456789") == std::string::npos) {
     const long n = std::stol(s);
-    if (n < 1 || n > 64) throw std::invalid_argument("a device count in [1, 64], or profile files");
+    if (n < 1 || n > long(eb::dist::kMaxPlanDevices))
+      throw std::invalid_argument("a device count in [1, " + std::to_string(eb::dist::kMaxPlanDevices) +
+                                  "], or profile files");
     return;
   }
   check_profiles(s);
@@ -1242,6 +1249,10 @@ void check_workers(const std::string& s) {
       throw std::invalid_argument("worker " + w + " is listed twice");
     seen.push_back(w);
   }
+  if (seen.size() >= eb::dist::kMaxPlanDevices)
+    throw std::invalid_argument("at most " + std::to_string(eb::dist::kMaxPlanDevices - 1) +
+                                " workers (a plan spans " + std::to_string(eb::dist::kMaxPlanDevices) +
+                                " devices, host included)");
 }
 
 void check_deadline(const std::string& s) {

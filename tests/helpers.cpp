@@ -54,8 +54,10 @@ void check_bands(const Layer& layer, const std::vector<Tensor>& inputs, const Te
   }
 }
 
-CliResult run_edgeband(const std::string& args) {
-  const std::string cmd = std::string(EDGEBAND_BIN) + " " + args + " 2>&1";
+CliResult run_edgeband(const std::string& args) { return run_edgeband_after("", args); }
+
+CliResult run_edgeband_after(const std::string& shell_prefix, const std::string& args) {
+  const std::string cmd = shell_prefix + std::string(EDGEBAND_BIN) + " " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   REQUIRE(p != nullptr);
   CliResult r{0, ""};

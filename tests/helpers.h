@@ -31,12 +31,14 @@ void check_bands(const Layer& layer, const std::vector<Tensor>& inputs, const Te
                  std::mt19937& rng);
 
 // Runs the edgeband binary under test (EDGEBAND_BIN) with `args`: its exit code (128 + signal if
-// killed) and its stdout and stderr together.
+// killed) and its stdout and stderr together. With `shell_prefix`, that runs before it in the
+// same shell (e.g. "ulimit -v N && ").
 struct CliResult {
   int code;
   std::string out;
 };
 CliResult run_edgeband(const std::string& args);
+CliResult run_edgeband_after(const std::string& shell_prefix, const std::string& args);
 
 // A raw float32 file, or empty when it cannot be read.
 std::vector<float> read_floats(const std::string& path);

@@ -107,6 +107,9 @@ namespace detail {
 
 void validate(const Graph& g, const Cluster& c) {
   if (c.devices.empty()) throw std::invalid_argument("a plan needs at least one device");
+  if (c.devices.size() > kMaxPlanDevices)
+    throw std::invalid_argument("a plan spans at most " + std::to_string(kMaxPlanDevices) +
+                                " devices, not " + std::to_string(c.devices.size()));
   for (const DeviceProfile& d : c.devices)
     if (int(d.layers.size()) != g.size())
       throw std::invalid_argument("profile '" + d.name + "' does not match model " + g.model);

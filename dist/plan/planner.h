@@ -28,6 +28,10 @@ enum class Scheme { local, modnn, dpfp, halp };
 const char* scheme_name(Scheme s);
 Scheme parse_scheme(const std::string& s);  // throws std::invalid_argument
 
+// The most devices a plan spans, the host included: the simulator keeps one bit per device for
+// each row (dist/plan/simulate.cpp). The command line refuses more before any work.
+inline constexpr size_t kMaxPlanDevices = 64;
+
 struct Cluster {
   std::vector<DeviceProfile> devices;  // [0] is the host
   LinkModel link;

@@ -35,10 +35,18 @@ double zone_compute_ms(const Graph& g, const DeviceProfile& prof, const BlockPla
 Plan trial_of(Plan& p) {
   std::vector<Transfer> transfers = std::move(p.transfers);
   std::vector<Event> timeline = std::move(p.timeline);
-  Plan trial = p;
-  p.transfers = std::move(transfers);
-  p.timeline = std::move(timeline);
-  return trial;
+  auto put_back = [&] {
+    p.transfers = std::move(transfers);
+    p.timeline = std::move(timeline);
+  };
+  try {
+    Plan trial = p;
+    put_back();
+    return trial;
+  } catch (...) {  // bad_alloc: p keeps what it had
+    put_back();
+    throw;
+  }
 }
 
 }  // namespace detail
@@ -80,14 +88,14 @@ using detail::rows_bytes;
 
 namespace {
 
-// Per row of the block input, the devices that need it: bit d for device d (at most 64 devices,
-// as the command line allows). One word per row, not a vector<bool> per device: the planner's
-// local search simulates thousands of plans, and this ran in every one.
+// Per row of the block input, the devices that need it: bit d for device d (kMaxPlanDevices).
+// One word per row, not a vector<bool> per device: the planner's local search simulates
+// thousands of plans, and this ran in every one.
 using DeviceSet = uint64_t;
+static_assert(kMaxPlanDevices <= 64, "one bit per device");
 DeviceSet device_bit(size_t d) { return DeviceSet{1} << d; }
 
 std::vector<DeviceSet> block_input_needs(const Graph& g, const BlockPlan& bp, int h_in) {
-  if (bp.zones.size() > 64) throw std::invalid_argument("a plan for more than 64 devices");
   std::vector<DeviceSet> need(size_t(h_in), 0);
   for (size_t d = 0; d < bp.zones.size(); ++d)
     for (const RowRange& z : bp.zones[d]) {
@@ -121,6 +129,8 @@ std::vector<Transfer> transfers_for(const Graph& g, const Cluster& c, const Plan
   const int h = g.shape_of(node).h;
   const std::vector<int> own = owners(p, g, b - 1);
   const size_t n = size_t(p.devices);
+  if (n > kMaxPlanDevices)
+    throw std::invalid_argument("a plan for more than " + std::to_string(kMaxPlanDevices) + " devices");
   std::vector<DeviceSet> need;
   if (b == int(p.blocks.size())) {
     need.assign(size_t(h), host_gathers_tail_input(g, p) ? device_bit(0) : 0);
