@@ -1215,6 +1215,12 @@ void check_memory_list(const std::string& s) {
 }
 void check_planned_link(const std::string& s) { eb::dist::parse_link_list(s); }
 void check_range(const std::string& s) { eb::dist::parse_range(s); }
+void check_device_counts(const std::string& s) {  // LO:HI:STEP, each a count a plan can span
+  for (double n : eb::dist::parse_range(s))
+    if (n < 1 || n > double(eb::dist::kMaxPlanDevices) || n != std::floor(n))
+      throw std::invalid_argument("device counts are whole numbers in [1, " +
+                                  std::to_string(eb::dist::kMaxPlanDevices) + "]");
+}
 void check_dilate_list(const std::string& s) {  // positive numbers, comma-separated
   for (const std::string& x : split_list(s)) {
     char* end = nullptr;
@@ -1439,7 +1445,7 @@ void declare_reliability(Args& a) {
 }
 void declare_plot_speedup(Args& a) {
   opt_model(a, false);
-  a.text("devices", "LO:HI:STEP", "device counts", check_range);
+  a.text("devices", "LO:HI:STEP", "device counts", check_device_counts);
   a.text("links", "R,D;R,D", "links, e.g. '10mbit,1ms;1gbit,0.2ms'", [](const std::string& v) {
     for (const std::string& l : split_list(v, ';')) {
       if (l.find(':') != std::string::npos && l.find(',') == std::string::npos)

@@ -227,6 +227,8 @@ TEST_CASE("cli: flags are checked before any work, with one clear line and exit 
       {"infer --deadline 50 --candidates mobilenet_v1:0.25:128,mobilenet_v1:0.25:128",
        "listed twice"},
       {"plot-speedup --links 10mbit:1ms -o x.svg", "--links"},
+      {"plot-speedup --devices 1:65:1 -o x.svg", "whole numbers in [1, 64]"},
+      {"plot-speedup --devices 1:3:0.5 -o x.svg", "whole numbers in [1, 64]"},
       {"cluster --scheme halp,fastest", "--scheme"},
   };
   for (const Bad& b : bad) {
