@@ -473,14 +473,14 @@ int cmd_profile(const Args& a) {
   return 0;
 }
 
-// --devices N (or none): every device is this machine, profiled now; else one profile file each.
-bool devices_profiled_here(const Args& a) {
-  const std::string devs = a.str("devices", "3");
+// --devices: a count of devices like this machine ("3"), not a list of profile files.
+bool is_device_count(const std::string& devs) {
   return !devs.empty() && devs.find_first_not_of("0123456789") == std::string::npos;
 }
+// --devices N (or none): every device is this machine, profiled now; else one profile file each.
+bool devices_profiled_here(const Args& a) { return is_device_count(a.str("devices", "3")); }
 
 // Device profiles from "N" (N copies of a fresh profile of this machine) or a list of files.
-
 eb::dist::Cluster cluster_from_args(const Args& a, const eb::Graph& g) {
   eb::dist::Cluster c;
   const std::string devs = a.str("devices", "3");
@@ -1238,7 +1238,7 @@ void check_profiles(const std::string& s) {
                                 " devices, host included; " + std::to_string(files.size()) + " profiles given");
 }
 void check_devices(const std::string& s) {
-  if (!s.empty() && s.find_first_not_of("0123456789") == std::string::npos) {
+  if (is_device_count(s)) {
     const long n = std::stol(s);
     if (n < 1 || n > long(eb::dist::kMaxPlanDevices))
       throw std::invalid_argument("a device count in [1, " + std::to_string(eb::dist::kMaxPlanDevices) +

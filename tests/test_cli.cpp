@@ -17,6 +17,7 @@
 
 #include "core/json.h"
 #include "core/weights_io.h"
+#include "dist/plan/profile.h"
 #include "dist/testbed/cluster.h"
 #include "models/zoo.h"
 #include "tests/helpers.h"
@@ -418,21 +419,9 @@ TEST_CASE("dist cli: plan from profile files loads no weights") {
   MESSAGE("skipped under a sanitizer: its shadow memory does not fit an address-space limit");
 #else
   const std::string prof = tmp("pi.json");
-  {
-    eb::Json layers = eb::Json::array();
-    for (int n = 0; n < 22; ++n) {  // VGG-16's nodes: 13 conv, 5 pool, 3 FC, softmax
-      eb::Json l = eb::Json::object();
-      l["fixed_ms"] = 0.1;
-      l["per_row_ms"] = 0.5;
-      layers.push_back(l);
-    }
-    eb::Json p = eb::Json::object();
-    p["model"] = "vgg16:224";
-    p["name"] = "pi";
-    p["threads"] = 1;
-    p["layers"] = layers;
-    std::ofstream(prof) << p.dump();
-  }
+  eb::dist::save_profile(eb::dist::estimate_profile(eb::models::build_synthetic("vgg16", 2022, eb::models::Hold::lazy),
+                                                    "pi", 10.0),
+                         prof);
   const Result r = eb::test::run_edgeband_after(
       "ulimit -v 400000 && ",
       "plan --model vgg16 --devices " + prof + "," + prof + "," + prof + " --scheme halp -q");

@@ -212,10 +212,9 @@ void snap_zones(BlockPlan& bp, int h, int gr) {
 }
 
 // The blocks and zones of a plan, not yet simulated. `sp`: speeds(g, c), which the DP
-// computes once for its thousands of candidates.
+// computes once for its thousands of candidates; its callers have validated g and c.
 Plan plan_structure(const Graph& g, const Cluster& c, Scheme s, const std::vector<int>& cuts,
                     double host_share, int batch, const std::vector<double>& sp) {
-  validate(g, c);
   if (batch < 1) throw std::invalid_argument("batch must be at least 1");
   Plan p;
   p.scheme = s;
