@@ -358,10 +358,17 @@ TEST_CASE("cli: --isa is honoured by info") {
 // against 292 predicted, workers 39 and 44 against 37 and 41).
 TEST_CASE("dist cli: cluster reports each device's own peak memory, within 15% of the prediction") {
   const std::string ebw = tmp("vgg32.ebw");
+#ifdef EDGEBAND_SANITIZED
+  // A sanitizer's shadow memory is in every figure, so they are not compared below; what runs
+  // is the reporting path, on a small model (VGG-16's FC split took 92 s under TSan).
+  const std::vector<std::string> models = {"--model mobilenet_v1:0.5:128"};
+#else
   REQUIRE(sh("export --model vgg16:32 -o " + ebw).code == 0);
   // VGG-16 (its FC layers split over the devices) and MobileNet-V1 (the host holds nearly
   // every conv layer: a small model, where the allocator's leftovers weigh most).
-  for (const std::string& model : {"--weights " + ebw, std::string("--model mobilenet_v1")}) {
+  const std::vector<std::string> models = {"--weights " + ebw, "--model mobilenet_v1"};
+#endif
+  for (const std::string& model : models) {
     CAPTURE(model);
     const Result c = sh("cluster " + model + " --devices 3 --scheme halp --runs 1 -q --json");
     CAPTURE(c.out);
@@ -385,7 +392,7 @@ TEST_CASE("dist cli: cluster reports each device's own peak memory, within 15% o
       CAPTURE(d);
       if (rss[d].number() == 0) continue;  // a device the plan left idle sends nothing
       reported += d > 0;
-#ifndef EDGEBAND_SANITIZED  // AddressSanitizer's shadow memory and quarantine add their own
+#ifndef EDGEBAND_SANITIZED
       CAPTURE(rss[d].number());
       CAPTURE(pred[d].number());
       CHECK(std::abs(rss[d].number() - pred[d].number()) <= 0.15 * rss[d].number());
