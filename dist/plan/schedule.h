@@ -18,8 +18,8 @@ Plan with_best_tail(const Graph& g, const Cluster& c, Plan p);
 void refine(const Graph& g, const Cluster& c, Plan& p);
 
 // --- simulate.cpp -------------------------------------------------------------------------------
-// Owner of each row of node `node`'s output after block b (or the input, all host's).
-std::vector<int> owners(const Plan& p, const Graph& g, int b);
+// Into `own`: the owner of each row of the output of block b (b < 0: the input, all host's).
+void owners(const Plan& p, const Graph& g, int b, std::vector<int>& own);
 // Bytes on the wire for `rows` rows of node `node`'s output (-1: the input), in the form the
 // runtime sends them: fp16, palettes (the input), zeros elided or raw fp32.
 uint64_t rows_bytes(const Graph& g, const Cluster& c, int node, int rows);

@@ -1,6 +1,9 @@
 // The timeline simulator and the DP's stage costs: transfers of a plan (who sends which rows of
 // which tensor to whom), and when every compute and transfer happens on a star of devices whose
 // links each carry one transfer at a time per direction.
+// The planner's local search simulates hundreds of thousands of trial plans (VGG-16, 3 devices:
+// 552,000 for one HALP plan), so the simulator fills reused buffers instead of returning fresh
+// vectors: allocations were a fifth of its instructions, and most of its time under ASan.
 #include <algorithm>
 #include <tuple>
 
@@ -9,15 +12,13 @@
 namespace eb::dist {
 
 namespace detail {
-// Owner of each row of node `node`'s output after block b (or the input, all host's).
-std::vector<int> owners(const Plan& p, const Graph& g, int b) {
+void owners(const Plan& p, const Graph& g, int b, std::vector<int>& own) {
   const int node = b < 0 ? -1 : p.blocks[size_t(b)].last - 1;
-  std::vector<int> own(size_t(g.shape_of(node).h), 0);
-  if (b < 0) return own;
+  own.assign(size_t(g.shape_of(node).h), 0);
+  if (b < 0) return;
   for (size_t d = 0; d < p.blocks[size_t(b)].zones.size(); ++d)
     for (const RowRange& r : p.blocks[size_t(b)].zones[d])
       for (int y = r.begin; y < r.end; ++y) own[size_t(y)] = int(d);
-  return own;
 }
 
 double zone_compute_ms(const Graph& g, const DeviceProfile& prof, const BlockPlan& bp,
@@ -95,21 +96,19 @@ using DeviceSet = uint64_t;
 static_assert(kMaxPlanDevices <= 64, "one bit per device");
 DeviceSet device_bit(size_t d) { return DeviceSet{1} << d; }
 
-std::vector<DeviceSet> block_input_needs(const Graph& g, const BlockPlan& bp, int h_in) {
-  std::vector<DeviceSet> need(size_t(h_in), 0);
+void block_input_needs(const Graph& g, const BlockPlan& bp, int h_in, std::vector<DeviceSet>& need) {
+  need.assign(size_t(h_in), 0);
   for (size_t d = 0; d < bp.zones.size(); ++d)
     for (const RowRange& z : bp.zones[d]) {
       const RowRange r = g.block_input_rows(bp.first, bp.last, z);
       for (int y = r.begin; y < r.end; ++y) need[size_t(y)] |= device_bit(d);
     }
-  return need;
 }
 
-// Groups the rows where pred(y) holds into maximal ranges (split where owner[y] changes, if
+// Calls fn for each maximal range of rows where pred(y) holds (split where owner[y] changes, if
 // given: the host sends the rows it computed without waiting for rows it relays).
-template <class Pred>
-std::vector<RowRange> runs(int h, Pred pred, const std::vector<int>* owner = nullptr) {
-  std::vector<RowRange> out;
+template <class Pred, class Fn>
+void for_each_run(int h, Pred pred, const std::vector<int>* owner, Fn fn) {
   for (int y = 0; y < h;) {
     if (!pred(y)) {
       ++y;
@@ -117,41 +116,38 @@ std::vector<RowRange> runs(int h, Pred pred, const std::vector<int>* owner = nul
     }
     int e = y;
     while (e < h && pred(e) && (!owner || (*owner)[size_t(e)] == (*owner)[size_t(y)])) ++e;
-    out.push_back({y, e});
+    fn(RowRange{y, e});
     y = e;
   }
-  return out;
 }
 
-// The transfers feeding block b (b == blocks.size(): the gather for the tail).
-std::vector<Transfer> transfers_for(const Graph& g, const Cluster& c, const Plan& p, int b) {
+// Appends to `out` the transfers feeding block b (b == blocks.size(): the gather for the tail).
+void append_transfers_for(const Graph& g, const Cluster& c, const Plan& p, int b, std::vector<Transfer>& out) {
   const int node = b == 0 ? -1 : p.blocks[size_t(b - 1)].last - 1;
   const int h = g.shape_of(node).h;
-  const std::vector<int> own = owners(p, g, b - 1);
+  thread_local std::vector<int> own;
+  thread_local std::vector<DeviceSet> need;
+  owners(p, g, b - 1, own);
   const size_t n = size_t(p.devices);
   if (n > kMaxPlanDevices)
     throw std::invalid_argument("a plan for more than " + std::to_string(kMaxPlanDevices) + " devices");
-  std::vector<DeviceSet> need;
   if (b == int(p.blocks.size())) {
     need.assign(size_t(h), host_gathers_tail_input(g, p) ? device_bit(0) : 0);
   } else {
-    need = block_input_needs(g, p.blocks[size_t(b)], h);
+    block_input_needs(g, p.blocks[size_t(b)], h, need);
     if (p.gather_every_block && b > 0)  // MoDNN gathers it all
       for (DeviceSet& m : need) m |= device_bit(0);
   }
-  std::vector<Transfer> out;
   // Secondary -> host: rows the host needs itself or relays to another secondary.
   for (size_t s = 1; s < n; ++s)
-    for (const RowRange r : runs(h, [&](int y) {
-           return own[size_t(y)] == int(s) && (need[size_t(y)] & ~device_bit(s)) != 0;
-         }))
-      out.push_back({Stage{b}, int(s), 0, node, r, rows_bytes(g, c, node, r.size())});
+    for_each_run(
+        h, [&](int y) { return own[size_t(y)] == int(s) && (need[size_t(y)] & ~device_bit(s)) != 0; },
+        nullptr, [&](RowRange r) { out.push_back({Stage{b}, int(s), 0, node, r, rows_bytes(g, c, node, r.size())}); });
   // Host -> secondary: every row the secondary needs and does not own.
   for (size_t d = 1; d < n; ++d)
-    for (const RowRange r : runs(
-             h, [&](int y) { return (need[size_t(y)] & device_bit(d)) && own[size_t(y)] != int(d); }, &own))
-      out.push_back({Stage{b}, 0, int(d), node, r, rows_bytes(g, c, node, r.size())});
-  return out;
+    for_each_run(
+        h, [&](int y) { return (need[size_t(y)] & device_bit(d)) && own[size_t(y)] != int(d); }, &own,
+        [&](RowRange r) { out.push_back({Stage{b}, 0, int(d), node, r, rows_bytes(g, c, node, r.size())}); });
 }
 
 // The part of the tail the host runs alone.
@@ -164,20 +160,19 @@ double tail_ms(const Graph& g, const Plan& p, const Cluster& c) {
 
 // Split tail layer j: the host sends each secondary the layer's input rows it lacks (after the
 // first split layer, all of them unless it computed the whole previous layer itself: a
-// secondary keeps only a whole layer, as a whole image's worker has).
-std::vector<Transfer> tail_transfers(const Graph& g, const Cluster& c, const Plan& p, int j) {
+// secondary keeps only a whole layer, as a whole image's worker has). Appended to `out`.
+void append_tail_transfers(const Graph& g, const Cluster& c, const Plan& p, int j, std::vector<Transfer>& out) {
   const int node = p.tail_first + j - 1, h = g.shape_of(node).h;
   const int nb = int(p.blocks.size());
-  const std::vector<int> own = owners(p, g, nb - 1);
-  std::vector<Transfer> out;
+  thread_local std::vector<int> own;
+  owners(p, g, nb - 1, own);
   for (int d = 1; d < p.devices; ++d) {
     if (p.tail_slices.at(size_t(j)).at(size_t(d)).empty()) continue;  // computes no slice
     if (j > 0 && holds_whole_slice(g, p, j - 1, d)) continue;
-    for (const RowRange r : runs(
-             h, [&](int y) { return j > 0 || own[size_t(y)] != d; }, j == 0 ? &own : nullptr))
-      out.push_back({p.tail_stage(j), 0, d, node, r, rows_bytes(g, c, node, r.size())});
+    for_each_run(
+        h, [&](int y) { return j > 0 || own[size_t(y)] != d; }, j == 0 ? &own : nullptr,
+        [&](RowRange r) { out.push_back({p.tail_stage(j), 0, d, node, r, rows_bytes(g, c, node, r.size())}); });
   }
-  return out;
 }
 
 // A frame's CPU outside the layers (DataPathCost), in ms, at each end.
@@ -230,12 +225,15 @@ struct Sim {
   // each device has all of its input. Frames leave a port in the order their rows are ready,
   // as the runtime sends them, not in plan order: a relay waiting for one secondary's rows must
   // not hold back another's rows that are here (MoDNN at 100 Mbit/s was predicted 18% slow).
-  // Rows bound for the host go first: what the host relays waits for them.
-  std::vector<double> send_block_inputs(size_t b) {
+  // Rows bound for the host go first: what the host relays waits for them. Into `arrive`.
+  void send_block_inputs(size_t b, std::vector<double>& arrive) {
     const size_t n = size_t(p.devices), nb = v->blocks.size();
-    std::vector<double> arrive(n, 0);
+    arrive.assign(n, 0);
     relay_ready.assign(size_t(g.shape_of(b == 0 ? -1 : v->blocks[b - 1].last - 1).h), 0);
-    std::vector<std::pair<double, const Transfer*>> direct, relayed;
+    using Ready = std::pair<double, const Transfer*>;  // when a frame can leave; which
+    thread_local std::vector<Ready> direct, relayed;
+    direct.clear();
+    relayed.clear();
     for (const Transfer& t : v->transfers) {
       if (t.stage != Stage{int(b)}) continue;
       // At the tail the host's sends are the first split layer's broadcast (it shares the
@@ -247,9 +245,10 @@ struct Sim {
         ready = detail::edge_first_ready(t, start_prev[src], end_prev[src], zone_rows_prev[src]);
       (t.src == 0 && t.dst != 0 ? relayed : direct).push_back({ready, &t});
     }
-    auto send_in_ready_order = [&](std::vector<std::pair<double, const Transfer*>>& list) {
-      std::stable_sort(list.begin(), list.end(),
-                       [](const auto& x, const auto& y) { return x.first < y.first; });
+    // Ties in plan order: the pointers run through v->transfers in order (a stable sort without
+    // stable_sort's scratch buffer).
+    auto send_in_ready_order = [&](std::vector<Ready>& list) {
+      std::sort(list.begin(), list.end());
       for (const auto& [ready, t] : list) {
         const double a = send(*t, ready);
         if (t->dst == 0)
@@ -262,13 +261,13 @@ struct Sim {
     for (auto& [ready, t] : relayed)
       for (int y = t->rows.begin; y < t->rows.end; ++y) ready = std::max(ready, relay_ready[size_t(y)]);
     send_in_ready_order(relayed);
-    return arrive;
   }
 
   // Every device computes block b once its input is here.
   void compute_block(size_t b, const std::vector<double>& arrive) {
     const BlockPlan& bp = v->blocks[b];
-    const std::vector<int> own = bp.overlap ? detail::owners(*v, g, int(b) - 1) : std::vector<int>();
+    thread_local std::vector<int> own;
+    if (bp.overlap) detail::owners(*v, g, int(b) - 1, own);
     for (size_t d = 0; d < size_t(p.devices); ++d) {
       if (bp.zones[d].empty()) {
         start_prev[d] = end_prev[d] = cpu[d];
@@ -373,7 +372,7 @@ struct Sim {
           img = i;
           v = &p.for_image(size_t(i));
           if (split ? v->sole_device() >= 0 : v->whole_image_worker() == 0) continue;
-          inputs_first[size_t(i)] = send_block_inputs(0);
+          send_block_inputs(0, inputs_first[size_t(i)]);
           if (split) break;  // the pass's first split image only
         }
   }
@@ -386,11 +385,12 @@ struct Sim {
     start_prev.assign(n, 0);
     end_prev.assign(n, 0);
     zone_rows_prev.assign(n, 1);
+    thread_local std::vector<double> arrive;
     for (size_t b = 0;; ++b) {
-      const std::vector<double> arrive =
-          b == 0 && !inputs_first.empty() && !inputs_first[size_t(image)].empty()
-              ? inputs_first[size_t(image)]
-              : send_block_inputs(b);
+      if (b == 0 && !inputs_first.empty() && !inputs_first[size_t(image)].empty())
+        arrive = inputs_first[size_t(image)];
+      else
+        send_block_inputs(b, arrive);
       if (b == v->blocks.size()) return run_tail(arrive);
       compute_block(b, arrive);
     }
@@ -415,14 +415,8 @@ void collect_transfers(const Graph& g, const Cluster& c, Plan& p) {
   }
   const size_t n = size_t(p.devices), nb = p.blocks.size();
   p.transfers.clear();
-  for (size_t b = 0; b <= nb; ++b) {
-    auto t = transfers_for(g, c, p, int(b));
-    p.transfers.insert(p.transfers.end(), t.begin(), t.end());
-  }
-  for (int j = 0; j < p.split_tail; ++j) {
-    auto t = tail_transfers(g, c, p, j);
-    p.transfers.insert(p.transfers.end(), t.begin(), t.end());
-  }
+  for (size_t b = 0; b <= nb; ++b) append_transfers_for(g, c, p, int(b), p.transfers);
+  for (int j = 0; j < p.split_tail; ++j) append_tail_transfers(g, c, p, j, p.transfers);
   p.bytes = 0;
   p.link_bytes.assign(n, 0);
   for (const Transfer& t : p.transfers) {
@@ -444,6 +438,10 @@ void simulate(const Graph& g, const Cluster& c, Plan& p) {
   const size_t n = size_t(p.devices);
   collect_transfers(g, c, p);
   p.timeline.clear();
+  // Per image: a compute per device per block and per split tail layer, two events a transfer
+  // (the image plans of a batch have about as many as the split ones).
+  p.timeline.reserve(size_t(p.batch) * (n * (p.blocks.size() + 2 + size_t(p.split_tail)) +
+                                        2 * (p.transfers.size() + n * size_t(p.split_tail))));
   Sim s{g, c, p, std::vector<double>(n, 0), std::vector<double>(n, 0), std::vector<double>(n, 0)};
   double finish = 0;
   if (!p.image_plans.empty()) s.send_inputs_first();
@@ -460,9 +458,13 @@ void simulate(const Graph& g, const Cluster& c, Plan& p) {
 
 double stage_cost(const Graph& g, const Cluster& c, const Plan& p, size_t b) {
   // Transfers of this stage: the host's uplink and downlink are the bottleneck of a star.
-  std::vector<double> in_ms(size_t(p.devices), 0);
+  thread_local std::vector<double> in_ms;
+  thread_local std::vector<Transfer> transfers;
+  in_ms.assign(size_t(p.devices), 0);
+  transfers.clear();
+  append_transfers_for(g, c, p, int(b), transfers);
   double host_up = 0, host_down = 0;
-  for (const Transfer& t : transfers_for(g, c, p, int(b))) {
+  for (const Transfer& t : transfers) {
     const LinkModel& link = c.link_of(t.src, t.dst);
     const double ms = link.transfer_s(double(t.bytes)) * 1e3 + frame_cpu(c, t).total();
     const double lat = link.latency_s * 1e3;
