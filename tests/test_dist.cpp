@@ -1704,8 +1704,8 @@ TEST_CASE("dist: a worker holding another model is refused with a clear error") 
 // qemu): the protocol fixes byte order and layout, so bands cross architectures unchanged. With
 // the scalar kernels on every device the arithmetic is the same source and the same order, so
 // the answer is bit-identical; with each device's own SIMD kernels it differs only by rounding.
-// The worker's command comes from the environment (ctest sets it from the CMake cache variable
-// EDGEBAND_FOREIGN_WORKER), so pointing the suite at an aarch64 build rebuilds nothing.
+// The worker's command comes from the environment: ctest's `dist_mixed` group, which exists where
+// the CMake cache variable EDGEBAND_FOREIGN_WORKER is set, passes it on (tests/CMakeLists.txt).
 TEST_CASE("dist mixed architectures: an aarch64 worker under qemu and an x86-64 host agree") {
   const char* foreign_worker = std::getenv("EDGEBAND_FOREIGN_WORKER");
   if (!foreign_worker || !*foreign_worker) {

@@ -221,11 +221,11 @@ struct Sim {
     return arrive;
   }
 
-  // Sends the rows block b needs (b == blocks.size(): the gather for the tail); returns when
-  // each device has all of its input. Frames leave a port in the order their rows are ready,
+  // Sends the rows block b needs (b == blocks.size(): the gather for the tail); fills `arrive`
+  // with when each device has all of its input. Frames leave a port in the order their rows are ready,
   // as the runtime sends them, not in plan order: a relay waiting for one secondary's rows must
   // not hold back another's rows that are here (MoDNN at 100 Mbit/s was predicted 18% slow).
-  // Rows bound for the host go first: what the host relays waits for them. Into `arrive`.
+  // Rows bound for the host go first: what the host relays waits for them.
   void send_block_inputs(size_t b, std::vector<double>& arrive) {
     const size_t n = size_t(p.devices), nb = v->blocks.size();
     arrive.assign(n, 0);

@@ -471,7 +471,7 @@ bool WorkerServer::Session::run_tail_layer(const Plan& p, uint64_t image, int j)
   auto slice = std::make_shared<std::vector<float>>();
   const int64_t t0 = now_us();
   if (!compute_tail_slice(*g_, p, me_, j, image, *store_, slice.get())) return false;
-  // A whole layer stays here for the next one: the host sends it nothing (tail_transfers).
+  // A whole layer stays here for the next one: the host sends it nothing (append_tail_transfers).
   if (holds_whole_slice(*g_, p, j, me_) && j + 1 < p.split_tail)
     store_->put_channels(image, p.tail_first + j, p.tail_slices[size_t(j)][size_t(me_)], slice->data());
   if (!slice->empty()) {

@@ -15,8 +15,11 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-20}
 shift || true
-targets=("$@")
+targets=()
+for t in "$@"; do [[ " ${targets[*]} " == *" $t "* ]] || targets+=("$t"); done  # each once
 [ ${#targets[@]} -gt 0 ] || targets=(import weights frame handshake image json trace profile labels hello reply)
+parallel=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 2)}
+[[ $parallel =~ ^[1-9][0-9]*$ ]] || { echo "FUZZ_JOBS must be a positive integer, not '$parallel'" >&2; exit 2; }
 build=build-fuzz
 # -O1 with line tables: half the compile time of -O2 -g; the kernels stay at -O2 (CMakeLists.txt).
 cmake -S . -B $build -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
@@ -70,8 +73,9 @@ printf '\3' >"$work/handshake/hello"
 { printf '\3\2\4'; printf "$(le16 ${#plan})"; printf '%s' "$plan"; printf '\0\0';
   printf '\2\5'; printf "$(le16 ${#rows})"; printf '%s' "$rows"; printf '\0\0'; } >"$work/handshake/plan"
 runs_flag=(); [ -n "${FUZZ_RUNS:-}" ] && runs_flag=(-runs="$FUZZ_RUNS")
-# One target per core at a time (FUZZ_JOBS): each fuzzer is one process on one thread. Each
-# writes its summary line to $logs/TARGET.out, printed in order at the end.
+# FUZZ_JOBS targets at a time (default: one per core; fuzz_handshake's worker threads mostly
+# wait on its sockets). Each writes its summary to $logs/TARGET.out, printed in order at the
+# end; its exit status says whether it failed.
 fuzz_one() {
   local t=$1 log="$logs/$1.log" t0 runs cov slow dict
   t0=$(date +%s)
@@ -87,17 +91,18 @@ fuzz_one() {
   else
     echo "fuzz_$t: FAILED"
     tail -40 "$log"
+    return 1
   fi
 }
-parallel=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 2)}
+pids=()
 for t in "${targets[@]}"; do
   while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do wait -n || true; done
   fuzz_one "$t" >"$logs/$t.out" 2>&1 &
+  pids+=($!)
 done
-wait
 status=0
-for t in "${targets[@]}"; do
-  cat "$logs/$t.out"
-  ! grep -q "^fuzz_$t: FAILED" "$logs/$t.out" || status=1
+for i in "${!targets[@]}"; do
+  wait "${pids[$i]}" || status=1  # a job's status is kept after `wait -n` reaped it
+  cat "$logs/${targets[$i]}.out"
 done
 exit $status
