@@ -21,9 +21,7 @@ for t in "$@"; do [[ " ${targets[*]} " == *" $t "* ]] || targets+=("$t"); done  
 parallel=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 2)}
 [[ $parallel =~ ^[1-9][0-9]*$ ]] || { echo "FUZZ_JOBS must be a positive integer, not '$parallel'" >&2; exit 2; }
 build=build-fuzz
-# -O1 with line tables: half the compile time of -O2 -g; the kernels stay at -O2 (CMakeLists.txt).
 cmake -S . -B $build -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG" \
   -DEDGEBAND_FUZZ=ON -DEDGEBAND_SANITIZE=address,undefined -DEDGEBAND_STATIC=OFF -DEDGEBAND_TESTS=OFF \
   -DEDGEBAND_WERROR=ON >/dev/null
 cmake --build $build -j2 --target edgeband $(printf 'fuzz_%s ' "${targets[@]}") >/dev/null
