@@ -96,7 +96,8 @@ using DeviceSet = uint64_t;
 static_assert(kMaxPlanDevices <= 64, "one bit per device");
 DeviceSet device_bit(size_t d) { return DeviceSet{1} << d; }
 
-void block_input_needs(const Graph& g, const BlockPlan& bp, int h_in, std::vector<DeviceSet>& need) {
+void block_input_needs(const Graph& g, const BlockPlan& bp, int h_in,
+                       std::vector<DeviceSet>& need) {
   need.assign(size_t(h_in), 0);
   for (size_t d = 0; d < bp.zones.size(); ++d)
     for (const RowRange& z : bp.zones[d]) {
@@ -122,7 +123,8 @@ void for_each_run(int h, Pred pred, const std::vector<int>* owner, Fn fn) {
 }
 
 // Appends to `out` the transfers feeding block b (b == blocks.size(): the gather for the tail).
-void append_transfers_for(const Graph& g, const Cluster& c, const Plan& p, int b, std::vector<Transfer>& out) {
+void append_transfers_for(const Graph& g, const Cluster& c, const Plan& p, int b,
+                          std::vector<Transfer>& out) {
   const int node = b == 0 ? -1 : p.blocks[size_t(b - 1)].last - 1;
   const int h = g.shape_of(node).h;
   thread_local std::vector<int> own;
@@ -138,16 +140,26 @@ void append_transfers_for(const Graph& g, const Cluster& c, const Plan& p, int b
     if (p.gather_every_block && b > 0)  // MoDNN gathers it all
       for (DeviceSet& m : need) m |= device_bit(0);
   }
+  // One transfer from src to dst per run of rows.
+  auto send = [&](int src, int dst) {
+    return [&, src, dst](RowRange r) {
+      out.push_back({Stage{b}, src, dst, node, r, rows_bytes(g, c, node, r.size())});
+    };
+  };
   // Secondary -> host: rows the host needs itself or relays to another secondary.
-  for (size_t s = 1; s < n; ++s)
-    for_each_run(
-        h, [&](int y) { return own[size_t(y)] == int(s) && (need[size_t(y)] & ~device_bit(s)) != 0; },
-        nullptr, [&](RowRange r) { out.push_back({Stage{b}, int(s), 0, node, r, rows_bytes(g, c, node, r.size())}); });
+  for (size_t s = 1; s < n; ++s) {
+    auto to_host = [&](int y) {
+      return own[size_t(y)] == int(s) && (need[size_t(y)] & ~device_bit(s)) != 0;
+    };
+    for_each_run(h, to_host, nullptr, send(int(s), 0));
+  }
   // Host -> secondary: every row the secondary needs and does not own.
-  for (size_t d = 1; d < n; ++d)
-    for_each_run(
-        h, [&](int y) { return (need[size_t(y)] & device_bit(d)) && own[size_t(y)] != int(d); }, &own,
-        [&](RowRange r) { out.push_back({Stage{b}, 0, int(d), node, r, rows_bytes(g, c, node, r.size())}); });
+  for (size_t d = 1; d < n; ++d) {
+    auto from_host = [&](int y) {
+      return (need[size_t(y)] & device_bit(d)) && own[size_t(y)] != int(d);
+    };
+    for_each_run(h, from_host, &own, send(0, int(d)));
+  }
 }
 
 // The part of the tail the host runs alone.
@@ -161,7 +173,8 @@ double tail_ms(const Graph& g, const Plan& p, const Cluster& c) {
 // Split tail layer j: the host sends each secondary the layer's input rows it lacks (after the
 // first split layer, all of them unless it computed the whole previous layer itself: a
 // secondary keeps only a whole layer, as a whole image's worker has). Appended to `out`.
-void append_tail_transfers(const Graph& g, const Cluster& c, const Plan& p, int j, std::vector<Transfer>& out) {
+void append_tail_transfers(const Graph& g, const Cluster& c, const Plan& p, int j,
+                           std::vector<Transfer>& out) {
   const int node = p.tail_first + j - 1, h = g.shape_of(node).h;
   const int nb = int(p.blocks.size());
   thread_local std::vector<int> own;
@@ -169,9 +182,10 @@ void append_tail_transfers(const Graph& g, const Cluster& c, const Plan& p, int 
   for (int d = 1; d < p.devices; ++d) {
     if (p.tail_slices.at(size_t(j)).at(size_t(d)).empty()) continue;  // computes no slice
     if (j > 0 && holds_whole_slice(g, p, j - 1, d)) continue;
-    for_each_run(
-        h, [&](int y) { return j > 0 || own[size_t(y)] != d; }, j == 0 ? &own : nullptr,
-        [&](RowRange r) { out.push_back({p.tail_stage(j), 0, d, node, r, rows_bytes(g, c, node, r.size())}); });
+    auto lacks = [&](int y) { return j > 0 || own[size_t(y)] != d; };
+    for_each_run(h, lacks, j == 0 ? &own : nullptr, [&](RowRange r) {
+      out.push_back({p.tail_stage(j), 0, d, node, r, rows_bytes(g, c, node, r.size())});
+    });
   }
 }
 
@@ -222,9 +236,10 @@ struct Sim {
   }
 
   // Sends the rows block b needs (b == blocks.size(): the gather for the tail); fills `arrive`
-  // with when each device has all of its input. Frames leave a port in the order their rows are ready,
-  // as the runtime sends them, not in plan order: a relay waiting for one secondary's rows must
-  // not hold back another's rows that are here (MoDNN at 100 Mbit/s was predicted 18% slow).
+  // with when each device has all of its input. Frames leave a port in the order their rows
+  // are ready, as the runtime sends them, not in plan order: a relay waiting for one
+  // secondary's rows must not hold back another's rows that are here (MoDNN at 100 Mbit/s was
+  // predicted 18% slow).
   // Rows bound for the host go first: what the host relays waits for them.
   void send_block_inputs(size_t b, std::vector<double>& arrive) {
     const size_t n = size_t(p.devices), nb = v->blocks.size();
