@@ -21,11 +21,16 @@ cmake -S apps/examples -B "$work/build" -DCMAKE_PREFIX_PATH="$work/prefix" \
   -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS="-Wall -Wextra -Werror" >/dev/null
 cmake --build "$work/build" -j"$(nproc 2>/dev/null || echo 2)"
 
-# A photo: one of ../shared's when present, else a generated 64x64 grey PPM.
+# A photo: one of ../shared's when present, else a generated 64x64 grey BMP (the image reader
+# takes JPEG, PNG and BMP; a PPM here failed every clone made away from ../shared): a 54-byte
+# header (24 bits per pixel, bottom-up rows of 192 bytes), then the pixels.
 photo=../shared/images/grace_hopper.bmp
 if [ ! -f "$photo" ]; then
-  photo=$work/photo.ppm
-  { printf 'P6\n64 64\n255\n'; head -c 12288 /dev/zero | tr '\0' '\177'; } >"$photo"
+  photo=$work/photo.bmp
+  { printf 'BM\x36\x30\0\0\0\0\0\0\x36\0\0\0'
+    printf '\x28\0\0\0\x40\0\0\0\x40\0\0\0\x01\0\x18\0\0\0\0\0\0\x30\0\0'
+    printf '\x13\x0b\0\0\x13\x0b\0\0\0\0\0\0\0\0\0\0'
+    head -c 12288 /dev/zero | tr '\0' '\177'; } >"$photo"
 fi
 "$work/build/classify" "$photo" mobilenet_v1:0.25:128
 
