@@ -67,11 +67,24 @@ PackedB pack_b_transposed(const float* bt, size_t k, size_t n, const float* bias
   return pack(k, n, bias, [&](size_t kk, size_t col) { return bt[col * k + kk]; });
 }
 
+size_t row_block(size_t m, size_t mr) {
+  const size_t nominal = mr * 8;
+  const size_t blocks = std::max<size_t>(1, (m + nominal / 2) / nominal);
+  return std::max<size_t>(1, (m + blocks - 1) / blocks);
+}
+
+TilePrefetch tile_prefetch(size_t i, size_t mc, size_t mr, bool slice_in_cache, size_t next_lines) {
+  if (!slice_in_cache && i == 0) return {true, 0, 0};
+  const size_t skip = slice_in_cache ? 0 : std::min(mr, mc);  // the rows of the tile that streams
+  const size_t rows = mc - skip, r0 = i - skip, r1 = std::min(i + mr, mc) - skip;
+  return {false, next_lines * r0 / rows, next_lines * r1 / rows};
+}
+
 void gemm_panels(size_t m, const ASource& a, const PackedB& b, size_t p0, size_t p1, float* c,
                  size_t ldc, const MinMax* mm) {
   const KernelTable& kt = active();
   const size_t mr = kt.gemm_mr, nr = b.nr, k = b.k;
-  const size_t mc_max = mr * 8;
+  const size_t mc_max = row_block(m, mr);
   if (t_scratch.size() < mc_max * k) t_scratch.resize(mc_max * k);
   for (size_t m0 = 0; m0 < m; m0 += mc_max) {
     const size_t mc = std::min(mc_max, m - m0);
@@ -88,20 +101,33 @@ void gemm_panels(size_t m, const ASource& a, const PackedB& b, size_t p0, size_t
       continue;
     }
     // Panel by panel, each panel's k blocks in order: the weights are then read front to back
-    // (panels are contiguous), which is what the kernel's prefetch ahead assumes. The sums per
-    // output still run over k in the same order.
+    // (panels are contiguous), so the slice after this one starts where it ends, which is what
+    // the kernels' prefetches assume. The sums per output still run over k in the same order.
+    // Only a block's first slice comes from memory under a waiting tile; while a slice is
+    // computed, its tiles fetch the next (tile_prefetch). That wait was a fixed cost per call,
+    // paid again by each device that computes a band of the layer.
     for (size_t p = p0; p < p1; ++p) {
       const size_t nc = std::min(nr, b.n - p * nr);
       for (size_t k0 = 0; k0 < k; k0 += kKC) {
         const size_t kc = std::min(kKC, k - k0);
         const bool first = k0 == 0, last = k0 + kc == k;
         const float* w = b.panel(p) + k0 * nr;
+        const size_t next_kc = !last ? std::min(kKC, k - k0 - kc) : p + 1 < p1 ? std::min(kKC, k) : 0;
+        const size_t next_lines = (next_kc * nr * sizeof(float) + 63) / 64;
+        const bool in_cache = mc > mr && !(p == p0 && first);
         for (size_t i = 0; i < mc; i += mr) {
           const size_t rows = std::min(mr, mc - i);
-          // The first row tile reads this weight slice from memory; the rest find it in cache.
-          const GemmUkernelFn fn = i == 0 ? kt.gemm_rows_stream[rows] : kt.gemm_rows[rows];
-          fn(rows, nc, kc, at + i * a_stride + k0, a_stride, w, ct + i * ldc + p * nr, ldc,
-             first ? b.panel_bias(p) : nullptr, last ? mm : nullptr);
+          const float* ai = at + i * a_stride + k0;
+          float* ci = ct + i * ldc + p * nr;
+          const float* bias = first ? b.panel_bias(p) : nullptr;
+          const MinMax* clamp = last ? mm : nullptr;
+          const TilePrefetch pf = tile_prefetch(i, mc, mr, in_cache, next_lines);
+          if (pf.own)
+            kt.gemm_rows_stream[rows](rows, nc, kc, ai, a_stride, w, ci, ldc, bias, clamp);
+          else
+            kt.gemm_rows_prefetching[rows](rows, nc, kc, ai, a_stride, w, ci, ldc, bias, clamp,
+                                           w + kc * nr + pf.first * (64 / sizeof(float)),
+                                           pf.end - pf.first);
         }
       }
     }
@@ -112,7 +138,7 @@ void gemm(size_t m, const ASource& a, const PackedB& b, float* c, size_t ldc, co
           bool parallel) {
   check_isa(b);
   if (m == 0 || b.n == 0) return;
-  const size_t mt_rows = active().gemm_mr * 8;
+  const size_t mt_rows = row_block(m, active().gemm_mr);
   const size_t m_tiles = (m + mt_rows - 1) / mt_rows;
   const int threads = parallel ? omp_get_max_threads() : 1;
   // Split N too when there are too few row tiles to feed every thread (late, small layers).

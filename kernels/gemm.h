@@ -57,6 +57,23 @@ void gemm(size_t m, const ASource& a, const PackedB& b, float* c, size_t ldc, co
 // Same on panels [p0, p1) only, single-threaded.
 void gemm_panels(size_t m, const ASource& a, const PackedB& b, size_t p0, size_t p1, float* c,
                  size_t ldc, const MinMax* mm);
+// The rows of A that gemm takes per block: about 8 row tiles (an A block of that many rows by
+// one k slice stays in L2), balanced over the blocks, whose count is rounded to nearest. Each
+// block reads all of its weights again: by a ceiling, 49 rows (a 28x28 map's Winograd tiles, a
+// 7x7 map's pixels) made a second block of 1 row that streamed the layer's weights again.
+size_t row_block(size_t m, size_t mr);
+
+// What the row tile at row i of an mc-row block (tiles of mr rows) prefetches while it runs over
+// one weight slice: its own slice (`own`: nobody fetched it, it comes from memory) or lines
+// [first, end) of the next slice's `next_lines` (the slice is in cache). The tiles that do not
+// stream their own slice share the next one by rows, so its memory traffic spreads over all of
+// this slice's FMAs.
+struct TilePrefetch {
+  bool own;
+  size_t first, end;
+};
+TilePrefetch tile_prefetch(size_t i, size_t mc, size_t mr, bool slice_in_cache, size_t next_lines);
+
 // y[n] = x[k] * B + bias (one row: the fully-connected layer at batch 1).
 void gemv(const float* x, const PackedB& b, float* y, const MinMax* mm);
 // Outputs [n0, n1) of the same into y[0, n1 - n0): bit-identical to those of gemv (every output

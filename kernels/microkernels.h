@@ -19,6 +19,12 @@ const char* isa_name(Isa isa);
 using GemmUkernelFn = void (*)(size_t mr, size_t nc, size_t kc, const float* a, size_t a_stride,
                                const float* w, float* c, size_t c_stride, const float* bias,
                                const MinMax* mm);
+// The same, prefetching `lines` cache lines from `ahead` on, spread evenly over its kc steps:
+// the weights a later call will read, fetched while this one computes on cached weights.
+using GemmPrefetchingUkernelFn = void (*)(size_t mr, size_t nc, size_t kc, const float* a,
+                                          size_t a_stride, const float* w, float* c,
+                                          size_t c_stride, const float* bias, const MinMax* mm,
+                                          const void* ahead, size_t lines);
 // y[NR] = bias[NR] + x[k] * W[k x NR] (one packed panel).
 using GemvPanelFn = void (*)(size_t k, const float* x, const float* w, const float* bias, float* y);
 // One output row of a 3x3 depthwise convolution over NHWC rows. rows[ky] is nullptr for a
@@ -77,6 +83,9 @@ struct KernelTable {
   // slice, which reads it from memory (later tiles find it in cache, where the prefetches only
   // cost issue slots: 5-8% on 112x112x128 layers). Same arithmetic, same values.
   GemmUkernelFn gemm_rows_stream[kMaxGemmMr + 1];
+  // The same kernels, prefetching other weights (the next slice) while they compute on cached
+  // ones, so that weight traffic overlaps FMAs instead of stalling a first row tile. Same values.
+  GemmPrefetchingUkernelFn gemm_rows_prefetching[kMaxGemmMr + 1];
   GemvPanelFn gemv_panel;
   Dwconv3x3RowFn dwconv3x3;
   WinoInputFn wino_f43_input;

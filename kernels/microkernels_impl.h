@@ -58,9 +58,20 @@ void f16_to_f32(const uint16_t* x, float* y, size_t n) {
   for (; i < n; ++i) y[i] = half_to_float(x[i]);
 }
 
-template <class Arch, size_t MR, size_t NV, bool Stream = false>
-void gemm_ukernel(size_t mr, size_t nc, size_t kc, const float* a, size_t a_stride, const float* w,
-                  float* c, size_t c_stride, const float* bias, const MinMax* mm) {
+// Which weights a GEMM kernel prefetches as it runs; the arithmetic is the same in all three.
+enum class Prefetch {
+  none,   // its own slice is in cache
+  own,    // its own slice, kPrefetchK steps ahead: the slice comes from memory
+  given,  // `lines` lines from `ahead` on, evenly over its k steps (KernelTable::gemm_rows_prefetching)
+};
+
+template <class Arch, size_t MR, size_t NV, Prefetch Pf>
+inline __attribute__((always_inline)) void gemm_ukernel_body(size_t mr, size_t nc, size_t kc,
+                                                             const float* a, size_t a_stride,
+                                                             const float* w, float* c,
+                                                             size_t c_stride, const float* bias,
+                                                             const MinMax* mm, const char* ahead,
+                                                             size_t lines) {
   using V = simd::Vec<Arch>;
   using B = typename V::B;
   constexpr size_t W = V::n, NR = NV * W;
@@ -92,16 +103,20 @@ void gemm_ukernel(size_t mr, size_t nc, size_t kc, const float* a, size_t a_stri
     }
   }
 
+  size_t due = 0;  // given: lines x steps so far, paid in units of kc (one line each)
   for (size_t k = 0; k < kc; ++k) {
     B wv[NV];
-    // Streaming: the weights come from memory (the driver's first row tile over this slice).
-    // For a thin A (a device's narrow band) this loop is then a stream of packed weights that
-    // the hardware prefetcher alone left latency-bound. Prefetching past the slice's end is
-    // harmless (prefetches never fault) and reaches the next panel, which the driver reads next.
-    if constexpr (Stream) {
+    // own: the weights come from memory (the driver's first row tile over a slice nobody
+    // fetched). For a thin A (a device's narrow band) this loop is then a stream of packed
+    // weights that the hardware prefetcher alone left latency-bound. Prefetching past the
+    // slice's end is harmless (prefetches never fault) and reaches the next panel.
+    if constexpr (Pf == Prefetch::own) {
       const char* pf = reinterpret_cast<const char*>(w + (k + kPrefetchK) * NR);
 #pragma GCC unroll 4
       for (size_t o = 0; o < NR * sizeof(float); o += 64) __builtin_prefetch(pf + o, 0, 3);
+    }
+    if constexpr (Pf == Prefetch::given) {
+      for (due += lines; due >= kc; due -= kc, ahead += 64) __builtin_prefetch(ahead, 0, 3);
     }
 #pragma GCC unroll 4
     for (size_t v = 0; v < NV; ++v) wv[v] = V::load(w + k * NR + v * W);
@@ -133,6 +148,20 @@ void gemm_ukernel(size_t mr, size_t nc, size_t kc, const float* a, size_t a_stri
       std::memcpy(dst, tmp, nc * sizeof(float));
     }
   }
+}
+
+template <class Arch, size_t MR, size_t NV, Prefetch Pf = Prefetch::none>
+void gemm_ukernel(size_t mr, size_t nc, size_t kc, const float* a, size_t a_stride, const float* w,
+                  float* c, size_t c_stride, const float* bias, const MinMax* mm) {
+  gemm_ukernel_body<Arch, MR, NV, Pf>(mr, nc, kc, a, a_stride, w, c, c_stride, bias, mm, nullptr, 0);
+}
+
+template <class Arch, size_t MR, size_t NV>
+void gemm_ukernel_prefetching(size_t mr, size_t nc, size_t kc, const float* a, size_t a_stride,
+                              const float* w, float* c, size_t c_stride, const float* bias,
+                              const MinMax* mm, const void* ahead, size_t lines) {
+  gemm_ukernel_body<Arch, MR, NV, Prefetch::given>(mr, nc, kc, a, a_stride, w, c, c_stride, bias, mm,
+                                                    static_cast<const char*>(ahead), lines);
 }
 
 template <class Arch, size_t NV>
@@ -448,13 +477,21 @@ float fma_probe(size_t iters) {
 }
 
 // The GEMM kernel with the fewest rows >= m among 1, 2, 4, 8 (those below MR) and MR.
-template <class Arch, size_t MR, size_t NV, bool Stream>
+template <class Arch, size_t MR, size_t NV, Prefetch Pf>
 GemmUkernelFn gemm_for_rows(size_t m) {
-  return m <= 1   ? &gemm_ukernel<Arch, 1, NV, Stream>
-         : m <= 2 ? &gemm_ukernel<Arch, std::min<size_t>(2, MR), NV, Stream>
-         : m <= 4 ? &gemm_ukernel<Arch, std::min<size_t>(4, MR), NV, Stream>
-         : m <= 8 ? &gemm_ukernel<Arch, std::min<size_t>(8, MR), NV, Stream>
-                  : &gemm_ukernel<Arch, MR, NV, Stream>;
+  return m <= 1   ? &gemm_ukernel<Arch, 1, NV, Pf>
+         : m <= 2 ? &gemm_ukernel<Arch, std::min<size_t>(2, MR), NV, Pf>
+         : m <= 4 ? &gemm_ukernel<Arch, std::min<size_t>(4, MR), NV, Pf>
+         : m <= 8 ? &gemm_ukernel<Arch, std::min<size_t>(8, MR), NV, Pf>
+                  : &gemm_ukernel<Arch, MR, NV, Pf>;
+}
+template <class Arch, size_t MR, size_t NV>
+GemmPrefetchingUkernelFn gemm_prefetching_for_rows(size_t m) {
+  return m <= 1   ? &gemm_ukernel_prefetching<Arch, 1, NV>
+         : m <= 2 ? &gemm_ukernel_prefetching<Arch, std::min<size_t>(2, MR), NV>
+         : m <= 4 ? &gemm_ukernel_prefetching<Arch, std::min<size_t>(4, MR), NV>
+         : m <= 8 ? &gemm_ukernel_prefetching<Arch, std::min<size_t>(8, MR), NV>
+                  : &gemm_ukernel_prefetching<Arch, MR, NV>;
 }
 
 // Zero elision (KernelTable::elide_zeros). The vector paths move a group of 8 (AVX2) or 4 (NEON)
@@ -648,8 +685,9 @@ KernelTable make_table(Isa isa) {
   t.gemm = &gemm_ukernel<Arch, MR, NV>;
   static_assert(MR >= 1 && MR <= kMaxGemmMr, "MR out of range");
   for (size_t m = 1; m <= MR; ++m) {
-    t.gemm_rows[m] = gemm_for_rows<Arch, MR, NV, false>(m);
-    t.gemm_rows_stream[m] = gemm_for_rows<Arch, MR, NV, true>(m);
+    t.gemm_rows[m] = gemm_for_rows<Arch, MR, NV, Prefetch::none>(m);
+    t.gemm_rows_stream[m] = gemm_for_rows<Arch, MR, NV, Prefetch::own>(m);
+    t.gemm_rows_prefetching[m] = gemm_prefetching_for_rows<Arch, MR, NV>(m);
   }
   t.gemv_panel = &gemv_panel<Arch, NV>;
   t.dwconv3x3 = &dwconv3x3_row<SmallArch>;

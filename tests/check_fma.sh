@@ -5,7 +5,8 @@
 # kernel asks for it explicitly: a change that routes a kernel back through a plain a*b+c (as
 # xsimd 8's generic avx512f fma does) turns every FMA into a multiply and an add, and this fails.
 # The fp16 wire conversions are guarded the same way: hardware conversions (F16C, FCVTN/FCVTL),
-# not the scalar twin's bit twiddling.
+# not the scalar twin's bit twiddling. So are the GEMM kernels that fetch the next weight slice
+# while they compute (kernels/gemm.cpp, tile_prefetch): they must contain prefetch instructions.
 #
 # Usage: tests/check_fma.sh OBJDUMP OBJECT...   (objects named avx2*.o, avx512*.o, neon*.o)
 set -euo pipefail
@@ -18,13 +19,13 @@ for obj in "$@"; do
   case "$base" in
     avx512*) req="gemm_ukernel=vfmadd[0-9]*ps.*zmm gemv_panel=vfmadd[0-9]*ps.*zmm"
              req="$req wino_(f43_input|input_chunk)=vfmadd[0-9]*ps.*ymm wino_(f43_output|output_chunk)=vfmadd[0-9]*ps.*ymm dwconv3x3_(row|pixel|4px)=vfmadd[0-9]*ps.*ymm"
-             req="$req f32_to_f16=vcvtps2ph f16_to_f32=vcvtph2ps" ;;
+             req="$req f32_to_f16=vcvtps2ph f16_to_f32=vcvtph2ps gemm_ukernel_prefetching=prefetch" ;;
     avx2*)   req="gemm_ukernel=vfmadd[0-9]*ps.*ymm gemv_panel=vfmadd[0-9]*ps.*ymm"
              req="$req wino_(f43_input|input_chunk)=vfmadd[0-9]*ps.*ymm wino_(f43_output|output_chunk)=vfmadd[0-9]*ps.*ymm dwconv3x3_(row|pixel|4px)=vfmadd[0-9]*ps.*ymm"
-             req="$req f32_to_f16=vcvtps2ph f16_to_f32=vcvtph2ps" ;;
+             req="$req f32_to_f16=vcvtps2ph f16_to_f32=vcvtph2ps gemm_ukernel_prefetching=prefetch" ;;
     neon*)   req="gemm_ukernel=fmla.*4s gemv_panel=fmla.*4s"
              req="$req wino_(f43_input|input_chunk)=fmla.*4s wino_(f43_output|output_chunk)=fmla.*4s dwconv3x3_(row|pixel|4px)=fmla.*4s"
-             req="$req f32_to_f16=fcvtn f16_to_f32=fcvtl" ;;
+             req="$req f32_to_f16=fcvtn f16_to_f32=fcvtl gemm_ukernel_prefetching=prfm" ;;
     *) continue ;;
   esac
   dis=$("$objdump" -d -C --no-show-raw-insn "$obj")

@@ -46,6 +46,15 @@ TEST_CASE("gemm microkernel matches reference: every mr, nc, and random kc/strid
              clamp ? &mm : nullptr);
           REQUIRE(c2 == c);
         }
+        {  // and its twin prefetching other weights, a random count of lines (past the end too)
+          auto c2 = c0;
+          const size_t lines = std::uniform_int_distribution<size_t>(0, 3 * kc + 2)(rng);
+          REQUIRE(bool(kt.gemm_rows_prefetching[mr]));
+          kt.gemm_rows_prefetching[mr](mr, nc, kc, a.data(), as, w.data(), c2.data(), cs,
+                                       use_bias ? bias.data() : nullptr, clamp ? &mm : nullptr,
+                                       w.data() + kc * NR, lines);
+          REQUIRE(c2 == c);
+        }
         for (size_t r = 0; r < MR; ++r)
           for (size_t j = 0; j < cs; ++j) {
             const float got = c[r * cs + j];
@@ -84,6 +93,49 @@ TEST_CASE("gemm driver and gemv match reference over random shapes (K blocking, 
         }
     }
   });
+}
+
+TEST_CASE("gemm row blocks: balanced, and never more weight passes than a ceiling gave") {
+  for (size_t mr : {size_t(1), size_t(4), size_t(6), size_t(8), size_t(14), size_t(16)})
+    for (size_t m = 1; m <= 40 * mr; ++m) {
+      CAPTURE(mr);
+      CAPTURE(m);
+      const size_t rows = kernels::row_block(m, mr), blocks = (m + rows - 1) / rows;
+      const size_t nominal = 8 * mr, ceiling = (m + nominal - 1) / nominal;
+      REQUIRE(rows >= 1);
+      REQUIRE(blocks <= ceiling);                // each block streams the weights once
+      REQUIRE(rows <= nominal + nominal / 2 + 1);  // an A block stays near its L2 budget
+      if (m > nominal) REQUIRE(m - (blocks - 1) * rows >= rows / 2);  // no runt last block
+    }
+  // The case that streamed conv4's 38 MB of Winograd weights twice: 49 tiles, one block.
+  REQUIRE(kernels::row_block(49, 6) == 49);
+}
+
+TEST_CASE("gemm prefetch plan: the first slice streams, the other tiles share the next slice") {
+  for (size_t mr : {size_t(1), size_t(6), size_t(8), size_t(14)})
+    for (size_t mc = 1; mc <= 10 * mr; ++mc)
+      for (bool in_cache : {false, true})
+        for (size_t lines : {size_t(0), size_t(1), size_t(7), size_t(256), size_t(512)}) {
+          CAPTURE(mr);
+          CAPTURE(mc);
+          CAPTURE(in_cache);
+          CAPTURE(lines);
+          size_t next = 0;  // the next line no tile has claimed yet
+          bool shared = false;
+          for (size_t i = 0; i < mc; i += mr) {
+            const kernels::TilePrefetch t = kernels::tile_prefetch(i, mc, mr, in_cache, lines);
+            REQUIRE(t.own == (!in_cache && i == 0));  // only a slice nobody fetched streams
+            if (t.own) continue;
+            shared = true;
+            REQUIRE(t.first == next);  // contiguous, in order, no line twice
+            REQUIRE(t.end >= t.first);
+            // Shares follow the tiles' rows: no tile takes more than its share plus one line.
+            const size_t rows = std::min(mr, mc - i), others = mc - (in_cache ? 0 : std::min(mr, mc));
+            REQUIRE((t.end - t.first) * others <= lines * rows + others);
+            next = t.end;
+          }
+          REQUIRE(next == (shared ? lines : 0));  // every line of the next slice, once
+        }
 }
 
 TEST_CASE("gemv_range: every output slice, with and without clamping, is bit-identical to gemv") {

@@ -103,6 +103,13 @@ TEST_CASE("microkernels: gemm and gemv panel stay inside their operands (guard p
                clamp ? &mm : nullptr);
             CHECK(gc.values() == want);
           });
+        both_sides([&](Flush f) {  // prefetching lines past its panel: never faults
+          Guarded ga(a, f), gw(w, f), gb(bias, f), gc(c, f);
+          kt.gemm_rows_prefetching[mr](mr, nc, kc, ga.data(), as, gw.data(), gc.data(), cs,
+                                       use_bias ? gb.data() : nullptr, clamp ? &mm : nullptr,
+                                       gw.data() + kc * NR, kc + 3);
+          CHECK(gc.values() == want);
+        });
       }
     for (size_t k : {size_t(0), size_t(1), size_t(3), size_t(4), size_t(5), size_t(17)}) {
       CAPTURE(k);
