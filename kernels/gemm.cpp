@@ -68,9 +68,9 @@ PackedB pack_b_transposed(const float* bt, size_t k, size_t n, const float* bias
 }
 
 size_t row_block(size_t m, size_t mr) {
-  const size_t nominal = mr * 8;
-  const size_t blocks = std::max<size_t>(1, (m + nominal / 2) / nominal);
-  return std::max<size_t>(1, (m + blocks - 1) / blocks);
+  const size_t tiles = (m + mr - 1) / mr;
+  const size_t blocks = std::max<size_t>(1, (tiles + 4) / 8);
+  return (tiles + blocks - 1) / blocks * mr;
 }
 
 TilePrefetch tile_prefetch(size_t i, size_t mc, size_t mr, bool slice_in_cache, size_t next_lines) {
@@ -104,15 +104,15 @@ void gemm_panels(size_t m, const ASource& a, const PackedB& b, size_t p0, size_t
     // (panels are contiguous), so the slice after this one starts where it ends, which is what
     // the kernels' prefetches assume. The sums per output still run over k in the same order.
     // Only a block's first slice comes from memory under a waiting tile; while a slice is
-    // computed, its tiles fetch the next (tile_prefetch). That wait was a fixed cost per call,
-    // paid again by each device that computes a band of the layer.
+    // computed, its tiles fetch the next (tile_prefetch).
     for (size_t p = p0; p < p1; ++p) {
       const size_t nc = std::min(nr, b.n - p * nr);
       for (size_t k0 = 0; k0 < k; k0 += kKC) {
         const size_t kc = std::min(kKC, k - k0);
         const bool first = k0 == 0, last = k0 + kc == k;
         const float* w = b.panel(p) + k0 * nr;
-        const size_t next_kc = !last ? std::min(kKC, k - k0 - kc) : p + 1 < p1 ? std::min(kKC, k) : 0;
+        const size_t next_kc =
+            !last ? std::min(kKC, k - k0 - kc) : p + 1 < p1 ? std::min(kKC, k) : 0;
         const size_t next_lines = (next_kc * nr * sizeof(float) + 63) / 64;
         const bool in_cache = mc > mr && !(p == p0 && first);
         for (size_t i = 0; i < mc; i += mr) {

@@ -62,7 +62,7 @@ void f16_to_f32(const uint16_t* x, float* y, size_t n) {
 enum class Prefetch {
   none,   // its own slice is in cache
   own,    // its own slice, kPrefetchK steps ahead: the slice comes from memory
-  given,  // `lines` lines from `ahead` on, evenly over its k steps (KernelTable::gemm_rows_prefetching)
+  given,  // `lines` lines from `ahead` on, evenly over its k steps (gemm_rows_prefetching)
 };
 
 template <class Arch, size_t MR, size_t NV, Prefetch Pf>
@@ -155,15 +155,16 @@ inline __attribute__((always_inline)) void gemm_ukernel_body(size_t mr, size_t n
 template <class Arch, size_t MR, size_t NV, Prefetch Pf = Prefetch::none>
 void gemm_ukernel(size_t mr, size_t nc, size_t kc, const float* a, size_t a_stride, const float* w,
                   float* c, size_t c_stride, const float* bias, const MinMax* mm) {
-  gemm_ukernel_body<Arch, MR, NV, Pf>(mr, nc, kc, a, a_stride, w, c, c_stride, bias, mm, nullptr, 0);
+  gemm_ukernel_body<Arch, MR, NV, Pf>(mr, nc, kc, a, a_stride, w, c, c_stride, bias, mm, nullptr,
+                                      0);
 }
 
 template <class Arch, size_t MR, size_t NV>
 void gemm_ukernel_prefetching(size_t mr, size_t nc, size_t kc, const float* a, size_t a_stride,
                               const float* w, float* c, size_t c_stride, const float* bias,
                               const MinMax* mm, const void* ahead, size_t lines) {
-  gemm_ukernel_body<Arch, MR, NV, Prefetch::given>(mr, nc, kc, a, a_stride, w, c, c_stride, bias, mm,
-                                                    static_cast<const char*>(ahead), lines);
+  gemm_ukernel_body<Arch, MR, NV, Prefetch::given>(mr, nc, kc, a, a_stride, w, c, c_stride, bias,
+                                                    mm, static_cast<const char*>(ahead), lines);
 }
 
 template <class Arch, size_t NV>

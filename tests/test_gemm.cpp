@@ -102,13 +102,20 @@ TEST_CASE("gemm row blocks: balanced, and never more weight passes than a ceilin
       CAPTURE(m);
       const size_t rows = kernels::row_block(m, mr), blocks = (m + rows - 1) / rows;
       const size_t nominal = 8 * mr, ceiling = (m + nominal - 1) / nominal;
-      REQUIRE(rows >= 1);
+      REQUIRE(rows % mr == 0);                   // whole row tiles: one remainder tile at most
       REQUIRE(blocks <= ceiling);                // each block streams the weights once
-      REQUIRE(rows <= nominal + nominal / 2 + 1);  // an A block stays near its L2 budget
-      if (m > nominal) REQUIRE(m - (blocks - 1) * rows >= rows / 2);  // no runt last block
+      REQUIRE(rows <= nominal + nominal / 2);    // an A block stays near its L2 budget
+      const size_t tiles = (m + mr - 1) / mr, per_block = rows / mr;
+      if (m > nominal) REQUIRE(tiles - (blocks - 1) * per_block >= per_block / 2);  // no runt
     }
+  // Full tiles in every block but the last: 112x112 pixels of a 1x1 conv at mr = 6.
+  {
+    const size_t m = 112 * 112, rows = kernels::row_block(m, 6);
+    REQUIRE(rows % 6 == 0);
+    REQUIRE(m % rows < rows);
+  }
   // The case that streamed conv4's 38 MB of Winograd weights twice: 49 tiles, one block.
-  REQUIRE(kernels::row_block(49, 6) == 49);
+  REQUIRE(kernels::row_block(49, 6) >= 49);
 }
 
 TEST_CASE("gemm prefetch plan: the first slice streams, the other tiles share the next slice") {
@@ -130,7 +137,8 @@ TEST_CASE("gemm prefetch plan: the first slice streams, the other tiles share th
             REQUIRE(t.first == next);  // contiguous, in order, no line twice
             REQUIRE(t.end >= t.first);
             // Shares follow the tiles' rows: no tile takes more than its share plus one line.
-            const size_t rows = std::min(mr, mc - i), others = mc - (in_cache ? 0 : std::min(mr, mc));
+            const size_t rows = std::min(mr, mc - i);
+            const size_t others = mc - (in_cache ? 0 : std::min(mr, mc));
             REQUIRE((t.end - t.first) * others <= lines * rows + others);
             next = t.end;
           }
