@@ -73,6 +73,13 @@ size_t row_block(size_t m, size_t mr) {
   return (tiles + blocks - 1) / blocks * mr;
 }
 
+size_t next_slice_lines(size_t k, size_t nr, size_t k0, bool more_panels) {
+  const size_t kc = std::min(kKC, k - k0);
+  const size_t next_kc =
+      k0 + kc < k ? std::min(kKC, k - k0 - kc) : more_panels ? std::min(kKC, k) : 0;
+  return (next_kc * nr * sizeof(float) + 63) / 64;
+}
+
 TilePrefetch tile_prefetch(size_t i, size_t mc, size_t mr, bool slice_in_cache, size_t next_lines) {
   if (!slice_in_cache && i == 0) return {true, 0, 0};
   const size_t skip = slice_in_cache ? 0 : std::min(mr, mc);  // the rows of the tile that streams
@@ -111,9 +118,7 @@ void gemm_panels(size_t m, const ASource& a, const PackedB& b, size_t p0, size_t
         const size_t kc = std::min(kKC, k - k0);
         const bool first = k0 == 0, last = k0 + kc == k;
         const float* w = b.panel(p) + k0 * nr;
-        const size_t next_kc =
-            !last ? std::min(kKC, k - k0 - kc) : p + 1 < p1 ? std::min(kKC, k) : 0;
-        const size_t next_lines = (next_kc * nr * sizeof(float) + 63) / 64;
+        const size_t next_lines = next_slice_lines(k, nr, k0, p + 1 < p1);
         const bool in_cache = mc > mr && !(p == p0 && first);
         for (size_t i = 0; i < mc; i += mr) {
           const size_t rows = std::min(mr, mc - i);

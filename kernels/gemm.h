@@ -65,6 +65,11 @@ void gemm_panels(size_t m, const ASource& a, const PackedB& b, size_t p0, size_t
 // fewer independent sums per weight.
 size_t row_block(size_t m, size_t mr);
 
+// The cache lines of the weight slice gemm reads after the one at k block k0 of a panel (k rows
+// of nr floats): the panel's next k block, or the next panel's first (more_panels), or none. It
+// starts where the slice at k0 ends (panels are contiguous), which is where tiles prefetch it.
+size_t next_slice_lines(size_t k, size_t nr, size_t k0, bool more_panels);
+
 // What the row tile at row i of an mc-row block (tiles of mr rows) prefetches while it runs over
 // one weight slice: its own slice (`own`: nobody fetched it, it comes from memory) or lines
 // [first, end) of the next slice's `next_lines` (the slice is in cache). The tiles that do not

@@ -118,6 +118,38 @@ TEST_CASE("gemm row blocks: balanced, and never more weight passes than a ceilin
   REQUIRE(kernels::row_block(49, 6) >= 49);
 }
 
+TEST_CASE("gemm prefetch address: the next slice starts where this one ends, and is all fetched") {
+  std::mt19937 rng(5);
+  test::for_each_isa([&](kernels::Isa isa) {
+    CAPTURE(kernels::isa_name(isa));
+    for (size_t k : {size_t(1), size_t(17), size_t(256), size_t(257), size_t(512), size_t(700)}) {
+      const size_t n = 1 + rng() % 70;
+      const auto b = ref::random_vec(k * n, rng), bias = ref::random_vec(n, rng);
+      const kernels::PackedB pb = kernels::pack_b(b.data(), k, n, n, bias.data());
+      CAPTURE(k);
+      CAPTURE(n);
+      // Walk the slices as the driver does: k blocks found by where the next one starts.
+      const float* at = pb.panel(0);
+      for (size_t p = 0; p < pb.panels; ++p) {
+        REQUIRE(at == pb.panel(p));  // panels are contiguous: a slice's end is the next's start
+        for (size_t k0 = 0; k0 < k;) {
+          const bool more = p + 1 < pb.panels;
+          const size_t lines = kernels::next_slice_lines(k, pb.nr, k0, more);
+          const size_t kc = std::min<size_t>(256, k - k0);
+          at += kc * pb.nr;
+          k0 += kc;
+          const size_t next_kc =
+              k0 < k ? std::min<size_t>(256, k - k0) : more ? std::min<size_t>(256, k) : 0;
+          const size_t floats = next_kc * pb.nr;
+          REQUIRE(lines * 64 >= floats * sizeof(float));        // every line of the next slice
+          REQUIRE(lines * 64 < floats * sizeof(float) + 64);    // and no more
+        }
+      }
+      REQUIRE(at == pb.panel(0) + pb.weight_floats());
+    }
+  });
+}
+
 TEST_CASE("gemm prefetch plan: the first slice streams, the other tiles share the next slice") {
   for (size_t mr : {size_t(1), size_t(6), size_t(8), size_t(14)})
     for (size_t mc = 1; mc <= 10 * mr; ++mc)
