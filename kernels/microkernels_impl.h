@@ -479,22 +479,16 @@ float fma_probe(size_t iters) {
   return out[0];
 }
 
-// The GEMM kernel with the fewest rows >= m among 1, 2, 4, 8 (those below MR) and MR.
-template <class Arch, size_t MR, size_t NV, Prefetch Pf>
-GemmUkernelFn gemm_for_rows(size_t m) {
-  return m <= 1   ? &gemm_ukernel<Arch, 1, NV, Pf>
-         : m <= 2 ? &gemm_ukernel<Arch, std::min<size_t>(2, MR), NV, Pf>
-         : m <= 4 ? &gemm_ukernel<Arch, std::min<size_t>(4, MR), NV, Pf>
-         : m <= 8 ? &gemm_ukernel<Arch, std::min<size_t>(8, MR), NV, Pf>
-                  : &gemm_ukernel<Arch, MR, NV, Pf>;
-}
-template <class Arch, size_t MR, size_t NV>
-GemmPrefetchingUkernelFn gemm_prefetching_for_rows(size_t m) {
-  return m <= 1   ? &gemm_ukernel_prefetching<Arch, 1, NV>
-         : m <= 2 ? &gemm_ukernel_prefetching<Arch, std::min<size_t>(2, MR), NV>
-         : m <= 4 ? &gemm_ukernel_prefetching<Arch, std::min<size_t>(4, MR), NV>
-         : m <= 8 ? &gemm_ukernel_prefetching<Arch, std::min<size_t>(8, MR), NV>
-                  : &gemm_ukernel_prefetching<Arch, MR, NV>;
+// The GEMM kernel with the fewest rows >= m among 1, 2, 4, 8 (those below MR) and MR:
+// kernel(std::integral_constant<size_t, ROWS>) names the instantiation for ROWS rows.
+template <size_t MR, class Kernel>
+auto gemm_for_rows(size_t m, Kernel kernel) {
+  using std::integral_constant;
+  return m <= 1   ? kernel(integral_constant<size_t, 1>{})
+         : m <= 2 ? kernel(integral_constant<size_t, std::min<size_t>(2, MR)>{})
+         : m <= 4 ? kernel(integral_constant<size_t, std::min<size_t>(4, MR)>{})
+         : m <= 8 ? kernel(integral_constant<size_t, std::min<size_t>(8, MR)>{})
+                  : kernel(integral_constant<size_t, MR>{});
 }
 
 // Zero elision (KernelTable::elide_zeros). The vector paths move a group of 8 (AVX2) or 4 (NEON)
@@ -688,9 +682,13 @@ KernelTable make_table(Isa isa) {
   t.gemm = &gemm_ukernel<Arch, MR, NV>;
   static_assert(MR >= 1 && MR <= kMaxGemmMr, "MR out of range");
   for (size_t m = 1; m <= MR; ++m) {
-    t.gemm_rows[m] = gemm_for_rows<Arch, MR, NV, Prefetch::none>(m);
-    t.gemm_rows_stream[m] = gemm_for_rows<Arch, MR, NV, Prefetch::own>(m);
-    t.gemm_rows_prefetching[m] = gemm_prefetching_for_rows<Arch, MR, NV>(m);
+    t.gemm_rows[m] = gemm_for_rows<MR>(
+        m, [](auto r) -> GemmUkernelFn { return &gemm_ukernel<Arch, r(), NV, Prefetch::none>; });
+    t.gemm_rows_stream[m] = gemm_for_rows<MR>(
+        m, [](auto r) -> GemmUkernelFn { return &gemm_ukernel<Arch, r(), NV, Prefetch::own>; });
+    t.gemm_rows_prefetching[m] = gemm_for_rows<MR>(m, [](auto r) -> GemmPrefetchingUkernelFn {
+      return &gemm_ukernel_prefetching<Arch, r(), NV>;
+    });
   }
   t.gemv_panel = &gemv_panel<Arch, NV>;
   t.dwconv3x3 = &dwconv3x3_row<SmallArch>;
