@@ -220,8 +220,7 @@ int cmd_local_reference(const Args& a) {
   eb::cli::set_quiet(true);
   const eb::Graph g = eb::models::load_model(a.str("model"), a.str("weights"), nullptr, eb::models::Hold::lean);
   const auto images = eb::dist::pseudo_images(g.input, a.integer("batch", 1));
-  const int warmup = eb::dist::default_warmup(eb::compute_dilation());
-  return eb::dist::serve_local_reference(g, images, warmup, stdin, stdout);
+  return eb::dist::serve_local_reference(g, images, stdin, stdout);
 }
 
 int cmd_bench(const Args& a) {

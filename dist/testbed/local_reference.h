@@ -51,11 +51,9 @@ class LocalReference {
   FILE* from_ = nullptr;  // the child's stdout
 };
 
-// Child side (`edgeband local-reference`): runs `images` `warmup` times untimed (the distributed
-// side's warm-up count: default_warmup), prints "READY", then answers every line "run" on `in`
-// with "MS <milliseconds>" (timed_forward_ms summed over the images) on `out`, until end of
-// input. Returns 0, or 1 on a line it does not know.
-int serve_local_reference(const Graph& g, const std::vector<Tensor>& images, int warmup, FILE* in,
-                          FILE* out);
+// Child side (`edgeband local-reference`): runs each of `images` once, prints "READY", then
+// answers every line "run" on `in` with "MS <milliseconds>" (timed_forward_ms summed over the
+// images) on `out`, until end of input. Returns 0, or 1 on a line it does not know.
+int serve_local_reference(const Graph& g, const std::vector<Tensor>& images, FILE* in, FILE* out);
 
 }  // namespace eb::dist
