@@ -37,7 +37,6 @@
 #include "dist/runtime/worker.h"
 #include "dist/testbed/cluster.h"
 #include "dist/testbed/dilation.h"
-#include "dist/testbed/local_reference.h"
 #include "dist/testbed/reliability.h"
 #include "kernels/microkernels.h"
 #include "models/catalog.h"
@@ -210,17 +209,6 @@ int cmd_run(const Args& a) {
               omp_get_max_threads(), eb::kernels::isa_name(eb::kernels::active().isa));
   print_top(out, g, a.integer("top", 5));
   return 0;
-}
-
-// Internal to `cluster` (dist/testbed/local_reference.h): the local side of its speedups, a
-// device holding the whole model that times one inference per "run" line on stdin.
-int cmd_local_reference(const Args& a) {
-  common(a);
-  dilation_turns(a);
-  eb::cli::set_quiet(true);
-  const eb::Graph g = eb::models::load_model(a.str("model"), a.str("weights"), nullptr, eb::models::Hold::lean);
-  const auto images = eb::dist::pseudo_images(g.input, a.integer("batch", 1));
-  return eb::dist::serve_local_reference(g, images, stdin, stdout);
 }
 
 int cmd_bench(const Args& a) {
@@ -1125,8 +1113,8 @@ void print_cluster_text(const eb::dist::ClusterOptions& o, const std::vector<eb:
     std::printf("%-7s %8d %12.2f %10.2f %8.2fx %13.2f %12llu %7s\n",
                 eb::dist::scheme_name(r.scheme), r.devices, r.latency_ms, r.local_ms, r.speedup,
                 r.predicted_ms, static_cast<unsigned long long>(r.bytes), r.equal ? "yes" : "NO");
-  std::printf("local_ms: one more device like the host, holding the whole model, timed beside "
-              "every distributed run\n");
+  std::printf("local_ms: the host streams the layers it does not hold through memory (their "
+              "loading not timed)\n");
   for (const auto& r : results) {
     std::printf("peak RSS %-6s", eb::dist::scheme_name(r.scheme));
     for (size_t d = 0; d < r.peak_rss_kb.size(); ++d) {
@@ -1317,11 +1305,6 @@ void declare_bench(Args& a) {
   a.flag("json", "one JSON object on stdout");
   opt_threads(a), opt_isa(a), opt_dilate(a, false), opt_quiet(a);
 }
-void declare_local_reference(Args& a) {
-  opt_model(a);
-  a.integer("batch", "images per run", 1, 4096);
-  opt_threads(a), opt_isa(a), opt_dilate(a, true);
-}
 void declare_export(Args& a) {
   opt_model(a, false);
   a.text("o", "FILE", "the .ebw file to write");
@@ -1488,7 +1471,6 @@ struct Command {
   void (*declare)(Args&);
   int (*run)(const Args&);
   bool needs_passive_omp;  // runs beside other devices' processes (see main)
-  bool hidden = false;     // started by another command, not listed in --help
 };
 
 const Command kCommands[] = {
@@ -1505,8 +1487,6 @@ const Command kCommands[] = {
     {"plot-speedup", "plot the predicted speedup against devices and links", declare_plot_speedup, cmd_plot_speedup, false},
     {"info", "kernels, threads and libraries this binary uses here", declare_info, cmd_info, false},
     {"keygen", "write a device key pair, or a pre-shared key (docs/SECURITY.md)", declare_keygen, cmd_keygen, false},
-    {"local-reference", "cluster's local reference device (reads 'run' lines on stdin)",
-     declare_local_reference, cmd_local_reference, true, true},
 };
 
 }  // namespace
@@ -1534,9 +1514,7 @@ int main(int argc, char** argv) {
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   std::vector<std::unique_ptr<Args>> args;
   for (const Command& c : kCommands) {
-    CLI::App* sub = app.add_subcommand(c.name, c.help);
-    if (c.hidden) sub->group("");
-    args.push_back(std::make_unique<Args>(sub));
+    args.push_back(std::make_unique<Args>(app.add_subcommand(c.name, c.help)));
     c.declare(*args.back());
   }
   const std::string cmd = argc >= 2 ? argv[1] : "";

@@ -404,32 +404,6 @@ TEST_CASE("dist cli: cluster reports each device's own peak memory, within 15% o
   std::remove(ebw.c_str());
 }
 
-// cluster's local side (dist/testbed/local_reference.h): a device of its own holding the whole
-// model, answering each "run" with one local pass's milliseconds, refusing anything else, and not
-// listed among the commands a user runs.
-TEST_CASE("dist cli: the local reference device times one pass per request") {
-  const std::string ref = "local-reference --model mobilenet_v1:0.25:32 --batch 2 --threads 1";
-  const Result ok = eb::test::run_edgeband_after("printf 'run\\nrun\\n' |", ref);
-  CAPTURE(ok.out);
-  REQUIRE(ok.code == 0);
-  std::istringstream lines(ok.out);
-  std::string line;
-  REQUIRE(std::getline(lines, line));
-  CHECK(line == "READY");
-  int answers = 0;
-  while (std::getline(lines, line)) {
-    double ms = -1;
-    REQUIRE(std::sscanf(line.c_str(), "MS %lf", &ms) == 1);
-    CHECK(ms > 0);
-    ++answers;
-  }
-  CHECK(answers == 2);
-  const Result bad = eb::test::run_edgeband_after("printf 'go\\n' |", ref);
-  CHECK(bad.code == 1);
-  CHECK(bad.out.find("MS") == std::string::npos);
-  CHECK(sh("--help").out.find("local-reference") == std::string::npos);
-}
-
 TEST_CASE("dist cli: cluster runs a weights file with no --model") {
   const std::string ebw = tmp("m.ebw");
   REQUIRE(sh("export --model mobilenet_v1:0.25:32 -o " + ebw).code == 0);

@@ -1158,12 +1158,8 @@ TEST_CASE("dist loopback: an 8-bit image's rows travel as palettes, a quarter of
   // cluster and infer plan through run_paired, which looks at the images it is given.
   c.input_levels = 0;
   for (const Tensor* im : {&image, &nudged}) {
-    // The local side from the timer given (cluster's reference device), once per timed run.
-    int asked = 0;
-    const PairedRuns pr = run_paired(h, *g, c, Scheme::halp, {*im}, 1, 1, [&asked] { return 100.0 + ++asked; });
+    const PairedRuns pr = run_paired(h, *g, c, Scheme::halp, {*im}, 1, 1);
     REQUIRE(pr.dist_ms.size() == 1);
-    CHECK(asked == 1);
-    CHECK(pr.local_ms == std::vector<double>{101.0});
     CHECK(ref::bit_equal(pr.warmup_out[0], g->forward(*im)));
     for (const Transfer& t : pr.plan.transfers)
       if (t.node == -1)

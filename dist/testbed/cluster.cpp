@@ -20,7 +20,6 @@
 #include "models/classify.h"
 #include "dist/testbed/boards.h"
 #include "dist/testbed/dilation.h"
-#include "dist/testbed/local_reference.h"
 #include "dist/runtime/data_path.h"
 #include "dist/runtime/host.h"
 #include "dist/runtime/palette_wire.h"
@@ -167,8 +166,7 @@ int default_warmup(double dilate) {
 }
 
 PairedRuns run_paired(HostRuntime& host, const Graph& g, Cluster c, Scheme s,
-                      const std::vector<Tensor>& images, int runs, int warmup,
-                      const std::function<double()>& local_ms) {
+                      const std::vector<Tensor>& images, int runs, int warmup) {
   warmup = std::max(1, warmup);
   PairedRuns pr;
   const int batch = int(images.size());
@@ -182,10 +180,7 @@ PairedRuns run_paired(HostRuntime& host, const Graph& g, Cluster c, Scheme s,
                            : "warm-up " + std::to_string(run + 1) + "/" + std::to_string(warmup)));
     if (timed) {
       double ms = 0;
-      if (local_ms)
-        ms = local_ms();
-      else
-        for (const Tensor& im : images) ms += timed_forward_ms(g, im);
+      for (const Tensor& im : images) ms += timed_forward_ms(g, im);
       pr.local_ms.push_back(ms);
     }
     if (pr.plan.devices > host.alive() + 1) {  // a worker was dropped: plan for the ones left
@@ -360,16 +355,15 @@ std::vector<SchemeResult> run_cluster(const ClusterOptions& o, std::vector<Slowd
     workers.push_back(std::make_unique<WorkerProcess>(o.self_exe, threads, o.weights, extra));
     shares.assign(d, workers.back()->pid());
   }
-  // The local side of every pair: a device of its own holding the whole model, with the host's
-  // slowdown or CPU share (dist/testbed/local_reference.h).
-  LocalReferenceOptions lo;
-  lo.exe = o.self_exe, lo.model = o.model, lo.weights = o.weights, lo.batch = o.batch;
-  lo.threads = threads, lo.dilate = dl.factor[0], lo.turns = dl.turns;
-  report_progress("starting the local reference device");
-  LocalReference reference(lo);
-  shares.assign(0, reference.pid());
-  const std::vector<Tensor> images = pseudo_images(g->input, o.batch);
-  // The local output every scheme's must equal, computed here (the host streams what it lacks).
+  // Inputs: deterministic pseudo-images.
+  std::vector<Tensor> images;
+  for (int i = 0; i < o.batch; ++i) {
+    Tensor t(g->input);
+    for (size_t k = 0; k < t.size(); ++k)
+      t.data()[k] = float(int((k * 2654435761u + i * 97) % 255) - 127) / 127.0f;
+    images.push_back(t);
+  }
+  // Local reference on one device of the same share (run_paired times it beside every run).
   std::vector<Tensor> want;
   for (const Tensor& im : images) want.push_back(g->forward(im));
   const Cluster cl = cluster_of(o, *g, dl);
@@ -394,8 +388,7 @@ std::vector<SchemeResult> run_cluster(const ClusterOptions& o, std::vector<Slowd
     Cluster now = cl;
     now.devices.resize(size_t(host.alive() + 1));
     reset_dilation_totals();
-    const PairedRuns pr = run_paired(host, *g, now, s, images, o.runs, warmup,
-                                     [&reference] { return reference.time_ms(); });
+    const PairedRuns pr = run_paired(host, *g, now, s, images, o.runs, warmup);
     const DilationTotals spent = dilation_totals();
     for (int k = 1; k < kWorkKinds; ++k)  // not layers: the local runs compute here too
       r.host_data_path_ms[k] = double(spent.cpu_ns[k]) / 1e6 / (Work(k) == Work::plan ? 1 : o.runs + warmup);

@@ -3,7 +3,6 @@
 // runs local and distributed inference with link shaping, checks that the distributed output
 // equals the local output, and reports latency, speedup and bytes per scheme.
 #pragma once
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -72,10 +71,9 @@ std::vector<SchemeResult> run_cluster(const ClusterOptions& o, std::vector<Slowd
 
 // Plans for `images` (c.input_levels is set from them: images_palette_levels).
 // `warmup` untimed distributed runs (at least one), then `runs` distributed runs of `images`, each
-// paired with a local run of the same images, so that a machine whose speed drifts moves both
-// sides of the ratio alike (`cluster` and `infer` both measure this way): `local_ms` times one
-// (`cluster`: a LocalReference device); empty: this process runs them. A worker the host drops
-// is planned around from the next run on.
+// paired with a local run of the same images in this process, so that a machine whose speed
+// drifts moves both sides of the ratio alike (`cluster` and `infer` both measure this way). A
+// worker the host drops is planned around from the next run on.
 // Before every distributed run the host pings its workers, untimed (HostRuntime::ping): they sat
 // idle through the local run, and on a VM a process idle that long can take 2-30 ms to wake up
 // (README, Measured performance, "The start of each call"), which the first halo exchange would
@@ -91,8 +89,7 @@ struct PairedRuns {
   std::vector<InferStats::Load> loads;  // every run's plan loading on the workers (new plans)
 };
 PairedRuns run_paired(HostRuntime& host, const Graph& g, Cluster c, Scheme s,
-                      const std::vector<Tensor>& images, int runs, int warmup = 1,
-                      const std::function<double()>& local_ms = {});
+                      const std::vector<Tensor>& images, int runs, int warmup = 1);
 // One warm-up run normally. Under time dilation three: a device's layer takes F x the least CPU
 // time its process has seen for that layer and band (dist/testbed/dilation.h), and a band a plan cuts
 // is new to the workers, whereas the local run's full-height layers have been timed several
