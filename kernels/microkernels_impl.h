@@ -415,36 +415,48 @@ void wino_output(const float* m, size_t m_stride, size_t C, const float* bias, c
     wino_output_chunk<simd::scalar_arch, M>(m, m_stride, C, bias, mm, out_rows, x0, ncols, c);
 }
 
-template <class Arch, bool kMax>
-inline void pool_chunk(const float* const* rows, size_t nrows, size_t in_w, size_t C, size_t kw,
-                       size_t stride, size_t pad_left, float* out, size_t out_w, size_t c) {
+// K adjacent channel chunks of one output pixel: K independent max (or sum) chains, so that a
+// pixel's chunks overlap instead of each waiting on the last's latency. The window is
+// [xs, xe) of `nrows` input rows; the order of each channel's sum does not depend on K.
+template <class Arch, bool kMax, size_t K>
+inline void pool_pixel(const float* const* rows, size_t nrows, size_t C, long xs, long xe,
+                       float scale, float* out, size_t c) {
   using V = simd::Vec<Arch>;
   using B = typename V::B;
+  B acc[K];
+  for (size_t k = 0; k < K; ++k) acc[k] = kMax ? V::set1(-3.4e38f) : V::zero();
+  for (size_t r = 0; r < nrows; ++r)
+    for (long x = xs; x < xe; ++x) {
+      const float* p = rows[r] + size_t(x) * C + c;
+      for (size_t k = 0; k < K; ++k) {
+        const B v = V::load(p + k * V::n);
+        acc[k] = kMax ? V::max(acc[k], v) : acc[k] + v;
+      }
+    }
+  for (size_t k = 0; k < K; ++k) {
+    if (!kMax) acc[k] = acc[k] * V::set1(scale);
+    V::store(out + c + k * V::n, acc[k]);
+  }
+}
+
+// One output row, pixel by pixel (each pixel's C channels are contiguous in its window's rows):
+// four chunks at a time, then one, then the scalar rest.
+template <class Arch, bool kMax>
+void pool_row(const float* const* rows, size_t nrows, size_t in_w, size_t C, size_t kw,
+              size_t stride, size_t pad_left, float* out, size_t out_w) {
+  constexpr size_t W = simd::Vec<Arch>::n;
   for (size_t ox = 0; ox < out_w; ++ox) {
     long xs = long(ox * stride) - long(pad_left);
     long xe = xs + long(kw);
     if (xs < 0) xs = 0;
     if (xe > long(in_w)) xe = long(in_w);
-    B acc = kMax ? V::set1(-3.4e38f) : V::zero();
-    for (size_t r = 0; r < nrows; ++r)
-      for (long x = xs; x < xe; ++x) {
-        B v = V::load(rows[r] + size_t(x) * C + c);
-        acc = kMax ? V::max(acc, v) : acc + v;
-      }
-    if (!kMax) acc = acc * V::set1(1.0f / float(size_t(xe - xs) * nrows));
-    V::store(out + ox * C + c, acc);
+    const float scale = 1.0f / float(size_t(xe - xs) * nrows);
+    float* o = out + ox * C;
+    size_t c = 0;
+    for (; c + 4 * W <= C; c += 4 * W) pool_pixel<Arch, kMax, 4>(rows, nrows, C, xs, xe, scale, o, c);
+    for (; c + W <= C; c += W) pool_pixel<Arch, kMax, 1>(rows, nrows, C, xs, xe, scale, o, c);
+    for (; c < C; ++c) pool_pixel<simd::scalar_arch, kMax, 1>(rows, nrows, C, xs, xe, scale, o, c);
   }
-}
-
-template <class Arch, bool kMax>
-void pool_row(const float* const* rows, size_t nrows, size_t in_w, size_t C, size_t kw,
-              size_t stride, size_t pad_left, float* out, size_t out_w) {
-  constexpr size_t W = simd::Vec<Arch>::n;
-  size_t c = 0;
-  for (; c + W <= C; c += W)
-    pool_chunk<Arch, kMax>(rows, nrows, in_w, C, kw, stride, pad_left, out, out_w, c);
-  for (; c < C; ++c)
-    pool_chunk<simd::scalar_arch, kMax>(rows, nrows, in_w, C, kw, stride, pad_left, out, out_w, c);
 }
 
 template <class Arch>
