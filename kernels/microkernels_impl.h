@@ -415,24 +415,28 @@ void wino_output(const float* m, size_t m_stride, size_t C, const float* bias, c
     wino_output_chunk<simd::scalar_arch, M>(m, m_stride, C, bias, mm, out_rows, x0, ncols, c);
 }
 
-// K adjacent channel chunks of one output pixel: K independent max (or sum) chains, so that a
-// pixel's chunks overlap instead of each waiting on the last's latency. The window is
-// [xs, xe) of `nrows` input rows; the order of each channel's sum does not depend on K.
+// K adjacent channel chunks of one output pixel, read in one contiguous pass per window pixel
+// (the old kernel swept the row once per chunk, C / 8 strided passes), K chains unrolled so
+// that their accumulators stay in registers at -O2 too. The window is [xs, xe) of `nrows` input
+// rows; the order of each channel's sum does not depend on K.
 template <class Arch, bool kMax, size_t K>
 inline void pool_pixel(const float* const* rows, size_t nrows, size_t C, long xs, long xe,
                        float scale, float* out, size_t c) {
   using V = simd::Vec<Arch>;
   using B = typename V::B;
   B acc[K];
+#pragma GCC unroll 4
   for (size_t k = 0; k < K; ++k) acc[k] = kMax ? V::set1(-3.4e38f) : V::zero();
   for (size_t r = 0; r < nrows; ++r)
     for (long x = xs; x < xe; ++x) {
       const float* p = rows[r] + size_t(x) * C + c;
+#pragma GCC unroll 4
       for (size_t k = 0; k < K; ++k) {
         const B v = V::load(p + k * V::n);
         acc[k] = kMax ? V::max(acc[k], v) : acc[k] + v;
       }
     }
+#pragma GCC unroll 4
   for (size_t k = 0; k < K; ++k) {
     if (!kMax) acc[k] = acc[k] * V::set1(scale);
     V::store(out + c + k * V::n, acc[k]);
@@ -453,7 +457,8 @@ void pool_row(const float* const* rows, size_t nrows, size_t in_w, size_t C, siz
     const float scale = 1.0f / float(size_t(xe - xs) * nrows);
     float* o = out + ox * C;
     size_t c = 0;
-    for (; c + 4 * W <= C; c += 4 * W) pool_pixel<Arch, kMax, 4>(rows, nrows, C, xs, xe, scale, o, c);
+    for (; c + 4 * W <= C; c += 4 * W)
+      pool_pixel<Arch, kMax, 4>(rows, nrows, C, xs, xe, scale, o, c);
     for (; c + W <= C; c += W) pool_pixel<Arch, kMax, 1>(rows, nrows, C, xs, xe, scale, o, c);
     for (; c < C; ++c) pool_pixel<simd::scalar_arch, kMax, 1>(rows, nrows, C, xs, xe, scale, o, c);
   }

@@ -16,7 +16,7 @@ objdump=$1; shift
 fail=0; checked=0
 for obj in "$@"; do
   base=$(basename "$obj")
-  # family (a regex over the function names, inlined helpers included)=required FMA pattern (GEMM at the table's full width; the bandwidth-bound kernels run
+  # family (a regex over the function names, inlined helpers included)=required instruction pattern (GEMM at the table's full width; the bandwidth-bound kernels run
   # at the table's SmallArch, 8 floats on x86).
   case "$base" in
     avx512*) req="gemm_ukernel=vfmadd[0-9]*ps.*zmm gemv_panel=vfmadd[0-9]*ps.*zmm"
