@@ -16,25 +16,29 @@ objdump=$1; shift
 fail=0; checked=0
 for obj in "$@"; do
   base=$(basename "$obj")
-  # family (a regex over the function names, inlined helpers included)=required instruction pattern (GEMM at the table's full width; the bandwidth-bound kernels run
-  # at the table's SmallArch, 8 floats on x86).
+  # family (a regex over the function names, inlined helpers included)=required instruction
+  # pattern[@least] (GEMM at the table's full width; the bandwidth-bound kernels run at the
+  # table's SmallArch, 8 floats on x86).
   case "$base" in
     avx512*) req="gemm_ukernel=vfmadd[0-9]*ps.*zmm gemv_panel=vfmadd[0-9]*ps.*zmm"
              req="$req wino_(f43_input|input_chunk)=vfmadd[0-9]*ps.*ymm wino_(f43_output|output_chunk)=vfmadd[0-9]*ps.*ymm dwconv3x3_(row|pixel|4px)=vfmadd[0-9]*ps.*ymm"
-             req="$req f32_to_f16=vcvtps2ph f16_to_f32=vcvtph2ps gemm_ukernel_prefetching=prefetch pool_row=vmaxps.*ymm@4" ;;
+             req="$req f32_to_f16=vcvtps2ph f16_to_f32=vcvtph2ps gemm_ukernel_prefetching=prefetch"
+             req="$req pool_row=vmaxps.*ymm@4" ;;
     avx2*)   req="gemm_ukernel=vfmadd[0-9]*ps.*ymm gemv_panel=vfmadd[0-9]*ps.*ymm"
              req="$req wino_(f43_input|input_chunk)=vfmadd[0-9]*ps.*ymm wino_(f43_output|output_chunk)=vfmadd[0-9]*ps.*ymm dwconv3x3_(row|pixel|4px)=vfmadd[0-9]*ps.*ymm"
-             req="$req f32_to_f16=vcvtps2ph f16_to_f32=vcvtph2ps gemm_ukernel_prefetching=prefetch pool_row=vmaxps.*ymm@4" ;;
+             req="$req f32_to_f16=vcvtps2ph f16_to_f32=vcvtph2ps gemm_ukernel_prefetching=prefetch"
+             req="$req pool_row=vmaxps.*ymm@4" ;;
     neon*)   req="gemm_ukernel=fmla.*4s gemv_panel=fmla.*4s"
              req="$req wino_(f43_input|input_chunk)=fmla.*4s wino_(f43_output|output_chunk)=fmla.*4s dwconv3x3_(row|pixel|4px)=fmla.*4s"
-             req="$req f32_to_f16=fcvtn f16_to_f32=fcvtl gemm_ukernel_prefetching=prfm pool_row=fmax.*4s@4" ;;
+             req="$req f32_to_f16=fcvtn f16_to_f32=fcvtl gemm_ukernel_prefetching=prfm"
+             req="$req pool_row=fmax.*4s@4" ;;
     *) continue ;;
   esac
   dis=$("$objdump" -d -C --no-show-raw-insn "$obj")
   for r in $req; do
     fam=${r%%=*}; pat=${r#*=}; least=1
     case "$pat" in *@*) least=${pat##*@}; pat=${pat%@*} ;; esac
-    # FMAs per function of the family; the family passes if its SIMD instantiations have them.
+    # Matches per function of the family; the family passes if its SIMD instantiations have enough.
     counts=$(printf '%s\n' "$dis" | awk -v fam="$fam" -v pat="$pat" '
       /^[0-9a-f]+ <.*>:$/ { infn = $0 ~ ("::" fam "<") && index($0, "scalar_arch") == 0; next }
       infn && $0 ~ pat { n++ }
