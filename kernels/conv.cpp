@@ -70,13 +70,23 @@ void conv_1x1(const ConvGeom& g, InBand in, OutBand out, const PackedB& w, const
   gemm(size_t(out.rows * g.out_w), a, w, out.data, size_t(g.cout), mm);
 }
 
-// --- Winograd F(4x4,3x3) and F(2x2,3x3) --------------------------------------------------
+// --- Winograd F(6x6,3x3), F(4x4,3x3) and F(2x2,3x3) -----------------------------------------------
 
 namespace {
 int positions(int tile) { return (tile + 2) * (tile + 2); }
 }  // namespace
 
 WinogradWeights pack_winograd(int tile, const float* w, long cout, long cin, const float* bias) {
+  // G's rows: the 3 filter taps evaluated at each interpolation point, scaled to match B and A
+  // (microkernels_impl.h); the last row is the point at infinity.
+  static const double G6[8][3] = {{1, 0, 0},
+                                  {-2.0 / 9, -2.0 / 9, -2.0 / 9},
+                                  {-2.0 / 9, 2.0 / 9, -2.0 / 9},
+                                  {1.0 / 90, 1.0 / 45, 2.0 / 45},
+                                  {1.0 / 90, -1.0 / 45, 2.0 / 45},
+                                  {32.0 / 45, 16.0 / 45, 8.0 / 45},
+                                  {32.0 / 45, -16.0 / 45, 8.0 / 45},
+                                  {0, 0, 1}};
   static const double G4[6][3] = {{1.0 / 4, 0, 0},
                                   {-1.0 / 6, -1.0 / 6, -1.0 / 6},
                                   {-1.0 / 6, 1.0 / 6, -1.0 / 6},
@@ -84,9 +94,9 @@ WinogradWeights pack_winograd(int tile, const float* w, long cout, long cin, con
                                   {1.0 / 24, -1.0 / 12, 1.0 / 6},
                                   {0, 0, 1}};
   static const double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
-  if (tile != 4 && tile != 2) throw std::logic_error("Winograd tiles are 4 or 2 rows");
+  if (tile != 6 && tile != 4 && tile != 2) throw std::logic_error("Winograd tiles are 6, 4 or 2 rows");
   const int a = tile + 2;
-  auto G = [tile](int i, int k) { return tile == 4 ? G4[i][k] : G2[i][k]; };
+  auto G = [tile](int i, int k) { return tile == 6 ? G6[i][k] : tile == 4 ? G4[i][k] : G2[i][k]; };
   // U = G g G^T per (co, ci), as a*a matrices u_xi[ci][co], xi = i*a + j, packed one row i of
   // G at a time: a of them exist unpacked at once, not all (for a 512x512 layer at F(4x4),
   // 6 MB beside its packing instead of 38 MB).
@@ -132,10 +142,10 @@ void wino_input_tiles(const KernelTable& kt, const WinoTiles& L, long b0, long t
                       float* v, size_t v_stride) {
   const size_t rf = size_t(L.g.in_w * L.g.cin);
   const int m = L.w.tile;
-  const WinoInputFn fn = m == 4 ? kt.wino_f43_input : kt.wino_f23_input;
+  const WinoInputFn fn = m == 6 ? kt.wino_f63_input : m == 4 ? kt.wino_f43_input : kt.wino_f23_input;
   for (long t = t_begin; t < t_end; ++t) {
     const long ty = (b0 + t) / L.ntx, tx = (b0 + t) % L.ntx;
-    const float* rows[6] = {};
+    const float* rows[8] = {};
     for (int i = 0; i < m + 2; ++i) rows[i] = L.in.row(L.t0 + ty * m - L.g.pad_t + i, L.g.in_h, rf);
     fn(rows, tx * m - L.g.pad_l, size_t(L.g.in_w), size_t(L.g.cin), v + size_t(t) * size_t(L.g.cin), v_stride);
   }
@@ -146,10 +156,11 @@ void wino_output_tiles(const KernelTable& kt, const WinoTiles& L, long b0, long 
   const size_t K = size_t(L.g.cout);
   const long r0 = L.out.row0, r1 = L.out.row0 + L.out.rows;
   const int tm = L.w.tile;
-  const WinoOutputFn fn = tm == 4 ? kt.wino_f43_output : kt.wino_f23_output;
+  const WinoOutputFn fn =
+      tm == 6 ? kt.wino_f63_output : tm == 4 ? kt.wino_f43_output : kt.wino_f23_output;
   for (long t = t_begin; t < t_end; ++t) {
     const long ty = (b0 + t) / L.ntx, tx = (b0 + t) % L.ntx;
-    float* orow[4] = {nullptr, nullptr, nullptr, nullptr};
+    float* orow[6] = {};
     for (int p = 0; p < tm; ++p) {
       const long y = L.t0 + ty * tm + p;
       orow[p] = (y >= r0 && y < r1) ? L.out.data + size_t(y - r0) * L.g.out_w * K : nullptr;

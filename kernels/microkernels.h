@@ -32,17 +32,16 @@ using GemvPanelFn = void (*)(size_t k, const float* x, const float* w, const flo
 using Dwconv3x3RowFn = void (*)(const float* const rows[3], size_t in_w, size_t channels,
                                 size_t stride, size_t pad_left, const float* w, const float* bias,
                                 float* out, size_t out_w, const MinMax* mm);
-// Winograd F(4x4,3x3) input transform of one 6x6 tile, all channels (36 positions; the F(2x2)
-// one: a 4x4 tile from rows[0..3], 16 positions). rows[i] is nullptr where
-// the tile row lies outside the available input; columns outside [0,in_w) read as zero.
-// Writes v[xi * v_stride + c] for the 36 transform positions xi.
-using WinoInputFn = void (*)(const float* const rows[6], long x0, size_t in_w, size_t channels,
+// Winograd F(m x m,3x3) input transform of one (m+2)x(m+2) tile, all channels, m = 6, 4 or 2
+// ((m+2)^2 positions: 64, 36, 16), from rows[0..m+1]. rows[i] is nullptr where the tile row
+// lies outside the available input; columns outside [0,in_w) read as zero.
+// Writes v[xi * v_stride + c] for the transform positions xi.
+using WinoInputFn = void (*)(const float* const rows[8], long x0, size_t in_w, size_t channels,
                              float* v, size_t v_stride);
 // Inverse transform of one tile: m[xi * m_stride + c] -> out_rows[p][(x0 + q) * channels + c]
-// for q < ncols, skipping rows whose pointer is nullptr. The F(2x2,3x3) pair has the same
-// types: a 4x4 tile from rows[0..3], 16 positions, out_rows[0..1].
+// for p < m and q < ncols, skipping rows whose pointer is nullptr.
 using WinoOutputFn = void (*)(const float* m, size_t m_stride, size_t channels, const float* bias,
-                              const MinMax* mm, float* const out_rows[4], size_t x0, size_t ncols);
+                              const MinMax* mm, float* const out_rows[6], size_t x0, size_t ncols);
 // One output row of max/avg pooling over nrows input rows (padding excluded from the window).
 using PoolRowFn = void (*)(const float* const* rows, size_t nrows, size_t in_w, size_t channels,
                            size_t kw, size_t stride, size_t pad_left, float* out, size_t out_w);
@@ -88,6 +87,8 @@ struct KernelTable {
   GemmPrefetchingUkernelFn gemm_rows_prefetching[kMaxGemmMr + 1];
   GemvPanelFn gemv_panel;
   Dwconv3x3RowFn dwconv3x3;
+  WinoInputFn wino_f63_input;
+  WinoOutputFn wino_f63_output;
   WinoInputFn wino_f43_input;
   WinoOutputFn wino_f43_output;
   WinoInputFn wino_f23_input;

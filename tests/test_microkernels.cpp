@@ -138,7 +138,7 @@ TEST_CASE("microkernels: depthwise, Winograd transforms, pooling and add stay in
       CAPTURE(C);
       CAPTURE(in_w);
       // One input row is in_w * C floats; nullptr rows are padding.
-      std::vector<std::vector<float>> rows(6);
+      std::vector<std::vector<float>> rows(8);
       for (auto& r : rows) r = ref::random_vec(in_w * C, rng);
       const bool clamp = rng() % 2;
 
@@ -162,20 +162,21 @@ TEST_CASE("microkernels: depthwise, Winograd transforms, pooling and add stay in
           });
         }
       }
-      for (int tile : {4, 2}) {  // Winograd input transform: a (tile+2)^2 tile from 2 left of the row
+      for (int tile : {6, 4, 2}) {  // Winograd input transform: a (tile+2)^2 tile from 2 left of the row
         CAPTURE(tile);
         const int a = tile + 2;
-        const kernels::WinoInputFn fn = tile == 4 ? kt.wino_f43_input : kt.wino_f23_input;
+        const kernels::WinoInputFn fn =
+            tile == 6 ? kt.wino_f63_input : tile == 4 ? kt.wino_f43_input : kt.wino_f23_input;
         const long x0 = long(pick(rng, 0, in_w + 1)) - 2;
         const size_t v_stride = C + pick(rng, 0, 5);
         std::vector<float> want(size_t(a * a - 1) * v_stride + C);
-        const float* rp[6] = {};
+        const float* rp[8] = {};
         for (int i = 0; i < a; ++i)
           rp[i] = (i == a - 1 && rng() % 2) ? nullptr : rows[size_t(i)].data();
         fn(rp, x0, in_w, C, want.data(), v_stride);
         both_sides([&](Flush f) {
           std::vector<std::unique_ptr<Guarded>> g;
-          const float* gp[6];
+          const float* gp[8];
           for (int i = 0; i < a; ++i) {
             g.push_back(std::make_unique<Guarded>(rows[size_t(i)], f));
             gp[i] = rp[i] ? g.back()->data() : nullptr;
@@ -185,22 +186,23 @@ TEST_CASE("microkernels: depthwise, Winograd transforms, pooling and add stay in
           CHECK(gv.values() == want);
         });
       }
-      for (int tile : {4, 2}) {  // Winograd output transform: up to `tile` columns into rows that end at the last column
+      for (int tile : {6, 4, 2}) {  // Winograd output transform: up to `tile` columns into rows that end at the last column
         CAPTURE(tile);
         const int a = tile + 2;
-        const kernels::WinoOutputFn fn = tile == 4 ? kt.wino_f43_output : kt.wino_f23_output;
+        const kernels::WinoOutputFn fn =
+            tile == 6 ? kt.wino_f63_output : tile == 4 ? kt.wino_f43_output : kt.wino_f23_output;
         const size_t m_stride = C + pick(rng, 0, 5), x0 = pick(rng, 0, 3), ncols = pick(rng, 1, size_t(tile));
         const auto m = ref::random_vec(size_t(a * a - 1) * m_stride + C, rng), bias = ref::random_vec(C, rng);
         const size_t row_len = (x0 + ncols) * C;
         std::vector<std::vector<float>> want(static_cast<size_t>(tile), std::vector<float>(row_len));
         const bool skip = rng() % 2;
-        float* op[4] = {nullptr, nullptr, nullptr, nullptr};
+        float* op[6] = {};
         for (int p = 0; p < tile; ++p) op[p] = (skip && p == tile - 1) ? nullptr : want[size_t(p)].data();
         fn(m.data(), m_stride, C, bias.data(), clamp ? &mm : nullptr, op, x0, ncols);
         both_sides([&](Flush f) {
           Guarded gm(m, f), gb(bias, f);
           std::vector<std::unique_ptr<Guarded>> g;
-          float* gp[4] = {nullptr, nullptr, nullptr, nullptr};
+          float* gp[6] = {};
           for (int p = 0; p < tile; ++p) {
             g.push_back(std::make_unique<Guarded>(std::vector<float>(row_len), f));
             gp[p] = op[p] ? g.back()->data() : nullptr;

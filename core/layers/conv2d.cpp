@@ -72,6 +72,18 @@ kernels::ConvGeom Conv2D::geom() const {
           p_.pad_t, p_.pad_l, out_shape_.h, out_shape_.w};
 }
 
+// F(6x6) multiplies 64 transform positions per 36 outputs against F(4x4)'s 36 per 16 (21%
+// fewer), but it pads a map to whole 6x6 tiles and its 8-point transforms and 64 weight
+// matrices cost more per tile. On VGG-16 (one Zen 5 core, AVX-512 transforms) it won on the
+// 224x224 and 112x112 maps, where its padded positions are 82% of F(4x4)'s, and lost 3-8% on
+// the 56x56 and 28x28 ones, at 91%. Maps of at least 16 tile rows only: a cluster splits a map
+// into bands of whole tiles, and on VGG-16 at 64x64 (11 tiles of 6 rows) the planner then ran
+// a batch of two images whole rather than split.
+bool Conv2D::f63_pays(long h, long w) {
+  auto positions = [h, w](long m) { return (h + m - 1) / m * ((w + m - 1) / m) * (m + 2) * (m + 2); };
+  return h >= 16 * 6 && positions(6) * 100 <= positions(4) * 85;
+}
+
 void Conv2D::choose_kernels() {
   const bool grouped = !p_.depthwise && p_.groups > 1;
   if (has_forced_) {
@@ -89,8 +101,11 @@ void Conv2D::choose_kernels() {
     // matrices per 512x512 layer, read once a call, dominate the thin bands a cluster gives
     // each device. Not maps of 8 rows or fewer: untried on a board, and the planner's tests on
     // VGG-16 at 64x64 (8x8 and 4x4 maps) then gave a 50 Mbit/s worker as many rows as the rest.
+    // Large maps take F(6x6) where it pays (f63_pays).
     const bool small = out_shape_.h > 8 && long(out_shape_.h) * out_shape_.w <= kSmallWinogradMap;
-    algo_ = small ? Algo::winograd_f23 : Algo::winograd_f43;
+    algo_ = small                                      ? Algo::winograd_f23
+            : f63_pays(out_shape_.h, out_shape_.w)     ? Algo::winograd_f63
+                                                       : Algo::winograd_f43;
   } else {
     algo_ = Algo::im2col;
   }
@@ -155,6 +170,7 @@ size_t Conv2D::packed_bytes(RowRange) const {
   auto panels = [nr](size_t k, size_t n) { return (n + nr - 1) / nr * nr * (k + 1); };
   size_t n = b_.size();
   switch (algo_) {
+    case Algo::winograd_f63:
     case Algo::winograd_f43:
     case Algo::winograd_f23: {
       const size_t a = size_t(winograd_tile() + 2);
@@ -180,6 +196,7 @@ void Conv2D::pack() {
   wino_ = {};
   dw9_.clear();
   switch (algo_) {
+    case Algo::winograd_f63:
     case Algo::winograd_f43:
     case Algo::winograd_f23:
       if (p_.kh != 3 || p_.kw != 3 || p_.sh != 1 || p_.sw != 1 || p_.depthwise)
@@ -229,6 +246,7 @@ void Conv2D::forward(const std::vector<const Band*>& in, Band& out) const {
   const kernels::MinMax mm = activation_range(p_.act);
   const kernels::MinMax* mmp = p_.act == Activation::none ? nullptr : &mm;
   switch (algo_) {
+    case Algo::winograd_f63:
     case Algo::winograd_f43:
     case Algo::winograd_f23: kernels::conv3x3_winograd(g, ib, ob, wino_, mmp); break;
     case Algo::gemm1x1: kernels::conv_1x1(g, ib, ob, packed_, mmp); break;

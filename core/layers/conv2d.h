@@ -1,6 +1,6 @@
 // 2-D convolution (dense, grouped or depthwise) with bias and fused ReLU/ReLU6. Weights are
-// OHWI ([cout][kh][kw][cin/groups]). prepare() picks the kernel: Winograd F(4x4,3x3) for dense
-// 3x3 stride 1, direct GEMM for 1x1, vectorised depthwise 3x3, im2col + GEMM for the rest, and
+// OHWI ([cout][kh][kw][cin/groups]). prepare() picks the kernel: Winograd F(6x6,3x3), F(4x4,3x3)
+// or F(2x2,3x3) for dense 3x3 stride 1, direct GEMM for 1x1, vectorised depthwise 3x3, im2col + GEMM for the rest, and
 // one im2col + GEMM per group for grouped convolutions (ResNeXt, RegNet).
 #pragma once
 #include "core/layer.h"
@@ -21,7 +21,11 @@ class Conv2D : public Layer {
   // Output maps of more than 8 rows and at most this many pixels take Winograd F(2x2,3x3)
   // (choose_kernels).
   static constexpr long kSmallWinogradMap = 14 * 14;
-  enum class Algo { im2col, gemm1x1, winograd_f43, winograd_f23, depthwise3x3, depthwise_generic, grouped };
+  // Whether an h x w output map takes Winograd F(6x6,3x3) rather than F(4x4,3x3).
+  static bool f63_pays(long h, long w);
+  enum class Algo {
+    im2col, gemm1x1, winograd_f43, winograd_f23, depthwise3x3, depthwise_generic, grouped, winograd_f63
+  };
   explicit Conv2D(const Conv2DParams& p);
   std::string type() const override { return "conv2d"; }
   Shape configure(const std::vector<Shape>& in) override;
@@ -55,7 +59,14 @@ class Conv2D : public Layer {
   std::vector<float>& bias() { return b_; }
   Algo algo() const { return algo_; }
   // Output rows (and columns) of the Winograd algorithm's tiles; 1 for the others.
-  int winograd_tile() const { return algo_ == Algo::winograd_f43 ? 4 : algo_ == Algo::winograd_f23 ? 2 : 1; }
+  int winograd_tile() const {
+    switch (algo_) {
+      case Algo::winograd_f63: return 6;
+      case Algo::winograd_f43: return 4;
+      case Algo::winograd_f23: return 2;
+      default: return 1;
+    }
+  }
   // Force an algorithm (tests compare them all); prepare() must follow.
   void force_algo(Algo a) { forced_ = a, has_forced_ = true; }
   // Folds y = gamma * (x - mean) / sqrt(var + eps) + beta into the weights and bias.
