@@ -70,7 +70,7 @@ void conv_1x1(const ConvGeom& g, InBand in, OutBand out, const PackedB& w, const
   gemm(size_t(out.rows * g.out_w), a, w, out.data, size_t(g.cout), mm);
 }
 
-// --- Winograd F(6x6,3x3), F(4x4,3x3) and F(2x2,3x3) -----------------------------------------------
+// --- Winograd F(6x6,3x3), F(4x4,3x3) and F(2x2,3x3) ----------------------------------------------
 
 namespace {
 int positions(int tile) { return (tile + 2) * (tile + 2); }
@@ -94,7 +94,8 @@ WinogradWeights pack_winograd(int tile, const float* w, long cout, long cin, con
                                   {1.0 / 24, -1.0 / 12, 1.0 / 6},
                                   {0, 0, 1}};
   static const double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
-  if (tile != 6 && tile != 4 && tile != 2) throw std::logic_error("Winograd tiles are 6, 4 or 2 rows");
+  if (tile != 6 && tile != 4 && tile != 2)
+    throw std::logic_error("Winograd tiles are 6, 4 or 2 rows");
   const int a = tile + 2;
   auto G = [tile](int i, int k) { return tile == 6 ? G6[i][k] : tile == 4 ? G4[i][k] : G2[i][k]; };
   // U = G g G^T per (co, ci), as a*a matrices u_xi[ci][co], xi = i*a + j, packed one row i of
@@ -142,7 +143,8 @@ void wino_input_tiles(const KernelTable& kt, const WinoTiles& L, long b0, long t
                       float* v, size_t v_stride) {
   const size_t rf = size_t(L.g.in_w * L.g.cin);
   const int m = L.w.tile;
-  const WinoInputFn fn = m == 6 ? kt.wino_f63_input : m == 4 ? kt.wino_f43_input : kt.wino_f23_input;
+  const WinoInputFn fn =
+      m == 6 ? kt.wino_f63_input : m == 4 ? kt.wino_f43_input : kt.wino_f23_input;
   for (long t = t_begin; t < t_end; ++t) {
     const long ty = (b0 + t) / L.ntx, tx = (b0 + t) % L.ntx;
     const float* rows[8] = {};

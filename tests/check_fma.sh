@@ -17,11 +17,12 @@ fail=0; checked=0
 for obj in "$@"; do
   base=$(basename "$obj")
   # family (a regex over the function names, inlined helpers included)=required instruction
-  # pattern[@least] (GEMM and the Winograd transforms at the table's full width; the
-  # bandwidth-bound kernels run at the table's SmallArch, 8 floats on x86).
+  # pattern[@least] (GEMM and the Winograd transforms at the table's full width, the transforms'
+  # leftover channels and the bandwidth-bound kernels at the table's SmallArch, 8 floats on x86).
   case "$base" in
     avx512*) req="gemm_ukernel=vfmadd[0-9]*ps.*zmm gemv_panel=vfmadd[0-9]*ps.*zmm"
              req="$req wino_(f43_input|input_chunk)=vfmadd[0-9]*ps.*zmm wino_(f43_output|output_chunk)=vfmadd[0-9]*ps.*zmm"
+             req="$req wino_(f43_input|input_chunk)=vfmadd[0-9]*ps.*ymm wino_(f43_output|output_chunk)=vfmadd[0-9]*ps.*ymm"
              req="$req dwconv3x3_(row|pixel|4px)=vfmadd[0-9]*ps.*ymm"
              req="$req f32_to_f16=vcvtps2ph f16_to_f32=vcvtph2ps gemm_ukernel_prefetching=prefetch"
              req="$req pool_row=vmaxps.*ymm@4" ;;

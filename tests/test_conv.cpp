@@ -92,8 +92,9 @@ TEST_CASE("conv2d: every algorithm and ISA matches the reference; every band spl
       run_conv_case(random_case(rng, true, 3, 1 + t % 2), Conv2D::Algo::depthwise3x3, rng);
       run_conv_case(random_case(rng, true, 3 + 2 * (t % 2), 1 + t % 2), Conv2D::Algo::depthwise_generic, rng);
     }
-    // The Winograd transforms take 16-wide chunks (AVX-512), then 8-wide, then one channel:
-    // 27 input and 29 output channels reach all three on every table.
+    // The Winograd transforms take chunks of the table's full width, then of its SmallArch's,
+    // then one channel: 27 input and 29 output channels reach all three on AVX-512 (16, 8, 1)
+    // and both on the one-width tables.
     Case mixed = random_case(rng, false, 3, 1);
     mixed.p.cin = 27, mixed.p.cout = 29;
     for (Conv2D::Algo a : {Conv2D::Algo::winograd_f63, Conv2D::Algo::winograd_f43, Conv2D::Algo::winograd_f23})

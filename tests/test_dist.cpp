@@ -180,9 +180,9 @@ TEST_CASE("dist protocol: frames round-trip; corrupt, oversize and unknown frame
   bad[4] = 9;
   CHECK_THROWS_WITH_AS(decode_header(bad.data()), doctest::Contains("version"), ProtocolError);
   bad = h;
-  bad[4] = 5;  // a worker of the version before palette rows names both versions
+  bad[4] = 6;  // a worker of the version before 6-row Winograd tiles: both versions named
   CHECK_THROWS_WITH_AS(decode_header(bad.data()),
-                       doctest::Contains("protocol version 5 not supported (this is 6)"),
+                       doctest::Contains("protocol version 6 not supported (this is 7)"),
                        ProtocolError);
   bad = h;
   bad[6] = 77;
@@ -1457,6 +1457,32 @@ TEST_CASE("dist faults: a worker killed mid-run; the host recomputes and keeps g
   CHECK(st2.faults == 0);
 }
 
+// SIGSTOP stops a process's threads as each next enters the kernel, not when kill() returns: a
+// worker thread still running answered the ping that followed (an ASan CI run). Waits until
+// every thread of `pid` is stopped.
+static bool wait_all_threads_stopped(pid_t pid, int timeout_ms) {
+  const std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  for (int waited = 0; waited < timeout_ms; waited += 5) {
+    int threads = 0, stopped = 0;
+    if (DIR* d = opendir(dir.c_str())) {
+      while (const dirent* e = readdir(d)) {
+        if (e->d_name[0] == '.') continue;
+        std::ifstream f(dir + "/" + e->d_name + "/stat");
+        std::string line;
+        std::getline(f, line);
+        const size_t r = line.rfind(')');  // the state follows the command name in parentheses
+        if (r == std::string::npos || r + 2 >= line.size()) continue;
+        ++threads;
+        stopped += line[r + 2] == 'T' || line[r + 2] == 't';
+      }
+      closedir(d);
+    }
+    if (threads > 0 && stopped == threads) return true;
+    usleep(5000);
+  }
+  return false;
+}
+
 TEST_CASE("dist faults: ping times live workers and drops a dead one and a stopped one") {
   auto g = shared_synthetic("vgg16:32");
   LocalWorkers live(1);
@@ -1473,6 +1499,7 @@ TEST_CASE("dist faults: ping times live workers and drops a dead one and a stopp
   kill(dead.pid(), SIGKILL);
   waitpid(dead.pid(), nullptr, 0);
   kill(stopped.pid(), SIGSTOP);
+  REQUIRE(wait_all_threads_stopped(stopped.pid(), 5000));
   InferStats st;
   const std::vector<double> rtt = host.ping(&st);
   kill(stopped.pid(), SIGCONT);

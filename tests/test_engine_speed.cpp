@@ -17,25 +17,29 @@ using namespace eb;
 
 TEST_CASE(
     "kernels: VGG-16's wide Winograd layers run per-thread blocks on 2 threads, deep ones shared") {
-  // (tiles at 224x224, channels) per layer; the per-thread path kept each core's transforms on
-  // that core: conv1_2 went from 22.8 to 16.9 ms, conv3_x from 14 to 12.5 ms on 2 threads.
+  // (tile, tiles at 224x224, channels) per layer; the per-thread path kept each core's
+  // transforms on that core: conv1_2 went from 22.8 to 16.9 ms, conv3_x from 14 to 12.5 ms on 2
+  // threads (at F(4x4); conv1_2 and conv2_x now take F(6x6), conv3 and conv4 F(4x4)).
   struct L {
+    int tile;
     size_t tiles, c, k;
     bool per_thread;
   };
-  const L layers[] = {{56 * 56, 64, 64, true},   {28 * 28, 64, 128, true},
-                      {28 * 28, 128, 128, true}, {14 * 14, 256, 256, true},
-                      {7 * 7, 512, 512, false},  {4 * 4, 512, 512, false}};  // conv4, conv5 at F(4x4)
+  const L layers[] = {{6, 38 * 38, 64, 64, true},   {6, 19 * 19, 64, 128, true},
+                      {6, 19 * 19, 128, 128, true}, {4, 56 * 56, 64, 64, true},
+                      {4, 28 * 28, 64, 128, true},  {4, 28 * 28, 128, 128, true},
+                      {4, 14 * 14, 256, 256, true}, {4, 7 * 7, 512, 512, false},
+                      {4, 4 * 4, 512, 512, false}};  // the last two: conv4, and conv5 at F(4x4)
   for (size_t mr : {size_t(6), size_t(8), size_t(12)})
     for (const L& l : layers) {
       CAPTURE(mr);
       CAPTURE(l.tiles);
-      const kernels::WinoSchedule s = kernels::winograd_schedule(4, l.tiles, l.c, l.k, mr, 2);
+      const kernels::WinoSchedule s = kernels::winograd_schedule(l.tile, l.tiles, l.c, l.k, mr, 2);
       CHECK(s.per_thread == l.per_thread);
       CHECK(size_t(s.blocks) * s.tiles_per_block >= l.tiles);  // every tile in some block
       if (s.per_thread) CHECK(s.blocks % 2 == 0);              // as many blocks per thread
       // One thread never needs the per-thread path (it is the shared one without barriers).
-      CHECK_FALSE(kernels::winograd_schedule(4, l.tiles, l.c, l.k, mr, 1).per_thread);
+      CHECK_FALSE(kernels::winograd_schedule(l.tile, l.tiles, l.c, l.k, mr, 1).per_thread);
     }
   // VGG-16's conv5 at F(2x2): 7x7 tiles of 512x512, the shared path.
   for (size_t mr : {size_t(6), size_t(8), size_t(12)})

@@ -396,7 +396,8 @@ TEST_CASE("planner: zones snapped to whole Winograd tiles, where that is predict
   Cluster aligned = c;
   aligned.tile_aligned_zones = true;
   // Snapped: every boundary of a block ending in a Winograd conv lies between whole tiles
-  // (4 rows of an F(4x4) conv, 2 of an F(2x2) one; half that of a 2x2 pool fused after it).
+  // (6 rows of an F(6x6) conv, 4 of an F(4x4) one, 2 of an F(2x2) one; half that of a 2x2
+  // pool fused after it).
   std::vector<int> cuts;  // one block per conv, each pool fused with the conv before it
   for (int x : candidate_cuts(g))
     if (g.shape_of(x).h == g.shape_of(x - 1).h) cuts.push_back(x);

@@ -76,11 +76,16 @@ kernels::ConvGeom Conv2D::geom() const {
 // fewer), but it pads a map to whole 6x6 tiles and its 8-point transforms and 64 weight
 // matrices cost more per tile. On VGG-16 (one Zen 5 core, AVX-512 transforms) it won on the
 // 224x224 and 112x112 maps, where its padded positions are 82% of F(4x4)'s, and lost 3-8% on
-// the 56x56 and 28x28 ones, at 91%. Maps of at least 16 tile rows only: a cluster splits a map
-// into bands of whole tiles, and on VGG-16 at 64x64 (11 tiles of 6 rows) the planner then ran
-// a batch of two images whole rather than split.
+// the 56x56 and 28x28 ones, at 91%: so F(6x6) where its positions are at most 85% of F(4x4)'s.
+// Maps of at least 16 tile rows only: a cluster splits a map into bands of whole tiles, and on
+// VGG-16 at 64x64 (11 tiles of 6 rows) the planner then ran a batch of two images whole rather
+// than split. Measured on AVX-512 and AVX2 (`--isa avx2`: conv1_2 18.2 -> 14.7 ms), not on
+// NEON; the choice must not depend on the ISA, since every device of a cluster has to cut the
+// same tiles.
 bool Conv2D::f63_pays(long h, long w) {
-  auto positions = [h, w](long m) { return (h + m - 1) / m * ((w + m - 1) / m) * (m + 2) * (m + 2); };
+  auto positions = [h, w](long m) {
+    return (h + m - 1) / m * ((w + m - 1) / m) * (m + 2) * (m + 2);
+  };
   return h >= 16 * 6 && positions(6) * 100 <= positions(4) * 85;
 }
 
@@ -103,9 +108,10 @@ void Conv2D::choose_kernels() {
     // VGG-16 at 64x64 (8x8 and 4x4 maps) then gave a 50 Mbit/s worker as many rows as the rest.
     // Large maps take F(6x6) where it pays (f63_pays).
     const bool small = out_shape_.h > 8 && long(out_shape_.h) * out_shape_.w <= kSmallWinogradMap;
-    algo_ = small                                      ? Algo::winograd_f23
-            : f63_pays(out_shape_.h, out_shape_.w)     ? Algo::winograd_f63
-                                                       : Algo::winograd_f43;
+    if (small)
+      algo_ = Algo::winograd_f23;
+    else
+      algo_ = f63_pays(out_shape_.h, out_shape_.w) ? Algo::winograd_f63 : Algo::winograd_f43;
   } else {
     algo_ = Algo::im2col;
   }

@@ -1,7 +1,8 @@
 // 2-D convolution (dense, grouped or depthwise) with bias and fused ReLU/ReLU6. Weights are
-// OHWI ([cout][kh][kw][cin/groups]). prepare() picks the kernel: Winograd F(6x6,3x3), F(4x4,3x3)
-// or F(2x2,3x3) for dense 3x3 stride 1, direct GEMM for 1x1, vectorised depthwise 3x3, im2col + GEMM for the rest, and
-// one im2col + GEMM per group for grouped convolutions (ResNeXt, RegNet).
+// OHWI ([cout][kh][kw][cin/groups]). prepare() picks the kernel: Winograd F(6x6,3x3),
+// F(4x4,3x3) or F(2x2,3x3) for dense 3x3 stride 1, direct GEMM for 1x1, vectorised depthwise
+// 3x3, im2col + GEMM for the rest, and one im2col + GEMM per group for grouped convolutions
+// (ResNeXt, RegNet).
 #pragma once
 #include "core/layer.h"
 #include "kernels/conv.h"
@@ -24,7 +25,14 @@ class Conv2D : public Layer {
   // Whether an h x w output map takes Winograd F(6x6,3x3) rather than F(4x4,3x3).
   static bool f63_pays(long h, long w);
   enum class Algo {
-    im2col, gemm1x1, winograd_f43, winograd_f23, depthwise3x3, depthwise_generic, grouped, winograd_f63
+    im2col,
+    gemm1x1,
+    winograd_f43,
+    winograd_f23,
+    depthwise3x3,
+    depthwise_generic,
+    grouped,
+    winograd_f63
   };
   explicit Conv2D(const Conv2DParams& p);
   std::string type() const override { return "conv2d"; }

@@ -178,7 +178,7 @@ std::vector<std::vector<RowRange>> zones_for(Scheme s, int h, const std::vector<
   return detail::proportional_zones(h, speed);
 }
 
-// Rows of node last-1 that cover whole tiles of the block's last Winograd layer (4- or 2-row
+// Rows of node last-1 that cover whole tiles of the block's last Winograd layer (6-, 4- or 2-row
 // tiles at fixed positions, so that outputs equal the local run's): its granule divided by the
 // downsampling after it (2 after a 2x2 pool), or 1 where that does not divide. A zone boundary
 // inside a tile makes both devices compute the whole tile. A halo through an overlapping kernel

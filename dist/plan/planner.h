@@ -63,7 +63,7 @@ struct Cluster {
   // Off by default: a thin piece pushed through a fused block recomputes a wide receptive field
   // (widened further by Winograd tile alignment), which measured slower than it saved here.
   bool edge_first = false;
-  // Zone boundaries at the start of a plan snapped to whole Winograd tiles (4 or 2 rows at fixed
+  // Zone boundaries at the start of a plan snapped to whole Winograd tiles (6, 4 or 2 rows at fixed
   // positions, so that outputs equal the local run's): a boundary inside a tile makes both of
   // its devices compute all of it. The planner tries both (planner.cpp, plan_scheme).
   bool tile_aligned_zones = false;

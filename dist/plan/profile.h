@@ -1,6 +1,6 @@
 // Device profile: measured time of every layer as a function of band height on one device,
 // fitted as fixed + per_row * rows, where rows counts the rows the kernel computes: a band of a
-// Winograd layer computes whole tiles (Layer::row_granule: 4 rows, 2 on small maps), so 17 rows
+// Winograd layer computes whole tiles (Layer::row_granule: 4 rows, 6 on large maps, 2 on small ones), so 17 rows
 // of an F(4x4) layer cost 20. Produced by
 // `edgeband profile`, saved as JSON, and read by the planner (one file per board).
 #pragma once

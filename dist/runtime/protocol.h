@@ -46,7 +46,8 @@ constexpr uint16_t kMaxMsgType = 10;
 const char* msg_name(MsgType t);
 
 constexpr uint32_t kFrameMagic = 0x444E4245;  // "EBND"
-constexpr uint16_t kProtocolVersion = 6;  // 4: the libsodium handshake and sealed frames, 5: image plans, 6: palette rows
+constexpr uint16_t kProtocolVersion = 7;  // 4: the libsodium handshake and sealed frames, 5: image plans, 6: palette rows
+// 7: 6-row Winograd tiles on large maps (an older peer would need other halo rows)
 constexpr size_t kHeaderBytes = 40;
 constexpr size_t kTagBytes = 16;
 constexpr uint32_t kFlagSealed = 1;

@@ -44,22 +44,22 @@ else
   echo "note: ../shared missing; the import fuzzer starts without real model seeds"
 fi
 printf '\2\x08\x08' >"$work/import/onnx"
-# Frame headers carry the protocol version (kProtocolVersion, 6) after the magic.
-printf 'EBND\6\0\4\0' >"$work/frame/seed"
+# Frame headers carry the protocol version (kProtocolVersion, 7) after the magic.
+printf 'EBND\7\0\4\0' >"$work/frame/seed"
 # A ROWS frame (checksum left zero: the target goes on past it) of zero-elided fp32: two mask
 # words (bit 0 set) and one value, for row 0 of node 0 (16x16x8) of the target's model.
 zrows='{"image":1,"node":0,"row0":0,"rows":1,"wire":"fp32z"}'
-{ printf 'EBND\6\0\5\0\0\0\0\0\0\0\0\0'; printf "\\x$(printf %02x ${#zrows})\0\0\0\0\0\0\0";
+{ printf 'EBND\7\0\5\0\0\0\0\0\0\0\0\0'; printf "\\x$(printf %02x ${#zrows})\0\0\0\0\0\0\0";
   printf '\x14\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0'; printf '%s' "$zrows";
   printf '\1\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x80\x3f'; } >"$work/frame/rows_fp32z"
 # The input's row 0 (32x3) as palettes: 3 channels of one value each (1.0), then 32 x 3 indices.
 prows='{"image":1,"node":-1,"row0":0,"rows":1,"wire":"fp32p"}'
-{ printf 'EBND\6\0\5\0\0\0\0\0\0\0\0\0'; printf "\\x$(printf %02x ${#prows})\0\0\0\0\0\0\0";
+{ printf 'EBND\7\0\5\0\0\0\0\0\0\0\0\0'; printf "\\x$(printf %02x ${#prows})\0\0\0\0\0\0\0";
   printf '\x74\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0'; printf '%s' "$prows"; printf '\3\0';
   for c in 0 1 2; do printf '\1\0\0\0\x80\x3f'; done; head -c 96 /dev/zero; } >"$work/frame/rows_fp32p"
 # A worker's reply: the same rows with spans and peak memory riding on them.
 rrows='{"image":1,"node":0,"row0":0,"rows":1,"wire":"fp32z","spans":[[0,0,5,9]],"peak_rss_kb":4096}'
-{ printf 'EBND\6\0\5\0\0\0\0\0\0\0\0\0'; printf "\\x$(printf %02x ${#rrows})\0\0\0\0\0\0\0";
+{ printf 'EBND\7\0\5\0\0\0\0\0\0\0\0\0'; printf "\\x$(printf %02x ${#rrows})\0\0\0\0\0\0\0";
   printf '\x14\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0'; printf '%s' "$rrows";
   printf '\1\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x80\x3f'; } >"$work/reply/rows"
 cp "$work/frame/seed" "$work/reply/header"
