@@ -143,8 +143,7 @@ void wino_input_tiles(const KernelTable& kt, const WinoTiles& L, long b0, long t
                       float* v, size_t v_stride) {
   const size_t rf = size_t(L.g.in_w * L.g.cin);
   const int m = L.w.tile;
-  const WinoInputFn fn =
-      m == 6 ? kt.wino_f63_input : m == 4 ? kt.wino_f43_input : kt.wino_f23_input;
+  const WinoInputFn fn = wino_input_fn(kt, m);
   for (long t = t_begin; t < t_end; ++t) {
     const long ty = (b0 + t) / L.ntx, tx = (b0 + t) % L.ntx;
     const float* rows[8] = {};
@@ -158,8 +157,7 @@ void wino_output_tiles(const KernelTable& kt, const WinoTiles& L, long b0, long 
   const size_t K = size_t(L.g.cout);
   const long r0 = L.out.row0, r1 = L.out.row0 + L.out.rows;
   const int tm = L.w.tile;
-  const WinoOutputFn fn =
-      tm == 6 ? kt.wino_f63_output : tm == 4 ? kt.wino_f43_output : kt.wino_f23_output;
+  const WinoOutputFn fn = wino_output_fn(kt, tm);
   for (long t = t_begin; t < t_end; ++t) {
     const long ty = (b0 + t) / L.ntx, tx = (b0 + t) % L.ntx;
     float* orow[6] = {};

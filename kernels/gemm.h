@@ -61,8 +61,8 @@ void gemm_panels(size_t m, const ASource& a, const PackedB& b, size_t p0, size_t
 // where there are several blocks, up to 11 in one; an A block of that many rows by one k slice
 // stays in L2), balanced over the blocks, whose count is rounded to nearest. Each block reads
 // all of its weights again: by a ceiling, 49 rows (a 28x28 map's Winograd tiles, a 7x7 map's
-// pixels) made a second block of 1 row that streamed the layer's weights again. Whole tiles: only the last block has a remainder tile, which runs
-// fewer independent sums per weight.
+// pixels) made a second block of 1 row that streamed the layer's weights again. Whole tiles:
+// only the last block has a remainder tile, which runs fewer independent sums per weight.
 size_t row_block(size_t m, size_t mr);
 
 // The cache lines of the weight slice gemm reads after the one at k block k0 of a panel (k rows

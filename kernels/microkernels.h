@@ -108,6 +108,15 @@ struct KernelTable {
   size_t fma_probe_flops;
 };
 
+// A table's Winograd transform pair for F(tile x tile,3x3), tile 6, 4 or 2: the one place a
+// tile picks its kernels (the driver, kernels/conv.cpp, and the tests).
+inline WinoInputFn wino_input_fn(const KernelTable& kt, int tile) {
+  return tile == 6 ? kt.wino_f63_input : tile == 4 ? kt.wino_f43_input : kt.wino_f23_input;
+}
+inline WinoOutputFn wino_output_fn(const KernelTable& kt, int tile) {
+  return tile == 6 ? kt.wino_f63_output : tile == 4 ? kt.wino_f43_output : kt.wino_f23_output;
+}
+
 // Tables compiled into this binary (nullptr where the ISA was not built).
 const KernelTable* scalar_table();
 const KernelTable* avx2_table();

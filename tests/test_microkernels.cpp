@@ -165,8 +165,7 @@ TEST_CASE("microkernels: depthwise, Winograd transforms, pooling and add stay in
       for (int tile : {6, 4, 2}) {  // Winograd input transform: a (tile+2)^2 tile from 2 left of the row
         CAPTURE(tile);
         const int a = tile + 2;
-        const kernels::WinoInputFn fn =
-            tile == 6 ? kt.wino_f63_input : tile == 4 ? kt.wino_f43_input : kt.wino_f23_input;
+        const kernels::WinoInputFn fn = kernels::wino_input_fn(kt, tile);
         const long x0 = long(pick(rng, 0, in_w + 1)) - 2;
         const size_t v_stride = C + pick(rng, 0, 5);
         std::vector<float> want(size_t(a * a - 1) * v_stride + C);
@@ -189,8 +188,7 @@ TEST_CASE("microkernels: depthwise, Winograd transforms, pooling and add stay in
       for (int tile : {6, 4, 2}) {  // Winograd output transform: up to `tile` columns into rows that end at the last column
         CAPTURE(tile);
         const int a = tile + 2;
-        const kernels::WinoOutputFn fn =
-            tile == 6 ? kt.wino_f63_output : tile == 4 ? kt.wino_f43_output : kt.wino_f23_output;
+        const kernels::WinoOutputFn fn = kernels::wino_output_fn(kt, tile);
         const size_t m_stride = C + pick(rng, 0, 5), x0 = pick(rng, 0, 3), ncols = pick(rng, 1, size_t(tile));
         const auto m = ref::random_vec(size_t(a * a - 1) * m_stride + C, rng), bias = ref::random_vec(C, rng);
         const size_t row_len = (x0 + ncols) * C;
