@@ -112,6 +112,8 @@ DeviceMemory host_memory(const Graph& g, const Plan& p) {
   const int end = g.spatial_end();
   const double local = end > 0 ? block_peak_mb(g, 0, end, {0, g.shape_of(end - 1).h}) : 0;
   m.activations_mb = std::max(m.activations_mb, kCachedSets * local + stream);
+  // The images, which its caller holds through every run.
+  m.activations_mb += band_mb(g, -1, {0, g.input.h}) * std::max(p.batch, 1);
   return m;
 }
 }  // namespace
@@ -154,7 +156,7 @@ std::vector<DeviceMemory> predict_memory(const Graph& g, const Plan& p) {
   std::vector<DeviceMemory> out;
   for (int d = 0; d < std::max(p.devices, 1); ++d) {
     DeviceMemory m = d == 0 ? host_memory(g, p) : worker_memory(g, p, d);
-    m.total_mb = kBaseMb + m.weights_mb + m.activations_mb;
+    m.total_mb = kBaseMb + (d == 0 ? kHostHeapMb : 0) + m.weights_mb + m.activations_mb;
     out.push_back(m);
   }
   return out;

@@ -12,12 +12,17 @@ namespace eb::dist {
 struct DeviceMemory {
   double weights_mb = 0;      // packed weights it holds (Layer::packed_bytes)
   double activations_mb = 0;  // its bands (live and cached), or a layer's source while it is packed
-  double total_mb = 0;        // both, plus kBaseMb
+  double total_mb = 0;        // both, plus kBaseMb (the host: and kHostHeapMb)
 };
 
 // What a process holds before any weights: the binary, the C++ and OpenMP runtimes, thread
 // stacks touched (measured: an idle `edgeband worker`, VmRSS 2.1 MB; a running one more).
 constexpr double kBaseMb = 4.0;
+// The host's heap beyond that: its plans and timelines, the frames to and from each worker and
+// the bands under kCachedBufferMin, with the holes glibc keeps between them (malloc_info after a
+// 3-device MobileNet-V1 cluster run: 3.6-4.0 MB of heap for any device count, 2.2 before the runs;
+// without it the host's peak read 14-17% over its prediction, workers 4% under theirs).
+constexpr double kHostHeapMb = 3.0;
 
 // A device holds the nodes of the blocks where it has rows and its slices of the split FC
 // layers (dist/runtime/executor.h, load_for_plan); the host (device 0) also the rest of the
