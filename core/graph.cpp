@@ -9,6 +9,7 @@
 #include "core/compute_hook.h"
 #include "core/layers/conv2d.h"
 #include "core/layers/elementwise.h"
+#include "kernels/cache.h"
 
 namespace eb {
 
@@ -151,6 +152,7 @@ double Graph::forward_streamed(int n, const std::vector<const Band*>& ins, Band&
   if (l.splits_channels()) {
     for_each_slice(n, [&](int c0, int c1) {
       l.evict_weights();  // just loaded: a board holding the layer reads it from memory
+      kernels::sweep_caches();
       timed({&l, ComputeSection::Axis::channels, c0, c1},
             [&] { l.forward_channels(*ins.at(0), c0, c1, out.t.data() + c0); });
     });
@@ -159,6 +161,7 @@ double Graph::forward_streamed(int n, const std::vector<const Band*>& ins, Band&
   load(n);
   Release release{*this, n};
   l.evict_weights();
+  kernels::sweep_caches();
   timed({&l, ComputeSection::Axis::rows, out.row0, out.row0 + out.t.h()}, [&] { l.forward(ins, out); });
   return ms;
 }

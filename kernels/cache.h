@@ -12,4 +12,16 @@ void evict_from_caches(const void* p, size_t bytes);
 // cache's state cannot be observed without timing it.
 size_t evicted_bytes();
 
+// Reads a buffer of cache_sweep_bytes() (mapped on first use and kept): the caches then hold it,
+// as they hold other layers' data when a plan meets a layer again. clflush alone is not enough
+// everywhere: on this project's AMD EPYC VM a 16 MB range just flushed read at 30-38 GB/s,
+// against 23-24 after a 64 MB sweep, so the profile timed fc6's slices 30% faster than a device
+// holding the layer ran them (docs/PERFORMANCE.md).
+void sweep_caches();
+// Twice the largest cache this machine reports, within [2 MB, 64 MB] (a VM may report the
+// whole socket's L3: 508 MB here, of which one core reaches 32).
+size_t cache_sweep_bytes();
+// Sweeps so far in this process, for tests.
+size_t sweep_count();
+
 }  // namespace eb::kernels

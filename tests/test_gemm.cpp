@@ -233,3 +233,15 @@ TEST_CASE("evict_from_caches leaves every byte as it was, at any alignment and l
   CHECK(buf == want);
   CHECK(eb::kernels::evicted_bytes() - evicted == asked);  // null pointers drop nothing
 }
+
+TEST_CASE("sweep_caches reads a buffer sized from this machine's largest cache") {
+  const size_t bytes = eb::kernels::cache_sweep_bytes();
+  CAPTURE(bytes);
+  CHECK(bytes >= (size_t(2) << 20));
+  CHECK(bytes <= (size_t(64) << 20));
+  CHECK(bytes == eb::kernels::cache_sweep_bytes());  // one size for the process
+  const size_t before = eb::kernels::sweep_count();
+  eb::kernels::sweep_caches();
+  eb::kernels::sweep_caches();
+  CHECK(eb::kernels::sweep_count() - before == 2);
+}

@@ -862,7 +862,7 @@ TEST_CASE("planner: frames are sized as the wire encodes them (zeros elided by t
   for (const Transfer& t : half.transfers)
     CHECK(t.bytes == uint64_t(t.rows.size()) * g.shape_of(t.node).row_size() * 2);
   // Measured: block outputs after ReLU have zeros; the share survives the profile's JSON.
-  const size_t evicted = kernels::evicted_bytes();
+  const size_t evicted = kernels::evicted_bytes(), sweeps = kernels::sweep_count();
   const DeviceProfile m = measure_profile(g, "here", 1);
   // Every layer was timed with its weights in memory, not in this host's caches, as in an
   // inference: twice at least (reps 1, each timing after a warm-up) with every byte dropped.
@@ -870,6 +870,8 @@ TEST_CASE("planner: frames are sized as the wire encodes them (zeros elided by t
   for (int n = 0; n < g.size(); ++n) weights += g.node(n).layer->packed_bytes();
   CHECK(weights > 0);
   CHECK(kernels::evicted_bytes() - evicted >= 2 * weights);
+  // ...and the caches swept after the drop (kernels/cache.h: clflush alone left ranges cached).
+  CHECK(kernels::sweep_count() - sweeps >= 2 * size_t(g.size()));
   double least = 1;
   for (const LayerCost& l : m.layers) least = std::min(least, l.nonzero);
   CHECK(least < 0.9);

@@ -11,6 +11,7 @@
 
 #include "core/buffer_cache.h"
 #include "core/weights_io.h"
+#include "kernels/cache.h"
 #include "models/zoo.h"
 #include "tests/helpers.h"
 
@@ -171,8 +172,13 @@ TEST_CASE("memory: a lazy graph streams the layers it does not hold, keeps what 
     std::mt19937 rng(8);
     const Tensor in = ref::random_tensor(full.input, rng);
     const Tensor want = full.forward(in);
-    const size_t none = lazy.weight_bytes();
+    const size_t none = lazy.weight_bytes(), sweeps = kernels::sweep_count();
     CHECK(same_bits(lazy.forward(in), want));  // every layer streamed, FC layers in slices
+    // Each streamed piece timed as a board holding it meets it: after the caches are swept.
+    size_t streamed = 0;
+    for (int n = 0; n < lazy.size(); ++n) streamed += lazy.node(n).layer->loads_lazily();
+    CHECK(streamed > 2);
+    CHECK(kernels::sweep_count() - sweeps >= streamed);
     CHECK(lazy.weight_bytes() == none);
     // A host's share: the first conv, and a slice of the first FC layer.
     const int fc = lazy.spatial_end() + (lazy.node(lazy.spatial_end()).layer->splits_channels() ? 0 : 1);

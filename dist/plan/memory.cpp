@@ -5,6 +5,7 @@
 #include <map>
 
 #include "core/buffer_cache.h"
+#include "kernels/cache.h"
 
 namespace eb::dist {
 namespace {
@@ -156,7 +157,8 @@ std::vector<DeviceMemory> predict_memory(const Graph& g, const Plan& p) {
   std::vector<DeviceMemory> out;
   for (int d = 0; d < std::max(p.devices, 1); ++d) {
     DeviceMemory m = d == 0 ? host_memory(g, p) : worker_memory(g, p, d);
-    m.total_mb = kBaseMb + (d == 0 ? kHostHeapMb : 0) + m.weights_mb + m.activations_mb;
+    const double host = kHostHeapMb + double(kernels::cache_sweep_bytes()) / kMb;
+    m.total_mb = kBaseMb + (d == 0 ? host : 0) + m.weights_mb + m.activations_mb;
     out.push_back(m);
   }
   return out;

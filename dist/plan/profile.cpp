@@ -13,6 +13,7 @@
 #include <stdexcept>
 
 #include "dist/plan/stats.h"
+#include "kernels/cache.h"
 
 namespace eb::dist {
 
@@ -143,6 +144,7 @@ double time_rows(const Layer& l, const std::vector<Band>& ins, int rows) {
   std::vector<const Band*> in_ptrs;
   for (const Band& b : ins) in_ptrs.push_back(&b);
   l.evict_weights();
+  kernels::sweep_caches();
   const auto t0 = std::chrono::steady_clock::now();
   l.forward(in_ptrs, ob);
   return ms_since(t0);
@@ -160,6 +162,7 @@ std::vector<double> time_slices(const Graph& g, int n, int reps) {
   g.for_each_slice(n, [&](int c0, int c1) {
     for (int r = 0; r < reps + 1; ++r) {
       l.evict_weights();  // from memory, as in a plan (Layer::evict_weights)
+      kernels::sweep_caches();
       const auto t0 = std::chrono::steady_clock::now();
       l.forward_channels(ins[0], c0, c1, o.data() + c0);
       if (r) t[size_t(r - 1)] += ms_since(t0);
@@ -237,6 +240,7 @@ DeviceProfile measure_profile(const Graph& g, const std::string& name, int reps,
                     std::to_string(reps + 1));
     time_round(g, probes, r > 0);
     for (int n = 0; n < g.size(); ++n) g.node(n).layer->evict_weights();  // as the layers were timed
+    kernels::sweep_caches();
     const double ms = timed_forward_ms(g, in);
     if (r) whole.push_back(ms);
   }
