@@ -138,10 +138,16 @@ void Graph::for_each_slice(int n, const std::function<void(int c0, int c1)>& run
   if (!held.empty()) load(n, held);
 }
 
-double Graph::forward_streamed(int n, const std::vector<const Band*>& ins, Band& out) const {
+double Graph::forward_streamed(int n, const std::vector<const Band*>& ins, Band& out, bool timed) const {
   const Layer& l = *nodes_[size_t(n)].layer;
+  auto as_held = [&] {  // just loaded: a board holding the layer reads it from memory
+    if (!timed) return;
+    l.evict_weights();
+    kernels::sweep_caches();
+    for (const Band* b : ins) kernels::read_into_caches(b->t.data(), b->t.size() * sizeof(float));
+  };
   double ms = 0;
-  auto timed = [&ms](const ComputeSection& s, const std::function<void()>& f) {
+  auto run_timed = [&ms](const ComputeSection& s, const std::function<void()>& f) {
     const auto t0 = std::chrono::steady_clock::now();
     {
       ComputeScope section(s);
@@ -151,18 +157,16 @@ double Graph::forward_streamed(int n, const std::vector<const Band*>& ins, Band&
   };
   if (l.splits_channels()) {
     for_each_slice(n, [&](int c0, int c1) {
-      l.evict_weights();  // just loaded: a board holding the layer reads it from memory
-      kernels::sweep_caches();
-      timed({&l, ComputeSection::Axis::channels, c0, c1},
+      as_held();
+      run_timed({&l, ComputeSection::Axis::channels, c0, c1},
             [&] { l.forward_channels(*ins.at(0), c0, c1, out.t.data() + c0); });
     });
     return ms;
   }
   load(n);
   Release release{*this, n};
-  l.evict_weights();
-  kernels::sweep_caches();
-  timed({&l, ComputeSection::Axis::rows, out.row0, out.row0 + out.t.h()}, [&] { l.forward(ins, out); });
+  as_held();
+  run_timed({&l, ComputeSection::Axis::rows, out.row0, out.row0 + out.t.h()}, [&] { l.forward(ins, out); });
   return ms;
 }
 
@@ -253,7 +257,7 @@ Band Graph::run_block(int first, int last, const Band& block_in, RowRange out,
     for (int i : node.inputs) ins.push_back(i == first - 1 ? &block_in : &bands[size_t(i - first)]);
     double ms = 0;
     if (fill_ && !node.layer->ready()) {
-      ms = forward_streamed(n, ins, ob);
+      ms = forward_streamed(n, ins, ob, layer_ms != nullptr);
     } else {
       const auto t0 = std::chrono::steady_clock::now();
       {

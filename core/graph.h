@@ -103,7 +103,9 @@ class Graph {
                  std::vector<double>* layer_ms = nullptr) const;
 
  private:
-  double forward_streamed(int n, const std::vector<const Band*>& ins, Band& out) const;
+  // `timed`: each piece meets its weights in memory and its input in the caches, as a board
+  // holding the layer would (kernels/cache.h), so that layer_ms times what that board runs.
+  double forward_streamed(int n, const std::vector<const Band*>& ins, Band& out, bool timed) const;
   std::vector<Node> nodes_;
   bool finalized_ = false;
   WeightFill fill_;

@@ -2,6 +2,7 @@
 // large layer's weights, once per inference) should be timed that way here too.
 #pragma once
 #include <cstddef>
+#include <string>
 
 namespace eb::kernels {
 
@@ -23,5 +24,10 @@ void sweep_caches();
 size_t cache_sweep_bytes();
 // Sweeps so far in this process, for tests.
 size_t sweep_count();
+// A sysfs cache size ("48K", "1024K", "32M", "512") in bytes; 0 if unreadable.
+size_t parse_cache_size(const std::string& text);
+// Reads a byte per line of [p, p + bytes): after a sweep, what a layer's input band is in an
+// inference, just written by the layer before.
+void read_into_caches(const void* p, size_t bytes);
 
 }  // namespace eb::kernels

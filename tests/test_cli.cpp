@@ -19,6 +19,7 @@
 #include "core/weights_io.h"
 #include "dist/plan/profile.h"
 #include "dist/testbed/cluster.h"
+#include "kernels/cache.h"
 #include "models/zoo.h"
 #include "tests/helpers.h"
 
@@ -394,9 +395,13 @@ TEST_CASE("dist cli: cluster reports each device's own peak memory, within 15% o
       if (rss[d].number() == 0) continue;  // a device the plan left idle sends nothing
       reported += d > 0;
 #ifndef EDGEBAND_SANITIZED
+      // The host's cache sweep (kernels/cache.h, 64 MB on a VM reporting a large L3) is in both
+      // figures: out of the tolerance's base, so that it cannot hide a miss in the rest.
+      const double sweep = d == 0 ? double(eb::kernels::cache_sweep_bytes()) / (1 << 20) : 0;
       CAPTURE(rss[d].number());
       CAPTURE(pred[d].number());
-      CHECK(std::abs(rss[d].number() - pred[d].number()) <= 0.15 * rss[d].number());
+      CAPTURE(sweep);
+      CHECK(std::abs(rss[d].number() - pred[d].number()) <= 0.15 * (rss[d].number() - sweep));
 #endif
     }
     CHECK(reported > 0);

@@ -244,4 +244,12 @@ TEST_CASE("sweep_caches reads a buffer sized from this machine's largest cache")
   eb::kernels::sweep_caches();
   eb::kernels::sweep_caches();
   CHECK(eb::kernels::sweep_count() - before == 2);
+  // sysfs's sizes (AArch64 boards have no sysconf figures): every unit, and what is not a size.
+  CHECK(eb::kernels::parse_cache_size("48K") == 48u << 10);
+  CHECK(eb::kernels::parse_cache_size("1024K") == 1u << 20);
+  CHECK(eb::kernels::parse_cache_size("32M") == 32u << 20);
+  CHECK(eb::kernels::parse_cache_size("2G") == size_t(2) << 30);
+  CHECK(eb::kernels::parse_cache_size("512") == 512u);
+  for (const char* bad : {"", "K", "12Q", "-1K", "1 M", "99999999999999999999K"})
+    CHECK(eb::kernels::parse_cache_size(bad) == 0);
 }

@@ -115,6 +115,9 @@ DeviceMemory host_memory(const Graph& g, const Plan& p) {
   m.activations_mb = std::max(m.activations_mb, kCachedSets * local + stream);
   // The images, which its caller holds through every run.
   m.activations_mb += band_mb(g, -1, {0, g.input.h}) * std::max(p.batch, 1);
+  // Its profile and its streamed local runs sweep the caches (kernels/cache.h) with a buffer
+  // sized from the caches of the machine that plans: for infer and cluster, the host itself.
+  m.activations_mb += double(kernels::cache_sweep_bytes()) / kMb;
   return m;
 }
 }  // namespace
@@ -157,8 +160,7 @@ std::vector<DeviceMemory> predict_memory(const Graph& g, const Plan& p) {
   std::vector<DeviceMemory> out;
   for (int d = 0; d < std::max(p.devices, 1); ++d) {
     DeviceMemory m = d == 0 ? host_memory(g, p) : worker_memory(g, p, d);
-    const double host = kHostHeapMb + double(kernels::cache_sweep_bytes()) / kMb;
-    m.total_mb = kBaseMb + (d == 0 ? host : 0) + m.weights_mb + m.activations_mb;
+    m.total_mb = kBaseMb + (d == 0 ? kHostHeapMb : 0) + m.weights_mb + m.activations_mb;
     out.push_back(m);
   }
   return out;

@@ -11,8 +11,9 @@ namespace eb::dist {
 
 struct DeviceMemory {
   double weights_mb = 0;      // packed weights it holds (Layer::packed_bytes)
-  double activations_mb = 0;  // its bands (live and cached), or a layer's source while it is packed
-  double total_mb = 0;        // both, plus kBaseMb (the host: kHostHeapMb and its cache sweep)
+  double activations_mb = 0;  // its bands (live and cached), or a layer's source while it is packed;
+                              // the host's cache sweep (kernels::cache_sweep_bytes)
+  double total_mb = 0;        // both, plus kBaseMb (the host: and kHostHeapMb)
 };
 
 // What a process holds before any weights: the binary, the C++ and OpenMP runtimes, thread
@@ -22,8 +23,6 @@ constexpr double kBaseMb = 4.0;
 // the bands under kCachedBufferMin, with the holes glibc keeps between them (malloc_info after a
 // 3-device MobileNet-V1 cluster run: 3.6-4.0 MB of heap for any device count, 2.2 before the runs;
 // without it the host's peak read 14-17% over its prediction, workers 4% under theirs).
-// The host also maps kernels::cache_sweep_bytes(), which its profile and streamed local runs
-// read so that what they time meets its weights in memory, as a plan does.
 constexpr double kHostHeapMb = 3.0;
 
 // A device holds the nodes of the blocks where it has rows and its slices of the split FC
