@@ -90,7 +90,8 @@ class Layer {
   virtual RowRange loaded_channels() const { return {}; }
   // Drops the packed weights from this CPU's caches. A board reads a large layer's weights from
   // memory every inference; here a layer just loaded (the host streams what it does not hold) or
-  // just timed would be read from the cache, and VGG-16's fc6 twice as fast as a board's.
+  // just timed would be read from the cache, and VGG-16's fc6 twice as fast as a board's. Not
+  // enough alone on every CPU: timings also sweep the caches after it (kernels::sweep_caches).
   virtual void evict_weights() const {}
   // Bytes the packed weights for `channels` (empty: all) take, computed from the shapes: what
   // a device will hold for this layer once loaded (the planner's memory model).

@@ -47,7 +47,8 @@ struct DeviceProfile {
 };
 
 // Times every layer on the whole map and, where the map is tall enough, on one row granule, each
-// time with its weights evicted from the caches (Layer::evict_weights), in reps + 1 rounds over
+// time with its weights evicted from the caches (Layer::evict_weights, then kernels::sweep_caches)
+// and its input read back into them, in reps + 1 rounds over
 // the layers (the first warms up) each with a whole inference (a lazy host's streamed FC layers:
 // slice by slice before the rounds), then scales the fit to the time of the whole inferences
 // (see calibrate). Each time is the median of `reps`, or with `least` the
