@@ -9,7 +9,6 @@
 #include "core/compute_hook.h"
 #include "core/layers/conv2d.h"
 #include "core/layers/elementwise.h"
-#include "kernels/cache.h"
 
 namespace eb {
 
@@ -141,10 +140,7 @@ void Graph::for_each_slice(int n, const std::function<void(int c0, int c1)>& run
 double Graph::forward_streamed(int n, const std::vector<const Band*>& ins, Band& out, bool timed) const {
   const Layer& l = *nodes_[size_t(n)].layer;
   auto as_held = [&] {  // just loaded: a board holding the layer reads it from memory
-    if (!timed) return;
-    l.evict_weights();
-    kernels::sweep_caches();
-    for (const Band* b : ins) kernels::read_into_caches(b->t.data(), b->t.size() * sizeof(float));
+    if (timed) meet_as_in_a_plan(l, ins);
   };
   double ms = 0;
   auto run_timed = [&ms](const ComputeSection& s, const std::function<void()>& f) {

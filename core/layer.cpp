@@ -10,6 +10,7 @@
 #include "core/layers/fully_connected.h"
 #include "core/layers/global_avg_pool.h"
 #include "core/layers/pool2d.h"
+#include "kernels/cache.h"
 
 namespace eb {
 
@@ -103,6 +104,13 @@ std::unique_ptr<Layer> make_layer(const std::string& type, const Json& a) {
     return std::make_unique<BatchNorm>(a.at("channels").integer("channels"),
                                        float(a.at("eps").number("eps")));
   throw std::runtime_error("unknown layer type '" + type + "'");
+}
+
+void meet_as_in_a_plan(const Layer& l, const std::vector<const Band*>& ins) {
+  if (l.packed_bytes() == 0) return;
+  l.evict_weights();
+  kernels::sweep_caches();
+  for (const Band* b : ins) kernels::read_into_caches(b->t.data(), b->t.size() * sizeof(float));
 }
 
 }  // namespace eb

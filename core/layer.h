@@ -127,6 +127,12 @@ class Layer {
   Shape out_shape_;
 };
 
+// Before a timing: l's weights out of the caches (evict_weights, then kernels::sweep_caches), its
+// inputs in them, as a plan meets the layer: the layers between evicted its weights, the one
+// before just wrote its input. The profile and a lazy graph's timed streaming both call it. A
+// layer without weights is left as it is.
+void meet_as_in_a_plan(const Layer& l, const std::vector<const Band*>& ins);
+
 // Batch-norm folding for weights laid out one output channel per contiguous run (OHWI conv,
 // [out][in] fully connected): scales each run and rewrites the bias.
 void fold_batchnorm_rows(std::vector<float>& w, std::vector<float>& b, const std::vector<float>& gamma,

@@ -5,9 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
-#include <cstdlib>
 #include <fstream>
-#include <memory>
 #include <string>
 #if defined(__x86_64__) || defined(__i386__)
 #include <emmintrin.h>
