@@ -165,6 +165,14 @@ TEST_CASE("planner: VGG-16's FC tail is split across devices when it pays, not o
   // Slow compute (FC6 reads 400 MB of weights on a real board), fast link: split.
   const Plan fast = make_plan(g, homogeneous(g, 3, "1gbit,0.1ms", 1), Scheme::halp);
   CHECK(fast.split_tail >= 1);
+  // The timeline names each compute by its stage: the host's unsplit rest of the tail comes
+  // after the split stages, never under a split layer's stage (which the host also computes).
+  int rest = 0;
+  std::map<int, int> host_events;
+  for (const Event& e : fast.timeline)
+    if (e.what == "compute" && e.device == 0) ++host_events[e.block], rest += e.block == fast.stages();
+  CHECK(rest == 1);
+  for (int j = 0; j < fast.split_tail; ++j) CHECK(host_events[fast.tail_stage(j).index] == 1);
   Plan unsplit = fast;
   split_tail(g, homogeneous(g, 3, "1gbit,0.1ms", 1), unsplit, 0);
   CHECK(unsplit.predicted_ms > fast.predicted_ms);

@@ -358,7 +358,7 @@ struct Sim {
   double host_compute(int image, double ready, double ms) {
     const double st = std::max(cpu[0], ready), en = st + ms;
     cpu[0] = en;
-    p.timeline.push_back({0, image, int(v->blocks.size()), "compute", -1, st, en});
+    p.timeline.push_back({0, image, v->stages(), "compute", -1, st, en});  // after the split stages
     return en;
   }
   struct HostPart {
