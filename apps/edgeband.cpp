@@ -522,9 +522,10 @@ void write_json_file(const std::string& path, const eb::Json& j, const char* wha
 }
 
 // Weights it holds + activations + the process's base, per device (dist/plan/memory.h).
-void print_predicted_memory(const eb::Graph& g, const eb::dist::Plan& p, const char* indent) {
+void print_predicted_memory(const eb::Graph& g, const eb::dist::Cluster& c, const eb::dist::Plan& p,
+                            const char* indent) {
   std::printf("%speak memory (predicted):", indent);
-  const auto mem = eb::dist::predict_memory(g, p);
+  const auto mem = eb::dist::predict_memory(g, p, eb::dist::host_sweep_mb(c));
   for (size_t d = 0; d < mem.size(); ++d)
     std::printf("  dev%zu %.1f MB (weights %.1f)", d, mem[d].total_mb, mem[d].weights_mb);
   std::printf("\n");
@@ -612,7 +613,7 @@ int cmd_plan(const Args& a) {
     }
     for (size_t d = 1; d < p.link_bytes.size(); ++d)
       std::printf("  link host<->dev%zu: %.1f KB\n", d, double(p.link_bytes[d]) / 1024.0);
-    print_predicted_memory(g, p, "  ");
+    print_predicted_memory(g, c, p, "  ");
   }
   std::printf("\n%-8s %12s %10s %12s\n", "scheme", "predicted_ms", "speedup", "KB/image");
   for (const auto& p : plans)
@@ -992,7 +993,7 @@ int cmd_infer(const Args& a) {
   for (const auto& f : pr.fault_messages)
     std::printf("fault: %s (worker dropped; what it owed was recomputed on the host)\n", f.c_str());
   explain_fallback(*g, c, plan);
-  print_predicted_memory(*g, plan, "");  // unindented: indented lines are the top-K
+  print_predicted_memory(*g, c, plan, "");  // unindented: indented lines are the top-K
   print_peak_rss(st.peak_rss_kb, plan.devices);
   // The answer against this machine's own: bit for bit on an fp32 wire, top-1 on fp16.
   const eb::Tensor local = g->forward(img), &got = pr.warmup_out[0];

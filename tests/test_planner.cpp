@@ -713,7 +713,7 @@ TEST_CASE("planner: every board is kept within its memory, or the plan is refuse
   for (Scheme s : {Scheme::dpfp, Scheme::halp}) {
     CAPTURE(std::string(scheme_name(s)));
     const Plan free_plan = make_plan(g, c, s);
-    const std::vector<DeviceMemory> need = predict_memory(g, free_plan);
+    const std::vector<DeviceMemory> need = predict_memory(g, free_plan, host_sweep_mb(c));
     REQUIRE(need[2].total_mb > kBaseMb + 1);
     // Worker 2 gets less memory than its unconstrained share needs: the plan changes so that
     // it fits (fewer layers on it, or none), and is no faster than the free one.
@@ -722,7 +722,7 @@ TEST_CASE("planner: every board is kept within its memory, or the plan is refuse
     const Plan p = make_plan(g, tight, s);
     check_plan_structure(g, p);
     CHECK(memory_shortfall(g, tight, p).device == -1);
-    CHECK(predict_memory(g, p)[2].total_mb <= tight.devices[2].memory_mb);
+    CHECK(predict_memory(g, p, host_sweep_mb(tight))[2].total_mb <= tight.devices[2].memory_mb);
     CHECK(p.predicted_ms >= free_plan.predicted_ms - 1e-9);
   }
   // The host holds at least the rest of the tail: with too little, every plan is refused in one line.
@@ -730,6 +730,41 @@ TEST_CASE("planner: every board is kept within its memory, or the plan is refuse
   small_host.set_memory("10M,0,0");
   CHECK_THROWS_WITH_AS(make_plan(g, small_host, Scheme::halp),
                        doctest::Contains("device 0 (dev0) would need"), std::invalid_argument);
+}
+
+TEST_CASE("planner: the host is charged its own board's cache sweep, not the planning machine's") {
+  const Graph& g = vgg16_64();
+  Cluster c = homogeneous(g, 3, "1gbit,0.2ms", 2);
+  const double here_mb = double(kernels::cache_sweep_bytes()) / 1048576.0;
+  REQUIRE(here_mb >= 2);
+  // A profile that recorded no sweep (an older one, an estimate): this machine's, as before.
+  REQUIRE(c.devices[0].sweep_mb == 0);
+  CHECK(host_sweep_mb(c) == here_mb);
+  // One from a board with a 1 MB cache records 2 MB (a profile measured here, this machine's:
+  // "... block outputs after ReLU ..." checks it), and keeps it through its JSON.
+  DeviceProfile pi = c.devices[0];
+  pi.sweep_mb = 2;
+  const DeviceProfile back = DeviceProfile::from_json(Json::parse(pi.to_json().dump()));
+  CHECK(back.sweep_mb == 2);
+  const Plan p = make_plan(g, c, Scheme::halp);
+  const std::vector<DeviceMemory> server = predict_memory(g, p, host_sweep_mb(c));
+  Cluster on_pi = c;
+  on_pi.devices[0] = back;
+  CHECK(host_sweep_mb(on_pi) == 2);
+  const std::vector<DeviceMemory> board = predict_memory(g, p, host_sweep_mb(on_pi));
+  CHECK(board[0].total_mb == doctest::Approx(server[0].total_mb - (here_mb - 2)));
+  CHECK(board[1].total_mb == server[1].total_mb);  // workers hold no sweep
+  // A host budget between the two fits the board's sweep only.
+  if (here_mb > 4) {
+    const double budget = board[0].total_mb + 1;
+    on_pi.devices[0].memory_mb = budget;
+    c.devices[0].memory_mb = budget;
+    CHECK(memory_shortfall(g, on_pi, p).device == -1);
+    CHECK(memory_shortfall(g, c, p).device == 0);
+  }
+  Json bad = pi.to_json();
+  bad["sweep_mb"] = 4096.0;
+  CHECK_THROWS_WITH_AS(DeviceProfile::from_json(bad), doctest::Contains("sweep_mb"), std::runtime_error);
 }
 
 TEST_CASE("planner: a board short of memory by part of its FC slice keeps its rows and gives up channels") {
@@ -746,7 +781,7 @@ TEST_CASE("planner: a board short of memory by part of its FC slice keeps its ro
   }
   REQUIRE(tail_mb > 1);
   Cluster tight = c;
-  tight.devices[2].memory_mb = predict_memory(g, free_plan)[2].total_mb - tail_mb / 2;
+  tight.devices[2].memory_mb = predict_memory(g, free_plan, host_sweep_mb(c))[2].total_mb - tail_mb / 2;
   const Plan p = make_plan(g, tight, Scheme::halp);
   check_plan_structure(g, p);
   CHECK(memory_shortfall(g, tight, p).device == -1);
@@ -763,7 +798,7 @@ TEST_CASE("planner: the host holds its share, and FC channels a board gives up g
   const Cluster c = homogeneous(g, 3, "1gbit,0.2ms", 2);
   const Plan free_plan = make_plan(g, c, Scheme::halp);
   REQUIRE(free_plan.split_tail > 0);
-  const std::vector<DeviceMemory> need = predict_memory(g, free_plan);
+  const std::vector<DeviceMemory> need = predict_memory(g, free_plan, host_sweep_mb(c));
   // Not the whole model: the workers' FC slices are theirs alone.
   double all_mb = 0, workers_fc_mb = 0;
   for (int n = 0; n < g.size(); ++n) all_mb += double(g.node(n).layer->packed_bytes()) / 1048576.0;
@@ -871,6 +906,7 @@ TEST_CASE("planner: frames are sized as the wire encodes them (zeros elided by t
   // Measured: block outputs after ReLU have zeros; the share survives the profile's JSON.
   const size_t evicted = kernels::evicted_bytes(), sweeps = kernels::sweep_count();
   const DeviceProfile m = measure_profile(g, "here", 1);
+  CHECK(m.sweep_mb == double(kernels::cache_sweep_bytes()) / 1048576.0);  // what a host holds
   // Every layer was timed with its weights in memory, not in this host's caches, as in an
   // inference: twice at least (reps 1, each timing after a warm-up) with every byte dropped.
   size_t weights = 0;
@@ -962,7 +998,7 @@ TEST_CASE("planner: a batch with an image per device runs images whole, where th
   // A whole image needs the whole model on each board: with room for a split share only, the
   // planner keeps every image split.
   Cluster tight = c;
-  const std::vector<DeviceMemory> need = predict_memory(g, p);
+  const std::vector<DeviceMemory> need = predict_memory(g, p, host_sweep_mb(c));
   for (auto& d : tight.devices) d.memory_mb = need[1].total_mb - 1;
   const Plan q = make_plan(g, tight, Scheme::halp, 4);
   CHECK(q.image_plans.empty());

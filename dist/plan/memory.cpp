@@ -89,7 +89,7 @@ DeviceMemory worker_memory(const Graph& g, const Plan& p, int d) {
 // model (the local comparison, a dropped worker's work) it streams what it lacks through memory
 // (Graph::forward): one such layer at a time, or one slice of an FC layer, with its source while
 // it is packed, beside a whole image's bands.
-DeviceMemory host_memory(const Graph& g, const Plan& p) {
+DeviceMemory host_memory(const Graph& g, const Plan& p, double sweep_mb) {
   DeviceMemory m = worker_memory(g, p, 0);
   std::vector<bool> held(size_t(g.size()), false);
   for (const BlockPlan& b : p.blocks)
@@ -116,14 +116,14 @@ DeviceMemory host_memory(const Graph& g, const Plan& p) {
   // The images, which its caller holds through every run.
   m.activations_mb += band_mb(g, -1, {0, g.input.h}) * std::max(p.batch, 1);
   // Its profile and its streamed local runs sweep the caches (kernels/cache.h) with a buffer
-  // sized from the caches of the machine that plans: for infer and cluster, the host itself.
-  m.activations_mb += double(kernels::cache_sweep_bytes()) / kMb;
+  // sized from its own caches.
+  m.activations_mb += sweep_mb;
   return m;
 }
 }  // namespace
 
 MemoryShortfall memory_shortfall(const Graph& g, const Cluster& c, const Plan& p) {
-  const std::vector<DeviceMemory> m = predict_memory(g, p);
+  const std::vector<DeviceMemory> m = predict_memory(g, p, host_sweep_mb(c));
   for (size_t d = 0; d < m.size() && d < c.devices.size(); ++d) {
     const double have = c.devices[d].memory_mb;
     if (have > 0 && m[d].total_mb > have) return {int(d), m[d].total_mb, have};
@@ -140,7 +140,12 @@ std::string MemoryShortfall::message(const Cluster& c) const {
   return buf;
 }
 
-std::vector<DeviceMemory> predict_memory(const Graph& g, const Plan& p) {
+double host_sweep_mb(const Cluster& c) {
+  if (!c.devices.empty() && c.devices[0].sweep_mb > 0) return c.devices[0].sweep_mb;
+  return double(kernels::cache_sweep_bytes()) / kMb;
+}
+
+std::vector<DeviceMemory> predict_memory(const Graph& g, const Plan& p, double sweep_mb) {
   if (!p.image_plans.empty()) {
     // Per device, the most any image's plan needs: a whole image's share holds every layer a
     // split one does, and the store counts the batch's images in flight either way.
@@ -148,7 +153,7 @@ std::vector<DeviceMemory> predict_memory(const Graph& g, const Plan& p) {
     for (const Plan& one : p.image_plans) {
       Plan ip = one;  // small: image plans hold no timeline
       ip.batch = p.batch;
-      const std::vector<DeviceMemory> m = predict_memory(g, ip);
+      const std::vector<DeviceMemory> m = predict_memory(g, ip, sweep_mb);
       for (size_t d = 0; d < out.size(); ++d) {
         out[d].weights_mb = std::max(out[d].weights_mb, m[d].weights_mb);
         out[d].activations_mb = std::max(out[d].activations_mb, m[d].activations_mb);
@@ -159,7 +164,7 @@ std::vector<DeviceMemory> predict_memory(const Graph& g, const Plan& p) {
   }
   std::vector<DeviceMemory> out;
   for (int d = 0; d < std::max(p.devices, 1); ++d) {
-    DeviceMemory m = d == 0 ? host_memory(g, p) : worker_memory(g, p, d);
+    DeviceMemory m = d == 0 ? host_memory(g, p, sweep_mb) : worker_memory(g, p, d);
     m.total_mb = kBaseMb + (d == 0 ? kHostHeapMb : 0) + m.weights_mb + m.activations_mb;
     out.push_back(m);
   }

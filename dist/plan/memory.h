@@ -12,7 +12,7 @@ namespace eb::dist {
 struct DeviceMemory {
   double weights_mb = 0;      // packed weights it holds (Layer::packed_bytes)
   double activations_mb = 0;  // its bands (live and cached), or a layer's source while it is packed;
-                              // the host's cache sweep (kernels::cache_sweep_bytes)
+                              // the host's cache sweep (host_sweep_mb)
   double total_mb = 0;        // both, plus kBaseMb (the host: and kHostHeapMb)
 };
 
@@ -30,8 +30,12 @@ constexpr double kHostHeapMb = 3.0;
 // tail, and while it runs the whole model (the local comparison, a dropped worker's work) one
 // layer or FC slice it streams through memory (Graph::forward). For a host that loads its
 // graph lazily, as infer and cluster do; a library host (dist/api) and the deadline path's
-// hosts hold the whole model.
-std::vector<DeviceMemory> predict_memory(const Graph& g, const Plan& p);
+// hosts hold the whole model. sweep_mb: the host's cache sweep (host_sweep_mb).
+std::vector<DeviceMemory> predict_memory(const Graph& g, const Plan& p, double sweep_mb);
+// The cache sweep the host reads (kernels/cache.h), in MB: its profile's where the profile
+// recorded one (DeviceProfile::sweep_mb: a Pi 4 sweeps 2 MB), else this machine's (64 MB on a
+// server), which is what an older profile's board was charged.
+double host_sweep_mb(const Cluster& c);
 
 // The first device whose predicted peak exceeds its board's memory (DeviceProfile::memory_mb;
 // 0: unknown, no limit), or device -1 when every device fits.

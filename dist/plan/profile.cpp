@@ -56,6 +56,7 @@ Json DeviceProfile::to_json() const {
   }
   j["layers"] = ls;
   if (memory_mb > 0) j["memory_mb"] = memory_mb;
+  if (sweep_mb > 0) j["sweep_mb"] = sweep_mb;
   const DataPathCost& d = data_path;
   if (d.encode_ns > 0 || d.decode_ns > 0 || d.checksum_ns > 0 || d.aead_ns > 0) {
     Json dp = Json::object();
@@ -84,6 +85,10 @@ DeviceProfile DeviceProfile::from_json(const Json& j) {
   if (j.has("memory_mb")) {
     p.memory_mb = j.at("memory_mb").number("memory_mb");
     if (!(p.memory_mb >= 0 && p.memory_mb <= 1e9)) throw std::runtime_error("memory_mb must be in [0, 1e9]");
+  }
+  if (j.has("sweep_mb")) {
+    p.sweep_mb = j.at("sweep_mb").number("sweep_mb");
+    if (!(p.sweep_mb >= 0 && p.sweep_mb <= 1024)) throw std::runtime_error("sweep_mb must be in [0, 1024]");
   }
   if (j.has("data_path")) {
     const Json& dp = j.at("data_path");
@@ -217,6 +222,7 @@ DeviceProfile measure_profile(const Graph& g, const std::string& name, int reps,
   p.name = name;
   p.model = g.model;
   p.threads = omp_get_max_threads();
+  p.sweep_mb = double(kernels::cache_sweep_bytes()) / (1024.0 * 1024.0);
   p.layers.resize(size_t(g.size()));
   std::vector<LayerProbe> probes;
   for (int n = 0; n < g.size(); ++n) {

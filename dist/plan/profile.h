@@ -38,6 +38,10 @@ struct DeviceProfile {
   std::vector<LayerCost> layers;  // one per graph node
   DataPathCost data_path;
   double memory_mb = 0;  // the board's usable memory (`profile --memory`); 0: unknown, no limit
+  // The cache sweep this board's profile and streamed local runs read (kernels::cache_sweep_bytes
+  // there: twice its largest cache, 2-64 MB), which a host holds; 0: not recorded (an older
+  // profile, an estimate), so a plan charges the planning machine's.
+  double sweep_mb = 0;
   double layer_ms(int node, int rows) const;  // `rows` computed rows
   // Rows `rows` of node `node`, widened to the rows its kernel computes.
   double band_ms(const Graph& g, int node, RowRange rows) const;
