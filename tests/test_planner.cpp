@@ -740,28 +740,28 @@ TEST_CASE("planner: the host is charged its own board's cache sweep, not the pla
   // A profile that recorded no sweep (an older one, an estimate): this machine's, as before.
   REQUIRE(c.devices[0].sweep_mb == 0);
   CHECK(host_sweep_mb(c) == here_mb);
-  // One from a board with a 1 MB cache records 2 MB (a profile measured here, this machine's:
-  // "... block outputs after ReLU ..." checks it), and keeps it through its JSON.
+  // A board whose sweep differs from this machine's (a Pi 4's is 2 MB; a profile measured here
+  // records this machine's: "... block outputs after ReLU ..." checks it) keeps it through JSON.
+  const double board_mb = here_mb > 4 ? 2 : here_mb + 8;
   DeviceProfile pi = c.devices[0];
-  pi.sweep_mb = 2;
+  pi.sweep_mb = board_mb;
   const DeviceProfile back = DeviceProfile::from_json(Json::parse(pi.to_json().dump()));
-  CHECK(back.sweep_mb == 2);
+  CHECK(back.sweep_mb == board_mb);
   const Plan p = make_plan(g, c, Scheme::halp);
   const std::vector<DeviceMemory> server = predict_memory(g, p, host_sweep_mb(c));
-  Cluster on_pi = c;
-  on_pi.devices[0] = back;
-  CHECK(host_sweep_mb(on_pi) == 2);
-  const std::vector<DeviceMemory> board = predict_memory(g, p, host_sweep_mb(on_pi));
-  CHECK(board[0].total_mb == doctest::Approx(server[0].total_mb - (here_mb - 2)));
+  Cluster on_board = c;
+  on_board.devices[0] = back;
+  CHECK(host_sweep_mb(on_board) == board_mb);
+  const std::vector<DeviceMemory> board = predict_memory(g, p, host_sweep_mb(on_board));
+  CHECK(board[0].total_mb == doctest::Approx(server[0].total_mb - (here_mb - board_mb)));
   CHECK(board[1].total_mb == server[1].total_mb);  // workers hold no sweep
-  // A host budget between the two fits the board's sweep only.
-  if (here_mb > 4) {
-    const double budget = board[0].total_mb + 1;
-    on_pi.devices[0].memory_mb = budget;
-    c.devices[0].memory_mb = budget;
-    CHECK(memory_shortfall(g, on_pi, p).device == -1);
-    CHECK(memory_shortfall(g, c, p).device == 0);
-  }
+  // A host budget between the two fits the smaller sweep only.
+  const bool board_smaller = board_mb < here_mb;
+  const double budget = std::min(board[0].total_mb, server[0].total_mb) + 1;
+  on_board.devices[0].memory_mb = budget;
+  c.devices[0].memory_mb = budget;
+  CHECK(memory_shortfall(g, on_board, p).device == (board_smaller ? -1 : 0));
+  CHECK(memory_shortfall(g, c, p).device == (board_smaller ? 0 : -1));
   Json bad = pi.to_json();
   bad["sweep_mb"] = 4096.0;
   CHECK_THROWS_WITH_AS(DeviceProfile::from_json(bad), doctest::Contains("sweep_mb"), std::runtime_error);

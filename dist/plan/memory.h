@@ -33,8 +33,9 @@ constexpr double kHostHeapMb = 3.0;
 // hosts hold the whole model. sweep_mb: the host's cache sweep (host_sweep_mb).
 std::vector<DeviceMemory> predict_memory(const Graph& g, const Plan& p, double sweep_mb);
 // The cache sweep the host reads (kernels/cache.h), in MB: its profile's where the profile
-// recorded one (DeviceProfile::sweep_mb: a Pi 4 sweeps 2 MB), else this machine's (64 MB on a
-// server), which is what an older profile's board was charged.
+// recorded one (DeviceProfile::sweep_mb: a Pi 4 whose kernel lists its 1 MB L2 sweeps 2 MB),
+// else this machine's (64 MB on a server), which is what an older profile's board was charged.
+// `infer` on one machine with another board's profile as the host's thus predicts that board's.
 double host_sweep_mb(const Cluster& c);
 
 // The first device whose predicted peak exceeds its board's memory (DeviceProfile::memory_mb;
