@@ -525,7 +525,7 @@ void write_json_file(const std::string& path, const eb::Json& j, const char* wha
 void print_predicted_memory(const eb::Graph& g, const eb::dist::Cluster& c, const eb::dist::Plan& p,
                             const char* indent) {
   std::printf("%speak memory (predicted):", indent);
-  const auto mem = eb::dist::predict_memory(g, p, eb::dist::host_sweep_mb(c));
+  const auto mem = eb::dist::predict_memory(g, c, p);
   for (size_t d = 0; d < mem.size(); ++d)
     std::printf("  dev%zu %.1f MB (weights %.1f)", d, mem[d].total_mb, mem[d].weights_mb);
   std::printf("\n");

@@ -1829,8 +1829,8 @@ TEST_CASE("dist loopback: dilation stretches a device's data path (encode, decod
   set_compute_dilation(1);
   const DilationTotals t = dilation_totals();
   // Each kind is stretched; the work outside layers together, and the layers, come out at F x
-  // the CPU time they were charged: at least 0.8 F, at most `over` F (layers) and `data_over` F. A layer is charged the least CPU time seen for
-  // its rows (a board's time does not vary run to run; this machine's does: under TSan, beside
+  // the CPU time they were charged: at least 0.8 F, at most `over` F (layers) and `data_over` F.
+  // A layer is charged the least CPU time seen for its rows (a board's time does not vary run to run; this machine's does: under TSan, beside
   // another test group, a second run's layers used 2x the first's CPU). A kind of tiny sections
   // alone (hardware fp16 decodes a frame in ~30 us) can run over: a timer wakes ~50 us late, a
   // section that is preempted ends late.

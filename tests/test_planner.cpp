@@ -713,7 +713,7 @@ TEST_CASE("planner: every board is kept within its memory, or the plan is refuse
   for (Scheme s : {Scheme::dpfp, Scheme::halp}) {
     CAPTURE(std::string(scheme_name(s)));
     const Plan free_plan = make_plan(g, c, s);
-    const std::vector<DeviceMemory> need = predict_memory(g, free_plan, host_sweep_mb(c));
+    const std::vector<DeviceMemory> need = predict_memory(g, c, free_plan);
     REQUIRE(need[2].total_mb > kBaseMb + 1);
     // Worker 2 gets less memory than its unconstrained share needs: the plan changes so that
     // it fits (fewer layers on it, or none), and is no faster than the free one.
@@ -722,7 +722,7 @@ TEST_CASE("planner: every board is kept within its memory, or the plan is refuse
     const Plan p = make_plan(g, tight, s);
     check_plan_structure(g, p);
     CHECK(memory_shortfall(g, tight, p).device == -1);
-    CHECK(predict_memory(g, p, host_sweep_mb(tight))[2].total_mb <= tight.devices[2].memory_mb);
+    CHECK(predict_memory(g, tight, p)[2].total_mb <= tight.devices[2].memory_mb);
     CHECK(p.predicted_ms >= free_plan.predicted_ms - 1e-9);
   }
   // The host holds at least the rest of the tail: with too little, every plan is refused in one line.
@@ -748,11 +748,11 @@ TEST_CASE("planner: the host is charged its own board's cache sweep, not the pla
   const DeviceProfile back = DeviceProfile::from_json(Json::parse(pi.to_json().dump()));
   CHECK(back.sweep_mb == board_mb);
   const Plan p = make_plan(g, c, Scheme::halp);
-  const std::vector<DeviceMemory> server = predict_memory(g, p, host_sweep_mb(c));
+  const std::vector<DeviceMemory> server = predict_memory(g, c, p);
   Cluster on_board = c;
   on_board.devices[0] = back;
   CHECK(host_sweep_mb(on_board) == board_mb);
-  const std::vector<DeviceMemory> board = predict_memory(g, p, host_sweep_mb(on_board));
+  const std::vector<DeviceMemory> board = predict_memory(g, on_board, p);
   CHECK(board[0].total_mb == doctest::Approx(server[0].total_mb - (here_mb - board_mb)));
   CHECK(board[1].total_mb == server[1].total_mb);  // workers hold no sweep
   // A host budget between the two fits the smaller sweep only.
@@ -781,7 +781,7 @@ TEST_CASE("planner: a board short of memory by part of its FC slice keeps its ro
   }
   REQUIRE(tail_mb > 1);
   Cluster tight = c;
-  tight.devices[2].memory_mb = predict_memory(g, free_plan, host_sweep_mb(c))[2].total_mb - tail_mb / 2;
+  tight.devices[2].memory_mb = predict_memory(g, c, free_plan)[2].total_mb - tail_mb / 2;
   const Plan p = make_plan(g, tight, Scheme::halp);
   check_plan_structure(g, p);
   CHECK(memory_shortfall(g, tight, p).device == -1);
@@ -798,7 +798,7 @@ TEST_CASE("planner: the host holds its share, and FC channels a board gives up g
   const Cluster c = homogeneous(g, 3, "1gbit,0.2ms", 2);
   const Plan free_plan = make_plan(g, c, Scheme::halp);
   REQUIRE(free_plan.split_tail > 0);
-  const std::vector<DeviceMemory> need = predict_memory(g, free_plan, host_sweep_mb(c));
+  const std::vector<DeviceMemory> need = predict_memory(g, c, free_plan);
   // Not the whole model: the workers' FC slices are theirs alone.
   double all_mb = 0, workers_fc_mb = 0;
   for (int n = 0; n < g.size(); ++n) all_mb += double(g.node(n).layer->packed_bytes()) / 1048576.0;
@@ -998,7 +998,7 @@ TEST_CASE("planner: a batch with an image per device runs images whole, where th
   // A whole image needs the whole model on each board: with room for a split share only, the
   // planner keeps every image split.
   Cluster tight = c;
-  const std::vector<DeviceMemory> need = predict_memory(g, p, host_sweep_mb(c));
+  const std::vector<DeviceMemory> need = predict_memory(g, c, p);
   for (auto& d : tight.devices) d.memory_mb = need[1].total_mb - 1;
   const Plan q = make_plan(g, tight, Scheme::halp, 4);
   CHECK(q.image_plans.empty());

@@ -123,7 +123,7 @@ DeviceMemory host_memory(const Graph& g, const Plan& p, double sweep_mb) {
 }  // namespace
 
 MemoryShortfall memory_shortfall(const Graph& g, const Cluster& c, const Plan& p) {
-  const std::vector<DeviceMemory> m = predict_memory(g, p, host_sweep_mb(c));
+  const std::vector<DeviceMemory> m = predict_memory(g, c, p);
   for (size_t d = 0; d < m.size() && d < c.devices.size(); ++d) {
     const double have = c.devices[d].memory_mb;
     if (have > 0 && m[d].total_mb > have) return {int(d), m[d].total_mb, have};
@@ -145,7 +145,8 @@ double host_sweep_mb(const Cluster& c) {
   return double(kernels::cache_sweep_bytes()) / kMb;
 }
 
-std::vector<DeviceMemory> predict_memory(const Graph& g, const Plan& p, double sweep_mb) {
+namespace {
+std::vector<DeviceMemory> predict_for_sweep(const Graph& g, const Plan& p, double sweep_mb) {
   if (!p.image_plans.empty()) {
     // Per device, the most any image's plan needs: a whole image's share holds every layer a
     // split one does, and the store counts the batch's images in flight either way.
@@ -153,7 +154,7 @@ std::vector<DeviceMemory> predict_memory(const Graph& g, const Plan& p, double s
     for (const Plan& one : p.image_plans) {
       Plan ip = one;  // small: image plans hold no timeline
       ip.batch = p.batch;
-      const std::vector<DeviceMemory> m = predict_memory(g, ip, sweep_mb);
+      const std::vector<DeviceMemory> m = predict_for_sweep(g, ip, sweep_mb);
       for (size_t d = 0; d < out.size(); ++d) {
         out[d].weights_mb = std::max(out[d].weights_mb, m[d].weights_mb);
         out[d].activations_mb = std::max(out[d].activations_mb, m[d].activations_mb);
@@ -169,6 +170,11 @@ std::vector<DeviceMemory> predict_memory(const Graph& g, const Plan& p, double s
     out.push_back(m);
   }
   return out;
+}
+}  // namespace
+
+std::vector<DeviceMemory> predict_memory(const Graph& g, const Cluster& c, const Plan& p) {
+  return predict_for_sweep(g, p, host_sweep_mb(c));
 }
 
 }  // namespace eb::dist

@@ -30,8 +30,8 @@ constexpr double kHostHeapMb = 3.0;
 // tail, and while it runs the whole model (the local comparison, a dropped worker's work) one
 // layer or FC slice it streams through memory (Graph::forward). For a host that loads its
 // graph lazily, as infer and cluster do; a library host (dist/api) and the deadline path's
-// hosts hold the whole model. sweep_mb: the host's cache sweep (host_sweep_mb).
-std::vector<DeviceMemory> predict_memory(const Graph& g, const Plan& p, double sweep_mb);
+// hosts hold the whole model. The host is charged its own cache sweep (host_sweep_mb(c)).
+std::vector<DeviceMemory> predict_memory(const Graph& g, const Cluster& c, const Plan& p);
 // The cache sweep the host reads (kernels/cache.h), in MB: its profile's where the profile
 // recorded one (DeviceProfile::sweep_mb: a Pi 4 whose kernel lists its 1 MB L2 sweeps 2 MB),
 // else this machine's (64 MB on a server), which is what an older profile's board was charged.

@@ -519,7 +519,7 @@ Plan fit_tail_to_memory(const Graph& g, const Cluster& c, Plan p) {
   if (!p.image_plans.empty()) return p;  // kept only where every board fits (with_whole_images)
   bool moved = false;
   for (int round = 0; round < 4 * p.devices && p.split_tail > 0; ++round) {
-    const std::vector<DeviceMemory> m = predict_memory(g, p, host_sweep_mb(c));
+    const std::vector<DeviceMemory> m = predict_memory(g, c, p);
     // The worker furthest over its budget that still holds channels to give.
     size_t over = 0;
     double excess = 0;

@@ -398,8 +398,7 @@ std::vector<SchemeResult> run_cluster(const ClusterOptions& o, std::vector<Slowd
     r.peak_rss_kb = pr.last.peak_rss_kb;
     r.peak_rss_kb.resize(size_t(std::max(pr.plan.devices, 1)), 0);
     r.peak_rss_kb[0] = peak_rss_kb();
-    for (const DeviceMemory& m : predict_memory(*g, pr.plan, host_sweep_mb(now)))
-      r.predicted_peak_mb.push_back(m.total_mb);
+    for (const DeviceMemory& m : predict_memory(*g, now, pr.plan)) r.predicted_peak_mb.push_back(m.total_mb);
     compare_outputs(pr.warmup_out, want, o.fp16, r);
     r.bytes = pr.last.bytes_sent + pr.last.bytes_received;
     r.latency_ms = median(pr.dist_ms);
