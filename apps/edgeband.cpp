@@ -149,13 +149,16 @@ PlanWork plan_work(const eb::dist::Plan& p) {
   return {int(std::count(used.begin(), used.end(), true)), host_share};
 }
 
-// A batch plan that runs images whole (Plan::image_plans): which device runs which image.
-void print_whole_images(const eb::dist::Plan& p) {
+// A batch plan that runs images whole (Plan::image_plans): which device runs which image, and
+// how the others are shared (a pipelined image: the early blocks split, the deep ones on a worker).
+void print_whole_images(const eb::Graph& g, const eb::dist::Plan& p) {
   if (p.image_plans.empty()) return;
   std::printf("  images:");
   for (size_t i = 0; i < p.image_plans.size(); ++i) {
-    const int d = p.image_plans[i].sole_device();
+    const eb::dist::Plan& ip = p.image_plans[i];
+    const int d = ip.sole_device(), deep = eb::dist::finishing_worker(g, ip);
     if (d >= 0) std::printf("  %zu whole on dev%d", i, d);
+    else if (deep > 0) std::printf("  %zu pipelined as below (its blocks end on dev%d)", i, deep);
     else std::printf("  %zu split as below", i);
   }
   std::printf("\n");
@@ -586,7 +589,7 @@ int cmd_plan(const Args& a) {
                   plan_work(p).devices_used, int(c.devices.size()), plan_work(p).host_rows * 100);
     std::printf("\n");
     explain_fallback(g, c, p);
-    print_whole_images(p);
+    print_whole_images(g, p);
     for (size_t b = 0; b < p.blocks.size(); ++b) {
       const auto& bp = p.blocks[b];
       std::printf("  block %zu: %s..%s  rows of %s:", b, g.node(bp.first).name.c_str(),

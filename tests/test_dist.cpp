@@ -484,21 +484,21 @@ TEST_CASE("dist: whole images leave for their workers a pass of the batch plan a
   using V = std::vector<size_t>;
   // Nine images: two whole passes and one image of a third. Workers' whole images leave as their
   // pass starts, never a later pass's before this pass's split image is done.
-  CHECK(whole_images_leaving_at(p, 9, 0) == V{1, 2});
-  for (size_t i : {1, 2, 3, 5, 6, 7}) CHECK(whole_images_leaving_at(p, 9, i).empty());
-  CHECK(whole_images_leaving_at(p, 9, 4) == V{5, 6});
-  CHECK(whole_images_leaving_at(p, 9, 8).empty());  // image 8 is the host's own
-  CHECK(whole_images_leaving_at(p, 6, 4) == V{5});  // a short last pass
+  CHECK(images_leaving_at(*g, p, 9, 0) == V{1, 2});
+  for (size_t i : {1, 2, 3, 5, 6, 7}) CHECK(images_leaving_at(*g, p, 9, i).empty());
+  CHECK(images_leaving_at(*g, p, 9, 4) == V{5, 6});
+  CHECK(images_leaving_at(*g, p, 9, 8).empty());  // image 8 is the host's own
+  CHECK(images_leaving_at(*g, p, 6, 4) == V{5});  // a short last pass
   // A plan without image plans runs every image split: nothing leaves whole.
-  CHECK(whole_images_leaving_at(make_plan(*g, c, Scheme::halp, 1), 3, 0).empty());
+  CHECK(images_leaving_at(*g, make_plan(*g, c, Scheme::halp, 1), 3, 0).empty());
   // Within a pass the host runs its own and the split image first, then takes the workers'
   // results; a short last pass the same way.
-  CHECK(host_order(p, 0, 4) == V{0, 3, 1, 2});
-  CHECK(host_order(p, 4, 8) == V{4, 7, 5, 6});
-  CHECK(host_order(p, 8, 9) == V{8});
+  CHECK(host_order(*g, p, 0, 4) == V{0, 3, 1, 2});
+  CHECK(host_order(*g, p, 4, 8) == V{4, 7, 5, 6});
+  CHECK(host_order(*g, p, 8, 9) == V{8});
   const Plan q = whole_images_plan(*g, c, {1, 1, 0, -1});  // the worker's two first
-  CHECK(host_order(q, 0, 4) == V{2, 3, 0, 1});
-  CHECK(host_order(make_plan(*g, c, Scheme::halp, 1), 0, 1) == V{0});
+  CHECK(host_order(*g, q, 0, 4) == V{2, 3, 0, 1});
+  CHECK(host_order(*g, make_plan(*g, c, Scheme::halp, 1), 0, 1) == V{0});
 }
 
 TEST_CASE("dist loopback: more images than the batch plan run pass after pass, equal to local") {
@@ -526,6 +526,55 @@ TEST_CASE("dist loopback: more images than the batch plan run pass after pass, e
   REQUIRE(split_back > 0);
   REQUIRE(next_out < INT64_MAX);
   CHECK(next_out >= split_back);
+}
+
+TEST_CASE("dist loopback: a batch's pipelined image runs early on two devices and late on the third, equal to local") {
+  auto g = shared_synthetic("vgg16:64");
+  const Cluster c = estimated(*g, 3, "10gbit,0.01ms");
+  // The early zones: a plan for the host and worker 2 alone, embedded in the three; the deep
+  // layers from the middle block on: worker 1's, after its own whole image.
+  Cluster two = c;
+  two.devices.resize(2);
+  const Plan early = embed_plan(*g, c, make_plan(*g, two, Scheme::halp, 1), {0, 2});
+  REQUIRE(early.blocks.size() >= 2);
+  REQUIRE(early.sole_device() < 0);
+  const int cut = int(early.blocks.size()) / 2;
+  Plan p = pipelined_image_plan(*g, early, cut, 1);
+  p.batch = 4;
+  p.image_plans = {whole_image_plan(*g, early, 1), pipelined_image_plan(*g, early, cut, 1),
+                   whole_image_plan(*g, early, 0), whole_image_plan(*g, early, 2)};
+  simulate(*g, c, p);
+  REQUIRE(finishing_worker(*g, p.image_plans[1]) == 1);
+  using V = std::vector<size_t>;
+  CHECK(images_leaving_at(*g, p, 4, 0) == V{0, 1, 3});  // in this order: worker 2 gets image 1 first
+  CHECK(host_order(*g, p, 0, 4) == V{2, 0, 1, 3});      // the host finishes its own image first
+  std::mt19937 rng(61);
+  std::vector<Tensor> images;
+  for (int i = 0; i < 4; ++i) images.push_back(ref::random_tensor(g->input, rng));
+  LocalWorkers w(2);
+  HostRuntime host(g, synthetic_hash("vgg16:64"), w.addrs, {});
+  for (int call = 0; call < 2; ++call) {
+    InferStats st;
+    const auto got = host.infer(images, p, &st);
+    CHECK(st.faults == 0);
+    for (size_t i = 0; i < images.size(); ++i) CHECK(ref::bit_equal(got[i], g->forward(images[i])));
+    // Each device computes its part of image 1 where the plan puts it: worker 2 before its whole
+    // image (which arrived meanwhile: it waits for image 1's halos rather than start it), worker 1
+    // after its own, the host before its own.
+    uint64_t first = ~0ull;  // image 0's id: worker 1 computes it whole, and reports spans
+    for (const ComputeSpan& sp : st.spans) first = std::min(first, sp.image);
+    auto span_of = [&](int d, uint64_t image) {
+      std::pair<int64_t, int64_t> s{INT64_MAX, INT64_MIN};
+      for (const ComputeSpan& sp : st.spans)
+        if (sp.device == d && sp.image == image && sp.block < int(p.blocks.size())) s = {std::min(s.first, sp.t0_us), std::max(s.second, sp.t1_us)};
+      return s;
+    };
+    REQUIRE(span_of(2, first + 1).second > INT64_MIN);
+    REQUIRE(span_of(2, first + 3).first < INT64_MAX);
+    CHECK(span_of(2, first + 1).second <= span_of(2, first + 3).first);
+    CHECK(span_of(1, first + 0).second <= span_of(1, first + 1).first);
+    CHECK(span_of(0, first + 1).second <= span_of(0, first + 2).first);
+  }
 }
 
 TEST_CASE("dist loopback: a split FC tail (every device a slice of fc6..fc8) is exact, fp32 and fp16") {

@@ -950,15 +950,100 @@ TEST_CASE("planner simulate: the host relays rows as they arrive, not in plan or
   CHECK(send_to_2 < gather_from_2);
 }
 
+// The image of a batch plan that is pipelined (split, its last block on one worker), or -1.
+int pipelined_image(const Graph& g, const Plan& p) {
+  for (size_t i = 0; i < p.image_plans.size(); ++i)
+    if (p.image_plans[i].sole_device() < 0 && finishing_worker(g, p.image_plans[i]) > 0) return int(i);
+  return -1;
+}
+
+// [first start, last end] of device d's compute of image i's blocks in a plan's predicted
+// timeline (not of its tail, which the host computes last).
+std::pair<double, double> compute_span(const Plan& p, int d, int i) {
+  std::pair<double, double> s{1e300, -1e300};
+  for (const Event& e : p.timeline)
+    if (e.device == d && e.image == i && e.what == "compute" && e.block < int(p.blocks.size()))
+      s = {std::min(s.first, e.start_ms), std::max(s.second, e.end_ms)};
+  return s;
+}
+
+TEST_CASE("planner: a batch's one leftover image is pipelined: early zones first, then the deep layers whole on a worker") {
+  const Graph& g = vgg16_64();
+  const Cluster c = homogeneous(g, 3, "1gbit,0.2ms", 2);
+  const Plan p = make_plan(g, c, Scheme::halp, 4);
+  REQUIRE(p.image_plans.size() == 4);
+  CHECK(p.image_plans_match());
+  const int pipe = pipelined_image(g, p);
+  REQUIRE(pipe >= 0);
+  const Plan& v = p.for_image(size_t(pipe));
+  const int deep = finishing_worker(g, v);
+  REQUIRE(deep > 0);
+  // Blocks before the cut: the others' zones, each row once; from the cut: every row on `deep`,
+  // and the FC layers too (it keeps their input: the host gathers nothing).
+  size_t cut = 0;
+  while (cut < v.blocks.size() && v.blocks[cut].zones[size_t(deep)].empty()) ++cut;
+  REQUIRE(cut > 0);
+  REQUIRE(cut < v.blocks.size());
+  for (size_t b = 0; b < v.blocks.size(); ++b) {
+    std::vector<int> count(size_t(g.shape_of(v.blocks[b].last - 1).h), 0);
+    for (size_t d = 0; d < v.blocks[b].zones.size(); ++d) {
+      if (b >= cut && int(d) != deep) CHECK(v.blocks[b].zones[d].empty());
+      for (const RowRange& z : v.blocks[b].zones[d])
+        for (int y = z.begin; y < z.end; ++y) ++count[size_t(y)];
+    }
+    for (int n : count) CHECK(n == 1);
+  }
+  CHECK(holds_whole_slice(g, v, 0, deep));
+  CHECK_FALSE(host_gathers_tail_input(g, v));
+  // Listed after the deep device's whole image and before the others': the order in which
+  // their frames reach each device, which computes them in that order.
+  for (int i = 0; i < 4; ++i) {
+    if (i == pipe) continue;
+    const int w = p.for_image(size_t(i)).sole_device();
+    REQUIRE(w >= 0);
+    CHECK((i < pipe) == (w == deep));
+  }
+  // The predicted timeline: the early devices compute their zones of it before their whole
+  // images, the deep device after its own; the early halos are not held behind a whole image's
+  // result simulated before them (the simulator's gaps).
+  int deep_whole = 0;
+  while (p.for_image(size_t(deep_whole)).sole_device() != deep) ++deep_whole;
+  for (int i = 0; i < 4; ++i) {
+    if (i == pipe) continue;
+    const int w = p.for_image(size_t(i)).sole_device();
+    const auto mine = compute_span(p, w, pipe), whole = compute_span(p, w, i);
+    if (w == deep) {
+      CHECK(mine.first >= whole.second - 1e-9);
+    } else {
+      CHECK(mine.second <= whole.first + 1e-9);
+      CHECK(mine.second < compute_span(p, deep, deep_whole).second);
+    }
+  }
+  // Faster than the shape it replaces: three whole images and the fourth split by the
+  // single-image plan.
+  const Plan one = make_plan(g, c, Scheme::halp, 1);
+  Plan split = p;
+  split.image_plans.clear();
+  for (int d = 0; d < 3; ++d) split.image_plans.push_back(whole_image_plan(g, one, d));
+  split.image_plans.push_back(one);
+  split.blocks = one.blocks;
+  simulate(g, c, split);
+  CHECK(p.predicted_ms < split.predicted_ms);
+  // Another count left over (two for five images): whole images, the rest split.
+  const Plan five = make_plan(g, c, Scheme::halp, 5);
+  CHECK(pipelined_image(g, five) == -1);
+}
+
 TEST_CASE("planner: a batch with an image per device runs images whole, where that is faster and fits") {
   const Graph& g = vgg16_64();
   const Cluster c = homogeneous(g, 3, "1gbit,0.2ms", 2);
   const Plan one = make_plan(g, c, Scheme::halp, 1);
   REQUIRE(one.devices == 3);
-  const Plan p = make_plan(g, c, Scheme::halp, 4);
-  // Three images whole, the host's first (it sends the others theirs, then computes), and the
-  // fourth split: each device computes a whole image, with no halos and no recomputed rows.
-  REQUIRE(p.image_plans.size() == 4);
+  // Five images: three whole, the host's first (it sends the others theirs, then computes), and
+  // two split (one left over is pipelined: the test above): each device computes a whole image,
+  // with no halos and no recomputed rows.
+  const Plan p = make_plan(g, c, Scheme::halp, 5);
+  REQUIRE(p.image_plans.size() == 5);
   for (int i = 0; i < 3; ++i) {
     const Plan& w = p.for_image(size_t(i));
     CHECK(w.sole_device() == i);
@@ -969,14 +1054,18 @@ TEST_CASE("planner: a batch with an image per device runs images whole, where th
       if (i > 0) CHECK(t.node != w.blocks.back().last - 1);
     }
   }
-  CHECK(p.for_image(3).sole_device() == -1);
-  check_plan_structure(g, p.for_image(3));
+  for (size_t i : {3, 4}) {
+    CHECK(p.for_image(i).sole_device() == -1);
+    CHECK(finishing_worker(g, p.for_image(i)) == 0);
+    check_plan_structure(g, p.for_image(i));
+  }
   // The host waits longer for a worker's whole image (it sends nothing until done), and for the
   // split one, whose rows wait at each worker behind its whole image: the batch's predicted
   // span; not for its own image, nor where no image runs whole (rows come block by block).
   CHECK(p.whole_image_silence_ms(1) == p.predicted_ms);
   CHECK(p.whole_image_silence_ms(2) == p.predicted_ms);
   CHECK(p.whole_image_silence_ms(3) == p.predicted_ms);
+  CHECK(p.whole_image_silence_ms(4) == p.predicted_ms);
   CHECK(p.whole_image_silence_ms(0) == 0);
   CHECK(one.whole_image_silence_ms(0) == 0);
   Plan alone = one;  // a single image run on one worker: it too is silent until its result
@@ -992,7 +1081,7 @@ TEST_CASE("planner: a batch with an image per device runs images whole, where th
   REQUIRE(result_1 > 0);
   CHECK(split_start < result_1);
   // Faster than the same images split: four single-image plans back to back bound that.
-  CHECK(p.predicted_ms < 4 * one.predicted_ms);
+  CHECK(p.predicted_ms < 5 * one.predicted_ms);
   // Too few images for every device: all split.
   CHECK(make_plan(g, c, Scheme::halp, 2).image_plans.empty());
   // A whole image needs the whole model on each board: with room for a split share only, the
@@ -1000,7 +1089,7 @@ TEST_CASE("planner: a batch with an image per device runs images whole, where th
   Cluster tight = c;
   const std::vector<DeviceMemory> need = predict_memory(g, c, p);
   for (auto& d : tight.devices) d.memory_mb = need[1].total_mb - 1;
-  const Plan q = make_plan(g, tight, Scheme::halp, 4);
+  const Plan q = make_plan(g, tight, Scheme::halp, 5);
   CHECK(q.image_plans.empty());
   CHECK(memory_shortfall(g, tight, q).device == -1);
 }

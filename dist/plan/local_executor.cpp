@@ -53,7 +53,7 @@ Tensor execute_locally(const Graph& g, const Plan& p, const Tensor& input) {
     cur = std::move(next);
   }
   // The host gathers the tail's input, unless one worker computes the image whole and keeps it.
-  const size_t keeper = host_gathers_tail_input(g, p) ? 0 : size_t(p.whole_image_worker());
+  const size_t keeper = host_gathers_tail_input(g, p) ? 0 : size_t(finishing_worker(g, p));
   if (!cur[keeper].holds({0, cur[keeper].t.h()})) throw std::logic_error("no device holds the rows for the tail");
   Tensor x = cur[keeper].t;
   for (int j = 0; j < p.split_tail; ++j) {  // every device its channel slice of the whole input

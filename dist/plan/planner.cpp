@@ -441,17 +441,59 @@ Plan with_whole_images(const Graph& g, const Cluster& c, Plan p, int rounds) {
   return p;
 }
 
-// The split plan p, or whole images and the rest split where that is predicted faster and
-// every board still fits its memory (a whole image needs the whole model on each device).
+// `rounds` rounds of whole images as above, and the one image left over pipelined
+// (pipelined_image_plan) rather than split. It is listed after the deep device's whole images and
+// before the others', so that it reaches the early devices first and the deep one last. The
+// deep device, the cut (anywhere, added to p's block cuts) and the early devices' zones (their
+// own plan at a few host shares, with and without tile-aligned zones) are chosen by simulating
+// the batch. No plan (predicted_ms infinite) where another count of images is left over.
+Plan with_pipelined_image(const Graph& g, const Cluster& c, const Plan& p, int rounds) {
+  const int n = p.devices;
+  Plan best;
+  best.predicted_ms = std::numeric_limits<double>::infinity();
+  if (p.scheme == Scheme::modnn || n < 2 || p.batch != rounds * n + 1 || splittable_tail(g) == 0) return best;
+  std::vector<int> block_cuts;
+  for (size_t b = 1; b < p.blocks.size(); ++b) block_cuts.push_back(p.blocks[b].first);
+  for (int deep = 1; deep < n; ++deep) {
+    std::vector<size_t> keep;
+    for (int d = 0; d < n; ++d)
+      if (d != deep) keep.push_back(size_t(d));
+    for (int at : candidate_cuts(g)) {
+      std::vector<int> cuts = block_cuts;
+      if (std::find(cuts.begin(), cuts.end(), at) == cuts.end()) cuts.push_back(at);
+      std::sort(cuts.begin(), cuts.end());
+      const int cut = int(std::find(cuts.begin(), cuts.end(), at) - cuts.begin()) + 1;  // a block index
+      for (bool aligned : {false, true})
+        for (double share : {0.7, 0.85, 1.0, 1.15}) {
+          Cluster sub = sub_cluster(c, keep);
+          sub.tile_aligned_zones = aligned;
+          const Plan early =
+              embed_plan(g, c, plan_with_cuts(g, sub, p.scheme, cuts, share / double(n - 1)), keep);
+          Plan q = pipelined_image_plan(g, early, cut, deep);
+          q.batch = p.batch;
+          for (int r = 0; r < rounds; ++r) q.image_plans.push_back(whole_image_plan(g, early, deep));
+          q.image_plans.push_back(pipelined_image_plan(g, early, cut, deep));
+          for (int d = 0; d < n; ++d)
+            for (int r = 0; r < rounds && d != deep; ++r) q.image_plans.push_back(whole_image_plan(g, early, d));
+          simulate(g, c, q);
+          if (q.predicted_ms < best.predicted_ms) best = std::move(q);
+        }
+    }
+  }
+  return best;
+}
+
+// The split plan p, or whole images and the rest split (or the first of the rest pipelined)
+// where that is predicted faster and every board still fits its memory (a whole image needs
+// the whole model on each device).
 Plan with_whole_images(const Graph& g, const Cluster& c, Plan p) {
   if (p.devices < 2 || p.batch < p.devices) return p;
   Plan best = p;
   // A worker holds at most kMaxWholeImages inputs at once (they leave the host together), and
   // two split images (one ahead), well inside its in-flight limit (worker.cpp).
-  for (int r = 1; r <= std::min(p.batch / p.devices, kMaxWholeImages); ++r) {
-    Plan q = with_whole_images(g, c, p, r);
-    if (q.predicted_ms < best.predicted_ms && memory_shortfall(g, c, q).device < 0) best = std::move(q);
-  }
+  for (int r = 1; r <= std::min(p.batch / p.devices, kMaxWholeImages); ++r)
+    for (Plan q : {with_whole_images(g, c, p, r), with_pipelined_image(g, c, p, r)})
+      if (q.predicted_ms < best.predicted_ms && memory_shortfall(g, c, q).device < 0) best = std::move(q);
   return best;
 }
 
@@ -630,8 +672,24 @@ bool holds_whole_slice(const Graph& g, const Plan& p, int j, int d) {
          p.tail_slices.at(size_t(j)).at(size_t(d)).size() == g.shape_of(p.tail_first + j).c;
 }
 
+int finishing_worker(const Graph& g, const Plan& p) {
+  if (const int d = p.sole_device(); d >= 0 || p.blocks.empty() || p.split_tail == 0) return std::max(d, 0);
+  const BlockPlan& b = p.blocks.back();
+  const int h = g.shape_of(b.last - 1).h;
+  for (size_t d = 1; d < b.zones.size(); ++d)
+    if (b.zones[d].size() == 1 && b.zones[d][0].begin == 0 && b.zones[d][0].end == h)
+      return holds_whole_slice(g, p, 0, int(d)) ? int(d) : 0;
+  return 0;
+}
+
+Plan pipelined_image_plan(const Graph& g, const Plan& early, int cut, int deep) {
+  Plan w = whole_image_plan(g, early, deep);  // blocks from `cut` on and the FC layers
+  for (int b = 0; b < cut; ++b) w.blocks[size_t(b)] = early.blocks[size_t(b)];
+  return w;
+}
+
 bool host_gathers_tail_input(const Graph& g, const Plan& p) {
-  const int w = p.whole_image_worker();
+  const int w = finishing_worker(g, p);
   return p.gather_every_block || !(w && holds_whole_slice(g, p, 0, w));
 }
 
@@ -722,8 +780,13 @@ Json Plan::to_json(const Graph& g) const {
   j["link_bytes"] = lb;
   if (!image_plans.empty()) {
     Json who = Json::array();  // per image: the device that runs it whole, or -1: split
-    for (const Plan& ip : image_plans) who.push_back(ip.sole_device() >= 0 && devices > 1 ? ip.sole_device() : -1);
+    Json ends = Json::array();  // per image: the worker whose blocks end it (pipelined, whole), or 0
+    for (const Plan& ip : image_plans) {
+      who.push_back(ip.sole_device() >= 0 && devices > 1 ? ip.sole_device() : -1);
+      ends.push_back(finishing_worker(g, ip));
+    }
     j["whole_images"] = who;
+    j["finishing_workers"] = ends;
   }
   return j;
 }

@@ -197,9 +197,22 @@ std::vector<double> row_shares(const Graph& g, const Plan& p);
 // output and computes layer j + 1 from it, with nothing sent to it (a whole image's worker).
 bool holds_whole_slice(const Graph& g, const Plan& p, int j, int d);
 
+// The worker (device >= 1) that finishes the image: it computes the image whole, or every row
+// of the last block and all of the first split FC layer (a pipelined image's deep worker); 0
+// otherwise. The host gets only its result, after its other work, so the host finishes such an
+// image last in its pass.
+int finishing_worker(const Graph& g, const Plan& p);
+
+// A batch's leftover image pipelined (Plan::image_plans): blocks [0, cut) split among every
+// device but `deep`, as a plan for those devices alone (`early`, embedded) zones them; blocks
+// [cut, end) and the FC layers whole on `deep` (models with split FC layers only). The early
+// devices compute it before their whole images, `deep` after its own: no device waits for
+// another's halo late in the batch, and the deep layers' thin bands are not split at all.
+Plan pipelined_image_plan(const Graph& g, const Plan& early, int cut, int deep);
+
 // Whether the host gathers the last block's output (to compute the tail, or to send it on to
 // the devices with a slice of the first split layer): not where one secondary computed every
-// row and computes that whole layer too (a whole image's worker), which needs nothing from it.
+// row and computes that whole layer too (finishing_worker), which needs nothing from it.
 bool host_gathers_tail_input(const Graph& g, const Plan& p);
 
 // Per-device zones as JSON: [[[begin, end], ...], ...] (CLI output and the wire format).

@@ -208,6 +208,25 @@ struct Sim {
   const Cluster& c;
   Plan& p;  // the timeline goes here
   std::vector<double> cpu, up, down;  // per device: compute, uplink, downlink free times (ms)
+  // A batch plan's images are simulated one after another, not in time order: a pipelined
+  // image's early halos are simulated after a whole image's result that leaves much later.
+  // There a link's busy intervals are kept, and a frame takes the first gap that fits it (frames
+  // leave in the order they are ready, as the runtime sends them). Single-image plans keep the
+  // free times alone: their frames are simulated in time order, and the planner's search
+  // simulates hundreds of thousands of them.
+  using Intervals = std::vector<std::pair<double, double>>;
+  std::vector<Intervals> up_busy = {}, down_busy = {};
+
+  // The first start at or after `t` at which [start, start + dur) overlaps no busy interval.
+  static double first_gap(double t, double dur, const Intervals& a, const Intervals& b) {
+    for (bool moved = true; moved;) {
+      moved = false;
+      for (const Intervals* list : {&a, &b})
+        for (const auto& [s, e] : *list)
+          if (s < t + dur && e > t) t = e, moved = true;
+    }
+    return t;
+  }
   int img = 0;
   // Per device, of the block before the current one: its compute's start and end, and its rows.
   std::vector<double> start_prev = {}, end_prev = {}, zone_rows_prev = {};
@@ -225,7 +244,14 @@ struct Sim {
     const LinkModel& link = c.link_of(t.src, t.dst);
     const FrameCpu f = frame_cpu(c, t);
     const double dur = link.transfer_s(double(t.bytes)) * 1e3 + f.seal;
-    const double start = std::max({ready + f.encode, up[size_t(t.src)], down[size_t(t.dst)]});
+    double start = 0;
+    if (up_busy.empty()) {
+      start = std::max({ready + f.encode, up[size_t(t.src)], down[size_t(t.dst)]});
+    } else {
+      start = first_gap(ready + f.encode, dur, up_busy[size_t(t.src)], down_busy[size_t(t.dst)]);
+      up_busy[size_t(t.src)].push_back({start, start + dur});
+      down_busy[size_t(t.dst)].push_back({start, start + dur});
+    }
     const double end = start + dur;
     up[size_t(t.src)] = down[size_t(t.dst)] = end;
     const double arrive = end + link.latency_s * 1e3 + f.open + f.decode;
@@ -312,7 +338,7 @@ struct Sim {
     std::vector<double> in(n, st);
     // A device that ran the whole image holds the first layer's input once its blocks are done,
     // and one that computed a whole layer holds the next one's.
-    if (const size_t w = size_t(v->whole_image_worker()); j == 0 && w) in[w] = end_prev[w];
+    if (const size_t w = size_t(finishing_worker(g, *v)); j == 0 && w) in[w] = end_prev[w];
     for (size_t d = 1; j > 0 && d < n; ++d)
       if (holds_whole_slice(g, *v, j - 1, int(d))) in[d] = cpu[d];
     for (const Transfer& t : v->transfers) {
@@ -343,10 +369,11 @@ struct Sim {
   }
 
   // The tail once the gather is here: split layers, then the host's part. Returns its end.
-  // The host runs a worker's whole image last in its pass (HostRuntime's host_order): its part
-  // of that image waits in `deferred` for run_deferred, and it is free for the split ones.
+  // The host finishes an image whose last block a worker computes last in its pass
+  // (HostRuntime's host_order): its part of the tail waits in `deferred` for run_deferred, and
+  // it is free for the images it finishes itself.
   double run_tail(const std::vector<double>& arrive) {
-    const bool defer = !p.image_plans.empty() && v->whole_image_worker() != 0;
+    const bool defer = !p.image_plans.empty() && finishing_worker(g, *v) != 0;
     double st = defer ? arrive[0] : std::max(cpu[0], arrive[0]);
     for (int j = 0; j < v->split_tail; ++j) st = split_tail_layer(j, st);
     if (defer) {
@@ -374,10 +401,10 @@ struct Sim {
     return end;
   }
 
-  // A batch plan with image plans: the host sends the input of every image a worker runs whole
-  // in a pass through them at once, so that those devices start together, then the first split
-  // image's rows, which wait at each worker behind its whole images (HostRuntime's Call::run,
-  // whole_images_leaving_at).
+  // A batch plan with image plans: the host sends the input of every image whose last block a
+  // worker computes (whole images, pipelined ones) in a pass through them at once and in order,
+  // so that those devices start together, then the first split image's rows, which wait at each
+  // worker behind its whole images (HostRuntime's Call::run, images_leaving_at).
   void send_inputs_first() {
     inputs_first.resize(size_t(p.batch));
     const int pass = int(p.image_plans.size());
@@ -386,7 +413,8 @@ struct Sim {
         for (int i = start; i < std::min(p.batch, start + pass); ++i) {
           img = i;
           v = &p.for_image(size_t(i));
-          if (split ? v->sole_device() >= 0 : v->whole_image_worker() == 0) continue;
+          const bool leaves = finishing_worker(g, *v) != 0;
+          if (split ? leaves || v->sole_device() >= 0 : !leaves) continue;
           send_block_inputs(0, inputs_first[size_t(i)]);
           if (split) break;  // the pass's first split image only
         }
@@ -459,11 +487,15 @@ void simulate(const Graph& g, const Cluster& c, Plan& p) {
                                         2 * (p.transfers.size() + n * size_t(p.split_tail))));
   Sim s{g, c, p, std::vector<double>(n, 0), std::vector<double>(n, 0), std::vector<double>(n, 0)};
   double finish = 0;
-  if (!p.image_plans.empty()) s.send_inputs_first();
+  if (!p.image_plans.empty()) {
+    s.up_busy.resize(n);
+    s.down_busy.resize(n);
+    s.send_inputs_first();
+  }
   const int pass = std::max(1, int(p.image_plans.size()));
   for (int start = 0; start < p.batch; start += pass) {
-    // Each worker's whole images before the split ones on its CPU, as their frames reach it (the
-    // planner lists them first in a pass); the host's parts of those come last (run_tail).
+    // In pass order, as their frames reach each device (whole and pipelined images leave first,
+    // in this order; the planner lists them so); the host's parts of those come last (run_tail).
     for (int img = start; img < std::min(p.batch, start + pass); ++img)
       finish = std::max(finish, s.run_image(img));
     finish = std::max(finish, s.run_deferred());

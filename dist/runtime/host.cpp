@@ -197,7 +197,11 @@ class HostRuntime::Call {
   void pump_until(size_t i, Stage s, const std::function<bool()>& finished,
                   const std::function<int()>& waiting_for);
   void receive(const Message& m);
-  Tensor run_image(size_t i);
+  // An image's blocks (the host's zones, and the rows it sends or relays), then its tail: run
+  // back to back, or the tail later where a worker computes the image's last block.
+  void run_blocks(size_t i);
+  Tensor finish_image(size_t i);
+  void wait_for_input(size_t i, Stage s);
   bool input_ready(uint64_t img, Stage s) const;
   int rows_culprit(uint64_t img, Stage s) const;  // the first secondary whose rows we wait for
   void run_overlap_block(size_t i, int b);
@@ -233,20 +237,20 @@ HostRuntime::Call::Call(HostRuntime& h, const std::vector<Tensor>& images, const
   h_.next_image_ += images.size();
 }
 
-std::vector<size_t> whole_images_leaving_at(const Plan& p, size_t images, size_t i) {
+std::vector<size_t> images_leaving_at(const Graph& g, const Plan& p, size_t images, size_t i) {
   const size_t pass = std::max<size_t>(1, p.image_plans.size());
   std::vector<size_t> leaving;
-  if (i % pass != 0) return leaving;  // not the start of a pass
+  if (i % pass != 0 || p.image_plans.empty()) return leaving;  // not the start of a pass
   for (size_t j = i; j < std::min(images, i + pass); ++j)
-    if (p.for_image(j).whole_image_worker()) leaving.push_back(j);
+    if (finishing_worker(g, p.for_image(j))) leaving.push_back(j);
   return leaving;
 }
 
-std::vector<size_t> host_order(const Plan& p, size_t begin, size_t end) {
+std::vector<size_t> host_order(const Graph& g, const Plan& p, size_t begin, size_t end) {
   std::vector<size_t> order;
-  for (int worker_whole = 0; worker_whole < 2; ++worker_whole)
+  for (int worker_last = 0; worker_last < 2; ++worker_last)
     for (size_t i = begin; i < end; ++i)
-      if ((p.for_image(i).whole_image_worker() != 0) == bool(worker_whole)) order.push_back(i);
+      if ((finishing_worker(g, p.for_image(i)) != 0) == bool(worker_last)) order.push_back(i);
   return order;
 }
 
@@ -258,18 +262,31 @@ void HostRuntime::Call::run(std::vector<Tensor>& out) {
     // Images that run whole on a worker get theirs at the start of their pass through the image
     // plans (at most kMaxWholeImages each): the host computes its own meanwhile. Split images'
     // rows go out one image ahead: a batch plan's first split image's at the start of the pass,
-    // to wait at each worker behind its whole images; a plan without image plans', run_image.
+    // to wait at each worker behind its whole images; a plan without image plans', run_blocks.
     // Not more: a worker holds a split image until its last rows (kMaxImagesInFlight).
-    for (size_t i : whole_images_leaving_at(plan_, n, start)) send_ready(i);
-    const std::vector<size_t> order = host_order(plan_, start, std::min(n, start + pass));
-    auto split = [&](size_t i) { return plan_.for_image(i).sole_device() < 0; };
+    const Graph& g = *h_.g_;
+    for (size_t i : images_leaving_at(g, plan_, n, start)) send_ready(i);
+    const std::vector<size_t> order = host_order(g, plan_, start, std::min(n, start + pass));
+    auto split = [&](size_t i) {
+      return plan_.for_image(i).sole_device() < 0 && !finishing_worker(g, plan_.for_image(i));
+    };
     const bool batch = !plan_.image_plans.empty();
     if (const auto first = std::find_if(order.begin(), order.end(), split); batch && first != order.end())
       send_ready(*first);
+    // The host's blocks of an image a worker finishes (a pipelined image's early zones) come in
+    // pass order, before the images after it: the early devices compute that image first.
+    size_t early = start;
+    auto run_early_blocks_before = [&](size_t i) {
+      for (; early < i; ++early)
+        if (finishing_worker(g, plan_.for_image(early))) run_blocks(early);
+    };
     for (size_t k = 0; k < order.size(); ++k) {
       if (batch && k + 1 < order.size() && split(order[k + 1])) send_ready(order[k + 1]);
       const size_t i = order[k];
-      out[i] = run_image(i);
+      const bool worker_last = finishing_worker(g, plan_.for_image(i)) != 0;
+      run_early_blocks_before(worker_last ? i + 1 : i);
+      if (!worker_last) run_blocks(i);
+      out[i] = finish_image(i);
       store_.drop(base_ + i);
       finished_[i] = true;
     }
@@ -418,7 +435,12 @@ int HostRuntime::Call::rows_culprit(uint64_t img, Stage s) const {
   return -1;
 }
 
-Tensor HostRuntime::Call::run_image(size_t i) {
+void HostRuntime::Call::wait_for_input(size_t i, Stage s) {
+  const uint64_t img = base_ + i;
+  pump_until(i, s, [&] { return input_ready(img, s); }, [&] { return rows_culprit(img, s); });
+}
+
+void HostRuntime::Call::run_blocks(size_t i) {
   const uint64_t img = base_ + i;
   const Plan& plan = plan_.for_image(i);
   if (plan_.devices > 1) {
@@ -426,19 +448,12 @@ Tensor HostRuntime::Call::run_image(size_t i) {
     // The next image's scatter overlaps this one (a batch plan's: Call::run, in host_order).
     if (plan_.image_plans.empty() && i + 1 < images_.size()) send_ready(i + 1);
   }
-  auto wait_for_input = [&](Stage s) {
-    pump_until(i, s, [&] { return input_ready(img, s); }, [&] { return rows_culprit(img, s); });
-  };
-  Stage s;
-  for (; s.index < plan.stages(); s = s.next()) {  // blocks, split tail layers, then the rest
+  for (Stage s; s.index < int(plan.blocks.size()); s = s.next()) {
     const int b = s.index;
-    if (plan.is_tail(s)) {
-      wait_for_input(s);
-      run_tail_layer(i, plan.tail_layer(s));
-    } else if (plan.blocks[size_t(b)].overlap) {
+    if (plan.blocks[size_t(b)].overlap) {
       run_overlap_block(i, b);
     } else {
-      wait_for_input(s);
+      wait_for_input(i, s);
       ComputeSpan span{};
       if (!plan.blocks[size_t(b)].zones[0].empty()) {
         compute_zones(*h_.g_, plan, 0, b, img, store_, &span, [&] { send_ready(i); });
@@ -446,7 +461,17 @@ Tensor HostRuntime::Call::run_image(size_t i) {
       }
     }
   }
-  wait_for_input(s);  // the host-only rest of the tail
+}
+
+Tensor HostRuntime::Call::finish_image(size_t i) {
+  const uint64_t img = base_ + i;
+  const Plan& plan = plan_.for_image(i);
+  Stage s = plan.tail_stage(0);
+  for (; s.index < plan.stages(); s = s.next()) {  // split tail layers, then the rest
+    wait_for_input(i, s);
+    run_tail_layer(i, plan.tail_layer(s));
+  }
+  wait_for_input(i, s);  // the host-only rest of the tail
   const int in = plan.input_node(s), first = plan.tail_first + plan.split_tail;
   const Band all = store_.band(img, in, {0, h_.g_->shape_of(in).h});
   return first >= h_.g_->size() ? all.t.clone() : h_.g_->run_block(first, h_.g_->size(), all, {0, 1}).t.clone();

@@ -120,17 +120,19 @@ class HostRuntime {
 // delay of the others. Throws if no link was measured.
 std::vector<LinkModel> planning_links(const std::vector<MeasuredLink>& links);
 
-// The images of a call of `images` that leave whole for their workers as the host starts image
-// i: at the start of each pass through the batch plan's image plans, that pass's whole images on
-// workers; none otherwise (nor does an earlier image send them on ahead). Not every pass's at
-// once: a worker computes in the order frames arrive, so a later pass's whole image would run
-// before this pass's split image, which the host needs now.
-std::vector<size_t> whole_images_leaving_at(const Plan& p, size_t images, size_t i);
-// The order in which the host runs images [begin, end) of one pass: its own and the split ones
-// first, then those workers compute whole (it only receives their results). A split image's
-// zones thus start once the host is free, not after the slowest worker's whole image (the
-// simulator's Sim::run_tail mirrors it).
-std::vector<size_t> host_order(const Plan& p, size_t begin, size_t end);
+// The images of a call of `images` that leave for their workers as the host starts image i: at
+// the start of each pass through the batch plan's image plans, that pass's images whose last
+// block a worker computes (finishing_worker: whole images, pipelined ones), in order; none
+// otherwise (nor does an earlier image send them on ahead). Not every pass's at once: a worker
+// computes in the order frames arrive, so a later pass's whole image would run before this
+// pass's split image, which the host needs now.
+std::vector<size_t> images_leaving_at(const Graph& g, const Plan& p, size_t images, size_t i);
+// The order in which the host finishes images [begin, end) of one pass: its own and the split
+// ones first, then those whose last block a worker computes (it only receives their results and
+// runs their tails). A split image's zones thus start once the host is free, not after the
+// slowest worker's whole image (the simulator's Sim::run_tail mirrors it). The host's zones of
+// a pipelined image come earlier, in pass order (Call::run).
+std::vector<size_t> host_order(const Graph& g, const Plan& p, size_t begin, size_t end);
 
 // Chrome trace-event JSON (Perfetto / chrome://tracing): one track per device.
 Json chrome_trace(const InferStats& st, int devices);

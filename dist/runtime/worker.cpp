@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 
@@ -53,6 +54,7 @@ class WorkerServer::Session {
   bool serve(Message& m);  // false: BYE
   void on_plan(const Message& m);
   void on_rows(const Message& m);
+  bool advance(uint64_t image);  // runs the image's ready stages; true: it is done here
   const Plan& plan_of(uint64_t image, const Json& meta);  // the image's plan (Plan::for_image)
   bool run_block(const Plan& p, uint64_t image, int b);       // false: an input row is missing
   bool run_tail_layer(const Plan& p, uint64_t image, int j);  // the same, for split tail layer j
@@ -72,6 +74,7 @@ class WorkerServer::Session {
   std::map<uint64_t, Stage> next_stage_;  // per image: the next stage to run
   std::map<uint64_t, std::vector<bool>> sent_;  // plan transfers already queued, per image
   std::map<uint64_t, size_t> image_plan_;  // per image: its Plan::image_plans index, as the host says
+  std::vector<uint64_t> arrival_;  // a batch plan's unfinished images, in the order they came
   // Compute spans not yet reported: each rides on the next frame out, whichever it is, so a
   // block that sends nothing still appears in the host's trace (bounded: a trace, not state).
   Json spans_ = Json::array();
@@ -426,6 +429,7 @@ void WorkerServer::Session::on_plan(const Message& m) {
   next_stage_.clear();
   sent_.clear();
   image_plan_.clear();
+  arrival_.clear();
   spans_ = Json::array();
 }
 
@@ -434,18 +438,32 @@ void WorkerServer::Session::on_rows(const Message& m) {
   const uint64_t image = m.id;
   if (!next_stage_.count(image) && next_stage_.size() >= kMaxImagesInFlight)
     throw ProtocolError("too many images in flight");
-  const Plan& p = plan_of(image, m.json);
+  plan_of(image, m.json);
   store_->put_wire(image, m.json, m.data);
+  if (plan_.image_plans.empty()) {
+    advance(image);
+    return;
+  }
+  // A batch plan with image plans: images in the order their first frames came, each to its
+  // last stage here before the next one starts, as the simulator's device timelines have them.
+  // A pipelined image's early zones, waiting for a halo, must not let a whole image that came
+  // after it take the CPU for a whole image's time.
+  if (std::find(arrival_.begin(), arrival_.end(), image) == arrival_.end()) arrival_.push_back(image);
+  while (!arrival_.empty() && advance(arrival_.front())) arrival_.erase(arrival_.begin());
+}
+
+bool WorkerServer::Session::advance(uint64_t image) {
+  const Plan& p = plan_of(image, Json());  // known: its first frame said
   Stage& s = next_stage_[image];
   while (s.index < p.stages() &&
          (p.is_tail(s) ? run_tail_layer(p, image, p.tail_layer(s)) : run_block(p, image, s.index)))
     s = s.next();
-  if (s.index == p.stages()) {
-    store_->drop(image);
-    next_stage_.erase(image);
-    sent_.erase(image);
-    image_plan_.erase(image);
-  }
+  if (s.index < p.stages()) return false;
+  store_->drop(image);
+  next_stage_.erase(image);
+  sent_.erase(image);
+  image_plan_.erase(image);
+  return true;
 }
 
 // A batch plan that runs some images whole (Plan::image_plans): the host's frames of an image
