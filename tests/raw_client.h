@@ -49,9 +49,10 @@ class RawClient {
   }
 
   // One frame with a valid checksum or, with `seal`, sealed with the next message of `tx`.
+  // `id`: the frame's id (a ROWS frame's image).
   std::vector<uint8_t> frame(dist::MsgType t, const std::string& json,
-                             const std::vector<uint8_t>& data = {}, bool seal = false) {
-    std::vector<uint8_t> f = dist::encode_header(t, 1, json, data.data(), data.size(),
+                             const std::vector<uint8_t>& data = {}, bool seal = false, uint64_t id = 1) {
+    std::vector<uint8_t> f = dist::encode_header(t, id, json, data.data(), data.size(),
                                                  seal ? dist::kFlagSealed : 0);
     const size_t h = f.size();
     f.insert(f.end(), json.begin(), json.end());
@@ -70,8 +71,8 @@ class RawClient {
     return f;
   }
   void send(dist::MsgType t, const std::string& json, const std::vector<uint8_t>& data = {},
-            bool seal = false) {
-    const auto f = frame(t, json, data, seal);
+            bool seal = false, uint64_t id = 1) {
+    const auto f = frame(t, json, data, seal, id);
     write(f.data(), f.size());
   }
 

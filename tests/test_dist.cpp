@@ -32,6 +32,7 @@
 #include "dist/runtime/palette_wire.h"
 #include "dist/runtime/sparse_wire.h"
 #include "dist/runtime/tcp.h"
+#include "tests/raw_client.h"
 #include "dist/runtime/worker.h"
 #include "dist/testbed/dilation.h"
 #include "models/zoo.h"
@@ -569,12 +570,37 @@ TEST_CASE("dist loopback: a batch's pipelined image runs early on two devices an
         if (sp.device == d && sp.image == image && sp.block < int(p.blocks.size())) s = {std::min(s.first, sp.t0_us), std::max(s.second, sp.t1_us)};
       return s;
     };
-    REQUIRE(span_of(2, first + 1).second > INT64_MIN);
-    REQUIRE(span_of(2, first + 3).first < INT64_MAX);
+    for (const auto& [d, image] : {std::pair{2, 1}, {2, 3}, {1, 0}, {1, 1}, {0, 1}, {0, 2}}) {
+      CAPTURE(d);
+      CAPTURE(image);
+      REQUIRE(span_of(d, first + uint64_t(image)).second > INT64_MIN);
+    }
     CHECK(span_of(2, first + 1).second <= span_of(2, first + 3).first);
     CHECK(span_of(1, first + 0).second <= span_of(1, first + 1).first);
     CHECK(span_of(0, first + 1).second <= span_of(0, first + 2).first);
   }
+  // Six images: a short second pass of a whole image on worker 1 and a pipelined one, which
+  // the host starts before it waits for worker 1's result.
+  images.push_back(ref::random_tensor(g->input, rng));
+  images.push_back(ref::random_tensor(g->input, rng));
+  InferStats st;
+  const auto got = host.infer(images, p, &st);
+  CHECK(st.faults == 0);
+  for (size_t i = 0; i < images.size(); ++i) CHECK(ref::bit_equal(got[i], g->forward(images[i])));
+  int64_t host_starts_5 = INT64_MAX, worker_ends_4 = 0;
+  uint64_t first = ~0ull;
+  for (const ComputeSpan& sp : st.spans) first = std::min(first, sp.image);
+  for (const ComputeSpan& sp : st.spans) {
+    if (sp.device == 0 && sp.image == first + 5) host_starts_5 = std::min(host_starts_5, sp.t0_us);
+    if (sp.device == 1 && sp.image == first + 4) worker_ends_4 = std::max(worker_ends_4, sp.t1_us);
+  }
+  REQUIRE(worker_ends_4 > 0);
+  CHECK(host_starts_5 < worker_ends_4);
+  // A pipelined image after a split one in a pass would wait at a worker behind it while the
+  // host waits for the split one: refused.
+  Plan bad = p;
+  bad.image_plans = {p.image_plans[2], early, p.image_plans[1], p.image_plans[0]};
+  CHECK_THROWS_AS(host.infer({images[0], images[1], images[2], images[3]}, bad, nullptr), std::invalid_argument);
 }
 
 TEST_CASE("dist loopback: a split FC tail (every device a slice of fc6..fc8) is exact, fp32 and fp16") {
@@ -2004,6 +2030,44 @@ TEST_CASE("dist cluster: --trace's predicted timeline goes beside the measured o
   CHECK(predicted_trace_path("out/run.v2.json") == "out/run.v2.predicted.json");
   CHECK(predicted_trace_path("trace") == "trace.predicted");
   CHECK(predicted_trace_path("./d.x/trace") == "./d.x/trace.predicted");
+}
+
+TEST_CASE("dist worker: a batch plan's images queued behind a waiting one count toward its in-flight limit") {
+  LocalWorkers w(1);
+  auto g = shared_synthetic("vgg16:32");
+  const Cluster c = estimated(*g, 2, "10gbit,0.01ms");
+  Plan p = make_plan(*g, c, Scheme::halp, 1);  // image plans: split, and whole on the worker
+  REQUIRE(p.devices == 2);
+  REQUIRE(p.blocks.front().zones[1].size() == 1);
+  const Plan split = p;
+  p.batch = 2;
+  p.image_plans = {split, whole_image_plan(*g, split, 1)};
+  simulate(*g, c, p);
+  test::RawClient cl(w.addrs[0], 5000);
+  REQUIRE(cl.handshake(Credentials{}, "\"model\":\"vgg16:32\",\"wire\":\"fp32\""));
+  Json msg = Json::object();
+  msg["plan"] = plan_to_wire(p);
+  msg["device"] = 1;
+  cl.send(MsgType::plan, msg.dump());
+  // Each image's first input row only: the worker's first zone needs more, so the first image
+  // waits and every later one queues behind it (a worker computes a batch plan's images in
+  // arrival order).
+  const int need = g->block_input_rows(p.blocks[0].first, p.blocks[0].last, p.blocks[0].zones[1][0]).end;
+  REQUIRE(need > 1);
+  const std::vector<uint8_t> row(size_t(g->input.w) * size_t(g->input.c) * 4, 0);
+  auto send_image = [&](uint64_t id) {
+    const std::string meta = "{\"image\":" + std::to_string(id) +
+                             ",\"node\":-1,\"row0\":0,\"rows\":1,\"wire\":\"fp32\",\"plan_image\":0}";
+    cl.send(MsgType::rows, meta, row, false, id);
+  };
+  for (uint64_t id = 1; id <= 16; ++id) send_image(id);
+  cl.send(MsgType::ping, "{}", {}, false, 99);
+  test::RawClient::Frame pong;
+  REQUIRE(cl.read(&pong));  // sixteen held: still served
+  CHECK(pong.h.type == MsgType::pong);
+  send_image(17);  // one too many: the worker hangs up instead of answering the next ping
+  cl.send(MsgType::ping, "{}", {}, false, 100);
+  CHECK_FALSE(cl.read(&pong));
 }
 
 TEST_CASE("dist worker: a host naming model after model cannot grow a worker without bound") {

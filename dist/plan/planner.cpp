@@ -454,18 +454,26 @@ Plan with_pipelined_image(const Graph& g, const Cluster& c, const Plan& p, int r
   if (p.scheme == Scheme::modnn || n < 2 || p.batch != rounds * n + 1 || splittable_tail(g) == 0) return best;
   std::vector<int> block_cuts;
   for (size_t b = 1; b < p.blocks.size(); ++b) block_cuts.push_back(p.blocks[b].first);
+  // The early zones' variants: HALP's host share around an even one (DPFP ignores it; with two
+  // devices the host computes them alone), tile-aligned or not where the model has tiles.
+  std::vector<double> shares{1.0};
+  if (p.scheme == Scheme::halp && n > 2) shares = {0.7, 0.85, 1.0, 1.15};
+  bool tiles = false;
+  for (int k = 0, end = g.spatial_end(); k < end && !tiles; ++k) tiles = g.node(k).layer->row_granule() > 1;
+  std::vector<bool> alignments{false};
+  if (tiles && n > 2) alignments.push_back(true);
   for (int deep = 1; deep < n; ++deep) {
     std::vector<size_t> keep;
     for (int d = 0; d < n; ++d)
       if (d != deep) keep.push_back(size_t(d));
+    Cluster sub = sub_cluster(c, keep);
     for (int at : candidate_cuts(g)) {
       std::vector<int> cuts = block_cuts;
       if (std::find(cuts.begin(), cuts.end(), at) == cuts.end()) cuts.push_back(at);
       std::sort(cuts.begin(), cuts.end());
       const int cut = int(std::find(cuts.begin(), cuts.end(), at) - cuts.begin()) + 1;  // a block index
-      for (bool aligned : {false, true})
-        for (double share : {0.7, 0.85, 1.0, 1.15}) {
-          Cluster sub = sub_cluster(c, keep);
+      for (bool aligned : alignments)
+        for (double share : shares) {
           sub.tile_aligned_zones = aligned;
           const Plan early =
               embed_plan(g, c, plan_with_cuts(g, sub, p.scheme, cuts, share / double(n - 1)), keep);

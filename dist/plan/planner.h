@@ -97,7 +97,7 @@ RowRange computable_rows(const Graph& g, int first, int last, RowRange want,
 
 // One step of a plan's execution, in order: stage b < blocks.size() is block b; stage
 // blocks.size() + j is tail layer j (its input is gathered to the host and, for a split tail
-// layer, sent on to the secondaries; not where one worker computes the image whole). A type of
+// layer, sent on to the secondaries; not where the finishing_worker keeps it). A type of
 // its own, so that a stage is never taken for a block or a tail layer index: Plan converts
 // between them.
 struct Stage {
@@ -147,9 +147,10 @@ struct Plan {
                                     // mean over a batch's image plans
   // A batch may run some of its images whole, each on one device: no halos and no recomputed
   // rows, so once a batch has an image per device that is the fastest use of them, and the
-  // images left over are split. image_plans[i] is image i's plan (the same blocks as this one;
-  // its own zones, tail split, slices and transfers; no image_plans of its own); empty: every
-  // image runs this plan. This plan's own zones are those a split image gets.
+  // images left over are split (or one is pipelined: pipelined_image_plan). image_plans[i] is
+  // image i's plan (the same blocks as this one; its own zones, tail split, slices and
+  // transfers; no image_plans of its own); empty: every image runs this plan. This plan's own
+  // zones are those a split (or the pipelined) image gets.
   std::vector<Plan> image_plans;
   const Plan& for_image(size_t i) const {
     return image_plans.empty() ? *this : image_plans[i % image_plans.size()];

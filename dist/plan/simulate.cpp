@@ -210,10 +210,11 @@ struct Sim {
   std::vector<double> cpu, up, down;  // per device: compute, uplink, downlink free times (ms)
   // A batch plan's images are simulated one after another, not in time order: a pipelined
   // image's early halos are simulated after a whole image's result that leaves much later.
-  // There a link's busy intervals are kept, and a frame takes the first gap that fits it (frames
-  // leave in the order they are ready, as the runtime sends them). Single-image plans keep the
-  // free times alone: their frames are simulated in time order, and the planner's search
-  // simulates hundreds of thousands of them.
+  // With image plans a link's busy intervals are kept, and a frame takes the first gap that fits
+  // it (frames leave in the order they are ready, as the runtime sends them). Plans without
+  // image plans keep the free times alone (the planner's search simulates hundreds of
+  // thousands of them): exact for one image, and for a batch of them pessimistic where a later
+  // image's frame could have gone earlier.
   using Intervals = std::vector<std::pair<double, double>>;
   std::vector<Intervals> up_busy = {}, down_busy = {};
 
@@ -299,10 +300,20 @@ struct Sim {
     };
     send_in_ready_order(direct);
     // Rows the host relays wait for their arrival from the owning secondary.
-    for (auto& [ready, t] : relayed)
+    relays_ready = 0;
+    for (auto& [ready, t] : relayed) {
       for (int y = t->rows.begin; y < t->rows.end; ++y) ready = std::max(ready, relay_ready[size_t(y)]);
+      relays_ready = std::max(relays_ready, ready);
+    }
     send_in_ready_order(relayed);
   }
+  // When the last row the host relays into the current block is here: the host's compute
+  // thread relays, so it starts its share of the block (or moves on) after that. Charged for
+  // batch plans with image plans, where it holds back the host's next image (a pipelined
+  // image's relays to its deep worker); not yet for single-image plans, whose planner tuning
+  // predates it.
+  double relays_ready = 0;
+  double host_free(double t) const { return p.image_plans.empty() ? t : std::max(t, relays_ready); }
 
   // Every device computes block b once its input is here.
   void compute_block(size_t b, const std::vector<double>& arrive) {
@@ -310,6 +321,7 @@ struct Sim {
     thread_local std::vector<int> own;
     if (bp.overlap) detail::owners(*v, g, int(b) - 1, own);
     for (size_t d = 0; d < size_t(p.devices); ++d) {
+      if (d == 0) cpu[0] = host_free(cpu[0]);
       if (bp.zones[d].empty()) {
         start_prev[d] = end_prev[d] = cpu[d];
         zone_rows_prev[d] = 0;

@@ -172,9 +172,11 @@ void HostRuntime::fault(int peer, const std::string& why, InferStats* st) {
 
 
 // One call of infer: the host's side of a plan for a batch of images, as device 0. Images run
-// pass by pass through the batch plan's image plans, in host_order; for each, blocks run in order, each after its input rows are here (sending what
-// other devices need as soon as it exists), then the split tail layers, then the rest of the
-// model on the host. A misbehaving worker throws WorkerFault.
+// pass by pass through the batch plan's image plans. For each image, its blocks run in order,
+// each after its input rows are here (sending what other devices need as soon as it exists),
+// then the split tail layers, then the rest of the model on the host; an image a worker
+// finishes has its blocks run in pass order and its tail last (host_order). A misbehaving
+// worker throws WorkerFault.
 class HostRuntime::Call {
  public:
   // `spares`: feature maps the last call of this plan left (FeatureStore).
@@ -234,6 +236,16 @@ HostRuntime::Call::Call(HostRuntime& h, const std::vector<Tensor>& images, const
     if (im.shape() != h_.g_->input) throw std::invalid_argument("image shape does not match the model");
   if (!plan.image_plans_match())
     throw std::invalid_argument("an image plan does not match the plan's devices and blocks");
+  // A worker computes a batch plan's images in the order their rows arrive, and a pipelined
+  // image's leave at the start of the pass: after a split image the host runs first, both
+  // would wait for the other's rows.
+  bool split_before = false;
+  for (const Plan& ip : plan.image_plans) {
+    const bool split = ip.sole_device() < 0, finished_by_worker = finishing_worker(*h.g_, ip) != 0;
+    if (split && finished_by_worker && split_before)
+      throw std::invalid_argument("a batch plan's pipelined image comes after a split one");
+    split_before = split_before || (split && !finished_by_worker);
+  }
   h_.next_image_ += images.size();
 }
 
@@ -259,8 +271,9 @@ void HostRuntime::Call::run(std::vector<Tensor>& out) {
   const size_t n = images_.size(), pass = std::max<size_t>(1, plan_.image_plans.size());
   for (size_t i = 0; i < n; ++i) store_.put(base_ + i, -1, {0, images_[i].h()}, images_[i].data());
   for (size_t start = 0; start < n; start += pass) {
-    // Images that run whole on a worker get theirs at the start of their pass through the image
-    // plans (at most kMaxWholeImages each): the host computes its own meanwhile. Split images'
+    // Images a worker finishes (whole on it, or pipelined) get their rows at the start of their
+    // pass through the image plans, in pass order (at most kMaxWholeImages whole images each):
+    // the host computes its own meanwhile. Split images'
     // rows go out one image ahead: a batch plan's first split image's at the start of the pass,
     // to wait at each worker behind its whole images; a plan without image plans', run_blocks.
     // Not more: a worker holds a split image until its last rows (kMaxImagesInFlight).
@@ -284,7 +297,9 @@ void HostRuntime::Call::run(std::vector<Tensor>& out) {
       if (batch && k + 1 < order.size() && split(order[k + 1])) send_ready(order[k + 1]);
       const size_t i = order[k];
       const bool worker_last = finishing_worker(g, plan_.for_image(i)) != 0;
-      run_early_blocks_before(worker_last ? i + 1 : i);
+      // A short last pass may list no image of the host's after a pipelined one: its early
+      // blocks then come before the host waits for any worker's result.
+      run_early_blocks_before(worker_last ? std::min(n, start + pass) : i);
       if (!worker_last) run_blocks(i);
       out[i] = finish_image(i);
       store_.drop(base_ + i);

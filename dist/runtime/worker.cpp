@@ -436,7 +436,9 @@ void WorkerServer::Session::on_plan(const Message& m) {
 void WorkerServer::Session::on_rows(const Message& m) {
   if (!have_plan_) throw ProtocolError("rows before a plan");
   const uint64_t image = m.id;
-  if (!next_stage_.count(image) && next_stage_.size() >= kMaxImagesInFlight)
+  // A batch plan's images wait in arrival_ before they have a next stage: both count.
+  const bool known = next_stage_.count(image) || image_plan_.count(image);
+  if (!known && std::max(next_stage_.size(), image_plan_.size()) >= kMaxImagesInFlight)
     throw ProtocolError("too many images in flight");
   plan_of(image, m.json);
   store_->put_wire(image, m.json, m.data);
