@@ -404,6 +404,13 @@ Cluster sub_cluster(const Cluster& c, const std::vector<size_t>& keep) {
   return sub;
 }
 
+// Whether a layer of the spatial part computes rows in tiles (Winograd): zones may then snap.
+bool has_row_tiles(const Graph& g) {
+  for (int n = 0, end = g.spatial_end(); n < end; ++n)
+    if (g.node(n).layer->row_granule() > 1) return true;
+  return false;
+}
+
 // The scheme's plan from zones at the speed shares and, where the model has Winograd layers,
 // from zones snapped to whole tiles, whichever is predicted faster. Snapping saves recomputed
 // tiles (VGG-16, 3 devices, predicted: DPFP -12% at 100 Mbit/s, MoDNN -12% at 1 Gbit/s), but
@@ -418,9 +425,7 @@ Plan plan_scheme(const Graph& g, const Cluster& c, Scheme s, int batch) {
   loose.tile_aligned_zones = false;
   aligned.tile_aligned_zones = true;
   Plan best = plan(loose);
-  bool tiles = false;
-  for (int n = 0, end = g.spatial_end(); n < end && !tiles; ++n) tiles = g.node(n).layer->row_granule() > 1;
-  if (!tiles) return best;
+  if (!has_row_tiles(g)) return best;
   Plan snapped = plan(aligned);
   if (snapped.predicted_ms < best.predicted_ms) best = std::move(snapped);
   return best;
@@ -458,10 +463,8 @@ Plan with_pipelined_image(const Graph& g, const Cluster& c, const Plan& p, int r
   // devices the host computes them alone), tile-aligned or not where the model has tiles.
   std::vector<double> shares{1.0};
   if (p.scheme == Scheme::halp && n > 2) shares = {0.7, 0.85, 1.0, 1.15};
-  bool tiles = false;
-  for (int k = 0, end = g.spatial_end(); k < end && !tiles; ++k) tiles = g.node(k).layer->row_granule() > 1;
   std::vector<bool> alignments{false};
-  if (tiles && n > 2) alignments.push_back(true);
+  if (has_row_tiles(g) && n > 2) alignments.push_back(true);
   for (int deep = 1; deep < n; ++deep) {
     std::vector<size_t> keep;
     for (int d = 0; d < n; ++d)
@@ -477,10 +480,11 @@ Plan with_pipelined_image(const Graph& g, const Cluster& c, const Plan& p, int r
           sub.tile_aligned_zones = aligned;
           const Plan early =
               embed_plan(g, c, plan_with_cuts(g, sub, p.scheme, cuts, share / double(n - 1)), keep);
-          Plan q = pipelined_image_plan(g, early, cut, deep);
+          const Plan piped = pipelined_image_plan(g, early, cut, deep);
+          Plan q = piped;
           q.batch = p.batch;
           for (int r = 0; r < rounds; ++r) q.image_plans.push_back(whole_image_plan(g, early, deep));
-          q.image_plans.push_back(pipelined_image_plan(g, early, cut, deep));
+          q.image_plans.push_back(piped);
           for (int d = 0; d < n; ++d)
             for (int r = 0; r < rounds && d != deep; ++r) q.image_plans.push_back(whole_image_plan(g, early, d));
           simulate(g, c, q);
@@ -688,6 +692,10 @@ int finishing_worker(const Graph& g, const Plan& p) {
     if (b.zones[d].size() == 1 && b.zones[d][0].begin == 0 && b.zones[d][0].end == h)
       return holds_whole_slice(g, p, 0, int(d)) ? int(d) : 0;
   return 0;
+}
+
+bool host_finishes_split(const Graph& g, const Plan& p) {
+  return p.sole_device() < 0 && finishing_worker(g, p) == 0;
 }
 
 Plan pipelined_image_plan(const Graph& g, const Plan& early, int cut, int deep) {

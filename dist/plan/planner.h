@@ -203,6 +203,9 @@ bool holds_whole_slice(const Graph& g, const Plan& p, int j, int d);
 // otherwise. The host gets only its result, after its other work, so the host finishes such an
 // image last in its pass.
 int finishing_worker(const Graph& g, const Plan& p);
+// Whether the image is split among devices and finished by the host (no finishing_worker): a
+// batch's split image, whose rows leave one image ahead rather than at the start of a pass.
+bool host_finishes_split(const Graph& g, const Plan& p);
 
 // A batch's leftover image pipelined (Plan::image_plans): blocks [0, cut) split among every
 // device but `deep`, as a plan for those devices alone (`early`, embedded) zones them; blocks

@@ -425,8 +425,7 @@ struct Sim {
         for (int i = start; i < std::min(p.batch, start + pass); ++i) {
           img = i;
           v = &p.for_image(size_t(i));
-          const bool leaves = finishing_worker(g, *v) != 0;
-          if (split ? leaves || v->sole_device() >= 0 : !leaves) continue;
+          if (split ? !host_finishes_split(g, *v) : finishing_worker(g, *v) == 0) continue;
           send_block_inputs(0, inputs_first[size_t(i)]);
           if (split) break;  // the pass's first split image only
         }

@@ -241,10 +241,10 @@ HostRuntime::Call::Call(HostRuntime& h, const std::vector<Tensor>& images, const
   // would wait for the other's rows.
   bool split_before = false;
   for (const Plan& ip : plan.image_plans) {
-    const bool split = ip.sole_device() < 0, finished_by_worker = finishing_worker(*h.g_, ip) != 0;
-    if (split && finished_by_worker && split_before)
+    const bool pipelined = ip.sole_device() < 0 && finishing_worker(*h.g_, ip) != 0;
+    if (pipelined && split_before)
       throw std::invalid_argument("a batch plan's pipelined image comes after a split one");
-    split_before = split_before || (split && !finished_by_worker);
+    split_before = split_before || host_finishes_split(*h.g_, ip);
   }
   h_.next_image_ += images.size();
 }
@@ -280,9 +280,7 @@ void HostRuntime::Call::run(std::vector<Tensor>& out) {
     const Graph& g = *h_.g_;
     for (size_t i : images_leaving_at(g, plan_, n, start)) send_ready(i);
     const std::vector<size_t> order = host_order(g, plan_, start, std::min(n, start + pass));
-    auto split = [&](size_t i) {
-      return plan_.for_image(i).sole_device() < 0 && !finishing_worker(g, plan_.for_image(i));
-    };
+    auto split = [&](size_t i) { return host_finishes_split(g, plan_.for_image(i)); };
     const bool batch = !plan_.image_plans.empty();
     if (const auto first = std::find_if(order.begin(), order.end(), split); batch && first != order.end())
       send_ready(*first);
